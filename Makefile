@@ -1,0 +1,31 @@
+# Developer entry points. `make run` starts the whole system; `make test` runs every test.
+SHELL := /bin/bash
+UV := $(shell command -v uv 2>/dev/null)
+ifeq ($(UV),)
+UV := python3 -m uv
+endif
+PY := .venv/bin/python
+
+.PHONY: setup run test lint schemas bench clean
+
+setup: ## install uv (if missing) and every package of the workspace from the lock file
+	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	@$(UV) sync --frozen --quiet
+
+run: setup ## migrate and start every service's api + worker and the Telegram emulator
+	@$(PY) deploy/local/stack.py
+
+test: setup ## run the whole test suite against local Postgres/RabbitMQ/Redis
+	@$(PY) deploy/local/check_infra.py
+	@$(PY) -m pytest $(PYTEST_ARGS)
+	@$(UV) run --frozen lint-imports
+
+lint: setup
+	@$(UV) run --frozen ruff check .
+	@$(UV) run --frozen lint-imports
+
+schemas: setup ## regenerate the committed JSON Schemas of the contracts
+	@$(PY) -m contracts.schemas
+
+clean:
+	rm -rf .run .pytest_cache

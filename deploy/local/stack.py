@@ -1,0 +1,245 @@
+"""Runs the whole system locally: checks infrastructure, migrates, starts every process.
+
+`python deploy/local/stack.py run` is what `make run` calls; the end-to-end tests use the same
+`Stack` class, so they start the system exactly as a developer does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+ROOT = Path(__file__).resolve().parents[2]
+SERVICES = {"gateway": 8000, "billing": 8101, "provisioner": 8102, "tickets": 8103,
+            "telegram": 8104}
+EMULATOR_PORT = 8081
+
+HOW_TO_START = {
+    "PostgreSQL": "start it with `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) "
+                  "main start`, or `docker compose up -d postgres`",
+    "RabbitMQ": "start it with `rabbitmq-server -detached`, or `docker compose up -d rabbitmq`",
+    "Redis": "start it with `redis-server --daemonize yes --port 6379 --save ''`, or "
+             "`docker compose up -d redis`",
+}
+
+
+def default_env(port_offset: int = 0, db_name: str = "vpn", redis_db: int = 0,
+                broker_prefix: str = "") -> dict[str, str]:
+    """Environment for a local stack (no secrets needed: sandbox adapters and the emulator)."""
+    env = {
+        "APP_ENV": "development",
+        "DATABASE_URL": f"postgresql://postgres@127.0.0.1:5432/{db_name}",
+        "RABBITMQ_URL": "amqp://guest:guest@127.0.0.1:5672/",
+        "REDIS_URL": f"redis://127.0.0.1:6379/{redis_db}",
+        "BROKER_PREFIX": broker_prefix,
+        "JOBS_PREFIX": f"bull{broker_prefix.rstrip('.')}" if broker_prefix else "bull",
+        "TELEGRAM_API_BASE": f"http://127.0.0.1:{EMULATOR_PORT + port_offset}",
+        "TELEGRAM_BOT_TOKEN": "123456:TEST-TOKEN",
+        "TELEGRAM_SUPPORT_CHAT_ID": "-1001000000001",
+        "TELEGRAM_OPERATOR_IDS": "1001,1002",
+        "EMULATOR_FORUM_CHAT_IDS": "-1001000000001",
+        "PAYMENT_PROVIDER": "sandbox",
+        "VPN_BACKEND": "sandbox",
+    }
+    for name, port in SERVICES.items():
+        env[f"{name.upper()}_PORT"] = str(port + port_offset)
+        if name != "gateway":
+            env[f"{name.upper()}_URL"] = f"http://127.0.0.1:{port + port_offset}"
+    env["APP_BASE_URL"] = f"http://127.0.0.1:{SERVICES['gateway'] + port_offset}"
+    return env
+
+
+def _reachable(url: str, default_port: int) -> bool:
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or default_port),
+                                      timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def check_infra(env: dict[str, str]) -> list[str]:
+    """Names and fixes of the infrastructure that is not reachable (empty when all is up)."""
+    problems = []
+    for name, url, port in (("PostgreSQL", env["DATABASE_URL"], 5432),
+                            ("RabbitMQ", env["RABBITMQ_URL"], 5672),
+                            ("Redis", env["REDIS_URL"], 6379)):
+        if not _reachable(url, port):
+            parts = urlsplit(url)
+            problems.append(f"{name} is not reachable at {parts.hostname}:{parts.port or port}: "
+                            f"{HOW_TO_START[name]}")
+    return problems
+
+
+def ensure_database(env: dict[str, str]) -> None:
+    """Create the database named in DATABASE_URL if it does not exist."""
+    import asyncpg
+
+    url = env["DATABASE_URL"]
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+
+    async def main():
+        admin = url.replace(f"/{name}", "/postgres", 1) if name else url
+        conn = await asyncpg.connect(admin)
+        try:
+            if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+                await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(main())
+
+
+@dataclass
+class Stack:
+    env: dict[str, str]
+    log_dir: Path = ROOT / ".run" / "logs"
+    with_emulator: bool = True
+    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    def full_env(self) -> dict[str, str]:
+        return {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
+
+    def migrate(self) -> None:
+        ensure_database(self.env)
+        env = self.full_env()
+        for name in SERVICES:  # sequential: bootstrap takes a lock, migrations are quick
+            subprocess.run([sys.executable, "-m", name, "migrate"], env=env, check=True,
+                           cwd=ROOT, stdout=subprocess.DEVNULL)
+
+    def start_process(self, name: str, argv: list[str]) -> subprocess.Popen:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_dir / f"{name}.log", "ab")
+        proc = subprocess.Popen(argv, env=self.full_env(), cwd=ROOT, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs[name] = proc
+        return proc
+
+    def start_emulator(self) -> None:
+        port = int(urlsplit(self.env["TELEGRAM_API_BASE"]).port or EMULATOR_PORT)
+        self.start_process("telegram-emulator", [sys.executable, "-m", "fakes.telegram",
+                                                 "--host", "127.0.0.1", "--port", str(port)])
+
+    def start_service(self, name: str, role: str) -> subprocess.Popen:
+        return self.start_process(f"{name}-{role}", [sys.executable, "-m", name, role])
+
+    def start(self) -> None:
+        if self.with_emulator:
+            self.start_emulator()
+        for name in SERVICES:
+            self.start_service(name, "api")
+            self.start_service(name, "worker")
+        self.wait_ready()
+        if self.with_emulator:
+            self.wait_http(self.env["TELEGRAM_API_BASE"] + "/_emulator/stats")
+        subprocess.run([sys.executable, "-m", "telegram", "set-webhook"], env=self.full_env(),
+                       cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+
+    def api_url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.env[f'{name.upper()}_PORT']}"
+
+    def wait_http(self, url: str, timeout: float = 60) -> None:
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            try:
+                r = httpx.get(url, timeout=2)
+                if r.status_code == 200:
+                    return
+                last = f"HTTP {r.status_code}: {r.text[:200]}"
+            except httpx.HTTPError as exc:
+                last = str(exc)
+            self.raise_if_dead()
+            time.sleep(0.2)
+        raise TimeoutError(f"{url} not ready: {last}")
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        for name in SERVICES:
+            self.wait_http(self.api_url(name) + "/readyz", timeout)
+
+    def raise_if_dead(self) -> None:
+        for name, proc in self.procs.items():
+            if proc.poll() is not None:
+                tail = (self.log_dir / f"{name}.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"{name} exited with {proc.returncode}:\n{tail}")
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        proc = self.procs.pop(name)
+        proc.send_signal(sig)
+        proc.wait(timeout=30)
+
+    def stop(self, timeout: float = 15) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.procs.clear()
+
+
+def main() -> int:
+    env = {**default_env(), **{k: v for k, v in os.environ.items() if k in default_env()}}
+    problems = check_infra(env)
+    if problems:
+        sys.stderr.write("Cannot start: infrastructure is missing.\n")
+        for p in problems:
+            sys.stderr.write(f"  - {p}\n")
+        return 2
+    with_emulator = "TELEGRAM_API_BASE" not in os.environ
+    stack = Stack(env, with_emulator=with_emulator)
+    sys.stdout.write("Migrating schemas...\n")
+    stack.migrate()
+    sys.stdout.write("Starting services...\n")
+    try:
+        stack.start()
+    except Exception as exc:
+        stack.stop()
+        sys.stderr.write(f"Startup failed: {exc}\nLogs: {stack.log_dir}\n")
+        return 1
+    gw = stack.api_url("gateway")
+    sys.stdout.write(
+        f"\nAll services are up.\n  Gateway (web + API): {gw}\n  API docs: {gw}/api/v1/docs\n"
+        f"  Telegram emulator: {env['TELEGRAM_API_BASE']}/_emulator/calls\n"
+        f"  Logs: {stack.log_dir}\nPress Ctrl-C to stop.\n")
+    stop = {"now": False}
+    signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+    try:
+        while not stop["now"]:
+            time.sleep(1)
+            for name, proc in list(stack.procs.items()):
+                if proc.poll() is not None:
+                    sys.stderr.write(f"{name} exited ({proc.returncode}); restarting\n")
+                    role = name.rsplit("-", 1)
+                    if name == "telegram-emulator":
+                        stack.start_emulator()
+                    else:
+                        stack.start_service(role[0], role[1])
+    except KeyboardInterrupt:
+        pass
+    sys.stdout.write("Stopping...\n")
+    stack.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    if shutil.which("uv") is None and "VIRTUAL_ENV" not in os.environ:
+        sys.stderr.write("Run through `make run` so the environment is set up.\n")
+    sys.exit(main())

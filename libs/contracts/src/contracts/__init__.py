@@ -1,0 +1,11 @@
+"""Versioned integration-event contracts: the only code services share about each other.
+
+A released contract is frozen: adding an optional field is allowed, anything else is a new
+version published side by side. `libs/contracts/schemas/` holds the committed JSON Schemas and
+the tests compare them with the models.
+"""
+
+from contracts.envelope import Envelope, EventPayload, make_envelope, parse_payload, registry
+from contracts import billing, identity, provisioning, telegram, tickets  # noqa: F401  (registers)
+
+__all__ = ["Envelope", "EventPayload", "make_envelope", "parse_payload", "registry"]

@@ -1,0 +1,74 @@
+"""billing.* events, produced by the billing service."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel
+
+from contracts.common import Money
+from contracts.envelope import EventPayload
+
+
+class PlanSnapshot(BaseModel):
+    plan_id: str
+    name: str
+    duration_days: int
+    max_devices: int
+    price_usd: Money
+
+
+class InvoiceCreatedV1(EventPayload):
+    event_type = "billing.invoice.created"
+    invoice_id: str
+    user_id: str
+    plan_id: str
+    amount_usd: Money
+    asset: str
+    network: str
+    amount_asset: Money
+    rate_locked_until: datetime
+    provider: str
+
+
+class PaymentDetectedV1(EventPayload):
+    event_type = "billing.payment.detected"
+    invoice_id: str
+    payment_id: str
+    user_id: str
+    txid: str | None
+    amount_asset: Money
+    asset: str
+    network: str
+    detected_at: datetime
+
+
+class InvoicePaidV1(EventPayload):
+    event_type = "billing.invoice.paid"
+    invoice_id: str
+    user_id: str
+    plan: PlanSnapshot
+    amount_usd: Money
+    asset: str
+    network: str
+    amount_asset: Money
+    amount_paid_asset: Money
+    paid_at: datetime
+
+
+class InvoiceExpiredV1(EventPayload):
+    event_type = "billing.invoice.expired"
+    invoice_id: str
+    user_id: str
+    amount_received_asset: Money
+    expired_at: datetime
+
+
+class InvoiceRefundedV1(EventPayload):
+    event_type = "billing.invoice.refunded"
+    invoice_id: str
+    user_id: str
+    plan: PlanSnapshot
+    reason: str
+    refunded_at: datetime
+    actor_id: str | None = None

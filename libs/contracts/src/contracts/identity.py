@@ -1,0 +1,31 @@
+"""identity.* events, produced by the gateway."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from contracts.common import Role
+from contracts.envelope import EventPayload
+
+
+class UserRegisteredV1(EventPayload):
+    event_type = "identity.user.registered"
+    user_id: str
+    email: str
+    role: Role
+    registered_at: datetime
+
+
+class UserBlockedV1(EventPayload):
+    event_type = "identity.user.blocked"
+    user_id: str
+    blocked_at: datetime
+    actor_id: str | None = None
+    reason: str | None = None
+
+
+class UserUnblockedV1(EventPayload):
+    event_type = "identity.user.unblocked"
+    user_id: str
+    unblocked_at: datetime
+    actor_id: str | None = None

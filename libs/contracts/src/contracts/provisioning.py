@@ -1,0 +1,70 @@
+"""provisioning.* events, produced by the provisioner."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from contracts.envelope import EventPayload
+
+
+class SubscriptionActivatedV1(EventPayload):
+    event_type = "provisioning.subscription.activated"
+    subscription_id: str
+    user_id: str
+    plan_id: str
+    invoice_id: str | None
+    started_at: datetime
+    expires_at: datetime
+    max_devices: int
+
+
+class SubscriptionExtendedV1(EventPayload):
+    event_type = "provisioning.subscription.extended"
+    subscription_id: str
+    user_id: str
+    invoice_id: str | None
+    previous_expires_at: datetime
+    expires_at: datetime
+    days_added: int
+    reason: str
+
+
+class SubscriptionExpiringV1(EventPayload):
+    event_type = "provisioning.subscription.expiring"
+    subscription_id: str
+    user_id: str
+    expires_at: datetime
+    days_left: int
+
+
+class SubscriptionExpiredV1(EventPayload):
+    event_type = "provisioning.subscription.expired"
+    subscription_id: str
+    user_id: str
+    expired_at: datetime
+
+
+class SubscriptionSuspendedV1(EventPayload):
+    event_type = "provisioning.subscription.suspended"
+    subscription_id: str
+    user_id: str
+    reason: str
+    suspended_at: datetime
+
+
+class SubscriptionResumedV1(EventPayload):
+    event_type = "provisioning.subscription.resumed"
+    subscription_id: str
+    user_id: str
+    expires_at: datetime
+    resumed_at: datetime
+
+
+class ProvisionFailedV1(EventPayload):
+    event_type = "provisioning.provision.failed"
+    invoice_id: str
+    user_id: str
+    subscription_id: str | None
+    error: str
+    attempts: int
+    failed_at: datetime

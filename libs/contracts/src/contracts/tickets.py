@@ -1,0 +1,67 @@
+"""tickets.* events, produced by the tickets service.
+
+`seq` increases by one with every event of a ticket, so consumers can apply them in order.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel
+
+from contracts.common import AuthorRole, MessageOrigin, TicketSource, TicketStatus
+from contracts.envelope import EventPayload
+
+
+class TicketMessage(BaseModel):
+    message_id: str
+    author_role: AuthorRole
+    origin: MessageOrigin
+    body: str
+    created_at: datetime
+
+
+class TicketOpenedV1(EventPayload):
+    event_type = "tickets.ticket.opened"
+    ticket_id: str
+    user_id: str
+    subject: str
+    source: TicketSource
+    status: TicketStatus
+    message: TicketMessage
+    seq: int
+    opened_at: datetime
+    user_label: str | None = None
+
+
+class MessageAddedV1(EventPayload):
+    event_type = "tickets.message.added"
+    ticket_id: str
+    user_id: str
+    subject: str
+    message_id: str
+    author_role: AuthorRole
+    origin: MessageOrigin
+    body: str
+    created_at: datetime
+    ticket_status: TicketStatus
+    seq: int
+
+
+class TicketStatusChangedV1(EventPayload):
+    event_type = "tickets.ticket.status_changed"
+    ticket_id: str
+    user_id: str
+    from_status: TicketStatus
+    to_status: TicketStatus
+    changed_at: datetime
+    seq: int
+
+
+class TicketClosedV1(EventPayload):
+    event_type = "tickets.ticket.closed"
+    ticket_id: str
+    user_id: str
+    closed_by_role: str
+    closed_at: datetime
+    seq: int

@@ -1,0 +1,1159 @@
+"""Telegram Bot API emulator: a real HTTP server standing in for api.telegram.org.
+
+Owns the fake side of the Telegram integration and nothing else:
+
+* the Bot API wire protocol: ``GET``/``POST /bot{token}/{method}`` with parameters as a JSON body,
+  a form body (urlencoded or multipart) or a query string, answering with Telegram's envelope
+  ``{"ok": true, "result": ...}`` / ``{"ok": false, "error_code": ..., "description": ...}``;
+* an in-memory world: per-chat message ids, forum topics, the registered webhook and a log of
+  every successful call;
+* webhook delivery: updates injected by tests are POSTed with httpx to the URL registered with
+  ``setWebhook``, carrying ``X-Telegram-Bot-Api-Secret-Token`` like the real platform;
+* a control API under ``/_emulator`` (no token) for tests: call log, topics, stored messages,
+  fault injection (429 with ``retry_after``, 5xx), update injection, reset.
+
+Chats: ids listed in ``EMULATOR_FORUM_CHAT_IDS`` are forum supergroups; any other negative id is
+a plain (non-forum) group - ``supergroup`` for ``-100...`` ids, ``group`` otherwise, as on the
+real platform; positive ids are private chats. Any chat id is accepted. Message ids increase per
+chat; a forum topic's ``message_thread_id`` is the id of its "topic created" service message and
+id 1 is reserved for the General topic of a forum, as on the real platform.
+
+Run it: ``python -m fakes.telegram --host 127.0.0.1 --port 8081``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import copy
+import itertools
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from email.parser import BytesParser
+from email.policy import HTTP
+from http import HTTPStatus
+from typing import Any, Literal
+from urllib.parse import parse_qsl, urlsplit
+
+import httpx
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+__all__ = ["EmulatorConfig", "TelegramEmulator", "create_app", "main"]
+
+log = logging.getLogger("fakes.telegram")
+
+DEFAULT_TOKEN = "123456:TEST-TOKEN"
+DEFAULT_BOT_USERNAME = "vpn_support_bot"
+DEFAULT_FORUM_CHAT_IDS: tuple[int, ...] = (-1001000000001,)
+
+SECRET_TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
+MAX_TEXT_LENGTH = 4096
+MAX_TOPIC_NAME_LENGTH = 128
+# The only icon colours createForumTopic accepts (Bot API docs).
+TOPIC_ICON_COLORS = frozenset({7322096, 16766590, 13338331, 9367192, 16749490, 16478047})
+DEFAULT_TOPIC_ICON_COLOR = 7322096
+PARSE_MODES = {"html": "HTML", "markdown": "Markdown", "markdownv2": "MarkdownV2"}
+SUPERGROUP_ID_LIMIT = -1_000_000_000_000  # "-100..." ids belong to supergroups/channels
+GENERAL_TOPIC_ID = 1
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+def _parse_chat_ids(raw: str) -> frozenset[int]:
+    return frozenset(int(part) for part in raw.replace(" ", "").split(",") if part)
+
+
+@dataclass(frozen=True)
+class EmulatorConfig:
+    """Static settings of one emulator instance."""
+
+    token: str = DEFAULT_TOKEN
+    bot_username: str = DEFAULT_BOT_USERNAME
+    forum_chat_ids: frozenset[int] = frozenset(DEFAULT_FORUM_CHAT_IDS)
+    bot_first_name: str = "VPN Support"
+    webhook_timeout: float = 10.0
+
+    @property
+    def bot_id(self) -> int:
+        prefix = self.token.split(":", 1)[0]
+        return int(prefix) if prefix.isdigit() else 1
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> EmulatorConfig:
+        env = os.environ if env is None else env
+        forum_raw = env.get("EMULATOR_FORUM_CHAT_IDS")
+        return cls(
+            token=env.get("TELEGRAM_BOT_TOKEN") or DEFAULT_TOKEN,
+            bot_username=env.get("EMULATOR_BOT_USERNAME") or DEFAULT_BOT_USERNAME,
+            forum_chat_ids=(
+                _parse_chat_ids(forum_raw)
+                if forum_raw is not None
+                else frozenset(DEFAULT_FORUM_CHAT_IDS)
+            ),
+        )
+
+
+# --------------------------------------------------------------------------- errors & params
+
+
+class BotApiError(Exception):
+    """A Bot API error answer: HTTP status = error_code, Telegram-style description."""
+
+    def __init__(
+        self, status: int, description: str, parameters: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(description)
+        self.status = status
+        self.description = description
+        self.parameters = parameters
+
+    def body(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "ok": False,
+            "error_code": self.status,
+            "description": self.description,
+        }
+        if self.parameters is not None:
+            out["parameters"] = self.parameters
+        return out
+
+
+def bad_request(reason: str) -> BotApiError:
+    return BotApiError(400, f"Bad Request: {reason}")
+
+
+def _as_int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d+\s*", value):
+        return int(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def _as_bool(value: Any) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return value != 0
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in {"true", "1", "yes", "on"}:
+            return True
+        if lowered in {"false", "0", "no", "off", ""}:
+            return False
+    return None
+
+
+class Params:
+    """Method parameters as received, plus the coerced values the handlers read.
+
+    Form and query parameters are strings (objects arrive JSON-serialised, as the Bot API
+    allows); reading a parameter through a typed getter coerces it and the coerced value is what
+    ends up in the call log.
+    """
+
+    def __init__(self, raw: Mapping[str, Any]) -> None:
+        self.raw = dict(raw)
+        self.clean: dict[str, Any] = dict(raw)
+
+    def _get(self, name: str) -> Any:
+        value = self.raw.get(name)
+        return None if value is None else value
+
+    def get_int(self, name: str, *, required: bool = False) -> int | None:
+        value = self._get(name)
+        if value is None or value == "":
+            if required:
+                raise bad_request(f"{name} is empty")
+            return None
+        number = _as_int(value)
+        if number is None:
+            raise bad_request(f"invalid {name} specified")
+        self.clean[name] = number
+        return number
+
+    def get_chat_id(self) -> int:
+        value = self._get("chat_id")
+        if value is None or value == "":
+            raise bad_request("chat_id is empty")
+        number = _as_int(value)
+        if number is None:  # "@username" chats are unknown to the emulator
+            raise bad_request("chat not found")
+        self.clean["chat_id"] = number
+        return number
+
+    def get_str(self, name: str) -> str | None:
+        value = self._get(name)
+        if value is None:
+            return None
+        if isinstance(value, (dict, list)):
+            raise bad_request(f"invalid {name} specified")
+        text = value if isinstance(value, str) else json.dumps(value)
+        self.clean[name] = text
+        return text
+
+    def get_bool(self, name: str) -> bool | None:
+        value = self._get(name)
+        if value is None:
+            return None
+        flag = _as_bool(value)
+        if flag is None:
+            raise bad_request(f"invalid {name} specified")
+        self.clean[name] = flag
+        return flag
+
+    def _get_json(self, name: str, kind: type, what: str) -> Any:
+        value = self._get(name)
+        if value is None or value == "":
+            return None
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                raise bad_request(f"can't parse {what} JSON object") from None
+        if not isinstance(value, kind):
+            raise bad_request(f"can't parse {what} JSON object")
+        self.clean[name] = value
+        return value
+
+    def get_obj(self, name: str) -> dict[str, Any] | None:
+        return self._get_json(name, dict, name.replace("_", " "))
+
+    def get_list(self, name: str) -> list[Any] | None:
+        return self._get_json(name, list, name.replace("_", " "))
+
+
+def _utf16_len(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+# --------------------------------------------------------------------------- state
+
+
+@dataclass
+class Topic:
+    chat_id: int
+    message_thread_id: int
+    name: str
+    icon_color: int
+    icon_custom_emoji_id: str | None = None
+    closed: bool = False
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "chat_id": self.chat_id,
+            "message_thread_id": self.message_thread_id,
+            "name": self.name,
+            "closed": self.closed,
+        }
+
+
+@dataclass
+class CallRecord:
+    seq: int
+    method: str
+    params: dict[str, Any]
+    result: Any
+    time: float
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "method": self.method,
+            "params": self.params,
+            "result": self.result,
+            "time": self.time,
+        }
+
+
+@dataclass
+class Fault:
+    id: int
+    status: int
+    retry_after: int
+    methods: frozenset[str] | None  # lower-cased method names; None = every method
+    remaining: int | None = None
+    until: float | None = None  # time.monotonic() deadline
+    description: str | None = None
+
+    def active(self, now: float) -> bool:
+        if self.remaining is not None:
+            return self.remaining > 0
+        return self.until is not None and now < self.until
+
+    def matches(self, method: str) -> bool:
+        return self.methods is None or method.lower() in self.methods
+
+    def error(self) -> BotApiError:
+        if self.status == 429:
+            return BotApiError(
+                429,
+                self.description or f"Too Many Requests: retry after {self.retry_after}",
+                {"retry_after": self.retry_after},
+            )
+        try:
+            phrase = HTTPStatus(self.status).phrase
+        except ValueError:
+            phrase = "Error"
+        return BotApiError(self.status, self.description or phrase)
+
+    def public(self, now: float) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "status": self.status,
+            "retry_after": self.retry_after,
+            "methods": sorted(self.methods) if self.methods is not None else None,
+            "remaining": self.remaining,
+            "seconds_left": max(0.0, self.until - now) if self.until is not None else None,
+        }
+
+
+@dataclass
+class Webhook:
+    url: str = ""
+    secret_token: str | None = None
+    allowed_updates: list[str] | None = None
+    max_connections: int = 40
+    last_error_date: int | None = None
+    last_error_message: str | None = None
+
+
+@dataclass
+class KnownUser:
+    first_name: str
+    last_name: str | None = None
+    username: str | None = None
+
+
+@dataclass
+class EmulatorState:
+    """Everything one emulator instance remembers; reset() forgets it."""
+
+    calls: list[CallRecord] = field(default_factory=list)
+    seq: int = 0
+    failed: int = 0
+    topics: dict[int, dict[int, Topic]] = field(default_factory=dict)
+    messages: dict[int, dict[int, dict[str, Any]]] = field(default_factory=dict)
+    last_message_id: dict[int, int] = field(default_factory=dict)
+    chat_types: dict[int, str] = field(default_factory=dict)
+    users: dict[int, KnownUser] = field(default_factory=dict)
+    faults: list[Fault] = field(default_factory=list)
+    fault_ids: itertools.count = field(default_factory=lambda: itertools.count(1))
+    last_update_id: int = 0
+    deliveries: list[dict[str, Any]] = field(default_factory=list)
+    webhook: Webhook = field(default_factory=Webhook)
+
+
+Handler = Callable[["TelegramEmulator", Params], Any]
+
+
+class TelegramEmulator:
+    """The emulated platform: Bot API methods, update building and fault injection."""
+
+    def __init__(self, config: EmulatorConfig) -> None:
+        self.config = config
+        self.state = EmulatorState()
+        # Handlers never await while holding the lock, so one asyncio.Lock serialises every
+        # read-modify-write of the state (fault budgets, counters, topics) without deadlocks.
+        self.lock = asyncio.Lock()
+
+    # ----------------------------------------------------------------- world helpers
+
+    def bot_user(self) -> dict[str, Any]:
+        return {
+            "id": self.config.bot_id,
+            "is_bot": True,
+            "first_name": self.config.bot_first_name,
+            "username": self.config.bot_username,
+        }
+
+    def is_forum(self, chat_id: int) -> bool:
+        return chat_id in self.config.forum_chat_ids
+
+    def chat_type(self, chat_id: int) -> str:
+        if chat_id in self.state.chat_types:
+            return self.state.chat_types[chat_id]
+        if self.is_forum(chat_id) or chat_id <= SUPERGROUP_ID_LIMIT:
+            return "supergroup"
+        return "group" if chat_id < 0 else "private"
+
+    def chat(self, chat_id: int) -> dict[str, Any]:
+        kind = self.chat_type(chat_id)
+        out: dict[str, Any] = {"id": chat_id}
+        if kind == "private":
+            user = self.state.users.get(chat_id)
+            out["first_name"] = user.first_name if user else f"User {chat_id}"
+            if user and user.last_name:
+                out["last_name"] = user.last_name
+            if user and user.username:
+                out["username"] = user.username
+        else:
+            out["title"] = f"Forum {chat_id}" if self.is_forum(chat_id) else f"Group {chat_id}"
+            if self.is_forum(chat_id):
+                out["is_forum"] = True
+        out["type"] = kind
+        return out
+
+    def next_message_id(self, chat_id: int) -> int:
+        start = GENERAL_TOPIC_ID if self.is_forum(chat_id) else 0
+        value = max(self.state.last_message_id.get(chat_id, start), start) + 1
+        self.state.last_message_id[chat_id] = value
+        return value
+
+    def store_message(self, chat_id: int, message: dict[str, Any]) -> None:
+        message_id = message["message_id"]
+        self.state.messages.setdefault(chat_id, {})[message_id] = message
+        if message_id > self.state.last_message_id.get(chat_id, 0):
+            self.state.last_message_id[chat_id] = message_id
+
+    def find_message(self, chat_id: int, message_id: int) -> dict[str, Any] | None:
+        return self.state.messages.get(chat_id, {}).get(message_id)
+
+    def topic(self, chat_id: int, thread_id: int) -> Topic:
+        found = self.state.topics.get(chat_id, {}).get(thread_id)
+        if found is None:
+            raise bad_request("message thread not found")
+        return found
+
+    def forum_chat_id(self, params: Params) -> int:
+        chat_id = params.get_chat_id()
+        if not self.is_forum(chat_id):
+            raise bad_request("the chat is not a forum")
+        return chat_id
+
+    @staticmethod
+    def quoted(message: dict[str, Any]) -> dict[str, Any]:
+        """A stored message as it appears inside ``reply_to_message`` (one level deep)."""
+        out = copy.deepcopy(message)
+        out.pop("reply_to_message", None)
+        return out
+
+    def build_message(
+        self,
+        chat_id: int,
+        sender: dict[str, Any],
+        text: str,
+        *,
+        thread_id: int | None,
+        reply_to: dict[str, Any] | None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        forum = self.is_forum(chat_id)
+        if forum and thread_id is None and reply_to and reply_to.get("is_topic_message"):
+            thread_id = reply_to.get("message_thread_id")  # replies stay in the topic
+        message: dict[str, Any] = {"message_id": self.next_message_id(chat_id)}
+        if thread_id is not None:
+            message["message_thread_id"] = thread_id
+        message["from"] = sender
+        message["chat"] = self.chat(chat_id)
+        message["date"] = int(time.time())
+        if forum and thread_id is not None:
+            message["is_topic_message"] = True
+        if reply_to is not None:
+            message["reply_to_message"] = self.quoted(reply_to)
+        message["text"] = text
+        if extra:
+            message.update(extra)
+        self.store_message(chat_id, message)
+        return message
+
+    # ----------------------------------------------------------------- Bot API methods
+
+    def get_me(self, params: Params) -> dict[str, Any]:
+        return {
+            **self.bot_user(),
+            "can_join_groups": True,
+            "can_read_all_group_messages": False,
+            "supports_inline_queries": False,
+            "can_connect_to_business": False,
+            "has_main_web_app": False,
+        }
+
+    def set_webhook(self, params: Params) -> bool:
+        url = params.get_str("url") or ""
+        secret = params.get_str("secret_token")
+        allowed = params.get_list("allowed_updates")
+        params.get_bool("drop_pending_updates")
+        max_connections = params.get_int("max_connections")
+        if url:
+            parts = urlsplit(url)
+            if parts.scheme not in {"http", "https"} or not parts.hostname:
+                raise bad_request("bad webhook: An HTTPS URL must be provided for webhook")
+        if secret is not None and not SECRET_TOKEN_RE.fullmatch(secret):
+            raise bad_request("secret token contains unallowed characters")
+        if max_connections is not None and not 1 <= max_connections <= 100:
+            raise bad_request("bad webhook: max_connections must be between 1 and 100")
+        if allowed is not None and not all(isinstance(item, str) for item in allowed):
+            raise bad_request("can't parse allowed updates JSON object")
+        if not url:
+            self.state.webhook = Webhook()
+            return True
+        self.state.webhook = Webhook(
+            url=url,
+            secret_token=secret,
+            allowed_updates=allowed if allowed else None,
+            max_connections=max_connections or 40,
+        )
+        return True
+
+    def delete_webhook(self, params: Params) -> bool:
+        params.get_bool("drop_pending_updates")
+        self.state.webhook = Webhook()
+        return True
+
+    def get_webhook_info(self, params: Params) -> dict[str, Any]:
+        hook = self.state.webhook
+        info: dict[str, Any] = {
+            "url": hook.url,
+            "has_custom_certificate": False,
+            "pending_update_count": 0,
+        }
+        if hook.url:
+            info["max_connections"] = hook.max_connections
+            if hook.allowed_updates:
+                info["allowed_updates"] = list(hook.allowed_updates)
+            if hook.last_error_date is not None:
+                info["last_error_date"] = hook.last_error_date
+                info["last_error_message"] = hook.last_error_message
+        return info
+
+    def send_message(self, params: Params) -> dict[str, Any]:
+        chat_id = params.get_chat_id()
+        text = params.get_str("text")
+        if text is None or not text.strip():
+            raise bad_request("message text is empty")
+        if _utf16_len(text) > MAX_TEXT_LENGTH:
+            raise bad_request("message is too long")
+        parse_mode = params.get_str("parse_mode")
+        if parse_mode and parse_mode.lower() not in PARSE_MODES:
+            raise bad_request("unsupported parse_mode")
+        thread_id = params.get_int("message_thread_id")
+        params.get_obj("link_preview_options")
+        params.get_bool("disable_notification")
+        params.get_bool("protect_content")
+        reply_markup = params.get_obj("reply_markup")
+
+        reply_parameters = params.get_obj("reply_parameters")
+        allow_without_reply = bool(params.get_bool("allow_sending_without_reply"))
+        reply_to_id = params.get_int("reply_to_message_id")
+        if reply_parameters is not None:
+            reply_to_id = _as_int(reply_parameters.get("message_id"))
+            if reply_to_id is None:
+                raise bad_request("invalid reply parameters specified")
+            flag = _as_bool(reply_parameters.get("allow_sending_without_reply", False))
+            allow_without_reply = bool(flag)
+
+        if self.is_forum(chat_id) and thread_id is not None:
+            self.topic(chat_id, thread_id)  # must exist; closed topics are accepted
+        reply_to: dict[str, Any] | None = None
+        if reply_to_id is not None:
+            reply_to = self.find_message(chat_id, reply_to_id)
+            if reply_to is None and not allow_without_reply:
+                raise bad_request("message to be replied not found")
+
+        extra: dict[str, Any] = {}
+        if reply_markup is not None and "inline_keyboard" in reply_markup:
+            extra["reply_markup"] = reply_markup
+        return self.build_message(
+            chat_id,
+            self.bot_user(),
+            text,
+            thread_id=thread_id if self.is_forum(chat_id) else None,
+            reply_to=reply_to,
+            extra=extra,
+        )
+
+    def create_forum_topic(self, params: Params) -> dict[str, Any]:
+        chat_id = self.forum_chat_id(params)
+        name = params.get_str("name")
+        if name is None or not name.strip():
+            raise bad_request("topic name is empty")
+        if len(name) > MAX_TOPIC_NAME_LENGTH:
+            raise bad_request("topic name is too long")
+        icon_color = params.get_int("icon_color")
+        if icon_color is None:
+            icon_color = DEFAULT_TOPIC_ICON_COLOR
+        elif icon_color not in TOPIC_ICON_COLORS:
+            raise bad_request("invalid icon_color specified")
+        emoji = params.get_str("icon_custom_emoji_id") or None
+
+        thread_id = self.next_message_id(chat_id)
+        topic = Topic(chat_id, thread_id, name, icon_color, emoji)
+        self.state.topics.setdefault(chat_id, {})[thread_id] = topic
+        result: dict[str, Any] = {
+            "message_thread_id": thread_id,
+            "name": name,
+            "icon_color": icon_color,
+        }
+        if emoji:
+            result["icon_custom_emoji_id"] = emoji
+        # The "topic created" service message whose id is the thread id (as on Telegram).
+        self.store_message(
+            chat_id,
+            {
+                "message_id": thread_id,
+                "message_thread_id": thread_id,
+                "from": self.bot_user(),
+                "chat": self.chat(chat_id),
+                "date": int(time.time()),
+                "is_topic_message": True,
+                "forum_topic_created": {
+                    k: v for k, v in result.items() if k != "message_thread_id"
+                },
+            },
+        )
+        return result
+
+    def _forum_topic(self, params: Params) -> Topic:
+        chat_id = self.forum_chat_id(params)
+        thread_id = params.get_int("message_thread_id", required=True)
+        assert thread_id is not None
+        return self.topic(chat_id, thread_id)
+
+    def close_forum_topic(self, params: Params) -> bool:
+        topic = self._forum_topic(params)
+        if topic.closed:
+            raise bad_request("TOPIC_NOT_MODIFIED")
+        topic.closed = True
+        return True
+
+    def reopen_forum_topic(self, params: Params) -> bool:
+        topic = self._forum_topic(params)
+        if not topic.closed:
+            raise bad_request("TOPIC_NOT_MODIFIED")
+        topic.closed = False
+        return True
+
+    def edit_forum_topic(self, params: Params) -> bool:
+        topic = self._forum_topic(params)
+        name = params.get_str("name")
+        emoji = params.get_str("icon_custom_emoji_id")
+        if name is not None:
+            if not name.strip():
+                raise bad_request("topic name is empty")
+            if len(name) > MAX_TOPIC_NAME_LENGTH:
+                raise bad_request("topic name is too long")
+        new_name = name if name is not None else topic.name
+        new_emoji = (emoji or None) if emoji is not None else topic.icon_custom_emoji_id
+        if new_name == topic.name and new_emoji == topic.icon_custom_emoji_id:
+            raise bad_request("TOPIC_NOT_MODIFIED")
+        topic.name = new_name
+        topic.icon_custom_emoji_id = new_emoji
+        return True
+
+    def get_chat(self, params: Params) -> dict[str, Any]:
+        chat_id = params.get_chat_id()
+        info = self.chat(chat_id)
+        if info["type"] in {"group", "supergroup"}:
+            info["is_forum"] = self.is_forum(chat_id)
+        info["accent_color_id"] = 0
+        info["max_reaction_count"] = 11
+        return info
+
+    METHODS: dict[str, tuple[str, Handler]] = {}
+
+    # ----------------------------------------------------------------- dispatch
+
+    def resolve(self, method: str) -> str | None:
+        """Canonical name of a Bot API method (names are case-insensitive), or None."""
+        entry = self.METHODS.get(method.lower())
+        return entry[0] if entry else None
+
+    def take_fault(self, method: str) -> Fault | None:
+        now = time.monotonic()
+        self.state.faults = [f for f in self.state.faults if f.active(now)]
+        for fault in self.state.faults:
+            if fault.matches(method):
+                if fault.remaining is not None:
+                    fault.remaining -= 1
+                return fault
+        return None
+
+    def invoke(self, method: str, raw: Mapping[str, Any]) -> tuple[int, dict[str, Any]]:
+        """Run one call (caller holds the lock): fault injection, handler, call log."""
+        name, handler = self.METHODS[method.lower()]
+        fault = self.take_fault(name)
+        if fault is not None:
+            self.state.failed += 1
+            return fault.status, fault.error().body()
+        params = Params(raw)
+        try:
+            result = handler(self, params)
+        except BotApiError as exc:
+            self.state.failed += 1
+            return exc.status, exc.body()
+        self.state.seq += 1
+        self.state.calls.append(
+            CallRecord(self.state.seq, name, params.clean, copy.deepcopy(result), time.time())
+        )
+        return 200, {"ok": True, "result": result}
+
+    # ----------------------------------------------------------------- updates
+
+    def remember_user(self, user: Mapping[str, Any]) -> None:
+        user_id = _as_int(user.get("id"))
+        if user_id is None or user.get("is_bot"):
+            return
+        self.state.users[user_id] = KnownUser(
+            first_name=str(user.get("first_name") or f"User {user_id}"),
+            last_name=user.get("last_name"),
+            username=user.get("username"),
+        )
+
+    def next_update_id(self) -> int:
+        self.state.last_update_id += 1
+        return self.state.last_update_id
+
+    def adopt_update(self, update: dict[str, Any]) -> dict[str, Any]:
+        """A full update given by a test: number it if needed and remember its message."""
+        update = copy.deepcopy(update)
+        given = _as_int(update.get("update_id"))
+        if given is None:
+            update.pop("update_id", None)
+            update = {"update_id": self.next_update_id(), **update}
+        else:
+            self.state.last_update_id = max(self.state.last_update_id, given)
+        message = update.get("message")
+        if isinstance(message, dict) and isinstance(message.get("chat"), dict):
+            chat_id = _as_int(message["chat"].get("id"))
+            message_id = _as_int(message.get("message_id"))
+            if chat_id is not None and message_id is not None:
+                self.store_message(chat_id, copy.deepcopy(message))
+            if isinstance(message.get("from"), dict):
+                self.remember_user(message["from"])
+        return update
+
+    def build_update(self, spec: ShorthandUpdate) -> dict[str, Any]:
+        """A realistic ``message`` update from the shorthand a test gave."""
+        sender: dict[str, Any] = {
+            "id": spec.from_id,
+            "is_bot": False,
+            "first_name": spec.from_first_name or f"User {spec.from_id}",
+        }
+        if spec.from_last_name:
+            sender["last_name"] = spec.from_last_name
+        if spec.from_username:
+            sender["username"] = spec.from_username
+        if spec.language_code:
+            sender["language_code"] = spec.language_code
+        self.remember_user(sender)
+        if spec.chat_type is not None:
+            self.state.chat_types[spec.chat_id] = spec.chat_type
+
+        thread_id = spec.message_thread_id
+        if thread_id is not None and self.is_forum(spec.chat_id):
+            # A user wrote in a topic the emulator has not seen: it exists on the platform.
+            topics = self.state.topics.setdefault(spec.chat_id, {})
+            if thread_id not in topics:
+                topics[thread_id] = Topic(
+                    spec.chat_id, thread_id, f"Topic {thread_id}", DEFAULT_TOPIC_ICON_COLOR
+                )
+                last = self.state.last_message_id.get(spec.chat_id, 0)
+                self.state.last_message_id[spec.chat_id] = max(last, thread_id)
+        reply_to = None
+        if spec.reply_to_message_id is not None:
+            reply_to = self.find_message(spec.chat_id, spec.reply_to_message_id)
+        message = self.build_message(
+            spec.chat_id, sender, spec.text, thread_id=thread_id, reply_to=reply_to
+        )
+        return {"update_id": self.next_update_id(), "message": copy.deepcopy(message)}
+
+    def record_delivery(
+        self, update: dict[str, Any], status_code: int | None, error: str | None
+    ) -> None:
+        self.state.deliveries.append(
+            {
+                "update_id": update.get("update_id"),
+                "status_code": status_code,
+                "error": error,
+                "update": update,
+            }
+        )
+        if error is not None or status_code is None or status_code >= 300:
+            self.state.webhook.last_error_date = int(time.time())
+            self.state.webhook.last_error_message = error or (
+                f"Wrong response from the webhook: {status_code} {_phrase(status_code or 0)}"
+            )
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
+TelegramEmulator.METHODS = {
+    name.lower(): (name, handler)
+    for name, handler in {
+        "getMe": TelegramEmulator.get_me,
+        "setWebhook": TelegramEmulator.set_webhook,
+        "deleteWebhook": TelegramEmulator.delete_webhook,
+        "getWebhookInfo": TelegramEmulator.get_webhook_info,
+        "sendMessage": TelegramEmulator.send_message,
+        "createForumTopic": TelegramEmulator.create_forum_topic,
+        "closeForumTopic": TelegramEmulator.close_forum_topic,
+        "reopenForumTopic": TelegramEmulator.reopen_forum_topic,
+        "editForumTopic": TelegramEmulator.edit_forum_topic,
+        "getChat": TelegramEmulator.get_chat,
+    }.items()
+}
+
+
+# --------------------------------------------------------------------------- control models
+
+
+class FaultSpec(BaseModel):
+    """Body of ``POST /_emulator/faults``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: int = Field(ge=400, le=599)
+    count: int | None = Field(default=None, ge=1)
+    for_seconds: float | None = Field(default=None, gt=0)
+    retry_after: int = Field(default=1, ge=0)
+    methods: list[str] | None = None
+    description: str | None = None
+
+    @model_validator(mode="after")
+    def _one_budget(self) -> FaultSpec:
+        if self.count is not None and self.for_seconds is not None:
+            raise ValueError("give either count or for_seconds, not both")
+        if self.count is None and self.for_seconds is None:
+            self.count = 1
+        return self
+
+
+class ShorthandUpdate(BaseModel):
+    """Shorthand body of ``POST /_emulator/updates`` (a user writes a text message)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    chat_id: int
+    from_id: int
+    text: str
+    from_username: str | None = None
+    from_first_name: str | None = None
+    from_last_name: str | None = None
+    language_code: str | None = None
+    message_thread_id: int | None = None
+    reply_to_message_id: int | None = None
+    chat_type: Literal["private", "group", "supergroup"] | None = None
+    secret_token: str | None = None
+
+
+# --------------------------------------------------------------------------- HTTP layer
+
+
+class ParamsError(Exception):
+    pass
+
+
+def _parse_multipart(content_type: str, body: bytes) -> dict[str, Any]:
+    head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode()
+    message = BytesParser(policy=HTTP).parsebytes(head + body)
+    if not message.is_multipart():
+        raise ParamsError("can't parse multipart body")
+    out: dict[str, Any] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if not name:
+            continue
+        payload = part.get_payload(decode=True) or b""
+        filename = part.get_filename()
+        if filename:  # uploads are recorded by name and size only
+            out[str(name)] = {"filename": filename, "size": len(payload)}
+        else:
+            charset = part.get_content_charset() or "utf-8"
+            out[str(name)] = payload.decode(charset, errors="replace")
+    return out
+
+
+async def read_params(request: Request) -> dict[str, Any]:
+    """Bot API parameters from the query string, then a JSON / form body on top."""
+    params: dict[str, Any] = dict(request.query_params)
+    body = await request.body()
+    if not body.strip():
+        return params
+    content_type = request.headers.get("content-type", "")
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media == "application/x-www-form-urlencoded":
+        try:
+            params.update(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+        except UnicodeDecodeError:
+            raise ParamsError("can't parse form body") from None
+    elif media == "multipart/form-data":
+        params.update(_parse_multipart(content_type, body))
+    else:  # application/json, or no/unknown content type carrying JSON
+        try:
+            data = json.loads(body)
+        except ValueError:
+            raise ParamsError("can't parse JSON body") from None
+        if not isinstance(data, dict):
+            raise ParamsError("JSON body must be an object")
+        params.update(data)
+    return params
+
+
+def _error_response(error: BotApiError) -> JSONResponse:
+    return JSONResponse(error.body(), status_code=error.status)
+
+
+async def _json_body(request: Request) -> dict[str, Any]:
+    body = await request.body()
+    if not body.strip():
+        return {}
+    data = json.loads(body)
+    if not isinstance(data, dict):
+        raise ValueError("body must be a JSON object")
+    return data
+
+
+def create_app(config: EmulatorConfig | None = None) -> FastAPI:
+    """A fresh emulator (own in-memory state) as an ASGI app."""
+    config = config or EmulatorConfig.from_env()
+    emulator = TelegramEmulator(config)
+    app = FastAPI(title="Telegram Bot API emulator", docs_url=None, redoc_url=None)
+    app.state.emulator = emulator
+    state = emulator.state  # reset() mutates in place, so this alias stays valid
+
+    # ----------------------------------------------------------------- Bot API
+
+    @app.api_route("/bot{token}/{method}", methods=["GET", "POST"])
+    async def bot_api(token: str, method: str, request: Request) -> JSONResponse:
+        if token != config.token:
+            async with emulator.lock:
+                state.failed += 1
+            return _error_response(BotApiError(401, "Unauthorized"))
+        if emulator.resolve(method) is None:
+            async with emulator.lock:
+                state.failed += 1
+            return _error_response(BotApiError(404, "Not Found"))
+        try:
+            raw = await read_params(request)
+        except ParamsError as exc:
+            async with emulator.lock:
+                state.failed += 1
+            return _error_response(bad_request(str(exc)))
+        async with emulator.lock:
+            status, body = emulator.invoke(method, raw)
+        return JSONResponse(body, status_code=status)
+
+    # ----------------------------------------------------------------- control API
+
+    @app.get("/_emulator/calls")
+    async def list_calls(method: str | None = None, chat_id: int | None = None) -> dict:
+        async with emulator.lock:
+            calls = [
+                record.public()
+                for record in state.calls
+                if (method is None or record.method.lower() == method.lower())
+                and (chat_id is None or record.params.get("chat_id") == chat_id)
+            ]
+        return {"calls": copy.deepcopy(calls)}
+
+    @app.get("/_emulator/topics")
+    async def list_topics(chat_id: int | None = None) -> dict:
+        async with emulator.lock:
+            topics = [
+                topic.public()
+                for cid, by_id in state.topics.items()
+                if chat_id is None or cid == chat_id
+                for topic in by_id.values()
+            ]
+        return {"topics": topics}
+
+    @app.get("/_emulator/messages")
+    async def list_messages(chat_id: int | None = None) -> dict:
+        async with emulator.lock:
+            messages = [
+                message
+                for cid, by_id in state.messages.items()
+                if chat_id is None or cid == chat_id
+                for message in sorted(by_id.values(), key=lambda m: m["message_id"])
+            ]
+            return {"messages": copy.deepcopy(messages)}
+
+    @app.get("/_emulator/stats")
+    async def stats() -> dict:
+        async with emulator.lock:
+            return {"calls": len(state.calls), "failed": state.failed}
+
+    @app.get("/_emulator/webhook")
+    async def webhook_info() -> dict:
+        async with emulator.lock:
+            hook = state.webhook
+            return {
+                "url": hook.url,
+                "secret_token": hook.secret_token,
+                "allowed_updates": hook.allowed_updates,
+                "max_connections": hook.max_connections,
+            }
+
+    @app.get("/_emulator/faults")
+    async def list_faults() -> dict:
+        async with emulator.lock:
+            now = time.monotonic()
+            return {"faults": [f.public(now) for f in state.faults if f.active(now)]}
+
+    @app.post("/_emulator/faults")
+    async def add_fault(spec: FaultSpec) -> dict:
+        async with emulator.lock:
+            now = time.monotonic()
+            fault = Fault(
+                id=next(state.fault_ids),
+                status=spec.status,
+                retry_after=spec.retry_after,
+                methods=frozenset(m.lower() for m in spec.methods)
+                if spec.methods is not None
+                else None,
+                remaining=spec.count if spec.for_seconds is None else None,
+                until=now + spec.for_seconds if spec.for_seconds is not None else None,
+                description=spec.description,
+            )
+            state.faults.append(fault)
+            return {"fault": fault.public(now)}
+
+    @app.delete("/_emulator/faults")
+    async def clear_faults() -> dict:
+        async with emulator.lock:
+            state.faults.clear()
+        return {"ok": True}
+
+    @app.get("/_emulator/updates")
+    async def list_deliveries() -> dict:
+        async with emulator.lock:
+            return {"deliveries": copy.deepcopy(state.deliveries)}
+
+    @app.post("/_emulator/updates")
+    async def inject_update(request: Request) -> JSONResponse:
+        try:
+            body = await _json_body(request)
+        except ValueError as exc:
+            return JSONResponse({"detail": f"invalid JSON body: {exc}"}, status_code=422)
+        if "update" in body:
+            if not isinstance(body["update"], dict):
+                return JSONResponse({"detail": "update must be an object"}, status_code=422)
+            spec = None
+        else:
+            try:
+                spec = ShorthandUpdate.model_validate(body)
+            except ValidationError as exc:
+                detail = json.loads(exc.json(include_url=False))
+                return JSONResponse({"detail": detail}, status_code=422)
+
+        async with emulator.lock:
+            hook = state.webhook
+            if not hook.url:
+                return JSONResponse({"detail": "no webhook set"}, status_code=409)
+            url = hook.url
+            secret = body["secret_token"] if "secret_token" in body else hook.secret_token
+            allowed = hook.allowed_updates
+            update = (
+                emulator.adopt_update(body["update"])
+                if spec is None
+                else emulator.build_update(spec)
+            )
+
+        kind = next((key for key in update if key != "update_id"), None)
+        if allowed and kind not in allowed:
+            return JSONResponse(
+                {
+                    "update_id": update["update_id"],
+                    "status_code": None,
+                    "update": update,
+                    "skipped": f"{kind} is not in allowed_updates",
+                }
+            )
+        headers = {SECRET_HEADER: str(secret)} if secret is not None else {}
+        try:
+            async with httpx.AsyncClient(timeout=config.webhook_timeout) as client:
+                response = await client.post(url, json=update, headers=headers)
+        except httpx.HTTPError as exc:
+            error = f"webhook delivery failed: {type(exc).__name__}: {exc}"
+            log.warning("%s (update %s -> %s)", error, update["update_id"], url)
+            async with emulator.lock:
+                emulator.record_delivery(update, None, error)
+            return JSONResponse(
+                {"detail": error, "update_id": update["update_id"], "update": update},
+                status_code=502,
+            )
+        async with emulator.lock:
+            emulator.record_delivery(update, response.status_code, None)
+        return JSONResponse(
+            {
+                "update_id": update["update_id"],
+                "status_code": response.status_code,
+                "update": update,
+            }
+        )
+
+    @app.post("/_emulator/reset")
+    async def reset(request: Request) -> JSONResponse:
+        try:
+            body = await _json_body(request)
+        except ValueError as exc:
+            return JSONResponse({"detail": f"invalid JSON body: {exc}"}, status_code=422)
+        async with emulator.lock:
+            keep = EmulatorState()
+            if not body.get("webhook"):
+                keep.webhook = state.webhook
+            state.__dict__.update(keep.__dict__)
+        return JSONResponse({"ok": True})
+
+    return app
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def main(argv: list[str] | None = None) -> None:
+    env_config = EmulatorConfig.from_env()
+    parser = argparse.ArgumentParser(
+        prog="python -m fakes.telegram", description="Telegram Bot API emulator"
+    )
+    parser.add_argument("--host", default=os.environ.get("EMULATOR_HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("EMULATOR_PORT", "8081")))
+    parser.add_argument("--token", default=env_config.token, help="TELEGRAM_BOT_TOKEN")
+    parser.add_argument(
+        "--bot-username", default=env_config.bot_username, help="EMULATOR_BOT_USERNAME"
+    )
+    parser.add_argument(
+        "--forum-chat-ids",
+        default=",".join(str(c) for c in sorted(env_config.forum_chat_ids)),
+        help="EMULATOR_FORUM_CHAT_IDS, comma-separated",
+    )
+    parser.add_argument("--log-level", default="info")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper())
+    config = EmulatorConfig(
+        token=args.token,
+        bot_username=args.bot_username,
+        forum_chat_ids=_parse_chat_ids(args.forum_chat_ids),
+    )
+    log.info(
+        "Telegram emulator on http://%s:%s (bot @%s, forums %s)",
+        args.host,
+        args.port,
+        config.bot_username,
+        sorted(config.forum_chat_ids),
+    )
+    uvicorn.run(create_app(config), host=args.host, port=args.port, log_level=args.log_level)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Shared service runtime: everything every service needs and nothing any one service owns."""

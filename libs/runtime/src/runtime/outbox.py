@@ -1,0 +1,146 @@
+"""Transactional outbox: events are rows written in the domain transaction, relayed to RabbitMQ.
+
+The relay takes unpublished rows with `FOR UPDATE SKIP LOCKED` (so several relays can run),
+publishes each with publisher confirms and persistent delivery, and marks them published only
+after the broker confirmed. Anything that fails is retried on the next pass; consumers are
+idempotent through the inbox, so a row published twice after a crash does no harm.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+import asyncpg
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from contracts import Envelope, EventPayload, make_envelope
+from runtime.broker import Broker
+from runtime.db import Database
+from runtime.logging import causation_id, correlation_id, get_logger
+from runtime.metrics import OUTBOX_LAG, OUTBOX_PUBLISHED
+
+log = get_logger(__name__)
+
+
+def outbox_table(metadata: sa.MetaData) -> sa.Table:
+    return sa.Table(
+        "outbox",
+        metadata,
+        sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+        sa.Column("event_id", UUID(as_uuid=True), nullable=False, unique=True),
+        sa.Column("routing_key", sa.Text, nullable=False),
+        sa.Column("envelope", JSONB, nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False,
+                  server_default=sa.func.now()),
+        sa.Column("published_at", sa.DateTime(timezone=True)),
+        sa.Index("ix_outbox_unpublished", "id", postgresql_where=sa.text("published_at IS NULL")),
+    )
+
+
+class Outbox:
+    """Writes events into the service's outbox table inside the caller's transaction."""
+
+    def __init__(self, table: sa.Table, producer: str):
+        self.table = table
+        self.producer = producer
+        self.channel = f"outbox_{table.schema}"
+
+    async def add(self, session: AsyncSession, payload: EventPayload) -> Envelope:
+        env = make_envelope(
+            payload,
+            producer=self.producer,
+            correlation_id=correlation_id.get(),
+            causation_id=causation_id.get(),
+        )
+        await session.execute(
+            sa.insert(self.table).values(
+                event_id=env.event_id,
+                routing_key=env.routing_key,
+                envelope=env.model_dump(mode="json"),
+            )
+        )
+        # Delivered at commit time only: wakes the relay without waiting for its poll.
+        await session.execute(sa.select(sa.func.pg_notify(self.channel, "")))
+        return env
+
+
+class OutboxRelay:
+    """Publishes committed outbox rows until each is confirmed by the broker."""
+
+    def __init__(self, db: Database, outbox: Outbox, broker: Broker, batch: int = 200,
+                 poll_seconds: float = 1.0,
+                 after_publish: Callable[[list[dict]], Awaitable[None]] | None = None):
+        self.db = db
+        self.outbox = outbox
+        self.broker = broker
+        self.batch = batch
+        self.poll_seconds = poll_seconds
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._listener: asyncpg.Connection | None = None
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+
+    async def _listen(self) -> None:
+        try:
+            dsn = self.db.settings.service_dsn().replace("postgresql+asyncpg", "postgresql")
+            self._listener = await asyncpg.connect(dsn, timeout=5)
+            await self._listener.add_listener(self.outbox.channel, lambda *_: self._wake.set())
+        except Exception as exc:  # polling still works without it
+            log.warning("outbox_listen_failed", error=str(exc))
+            self._listener = None
+
+    async def run(self) -> None:
+        backoff = 0.5
+        while not self._stopping:
+            if self._listener is None or self._listener.is_closed():
+                await self._listen()
+            try:
+                published = await self.relay_once()
+                backoff = 0.5
+            except Exception as exc:
+                log.warning("outbox_relay_failed", error=str(exc), retry_in=backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10)
+                continue
+            if published >= self.batch:
+                continue
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)
+            except TimeoutError:
+                pass
+        if self._listener is not None and not self._listener.is_closed():
+            await self._listener.close()
+
+    async def relay_once(self) -> int:
+        t = self.outbox.table
+        async with self.db.transaction() as session:
+            rows = (
+                await session.execute(
+                    sa.select(t.c.id, t.c.routing_key, t.c.envelope, t.c.created_at)
+                    .where(t.c.published_at.is_(None))
+                    .order_by(t.c.id)
+                    .limit(self.batch)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            if not rows:
+                OUTBOX_LAG.labels(self.outbox.producer).set(0)
+                return 0
+            now = datetime.now(UTC)
+            OUTBOX_LAG.labels(self.outbox.producer).set((now - rows[0].created_at).total_seconds())
+            await asyncio.gather(
+                *(self.broker.publish_raw(r.routing_key, r.envelope) for r in rows)
+            )
+            await session.execute(
+                sa.update(t).where(t.c.id.in_([r.id for r in rows])).values(published_at=now)
+            )
+        OUTBOX_PUBLISHED.labels(self.outbox.producer).inc(len(rows))
+        return len(rows)

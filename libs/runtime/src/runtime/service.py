@@ -1,0 +1,156 @@
+"""Process entry points shared by every service: `api`, `worker`, `migrate`, `bootstrap`.
+
+A service describes itself with a `ServiceDefinition`; `run_cli` turns it into the
+`python -m <service> <command>` interface, so every service is run and scaled the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runtime.broker import Broker, Subscription
+from runtime.db import Database
+from runtime.jobs import JobQueue, JobWorker
+from runtime.logging import configure_logging, get_logger
+from runtime.migrations import bootstrap, upgrade
+from runtime.outbox import Outbox, OutboxRelay
+from runtime.settings import ServiceSettings
+
+log = get_logger(__name__)
+
+
+@dataclass
+class WorkerContext:
+    """What a worker process runs: consumers, job workers, schedules, the outbox relay."""
+
+    settings: ServiceSettings
+    db: Database
+    broker: Broker
+    subscriptions: list[Subscription] = field(default_factory=list)
+    job_workers: list[JobWorker] = field(default_factory=list)
+    queues: list[JobQueue] = field(default_factory=list)
+    schedules: list[tuple[JobQueue, str, int, str]] = field(default_factory=list)
+    background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    outbox: Outbox | None = None
+    on_close: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+
+@dataclass
+class ServiceDefinition:
+    name: str
+    settings_factory: Callable[[], ServiceSettings]
+    migrations: Path
+    create_api: Callable[[ServiceSettings], Any]
+    build_worker: Callable[[WorkerContext], Awaitable[None]] | None = None
+    commands: dict[str, Callable[[ServiceSettings, list[str]], Awaitable[int]]] = field(
+        default_factory=dict
+    )
+
+
+async def run_worker(defn: ServiceDefinition, settings: ServiceSettings) -> None:
+    db = Database(settings)
+    broker = Broker(settings.rabbitmq_url, settings.broker_prefix, settings.delivery_limit)
+    await _retry_connect("rabbitmq", broker.connect)
+    ctx = WorkerContext(settings=settings, db=db, broker=broker)
+    if defn.build_worker:
+        await defn.build_worker(ctx)
+    relay = None
+    tasks: list[asyncio.Task] = []
+    if ctx.outbox is not None:
+        relay = OutboxRelay(db, ctx.outbox, broker, poll_seconds=settings.outbox_poll_seconds)
+        tasks.append(asyncio.create_task(relay.run(), name="outbox-relay"))
+    for sub in ctx.subscriptions:
+        await broker.consume(sub)
+    for queue, scheduler_id, every_ms, job_name in ctx.schedules:
+        await queue.schedule(scheduler_id, every_ms, job_name)
+    for w in ctx.job_workers:
+        w.start()
+    for bg in ctx.background:
+        tasks.append(asyncio.create_task(bg(), name=getattr(bg, "__name__", "background")))
+    log.info("worker_started", consumers=[s.queue for s in ctx.subscriptions],
+             job_queues=[w.name for w in ctx.job_workers])
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("worker_stopping")
+    grace = settings.shutdown_grace_seconds
+    await broker.drain(timeout=grace / 2)
+    await asyncio.gather(*(w.close(timeout=grace / 2) for w in ctx.job_workers),
+                         return_exceptions=True)
+    if relay:
+        relay.stop()
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    for fn in ctx.on_close:
+        await fn()
+    for q in ctx.queues:
+        await q.close()
+    await broker.close()
+    await db.dispose()
+    log.info("worker_stopped")
+
+
+async def _retry_connect(what: str, fn: Callable[[], Awaitable[None]], attempts: int = 30) -> None:
+    for i in range(attempts):
+        try:
+            await fn()
+            return
+        except Exception as exc:
+            log.warning("connect_retry", target=what, attempt=i + 1, error=str(exc)[:200])
+            await asyncio.sleep(min(2 ** i * 0.2, 3))
+    raise SystemExit(f"{what} unreachable")
+
+
+def run_cli(defn: ServiceDefinition, argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog=f"python -m {defn.name}")
+    parser.add_argument("command", choices=["api", "worker", "migrate", "bootstrap", "revision", *defn.commands])
+    parser.add_argument("args", nargs=argparse.REMAINDER)
+    ns = parser.parse_args(argv)
+    settings = defn.settings_factory()
+    configure_logging(defn.name, settings.log_level)
+    if ns.command == "api":
+        import uvicorn
+
+        uvicorn.run(
+            defn.create_api(settings), host=settings.host, port=settings.port,
+            log_level="warning", access_log=False, loop="uvloop", http="httptools",
+            timeout_graceful_shutdown=int(settings.shutdown_grace_seconds), proxy_headers=True,
+        )
+    elif ns.command == "worker":
+        try:
+            import uvloop
+
+            uvloop.install()
+        except ImportError:  # pragma: no cover
+            pass
+        asyncio.run(run_worker(defn, settings))
+    elif ns.command == "bootstrap":
+        asyncio.run(bootstrap(settings))
+        log.info("bootstrapped", schema=settings.schema, role=settings.db_role)
+    elif ns.command == "migrate":
+        asyncio.run(bootstrap(settings))
+        upgrade(settings, defn.migrations)
+        log.info("migrated", schema=settings.schema)
+    elif ns.command == "revision":
+        from alembic import command as alembic_command
+
+        from runtime.migrations import alembic_config
+
+        asyncio.run(bootstrap(settings))
+        upgrade(settings, defn.migrations)
+        alembic_command.revision(alembic_config(settings, defn.migrations),
+                                 message=" ".join(ns.args) or "change", autogenerate=True)
+    else:
+        sys.exit(asyncio.run(defn.commands[ns.command](settings, ns.args)))

@@ -1,0 +1,81 @@
+"""The gateway API process: `/api/v1` for customers, admins and Telegram."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI
+from redis.asyncio import Redis
+
+from gateway.api import admin, auth, telegram, tickets
+from gateway.config import Settings
+from gateway.ratelimit import RateLimiter
+from gateway.service import AuthService
+from gateway.upstream import Upstream
+from runtime.db import Database
+from runtime.http import create_app, tcp_check
+
+API_PREFIX = "/api/v1"
+
+
+def create_api(settings: Settings) -> FastAPI:
+    db = Database(settings, pool_size=20)
+    redis = Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+    upstreams = {
+        name: Upstream(name, url, settings.internal_signing_key, settings.upstream_timeout)
+        for name, url in {"tickets": settings.tickets_url, "telegram": settings.telegram_url,
+                          "billing": settings.billing_url,
+                          "provisioner": settings.provisioner_url}.items()
+    }
+
+    async def db_check():
+        async with db.engine.connect() as conn:
+            await conn.exec_driver_sql("SELECT 1")
+
+    async def redis_check():
+        await redis.ping()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        for u in upstreams.values():
+            await u.close()
+        await redis.aclose()
+        await db.dispose()
+
+    https = settings.app_base_url.startswith("https://")
+    extra_headers = [
+        (b"content-security-policy",
+         b"default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+         b"frame-ancestors 'none'; base-uri 'self'; form-action 'self'"),
+    ]
+    if https:
+        extra_headers.append((b"strict-transport-security", b"max-age=31536000; includeSubDomains"))
+    app = create_app(
+        "gateway",
+        title="VPN service public API",
+        readiness={"postgres": db_check, "redis": redis_check,
+                   "rabbitmq": tcp_check(settings.rabbitmq_url, 5672)},
+        max_body=settings.max_body_bytes,
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url=f"{API_PREFIX}/docs",
+        redoc_url=None,
+        extra_headers=extra_headers,
+        lifespan=lifespan,
+        version="1.0.0",
+    )
+    app.state.settings = settings
+    app.state.db = db
+    app.state.redis = redis
+    app.state.limiter = RateLimiter(redis, settings.rate_limits_enabled)
+    app.state.auth = AuthService(settings.session_ttl_days, settings.admin_bootstrap_email)
+    app.state.upstreams = upstreams
+
+    api = APIRouter(prefix=API_PREFIX)
+    api.include_router(auth.router)
+    api.include_router(tickets.router)
+    api.include_router(tickets.admin)
+    api.include_router(admin.router)
+    api.include_router(telegram.router)
+    app.include_router(api)
+    return app

@@ -1,0 +1,33 @@
+"""Settings of the gateway."""
+
+from pydantic import Field
+
+from runtime.settings import ServiceSettings
+
+
+class Settings(ServiceSettings):
+    service_name: str = "gateway"
+    schema_name: str = "identity"
+    port: int = Field(8000, alias="GATEWAY_PORT")
+    db_role: str = Field("gateway_svc", alias="GATEWAY_DB_ROLE")
+    db_password: str = Field("gateway-dev-password", alias="GATEWAY_DB_PASSWORD")
+    session_cookie_name: str = Field("sid", alias="SESSION_COOKIE_NAME")
+    session_ttl_days: int = Field(30, alias="SESSION_TTL_DAYS")
+    admin_bootstrap_email: str | None = Field(None, alias="ADMIN_BOOTSTRAP_EMAIL")
+    tickets_url: str = Field("http://127.0.0.1:8103", alias="TICKETS_URL")
+    telegram_url: str = Field("http://127.0.0.1:8104", alias="TELEGRAM_URL")
+    billing_url: str = Field("http://127.0.0.1:8101", alias="BILLING_URL")
+    provisioner_url: str = Field("http://127.0.0.1:8102", alias="PROVISIONER_URL")
+    upstream_timeout: float = Field(10.0, alias="UPSTREAM_TIMEOUT_SECONDS")
+    rate_limits_enabled: bool = Field(True, alias="RATE_LIMITS_ENABLED")
+    login_per_email_per_minute: int = Field(5, alias="LOGIN_PER_EMAIL_PER_MINUTE")
+    login_per_ip_per_minute: int = Field(30, alias="LOGIN_PER_IP_PER_MINUTE")
+    register_per_ip_per_hour: int = Field(20, alias="REGISTER_PER_IP_PER_HOUR")
+    tickets_per_user_per_hour: int = Field(20, alias="TICKETS_PER_USER_PER_HOUR")
+
+    def service_schema(self) -> str:
+        return self.schema_name
+
+    @property
+    def cookie_secure(self) -> bool:
+        return self.app_base_url.startswith("https://")

@@ -1,0 +1,73 @@
+"""Queries on the identity schema."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.models import AuditEntry, Session, User
+
+
+class UserRepository:
+    def __init__(self, session: AsyncSession):
+        self.session = session
+
+    async def by_email(self, email: str) -> User | None:
+        stmt = sa.select(User).where(sa.func.lower(User.email) == email.lower())
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def get(self, user_id: str, *, for_update: bool = False) -> User | None:
+        stmt = sa.select(User).where(User.id == user_id)
+        if for_update:
+            stmt = stmt.with_for_update()
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def search(self, q: str | None, limit: int, cursor: str | None) -> list[User]:
+        stmt = sa.select(User)
+        if q:
+            like = "%" + q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            stmt = stmt.where(sa.or_(sa.func.lower(User.email).like(like), User.id == q))
+        if cursor:
+            stmt = stmt.where(User.id > cursor)
+        return list((await self.session.execute(stmt.order_by(User.id).limit(limit + 1))).scalars())
+
+
+class SessionRepository:
+    def __init__(self, session: AsyncSession):
+        self.session = session
+
+    async def user_for_token(self, token_hash: str, now: datetime) -> User | None:
+        stmt = (sa.select(User).join(Session, Session.user_id == User.id)
+                .where(Session.token_hash == token_hash, Session.expires_at > now))
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def delete(self, token_hash: str) -> None:
+        await self.session.execute(sa.delete(Session).where(Session.token_hash == token_hash))
+
+    async def delete_for_user(self, user_id: str) -> int:
+        res = await self.session.execute(sa.delete(Session).where(Session.user_id == user_id))
+        return res.rowcount or 0
+
+
+class AuditRepository:
+    def __init__(self, session: AsyncSession):
+        self.session = session
+
+    async def lock_chain(self) -> None:
+        await self.session.execute(sa.text("SELECT pg_advisory_xact_lock(77001)"))
+
+    async def last_hash(self) -> str | None:
+        stmt = sa.select(AuditEntry.hash).order_by(AuditEntry.id.desc()).limit(1)
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def page(self, limit: int, before_id: int | None) -> list[AuditEntry]:
+        stmt = sa.select(AuditEntry)
+        if before_id:
+            stmt = stmt.where(AuditEntry.id < before_id)
+        stmt = stmt.order_by(AuditEntry.id.desc()).limit(limit + 1)
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def all_in_order(self):
+        return await self.session.stream_scalars(sa.select(AuditEntry).order_by(AuditEntry.id))

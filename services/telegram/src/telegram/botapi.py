@@ -1,0 +1,59 @@
+"""Telegram Bot API client over httpx (base URL is a setting, so the emulator or a local server works)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from runtime.logging import get_logger
+
+log = get_logger(__name__)
+
+
+class TelegramError(Exception):
+    def __init__(self, status: int, description: str, retry_after: int | None = None):
+        super().__init__(f"{status}: {description}")
+        self.status = status
+        self.description = description
+        self.retry_after = retry_after
+
+    @property
+    def is_retry_after(self) -> bool:
+        return self.status == 429
+
+    @property
+    def is_permanent(self) -> bool:
+        return 400 <= self.status < 500 and self.status != 429
+
+
+class BotApi:
+    def __init__(self, base: str, token: str, timeout: float = 10.0):
+        self._url = f"{base.rstrip('/')}/bot{token}/"
+        self._client = httpx.AsyncClient(timeout=timeout)
+
+    async def call(self, method: str, **params: Any) -> Any:
+        payload = {k: v for k, v in params.items() if v is not None}
+        try:
+            resp = await self._client.post(self._url + method, json=payload)
+        except httpx.HTTPError as exc:
+            raise TelegramError(599, f"transport error: {type(exc).__name__}") from exc
+        try:
+            data = resp.json()
+        except ValueError:
+            raise TelegramError(resp.status_code, resp.text[:200]) from None
+        if data.get("ok"):
+            return data.get("result")
+        retry_after = (data.get("parameters") or {}).get("retry_after")
+        raise TelegramError(int(data.get("error_code") or resp.status_code),
+                            str(data.get("description", "")), retry_after)
+
+    async def send_message(self, chat_id: int, text: str, *, thread_id: int | None = None,
+                           reply_to: int | None = None) -> dict:
+        reply = {"message_id": reply_to, "allow_sending_without_reply": True} if reply_to else None
+        return await self.call("sendMessage", chat_id=chat_id, text=text[:4096],
+                               message_thread_id=thread_id, reply_parameters=reply,
+                               link_preview_options={"is_disabled": True})
+
+    async def close(self) -> None:
+        await self._client.aclose()

@@ -1,0 +1,36 @@
+"""Settings of the telegram service."""
+
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode
+
+from runtime.settings import DEV_WEBHOOK_SECRET, ServiceSettings
+
+
+class Settings(ServiceSettings):
+    service_name: str = "telegram"
+    port: int = Field(8104, alias="TELEGRAM_PORT")
+    db_role: str = Field("telegram_svc", alias="TELEGRAM_DB_ROLE")
+    db_password: str = Field("telegram-dev-password", alias="TELEGRAM_DB_PASSWORD")
+    bot_token: str = Field("123456:TEST-TOKEN", alias="TELEGRAM_BOT_TOKEN")
+    api_base: str = Field("http://127.0.0.1:8081", alias="TELEGRAM_API_BASE")
+    webhook_secret: str = Field(DEV_WEBHOOK_SECRET, alias="TELEGRAM_WEBHOOK_SECRET")
+    support_chat_id: int = Field(-1001000000001, alias="TELEGRAM_SUPPORT_CHAT_ID")
+    operator_ids: Annotated[list[int], NoDecode] = Field(default_factory=lambda: [1001], alias="TELEGRAM_OPERATOR_IDS")
+    bot_username: str = Field("vpn_support_bot", alias="TELEGRAM_BOT_USERNAME")
+    notify_concurrency: int = Field(20, alias="TELEGRAM_NOTIFY_CONCURRENCY")
+    max_retry_after_wait: int = Field(30, alias="TELEGRAM_MAX_INLINE_RETRY_AFTER")
+
+    @field_validator("operator_ids", mode="before")
+    @classmethod
+    def _split_ids(cls, v):
+        if isinstance(v, str):
+            return [int(x) for x in v.replace(" ", "").split(",") if x]
+        if isinstance(v, int):
+            return [v]
+        return v
+
+    def secret_defaults(self) -> dict[str, bool]:
+        return {**super().secret_defaults(),
+                "TELEGRAM_WEBHOOK_SECRET": self.webhook_secret == DEV_WEBHOOK_SECRET}

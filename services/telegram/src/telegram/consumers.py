@@ -1,0 +1,34 @@
+"""Ticket events the telegram service consumes, turned into support-chat messages."""
+
+from __future__ import annotations
+
+from contracts import Envelope
+from contracts.tickets import MessageAddedV1, TicketClosedV1, TicketOpenedV1
+from runtime.broker import Subscription
+from runtime.db import Database
+from runtime.inbox import claim
+from telegram.jobs import TelegramJobs
+from telegram.models import inbox
+from telegram.repository import TelegramRepository
+from telegram.service import MirrorService
+
+QUEUE = "telegram.ticket-events"
+
+
+def build_subscription(db: Database, mirror: MirrorService, jobs: TelegramJobs) -> Subscription:
+    sub = Subscription(QUEUE)
+
+    async def on_ticket_event(env: Envelope, event) -> None:
+        async with db.transaction() as s:
+            fresh = await claim(s, inbox, env.event_id, QUEUE, env.routing_key)
+            if fresh:
+                ids = await mirror.record_ticket_event(s, env, event)
+            else:  # duplicate: make sure its work was queued (a crash may have lost the job)
+                ids = [r.id for r in await TelegramRepository(s).pending_for_event(
+                    str(env.event_id))]
+        # Only after commit: the job must never run before its rows exist.
+        await jobs.enqueue_outgoing([(i, event.ticket_id) for i in ids])
+
+    for contract in (TicketOpenedV1, MessageAddedV1, TicketClosedV1):
+        sub.on(contract)(on_ticket_event)
+    return sub

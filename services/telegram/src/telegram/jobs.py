@@ -1,0 +1,116 @@
+"""Job queues of the telegram service: `notify` (sends) and `telegram_updates` (webhook work)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import timedelta
+
+from bullmq import Job
+from bullmq.custom_errors import DelayedError
+
+from runtime.db import Database
+from runtime.jobs import JobQueue, job_id
+from runtime.logging import get_logger
+from telegram.botapi import TelegramError
+from telegram.models import Outgoing
+from telegram.repository import TelegramRepository
+from telegram.service import Delivery, UpdateService, now
+
+log = get_logger(__name__)
+
+NOTIFY = "notify"
+UPDATES = "telegram_updates"
+
+
+class TelegramJobs:
+    def __init__(self, notify: JobQueue, updates: JobQueue):
+        self.notify = notify
+        self.updates = updates
+
+    async def enqueue_outgoing(self, rows: list[tuple[int, str | None]], suffix: str = "") -> None:
+        for oid, ticket_id in rows:
+            if ticket_id:
+                await self.notify.enqueue("deliver_ticket", {"ticket_id": ticket_id},
+                                          job_id=job_id("notify", oid, suffix) if suffix
+                                          else job_id("notify", oid))
+            else:
+                await self.notify.enqueue("deliver_one", {"outgoing_id": oid},
+                                          job_id=job_id("notify", oid, suffix) if suffix
+                                          else job_id("notify", oid))
+
+    async def enqueue_update(self, update_id: int, suffix: str = "") -> None:
+        jid = job_id("update", update_id, suffix) if suffix else job_id("update", update_id)
+        await self.updates.enqueue("process_update", {"update_id": update_id}, job_id=jid)
+
+
+def notify_handlers(delivery: Delivery, max_inline_wait: int):
+    async def with_retry_after(job: Job, token: str, fn):
+        while True:
+            try:
+                return await fn()
+            except TelegramError as exc:
+                if not exc.is_retry_after:
+                    raise
+                wait = int(exc.retry_after or 1)
+                log.warning("telegram_retry_after", retry_after=wait, job_id=job.id)
+                if wait <= max_inline_wait:
+                    await asyncio.sleep(wait)
+                    continue
+                await job.moveToDelayed(int(time.time() * 1000) + wait * 1000, token)
+                raise DelayedError() from exc
+
+    async def deliver_ticket(job: Job, token: str = ""):
+        return await with_retry_after(job, token,
+                                      lambda: delivery.deliver_ticket(job.data["ticket_id"]))
+
+    async def deliver_one(job: Job, token: str = ""):
+        return await with_retry_after(job, token,
+                                      lambda: delivery.deliver_one(int(job.data["outgoing_id"])))
+
+    return {"deliver_ticket": deliver_ticket, "deliver_one": deliver_one}
+
+
+def update_handlers(db: Database, updates: UpdateService, jobs: TelegramJobs):
+    async def process_update(job: Job, token: str = ""):
+        update_id = int(job.data["update_id"])
+        async with db.transaction() as s:
+            row = await TelegramRepository(s).lock_update(update_id)
+            if row is None or row.processed_at is not None:
+                return "skipped"
+            outcome, outgoing = await updates.handle(s, update_id, row.payload)
+            row.processed_at, row.outcome = now(), outcome
+        await jobs.enqueue_outgoing([(oid, None) for oid in outgoing])
+        return outcome
+
+    return {"process_update": process_update}
+
+
+async def sweep(db: Database, jobs: TelegramJobs, every: float = 5.0, age: float = 10.0) -> None:
+    """Re-queue anything whose job was lost (a crash between commit and enqueue, a failed job)."""
+    while True:
+        await asyncio.sleep(every)
+        try:
+            cutoff = now() - timedelta(seconds=age)
+            bucket = str(int(time.time() // 30))
+            async with db.transaction() as s:
+                repo = TelegramRepository(s)
+                stale: list[Outgoing] = await repo.stale_outgoing(cutoff)
+                updates = await repo.stale_updates(cutoff)
+            seen: set[str] = set()
+            rows = []
+            for r in stale:
+                key = r.ticket_id or f"one-{r.id}"
+                if key not in seen:
+                    seen.add(key)
+                    rows.append((r.id, r.ticket_id))
+            if rows:
+                await jobs.enqueue_outgoing(rows, suffix=f"s{bucket}")
+            for u in updates:
+                await jobs.enqueue_update(u, suffix=f"s{bucket}")
+            if rows or updates:
+                log.info("sweep_requeued", outgoing=len(rows), updates=len(updates))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("sweep_failed", error=str(exc)[:300])

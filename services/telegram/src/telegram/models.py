@@ -1,0 +1,122 @@
+"""Tables of the `telegram` schema: received updates, ticket threads, outgoing messages, links."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from runtime.inbox import inbox_table
+from runtime.outbox import outbox_table
+
+SCHEMA = "telegram"
+
+
+class Base(DeclarativeBase):
+    metadata = sa.MetaData(schema=SCHEMA)
+
+
+class ReceivedUpdate(Base):
+    """Every webhook update once (`update_id` is the key), processed after the webhook answers."""
+
+    __tablename__ = "received_updates"
+
+    update_id: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True, autoincrement=False)
+    payload: Mapped[dict] = mapped_column(JSONB)
+    received_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True),
+                                                  server_default=sa.func.now())
+    processed_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    outcome: Mapped[str | None] = mapped_column(sa.Text)
+
+    __table_args__ = (
+        sa.Index("ix_updates_unprocessed", "received_at",
+                 postgresql_where=sa.text("processed_at IS NULL")),
+    )
+
+
+class TicketThread(Base):
+    """Where a ticket lives in the support chat: a forum topic, or a root message to reply to."""
+
+    __tablename__ = "ticket_threads"
+
+    ticket_id: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    user_id: Mapped[str] = mapped_column(sa.Text)
+    subject: Mapped[str | None] = mapped_column(sa.Text)
+    chat_id: Mapped[int] = mapped_column(sa.BigInteger)
+    message_thread_id: Mapped[int | None] = mapped_column(sa.BigInteger)
+    root_message_id: Mapped[int | None] = mapped_column(sa.BigInteger)
+    closed: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True),
+                                                 server_default=sa.func.now())
+
+    __table_args__ = (
+        sa.Index("ux_threads_topic", "chat_id", "message_thread_id", unique=True,
+                 postgresql_where=sa.text("message_thread_id IS NOT NULL")),
+    )
+
+
+class Outgoing(Base):
+    """A message (or topic action) to deliver, in `seq` order per ticket, exactly once."""
+
+    __tablename__ = "outgoing"
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    event_id: Mapped[str] = mapped_column(sa.Text)
+    ticket_id: Mapped[str | None] = mapped_column(sa.Text)
+    chat_id: Mapped[int | None] = mapped_column(sa.BigInteger)
+    kind: Mapped[str] = mapped_column(sa.Text)
+    seq: Mapped[int] = mapped_column(sa.Integer, default=0)
+    text: Mapped[str | None] = mapped_column(sa.Text)
+    status: Mapped[str] = mapped_column(sa.Text, default="PENDING")
+    attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
+    telegram_message_id: Mapped[int | None] = mapped_column(sa.BigInteger)
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True),
+                                                 server_default=sa.func.now())
+    sent_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+
+    __table_args__ = (
+        sa.UniqueConstraint("event_id", "kind", name="ux_outgoing_event_kind"),
+        sa.Index("ix_outgoing_pending", "ticket_id", "seq", "id",
+                 postgresql_where=sa.text("status = 'PENDING'")),
+    )
+
+
+class MessageMap(Base):
+    """Support-chat messages that belong to a ticket (for reply threading)."""
+
+    __tablename__ = "message_map"
+
+    chat_id: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True)
+    message_id: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True)
+    ticket_id: Mapped[str] = mapped_column(sa.Text)
+
+
+class AccountLink(Base):
+    """A web account linked to a Telegram user (one each way)."""
+
+    __tablename__ = "account_links"
+
+    user_id: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    telegram_user_id: Mapped[int] = mapped_column(sa.BigInteger, unique=True)
+    telegram_username: Mapped[str | None] = mapped_column(sa.Text)
+    chat_id: Mapped[int] = mapped_column(sa.BigInteger)
+    linked_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True),
+                                                server_default=sa.func.now())
+
+
+class LinkToken(Base):
+    """One-time deep-link tokens, stored only as a SHA-256 hash."""
+
+    __tablename__ = "link_tokens"
+
+    token_hash: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    user_id: Mapped[str] = mapped_column(sa.Text)
+    expires_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    used_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+
+
+outbox = outbox_table(Base.metadata)
+inbox = inbox_table(Base.metadata)

@@ -1,0 +1,107 @@
+"""Queries on the telegram schema."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from telegram.models import AccountLink, MessageMap, Outgoing, ReceivedUpdate, TicketThread
+
+
+class TelegramRepository:
+    def __init__(self, session: AsyncSession):
+        self.session = session
+
+    # updates
+    async def insert_update(self, update_id: int, payload: dict) -> bool:
+        res = await self.session.execute(
+            insert(ReceivedUpdate).values(update_id=update_id, payload=payload)
+            .on_conflict_do_nothing().returning(ReceivedUpdate.update_id)
+        )
+        return res.first() is not None
+
+    async def lock_update(self, update_id: int) -> ReceivedUpdate | None:
+        stmt = (sa.select(ReceivedUpdate).where(ReceivedUpdate.update_id == update_id)
+                .with_for_update(skip_locked=True))
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def stale_updates(self, older_than: datetime, limit: int = 500) -> list[int]:
+        stmt = (sa.select(ReceivedUpdate.update_id)
+                .where(ReceivedUpdate.processed_at.is_(None), ReceivedUpdate.received_at < older_than)
+                .limit(limit))
+        return list((await self.session.execute(stmt)).scalars())
+
+    # threads
+    async def thread(self, ticket_id: str, *, for_update: bool = False) -> TicketThread | None:
+        stmt = sa.select(TicketThread).where(TicketThread.ticket_id == ticket_id)
+        if for_update:
+            stmt = stmt.with_for_update()
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def ensure_thread(self, ticket_id: str, user_id: str, chat_id: int,
+                            subject: str | None) -> None:
+        stmt = insert(TicketThread).values(ticket_id=ticket_id, user_id=user_id, chat_id=chat_id,
+                                           subject=subject, closed=False)
+        if subject is not None:
+            stmt = stmt.on_conflict_do_update(
+                index_elements=[TicketThread.ticket_id],
+                set_={"subject": sa.func.coalesce(TicketThread.subject, subject)},
+            )
+        else:
+            stmt = stmt.on_conflict_do_nothing()
+        await self.session.execute(stmt)
+
+    async def thread_by_topic(self, chat_id: int, thread_id: int) -> TicketThread | None:
+        stmt = sa.select(TicketThread).where(TicketThread.chat_id == chat_id,
+                                             TicketThread.message_thread_id == thread_id)
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def ticket_by_message(self, chat_id: int, message_id: int) -> str | None:
+        stmt = sa.select(MessageMap.ticket_id).where(MessageMap.chat_id == chat_id,
+                                                     MessageMap.message_id == message_id)
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def map_message(self, chat_id: int, message_id: int, ticket_id: str) -> None:
+        await self.session.execute(
+            insert(MessageMap).values(chat_id=chat_id, message_id=message_id, ticket_id=ticket_id)
+            .on_conflict_do_nothing()
+        )
+
+    # outgoing
+    async def add_outgoing(self, **values) -> int | None:
+        res = await self.session.execute(
+            insert(Outgoing).values(**values).on_conflict_do_nothing().returning(Outgoing.id)
+        )
+        return res.scalar_one_or_none()
+
+    async def next_pending(self, ticket_id: str | None, outgoing_id: int | None = None
+                           ) -> Outgoing | None:
+        stmt = sa.select(Outgoing).where(Outgoing.status == "PENDING")
+        if ticket_id is not None:
+            stmt = stmt.where(Outgoing.ticket_id == ticket_id).order_by(Outgoing.seq, Outgoing.id)
+        else:
+            stmt = stmt.where(Outgoing.id == outgoing_id)
+        return (await self.session.execute(stmt.limit(1).with_for_update())).scalar_one_or_none()
+
+    async def pending_for_event(self, event_id: str) -> list[Outgoing]:
+        stmt = sa.select(Outgoing).where(Outgoing.event_id == event_id,
+                                         Outgoing.status == "PENDING")
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def stale_outgoing(self, older_than: datetime, limit: int = 500) -> list[Outgoing]:
+        stmt = (sa.select(Outgoing)
+                .where(Outgoing.status == "PENDING", Outgoing.created_at < older_than)
+                .order_by(Outgoing.id).limit(limit))
+        return list((await self.session.execute(stmt)).scalars())
+
+    # links
+    async def link_for_user(self, user_id: str) -> AccountLink | None:
+        stmt = sa.select(AccountLink).where(AccountLink.user_id == user_id)
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def link_for_telegram(self, telegram_user_id: int) -> AccountLink | None:
+        stmt = sa.select(AccountLink).where(AccountLink.telegram_user_id == telegram_user_id)
+        return (await self.session.execute(stmt)).scalar_one_or_none()

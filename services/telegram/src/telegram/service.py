@@ -1,0 +1,333 @@
+"""Support-chat mirroring, ordered exactly-once delivery, and incoming update handling.
+
+Ticket events become `outgoing` rows (in the consumer's transaction, deduplicated by event id).
+The `notify` job delivers a ticket's pending rows one by one in `seq` order, each in its own
+short transaction holding the ticket thread's row lock, so two workers never interleave a
+ticket's messages and a crash re-sends at most the one message in flight.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from contracts import Envelope
+from contracts.telegram import AccountLinkedV1, SupportReplyReceivedV1, UserMessageReceivedV1
+from contracts.tickets import MessageAddedV1, TicketClosedV1, TicketOpenedV1
+from runtime.db import Database
+from runtime.logging import get_logger
+from runtime.outbox import Outbox
+from telegram.botapi import BotApi, TelegramError
+from telegram.config import Settings
+from telegram.models import AccountLink, LinkToken, Outgoing, TicketThread, outbox
+from telegram.repository import TelegramRepository
+
+log = get_logger(__name__)
+
+events = Outbox(outbox, producer="telegram")
+
+SUPPORT_KINDS = {"ticket_opened", "ticket_message", "ticket_closed"}
+LINK_TOKEN_TTL = timedelta(minutes=15)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+class NotReady(Exception):
+    """The ticket's first event has not arrived yet; the job is retried later."""
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def opened_text(e: TicketOpenedV1) -> str:
+    who = e.user_label or f"user {e.user_id}"
+    return (f"🆕 New ticket: {e.subject}\nFrom: {who} (via {e.source.lower()})\n"
+            f"Ticket: {e.ticket_id}\n\n{e.message.body}")
+
+
+def message_text(e: MessageAddedV1) -> str:
+    if e.author_role == "USER":
+        return f"💬 Customer:\n{e.body}"
+    return f"👤 Support (web panel):\n{e.body}"
+
+
+@dataclass
+class MirrorService:
+    settings: Settings
+
+    async def record_ticket_event(self, s: AsyncSession, env: Envelope, event) -> list[int]:
+        """Turn a ticket event into outgoing rows; returns the new row ids."""
+        repo = TelegramRepository(s)
+        chat = self.settings.support_chat_id
+        ids: list[int | None] = []
+        eid = str(env.event_id)
+        if isinstance(event, TicketOpenedV1):
+            await repo.ensure_thread(event.ticket_id, event.user_id, chat, event.subject)
+            ids.append(await repo.add_outgoing(event_id=eid, ticket_id=event.ticket_id,
+                                               chat_id=chat, kind="ticket_opened", seq=event.seq,
+                                               text=opened_text(event)))
+        elif isinstance(event, MessageAddedV1):
+            await repo.ensure_thread(event.ticket_id, event.user_id, chat, None)
+            if not (event.author_role == "SUPPORT" and event.origin == "TELEGRAM"):
+                ids.append(await repo.add_outgoing(event_id=eid, ticket_id=event.ticket_id,
+                                                   chat_id=chat, kind="ticket_message",
+                                                   seq=event.seq, text=message_text(event)))
+            if event.author_role == "SUPPORT":
+                link = await repo.link_for_user(event.user_id)
+                if link is not None:
+                    ids.append(await repo.add_outgoing(
+                        event_id=eid, ticket_id=event.ticket_id, chat_id=link.chat_id,
+                        kind="user_reply", seq=event.seq,
+                        text=f"💬 Support replied to “{event.subject}”:\n\n{event.body}"))
+        elif isinstance(event, TicketClosedV1):
+            await repo.ensure_thread(event.ticket_id, event.user_id, chat, None)
+            ids.append(await repo.add_outgoing(event_id=eid, ticket_id=event.ticket_id,
+                                               chat_id=chat, kind="ticket_closed", seq=event.seq,
+                                               text="✅ Ticket closed."))
+        return [i for i in ids if i is not None]
+
+
+class Delivery:
+    """Sends outgoing rows through the Bot API."""
+
+    def __init__(self, db: Database, bot: BotApi, settings: Settings):
+        self.db = db
+        self.bot = bot
+        self.settings = settings
+        self._forum: dict[int, bool] = {}
+
+    async def is_forum(self, chat_id: int) -> bool:
+        if chat_id not in self._forum:
+            chat = await self.bot.call("getChat", chat_id=chat_id)
+            self._forum[chat_id] = bool(chat.get("is_forum"))
+        return self._forum[chat_id]
+
+    async def deliver_ticket(self, ticket_id: str) -> int:
+        """Deliver every pending row of the ticket in order; returns how many were sent."""
+        sent = 0
+        while True:
+            async with self.db.transaction() as s:
+                repo = TelegramRepository(s)
+                thread = await repo.thread(ticket_id, for_update=True)
+                if thread is None:
+                    return sent
+                row = await repo.next_pending(ticket_id)
+                if row is None:
+                    return sent
+                if row.kind in SUPPORT_KINDS and thread.subject is None:
+                    raise NotReady(ticket_id)
+                done = await self._apply(repo, thread, row)
+                if done:
+                    sent += 1
+
+    async def deliver_one(self, outgoing_id: int) -> None:
+        async with self.db.transaction() as s:
+            repo = TelegramRepository(s)
+            row = await repo.next_pending(None, outgoing_id)
+            if row is None:
+                return
+            await self._apply(repo, None, row)
+
+    async def _apply(self, repo: TelegramRepository, thread: TicketThread | None,
+                     row: Outgoing) -> bool:
+        """Do one step for the row. True when the row is finished, False when only progress."""
+        try:
+            if row.kind in SUPPORT_KINDS:
+                assert thread is not None
+                if not await self._support_step(repo, thread, row):
+                    return False
+            else:
+                msg = await self.bot.send_message(row.chat_id, row.text or "")
+                row.telegram_message_id = msg["message_id"]
+        except TelegramError as exc:
+            if exc.is_permanent:
+                row.status, row.last_error = "FAILED", exc.description[:500]
+                row.attempts += 1
+                log.error("telegram_send_failed", outgoing_id=row.id, kind=row.kind,
+                          error=exc.description)
+                return True
+            raise
+        row.status, row.sent_at = "SENT", now()
+        row.attempts += 1
+        return True
+
+    async def _support_step(self, repo: TelegramRepository, thread: TicketThread,
+                            row: Outgoing) -> bool:
+        chat = thread.chat_id
+        forum = await self.is_forum(chat)
+        if row.kind == "ticket_opened":
+            if forum and thread.message_thread_id is None:
+                name = f"#{thread.ticket_id[:6]} {thread.subject}"[:128]
+                topic = await self.bot.call("createForumTopic", chat_id=chat, name=name)
+                thread.message_thread_id = int(topic["message_thread_id"])
+                return False  # commit the topic before sending into it
+            msg = await self.bot.send_message(chat, row.text or "",
+                                              thread_id=thread.message_thread_id)
+            if not forum:
+                thread.root_message_id = msg["message_id"]
+        elif row.kind == "ticket_message":
+            if thread.closed:
+                await self._reopen(thread, forum)
+                return False
+            msg = await self.bot.send_message(chat, row.text or "",
+                                              thread_id=thread.message_thread_id if forum else None,
+                                              reply_to=None if forum else thread.root_message_id)
+        else:  # ticket_closed
+            if thread.closed:
+                return True
+            if forum and thread.message_thread_id is not None:
+                await self._topic_action("closeForumTopic", chat, thread.message_thread_id)
+                msg = None
+            else:
+                msg = await self.bot.send_message(chat, row.text or "",
+                                                  reply_to=thread.root_message_id)
+            thread.closed = True
+        if msg is not None:
+            row.telegram_message_id = msg["message_id"]
+            await repo.map_message(chat, msg["message_id"], thread.ticket_id)
+        return True
+
+    async def _reopen(self, thread: TicketThread, forum: bool) -> None:
+        if forum and thread.message_thread_id is not None:
+            await self._topic_action("reopenForumTopic", thread.chat_id, thread.message_thread_id)
+        thread.closed = False
+
+    async def _topic_action(self, method: str, chat: int, thread_id: int) -> None:
+        try:
+            await self.bot.call(method, chat_id=chat, message_thread_id=thread_id)
+        except TelegramError as exc:
+            if "TOPIC_NOT_MODIFIED" not in exc.description:
+                raise
+
+
+START_RE = re.compile(r"^/start(?:@\w+)?\s+([A-Za-z0-9_-]{1,64})\s*$")
+
+HELP_TEXT = ("I am the support bot. Write your question here and our team will answer.\n"
+             "/status — your subscription\n/help — this message")
+UNLINKED_TEXT = ("Your Telegram is not linked to an account yet. Sign in on the web site, open "
+                 "Settings and press “Link Telegram”, then follow the link.")
+
+
+class UpdateService:
+    """Handles webhook updates after the webhook has answered."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    async def handle(self, s: AsyncSession, update_id: int, update: dict) -> tuple[str, list[int]]:
+        """Apply one update; returns its outcome and outgoing rows to deliver."""
+        message = update.get("message")
+        if not isinstance(message, dict):
+            return "ignored:not_a_message", []
+        chat = message.get("chat") or {}
+        sender = message.get("from") or {}
+        text = message.get("text")
+        if not isinstance(text, str) or not text.strip():
+            return "ignored:no_text", []
+        chat_id = chat.get("id")
+        if chat_id == self.settings.support_chat_id:
+            return await self._support_chat(s, update_id, message, sender, text)
+        if chat.get("type") == "private":
+            return await self._private_chat(s, update_id, message, sender, text)
+        return "ignored:other_chat", []
+
+    async def _support_chat(self, s, update_id, message, sender, text):
+        if sender.get("is_bot") or sender.get("id") not in self.settings.operator_ids:
+            return "ignored:not_operator", []
+        repo = TelegramRepository(s)
+        chat_id = message["chat"]["id"]
+        ticket_id = None
+        if message.get("is_topic_message") and message.get("message_thread_id"):
+            thread = await repo.thread_by_topic(chat_id, message["message_thread_id"])
+            ticket_id = thread.ticket_id if thread else None
+        if ticket_id is None and isinstance(message.get("reply_to_message"), dict):
+            ticket_id = await repo.ticket_by_message(chat_id,
+                                                     message["reply_to_message"]["message_id"])
+        if ticket_id is None:
+            return "ignored:no_ticket", []
+        name = " ".join(filter(None, [sender.get("first_name"), sender.get("last_name")])) or None
+        await events.add(s, SupportReplyReceivedV1(
+            ticket_id=ticket_id, body=text.strip()[:4000], operator_telegram_id=sender["id"],
+            operator_name=name, chat_id=chat_id, telegram_message_id=message["message_id"],
+            update_id=update_id, received_at=now(),
+        ))
+        return "support_reply", []
+
+    async def _private_chat(self, s, update_id, message, sender, text):
+        repo = TelegramRepository(s)
+        chat_id = message["chat"]["id"]
+        tg_user = sender.get("id")
+        if not isinstance(tg_user, int):
+            return "ignored:no_sender", []
+        eid = f"update-{update_id}"
+
+        async def reply(body: str, kind: str = "bot_reply") -> list[int]:
+            oid = await repo.add_outgoing(event_id=eid, ticket_id=None, chat_id=chat_id,
+                                          kind=kind, seq=0, text=body)
+            return [oid] if oid else []
+
+        match = START_RE.match(text.strip())
+        if match:
+            return await self._link(s, repo, match.group(1), sender, chat_id, reply)
+        link = await repo.link_for_telegram(tg_user)
+        stripped = text.strip()
+        if stripped.startswith("/help") or stripped == "/start":
+            return "help", await reply(HELP_TEXT if link else f"{HELP_TEXT}\n\n{UNLINKED_TEXT}")
+        if link is None:
+            return "unlinked", await reply(UNLINKED_TEXT)
+        if stripped.startswith("/status"):
+            return "status", await reply(
+                "Your account is linked. Your subscription status is shown in the web panel.")
+        if stripped.startswith("/"):
+            return "unknown_command", await reply(HELP_TEXT)
+        await events.add(s, UserMessageReceivedV1(
+            user_id=link.user_id, ticket_id=None, telegram_user_id=tg_user, chat_id=chat_id,
+            telegram_message_id=message["message_id"], text=stripped[:4000],
+            update_id=update_id, received_at=now(),
+        ))
+        return "user_message", await reply("✉️ Got it — support will answer here.", "bot_ack")
+
+    async def _link(self, s, repo, token, sender, chat_id, reply):
+        row = (await s.execute(
+            sa.select(LinkToken).where(LinkToken.token_hash == hash_token(token))
+            .with_for_update())).scalar_one_or_none()
+        if row is None or row.used_at is not None or row.expires_at < now():
+            return "link_refused", await reply(
+                "This link is invalid or has expired. Create a new one in the web panel.")
+        existing = await repo.link_for_telegram(sender["id"])
+        if existing is not None and existing.user_id != row.user_id:
+            return "link_refused", await reply(
+                "This Telegram account is already linked to another account.")
+        row.used_at = now()
+        current = await repo.link_for_user(row.user_id)
+        if current is None:
+            s.add(AccountLink(user_id=row.user_id, telegram_user_id=sender["id"],
+                              telegram_username=sender.get("username"), chat_id=chat_id))
+        else:
+            current.telegram_user_id = sender["id"]
+            current.telegram_username = sender.get("username")
+            current.chat_id = chat_id
+        await s.flush()
+        await events.add(s, AccountLinkedV1(user_id=row.user_id, telegram_user_id=sender["id"],
+                                            telegram_username=sender.get("username"),
+                                            linked_at=now()))
+        return "linked", await reply("✅ Your Telegram account is now linked. "
+                                     "Write here any time to reach support.")
+
+
+async def create_link_token(s: AsyncSession, user_id: str, bot_username: str
+                            ) -> tuple[str, datetime]:
+    token = secrets.token_urlsafe(32)[:43]
+    expires = now() + LINK_TOKEN_TTL
+    s.add(LinkToken(token_hash=hash_token(token), user_id=user_id, expires_at=expires))
+    await s.flush()
+    return f"https://t.me/{bot_username}?start={token}", expires

@@ -1,0 +1,35 @@
+"""The telegram worker process: ticket-event consumer, notify and update jobs, sweep, outbox."""
+
+from __future__ import annotations
+
+from runtime.jobs import JobQueue, JobWorker
+from runtime.service import WorkerContext
+from telegram.botapi import BotApi
+from telegram.config import Settings
+from telegram.consumers import build_subscription
+from telegram.jobs import NOTIFY, UPDATES, TelegramJobs, notify_handlers, sweep, update_handlers
+from telegram.service import Delivery, MirrorService, UpdateService, events
+
+
+async def build_worker(ctx: WorkerContext) -> None:
+    settings: Settings = ctx.settings  # type: ignore[assignment]
+    bot = BotApi(settings.api_base, settings.bot_token)
+    jobs = TelegramJobs(JobQueue(NOTIFY, settings.redis_url, settings.jobs_prefix),
+                        JobQueue(UPDATES, settings.redis_url, settings.jobs_prefix))
+    ctx.queues += [jobs.notify, jobs.updates]
+    ctx.outbox = events
+    ctx.subscriptions.append(build_subscription(ctx.db, MirrorService(settings), jobs))
+    delivery = Delivery(ctx.db, bot, settings)
+    ctx.job_workers.append(JobWorker(NOTIFY, settings.redis_url,
+                                     notify_handlers(delivery, settings.max_retry_after_wait),
+                                     concurrency=settings.notify_concurrency,
+                                     prefix=settings.jobs_prefix))
+    ctx.job_workers.append(JobWorker(UPDATES, settings.redis_url,
+                                     update_handlers(ctx.db, UpdateService(settings), jobs),
+                                     concurrency=20, prefix=settings.jobs_prefix))
+
+    async def sweeper():
+        await sweep(ctx.db, jobs)
+
+    ctx.background.append(sweeper)
+    ctx.on_close.append(bot.close)

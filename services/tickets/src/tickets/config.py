@@ -1,0 +1,12 @@
+"""Settings of the tickets service."""
+
+from pydantic import Field
+
+from runtime.settings import ServiceSettings
+
+
+class Settings(ServiceSettings):
+    service_name: str = "tickets"
+    port: int = Field(8103, alias="TICKETS_PORT")
+    db_role: str = Field("tickets_svc", alias="TICKETS_DB_ROLE")
+    db_password: str = Field("tickets-dev-password", alias="TICKETS_DB_PASSWORD")

@@ -1,0 +1,71 @@
+"""Queries on the tickets schema."""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from runtime.errors import ValidationFailed
+from tickets.models import Message, Ticket
+
+
+def encode_cursor(ts: datetime, ident: str) -> str:
+    return base64.urlsafe_b64encode(f"{ts.isoformat()}|{ident}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        ts, ident = raw.split("|", 1)
+        return datetime.fromisoformat(ts), ident
+    except Exception as exc:
+        raise ValidationFailed("Invalid cursor", {"cursor": cursor}) from exc
+
+
+class TicketRepository:
+    def __init__(self, session: AsyncSession):
+        self.session = session
+
+    async def get(self, ticket_id: str, *, for_update: bool = False) -> Ticket | None:
+        stmt = sa.select(Ticket).where(Ticket.id == ticket_id)
+        if for_update:
+            stmt = stmt.with_for_update()
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def messages(self, ticket_id: str) -> list[Message]:
+        stmt = (sa.select(Message).where(Message.ticket_id == ticket_id)
+                .order_by(Message.created_at, Message.id))
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def message_by_ref(self, ref: str) -> Message | None:
+        stmt = sa.select(Message).where(Message.external_ref == ref)
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def latest_open_for_user(self, user_id: str) -> Ticket | None:
+        stmt = (sa.select(Ticket).where(Ticket.user_id == user_id, Ticket.status != "CLOSED")
+                .order_by(Ticket.last_message_at.desc()).limit(1).with_for_update())
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def list(self, *, user_id: str | None, status: str | None, limit: int,
+                   cursor: str | None) -> tuple[list[Ticket], str | None]:
+        stmt = sa.select(Ticket)
+        if user_id is not None:
+            stmt = stmt.where(Ticket.user_id == user_id)
+        if status:
+            stmt = stmt.where(Ticket.status == status)
+        if cursor:
+            ts, ident = decode_cursor(cursor)
+            stmt = stmt.where(sa.tuple_(Ticket.created_at, Ticket.id) < sa.tuple_(ts, ident))
+        stmt = stmt.order_by(Ticket.created_at.desc(), Ticket.id.desc()).limit(limit + 1)
+        rows = list((await self.session.execute(stmt)).scalars())
+        next_cursor = None
+        if len(rows) > limit:
+            rows = rows[:limit]
+            next_cursor = encode_cursor(rows[-1].created_at, rows[-1].id)
+        return rows, next_cursor
+
+    def add(self, obj) -> None:
+        self.session.add(obj)

@@ -1,0 +1,150 @@
+"""Shared fixtures: the whole system started as separate OS processes, like `make run` does."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+import redis
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "deploy" / "local"))
+
+from stack import Stack, check_infra, default_env  # noqa: E402
+
+PORT_OFFSET = 1000
+TEST_DB = "vpn_test"
+BROKER_PREFIX = "test."
+ADMIN_DSN = f"postgresql://postgres@127.0.0.1:5432/{TEST_DB}"
+
+
+def test_env() -> dict[str, str]:
+    env = default_env(port_offset=PORT_OFFSET, db_name=TEST_DB, redis_db=1,
+                      broker_prefix=BROKER_PREFIX)
+    env.update({
+        "LOGIN_PER_EMAIL_PER_MINUTE": "5",
+        "TICKETS_PER_USER_PER_HOUR": "1000",
+        "REGISTER_PER_IP_PER_HOUR": "100000",
+        "LOGIN_PER_IP_PER_MINUTE": "100000",
+        "OUTBOX_POLL_SECONDS": "0.5",
+        "BROKER_DELIVERY_LIMIT": "3",
+        "ADMIN_BOOTSTRAP_EMAIL": "root-admin@example.com",
+    })
+    return env
+
+
+def _reset_infrastructure(env: dict[str, str]) -> None:
+    async def drop_db():
+        conn = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/postgres")
+        try:
+            await conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+                TEST_DB)
+            await conn.execute(f'DROP DATABASE IF EXISTS "{TEST_DB}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(drop_db())
+    redis.Redis.from_url(env["REDIS_URL"]).flushdb()
+    _delete_test_queues(env)
+
+
+def _delete_test_queues(env: dict[str, str]) -> None:
+    import aio_pika
+
+    async def main():
+        conn = await aio_pika.connect(env["RABBITMQ_URL"])
+        try:
+            for name in ("tickets.telegram-events", "telegram.ticket-events",
+                         "gateway.identity-projections"):
+                for q in (name, f"{name}.dlq"):
+                    ch = await conn.channel()
+                    try:
+                        await ch.queue_delete(BROKER_PREFIX + q)
+                    except Exception:
+                        pass
+        finally:
+            await conn.close()
+
+    asyncio.run(main())
+
+
+@pytest.fixture(scope="session")
+def stack():
+    env = test_env()
+    problems = check_infra(env)
+    if problems:
+        pytest.fail("infrastructure missing:\n" + "\n".join(problems))
+    _reset_infrastructure(env)
+    s = Stack(env, log_dir=ROOT / ".run" / "test-logs")
+    for f in s.log_dir.glob("*.log") if s.log_dir.exists() else []:
+        f.unlink()
+    s.migrate()
+    s.start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="session")
+def gateway_url(stack) -> str:
+    return stack.api_url("gateway")
+
+
+@pytest.fixture(scope="session")
+def emulator_url(stack) -> str:
+    return stack.env["TELEGRAM_API_BASE"]
+
+
+@pytest.fixture
+async def db():
+    conn = await asyncpg.connect(ADMIN_DSN)
+    yield conn
+    await conn.close()
+
+
+def wait_for(predicate, timeout: float = 20, interval: float = 0.1, message: str = "condition"):
+    """Poll until `predicate()` returns something truthy; return it (fails at the deadline)."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {message}; last value: {last!r}")
+
+
+async def await_for(predicate, timeout: float = 20, interval: float = 0.1,
+                    message: str = "condition"):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = await predicate()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"timed out waiting for {message}; last value: {last!r}")
+
+
+_counter = {"n": 0}
+
+
+def unique_email(prefix: str = "user") -> str:
+    _counter["n"] += 1
+    return f"{prefix}-{os.getpid()}-{int(time.time() * 1000)}-{_counter['n']}@example.com"
+
+
+def register(gateway_url: str, email: str | None = None, password: str = "correct horse 1"
+             ) -> httpx.Client:
+    """A signed-in client for a new customer."""
+    client = httpx.Client(base_url=gateway_url + "/api/v1", timeout=15,
+                          headers={"Content-Type": "application/json"})
+    r = client.post("/auth/register", json={"email": email or unique_email(), "password": password})
+    assert r.status_code == 201, r.text
+    return client
