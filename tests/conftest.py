@@ -18,14 +18,18 @@ sys.path.insert(0, str(ROOT / "deploy" / "local"))
 
 from stack import Stack, check_infra, default_env  # noqa: E402
 
-PORT_OFFSET = 1000
-TEST_DB = "vpn_test"
-BROKER_PREFIX = "test."
+# TEST_SLOT lets several test runs share this machine's infrastructure without colliding.
+SLOT = int(os.environ.get("TEST_SLOT", "0"))
+PORT_OFFSET = 1000 + 200 * SLOT
+TEST_DB = f"vpn_test{SLOT or ''}"
+BROKER_PREFIX = f"test{SLOT or ''}."
 ADMIN_DSN = f"postgresql://postgres@127.0.0.1:5432/{TEST_DB}"
+ADMIN_EMAIL = "root-admin@example.com"
+ADMIN_PASSWORD = "admin password 1"
 
 
 def test_env() -> dict[str, str]:
-    env = default_env(port_offset=PORT_OFFSET, db_name=TEST_DB, redis_db=1,
+    env = default_env(port_offset=PORT_OFFSET, db_name=TEST_DB, redis_db=1 + SLOT,
                       broker_prefix=BROKER_PREFIX)
     env.update({
         "LOGIN_PER_EMAIL_PER_MINUTE": "5",
@@ -34,7 +38,9 @@ def test_env() -> dict[str, str]:
         "LOGIN_PER_IP_PER_MINUTE": "100000",
         "OUTBOX_POLL_SECONDS": "0.5",
         "BROKER_DELIVERY_LIMIT": "3",
-        "ADMIN_BOOTSTRAP_EMAIL": "root-admin@example.com",
+        "ADMIN_BOOTSTRAP_EMAIL": ADMIN_EMAIL,
+        # billing settings
+        # provisioner settings
     })
     return env
 
@@ -55,14 +61,21 @@ def _reset_infrastructure(env: dict[str, str]) -> None:
     _delete_test_queues(env)
 
 
+# Every consumer queue of every service (deleted before a run so each run starts empty).
+CONSUMER_QUEUES = [
+    "tickets.telegram-events", "telegram.ticket-events", "gateway.identity-projections",
+    "billing.events", "provisioner.billing-events", "provisioner.identity-events",
+    "telegram.notifications",
+]
+
+
 def _delete_test_queues(env: dict[str, str]) -> None:
     import aio_pika
 
     async def main():
         conn = await aio_pika.connect(env["RABBITMQ_URL"])
         try:
-            for name in ("tickets.telegram-events", "telegram.ticket-events",
-                         "gateway.identity-projections"):
+            for name in CONSUMER_QUEUES:
                 for q in (name, f"{name}.dlq"):
                     ch = await conn.channel()
                     try:
@@ -148,3 +161,41 @@ def register(gateway_url: str, email: str | None = None, password: str = "correc
     r = client.post("/auth/register", json={"email": email or unique_email(), "password": password})
     assert r.status_code == 201, r.text
     return client
+
+
+@pytest.fixture(scope="session")
+def admin_client(gateway_url) -> httpx.Client:
+    """A signed-in ADMIN (registered with ADMIN_BOOTSTRAP_EMAIL once per test run)."""
+    client = register(gateway_url, ADMIN_EMAIL, ADMIN_PASSWORD)
+    assert client.get("/auth/me").json()["user"]["role"] == "ADMIN"
+    return client
+
+
+async def publish_envelope(envelope_json: dict, routing_key: str) -> None:
+    """Publish an event onto the test run's exchange exactly as an outbox relay would."""
+    import aio_pika
+    import orjson
+
+    conn = await aio_pika.connect(test_env()["RABBITMQ_URL"])
+    try:
+        ch = await conn.channel(publisher_confirms=True)
+        ex = await ch.get_exchange(f"{BROKER_PREFIX}events")
+        await ex.publish(aio_pika.Message(orjson.dumps(envelope_json),
+                                          delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                                          content_type="application/json"),
+                         routing_key=routing_key)
+    finally:
+        await conn.close()
+
+
+async def queue_depth(name: str) -> int:
+    """Ready messages in one of the test run's queues (e.g. a dead-letter queue)."""
+    import aio_pika
+
+    conn = await aio_pika.connect(test_env()["RABBITMQ_URL"])
+    try:
+        ch = await conn.channel()
+        q = await ch.declare_queue(f"{BROKER_PREFIX}{name}", passive=True)
+        return q.declaration_result.message_count or 0
+    finally:
+        await conn.close()

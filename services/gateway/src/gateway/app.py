@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 from redis.asyncio import Redis
 
-from gateway.api import admin, auth, telegram, tickets
+from gateway.api import admin, auth, billing, subscriptions, telegram, tickets
 from gateway.config import Settings
 from gateway.ratelimit import RateLimiter
 from gateway.service import AuthService
@@ -77,5 +77,9 @@ def create_api(settings: Settings) -> FastAPI:
     api.include_router(tickets.admin)
     api.include_router(admin.router)
     api.include_router(telegram.router)
+    api.include_router(billing.router)
+    api.include_router(billing.admin)
+    api.include_router(subscriptions.router)
+    api.include_router(subscriptions.admin)
     app.include_router(api)
     return app
