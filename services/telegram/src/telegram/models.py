@@ -118,5 +118,17 @@ class LinkToken(Base):
     used_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
 
 
+class SubscriptionView(Base):
+    """The latest subscription state per user, from provisioning events (for `/status`)."""
+
+    __tablename__ = "subscription_view"
+
+    user_id: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    status: Mapped[str] = mapped_column(sa.Text)
+    expires_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True),
+                                                 server_default=sa.func.now())
+
+
 outbox = outbox_table(Base.metadata)
 inbox = inbox_table(Base.metadata)

@@ -25,7 +25,14 @@ from runtime.logging import get_logger
 from runtime.outbox import Outbox
 from telegram.botapi import BotApi, TelegramError
 from telegram.config import Settings
-from telegram.models import AccountLink, LinkToken, Outgoing, TicketThread, outbox
+from telegram.models import (
+    AccountLink,
+    LinkToken,
+    Outgoing,
+    SubscriptionView,
+    TicketThread,
+    outbox,
+)
 from telegram.repository import TelegramRepository
 
 log = get_logger(__name__)
@@ -285,8 +292,7 @@ class UpdateService:
         if link is None:
             return "unlinked", await reply(UNLINKED_TEXT)
         if stripped.startswith("/status"):
-            return "status", await reply(
-                "Your account is linked. Your subscription status is shown in the web panel.")
+            return "status", await reply(await self._status_text(s, link.user_id))
         if stripped.startswith("/"):
             return "unknown_command", await reply(HELP_TEXT)
         await events.add(s, UserMessageReceivedV1(
@@ -295,6 +301,13 @@ class UpdateService:
             update_id=update_id, received_at=now(),
         ))
         return "user_message", await reply("✉️ Got it — support will answer here.", "bot_ack")
+
+    async def _status_text(self, s: AsyncSession, user_id: str) -> str:
+        view = await s.get(SubscriptionView, user_id)
+        if view is None:
+            return "You have no subscription yet. Choose a plan in the web panel."
+        until = f" until {view.expires_at:%Y-%m-%d}" if view.expires_at else ""
+        return f"Subscription: {view.status.lower()}{until}."
 
     async def _link(self, s, repo, token, sender, chat_id, reply):
         row = (await s.execute(

@@ -7,6 +7,7 @@ from runtime.service import WorkerContext
 from telegram.botapi import BotApi
 from telegram.config import Settings
 from telegram.consumers import build_subscription
+from telegram import notifications
 from telegram.jobs import NOTIFY, UPDATES, TelegramJobs, notify_handlers, sweep, update_handlers
 from telegram.service import Delivery, MirrorService, UpdateService, events
 
@@ -19,6 +20,7 @@ async def build_worker(ctx: WorkerContext) -> None:
     ctx.queues += [jobs.notify, jobs.updates]
     ctx.outbox = events
     ctx.subscriptions.append(build_subscription(ctx.db, MirrorService(settings), jobs))
+    ctx.subscriptions.append(notifications.build_subscription(ctx.db, jobs))
     delivery = Delivery(ctx.db, bot, settings)
     ctx.job_workers.append(JobWorker(NOTIFY, settings.redis_url,
                                      notify_handlers(delivery, settings.max_retry_after_wait),

@@ -1,0 +1,83 @@
+"""Subscription events turned into bot messages to linked users, and the `/status` projection."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from contracts import Envelope
+from contracts.provisioning import (
+    SubscriptionActivatedV1,
+    SubscriptionExpiredV1,
+    SubscriptionExpiringV1,
+    SubscriptionExtendedV1,
+    SubscriptionResumedV1,
+    SubscriptionSuspendedV1,
+)
+from runtime.broker import Subscription
+from runtime.db import Database
+from runtime.inbox import claim
+from telegram.models import SubscriptionView, inbox
+from telegram.repository import TelegramRepository
+
+QUEUE = "telegram.notifications"
+
+
+def _day(ts: datetime) -> str:
+    return ts.strftime("%Y-%m-%d")
+
+
+def notice_text(event) -> tuple[str, str | None]:
+    """(bot message, status for the projection) for a subscription event."""
+    if isinstance(event, SubscriptionActivatedV1):
+        return (f"✅ Your VPN subscription is active until {_day(event.expires_at)}. "
+                "Open the web panel to get your access key.", "ACTIVE")
+    if isinstance(event, SubscriptionExtendedV1):
+        return f"➕ Your subscription now runs until {_day(event.expires_at)}.", "ACTIVE"
+    if isinstance(event, SubscriptionExpiringV1):
+        days = "1 day" if event.days_left == 1 else f"{event.days_left} days"
+        return (f"⏳ Your subscription ends in {days} ({_day(event.expires_at)}). "
+                "Renew it in the web panel to stay connected.", None)
+    if isinstance(event, SubscriptionExpiredV1):
+        return "⌛ Your subscription has expired. Renew it in the web panel.", "EXPIRED"
+    if isinstance(event, SubscriptionSuspendedV1):
+        return "⏸ Your subscription is suspended. Contact support if this is unexpected.", \
+            "SUSPENDED"
+    if isinstance(event, SubscriptionResumedV1):
+        return f"▶️ Your subscription is active again until {_day(event.expires_at)}.", "ACTIVE"
+    raise TypeError(type(event))
+
+
+async def project(s: AsyncSession, user_id: str, status: str, expires_at: datetime | None
+                  ) -> None:
+    values = {"user_id": user_id, "status": status, "expires_at": expires_at}
+    await s.execute(insert(SubscriptionView).values(**values).on_conflict_do_update(
+        index_elements=[SubscriptionView.user_id],
+        set_={"status": status, "expires_at": expires_at}))
+
+
+def build_subscription(db: Database, jobs) -> Subscription:
+    sub = Subscription(QUEUE)
+
+    async def on_event(env: Envelope, event) -> None:
+        ids: list[int] = []
+        async with db.transaction() as s:
+            if not await claim(s, inbox, env.event_id, QUEUE, env.routing_key):
+                return
+            text, status = notice_text(event)
+            if status is not None:
+                await project(s, event.user_id, status, getattr(event, "expires_at", None))
+            link = await TelegramRepository(s).link_for_user(event.user_id)
+            if link is not None:
+                oid = await TelegramRepository(s).add_outgoing(
+                    event_id=str(env.event_id), ticket_id=None, chat_id=link.chat_id,
+                    kind="user_notice", seq=0, text=text)
+                ids = [oid] if oid else []
+        await jobs.enqueue_outgoing([(i, None) for i in ids])
+
+    for contract in (SubscriptionActivatedV1, SubscriptionExtendedV1, SubscriptionExpiringV1,
+                     SubscriptionExpiredV1, SubscriptionSuspendedV1, SubscriptionResumedV1):
+        sub.on(contract)(on_event)
+    return sub
