@@ -45,6 +45,9 @@ def test_env() -> dict[str, str]:
     return env
 
 
+test_env.__test__ = False  # a helper, not a test, even when imported into a test module
+
+
 def _reset_infrastructure(env: dict[str, str]) -> None:
     async def drop_db():
         conn = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/postgres")

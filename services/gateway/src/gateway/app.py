@@ -7,8 +7,9 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 from redis.asyncio import Redis
 
-from gateway.api import admin, auth, billing, subscriptions, telegram, tickets
+from gateway.api import admin, auth, billing, ops, subscriptions, telegram, tickets
 from gateway.config import Settings
+from gateway.ops import Ops
 from gateway.ratelimit import RateLimiter
 from gateway.service import AuthService
 from gateway.upstream import Upstream
@@ -40,6 +41,7 @@ def create_api(settings: Settings) -> FastAPI:
         yield
         for u in upstreams.values():
             await u.close()
+        await app.state.ops.close()
         await redis.aclose()
         await db.dispose()
 
@@ -70,12 +72,14 @@ def create_api(settings: Settings) -> FastAPI:
     app.state.limiter = RateLimiter(redis, settings.rate_limits_enabled)
     app.state.auth = AuthService(settings.session_ttl_days, settings.admin_bootstrap_email)
     app.state.upstreams = upstreams
+    app.state.ops = Ops(settings)
 
     api = APIRouter(prefix=API_PREFIX)
     api.include_router(auth.router)
     api.include_router(tickets.router)
     api.include_router(tickets.admin)
     api.include_router(admin.router)
+    api.include_router(ops.router)
     api.include_router(telegram.router)
     api.include_router(billing.router)
     api.include_router(billing.admin)

@@ -1,6 +1,9 @@
 """Settings of the gateway."""
 
-from pydantic import Field
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode
 
 from runtime.settings import ServiceSettings
 
@@ -24,6 +27,20 @@ class Settings(ServiceSettings):
     login_per_ip_per_minute: int = Field(30, alias="LOGIN_PER_IP_PER_MINUTE")
     register_per_ip_per_hour: int = Field(20, alias="REGISTER_PER_IP_PER_HOUR")
     tickets_per_user_per_hour: int = Field(20, alias="TICKETS_PER_USER_PER_HOUR")
+
+    ops_job_queues: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["notify", "telegram_updates", "payment_watch", "provision"],
+        alias="OPS_JOB_QUEUES")
+    ops_consumer_queues: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["tickets.telegram-events", "telegram.ticket-events",
+                                 "telegram.notifications", "gateway.identity-projections",
+                                 "provisioner.billing-events", "provisioner.identity-events"],
+        alias="OPS_CONSUMER_QUEUES")
+
+    @field_validator("ops_job_queues", "ops_consumer_queues", mode="before")
+    @classmethod
+    def _split(cls, v):
+        return [x.strip() for x in v.split(",") if x.strip()] if isinstance(v, str) else v
 
     def service_schema(self) -> str:
         return self.schema_name
