@@ -90,7 +90,7 @@ def test_security_headers_and_request_id(gateway_url):
     assert r.headers["referrer-policy"]
 
 
-def test_rbac_users_support_admin(gateway_url, admin_client):
+def test_rbac_users_support_admin(gateway_url, emulator_url, admin_client):
     a, b = register(gateway_url), register(gateway_url)
     a_id = a.get("/auth/me").json()["user"]["id"]
     for method, path in [("GET", "/admin/users"), ("POST", f"/admin/users/{a_id}/block"),
@@ -109,6 +109,10 @@ def test_rbac_users_support_admin(gateway_url, admin_client):
     r = support.post(f"/admin/tickets/{ticket['id']}/messages", json={"body": "Support here"})
     assert r.status_code == 201, r.text
     assert support.get(f"/admin/tickets/{ticket['id']}").json()["ticket"]["status"] == "PENDING_USER"
+    thread = topic_of(emulator_url, ticket["id"])
+    wait_for(lambda: [c for c in calls(emulator_url, "sendMessage", message_thread_id=thread)
+                      if "Support here" in c["params"]["text"]],
+             message="panel answer mirrored to the support chat")
     assert support.post(f"/admin/users/{a_id}/block").status_code == 403
     r = support.post(f"/admin/tickets/{ticket['id']}/close")
     assert r.status_code == 200 and r.json()["ticket"]["status"] == "CLOSED"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from runtime.errors import IllegalTransition
 from tickets.service import status_after_message
 

@@ -16,9 +16,9 @@ from typing import Any
 import aio_pika
 import orjson
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
+from contracts import Envelope, EventPayload, parse_payload
 from pydantic import ValidationError
 
-from contracts import Envelope, EventPayload, parse_payload
 from runtime.db import is_transient_db_error
 from runtime.logging import causation_id, correlation_id, get_logger
 from runtime.metrics import MESSAGE_DURATION, MESSAGES_HANDLED

@@ -21,6 +21,7 @@ from runtime.jobs import JobQueue, JobWorker
 from runtime.logging import configure_logging, get_logger
 from runtime.migrations import bootstrap, upgrade
 from runtime.outbox import Outbox, OutboxRelay
+from runtime.retention import Rule, run_rules
 from runtime.settings import ServiceSettings
 
 log = get_logger(__name__)
@@ -52,6 +53,39 @@ class ServiceDefinition:
     commands: dict[str, Callable[[ServiceSettings, list[str]], Awaitable[int]]] = field(
         default_factory=dict
     )
+    retention: Callable[[ServiceSettings], list[Rule]] | None = None
+
+
+def retention_queue_name(service: str) -> str:
+    return f"retention_cleanup.{service}"
+
+
+def _add_retention(defn: ServiceDefinition, ctx: WorkerContext) -> None:
+    """One `retention_cleanup` schedule per service (not per replica), run by its worker."""
+    if defn.retention is None:
+        return
+    rules = defn.retention(ctx.settings)
+    name = retention_queue_name(defn.name)
+    queue = JobQueue(name, ctx.settings.redis_url, ctx.settings.jobs_prefix)
+
+    async def retention_cleanup(job):
+        return await run_rules(ctx.db, defn.name, rules)
+
+    ctx.queues.append(queue)
+    ctx.job_workers.append(JobWorker(name, ctx.settings.redis_url,
+                                     {"retention_cleanup": retention_cleanup}, concurrency=1,
+                                     prefix=ctx.settings.jobs_prefix))
+    ctx.schedules.append((queue, "retention_cleanup", ctx.settings.retention_interval_ms,
+                          "retention_cleanup"))
+
+
+async def _retention_command(defn: ServiceDefinition, settings: ServiceSettings) -> int:
+    db = Database(settings)
+    try:
+        await run_rules(db, defn.name, defn.retention(settings) if defn.retention else [])
+    finally:
+        await db.dispose()
+    return 0
 
 
 async def run_worker(defn: ServiceDefinition, settings: ServiceSettings) -> None:
@@ -61,6 +95,7 @@ async def run_worker(defn: ServiceDefinition, settings: ServiceSettings) -> None
     ctx = WorkerContext(settings=settings, db=db, broker=broker)
     if defn.build_worker:
         await defn.build_worker(ctx)
+    _add_retention(defn, ctx)
     relay = None
     tasks: list[asyncio.Task] = []
     if ctx.outbox is not None:
@@ -115,7 +150,8 @@ async def _retry_connect(what: str, fn: Callable[[], Awaitable[None]], attempts:
 def run_cli(defn: ServiceDefinition, argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog=f"python -m {defn.name}")
-    parser.add_argument("command", choices=["api", "worker", "migrate", "bootstrap", "revision", *defn.commands])
+    parser.add_argument("command", choices=["api", "worker", "migrate", "bootstrap", "revision", "retention-cleanup",
+                                            *defn.commands])
     parser.add_argument("args", nargs=argparse.REMAINDER)
     ns = parser.parse_args(argv)
     settings = defn.settings_factory()
@@ -143,6 +179,8 @@ def run_cli(defn: ServiceDefinition, argv: list[str] | None = None) -> None:
         asyncio.run(bootstrap(settings))
         upgrade(settings, defn.migrations)
         log.info("migrated", schema=settings.schema)
+    elif ns.command == "retention-cleanup":
+        sys.exit(asyncio.run(_retention_command(defn, settings)))
     elif ns.command == "revision":
         from alembic import command as alembic_command
 

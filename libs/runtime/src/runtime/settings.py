@@ -31,6 +31,9 @@ class ServiceSettings(BaseSettings):
     outbox_poll_seconds: float = Field(1.0, alias="OUTBOX_POLL_SECONDS")
     max_body_bytes: int = Field(64 * 1024, alias="MAX_BODY_BYTES")
     shutdown_grace_seconds: float = Field(20.0, alias="SHUTDOWN_GRACE_SECONDS")
+    retention_interval_ms: int = Field(24 * 3600 * 1000, alias="RETENTION_INTERVAL_MS")
+    outbox_retention_days: float = Field(7, alias="OUTBOX_RETENTION_DAYS")
+    inbox_retention_days: float = Field(7, alias="INBOX_RETENTION_DAYS")
 
     # Per-service values; subclasses give them service-specific env aliases.
     port: int = 8000

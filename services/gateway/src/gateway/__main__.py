@@ -7,14 +7,16 @@ import getpass
 import os
 from pathlib import Path
 
+from runtime.db import Database
+from runtime.logging import get_logger
+from runtime.service import ServiceDefinition, run_cli
+
+from gateway import retention
 from gateway.app import create_api
 from gateway.config import Settings
 from gateway.repository import UserRepository
 from gateway.service import AuthService, audit_service
 from gateway.worker import build_worker
-from runtime.db import Database
-from runtime.logging import get_logger
-from runtime.service import ServiceDefinition, run_cli
 
 log = get_logger("gateway")
 
@@ -63,6 +65,7 @@ definition = ServiceDefinition(
     migrations=Path(__file__).parent / "migrations",
     create_api=create_api,
     build_worker=build_worker,
+    retention=retention.rules,
     commands={"create-admin": create_admin, "verify-audit": verify_audit},
 )
 

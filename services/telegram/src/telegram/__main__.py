@@ -4,6 +4,8 @@ from pathlib import Path
 
 from runtime.logging import get_logger
 from runtime.service import ServiceDefinition, run_cli
+
+from telegram import retention
 from telegram.app import create_api
 from telegram.botapi import BotApi
 from telegram.config import Settings
@@ -32,6 +34,7 @@ definition = ServiceDefinition(
     migrations=Path(__file__).parent / "migrations",
     create_api=create_api,
     build_worker=build_worker,
+    retention=retention.rules,
     commands={"set-webhook": set_webhook},
 )
 

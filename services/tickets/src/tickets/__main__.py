@@ -3,6 +3,8 @@
 from pathlib import Path
 
 from runtime.service import ServiceDefinition, run_cli
+
+from tickets import retention
 from tickets.app import create_api
 from tickets.config import Settings
 from tickets.worker import build_worker
@@ -13,6 +15,7 @@ definition = ServiceDefinition(
     migrations=Path(__file__).parent / "migrations",
     create_api=create_api,
     build_worker=build_worker,
+    retention=retention.rules,
 )
 
 if __name__ == "__main__":

@@ -1,7 +1,6 @@
 """Settings of the tickets service."""
 
 from pydantic import Field
-
 from runtime.settings import ServiceSettings
 
 
@@ -10,3 +9,4 @@ class Settings(ServiceSettings):
     port: int = Field(8103, alias="TICKETS_PORT")
     db_role: str = Field("tickets_svc", alias="TICKETS_DB_ROLE")
     db_password: str = Field("tickets-dev-password", alias="TICKETS_DB_PASSWORD")
+    ticket_retention_days: float = Field(365, alias="TICKET_RETENTION_DAYS")

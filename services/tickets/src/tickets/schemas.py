@@ -5,9 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from contracts.common import TicketStatus
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class Strict(BaseModel):

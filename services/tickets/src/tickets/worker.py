@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from runtime.service import WorkerContext
+
 from tickets.consumers import build_subscription
 from tickets.service import events
 

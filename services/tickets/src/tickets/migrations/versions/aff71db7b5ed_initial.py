@@ -4,8 +4,8 @@ Revision ID: aff71db7b5ed
 Revises: 
 Create Date: 2026-11-28 15:48:43.331147
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = 'aff71db7b5ed'

@@ -1,0 +1,19 @@
+"""What the telegram service purges: processed updates, delivered messages, spent link tokens."""
+
+from __future__ import annotations
+
+from runtime.retention import Rule, outbox_inbox_rules
+
+from telegram.config import Settings
+from telegram.models import LinkToken, Outgoing, ReceivedUpdate, inbox, outbox
+
+
+def rules(settings: Settings) -> list[Rule]:
+    return [Rule("updates_processed", ReceivedUpdate.__table__, "processed_at",
+                 settings.inbox_retention_days),
+            Rule("outgoing_done", Outgoing.__table__, "sent_at", 30),
+            Rule("outgoing_failed", Outgoing.__table__, "created_at", 30,
+                 where=lambda t: t.c.status == "FAILED"),
+            Rule("link_tokens_expired", LinkToken.__table__, "expires_at", 1),
+            *outbox_inbox_rules(outbox, inbox, settings.outbox_retention_days,
+                                settings.inbox_retention_days)]
