@@ -1,7 +1,8 @@
-"""`python -m provisioner api|worker|migrate|bootstrap`."""
+"""`python -m provisioner api|worker|migrate|bootstrap|retention-cleanup`."""
 
 from pathlib import Path
 
+from provisioner import retention
 from provisioner.app import create_api
 from provisioner.config import Settings
 from provisioner.worker import build_worker
@@ -13,6 +14,7 @@ definition = ServiceDefinition(
     migrations=Path(__file__).parent / "migrations",
     create_api=create_api,
     build_worker=build_worker,
+    retention=retention.rules,
 )
 
 if __name__ == "__main__":

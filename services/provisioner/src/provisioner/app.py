@@ -1,4 +1,4 @@
-"""The provisioner API process."""
+"""The provisioner API process: subscriptions, live access configs, admin actions, failed jobs."""
 
 from __future__ import annotations
 
@@ -6,13 +6,20 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from provisioner.backends import build_backend
 from provisioner.config import Settings
+from provisioner.endpoints import router
+from provisioner.jobs import PROVISION, ProvisionJobs
+from provisioner.service import ProvisioningService
 from runtime.db import Database
 from runtime.http import create_app, tcp_check
+from runtime.jobs import JobQueue
 
 
 def create_api(settings: Settings) -> FastAPI:
     db = Database(settings)
+    backend = build_backend(settings, db)
+    jobs = ProvisionJobs(JobQueue(PROVISION, settings.redis_url, settings.jobs_prefix), settings)
 
     async def db_check():
         async with db.engine.connect() as conn:
@@ -21,6 +28,8 @@ def create_api(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
+        await jobs.queue.close()
+        await backend.close()
         await db.dispose()
 
     app = create_app(
@@ -32,4 +41,7 @@ def create_api(settings: Settings) -> FastAPI:
     )
     app.state.db = db
     app.state.settings = settings
+    app.state.service = ProvisioningService(backend)
+    app.state.jobs = jobs
+    app.include_router(router)
     return app

@@ -1,16 +1,88 @@
-"""Settings of the provisioner service."""
+"""Settings of the provisioner: VPN backend choice and credentials, job retries, schedules."""
 
-from pydantic import Field
+from __future__ import annotations
+
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import NoDecode
 
 from runtime.settings import ServiceSettings
 
+DEV_KEY_SECRET = "dev-vpn-key-secret-change-me"
+
 
 class Settings(ServiceSettings):
-    service_name: str = "provisioner"
-    schema_name: str = "provisioning"
+    service_name: ClassVar[str] = "provisioner"
+    schema_name: ClassVar[str] = "provisioning"
     port: int = Field(8102, alias="PROVISIONER_PORT")
     db_role: str = Field("provisioner_svc", alias="PROVISIONER_DB_ROLE")
     db_password: str = Field("provisioner-dev-password", alias="PROVISIONER_DB_PASSWORD")
 
+    # VPN backend (sandbox | outline | marzban) and what every driver shares
+    vpn_backend: Literal["sandbox", "outline", "marzban"] = Field("sandbox", alias="VPN_BACKEND")
+    vpn_timeout_seconds: float = Field(10.0, alias="VPN_BACKEND_TIMEOUT_SECONDS", gt=0)
+    vpn_data_limit_bytes: int = Field(0, alias="VPN_DATA_LIMIT_BYTES", ge=0)  # 0 = unlimited
+    # Derives stable per-account secrets (Outline key passwords) so a re-created key keeps its URL.
+    vpn_key_secret: str = Field(DEV_KEY_SECRET, alias="VPN_KEY_SECRET")
+    sandbox_vpn_host: str = Field("vpn.sandbox.invalid", alias="SANDBOX_VPN_HOST")
+    sandbox_vpn_port: int = Field(8388, alias="SANDBOX_VPN_PORT")
+    outline_api_url: str | None = Field(None, alias="OUTLINE_API_URL")
+    outline_cert_sha256: str | None = Field(None, alias="OUTLINE_CERT_SHA256")
+    marzban_base_url: str | None = Field(None, alias="MARZBAN_BASE_URL")
+    marzban_username: str | None = Field(None, alias="MARZBAN_USERNAME")
+    marzban_password: str | None = Field(None, alias="MARZBAN_PASSWORD")
+    marzban_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["vless"], alias="MARZBAN_PROXIES")
+
+    # the `provision` job queue
+    provision_attempts: int = Field(8, alias="PROVISION_ATTEMPTS", ge=1)
+    provision_backoff_ms: int = Field(2000, alias="PROVISION_BACKOFF_MS", ge=1)
+    provision_concurrency: int = Field(10, alias="PROVISION_CONCURRENCY", ge=1)
+
+    # scheduled jobs (seconds between runs)
+    provision_sweep_seconds: int = Field(60, alias="PROVISION_SWEEP_SECONDS", ge=1)
+    provision_sweep_grace_seconds: int = Field(120, alias="PROVISION_SWEEP_GRACE_SECONDS", ge=0)
+    expiry_sweep_seconds: int = Field(60, alias="EXPIRY_SWEEP_SECONDS", ge=1)
+    expiry_reminder_seconds: int = Field(900, alias="EXPIRY_REMINDER_SECONDS", ge=1)
+    reconcile_seconds: int = Field(3600, alias="RECONCILE_SECONDS", ge=1)
+    reminder_days: Annotated[list[int], NoDecode] = Field(
+        default_factory=lambda: [3, 1], alias="EXPIRY_REMINDER_DAYS")
+    sweep_batch: int = Field(200, alias="PROVISIONER_SWEEP_BATCH", ge=1)
+
     def service_schema(self) -> str:
         return self.schema_name
+
+    @field_validator("marzban_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, v):
+        if isinstance(v, str):
+            return [p for p in v.replace(" ", "").split(",") if p]
+        return v
+
+    @field_validator("reminder_days", mode="before")
+    @classmethod
+    def _split_days(cls, v):
+        if isinstance(v, str):
+            v = [int(d) for d in v.replace(" ", "").split(",") if d]
+        return sorted({int(d) for d in v if int(d) > 0}, reverse=True)
+
+    @model_validator(mode="after")
+    def _backend_configured(self) -> Settings:
+        missing = []
+        if self.vpn_backend == "outline":
+            missing = [n for n, v in (("OUTLINE_API_URL", self.outline_api_url),
+                                      ("OUTLINE_CERT_SHA256", self.outline_cert_sha256)) if not v]
+        elif self.vpn_backend == "marzban":
+            missing = [n for n, v in (("MARZBAN_BASE_URL", self.marzban_base_url),
+                                      ("MARZBAN_USERNAME", self.marzban_username),
+                                      ("MARZBAN_PASSWORD", self.marzban_password)) if not v]
+        if missing:
+            raise ValueError(f"VPN_BACKEND={self.vpn_backend} needs {', '.join(missing)}")
+        return self
+
+    def secret_defaults(self) -> dict[str, bool]:
+        out = super().secret_defaults()
+        if self.vpn_backend == "outline":
+            out["VPN_KEY_SECRET"] = self.vpn_key_secret == DEV_KEY_SECRET
+        return out

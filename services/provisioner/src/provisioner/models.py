@@ -1,9 +1,19 @@
-"""Tables of the `provisioning` schema."""
+"""Tables of the `provisioning` schema.
+
+Domain: subscriptions (one per user), grants (one row per applied invoice or admin extension;
+`invoice_id` is unique, so an invoice is applied at most once), backend accounts (what we believe
+exists on the VPN backend), user blocks (the latest block state seen from identity events).
+The sandbox VPN backend keeps its own state in `sandbox_vpn_*` tables: it stands in for an
+external system, so it is written in its own transactions, never in the domain's.
+"""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import sqlalchemy as sa
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from runtime.inbox import inbox_table
 from runtime.outbox import outbox_table
@@ -13,6 +23,129 @@ SCHEMA = "provisioning"
 
 class Base(DeclarativeBase):
     metadata = sa.MetaData(schema=SCHEMA)
+
+
+class Subscription(Base):
+    __tablename__ = "subscriptions"
+
+    id: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    user_id: Mapped[str] = mapped_column(sa.Text, unique=True)
+    plan_id: Mapped[str] = mapped_column(sa.Text)
+    # The plan as bought (name, duration_days, max_devices, price_usd) from the last grant.
+    plan: Mapped[dict] = mapped_column(JSONB)
+    status: Mapped[str] = mapped_column(sa.Text)
+    started_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    max_devices: Mapped[int] = mapped_column(sa.Integer)
+    # Opaque id of the account on the VPN backend; access configs are never stored.
+    provision_ref: Mapped[str] = mapped_column(sa.Text, unique=True)
+    backend: Mapped[str] = mapped_column(sa.Text)
+    suspend_reason: Mapped[str | None] = mapped_column(sa.Text)
+    # Expiry reminders (days before expiry) already sent for the current `expires_at`.
+    reminders_sent: Mapped[list[int]] = mapped_column(ARRAY(sa.Integer), default=list,
+                                                      server_default="{}")
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+
+    __table_args__ = (
+        sa.Index("ix_subscriptions_status_expires", "status", "expires_at"),
+        sa.Index("ix_subscriptions_created", "created_at", "id"),
+    )
+
+
+class Grant(Base):
+    """Time bought (kind INVOICE) or given by an admin (kind ADMIN), and its refund."""
+
+    __tablename__ = "grants"
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    invoice_id: Mapped[str | None] = mapped_column(sa.Text, unique=True)
+    kind: Mapped[str] = mapped_column(sa.Text)
+    user_id: Mapped[str] = mapped_column(sa.Text)
+    subscription_id: Mapped[str | None] = mapped_column(sa.Text)
+    plan_id: Mapped[str] = mapped_column(sa.Text)
+    plan: Mapped[dict] = mapped_column(JSONB)
+    duration_days: Mapped[int] = mapped_column(sa.Integer)
+    max_devices: Mapped[int] = mapped_column(sa.Integer)
+    # PENDING → APPLIED → REFUND_PENDING → REFUNDED; PENDING → FAILED (attempts ran out)
+    # → PENDING (admin retry); PENDING/FAILED → REFUNDED (refunded before it was applied).
+    status: Mapped[str] = mapped_column(sa.Text)
+    job_id: Mapped[str | None] = mapped_column(sa.Text)
+    attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
+    actor_id: Mapped[str | None] = mapped_column(sa.Text)
+    previous_expires_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    new_expires_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    applied_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    failed_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    refund_reason: Mapped[str | None] = mapped_column(sa.Text)
+    refunded_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    # How much time the refund actually took back (less than bought if some was used up).
+    refunded_seconds: Mapped[int | None] = mapped_column(sa.BigInteger)
+
+    __table_args__ = (
+        sa.Index("ix_grants_unfinished", "updated_at",
+                 postgresql_where=sa.text("status IN ('PENDING', 'REFUND_PENDING')")),
+        sa.Index("ix_grants_subscription", "subscription_id"),
+    )
+
+
+class BackendAccount(Base):
+    """Our record of an account on a VPN backend (the backend itself is the truth)."""
+
+    __tablename__ = "backend_accounts"
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    backend: Mapped[str] = mapped_column(sa.Text)
+    ref: Mapped[str] = mapped_column(sa.Text)
+    subscription_id: Mapped[str | None] = mapped_column(sa.Text)
+    state: Mapped[str] = mapped_column(sa.Text)  # ACTIVE | DISABLED
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+
+    __table_args__ = (sa.UniqueConstraint("backend", "ref", name="uq_backend_accounts_ref"),)
+
+
+class UserBlock(Base):
+    """The newest block state of a user seen in identity events, and whether it was applied."""
+
+    __tablename__ = "user_blocks"
+
+    user_id: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    blocked: Mapped[bool] = mapped_column(sa.Boolean)
+    changed_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    synced: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    updated_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+
+
+class SandboxAccount(Base):
+    """An account on the built-in sandbox VPN backend (its whole 'server' state)."""
+
+    __tablename__ = "sandbox_vpn_accounts"
+
+    ref: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    secret: Mapped[str] = mapped_column(sa.Text)
+    enabled: Mapped[bool] = mapped_column(sa.Boolean)
+    expires_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    max_devices: Mapped[int] = mapped_column(sa.Integer)
+    data_limit_bytes: Mapped[int | None] = mapped_column(sa.BigInteger)
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+
+
+class SandboxFault(Base):
+    """Injected sandbox backend failures: `operation` ('*' = any), `remaining` (None = until
+    removed)."""
+
+    __tablename__ = "sandbox_vpn_faults"
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    operation: Mapped[str] = mapped_column(sa.Text)
+    remaining: Mapped[int | None] = mapped_column(sa.Integer)
+    message: Mapped[str] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
 
 
 outbox = outbox_table(Base.metadata)

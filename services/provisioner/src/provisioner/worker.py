@@ -1,13 +1,40 @@
-"""The provisioner worker process."""
+"""The provisioner worker process: billing/identity consumers, `provision` jobs, the periodic
+sweeps and the outbox relay (the runtime serves its metrics on WORKER_METRICS_PORT)."""
 
 from __future__ import annotations
 
-from provisioner.models import outbox
-from runtime.outbox import Outbox
+from provisioner.backends import build_backend
+from provisioner.config import Settings
+from provisioner.consumers import build_billing_subscription, build_identity_subscription
+from provisioner.jobs import (
+    PROVISION,
+    SCHEDULES,
+    ProvisionJobs,
+    provision_handlers,
+    schedule_handlers,
+    schedules,
+)
+from provisioner.service import ProvisioningService, events
+from runtime.jobs import JobQueue, JobWorker
 from runtime.service import WorkerContext
-
-events = Outbox(outbox, producer="provisioner")
 
 
 async def build_worker(ctx: WorkerContext) -> None:
+    settings: Settings = ctx.settings  # type: ignore[assignment]
+    backend = build_backend(settings, ctx.db)
+    service = ProvisioningService(backend)
+    jobs = ProvisionJobs(JobQueue(PROVISION, settings.redis_url, settings.jobs_prefix), settings)
+    sweeps = JobQueue(SCHEDULES, settings.redis_url, settings.jobs_prefix)
+    ctx.queues += [jobs.queue, sweeps]
     ctx.outbox = events
+    ctx.subscriptions.append(build_billing_subscription(ctx.db, service, jobs))
+    ctx.subscriptions.append(build_identity_subscription(ctx.db, service, jobs))
+    ctx.job_workers.append(JobWorker(PROVISION, settings.redis_url,
+                                     provision_handlers(ctx.db, service),
+                                     concurrency=settings.provision_concurrency,
+                                     prefix=settings.jobs_prefix))
+    ctx.job_workers.append(JobWorker(SCHEDULES, settings.redis_url,
+                                     schedule_handlers(ctx.db, service, jobs, settings),
+                                     concurrency=2, prefix=settings.jobs_prefix))
+    ctx.schedules += schedules(sweeps, settings)
+    ctx.on_close.append(backend.close)

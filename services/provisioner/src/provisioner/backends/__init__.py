@@ -1,0 +1,30 @@
+"""VPN backend drivers behind one interface, chosen by `VPN_BACKEND`."""
+
+from __future__ import annotations
+
+from provisioner.backends.base import AccessDetails, AccountMissing, BackendError, VpnBackend
+from provisioner.config import Settings
+from runtime.db import Database
+
+__all__ = ["AccessDetails", "AccountMissing", "BackendError", "VpnBackend", "build_backend"]
+
+
+def build_backend(settings: Settings, db: Database) -> VpnBackend:
+    if settings.vpn_backend == "outline":
+        from provisioner.backends.outline import OutlineBackend
+
+        return OutlineBackend(settings.outline_api_url or "", settings.outline_cert_sha256 or "",
+                              key_secret=settings.vpn_key_secret,
+                              data_limit_bytes=settings.vpn_data_limit_bytes,
+                              timeout=settings.vpn_timeout_seconds)
+    if settings.vpn_backend == "marzban":
+        from provisioner.backends.marzban import MarzbanBackend
+
+        return MarzbanBackend(settings.marzban_base_url or "", settings.marzban_username or "",
+                              settings.marzban_password or "", proxies=settings.marzban_proxies,
+                              data_limit_bytes=settings.vpn_data_limit_bytes,
+                              timeout=settings.vpn_timeout_seconds)
+    from provisioner.backends.sandbox import SandboxBackend
+
+    return SandboxBackend(db, host=settings.sandbox_vpn_host, port=settings.sandbox_vpn_port,
+                          data_limit_bytes=settings.vpn_data_limit_bytes)

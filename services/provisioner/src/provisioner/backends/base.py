@@ -1,0 +1,89 @@
+"""The VPN backend interface every driver implements, its errors, and call instrumentation.
+
+Operations are idempotent and state-based ("make the account active until X", "make it unable
+to connect"), never relative ("add N days"), so a retry after a lost answer or a rolled-back
+transaction converges on the same backend state.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from provisioner.metrics import BACKEND_CALLS, BACKEND_ERRORS
+
+# Every account this service creates has an id starting with this; reconciliation leaves
+# anything else on a shared backend alone.
+REF_PREFIX = "vpn_"
+
+
+@dataclass(frozen=True)
+class AccessDetails:
+    access_url: str
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+class BackendError(Exception):
+    """A backend call failed; the message never carries secrets (API URLs, tokens, keys)."""
+
+    def __init__(self, backend: str, operation: str, message: str, status: int | None = None):
+        super().__init__(f"{backend} {operation}: {message}")
+        self.backend = backend
+        self.operation = operation
+        self.status = status
+
+
+class AccountMissing(BackendError):
+    """The backend has no account with this ref."""
+
+
+def operation(name: str):
+    """Time the call, count failures, and turn unexpected errors into `BackendError`."""
+
+    def wrap(fn):
+        @functools.wraps(fn)
+        async def inner(self: VpnBackend, *args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return await fn(self, *args, **kwargs)
+            except AccountMissing:
+                raise
+            except BackendError:
+                BACKEND_ERRORS.labels(self.name, name).inc()
+                raise
+            except Exception as exc:
+                BACKEND_ERRORS.labels(self.name, name).inc()
+                raise BackendError(self.name, name, type(exc).__name__) from exc
+            finally:
+                BACKEND_CALLS.labels(self.name, name).observe(time.perf_counter() - started)
+
+        return inner
+
+    return wrap
+
+
+class VpnBackend(ABC):
+    name: str
+
+    @abstractmethod
+    async def ensure_active(self, ref: str, *, expires_at: datetime, max_devices: int) -> None:
+        """Create the account if missing (same ref = same account), enabled until `expires_at`."""
+
+    @abstractmethod
+    async def disable(self, ref: str) -> None:
+        """Make the account unable to connect; a missing account is already disabled."""
+
+    @abstractmethod
+    async def access(self, ref: str) -> AccessDetails:
+        """The live access URL/config; raises `AccountMissing` if there is no account."""
+
+    @abstractmethod
+    async def accounts(self) -> dict[str, bool]:
+        """Every account of ours on the backend (ref → can connect)."""
+
+    async def close(self) -> None:  # noqa: B027  (optional hook)
+        pass

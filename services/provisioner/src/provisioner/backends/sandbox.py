@@ -1,0 +1,112 @@
+"""The built-in sandbox VPN backend (the default): no outside server, well-formed fake keys.
+
+Its "server" state lives in the `sandbox_vpn_accounts` table and is written in its own short
+transactions, exactly as a remote server would be changed independently of our domain
+transaction. Failures can be injected through `sandbox_vpn_faults` (see the internal
+`/internal/sandbox/faults` endpoint), so retry and failure paths run without a real backend.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert
+
+from provisioner.backends.base import (
+    REF_PREFIX,
+    AccessDetails,
+    AccountMissing,
+    BackendError,
+    VpnBackend,
+    operation,
+)
+from provisioner.models import SandboxAccount, SandboxFault
+from runtime.db import Database
+
+METHOD = "chacha20-ietf-poly1305"
+
+
+class SandboxBackend(VpnBackend):
+    name = "sandbox"
+
+    def __init__(self, db: Database, *, host: str, port: int, data_limit_bytes: int = 0):
+        self.db = db
+        self.host = host
+        self.port = port
+        self.data_limit_bytes = data_limit_bytes or None
+
+    async def _injected_fault(self, op: str) -> None:
+        async with self.db.transaction() as s:
+            fault = (await s.execute(
+                sa.select(SandboxFault)
+                .where(SandboxFault.operation.in_(["*", op]),
+                       sa.or_(SandboxFault.remaining.is_(None), SandboxFault.remaining > 0))
+                .order_by(SandboxFault.id).limit(1).with_for_update()
+            )).scalar_one_or_none()
+            if fault is None:
+                return
+            if fault.remaining is not None:
+                fault.remaining -= 1
+            message = fault.message
+        raise BackendError(self.name, op, message, status=503)
+
+    @operation("ensure_active")
+    async def ensure_active(self, ref: str, *, expires_at: datetime, max_devices: int) -> None:
+        await self._injected_fault("ensure_active")
+        now = datetime.now(UTC)
+        async with self.db.transaction() as s:
+            await s.execute(
+                insert(SandboxAccount)
+                .values(ref=ref, secret=secrets.token_urlsafe(16), enabled=True,
+                        expires_at=expires_at, max_devices=max_devices,
+                        data_limit_bytes=self.data_limit_bytes, created_at=now, updated_at=now)
+                .on_conflict_do_update(
+                    index_elements=[SandboxAccount.ref],
+                    set_={"enabled": True, "expires_at": expires_at, "max_devices": max_devices,
+                          "data_limit_bytes": self.data_limit_bytes, "updated_at": now})
+            )
+
+    @operation("disable")
+    async def disable(self, ref: str) -> None:
+        await self._injected_fault("disable")
+        async with self.db.transaction() as s:
+            await s.execute(sa.update(SandboxAccount).where(SandboxAccount.ref == ref)
+                            .values(enabled=False, updated_at=datetime.now(UTC)))
+
+    @operation("access")
+    async def access(self, ref: str) -> AccessDetails:
+        await self._injected_fault("access")
+        async with self.db.transaction() as s:
+            acc = await s.get(SandboxAccount, ref)
+        if acc is None:
+            raise AccountMissing(self.name, "access", "no such account", status=404)
+        userinfo = base64.urlsafe_b64encode(f"{METHOD}:{acc.secret}".encode()).decode().rstrip("=")
+        url = f"ss://{userinfo}@{self.host}:{self.port}/?outline=1#{ref}"
+        return AccessDetails(url, {"method": METHOD, "host": self.host, "port": self.port,
+                                   "enabled": acc.enabled, "max_devices": acc.max_devices,
+                                   "data_limit_bytes": acc.data_limit_bytes})
+
+    @operation("accounts")
+    async def accounts(self) -> dict[str, bool]:
+        await self._injected_fault("accounts")
+        async with self.db.transaction() as s:
+            rows = (await s.execute(
+                sa.select(SandboxAccount.ref, SandboxAccount.enabled)
+                .where(SandboxAccount.ref.startswith(REF_PREFIX)))).all()
+        return {r.ref: r.enabled for r in rows}
+
+    # control API of the sandbox "server" (used by tests and local runs)
+    async def add_fault(self, operation: str, remaining: int | None, message: str) -> int:
+        async with self.db.transaction() as s:
+            fault = SandboxFault(operation=operation, remaining=remaining, message=message,
+                                 created_at=datetime.now(UTC))
+            s.add(fault)
+            await s.flush()
+            return fault.id
+
+    async def clear_faults(self) -> None:
+        async with self.db.transaction() as s:
+            await s.execute(sa.delete(SandboxFault))

@@ -1,0 +1,127 @@
+"""Internal HTTP API of the provisioner (called by the gateway with a signed identity)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from provisioner.backends.sandbox import SandboxBackend
+from provisioner.jobs import list_failed_jobs, retry_failed_job
+from provisioner.repository import ProvisioningRepository
+from provisioner.schemas import (
+    AccessOut,
+    AdminSubscriptionEnvelope,
+    AdminSubscriptionList,
+    AdminSubscriptionOut,
+    ExtendBody,
+    FailedJobList,
+    RetriedJob,
+    SandboxFaultBody,
+    SubscriptionList,
+    SubscriptionOut,
+    SubscriptionStatus,
+)
+from provisioner.service import ProvisioningService, now
+from runtime.errors import NotFound
+from runtime.identity import HEADER, Identity, require_admin, verify
+
+router = APIRouter(prefix="/internal")
+
+
+async def session(request: Request):
+    """The one place that commits: the request's transaction."""
+    async with request.app.state.db.transaction() as s:
+        yield s
+
+
+def identity(request: Request) -> Identity:
+    return verify(request.app.state.settings.internal_signing_key, request.headers.get(HEADER))
+
+
+def admin(ident: Annotated[Identity, Depends(identity)]) -> Identity:
+    require_admin(ident)
+    return ident
+
+
+def service(request: Request) -> ProvisioningService:
+    return request.app.state.service
+
+
+Session = Annotated[AsyncSession, Depends(session)]
+Ident = Annotated[Identity, Depends(identity)]
+Admin = Annotated[Identity, Depends(admin)]
+Service = Annotated[ProvisioningService, Depends(service)]
+Limit = Annotated[int, Query(ge=1, le=100)]
+
+
+def _admin_out(sub) -> AdminSubscriptionOut:
+    return AdminSubscriptionOut.model_validate(sub, from_attributes=True)
+
+
+@router.get("/subscriptions", response_model=SubscriptionList)
+async def list_subscriptions(s: Session, ident: Ident, svc: Service):
+    rows = await svc.list_own(s, ident)
+    return {"subscriptions": [SubscriptionOut.model_validate(r, from_attributes=True)
+                              for r in rows]}
+
+
+@router.get("/subscriptions/{sub_id}/access", response_model=AccessOut)
+async def subscription_access(sub_id: str, s: Session, ident: Ident, svc: Service):
+    return await svc.access(s, ident, sub_id)
+
+
+@router.get("/admin/subscriptions", response_model=AdminSubscriptionList)
+async def admin_list(s: Session, ident: Admin, user_id: str | None = Query(None, max_length=64),
+                     status: SubscriptionStatus | None = None, limit: Limit = 20,
+                     cursor: str | None = Query(None, max_length=200)):
+    rows, nxt = await ProvisioningRepository(s).page(user_id=user_id, status=status,
+                                                     limit=limit, cursor=cursor)
+    return {"subscriptions": [_admin_out(r) for r in rows], "next_cursor": nxt}
+
+
+@router.post("/admin/subscriptions/{sub_id}/extend", response_model=AdminSubscriptionEnvelope)
+async def admin_extend(sub_id: str, body: ExtendBody, s: Session, ident: Admin, svc: Service):
+    sub = await svc.admin_extend(s, sub_id, body.days, ident.user_id, now())
+    return {"subscription": _admin_out(sub)}
+
+
+@router.post("/admin/subscriptions/{sub_id}/suspend", response_model=AdminSubscriptionEnvelope)
+async def admin_suspend(sub_id: str, s: Session, ident: Admin, svc: Service):
+    return {"subscription": _admin_out(await svc.admin_suspend(s, sub_id, now()))}
+
+
+@router.post("/admin/subscriptions/{sub_id}/resume", response_model=AdminSubscriptionEnvelope)
+async def admin_resume(sub_id: str, s: Session, ident: Admin, svc: Service):
+    return {"subscription": _admin_out(await svc.admin_resume(s, sub_id, now()))}
+
+
+@router.get("/admin/provision-jobs/failed", response_model=FailedJobList)
+async def failed_jobs(request: Request, ident: Admin, limit: Limit = 50):
+    jobs = await list_failed_jobs(request.app.state.db, request.app.state.jobs, limit)
+    return {"jobs": jobs}
+
+
+@router.post("/admin/provision-jobs/{job_id}/retry", status_code=202, response_model=RetriedJob)
+async def retry_job(job_id: str, request: Request, ident: Admin, svc: Service):
+    state = await retry_failed_job(request.app.state.db, request.app.state.jobs, svc, job_id)
+    return {"id": job_id, "state": state}
+
+
+def _sandbox(svc: ProvisioningService) -> SandboxBackend:
+    if not isinstance(svc.backend, SandboxBackend):
+        raise NotFound("The sandbox VPN backend is not in use")
+    return svc.backend
+
+
+@router.post("/sandbox/faults", status_code=201)
+async def add_sandbox_fault(body: SandboxFaultBody, ident: Admin, svc: Service):
+    fault_id = await _sandbox(svc).add_fault(body.operation, body.count, body.message)
+    return {"id": fault_id}
+
+
+@router.delete("/sandbox/faults", status_code=204)
+async def clear_sandbox_faults(ident: Admin, svc: Service):
+    await _sandbox(svc).clear_faults()
+    return Response(status_code=204)

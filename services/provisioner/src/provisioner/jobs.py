@@ -1,0 +1,214 @@
+"""Job queues of the provisioner and their handlers.
+
+* `provision`: backend work, one job per piece of committed work, with deterministic ids
+  (`provision-<invoice>`, `refund-<invoice>`, `user-block-<user>-<ms>`) so the same work is never
+  queued twice; retried with exponential backoff. When a grant's attempts run out the grant is
+  marked FAILED, `provisioning.provision.failed.v1` is published, and the job stays in BullMQ's
+  failed set, where an admin can list it and retry it (`retry_failed_job`).
+* `provisioner_schedules`: the periodic sweeps registered through `ctx.schedules`
+  (`provision_sweep` re-queues work whose enqueue was lost, `expiry_sweep`, `expiry_reminders`,
+  `reconciliation`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from bullmq import Job
+
+from provisioner.backends import BackendError
+from provisioner.config import Settings
+from provisioner.metrics import PROVISION_LATENCY, PROVISIONS
+from provisioner.repository import ProvisioningRepository
+from provisioner.service import (
+    ProvisioningService,
+    block_job_id,
+    grant_job_id,
+    now,
+    refund_job_id,
+)
+from runtime.db import Database
+from runtime.errors import Conflict, NotFound
+from runtime.jobs import JobQueue
+from runtime.logging import get_logger
+
+log = get_logger(__name__)
+
+PROVISION = "provision"
+SCHEDULES = "provisioner_schedules"
+
+
+def describe(exc: BaseException) -> str:
+    """What an admin sees about a failure (backend errors are already free of secrets)."""
+    if isinstance(exc, BackendError):
+        return str(exc)
+    return f"{type(exc).__name__}: {str(exc)[:200]}"
+
+
+class ProvisionJobs:
+    """Enqueues provision work; only ever called after the transaction that recorded it."""
+
+    def __init__(self, queue: JobQueue, settings: Settings):
+        self.queue = queue
+        self.opts: dict[str, Any] = {
+            "attempts": settings.provision_attempts,
+            "backoff": {"type": "exponential", "delay": settings.provision_backoff_ms},
+        }
+
+    async def grant(self, invoice_id: str) -> None:
+        await self.queue.enqueue("apply_grant", {"invoice_id": invoice_id},
+                                 job_id=grant_job_id(invoice_id), **self.opts)
+
+    async def refund(self, invoice_id: str) -> None:
+        await self.queue.enqueue("apply_refund", {"invoice_id": invoice_id},
+                                 job_id=refund_job_id(invoice_id), **self.opts)
+
+    async def user_block(self, user_id: str, changed_at: datetime) -> None:
+        await self.queue.enqueue("sync_user_block", {"user_id": user_id},
+                                 job_id=block_job_id(user_id, changed_at), **self.opts)
+
+    async def failed(self, limit: int) -> list[Job]:
+        return await self.queue.queue.getFailed(0, limit - 1)
+
+    async def get(self, jid: str) -> Job | None:
+        return await self.queue.queue.getJob(jid)
+
+
+def provision_handlers(db: Database, service: ProvisioningService):
+    async def apply_grant(job: Job, token: str = ""):
+        invoice_id = job.data["invoice_id"]
+        try:
+            async with db.transaction() as s:
+                result = await service.apply_grant(s, invoice_id, now())
+        except Exception as exc:
+            attempts = job.attemptsMade + 1
+            final = attempts >= int(job.opts.get("attempts") or 1)
+            PROVISIONS.labels("failed" if final else "retry").inc()
+            try:
+                async with db.transaction() as s:
+                    await service.record_failure(s, invoice_id, describe(exc), attempts, final,
+                                                 now())
+            except Exception as record_exc:  # the job still fails and stays visible
+                log.warning("provision_failure_not_recorded", invoice_id=invoice_id,
+                            error=str(record_exc)[:300])
+            log.warning("provision_attempt_failed", invoice_id=invoice_id, attempt=attempts,
+                        final=final, error=describe(exc))
+            raise
+        PROVISIONS.labels(result.outcome).inc()
+        if result.outcome in ("activated", "extended") and result.latency_seconds is not None:
+            PROVISION_LATENCY.observe(result.latency_seconds)
+        log.info("provision_done", invoice_id=invoice_id, outcome=result.outcome)
+        return result.outcome
+
+    async def apply_refund(job: Job, token: str = ""):
+        async with db.transaction() as s:
+            outcome = await service.apply_refund(s, job.data["invoice_id"], now())
+        log.info("refund_applied", invoice_id=job.data["invoice_id"], outcome=outcome)
+        return outcome
+
+    async def sync_user_block(job: Job, token: str = ""):
+        async with db.transaction() as s:
+            outcome = await service.sync_user_block(s, job.data["user_id"], now())
+        log.info("user_block_synced", user_id=job.data["user_id"], outcome=outcome)
+        return outcome
+
+    return {"apply_grant": apply_grant, "apply_refund": apply_refund,
+            "sync_user_block": sync_user_block}
+
+
+def schedule_handlers(db: Database, service: ProvisioningService, jobs: ProvisionJobs,
+                      settings: Settings):
+    async def provision_sweep(job: Job, token: str = ""):
+        """Re-queue committed work whose job was never queued (same ids: no duplicates)."""
+        cutoff = now() - timedelta(seconds=settings.provision_sweep_grace_seconds)
+        async with db.transaction() as s:
+            work = await service.stale_work(s, cutoff, settings.sweep_batch)
+        for name, invoice_id in work.grants:
+            await (jobs.grant(invoice_id) if name == "apply_grant" else jobs.refund(invoice_id))
+        for user_id, changed_at in work.blocks:
+            await jobs.user_block(user_id, changed_at)
+        if work.grants or work.blocks:
+            log.info("provision_sweep_requeued", grants=len(work.grants), blocks=len(work.blocks))
+        return {"grants": len(work.grants), "blocks": len(work.blocks)}
+
+    async def expiry_sweep(job: Job, token: str = ""):
+        expired = await service.expiry_sweep(db, now(), settings.sweep_batch)
+        if expired:
+            log.info("expiry_sweep", expired=expired)
+        return expired
+
+    async def expiry_reminders(job: Job, token: str = ""):
+        async with db.transaction() as s:
+            sent = await service.send_reminders(s, now(), settings.reminder_days,
+                                                settings.sweep_batch)
+        return sent
+
+    async def reconciliation(job: Job, token: str = ""):
+        fixes = await service.reconcile(db, now())
+        log.info("reconciliation_done", **fixes)
+        return fixes
+
+    return {"provision_sweep": provision_sweep, "expiry_sweep": expiry_sweep,
+            "expiry_reminders": expiry_reminders, "reconciliation": reconciliation}
+
+
+def schedules(queue: JobQueue, settings: Settings) -> list[tuple[JobQueue, str, int, str]]:
+    return [
+        (queue, "provision_sweep", settings.provision_sweep_seconds * 1000, "provision_sweep"),
+        (queue, "expiry_sweep", settings.expiry_sweep_seconds * 1000, "expiry_sweep"),
+        (queue, "expiry_reminders", settings.expiry_reminder_seconds * 1000, "expiry_reminders"),
+        (queue, "reconciliation", settings.reconcile_seconds * 1000, "reconciliation"),
+    ]
+
+
+@dataclass
+class FailedJob:
+    id: str
+    name: str
+    data: dict
+    attempts_made: int
+    failed_reason: str | None
+    failed_at: int | None
+    grant_status: str | None = None
+
+
+def failed_job_out(job: Job, grant_status: str | None) -> FailedJob:
+    return FailedJob(id=str(job.id), name=job.name, data=dict(job.data or {}),
+                     attempts_made=int(job.attemptsMade or 0), failed_reason=job.failedReason,
+                     failed_at=int(job.finishedOn) if job.finishedOn else None,
+                     grant_status=grant_status)
+
+
+async def retry_failed_job(db: Database, jobs: ProvisionJobs, service: ProvisioningService,
+                           jid: str) -> str:
+    """Retry a failed provision job with a fresh attempt budget; returns its new state."""
+    job = await jobs.get(jid)
+    if job is not None:
+        state = await job.getState()
+        if state != "failed":
+            raise Conflict(f"Only failed jobs can be retried (this one is {state})",
+                           {"state": state})
+    async with db.transaction() as s:
+        grant = await service.reopen_failed(s, jid)
+    if job is None:
+        # Failed jobs are pruned after a while; the grant still knows what to do.
+        if grant is None or grant.invoice_id is None or grant.status != "PENDING":
+            raise NotFound("No such provision job")
+        await jobs.grant(grant.invoice_id)
+        return "waiting"
+    await job.retry("failed", {"resetAttemptsMade": True})
+    return "waiting"
+
+
+async def list_failed_jobs(db: Database, jobs: ProvisionJobs, limit: int) -> list[FailedJob]:
+    """Failed provision jobs, newest first, with the state of the grant behind each."""
+    failed = await jobs.failed(limit)
+    out = []
+    async with db.transaction() as s:
+        repo = ProvisioningRepository(s)
+        for job in failed:
+            grant = await repo.grant_by_job(str(job.id))
+            out.append(failed_job_out(job, grant.status if grant else None))
+    return out

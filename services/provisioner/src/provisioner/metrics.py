@@ -1,0 +1,31 @@
+"""Prometheus metrics of the provisioner (labels never carry user or subscription ids)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+PROVISIONS = Counter(
+    "provisioner_provisions_total",
+    "Provision job attempts by outcome (activated, extended, duplicate, retry, failed, ...)",
+    ["outcome"],
+)
+PROVISION_LATENCY = Histogram(
+    "provisioner_provision_latency_seconds",
+    "Time from a paid invoice being recorded to its time being applied on the backend",
+    buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
+)
+BACKEND_CALLS = Histogram(
+    "provisioner_backend_call_duration_seconds", "VPN backend call duration",
+    ["backend", "operation"],
+)
+BACKEND_ERRORS = Counter(
+    "provisioner_backend_errors_total", "VPN backend calls that failed", ["backend", "operation"]
+)
+RECONCILIATION_FIXES = Counter(
+    "provisioner_reconciliation_fixes_total",
+    "Drift between subscriptions and backend accounts repaired by reconciliation", ["kind"],
+)
+LIFECYCLE = Counter(
+    "provisioner_subscription_transitions_total",
+    "Subscription state changes (expired, suspended, resumed, refunded, ...)", ["transition"],
+)

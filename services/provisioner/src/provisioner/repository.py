@@ -1,0 +1,165 @@
+"""Queries on the provisioning schema (no commits here: the caller's transaction owns them)."""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from provisioner.models import BackendAccount, Grant, Subscription, UserBlock
+from runtime.errors import ValidationFailed
+
+
+def encode_cursor(ts: datetime, ident: str) -> str:
+    return base64.urlsafe_b64encode(f"{ts.isoformat()}|{ident}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        ts, ident = raw.split("|", 1)
+        return datetime.fromisoformat(ts), ident
+    except Exception as exc:
+        raise ValidationFailed("Invalid cursor", {"cursor": cursor}) from exc
+
+
+class ProvisioningRepository:
+    def __init__(self, session: AsyncSession):
+        self.session = session
+
+    # locks (transaction-scoped; released at commit or rollback)
+    async def lock_user(self, user_id: str) -> None:
+        """Serialises everything that changes one user's subscription."""
+        await self._advisory(f"user:{user_id}")
+
+    async def lock_ref(self, ref: str) -> None:
+        """Held around every backend change of an account (reconciliation takes it too)."""
+        await self._advisory(f"ref:{ref}")
+
+    async def _advisory(self, key: str) -> None:
+        await self.session.execute(sa.select(sa.func.pg_advisory_xact_lock(
+            sa.func.hashtextextended(key, 0))))
+
+    # subscriptions
+    async def subscription(self, sub_id: str, *, for_update: bool = False) -> Subscription | None:
+        stmt = sa.select(Subscription).where(Subscription.id == sub_id)
+        if for_update:
+            stmt = stmt.with_for_update().execution_options(populate_existing=True)
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def subscription_for_user(self, user_id: str, *, for_update: bool = False
+                                    ) -> Subscription | None:
+        stmt = sa.select(Subscription).where(Subscription.user_id == user_id)
+        if for_update:
+            stmt = stmt.with_for_update().execution_options(populate_existing=True)
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def subscriptions_of(self, user_id: str) -> list[Subscription]:
+        stmt = (sa.select(Subscription).where(Subscription.user_id == user_id)
+                .order_by(Subscription.created_at.desc()))
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def page(self, *, user_id: str | None, status: str | None, limit: int,
+                   cursor: str | None) -> tuple[list[Subscription], str | None]:
+        stmt = sa.select(Subscription)
+        if user_id:
+            stmt = stmt.where(Subscription.user_id == user_id)
+        if status:
+            stmt = stmt.where(Subscription.status == status)
+        if cursor:
+            ts, ident = decode_cursor(cursor)
+            stmt = stmt.where(sa.tuple_(Subscription.created_at, Subscription.id)
+                              < sa.tuple_(ts, ident))
+        stmt = (stmt.order_by(Subscription.created_at.desc(), Subscription.id.desc())
+                .limit(limit + 1))
+        rows = list((await self.session.execute(stmt)).scalars())
+        nxt = None
+        if len(rows) > limit:
+            rows = rows[:limit]
+            nxt = encode_cursor(rows[-1].created_at, rows[-1].id)
+        return rows, nxt
+
+    async def due_for_expiry(self, now: datetime, limit: int) -> list[Subscription]:
+        stmt = (sa.select(Subscription)
+                .where(Subscription.status.in_(["ACTIVE", "SUSPENDED"]),
+                       Subscription.expires_at <= now)
+                .order_by(Subscription.expires_at).limit(limit))
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def expiring_within(self, now: datetime, until: datetime, limit: int
+                              ) -> list[Subscription]:
+        stmt = (sa.select(Subscription)
+                .where(Subscription.status == "ACTIVE", Subscription.expires_at > now,
+                       Subscription.expires_at <= until)
+                .order_by(Subscription.expires_at).limit(limit)
+                .with_for_update(skip_locked=True))
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def all_for_reconciliation(self) -> list[Subscription]:
+        return list((await self.session.execute(sa.select(Subscription))).scalars())
+
+    async def ref_known(self, ref: str) -> bool:
+        stmt = sa.select(sa.literal(1)).where(Subscription.provision_ref == ref)
+        return (await self.session.execute(stmt)).first() is not None
+
+    # grants
+    async def insert_grant(self, **values) -> bool:
+        """Insert unless the invoice already has a grant; True when this call inserted it."""
+        result = await self.session.execute(
+            insert(Grant).values(**values)
+            .on_conflict_do_nothing(index_elements=[Grant.invoice_id]).returning(Grant.id))
+        return result.first() is not None
+
+    async def grant_by_invoice(self, invoice_id: str, *, for_update: bool = False
+                               ) -> Grant | None:
+        stmt = sa.select(Grant).where(Grant.invoice_id == invoice_id)
+        if for_update:
+            stmt = stmt.with_for_update().execution_options(populate_existing=True)
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def grant_by_job(self, job_id: str) -> Grant | None:
+        stmt = sa.select(Grant).where(Grant.job_id == job_id).limit(1)
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def stale_grants(self, older_than: datetime, limit: int) -> list[Grant]:
+        stmt = (sa.select(Grant)
+                .where(Grant.status.in_(["PENDING", "REFUND_PENDING"]),
+                       Grant.updated_at < older_than)
+                .order_by(Grant.updated_at).limit(limit))
+        return list((await self.session.execute(stmt)).scalars())
+
+    # user blocks
+    async def user_block(self, user_id: str, *, for_update: bool = False) -> UserBlock | None:
+        stmt = sa.select(UserBlock).where(UserBlock.user_id == user_id)
+        if for_update:
+            stmt = stmt.with_for_update().execution_options(populate_existing=True)
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def is_blocked(self, user_id: str) -> bool:
+        row = await self.user_block(user_id)
+        return bool(row and row.blocked)
+
+    async def unsynced_blocks(self, older_than: datetime, limit: int) -> list[UserBlock]:
+        stmt = (sa.select(UserBlock)
+                .where(UserBlock.synced.is_(False), UserBlock.updated_at < older_than)
+                .limit(limit))
+        return list((await self.session.execute(stmt)).scalars())
+
+    # backend accounts
+    async def record_account(self, *, backend: str, ref: str, subscription_id: str | None,
+                             state: str, now: datetime) -> None:
+        stmt = insert(BackendAccount).values(backend=backend, ref=ref,
+                                             subscription_id=subscription_id, state=state,
+                                             created_at=now, updated_at=now)
+        await self.session.execute(stmt.on_conflict_do_update(
+            constraint="uq_backend_accounts_ref",
+            set_={"state": state, "updated_at": now,
+                  "subscription_id": sa.func.coalesce(stmt.excluded.subscription_id,
+                                                      BackendAccount.subscription_id)},
+        ))
+
+    def add(self, obj) -> None:
+        self.session.add(obj)

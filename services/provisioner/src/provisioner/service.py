@@ -1,0 +1,547 @@
+"""Subscription lifecycle: paid invoices applied exactly once, refunds, suspend/resume, expiry,
+reminders, reconciliation with the VPN backend, and the events other contexts see.
+
+Every change that affects access follows one pattern: take the user's advisory lock (and, around
+the backend call, the account ref's), change the subscription inside the open transaction, bring
+the backend to the new state (idempotent, with a timeout), and let the caller's transaction commit
+the change together with its outbox events. A backend failure rolls all of it back; the caller
+(a `provision` job, the reconciliation, an admin request) retries or reports it. Because backend
+operations set a state ("active until X") instead of adding time, a retry after a commit that
+never happened converges on the same backend state, and the grant row (unique per invoice) decides
+once and for all whether an invoice's time was added.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from contracts.billing import InvoicePaidV1, InvoiceRefundedV1
+from contracts.provisioning import (
+    ProvisionFailedV1,
+    SubscriptionActivatedV1,
+    SubscriptionExpiredV1,
+    SubscriptionExpiringV1,
+    SubscriptionExtendedV1,
+    SubscriptionResumedV1,
+    SubscriptionSuspendedV1,
+)
+from provisioner.backends import AccessDetails, AccountMissing, BackendError, VpnBackend
+from provisioner.backends.base import REF_PREFIX
+from provisioner.metrics import LIFECYCLE, RECONCILIATION_FIXES
+from provisioner.models import Grant, Subscription, UserBlock, outbox
+from provisioner.repository import ProvisioningRepository
+from runtime.db import Database
+from runtime.errors import Conflict, IllegalTransition, NotFound, ServiceUnavailable
+from runtime.identity import Identity
+from runtime.jobs import job_id
+from runtime.logging import get_logger
+from runtime.outbox import Outbox
+
+log = get_logger(__name__)
+
+events = Outbox(outbox, producer="provisioner")
+
+ACTIVE, EXPIRED, CANCELED, SUSPENDED = "ACTIVE", "EXPIRED", "CANCELED", "SUSPENDED"
+PENDING, APPLIED, FAILED = "PENDING", "APPLIED", "FAILED"
+REFUND_PENDING, REFUNDED = "REFUND_PENDING", "REFUNDED"
+USER_BLOCKED, BY_ADMIN = "USER_BLOCKED", "ADMIN"
+
+# Allowed subscription transitions; anything else is refused (409), never applied.
+TRANSITIONS = {
+    ACTIVE: {SUSPENDED, EXPIRED, CANCELED},
+    SUSPENDED: {ACTIVE, EXPIRED, CANCELED},
+    EXPIRED: {ACTIVE},
+    CANCELED: {ACTIVE},
+}
+
+_NAMESPACE = uuid.UUID("5b7f0a52-6f0e-4a1e-9a56-2f6b1c1f4d10")
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def subscription_id_for(seed: str) -> str:
+    """Deterministic, so a retried first grant re-creates the same subscription (and ref)."""
+    return uuid.uuid5(_NAMESPACE, seed).hex
+
+
+def provision_ref(subscription_id: str) -> str:
+    """The opaque account id on the backend (also a valid Marzban username and Outline key id)."""
+    return REF_PREFIX + hashlib.sha256(f"ref:{subscription_id}".encode()).hexdigest()[:24]
+
+
+def grant_job_id(invoice_id: str) -> str:
+    return job_id("provision", invoice_id)
+
+
+def refund_job_id(invoice_id: str) -> str:
+    return job_id("refund", invoice_id)
+
+
+def block_job_id(user_id: str, changed_at: datetime) -> str:
+    return job_id("user-block", user_id, int(changed_at.timestamp() * 1000))
+
+
+def transition(sub: Subscription, to: str) -> None:
+    if to not in TRANSITIONS.get(sub.status, set()):
+        raise IllegalTransition("subscription", sub.status, to)
+    sub.status = to
+
+
+@dataclass
+class GrantResult:
+    outcome: str  # activated | extended | duplicate | refunded | missing
+    latency_seconds: float | None = None
+
+
+@dataclass
+class StaleWork:
+    grants: list[tuple[str, str]]  # (job name, invoice id)
+    blocks: list[tuple[str, datetime]]  # (user id, changed_at)
+
+
+class ProvisioningService:
+    def __init__(self, backend: VpnBackend):
+        self.backend = backend
+
+    # ------------------------------------------------------------------ backend state
+
+    async def _apply_backend(self, s: AsyncSession, sub: Subscription, ts: datetime) -> None:
+        """Make the backend account match the subscription (under the ref's lock)."""
+        repo = ProvisioningRepository(s)
+        await repo.lock_ref(sub.provision_ref)
+        if sub.status == ACTIVE:
+            await self.backend.ensure_active(sub.provision_ref, expires_at=sub.expires_at,
+                                             max_devices=sub.max_devices)
+            state = "ACTIVE"
+        else:
+            await self.backend.disable(sub.provision_ref)
+            state = "DISABLED"
+        await repo.record_account(backend=self.backend.name, ref=sub.provision_ref,
+                                  subscription_id=sub.id, state=state, now=ts)
+
+    async def _add_time(self, s: AsyncSession, sub: Subscription | None, *, user_id: str,
+                        days: int, ts: datetime, reason: str, invoice_id: str | None,
+                        plan: dict | None, blocked: bool) -> tuple[Subscription, str, datetime]:
+        """Add `days` to max(now, expires_at), or (re)activate from now; returns the kind."""
+        if sub is None:
+            sid = subscription_id_for(f"invoice:{invoice_id}" if invoice_id else f"user:{user_id}")
+            sub = Subscription(id=sid, user_id=user_id, plan_id=plan["plan_id"], plan=plan,
+                               status=ACTIVE, started_at=ts, expires_at=ts,
+                               max_devices=plan["max_devices"], provision_ref=provision_ref(sid),
+                               backend=self.backend.name, reminders_sent=[], created_at=ts,
+                               updated_at=ts)
+            s.add(sub)
+            kind = "activated"
+        elif sub.status in (ACTIVE, SUSPENDED):
+            kind = "extended"
+        else:
+            transition(sub, ACTIVE)
+            sub.started_at = ts
+            sub.expires_at = ts
+            kind = "activated"
+        previous = sub.expires_at
+        sub.expires_at = max(ts, sub.expires_at) + timedelta(days=days)
+        if kind == "activated" and blocked:
+            sub.status, sub.suspend_reason = SUSPENDED, USER_BLOCKED
+        if plan is not None:
+            sub.plan_id, sub.plan, sub.max_devices = plan["plan_id"], plan, plan["max_devices"]
+        sub.backend = self.backend.name
+        sub.reminders_sent = []
+        sub.updated_at = ts
+        await s.flush()
+        await self._apply_backend(s, sub, ts)
+        if kind == "activated":
+            await events.add(s, SubscriptionActivatedV1(
+                subscription_id=sub.id, user_id=sub.user_id, plan_id=sub.plan_id,
+                invoice_id=invoice_id, started_at=sub.started_at, expires_at=sub.expires_at,
+                max_devices=sub.max_devices))
+            if sub.status == SUSPENDED:
+                await events.add(s, SubscriptionSuspendedV1(
+                    subscription_id=sub.id, user_id=sub.user_id, reason="user_blocked",
+                    suspended_at=ts))
+        else:
+            await events.add(s, SubscriptionExtendedV1(
+                subscription_id=sub.id, user_id=sub.user_id, invoice_id=invoice_id,
+                previous_expires_at=previous, expires_at=sub.expires_at, days_added=days,
+                reason=reason))
+        return sub, kind, previous
+
+    # ------------------------------------------------------------------ paid invoices
+
+    async def record_paid(self, s: AsyncSession, event: InvoicePaidV1, ts: datetime
+                          ) -> str | None:
+        """Record the grant (once per invoice); returns its job id while it still needs applying."""
+        if event.plan.duration_days <= 0 or event.plan.max_devices <= 0:
+            raise ValueError(f"invoice {event.invoice_id}: plan snapshot has no time to grant")
+        repo = ProvisioningRepository(s)
+        await repo.insert_grant(
+            invoice_id=event.invoice_id, kind="INVOICE", user_id=event.user_id,
+            plan_id=event.plan.plan_id, plan=event.plan.model_dump(mode="json"),
+            duration_days=event.plan.duration_days, max_devices=event.plan.max_devices,
+            status=PENDING, job_id=grant_job_id(event.invoice_id), attempts=0,
+            created_at=ts, updated_at=ts)
+        grant = await repo.grant_by_invoice(event.invoice_id)
+        return grant.job_id if grant is not None and grant.status == PENDING else None
+
+    async def apply_grant(self, s: AsyncSession, invoice_id: str, ts: datetime) -> GrantResult:
+        repo = ProvisioningRepository(s)
+        grant = await repo.grant_by_invoice(invoice_id)
+        if grant is None:
+            return GrantResult("missing")
+        await repo.lock_user(grant.user_id)
+        grant = await repo.grant_by_invoice(invoice_id, for_update=True)
+        if grant.status == REFUNDED:
+            return GrantResult("refunded")
+        if grant.status not in (PENDING, FAILED):
+            return GrantResult("duplicate")
+        blocked = await repo.is_blocked(grant.user_id)
+        sub = await repo.subscription_for_user(grant.user_id, for_update=True)
+        sub, kind, previous = await self._add_time(
+            s, sub, user_id=grant.user_id, days=grant.duration_days, ts=ts, reason="invoice",
+            invoice_id=invoice_id, plan=grant.plan, blocked=blocked)
+        grant.status, grant.subscription_id = APPLIED, sub.id
+        grant.previous_expires_at, grant.new_expires_at = previous, sub.expires_at
+        grant.applied_at = grant.updated_at = ts
+        grant.last_error = None
+        return GrantResult(kind, max(0.0, (ts - grant.created_at).total_seconds()))
+
+    async def record_failure(self, s: AsyncSession, invoice_id: str, error: str, attempts: int,
+                             final: bool, ts: datetime) -> bool:
+        """Note a failed attempt; on the last one mark the grant FAILED and publish it."""
+        repo = ProvisioningRepository(s)
+        grant = await repo.grant_by_invoice(invoice_id, for_update=True)
+        if grant is None or grant.status not in (PENDING, FAILED):
+            return False
+        grant.attempts, grant.last_error, grant.updated_at = attempts, error[:500], ts
+        if not final:
+            return False
+        grant.status, grant.failed_at = FAILED, ts
+        sub = await repo.subscription_for_user(grant.user_id)
+        await events.add(s, ProvisionFailedV1(
+            invoice_id=invoice_id, user_id=grant.user_id,
+            subscription_id=sub.id if sub else None, error=error[:500], attempts=attempts,
+            failed_at=ts))
+        return True
+
+    async def reopen_failed(self, s: AsyncSession, job: str) -> Grant | None:
+        """An admin retry: a FAILED grant goes back to PENDING with a fresh attempt budget."""
+        grant = await ProvisioningRepository(s).grant_by_job(job)
+        if grant is not None and grant.status == FAILED:
+            grant.status, grant.attempts, grant.updated_at = PENDING, 0, now()
+        return grant
+
+    # ------------------------------------------------------------------ refunds
+
+    async def record_refund(self, s: AsyncSession, event: InvoiceRefundedV1, ts: datetime
+                            ) -> str | None:
+        """Mark the invoice refunded; returns a job id when applied time must be taken back."""
+        repo = ProvisioningRepository(s)
+        inserted = await repo.insert_grant(
+            invoice_id=event.invoice_id, kind="INVOICE", user_id=event.user_id,
+            plan_id=event.plan.plan_id, plan=event.plan.model_dump(mode="json"),
+            duration_days=event.plan.duration_days, max_devices=event.plan.max_devices,
+            status=REFUNDED, job_id=grant_job_id(event.invoice_id), attempts=0,
+            refund_reason=event.reason, refunded_at=ts, refunded_seconds=0,
+            created_at=ts, updated_at=ts)
+        if inserted:  # refunded before its payment reached us: it will never be applied
+            LIFECYCLE.labels("refunded_before_applied").inc()
+            return None
+        grant = await repo.grant_by_invoice(event.invoice_id, for_update=True)
+        if grant.status in (PENDING, FAILED):
+            grant.status, grant.refund_reason = REFUNDED, event.reason
+            grant.refunded_at = grant.updated_at = ts
+            grant.refunded_seconds = 0
+            LIFECYCLE.labels("refunded_before_applied").inc()
+            return None
+        if grant.status == APPLIED:
+            grant.status, grant.refund_reason, grant.updated_at = REFUND_PENDING, event.reason, ts
+        return refund_job_id(event.invoice_id) if grant.status == REFUND_PENDING else None
+
+    async def apply_refund(self, s: AsyncSession, invoice_id: str, ts: datetime) -> str:
+        """Take the bought time back; revoke access (CANCELED) if nothing remains."""
+        repo = ProvisioningRepository(s)
+        grant = await repo.grant_by_invoice(invoice_id)
+        if grant is None:
+            return "missing"
+        await repo.lock_user(grant.user_id)
+        grant = await repo.grant_by_invoice(invoice_id, for_update=True)
+        if grant.status != REFUND_PENDING:
+            return "duplicate"
+        sub = (await repo.subscription(grant.subscription_id, for_update=True)
+               if grant.subscription_id else None)
+        taken = timedelta(0)
+        outcome = "nothing_left"
+        if sub is not None and sub.status in (ACTIVE, SUSPENDED) and sub.expires_at > ts:
+            previous = sub.expires_at
+            shortened = previous - timedelta(days=grant.duration_days)
+            sub.updated_at = ts
+            if shortened <= ts:
+                taken = previous - ts
+                sub.expires_at = ts
+                transition(sub, CANCELED)
+                sub.suspend_reason = None
+                await self._apply_backend(s, sub, ts)
+                await events.add(s, SubscriptionExpiredV1(
+                    subscription_id=sub.id, user_id=sub.user_id, expired_at=ts))
+                outcome = "revoked"
+            else:
+                taken = previous - shortened
+                sub.expires_at = shortened
+                await self._apply_backend(s, sub, ts)
+                await events.add(s, SubscriptionExtendedV1(
+                    subscription_id=sub.id, user_id=sub.user_id, invoice_id=invoice_id,
+                    previous_expires_at=previous, expires_at=shortened,
+                    days_added=-grant.duration_days, reason="refund"))
+                outcome = "shortened"
+        grant.status, grant.refunded_at, grant.updated_at = REFUNDED, ts, ts
+        grant.refunded_seconds = int(taken.total_seconds())
+        LIFECYCLE.labels(f"refund_{outcome}").inc()
+        return outcome
+
+    # ------------------------------------------------------------------ blocked users
+
+    async def record_block(self, s: AsyncSession, user_id: str, blocked: bool,
+                           changed_at: datetime, ts: datetime) -> str | None:
+        """Keep the newest block state; returns the sync job id (None for a stale event)."""
+        repo = ProvisioningRepository(s)
+        row = await repo.user_block(user_id, for_update=True)
+        if row is None:
+            s.add(UserBlock(user_id=user_id, blocked=blocked, changed_at=changed_at,
+                            synced=False, updated_at=ts))
+            await s.flush()
+        elif changed_at < row.changed_at:
+            return None
+        else:
+            row.blocked, row.changed_at, row.synced, row.updated_at = (
+                blocked, changed_at, False, ts)
+        return block_job_id(user_id, changed_at)
+
+    async def sync_user_block(self, s: AsyncSession, user_id: str, ts: datetime) -> str:
+        """Suspend a blocked user's subscription on the backend, or resume it after unblock."""
+        repo = ProvisioningRepository(s)
+        await repo.lock_user(user_id)
+        row = await repo.user_block(user_id, for_update=True)
+        if row is None or row.synced:
+            return "noop"
+        sub = await repo.subscription_for_user(user_id, for_update=True)
+        outcome = "noop"
+        if sub is not None and row.blocked and sub.status == ACTIVE:
+            await self._suspend(s, sub, USER_BLOCKED, "user_blocked", ts)
+            outcome = "suspended"
+        elif (sub is not None and not row.blocked and sub.status == SUSPENDED
+              and sub.suspend_reason == USER_BLOCKED and sub.expires_at > ts):
+            await self._resume(s, sub, ts)
+            outcome = "resumed"
+        row.synced, row.updated_at = True, ts
+        return outcome
+
+    async def _suspend(self, s: AsyncSession, sub: Subscription, reason: str, label: str,
+                       ts: datetime) -> None:
+        transition(sub, SUSPENDED)
+        sub.suspend_reason, sub.updated_at = reason, ts
+        await self._apply_backend(s, sub, ts)
+        await events.add(s, SubscriptionSuspendedV1(subscription_id=sub.id, user_id=sub.user_id,
+                                                    reason=label, suspended_at=ts))
+        LIFECYCLE.labels("suspended").inc()
+
+    async def _resume(self, s: AsyncSession, sub: Subscription, ts: datetime) -> None:
+        transition(sub, ACTIVE)
+        sub.suspend_reason, sub.updated_at = None, ts
+        await self._apply_backend(s, sub, ts)
+        await events.add(s, SubscriptionResumedV1(subscription_id=sub.id, user_id=sub.user_id,
+                                                  expires_at=sub.expires_at, resumed_at=ts))
+        LIFECYCLE.labels("resumed").inc()
+
+    # ------------------------------------------------------------------ queries and admin
+
+    async def list_own(self, s: AsyncSession, identity: Identity) -> list[Subscription]:
+        return await ProvisioningRepository(s).subscriptions_of(identity.user_id)
+
+    async def access(self, s: AsyncSession, identity: Identity, sub_id: str) -> dict:
+        """The access config, fetched live from the backend; another user's id is not found."""
+        sub = await ProvisioningRepository(s).subscription(sub_id)
+        if sub is None or sub.user_id != identity.user_id:
+            raise NotFound("Subscription not found")
+        if sub.status != ACTIVE:
+            raise Conflict(f"Access is available only while the subscription is ACTIVE "
+                           f"(it is {sub.status})", {"status": sub.status})
+        try:
+            details: AccessDetails = await self.backend.access(sub.provision_ref)
+        except AccountMissing as exc:
+            raise ServiceUnavailable("Your access is being set up; try again shortly") from exc
+        except BackendError as exc:
+            raise ServiceUnavailable("The VPN backend is unavailable") from exc
+        return {"backend": self.backend.name, "access_url": details.access_url,
+                "config": details.config, "fetched_at": now()}
+
+    async def _locked(self, s: AsyncSession, sub_id: str) -> Subscription:
+        repo = ProvisioningRepository(s)
+        sub = await repo.subscription(sub_id)
+        if sub is None:
+            raise NotFound("Subscription not found")
+        await repo.lock_user(sub.user_id)
+        return await repo.subscription(sub_id, for_update=True)
+
+    async def admin_extend(self, s: AsyncSession, sub_id: str, days: int, actor_id: str,
+                           ts: datetime) -> Subscription:
+        sub = await self._locked(s, sub_id)
+        blocked = await ProvisioningRepository(s).is_blocked(sub.user_id)
+        try:
+            sub, _, previous = await self._add_time(
+                s, sub, user_id=sub.user_id, days=days, ts=ts, reason="admin", invoice_id=None,
+                plan=None, blocked=blocked)
+        except BackendError as exc:
+            raise ServiceUnavailable("The VPN backend is unavailable; nothing changed") from exc
+        s.add(Grant(invoice_id=None, kind="ADMIN", user_id=sub.user_id, subscription_id=sub.id,
+                    plan_id=sub.plan_id, plan=sub.plan, duration_days=days,
+                    max_devices=sub.max_devices, status=APPLIED, attempts=0, actor_id=actor_id,
+                    previous_expires_at=previous, new_expires_at=sub.expires_at, created_at=ts,
+                    updated_at=ts, applied_at=ts))
+        await s.flush()
+        return sub
+
+    async def admin_suspend(self, s: AsyncSession, sub_id: str, ts: datetime) -> Subscription:
+        sub = await self._locked(s, sub_id)
+        try:
+            await self._suspend(s, sub, BY_ADMIN, "admin", ts)
+        except BackendError as exc:
+            raise ServiceUnavailable("The VPN backend is unavailable; nothing changed") from exc
+        return sub
+
+    async def admin_resume(self, s: AsyncSession, sub_id: str, ts: datetime) -> Subscription:
+        sub = await self._locked(s, sub_id)
+        if sub.status != SUSPENDED:
+            raise IllegalTransition("subscription", sub.status, ACTIVE)
+        if await ProvisioningRepository(s).is_blocked(sub.user_id):
+            raise Conflict("The user is blocked; unblock the user to resume")
+        if sub.expires_at <= ts:
+            raise Conflict("The subscription has no time left; extend it instead")
+        try:
+            await self._resume(s, sub, ts)
+        except BackendError as exc:
+            raise ServiceUnavailable("The VPN backend is unavailable; nothing changed") from exc
+        return sub
+
+    # ------------------------------------------------------------------ scheduled work
+
+    async def expire_one(self, s: AsyncSession, sub_id: str, ts: datetime) -> bool:
+        """Past expires_at: revoke on the backend, then EXPIRED (one event, once)."""
+        repo = ProvisioningRepository(s)
+        sub = await repo.subscription(sub_id)
+        if sub is None:
+            return False
+        await repo.lock_user(sub.user_id)
+        sub = await repo.subscription(sub_id, for_update=True)
+        if sub.status not in (ACTIVE, SUSPENDED) or sub.expires_at > ts:
+            return False
+        transition(sub, EXPIRED)
+        sub.suspend_reason, sub.updated_at = None, ts
+        await self._apply_backend(s, sub, ts)
+        await events.add(s, SubscriptionExpiredV1(subscription_id=sub.id, user_id=sub.user_id,
+                                                  expired_at=sub.expires_at))
+        LIFECYCLE.labels("expired").inc()
+        return True
+
+    async def expiry_sweep(self, db: Database, ts: datetime, batch: int) -> int:
+        async with db.transaction() as s:
+            due = [sub.id for sub in await ProvisioningRepository(s).due_for_expiry(ts, batch)]
+        expired = 0
+        for sub_id in due:
+            try:
+                async with db.transaction() as s:
+                    expired += await self.expire_one(s, sub_id, ts)
+            except Exception as exc:  # one backend failure must not stop the sweep
+                log.warning("expiry_failed", subscription_id=sub_id, error=str(exc)[:300])
+        return expired
+
+    async def send_reminders(self, s: AsyncSession, ts: datetime, days: list[int],
+                             batch: int) -> int:
+        """Each reminder (e.g. 3 days, 1 day before expiry) once per expiry date."""
+        if not days:
+            return 0
+        sent = 0
+        rows = await ProvisioningRepository(s).expiring_within(
+            ts, ts + timedelta(days=max(days)), batch)
+        for sub in rows:
+            already = set(sub.reminders_sent or [])
+            due = [d for d in days
+                   if d not in already and sub.expires_at - ts <= timedelta(days=d)]
+            if not due:
+                continue
+            # When several are due at once (a short plan), only the nearest is worth sending.
+            await events.add(s, SubscriptionExpiringV1(
+                subscription_id=sub.id, user_id=sub.user_id, expires_at=sub.expires_at,
+                days_left=min(due)))
+            sub.reminders_sent = sorted({*(sub.reminders_sent or []), *due}, reverse=True)
+            sub.updated_at = ts
+            sent += 1
+        return sent
+
+    async def stale_work(self, s: AsyncSession, older_than: datetime, batch: int) -> StaleWork:
+        """Work committed but maybe never queued (a crash between commit and enqueue)."""
+        repo = ProvisioningRepository(s)
+        grants = [("apply_grant" if g.status == PENDING else "apply_refund", g.invoice_id)
+                  for g in await repo.stale_grants(older_than, batch) if g.invoice_id]
+        blocks = [(b.user_id, b.changed_at) for b in await repo.unsynced_blocks(older_than, batch)]
+        return StaleWork(grants, blocks)
+
+    async def reconcile(self, db: Database, ts: datetime) -> dict[str, int]:
+        """Compare subscriptions with the backend's accounts and repair drift."""
+        remote = await self.backend.accounts()
+        async with db.transaction() as s:
+            subs = [(x.id, x.user_id, x.provision_ref, x.status, x.expires_at)
+                    for x in await ProvisioningRepository(s).all_for_reconciliation()]
+        fixes: Counter[str] = Counter()
+        known = {ref for _, _, ref, _, _ in subs}
+        for sub_id, user_id, ref, status, expires_at in subs:
+            if status == ACTIVE and expires_at <= ts:
+                continue  # the expiry sweep's job
+            want, have = status == ACTIVE, remote.get(ref)
+            if want == bool(have):
+                continue
+            kind = ("recreated" if have is None else "enabled") if want else "disabled"
+            try:
+                async with db.transaction() as s:
+                    repo = ProvisioningRepository(s)
+                    await repo.lock_user(user_id)
+                    sub = await repo.subscription(sub_id, for_update=True)
+                    if sub is None or (sub.status == ACTIVE and sub.expires_at <= ts):
+                        continue
+                    await self._apply_backend(s, sub, ts)
+            except Exception as exc:
+                fixes["failed"] += 1
+                log.warning("reconciliation_fix_failed", subscription_id=sub_id, kind=kind,
+                            error=str(exc)[:300])
+                continue
+            fixes[kind] += 1
+            RECONCILIATION_FIXES.labels(kind).inc()
+            log.warning("reconciliation_fixed", subscription_id=sub_id, kind=kind)
+        for ref, enabled in remote.items():
+            if ref in known or not enabled:
+                continue
+            try:
+                async with db.transaction() as s:
+                    repo = ProvisioningRepository(s)
+                    await repo.lock_ref(ref)
+                    if await repo.ref_known(ref):  # its first grant committed meanwhile
+                        continue
+                    await self.backend.disable(ref)
+                    await repo.record_account(backend=self.backend.name, ref=ref,
+                                              subscription_id=None, state="DISABLED", now=ts)
+            except Exception as exc:
+                fixes["failed"] += 1
+                log.warning("reconciliation_fix_failed", ref=ref, kind="orphan_disabled",
+                            error=str(exc)[:300])
+                continue
+            fixes["orphan_disabled"] += 1
+            RECONCILIATION_FIXES.labels("orphan_disabled").inc()
+            log.warning("reconciliation_fixed", ref=ref, kind="orphan_disabled")
+        return dict(fixes)
