@@ -6,16 +6,19 @@ UV := python3 -m uv
 endif
 PY := .venv/bin/python
 
-.PHONY: setup run test lint schemas bench clean
+.PHONY: setup browser run test lint schemas bench clean
 
 setup: ## install uv (if missing) and every package of the workspace from the lock file
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
 	@$(UV) sync --frozen --quiet
 
+browser: ## Debian's headless Chromium for the browser tests (never a downloaded browser)
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+
 run: setup ## migrate and start every service's api + worker and the Telegram emulator
 	@$(PY) deploy/local/stack.py
 
-test: setup ## run the whole test suite against local Postgres/RabbitMQ/Redis
+test: setup browser ## run the whole test suite against local Postgres/RabbitMQ/Redis
 	@$(PY) deploy/local/check_infra.py
 	@$(PY) -m pytest $(PYTEST_ARGS)
 	@$(UV) run --frozen lint-imports
@@ -26,6 +29,10 @@ lint: setup
 
 schemas: setup ## regenerate the committed JSON Schemas of the contracts
 	@$(PY) -m contracts.schemas
+
+bench: setup ## benchmark the hot paths beside the machine's baselines (BENCH_ARGS=--help)
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	@$(PY) tests/bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf .run .pytest_cache

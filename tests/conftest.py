@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -40,7 +41,13 @@ def test_env() -> dict[str, str]:
         "BROKER_DELIVERY_LIMIT": "3",
         "ADMIN_BOOTSTRAP_EMAIL": ADMIN_EMAIL,
         # billing settings
+        "PAYMENT_WATCH_INTERVAL_MS": "300",
+        "INVOICE_EXPIRY_INTERVAL_MS": "1000",
         # provisioner settings
+        "PROVISION_ATTEMPTS": "3",
+        "PROVISION_BACKOFF_MS": "300",
+        "PROVISION_SWEEP_SECONDS": "1",
+        "PROVISION_SWEEP_GRACE_SECONDS": "2",
     })
     return env
 
@@ -91,6 +98,13 @@ def _delete_test_queues(env: dict[str, str]) -> None:
     asyncio.run(main())
 
 
+def _interrupt(*_):
+    raise KeyboardInterrupt  # lets pytest run the teardown that stops the stack's processes
+
+
+signal.signal(signal.SIGTERM, _interrupt)
+
+
 @pytest.fixture(scope="session")
 def stack():
     env = test_env()
@@ -98,7 +112,7 @@ def stack():
     if problems:
         pytest.fail("infrastructure missing:\n" + "\n".join(problems))
     _reset_infrastructure(env)
-    s = Stack(env, log_dir=ROOT / ".run" / "test-logs")
+    s = Stack(env, log_dir=ROOT / ".run" / f"test-logs{SLOT or ''}")
     for f in s.log_dir.glob("*.log") if s.log_dir.exists() else []:
         f.unlink()
     s.migrate()
@@ -176,6 +190,11 @@ def admin_client(gateway_url) -> httpx.Client:
 
 async def publish_envelope(envelope_json: dict, routing_key: str) -> None:
     """Publish an event onto the test run's exchange exactly as an outbox relay would."""
+    await publish_envelopes([(envelope_json, routing_key)])
+
+
+async def publish_envelopes(items: list[tuple[dict, str]]) -> None:
+    """Publish several (envelope, routing key) pairs over one confirmed channel, in order."""
     import aio_pika
     import orjson
 
@@ -183,12 +202,26 @@ async def publish_envelope(envelope_json: dict, routing_key: str) -> None:
     try:
         ch = await conn.channel(publisher_confirms=True)
         ex = await ch.get_exchange(f"{BROKER_PREFIX}events")
-        await ex.publish(aio_pika.Message(orjson.dumps(envelope_json),
-                                          delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                                          content_type="application/json"),
-                         routing_key=routing_key)
+        for envelope_json, routing_key in items:
+            await ex.publish(aio_pika.Message(orjson.dumps(envelope_json),
+                                              delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                                              content_type="application/json"),
+                             routing_key=routing_key)
     finally:
         await conn.close()
+
+
+def metric_total(port: int, name: str, **labels: str) -> float:
+    """Sum of a counter's samples whose labels include `labels`, read from a /metrics page."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                total += sample.value
+    return total
 
 
 async def queue_depth(name: str) -> int:

@@ -1,6 +1,6 @@
 """Runs the whole system locally: checks infrastructure, migrates, starts every process.
 
-`python deploy/local/stack.py run` is what `make run` calls; the end-to-end tests use the same
+`python deploy/local/stack.py` is what `make run` calls; the end-to-end tests use the same
 `Stack` class, so they start the system exactly as a developer does.
 """
 
@@ -118,10 +118,12 @@ class Stack:
             subprocess.run([sys.executable, "-m", name, "migrate"], env=env, check=True,
                            cwd=ROOT, stdout=subprocess.DEVNULL)
 
-    def start_process(self, name: str, argv: list[str]) -> subprocess.Popen:
+    def start_process(self, name: str, argv: list[str],
+                      extra_env: dict[str, str] | None = None) -> subprocess.Popen:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_dir / f"{name}.log", "ab")
-        proc = subprocess.Popen(argv, env=self.full_env(), cwd=ROOT, stdout=log,
+        env = {**self.full_env(), **(extra_env or {})}
+        proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
         self.procs[name] = proc
         return proc
@@ -131,25 +133,38 @@ class Stack:
         self.start_process("telegram-emulator", [sys.executable, "-m", "fakes.telegram",
                                                  "--host", "127.0.0.1", "--port", str(port)])
 
-    def start_service(self, name: str, role: str) -> subprocess.Popen:
-        return self.start_process(f"{name}-{role}", [sys.executable, "-m", name, role])
+    def worker_metrics_port(self, name: str, replica: int = 1) -> int:
+        """Where a worker replica serves /metrics (API port + 100, + 50 per extra replica)."""
+        return int(self.env[f"{name.upper()}_PORT"]) + 100 + 50 * (replica - 1)
+
+    def start_service(self, name: str, role: str, replica: int = 1) -> subprocess.Popen:
+        proc_name = f"{name}-{role}" if replica == 1 else f"{name}-{role}-{replica}"
+        extra = ({"WORKER_METRICS_PORT": str(self.worker_metrics_port(name, replica))}
+                 if role == "worker" else {})
+        return self.start_process(proc_name, [sys.executable, "-m", name, role], extra)
 
     def start(self) -> None:
-        if self.with_emulator:
-            self.start_emulator()
-        for name in SERVICES:
-            self.start_service(name, "api")
-            self.start_service(name, "worker")
-        self.wait_ready()
-        if self.with_emulator:
-            self.wait_http(self.env["TELEGRAM_API_BASE"] + "/_emulator/stats")
-        subprocess.run([sys.executable, "-m", "telegram", "set-webhook"], env=self.full_env(),
-                       cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+        """Start every process; if any part fails, stop what was started and re-raise."""
+        try:
+            if self.with_emulator:
+                self.start_emulator()
+            for name in SERVICES:
+                self.start_service(name, "api")
+                self.start_service(name, "worker")
+            self.wait_ready()
+            if self.with_emulator:
+                self.wait_http(self.env["TELEGRAM_API_BASE"] + "/_emulator/stats")
+            subprocess.run([sys.executable, "-m", "telegram", "set-webhook"],
+                           env=self.full_env(), cwd=ROOT, check=True, stdout=subprocess.DEVNULL,
+                           timeout=60)
+        except BaseException:
+            self.stop()
+            raise
 
     def api_url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.env[f'{name.upper()}_PORT']}"
 
-    def wait_http(self, url: str, timeout: float = 60) -> None:
+    def wait_http(self, url: str, timeout: float = 180) -> None:
         import httpx
 
         deadline = time.monotonic() + timeout
@@ -166,7 +181,7 @@ class Stack:
             time.sleep(0.2)
         raise TimeoutError(f"{url} not ready: {last}")
 
-    def wait_ready(self, timeout: float = 60) -> None:
+    def wait_ready(self, timeout: float = 180) -> None:
         for name in SERVICES:
             self.wait_http(self.api_url(name) + "/readyz", timeout)
 
@@ -207,6 +222,7 @@ def main() -> int:
     stack = Stack(env, with_emulator=with_emulator)
     sys.stdout.write("Migrating schemas...\n")
     stack.migrate()
+    subprocess.check_call([sys.executable, "-m", "billing", "seed-plans"], env=stack.full_env())
     sys.stdout.write("Starting services...\n")
     try:
         stack.start()

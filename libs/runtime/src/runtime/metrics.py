@@ -22,3 +22,8 @@ OUTBOX_PUBLISHED = Counter("outbox_published_total", "Outbox events published", 
 OUTBOX_LAG = Gauge(
     "outbox_lag_seconds", "Age of the oldest unpublished outbox event", ["producer"]
 )
+BROKER_QUEUE_MESSAGES = Gauge("broker_queue_messages", "Ready messages in a consumer queue",
+                              ["queue"])
+BROKER_DEAD_LETTERS = Gauge("broker_dead_letters", "Messages in a consumer's dead-letter queue",
+                            ["queue"])
+JOB_QUEUE_JOBS = Gauge("job_queue_jobs", "Jobs in a BullMQ queue by state", ["queue", "state"])

@@ -19,6 +19,7 @@ from runtime.broker import Broker, Subscription
 from runtime.db import Database
 from runtime.jobs import JobQueue, JobWorker
 from runtime.logging import configure_logging, get_logger
+from runtime.metrics import BROKER_DEAD_LETTERS, BROKER_QUEUE_MESSAGES, JOB_QUEUE_JOBS
 from runtime.migrations import bootstrap, upgrade
 from runtime.outbox import Outbox, OutboxRelay
 from runtime.retention import Rule, run_rules
@@ -103,10 +104,15 @@ async def run_worker(defn: ServiceDefinition, settings: ServiceSettings) -> None
         tasks.append(asyncio.create_task(relay.run(), name="outbox-relay"))
     for sub in ctx.subscriptions:
         await broker.consume(sub)
-    for queue, scheduler_id, every_ms, job_name in ctx.schedules:
-        await queue.schedule(scheduler_id, every_ms, job_name)
+    await _register_schedules(ctx)
+    tasks.append(asyncio.create_task(_keep_schedules(ctx), name="schedules"))
     for w in ctx.job_workers:
         w.start()
+    tasks.append(asyncio.create_task(_sample_backlog(ctx), name="backlog-gauges"))
+    if settings.worker_metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(settings.worker_metrics_port, addr=settings.host)
     for bg in ctx.background:
         tasks.append(asyncio.create_task(bg(), name=getattr(bg, "__name__", "background")))
     log.info("worker_started", consumers=[s.queue for s in ctx.subscriptions],
@@ -134,6 +140,42 @@ async def run_worker(defn: ServiceDefinition, settings: ServiceSettings) -> None
     await broker.close()
     await db.dispose()
     log.info("worker_stopped")
+
+
+async def _register_schedules(ctx: WorkerContext) -> None:
+    for queue, scheduler_id, every_ms, job_name in ctx.schedules:
+        await queue.schedule(scheduler_id, every_ms, job_name)
+
+
+async def _keep_schedules(ctx: WorkerContext, every: float = 30.0) -> None:
+    """Re-assert the schedules (an idempotent upsert), so a Redis that lost them gets them back."""
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await _register_schedules(ctx)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("schedule_register_failed", error=str(exc)[:200])
+
+
+async def _sample_backlog(ctx: WorkerContext, every: float = 15.0) -> None:
+    """Queue backlog and dead-letter gauges for what this worker consumes and runs."""
+    while True:
+        try:
+            names = [s.queue for s in ctx.subscriptions]
+            depths = await ctx.broker.queue_depths(names + [f"{n}.dlq" for n in names])
+            for n in names:
+                BROKER_QUEUE_MESSAGES.labels(n).set(depths.get(n, 0))
+                BROKER_DEAD_LETTERS.labels(n).set(depths.get(f"{n}.dlq", 0))
+            for q in ctx.queues:
+                for state, count in (await q.counts()).items():
+                    JOB_QUEUE_JOBS.labels(q.name, state).set(int(count or 0))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.debug("backlog_sample_failed", error=str(exc)[:200])
+        await asyncio.sleep(every)
 
 
 async def _retry_connect(what: str, fn: Callable[[], Awaitable[None]], attempts: int = 30) -> None:

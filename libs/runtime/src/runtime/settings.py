@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from pydantic import Field, model_validator
@@ -16,7 +17,7 @@ class ServiceSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
 
-    service_name: str = "service"
+    service_name: ClassVar[str] = "service"
     app_env: str = Field("development", alias="APP_ENV")
     app_base_url: str = Field("http://127.0.0.1:8000", alias="APP_BASE_URL")
     database_url: str = Field("postgresql://postgres@127.0.0.1:5432/vpn", alias="DATABASE_URL")
@@ -31,6 +32,7 @@ class ServiceSettings(BaseSettings):
     outbox_poll_seconds: float = Field(1.0, alias="OUTBOX_POLL_SECONDS")
     max_body_bytes: int = Field(64 * 1024, alias="MAX_BODY_BYTES")
     shutdown_grace_seconds: float = Field(20.0, alias="SHUTDOWN_GRACE_SECONDS")
+    worker_metrics_port: int = Field(0, alias="WORKER_METRICS_PORT")
     retention_interval_ms: int = Field(24 * 3600 * 1000, alias="RETENTION_INTERVAL_MS")
     outbox_retention_days: float = Field(7, alias="OUTBOX_RETENTION_DAYS")
     inbox_retention_days: float = Field(7, alias="INBOX_RETENTION_DAYS")

@@ -1,16 +1,57 @@
-"""Settings of the billing service."""
+"""Settings of the billing service: provider choice, rate lock, sandbox chain, watch schedules."""
+
+from decimal import Decimal
+from typing import ClassVar
 
 from pydantic import Field
 
 from runtime.settings import ServiceSettings
 
+DEV_BTCPAY_WEBHOOK_SECRET = "dev-btcpay-webhook-secret"
+
 
 class Settings(ServiceSettings):
-    service_name: str = "billing"
-    schema_name: str = "billing"
+    service_name: ClassVar[str] = "billing"
+    schema_name: ClassVar[str] = "billing"
     port: int = Field(8101, alias="BILLING_PORT")
     db_role: str = Field("billing_svc", alias="BILLING_DB_ROLE")
     db_password: str = Field("billing-dev-password", alias="BILLING_DB_PASSWORD")
 
+    payment_provider: str = Field("sandbox", alias="PAYMENT_PROVIDER")
+    rate_lock_minutes: int = Field(15, alias="RATE_LOCK_MINUTES", ge=1)
+    # USD per unit of each asset, used by the fixed-rate source (the default rate source).
+    fixed_rates_usd: dict[str, Decimal] = Field(
+        default_factory=lambda: {"USDT": Decimal("1"), "BTC": Decimal("60000"),
+                                 "ETH": Decimal("3000")},
+        alias="FIXED_RATES_USD",
+    )
+    sandbox_confirmations: int = Field(2, alias="SANDBOX_CONFIRMATIONS", ge=1)
+
+    btcpay_url: str = Field("http://127.0.0.1:23000", alias="BTCPAY_URL")
+    btcpay_api_key: str = Field("", alias="BTCPAY_API_KEY")
+    btcpay_store_id: str = Field("", alias="BTCPAY_STORE_ID")
+    btcpay_webhook_secret: str = Field(DEV_BTCPAY_WEBHOOK_SECRET, alias="BTCPAY_WEBHOOK_SECRET")
+    provider_timeout_seconds: float = Field(10.0, alias="PROVIDER_TIMEOUT_SECONDS", gt=0)
+
+    payment_watch_interval_ms: int = Field(5000, alias="PAYMENT_WATCH_INTERVAL_MS", ge=100)
+    invoice_expiry_interval_ms: int = Field(10000, alias="INVOICE_EXPIRY_INTERVAL_MS", ge=100)
+    # Expired invoices stay watched this long, so a late payment is recorded, never lost.
+    late_payment_watch_hours: int = Field(72, alias="LATE_PAYMENT_WATCH_HOURS", ge=1)
+    idempotency_ttl_hours: int = Field(24, alias="IDEMPOTENCY_TTL_HOURS", ge=1)
+    # An `in_progress` key older than this belongs to a crashed request and may be taken over.
+    idempotency_stale_seconds: int = Field(120, alias="IDEMPOTENCY_STALE_SECONDS", ge=10)
+    watch_concurrency: int = Field(8, alias="PAYMENT_WATCH_CONCURRENCY", ge=1)
+
     def service_schema(self) -> str:
         return self.schema_name
+
+    @property
+    def is_sandbox(self) -> bool:
+        return self.payment_provider == "sandbox"
+
+    def secret_defaults(self) -> dict[str, bool]:
+        weak = super().secret_defaults()
+        if self.payment_provider == "btcpay":
+            weak["BTCPAY_WEBHOOK_SECRET"] = self.btcpay_webhook_secret in (
+                DEV_BTCPAY_WEBHOOK_SECRET, "")
+        return weak

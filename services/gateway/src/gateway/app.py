@@ -6,15 +6,16 @@ from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 from redis.asyncio import Redis
+from runtime.db import Database
+from runtime.http import create_app, tcp_check
 
 from gateway.api import admin, auth, billing, ops, subscriptions, telegram, tickets
 from gateway.config import Settings
+from gateway.openapi import install as install_openapi
 from gateway.ops import Ops
 from gateway.ratelimit import RateLimiter
 from gateway.service import AuthService
 from gateway.upstream import Upstream
-from runtime.db import Database
-from runtime.http import create_app, tcp_check
 
 API_PREFIX = "/api/v1"
 
@@ -86,4 +87,5 @@ def create_api(settings: Settings) -> FastAPI:
     api.include_router(subscriptions.router)
     api.include_router(subscriptions.admin)
     app.include_router(api)
+    install_openapi(app)
     return app

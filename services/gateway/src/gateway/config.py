@@ -1,6 +1,6 @@
 """Settings of the gateway."""
 
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
@@ -9,8 +9,8 @@ from runtime.settings import ServiceSettings
 
 
 class Settings(ServiceSettings):
-    service_name: str = "gateway"
-    schema_name: str = "identity"
+    service_name: ClassVar[str] = "gateway"
+    schema_name: ClassVar[str] = "identity"
     port: int = Field(8000, alias="GATEWAY_PORT")
     db_role: str = Field("gateway_svc", alias="GATEWAY_DB_ROLE")
     db_password: str = Field("gateway-dev-password", alias="GATEWAY_DB_PASSWORD")

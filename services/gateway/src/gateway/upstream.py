@@ -6,7 +6,6 @@ from typing import Any
 
 import httpx
 from fastapi import Response
-
 from runtime import identity as signed
 from runtime.errors import ServiceUnavailable
 from runtime.logging import correlation_id, get_logger

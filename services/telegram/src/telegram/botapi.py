@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-
 from runtime.logging import get_logger
 
 log = get_logger(__name__)

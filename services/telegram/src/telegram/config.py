@@ -1,6 +1,6 @@
 """Settings of the telegram service."""
 
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
@@ -9,7 +9,7 @@ from runtime.settings import DEV_WEBHOOK_SECRET, ServiceSettings
 
 
 class Settings(ServiceSettings):
-    service_name: str = "telegram"
+    service_name: ClassVar[str] = "telegram"
     port: int = Field(8104, alias="TELEGRAM_PORT")
     db_role: str = Field("telegram_svc", alias="TELEGRAM_DB_ROLE")
     db_password: str = Field("telegram-dev-password", alias="TELEGRAM_DB_PASSWORD")

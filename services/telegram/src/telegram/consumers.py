@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 from contracts import Envelope
-from contracts.tickets import MessageAddedV1, TicketClosedV1, TicketOpenedV1
+from contracts.tickets import (
+    MessageAddedV1,
+    TicketClosedV1,
+    TicketOpenedV1,
+    TicketStatusChangedV1,
+)
 from runtime.broker import Subscription
 from runtime.db import Database
 from runtime.inbox import claim
+
 from telegram.jobs import TelegramJobs
 from telegram.models import inbox
 from telegram.repository import TelegramRepository
@@ -29,6 +35,6 @@ def build_subscription(db: Database, mirror: MirrorService, jobs: TelegramJobs) 
         # Only after commit: the job must never run before its rows exist.
         await jobs.enqueue_outgoing([(i, event.ticket_id) for i in ids])
 
-    for contract in (TicketOpenedV1, MessageAddedV1, TicketClosedV1):
+    for contract in (TicketOpenedV1, MessageAddedV1, TicketStatusChangedV1, TicketClosedV1):
         sub.on(contract)(on_ticket_event)
     return sub

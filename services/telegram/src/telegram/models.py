@@ -5,11 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-
 from runtime.inbox import inbox_table
 from runtime.outbox import outbox_table
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 SCHEMA = "telegram"
 
@@ -48,6 +47,8 @@ class TicketThread(Base):
     message_thread_id: Mapped[int | None] = mapped_column(sa.BigInteger)
     root_message_id: Mapped[int | None] = mapped_column(sa.BigInteger)
     closed: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    # Highest ticket event `seq` applied; events are applied strictly in seq order.
+    delivered_seq: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True),
                                                  server_default=sa.func.now())
 
@@ -66,6 +67,7 @@ class Outgoing(Base):
     event_id: Mapped[str] = mapped_column(sa.Text)
     ticket_id: Mapped[str | None] = mapped_column(sa.Text)
     chat_id: Mapped[int | None] = mapped_column(sa.BigInteger)
+    thread_id: Mapped[int | None] = mapped_column(sa.BigInteger)
     kind: Mapped[str] = mapped_column(sa.Text)
     seq: Mapped[int] = mapped_column(sa.Integer, default=0)
     text: Mapped[str | None] = mapped_column(sa.Text)

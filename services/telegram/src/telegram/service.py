@@ -15,14 +15,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from contracts import Envelope
 from contracts.telegram import AccountLinkedV1, SupportReplyReceivedV1, UserMessageReceivedV1
-from contracts.tickets import MessageAddedV1, TicketClosedV1, TicketOpenedV1
+from contracts.tickets import (
+    MessageAddedV1,
+    TicketClosedV1,
+    TicketOpenedV1,
+    TicketStatusChangedV1,
+)
 from runtime.db import Database
 from runtime.logging import get_logger
 from runtime.outbox import Outbox
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from telegram.botapi import BotApi, TelegramError
 from telegram.config import Settings
 from telegram.models import (
@@ -39,7 +44,7 @@ log = get_logger(__name__)
 
 events = Outbox(outbox, producer="telegram")
 
-SUPPORT_KINDS = {"ticket_opened", "ticket_message", "ticket_closed"}
+SUPPORT_KINDS = {"ticket_opened", "ticket_message", "ticket_closed", "noop"}
 LINK_TOKEN_TTL = timedelta(minutes=15)
 
 
@@ -84,10 +89,12 @@ class MirrorService:
                                                text=opened_text(event)))
         elif isinstance(event, MessageAddedV1):
             await repo.ensure_thread(event.ticket_id, event.user_id, chat, None)
-            if not (event.author_role == "SUPPORT" and event.origin == "TELEGRAM"):
-                ids.append(await repo.add_outgoing(event_id=eid, ticket_id=event.ticket_id,
-                                                   chat_id=chat, kind="ticket_message",
-                                                   seq=event.seq, text=message_text(event)))
+            echo = event.author_role == "SUPPORT" and event.origin == "TELEGRAM"
+            # an operator's own Telegram reply is not echoed: a no-op keeps `seq` contiguous
+            ids.append(await repo.add_outgoing(event_id=eid, ticket_id=event.ticket_id,
+                                               chat_id=chat, kind="noop" if echo else
+                                               "ticket_message", seq=event.seq,
+                                               text=None if echo else message_text(event)))
             if event.author_role == "SUPPORT":
                 link = await repo.link_for_user(event.user_id)
                 if link is not None:
@@ -95,6 +102,10 @@ class MirrorService:
                         event_id=eid, ticket_id=event.ticket_id, chat_id=link.chat_id,
                         kind="user_reply", seq=event.seq,
                         text=f"💬 Support replied to “{event.subject}”:\n\n{event.body}"))
+        elif isinstance(event, TicketStatusChangedV1):
+            await repo.ensure_thread(event.ticket_id, event.user_id, chat, None)
+            ids.append(await repo.add_outgoing(event_id=eid, ticket_id=event.ticket_id,
+                                               chat_id=chat, kind="noop", seq=event.seq))
         elif isinstance(event, TicketClosedV1):
             await repo.ensure_thread(event.ticket_id, event.user_id, chat, None)
             ids.append(await repo.add_outgoing(event_id=eid, ticket_id=event.ticket_id,
@@ -130,10 +141,12 @@ class Delivery:
                 row = await repo.next_pending(ticket_id)
                 if row is None:
                     return sent
-                if row.kind in SUPPORT_KINDS and thread.subject is None:
-                    raise NotReady(ticket_id)
+                if row.seq > thread.delivered_seq + 1 or (
+                        row.kind in SUPPORT_KINDS and thread.subject is None):
+                    raise NotReady(ticket_id)  # an earlier event of the ticket is still on its way
                 done = await self._apply(repo, thread, row)
                 if done:
+                    thread.delivered_seq = max(thread.delivered_seq, row.seq)
                     sent += 1
 
     async def deliver_one(self, outgoing_id: int) -> None:
@@ -148,12 +161,15 @@ class Delivery:
                      row: Outgoing) -> bool:
         """Do one step for the row. True when the row is finished, False when only progress."""
         try:
-            if row.kind in SUPPORT_KINDS:
+            if row.kind == "noop":
+                pass
+            elif row.kind in SUPPORT_KINDS:
                 assert thread is not None
                 if not await self._support_step(repo, thread, row):
                     return False
             else:
-                msg = await self.bot.send_message(row.chat_id, row.text or "")
+                msg = await self.bot.send_message(row.chat_id, row.text or "",
+                                                  thread_id=row.thread_id)
                 row.telegram_message_id = msg["message_id"]
         except TelegramError as exc:
             if exc.is_permanent:
@@ -256,6 +272,13 @@ class UpdateService:
         if message.get("is_topic_message") and message.get("message_thread_id"):
             thread = await repo.thread_by_topic(chat_id, message["message_thread_id"])
             ticket_id = thread.ticket_id if thread else None
+            if thread is not None and thread.closed:
+                oid = await repo.add_outgoing(
+                    event_id=f"update-{update_id}", ticket_id=None, chat_id=chat_id,
+                    thread_id=thread.message_thread_id, kind="closed_notice", seq=0,
+                    text="ℹ️ This ticket is closed, so the customer will not see this reply. "
+                         "It reopens when the customer writes again.")
+                return "ignored:ticket_closed", [oid] if oid else []
         if ticket_id is None and isinstance(message.get("reply_to_message"), dict):
             ticket_id = await repo.ticket_by_message(chat_id,
                                                      message["reply_to_message"]["message_id"])

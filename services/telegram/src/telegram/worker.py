@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from runtime.jobs import JobQueue, JobWorker
 from runtime.service import WorkerContext
+
+from telegram import notifications
 from telegram.botapi import BotApi
 from telegram.config import Settings
 from telegram.consumers import build_subscription
-from telegram import notifications
 from telegram.jobs import NOTIFY, UPDATES, TelegramJobs, notify_handlers, sweep, update_handlers
 from telegram.service import Delivery, MirrorService, UpdateService, events
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Query, Request
+from runtime.errors import ValidationFailed
 
 from gateway.api.auth import user_out
 from gateway.api.deps import DB, AdminCaller
@@ -10,7 +11,6 @@ from gateway.audit import audited
 from gateway.repository import AuditRepository, UserRepository
 from gateway.schemas import AdminUserEnvelope, AdminUserList, AuditEntryOut, AuditLog, RoleBody
 from gateway.service import user_admin_service
-from runtime.errors import ValidationFailed
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 
@@ -32,7 +32,7 @@ async def _set_blocked(request: Request, user_id: str, caller, blocked: bool):
     async with audited(request, caller, action, "user", user_id) as audit:
         async with request.app.state.db.transaction() as s:
             user = await user_admin_service.set_blocked(s, user_id, blocked, caller.id)
-        audit.result(200)
+            await audit.record_in(s)
     return {"user": admin_user_out(user)}
 
 
@@ -51,7 +51,7 @@ async def change_role(user_id: str, body: RoleBody, request: Request, caller: Ad
     async with audited(request, caller, "user.role", "user", user_id, {"role": body.role}) as a:
         async with request.app.state.db.transaction() as s:
             user = await user_admin_service.set_role(s, user_id, body.role)
-        a.result(200, {"role": body.role})
+            await a.record_in(s, details={"role": body.role})
     return {"user": admin_user_out(user)}
 
 

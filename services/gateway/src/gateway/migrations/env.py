@@ -1,5 +1,4 @@
 from alembic import context
-
 from gateway.models import Base
 from runtime.migrations import run_env
 

@@ -1,5 +1,4 @@
 from alembic import context
-
 from runtime.migrations import run_env
 from telegram.models import Base
 

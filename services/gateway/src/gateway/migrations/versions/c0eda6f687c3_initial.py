@@ -4,8 +4,8 @@ Revision ID: c0eda6f687c3
 Revises: 
 Create Date: 2026-11-28 15:53:33.286682
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = 'c0eda6f687c3'

@@ -4,9 +4,8 @@ Revision ID: 145a9847aba7
 Revises: 3b93b0c5d5f0
 Create Date: 2026-11-28 16:09:19.639760
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '145a9847aba7'
 down_revision = '3b93b0c5d5f0'

@@ -4,8 +4,8 @@ Revision ID: 3b93b0c5d5f0
 Revises: 
 Create Date: 2026-11-28 15:51:24.718672
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = '3b93b0c5d5f0'
