@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from fastapi import Response
 from runtime import identity as signed
-from runtime.errors import ServiceUnavailable
+from runtime.errors import NotFound, ServiceUnavailable
 from runtime.logging import correlation_id, get_logger
 
 log = get_logger(__name__)
+
+
+def safe_path(path: str) -> str:
+    """Percent-encode ids taken from the caller; no segment may walk the internal path tree."""
+    segments = path.split("/")
+    if any(seg in {".", ".."} for seg in segments):
+        raise NotFound()
+    return "/".join(quote(seg, safe="") for seg in segments)
 
 
 class Upstream:
@@ -25,6 +34,7 @@ class Upstream:
     async def call(self, method: str, path: str, *, user_id: str, role: str,
                    json: Any = None, params: dict | None = None, content: bytes | None = None,
                    headers: dict[str, str] | None = None) -> httpx.Response:
+        path = safe_path(path)
         hdrs = {signed.HEADER: signed.sign(self.key, user_id, role)}
         if correlation_id.get():
             hdrs["X-Request-ID"] = correlation_id.get() or ""
