@@ -116,6 +116,7 @@ def stack():
     for f in s.log_dir.glob("*.log") if s.log_dir.exists() else []:
         f.unlink()
     s.migrate()
+    s.seed_plans()
     s.start()
     yield s
     s.stop()

@@ -118,6 +118,11 @@ class Stack:
             subprocess.run([sys.executable, "-m", name, "migrate"], env=env, check=True,
                            cwd=ROOT, stdout=subprocess.DEVNULL)
 
+    def seed_plans(self) -> None:
+        """The demo plans (idempotent), as `make run` has them."""
+        subprocess.run([sys.executable, "-m", "billing", "seed-plans"], env=self.full_env(),
+                       cwd=ROOT, check=True, stdout=subprocess.DEVNULL, timeout=120)
+
     def start_process(self, name: str, argv: list[str],
                       extra_env: dict[str, str] | None = None) -> subprocess.Popen:
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -222,7 +227,7 @@ def main() -> int:
     stack = Stack(env, with_emulator=with_emulator)
     sys.stdout.write("Migrating schemas...\n")
     stack.migrate()
-    subprocess.check_call([sys.executable, "-m", "billing", "seed-plans"], env=stack.full_env())
+    stack.seed_plans()
     sys.stdout.write("Starting services...\n")
     try:
         stack.start()

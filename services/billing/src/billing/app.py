@@ -7,12 +7,15 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from billing.config import Settings
+from billing.endpoints import router, sandbox_router
+from billing.wiring import build_components
 from runtime.db import Database
 from runtime.http import create_app, tcp_check
 
 
 def create_api(settings: Settings) -> FastAPI:
-    db = Database(settings)
+    db = Database(settings, pool_size=settings.api_pool_size)
+    parts = build_components(settings, db)
 
     async def db_check():
         async with db.engine.connect() as conn:
@@ -21,6 +24,7 @@ def create_api(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
+        await parts.close()
         await db.dispose()
 
     app = create_app(
@@ -32,4 +36,9 @@ def create_api(settings: Settings) -> FastAPI:
     )
     app.state.db = db
     app.state.settings = settings
+    app.state.billing = parts.billing
+    app.state.webhooks = parts.webhooks
+    app.include_router(router)
+    if settings.is_sandbox:
+        app.include_router(sandbox_router)
     return app

@@ -41,6 +41,9 @@ class Settings(ServiceSettings):
     # An `in_progress` key older than this belongs to a crashed request and may be taken over.
     idempotency_stale_seconds: int = Field(120, alias="IDEMPOTENCY_STALE_SECONDS", ge=10)
     watch_concurrency: int = Field(8, alias="PAYMENT_WATCH_CONCURRENCY", ge=1)
+    # Connections of the API process (as many again may overflow): bursts wait on the pool
+    # instead of exhausting the server's connection slots.
+    api_pool_size: int = Field(5, alias="BILLING_DB_POOL_SIZE", ge=1)
 
     def service_schema(self) -> str:
         return self.schema_name

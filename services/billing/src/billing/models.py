@@ -1,18 +1,187 @@
-"""Tables of the `billing` schema."""
+"""Tables of the `billing` schema: plans, invoices, payments, idempotency keys, provider events,
+the sandbox chain, and the service's outbox and inbox."""
 
 from __future__ import annotations
 
+from datetime import datetime
+from decimal import Decimal
+
 import sqlalchemy as sa
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from runtime.inbox import inbox_table
 from runtime.outbox import outbox_table
 
 SCHEMA = "billing"
 
+USD = sa.Numeric(12, 2)
+ASSET = sa.Numeric(24, 8)
+TS = sa.DateTime(timezone=True)
+
 
 class Base(DeclarativeBase):
     metadata = sa.MetaData(schema=SCHEMA)
+
+
+class Plan(Base):
+    __tablename__ = "plans"
+
+    id: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    name: Mapped[str] = mapped_column(sa.Text, unique=True)
+    description: Mapped[str | None] = mapped_column(sa.Text)
+    price_usd: Mapped[Decimal] = mapped_column(USD)
+    duration_days: Mapped[int] = mapped_column(sa.Integer)
+    max_devices: Mapped[int] = mapped_column(sa.Integer)
+    is_active: Mapped[bool] = mapped_column(sa.Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(TS)
+    updated_at: Mapped[datetime] = mapped_column(TS)
+
+    __table_args__ = (
+        sa.CheckConstraint("price_usd > 0", name="ck_plans_price_positive"),
+        sa.Index("ix_plans_active", "is_active"),
+    )
+
+
+class Invoice(Base):
+    __tablename__ = "invoices"
+
+    id: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    user_id: Mapped[str] = mapped_column(sa.Text)
+    plan_id: Mapped[str] = mapped_column(sa.ForeignKey("plans.id", ondelete="RESTRICT"))
+    # The plan as it was when the invoice was created (prices and plans change later).
+    plan_name: Mapped[str] = mapped_column(sa.Text)
+    plan_duration_days: Mapped[int] = mapped_column(sa.Integer)
+    plan_max_devices: Mapped[int] = mapped_column(sa.Integer)
+    plan_price_usd: Mapped[Decimal] = mapped_column(USD)
+    status: Mapped[str] = mapped_column(sa.Text)
+    amount_usd: Mapped[Decimal] = mapped_column(USD)
+    asset: Mapped[str] = mapped_column(sa.Text)
+    network: Mapped[str] = mapped_column(sa.Text)
+    rate_usd: Mapped[Decimal] = mapped_column(ASSET)
+    amount_asset: Mapped[Decimal] = mapped_column(ASSET)
+    address: Mapped[str | None] = mapped_column(sa.Text)
+    payment_url: Mapped[str | None] = mapped_column(sa.Text)
+    provider: Mapped[str] = mapped_column(sa.Text)
+    provider_ref: Mapped[str | None] = mapped_column(sa.Text)
+    rate_locked_until: Mapped[datetime] = mapped_column(TS)
+    created_at: Mapped[datetime] = mapped_column(TS)
+    updated_at: Mapped[datetime] = mapped_column(TS)
+    paid_at: Mapped[datetime | None] = mapped_column(TS)
+    expired_at: Mapped[datetime | None] = mapped_column(TS)
+    canceled_at: Mapped[datetime | None] = mapped_column(TS)
+    refunded_at: Mapped[datetime | None] = mapped_column(TS)
+    refund_reason: Mapped[str | None] = mapped_column(sa.Text)
+    # Settled payments credited while the invoice was open (CREATED/PENDING/PAID).
+    amount_received_asset: Mapped[Decimal] = mapped_column(ASSET, default=Decimal(0))
+    overpaid_asset: Mapped[Decimal] = mapped_column(ASSET, default=Decimal(0))
+    underpaid_asset: Mapped[Decimal] = mapped_column(ASSET, default=Decimal(0))
+    # Payments that arrived after the invoice was closed (expired, canceled, refunded).
+    late_amount_asset: Mapped[Decimal] = mapped_column(ASSET, default=Decimal(0))
+    needs_review: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+
+    __table_args__ = (
+        sa.Index("ix_invoices_user_created", "user_id", "created_at", "id"),
+        sa.Index("ix_invoices_status_created", "status", "created_at", "id"),
+        sa.Index("ix_invoices_open_lock", "rate_locked_until",
+                 postgresql_where=sa.text("status IN ('CREATED', 'PENDING')")),
+        sa.Index("ix_invoices_plan", "plan_id"),
+        sa.UniqueConstraint("provider", "provider_ref", name="uq_invoices_provider_ref"),
+        sa.Index("uq_invoices_network_address", "network", "address", unique=True,
+                 postgresql_where=sa.text("address IS NOT NULL")),
+    )
+
+
+class Payment(Base):
+    __tablename__ = "payments"
+
+    id: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    invoice_id: Mapped[str] = mapped_column(sa.ForeignKey("invoices.id", ondelete="RESTRICT"))
+    status: Mapped[str] = mapped_column(sa.Text)
+    txid: Mapped[str] = mapped_column(sa.Text)
+    asset: Mapped[str] = mapped_column(sa.Text)
+    network: Mapped[str] = mapped_column(sa.Text)
+    amount_asset: Mapped[Decimal] = mapped_column(ASSET)
+    confirmations: Mapped[int] = mapped_column(sa.Integer, default=0)
+    # Arrived or settled after its invoice was closed: recorded and flagged, never applied.
+    late: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(TS)
+    updated_at: Mapped[datetime] = mapped_column(TS)
+    detected_at: Mapped[datetime | None] = mapped_column(TS)
+    confirmed_at: Mapped[datetime | None] = mapped_column(TS)
+    settled_at: Mapped[datetime | None] = mapped_column(TS)
+
+    __table_args__ = (
+        sa.UniqueConstraint("network", "txid", name="uq_payments_network_txid"),
+        sa.Index("ix_payments_invoice", "invoice_id", "created_at"),
+        sa.Index("ix_payments_unsettled", "invoice_id",
+                 postgresql_where=sa.text("status IN ('DETECTED', 'CONFIRMED')")),
+    )
+
+
+class IdempotencyKey(Base):
+    __tablename__ = "idempotency_keys"
+
+    user_id: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    key: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(sa.Text)
+    status: Mapped[str] = mapped_column(sa.Text)  # in_progress | done
+    # Changes each time a request takes the key: only the current holder may complete it.
+    lock_token: Mapped[str] = mapped_column(sa.Text)
+    response_status: Mapped[int | None] = mapped_column(sa.Integer)
+    # The exact JSON text answered first, so a replay is byte-for-byte the same answer.
+    response_body: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(TS)
+    locked_at: Mapped[datetime] = mapped_column(TS)
+    completed_at: Mapped[datetime | None] = mapped_column(TS)
+
+    __table_args__ = (sa.Index("ix_idempotency_keys_created", "created_at"),)
+
+
+class ProviderEvent(Base):
+    __tablename__ = "provider_events"
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    provider: Mapped[str] = mapped_column(sa.Text)
+    delivery_id: Mapped[str] = mapped_column(sa.Text)
+    event_type: Mapped[str | None] = mapped_column(sa.Text)
+    provider_ref: Mapped[str | None] = mapped_column(sa.Text)
+    raw_body: Mapped[str] = mapped_column(sa.Text)
+    received_at: Mapped[datetime] = mapped_column(TS)
+    processed_at: Mapped[datetime | None] = mapped_column(TS)
+    outcome: Mapped[str | None] = mapped_column(sa.Text)
+
+    __table_args__ = (
+        sa.UniqueConstraint("provider", "delivery_id", name="uq_provider_events_delivery"),
+    )
+
+
+class SandboxChain(Base):
+    """The simulated chain's block height (one row)."""
+
+    __tablename__ = "sandbox_chain"
+
+    id: Mapped[int] = mapped_column(sa.SmallInteger, primary_key=True)
+    height: Mapped[int] = mapped_column(sa.BigInteger)
+
+
+class SandboxTransfer(Base):
+    """A transfer on the simulated chain; mined when `block_height` is set."""
+
+    __tablename__ = "sandbox_transfers"
+
+    txid: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    address: Mapped[str] = mapped_column(sa.Text)
+    asset: Mapped[str] = mapped_column(sa.Text)
+    network: Mapped[str] = mapped_column(sa.Text)
+    amount_asset: Mapped[Decimal] = mapped_column(ASSET)
+    created_at: Mapped[datetime] = mapped_column(TS)
+    block_height: Mapped[int | None] = mapped_column(sa.BigInteger)
+
+    __table_args__ = (
+        sa.Index("ix_sandbox_transfers_address", "network", "address"),
+        sa.Index("ix_sandbox_transfers_unmined", "txid",
+                 postgresql_where=sa.text("block_height IS NULL")),
+    )
 
 
 outbox = outbox_table(Base.metadata)

@@ -1,13 +1,30 @@
-"""The billing worker process."""
+"""The billing worker process: `payment_watch` and `invoice_expiry` schedules, the outbox relay.
+
+(`retention_cleanup` is scheduled by the runtime from `billing.retention.rules`.)
+"""
 
 from __future__ import annotations
 
-from billing.models import outbox
-from runtime.outbox import Outbox
+from billing.config import Settings
+from billing.jobs import PAYMENT_WATCH_QUEUE, watch_handlers
+from billing.service import events
+from billing.wiring import build_components
+from runtime.jobs import JobQueue, JobWorker
 from runtime.service import WorkerContext
-
-events = Outbox(outbox, producer="billing")
 
 
 async def build_worker(ctx: WorkerContext) -> None:
+    settings: Settings = ctx.settings  # type: ignore[assignment]
+    parts = build_components(settings, ctx.db)
     ctx.outbox = events
+    watch = JobQueue(PAYMENT_WATCH_QUEUE, settings.redis_url, settings.jobs_prefix)
+    ctx.queues.append(watch)
+    ctx.schedules.append((watch, "payment_watch", settings.payment_watch_interval_ms,
+                          "payment_watch"))
+    ctx.schedules.append((watch, "invoice_expiry", settings.invoice_expiry_interval_ms,
+                          "invoice_expiry"))
+    # One job at a time: ticks never overlap (overlap would be safe, only wasteful).
+    ctx.job_workers.append(JobWorker(PAYMENT_WATCH_QUEUE, settings.redis_url,
+                                     watch_handlers(parts.watcher), concurrency=1,
+                                     prefix=settings.jobs_prefix))
+    ctx.on_close.append(parts.close)

@@ -1,0 +1,194 @@
+"""Internal HTTP API of the billing service (called by the gateway with a signed identity)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billing.exceptions import IdempotencyKeyRequired
+from billing.providers.sandbox import sandbox_chain
+from billing.repository import InvoiceRepository, PlanRepository
+from billing.schemas import (
+    CURSOR_PATTERN,
+    AdminInvoiceEnvelope,
+    AdminInvoiceList,
+    AdminPlanEnvelope,
+    AdminPlanList,
+    BlocksBody,
+    BlocksOut,
+    InvoiceCreate,
+    InvoiceEnvelope,
+    InvoiceList,
+    InvoiceStatus,
+    PaymentOptions,
+    PlanCreate,
+    PlanDeleted,
+    PlanList,
+    PlanUpdate,
+    RefundBody,
+    TransferBody,
+    TransferOut,
+    WebhookAck,
+    invoice_view,
+    plan_view,
+)
+from billing.service import BillingService, plan_service
+from runtime.errors import ValidationFailed
+from runtime.identity import HEADER, Identity, require_admin, verify
+
+router = APIRouter(prefix="/internal")
+# Mounted only when PAYMENT_PROVIDER=sandbox, so these paths are 404 everywhere else.
+sandbox_router = APIRouter(prefix="/internal/sandbox")
+
+
+async def session(request: Request):
+    """The one place that commits: the request's transaction."""
+    async with request.app.state.db.transaction() as s:
+        yield s
+
+
+def identity(request: Request) -> Identity:
+    return verify(request.app.state.settings.internal_signing_key, request.headers.get(HEADER))
+
+
+def admin(ident: Annotated[Identity, Depends(identity)]) -> Identity:
+    require_admin(ident)
+    return ident
+
+
+def idempotency_key(request: Request) -> str:
+    key = request.headers.get("Idempotency-Key")
+    if key is None or not key.strip() or len(key) > 255:
+        raise IdempotencyKeyRequired()
+    return key
+
+
+def billing_service(request: Request) -> BillingService:
+    return request.app.state.billing
+
+
+Session = Annotated[AsyncSession, Depends(session)]
+Ident = Annotated[Identity, Depends(identity)]
+Admin = Annotated[Identity, Depends(admin)]
+Billing = Annotated[BillingService, Depends(billing_service)]
+Limit = Annotated[int, Query(ge=1, le=100)]
+Cursor = Annotated[str | None, Query(pattern=CURSOR_PATTERN)]
+
+
+async def _views(s: AsyncSession, invoices: list, *, admin_view: bool = False) -> list[dict]:
+    payments = await InvoiceRepository(s).payments_of([i.id for i in invoices])
+    return [invoice_view(i, payments[i.id], admin=admin_view) for i in invoices]
+
+
+@router.get("/plans", response_model=PlanList)
+async def list_plans(s: Session, _: Ident):
+    return {"plans": [plan_view(p) for p in await PlanRepository(s).list(active_only=True)]}
+
+
+@router.get("/payment-options", response_model=PaymentOptions)
+async def payment_options(billing: Billing, _: Ident):
+    return {"options": [{"asset": a, "network": n} for a, n in billing.options()]}
+
+
+@router.post("/invoices", status_code=201, response_model=InvoiceEnvelope)
+async def create_invoice(body: InvoiceCreate, request: Request, billing: Billing, ident: Ident,
+                         key: Annotated[str, Depends(idempotency_key)]):
+    result = await billing.create_invoice_idempotent(request.app.state.db, user_id=ident.user_id,
+                                                     key=key, body=body)
+    headers = {"Idempotent-Replayed": "true"} if result.replayed else None
+    return Response(result.content, status_code=result.status, headers=headers,
+                    media_type="application/json")
+
+
+@router.get("/invoices", response_model=InvoiceList)
+async def list_invoices(s: Session, ident: Ident, limit: Limit = 20, cursor: Cursor = None):
+    rows, nxt = await InvoiceRepository(s).list(user_id=ident.user_id, status=None, limit=limit,
+                                                cursor=cursor)
+    return {"invoices": await _views(s, rows), "next_cursor": nxt}
+
+
+@router.get("/invoices/{invoice_id}", response_model=InvoiceEnvelope)
+async def get_invoice(invoice_id: str, s: Session, billing: Billing, ident: Ident):
+    invoice = await billing.get_visible(s, ident.user_id, invoice_id)
+    return {"invoice": (await _views(s, [invoice]))[0]}
+
+
+@router.post("/invoices/{invoice_id}/cancel", response_model=InvoiceEnvelope)
+async def cancel_invoice(invoice_id: str, s: Session, billing: Billing, ident: Ident):
+    invoice = await billing.get_visible(s, ident.user_id, invoice_id, for_update=True)
+    await billing.cancel(s, invoice)
+    return {"invoice": (await _views(s, [invoice]))[0]}
+
+
+@router.post("/webhooks/{provider}", response_model=WebhookAck)
+async def provider_webhook(provider: str, request: Request, _: Ident):
+    await request.app.state.webhooks.receive(provider, await request.body(),
+                                             request.headers.get("BTCPay-Sig"))
+    return {"ok": True}
+
+
+@router.get("/admin/plans", response_model=AdminPlanList)
+async def admin_list_plans(s: Session, _: Admin):
+    return {"plans": [plan_view(p, admin=True)
+                      for p in await PlanRepository(s).list(active_only=False)]}
+
+
+@router.post("/admin/plans", status_code=201, response_model=AdminPlanEnvelope)
+async def admin_create_plan(body: PlanCreate, s: Session, _: Admin):
+    return {"plan": plan_view(await plan_service.create(s, body), admin=True)}
+
+
+@router.patch("/admin/plans/{plan_id}", response_model=AdminPlanEnvelope)
+async def admin_update_plan(plan_id: str, body: PlanUpdate, s: Session, _: Admin):
+    return {"plan": plan_view(await plan_service.update(s, plan_id, body), admin=True)}
+
+
+@router.delete("/admin/plans/{plan_id}", response_model=PlanDeleted)
+async def admin_delete_plan(plan_id: str, s: Session, _: Admin):
+    plan, deleted = await plan_service.delete(s, plan_id)
+    return {"plan": plan_view(plan, admin=True), "deleted": deleted}
+
+
+@router.get("/admin/invoices", response_model=AdminInvoiceList)
+async def admin_list_invoices(s: Session, _: Admin, status: InvoiceStatus | None = None,
+                              user_id: Annotated[str | None,
+                                                 Query(pattern=r"^[A-Za-z0-9_-]{1,64}$")] = None,
+                              limit: Limit = 20, cursor: Cursor = None):
+    rows, nxt = await InvoiceRepository(s).list(user_id=user_id, status=status, limit=limit,
+                                                cursor=cursor)
+    return {"invoices": await _views(s, rows, admin_view=True), "next_cursor": nxt}
+
+
+@router.get("/admin/invoices/{invoice_id}", response_model=AdminInvoiceEnvelope)
+async def admin_get_invoice(invoice_id: str, s: Session, billing: Billing, _: Admin):
+    invoice = await billing.get_visible(s, None, invoice_id)
+    return {"invoice": (await _views(s, [invoice], admin_view=True))[0]}
+
+
+@router.post("/admin/invoices/{invoice_id}/refund", response_model=AdminInvoiceEnvelope)
+async def admin_refund(invoice_id: str, body: RefundBody, s: Session, billing: Billing,
+                       ident: Admin):
+    invoice = await billing.get_visible(s, None, invoice_id, for_update=True)
+    await billing.refund(s, invoice, reason=body.reason, actor_id=ident.user_id)
+    return {"invoice": (await _views(s, [invoice], admin_view=True))[0]}
+
+
+@sandbox_router.post("/transfers", status_code=201, response_model=TransferOut)
+async def sandbox_transfer(body: TransferBody, s: Session, billing: Billing, _: Ident):
+    if (body.asset, body.network) not in billing.options():
+        raise ValidationFailed("This asset/network is not on the sandbox chain",
+                               {"asset": body.asset, "network": body.network})
+    transfer = await sandbox_chain.transfer(s, address=body.address, asset=body.asset,
+                                            network=body.network,
+                                            amount_asset=Decimal(body.amount_asset))
+    return {"txid": transfer.txid}
+
+
+@sandbox_router.post("/blocks", response_model=BlocksOut)
+async def sandbox_blocks(body: BlocksBody, s: Session, _: Ident):
+    return {"height": await sandbox_chain.mine(s, body.count)}
+

@@ -1,0 +1,20 @@
+"""Billing-specific errors: `AppError`s rendered as `{code, message, details}` by the runtime."""
+
+from __future__ import annotations
+
+from runtime.errors import AppError
+
+
+class IdempotencyKeyRequired(AppError):
+    status, code = 400, "IDEMPOTENCY_KEY_REQUIRED"
+    default_message = "An Idempotency-Key header of 1 to 255 characters is required"
+
+
+class IdempotencyKeyReused(AppError):
+    status, code = 422, "IDEMPOTENCY_KEY_REUSED"
+    default_message = "This Idempotency-Key was used with a different request"
+
+
+class IdempotencyInProgress(AppError):
+    status, code = 409, "IDEMPOTENCY_IN_PROGRESS"
+    default_message = "A request with this Idempotency-Key is still being processed"

@@ -1,0 +1,429 @@
+"""Billing logic: plans, the invoice and payment state machines, idempotent invoice creation,
+the one settle step that webhooks and `payment_watch` share, refunds, and the events they emit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import orjson
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billing.config import Settings
+from billing.exceptions import IdempotencyInProgress, IdempotencyKeyReused
+from billing.metrics import INVOICE_TRANSITIONS, PAYMENT_SETTLE_SECONDS, PROVIDER_ERRORS
+from billing.models import Invoice, Payment, Plan, outbox
+from billing.providers.base import CheckoutRequest, ObservedPayment, PaymentProvider, ProviderError
+from billing.rates import RateSource, asset_amount
+from billing.repository import IdempotencyRepository, InvoiceRepository, PlanRepository
+from billing.schemas import InvoiceCreate, PlanCreate, PlanUpdate, invoice_view
+from contracts.billing import (
+    InvoiceCreatedV1,
+    InvoiceExpiredV1,
+    InvoicePaidV1,
+    InvoiceRefundedV1,
+    PaymentDetectedV1,
+    PlanSnapshot,
+)
+from runtime.db import Database
+from runtime.errors import (
+    AppError,
+    Conflict,
+    IllegalTransition,
+    NotFound,
+    ServiceUnavailable,
+    ValidationFailed,
+)
+from runtime.logging import get_logger
+from runtime.outbox import Outbox
+
+log = get_logger(__name__)
+
+events = Outbox(outbox, producer="billing")
+
+CREATED, PENDING, PAID, EXPIRED, CANCELED, REFUNDED = (
+    "CREATED", "PENDING", "PAID", "EXPIRED", "CANCELED", "REFUNDED")
+DETECTED, CONFIRMED, SETTLED, FAILED = "DETECTED", "CONFIRMED", "SETTLED", "FAILED"
+
+INVOICE_TRANSITIONS_ALLOWED: dict[str, frozenset[str]] = {
+    CREATED: frozenset({PENDING, EXPIRED, CANCELED}),
+    PENDING: frozenset({PAID, EXPIRED}),
+    PAID: frozenset({REFUNDED}),
+    EXPIRED: frozenset(),
+    CANCELED: frozenset(),
+    REFUNDED: frozenset(),
+}
+PAYMENT_TRANSITIONS_ALLOWED: dict[str, frozenset[str]] = {
+    "CREATED": frozenset({"PENDING", DETECTED, FAILED, "EXPIRED"}),
+    "PENDING": frozenset({DETECTED, FAILED, "EXPIRED"}),
+    DETECTED: frozenset({CONFIRMED, FAILED}),
+    CONFIRMED: frozenset({SETTLED, FAILED}),
+    SETTLED: frozenset({REFUNDED}),
+    FAILED: frozenset(),
+    "EXPIRED": frozenset(),
+    REFUNDED: frozenset(),
+}
+OPEN = frozenset({CREATED, PENDING})
+# Payments to an invoice in these states are credited to it; otherwise they are late.
+CREDITING = frozenset({CREATED, PENDING, PAID})
+_PAYMENT_TIMESTAMP = {DETECTED: "detected_at", CONFIRMED: "confirmed_at", SETTLED: "settled_at"}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def transition_invoice(invoice: Invoice, to: str, now: datetime) -> None:
+    """Move an invoice to `to`, or refuse with IllegalTransition (409) and change nothing."""
+    if to not in INVOICE_TRANSITIONS_ALLOWED.get(invoice.status, frozenset()):
+        raise IllegalTransition("invoice", invoice.status, to)
+    invoice.status = to
+    invoice.updated_at = now
+    INVOICE_TRANSITIONS.labels(to).inc()
+
+
+def transition_payment(payment: Payment, to: str, now: datetime) -> None:
+    if to not in PAYMENT_TRANSITIONS_ALLOWED.get(payment.status, frozenset()):
+        raise IllegalTransition("payment", payment.status, to)
+    payment.status = to
+    payment.updated_at = now
+    if to in _PAYMENT_TIMESTAMP:
+        setattr(payment, _PAYMENT_TIMESTAMP[to], now)
+
+
+def plan_snapshot(invoice: Invoice) -> PlanSnapshot:
+    return PlanSnapshot(plan_id=invoice.plan_id, name=invoice.plan_name,
+                        duration_days=invoice.plan_duration_days,
+                        max_devices=invoice.plan_max_devices, price_usd=invoice.plan_price_usd)
+
+
+def request_fingerprint(operation: str, body: dict) -> str:
+    return hashlib.sha256(orjson.dumps({"op": operation, "body": body},
+                                       option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+@dataclass(frozen=True)
+class IdempotentResult:
+    status: int
+    content: str  # the JSON text of the answer, identical for the first answer and replays
+    replayed: bool
+
+    def json(self) -> dict:
+        return orjson.loads(self.content)
+
+
+def _json_text(body: dict) -> str:
+    return orjson.dumps(body).decode()
+
+
+class PlanService:
+    async def create(self, session: AsyncSession, body: PlanCreate) -> Plan:
+        repo = PlanRepository(session)
+        if await repo.by_name(body.name):
+            raise Conflict("A plan with this name exists", {"name": body.name})
+        now = utcnow()
+        plan = Plan(id=new_id(), name=body.name, description=body.description,
+                    price_usd=Decimal(body.price_usd), duration_days=body.duration_days,
+                    max_devices=body.max_devices, is_active=body.is_active, created_at=now,
+                    updated_at=now)
+        session.add(plan)
+        await self._flush_unique_name(session, body.name)
+        return plan
+
+    async def update(self, session: AsyncSession, plan_id: str, body: PlanUpdate) -> Plan:
+        repo = PlanRepository(session)
+        plan = await repo.get(plan_id, for_update=True)
+        if plan is None:
+            raise NotFound("Plan not found")
+        changes = body.model_dump(exclude_unset=True)
+        if "name" in changes and changes["name"] != plan.name and await repo.by_name(body.name):
+            raise Conflict("A plan with this name exists", {"name": body.name})
+        if "price_usd" in changes:
+            changes["price_usd"] = Decimal(changes["price_usd"])
+        for name, value in changes.items():
+            setattr(plan, name, value)
+        plan.updated_at = utcnow()
+        await self._flush_unique_name(session, plan.name)
+        return plan
+
+    async def delete(self, session: AsyncSession, plan_id: str) -> tuple[Plan, bool]:
+        """Delete an unused plan; a plan any invoice refers to is only deactivated."""
+        repo = PlanRepository(session)
+        plan = await repo.get(plan_id, for_update=True)
+        if plan is None:
+            raise NotFound("Plan not found")
+        if await repo.in_use(plan_id):
+            plan.is_active = False
+            plan.updated_at = utcnow()
+            await session.flush()
+            return plan, False
+        await repo.delete(plan)
+        return plan, True
+
+    async def seed(self, session: AsyncSession, plans: list[dict]) -> int:
+        now = utcnow()
+        repo = PlanRepository(session)
+        created = 0
+        for p in plans:
+            created += await repo.insert_if_absent({**p, "id": new_id(), "is_active": True,
+                                                    "created_at": now, "updated_at": now})
+        return created
+
+    @staticmethod
+    async def _flush_unique_name(session: AsyncSession, name: str) -> None:
+        try:
+            await session.flush()
+        except IntegrityError as exc:
+            raise Conflict("A plan with this name exists", {"name": name}) from exc
+
+
+class BillingService:
+    """Invoices and payments; the provider and rate source are the configured adapters."""
+
+    def __init__(self, settings: Settings, provider: PaymentProvider, rates: RateSource):
+        self.settings = settings
+        self.provider = provider
+        self.rates = rates
+
+    def options(self) -> list[tuple[str, str]]:
+        return self.provider.options()
+
+    # ---------------------------------------------------------------- invoice creation
+
+    async def orderable_plan(self, session: AsyncSession, body: InvoiceCreate) -> Plan:
+        """Checks that make a request invalid (400, nothing stored under the idempotency key)."""
+        if (body.asset, body.network) not in self.options():
+            raise ValidationFailed("This asset/network is not accepted",
+                                   {"asset": body.asset, "network": body.network})
+        plan = await PlanRepository(session).get(body.plan_id)
+        if plan is None or not plan.is_active:
+            raise ValidationFailed("Unknown or inactive plan", {"plan_id": body.plan_id})
+        return plan
+
+    async def create_invoice_idempotent(self, db: Database, *, user_id: str, key: str,
+                                        body: InvoiceCreate) -> IdempotentResult:
+        """POST /invoices under Stripe/IETF Idempotency-Key semantics.
+
+        The key row is inserted (ON CONFLICT) and committed before any work, so of concurrent
+        identical requests exactly one does the work; the others replay its stored answer or
+        get 409 while it runs. The invoice and the stored answer commit in one transaction.
+        """
+        async with db.transaction() as s:
+            await self.orderable_plan(s, body)
+        fingerprint = request_fingerprint("POST /invoices", body.model_dump())
+        token = new_id()
+        now = utcnow()
+        async with db.transaction() as s:
+            repo = IdempotencyRepository(s)
+            claimed = await repo.claim(
+                user_id=user_id, key=key, request_hash=fingerprint, token=token, now=now,
+                expired_before=now - timedelta(hours=self.settings.idempotency_ttl_hours),
+                stale_before=now - timedelta(seconds=self.settings.idempotency_stale_seconds))
+            existing = None if claimed else await repo.get(user_id, key)
+        if not claimed:
+            if existing is not None and existing.request_hash != fingerprint:
+                raise IdempotencyKeyReused()
+            if existing is None or existing.status != "done":
+                raise IdempotencyInProgress()
+            return IdempotentResult(existing.response_status or 200,
+                                    existing.response_body or "{}", replayed=True)
+        try:
+            answer = await self._create_invoice(db, user_id=user_id, key=key, token=token,
+                                                body=body)
+        except AppError as exc:
+            if exc.status >= 500 or isinstance(exc, ValidationFailed):
+                await self._release(db, user_id, key, token)
+                raise
+            async with db.transaction() as s:
+                stored = await IdempotencyRepository(s).complete(
+                    user_id=user_id, key=key, token=token, status=exc.status,
+                    body=_json_text(exc.body()), now=utcnow())
+            if not stored:
+                raise IdempotencyInProgress() from exc
+            raise
+        except BaseException:
+            await self._release(db, user_id, key, token)
+            raise
+        return IdempotentResult(201, answer, replayed=False)
+
+    async def _release(self, db: Database, user_id: str, key: str, token: str) -> None:
+        try:
+            async with db.transaction() as s:
+                await IdempotencyRepository(s).release(user_id=user_id, key=key, token=token)
+        except Exception as exc:  # the key then becomes reclaimable once stale
+            log.warning("idempotency_release_failed", error=str(exc)[:200])
+
+    async def _create_invoice(self, db: Database, *, user_id: str, key: str, token: str,
+                              body: InvoiceCreate) -> str:
+        async with db.transaction() as s:
+            plan = await self.orderable_plan(s, body)
+        rate = await self.rates.usd_per_unit(body.asset)
+        amount = asset_amount(plan.price_usd, rate)
+        invoice_id = new_id()
+        now = utcnow()
+        locked_until = now + timedelta(minutes=self.settings.rate_lock_minutes)
+        try:
+            checkout = await self.provider.create_checkout(CheckoutRequest(
+                invoice_id=invoice_id, amount_usd=plan.price_usd, asset=body.asset,
+                network=body.network, amount_asset=amount, expires_at=locked_until))
+        except ProviderError as exc:
+            PROVIDER_ERRORS.labels(exc.provider, exc.operation).inc()
+            log.warning("provider_create_failed", provider=exc.provider, error=str(exc)[:300])
+            raise ServiceUnavailable("The payment provider is unavailable") from exc
+        async with db.transaction() as s:
+            plan = await PlanRepository(s).get(plan.id)
+            if plan is None or not plan.is_active:
+                raise Conflict("The plan is no longer available", {"plan_id": body.plan_id})
+            invoice = Invoice(
+                id=invoice_id, user_id=user_id, plan_id=plan.id, plan_name=plan.name,
+                plan_duration_days=plan.duration_days, plan_max_devices=plan.max_devices,
+                plan_price_usd=plan.price_usd, status=CREATED, amount_usd=plan.price_usd,
+                asset=body.asset, network=body.network, rate_usd=rate, amount_asset=amount,
+                address=checkout.address, payment_url=checkout.payment_url,
+                provider=self.provider.name, provider_ref=checkout.provider_ref,
+                rate_locked_until=locked_until, created_at=now, updated_at=now,
+                amount_received_asset=Decimal(0), overpaid_asset=Decimal(0),
+                underpaid_asset=Decimal(0), late_amount_asset=Decimal(0), needs_review=False)
+            s.add(invoice)
+            await s.flush()
+            INVOICE_TRANSITIONS.labels(CREATED).inc()
+            await events.add(s, InvoiceCreatedV1(
+                invoice_id=invoice.id, user_id=user_id, plan_id=plan.id,
+                amount_usd=invoice.amount_usd, asset=invoice.asset, network=invoice.network,
+                amount_asset=invoice.amount_asset, rate_locked_until=locked_until,
+                provider=invoice.provider))
+            answer = _json_text({"invoice": invoice_view(invoice, [])})
+            if not await IdempotencyRepository(s).complete(user_id=user_id, key=key, token=token,
+                                                           status=201, body=answer, now=now):
+                raise IdempotencyInProgress()  # another request took the key over: roll back
+        return answer
+
+    # ---------------------------------------------------------------- customer and admin actions
+
+    async def get_visible(self, session: AsyncSession, user_id: str | None, invoice_id: str, *,
+                          for_update: bool = False) -> Invoice:
+        """The invoice if `user_id` owns it (None = staff view); another user's is not found."""
+        invoice = await InvoiceRepository(session).get(invoice_id, for_update=for_update)
+        if invoice is None or (user_id is not None and invoice.user_id != user_id):
+            raise NotFound("Invoice not found")
+        return invoice
+
+    async def cancel(self, session: AsyncSession, invoice: Invoice) -> Invoice:
+        now = utcnow()
+        transition_invoice(invoice, CANCELED, now)
+        invoice.canceled_at = now
+        await session.flush()
+        return invoice
+
+    async def refund(self, session: AsyncSession, invoice: Invoice, *, reason: str,
+                     actor_id: str) -> Invoice:
+        now = utcnow()
+        transition_invoice(invoice, REFUNDED, now)
+        invoice.refunded_at = now
+        invoice.refund_reason = reason
+        for p in await InvoiceRepository(session).payments(invoice.id):
+            if p.status == SETTLED and not p.late:
+                transition_payment(p, REFUNDED, now)
+        await session.flush()
+        await events.add(session, InvoiceRefundedV1(
+            invoice_id=invoice.id, user_id=invoice.user_id, plan=plan_snapshot(invoice),
+            reason=reason, refunded_at=now, actor_id=actor_id))
+        return invoice
+
+    # ---------------------------------------------------------------- the settle step
+
+    async def reconcile(self, session: AsyncSession, invoice: Invoice,
+                        observed: list[ObservedPayment], now: datetime) -> None:
+        """Apply what the provider reports to a row-locked invoice. Idempotent: the same
+        observations twice change nothing, so webhooks, polls and redeliveries all converge."""
+        payments = {p.txid: p for p in await InvoiceRepository(session).payments(invoice.id)}
+        for ob in observed:
+            payment = payments.get(ob.txid)
+            if payment is None:
+                payment = await self._record_payment(session, invoice, ob, now)
+                payments[ob.txid] = payment
+            if payment.status not in (DETECTED, CONFIRMED):
+                continue
+            if ob.confirmations > payment.confirmations:
+                payment.confirmations = ob.confirmations
+                payment.updated_at = now
+            if ob.failed:
+                transition_payment(payment, FAILED, now)
+                continue
+            if ob.confirmed and payment.status == DETECTED:
+                transition_payment(payment, CONFIRMED, now)
+            if payment.status == CONFIRMED:
+                self._settle_payment(invoice, payment, now)
+        if invoice.status == PENDING and invoice.amount_received_asset >= invoice.amount_asset:
+            await self._mark_paid(session, invoice, now)
+        if invoice.status == PAID:
+            invoice.overpaid_asset = max(Decimal(0),
+                                         invoice.amount_received_asset - invoice.amount_asset)
+        if invoice.status in OPEN and now >= invoice.rate_locked_until:
+            await self._expire(session, invoice, now)
+        await session.flush()
+
+    async def _record_payment(self, session: AsyncSession, invoice: Invoice,
+                              ob: ObservedPayment, now: datetime) -> Payment:
+        late = invoice.status not in CREDITING
+        payment = Payment(id=new_id(), invoice_id=invoice.id, status="CREATED", txid=ob.txid,
+                          asset=invoice.asset, network=invoice.network,
+                          amount_asset=ob.amount_asset, confirmations=ob.confirmations,
+                          late=late, created_at=now, updated_at=now)
+        transition_payment(payment, DETECTED, now)
+        session.add(payment)
+        if late:
+            invoice.needs_review = True
+            invoice.updated_at = now
+            log.warning("late_payment_detected", invoice_id=invoice.id, status=invoice.status)
+        if invoice.status == CREATED:
+            transition_invoice(invoice, PENDING, now)
+        await session.flush()
+        await events.add(session, PaymentDetectedV1(
+            invoice_id=invoice.id, payment_id=payment.id, user_id=invoice.user_id, txid=ob.txid,
+            amount_asset=ob.amount_asset, asset=invoice.asset, network=invoice.network,
+            detected_at=now))
+        return payment
+
+    def _settle_payment(self, invoice: Invoice, payment: Payment, now: datetime) -> None:
+        transition_payment(payment, SETTLED, now)
+        if payment.detected_at is not None:
+            PAYMENT_SETTLE_SECONDS.observe(max(0.0, (now - payment.detected_at).total_seconds()))
+        invoice.updated_at = now
+        if invoice.status in CREDITING and not payment.late:
+            invoice.amount_received_asset += payment.amount_asset
+        else:
+            payment.late = True
+            invoice.late_amount_asset += payment.amount_asset
+            invoice.needs_review = True
+            log.warning("late_payment_settled", invoice_id=invoice.id, status=invoice.status)
+
+    async def _mark_paid(self, session: AsyncSession, invoice: Invoice, now: datetime) -> None:
+        transition_invoice(invoice, PAID, now)
+        invoice.paid_at = now
+        await events.add(session, InvoicePaidV1(
+            invoice_id=invoice.id, user_id=invoice.user_id, plan=plan_snapshot(invoice),
+            amount_usd=invoice.amount_usd, asset=invoice.asset, network=invoice.network,
+            amount_asset=invoice.amount_asset, amount_paid_asset=invoice.amount_received_asset,
+            paid_at=now))
+
+    async def _expire(self, session: AsyncSession, invoice: Invoice, now: datetime) -> None:
+        transition_invoice(invoice, EXPIRED, now)
+        invoice.expired_at = now
+        if invoice.amount_received_asset > 0:
+            invoice.underpaid_asset = invoice.amount_asset - invoice.amount_received_asset
+        await events.add(session, InvoiceExpiredV1(
+            invoice_id=invoice.id, user_id=invoice.user_id,
+            amount_received_asset=invoice.amount_received_asset, expired_at=now))
+
+
+plan_service = PlanService()
