@@ -9,6 +9,7 @@ from redis.asyncio import Redis
 from runtime.db import Database
 from runtime.http import create_app, tcp_check
 
+from gateway import web
 from gateway.api import admin, auth, billing, ops, subscriptions, telegram, tickets
 from gateway.config import Settings
 from gateway.openapi import install as install_openapi
@@ -88,4 +89,6 @@ def create_api(settings: Settings) -> FastAPI:
     api.include_router(subscriptions.admin)
     app.include_router(api)
     install_openapi(app)
+    app.include_router(web.router)
+    app.mount("/static", web.static_files(), name="static")
     return app

@@ -1,0 +1,1 @@
+"""Page routers: `public` (landing, sign-in, register), `panel` (customers), `admin` (staff)."""

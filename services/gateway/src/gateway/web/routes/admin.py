@@ -1,0 +1,298 @@
+"""The admin panel (`/admin`): users, plans, invoices, subscriptions, support, audit, system.
+
+SUPPORT staff see only the support queue; everything else needs ADMIN. Every mutation goes
+through `Pages`, which records it in the audit log exactly as the API does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import RedirectResponse
+
+from gateway.api.billing import PlanCreate, PlanUpdate, RefundBody
+from gateway.api.subscriptions import ExtendBody
+from gateway.schemas import MessageCreate, RoleBody
+from gateway.web import views
+from gateway.web.deps import Admin, Form, Staff
+from gateway.web.forms import FormInvalid, upstream_errors, validate
+from gateway.web.pages import Pages
+from gateway.web.rendering import WebRoute, render, translator
+from runtime.errors import AppError, NotFound, ValidationFailed
+
+router = APIRouter(prefix="/admin", route_class=WebRoute)
+
+
+def _redirect(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303)
+
+
+def _back(request: Request, list_path: str, done: str) -> RedirectResponse:
+    """Back to the list the action came from (its filters kept), with a confirmation."""
+    referer = urlsplit(request.headers.get("referer", ""))
+    same_list = referer.netloc == request.url.netloc and referer.path == list_path
+    kept = [(k, v) for k, v in parse_qsl(referer.query) if k != "done"] if same_list else []
+    return _redirect(f"{list_path}?{urlencode([*kept, ('done', done)])}")
+
+
+@router.get("")
+async def home(request: Request, caller: Staff):
+    return _redirect("/admin/users" if caller.role == "ADMIN" else "/admin/tickets")
+
+
+# ---- users ---------------------------------------------------------------------------------
+@router.get("/users")
+async def users(request: Request, caller: Admin, q: str | None = None,
+                cursor: str | None = None):
+    found, next_cursor = await Pages(request).search_users((q or "")[:254], cursor)
+    return render(request, "admin/users.html", users=found, q=q or "", next_cursor=next_cursor)
+
+
+@router.post("/users/{user_id}/block")
+async def block(request: Request, caller: Admin, form: Form, user_id: str):
+    await Pages(request).set_blocked(caller, user_id, True)
+    return _back(request, "/admin/users", "user_blocked")
+
+
+@router.post("/users/{user_id}/unblock")
+async def unblock(request: Request, caller: Admin, form: Form, user_id: str):
+    await Pages(request).set_blocked(caller, user_id, False)
+    return _back(request, "/admin/users", "user_unblocked")
+
+
+@router.post("/users/{user_id}/role")
+async def change_role(request: Request, caller: Admin, form: Form, user_id: str):
+    try:
+        body = validate(RoleBody, form, translator(request))
+    except FormInvalid as exc:
+        raise ValidationFailed(exc.errors.get("role")) from exc
+    await Pages(request).set_role(caller, user_id, body.role)
+    return _back(request, "/admin/users", "role_changed")
+
+
+# ---- plans ---------------------------------------------------------------------------------
+@router.get("/plans")
+async def plans(request: Request, caller: Admin):
+    return render(request, "admin/plans.html", plans=await Pages(request).all_plans(caller),
+                  errors={}, values={})
+
+
+@router.post("/plans")
+async def create_plan(request: Request, caller: Admin, form: Form):
+    pages = Pages(request)
+    try:
+        body = validate(PlanCreate, form, translator(request))
+        await pages.create_plan(caller, body.model_dump(exclude_none=True))
+    except FormInvalid as exc:
+        errors = exc.errors
+    except AppError as exc:
+        if exc.status >= 500:
+            raise
+        errors = upstream_errors(exc, translator(request))
+    else:
+        return _redirect("/admin/plans?done=plan_created")
+    return render(request, "admin/plans.html", http_status=400, plans=await pages.all_plans(caller),
+                  errors=errors, values=form)
+
+
+async def _plan(request: Request, caller, plan_id: str) -> dict:
+    for plan in await Pages(request).all_plans(caller):
+        if plan["id"] == plan_id:
+            return plan
+    raise NotFound("Plan not found")
+
+
+@router.get("/plans/{plan_id}")
+async def edit_plan_page(request: Request, caller: Admin, plan_id: str):
+    plan = await _plan(request, caller, plan_id)
+    return render(request, "admin/plan_edit.html", plan=plan, errors={}, values=plan)
+
+
+@router.post("/plans/{plan_id}")
+async def edit_plan(request: Request, caller: Admin, form: Form, plan_id: str):
+    try:
+        body = validate(PlanUpdate, form, translator(request))
+        await Pages(request).update_plan(caller, plan_id, body.model_dump(exclude_unset=True))
+    except FormInvalid as exc:
+        errors = exc.errors
+    except AppError as exc:
+        if exc.status >= 500 or exc.status == 404:
+            raise
+        errors = upstream_errors(exc, translator(request))
+    else:
+        return _redirect("/admin/plans?done=plan_saved")
+    plan = await _plan(request, caller, plan_id)
+    return render(request, "admin/plan_edit.html", http_status=400, plan=plan, errors=errors,
+                  values=form)
+
+
+@router.post("/plans/{plan_id}/active")
+async def set_plan_active(request: Request, caller: Admin, form: Form, plan_id: str):
+    active = form.get("active") == "true"
+    await Pages(request).update_plan(caller, plan_id, {"is_active": active})
+    return _redirect(f"/admin/plans?done={'plan_activated' if active else 'plan_deactivated'}")
+
+
+# ---- invoices ------------------------------------------------------------------------------
+@router.get("/invoices")
+async def invoices(request: Request, caller: Admin, status: str | None = None,
+                   cursor: str | None = None):
+    pages = Pages(request)
+    page = await pages.all_invoices(caller, views.invoice_status(status), cursor)
+    emails = await pages.emails({i["user_id"] for i in page["invoices"]})
+    return render(request, "admin/invoices.html", invoices=page["invoices"], emails=emails,
+                  next_cursor=page.get("next_cursor"), status=views.invoice_status(status))
+
+
+async def _invoice_page(request: Request, caller, invoice_id: str, status: int = 200,
+                        errors: dict | None = None, values: dict | None = None):
+    pages = Pages(request)
+    invoice = await pages.any_invoice(caller, invoice_id)
+    emails = await pages.emails({invoice["user_id"]})
+    return render(request, "admin/invoice.html", http_status=status, invoice=invoice,
+                  email=emails.get(invoice["user_id"]), errors=errors or {}, values=values or {})
+
+
+@router.get("/invoices/{invoice_id}")
+async def invoice(request: Request, caller: Admin, invoice_id: str):
+    return await _invoice_page(request, caller, invoice_id)
+
+
+@router.post("/invoices/{invoice_id}/refund")
+async def refund(request: Request, caller: Admin, form: Form, invoice_id: str):
+    try:
+        body = validate(RefundBody, form, translator(request))
+        await Pages(request).refund(caller, invoice_id, body.reason)
+    except FormInvalid as exc:
+        errors = exc.errors
+    except AppError as exc:
+        if exc.status >= 500 or exc.status == 404:
+            raise
+        errors = upstream_errors(exc, translator(request), "reason")
+    else:
+        return _redirect(f"/admin/invoices/{invoice_id}?done=invoice_refunded")
+    return await _invoice_page(request, caller, invoice_id, 400, errors, form)
+
+
+# ---- subscriptions -------------------------------------------------------------------------
+async def _subscriptions_page(request: Request, caller, user_id: str | None, status: str | None,
+                              cursor: str | None, http_status: int = 200,
+                              errors: dict | None = None):
+    pages = Pages(request)
+    page = await pages.all_subscriptions(caller, user_id or None, views.subscription_status(status),
+                                         cursor)
+    emails = await pages.emails({s["user_id"] for s in page["subscriptions"]})
+    return render(request, "admin/subscriptions.html", http_status=http_status,
+                  subscriptions=page["subscriptions"], emails=emails,
+                  next_cursor=page.get("next_cursor"), user_id=user_id or "",
+                  filter_status=views.subscription_status(status), errors=errors or {})
+
+
+@router.get("/subscriptions")
+async def subscriptions(request: Request, caller: Admin, user_id: str | None = None,
+                        status: str | None = None, cursor: str | None = None):
+    return await _subscriptions_page(request, caller, (user_id or "")[:64], status, cursor)
+
+
+@router.post("/subscriptions/{subscription_id}/extend")
+async def extend(request: Request, caller: Admin, form: Form, subscription_id: str):
+    try:
+        body = validate(ExtendBody, form, translator(request))
+    except FormInvalid as exc:
+        return await _subscriptions_page(request, caller, None, None, None, 400,
+                                         {subscription_id: exc.errors.get("days", "")})
+    await Pages(request).change_subscription(caller, subscription_id, "extend", body.days)
+    return _back(request, "/admin/subscriptions", "subscription_extended")
+
+
+@router.post("/subscriptions/{subscription_id}/suspend")
+async def suspend(request: Request, caller: Admin, form: Form, subscription_id: str):
+    await Pages(request).change_subscription(caller, subscription_id, "suspend")
+    return _back(request, "/admin/subscriptions", "subscription_suspended")
+
+
+@router.post("/subscriptions/{subscription_id}/resume")
+async def resume(request: Request, caller: Admin, form: Form, subscription_id: str):
+    await Pages(request).change_subscription(caller, subscription_id, "resume")
+    return _back(request, "/admin/subscriptions", "subscription_resumed")
+
+
+# ---- support queue -------------------------------------------------------------------------
+@router.get("/tickets")
+async def queue(request: Request, caller: Staff, status: str | None = None,
+                cursor: str | None = None):
+    pages = Pages(request)
+    page = await pages.queue(caller, views.ticket_status(status), cursor)
+    emails = await pages.emails({t["user_id"] for t in page["tickets"]})
+    return render(request, "admin/tickets.html", tickets=page["tickets"], emails=emails,
+                  next_cursor=page.get("next_cursor"), status=views.ticket_status(status))
+
+
+async def _ticket_page(request: Request, caller, ticket_id: str, status: int = 200,
+                       errors: dict | None = None, values: dict | None = None):
+    pages = Pages(request)
+    found = await pages.staff_ticket(caller, ticket_id)
+    emails = await pages.emails({found["user_id"]})
+    return render(request, "admin/ticket.html", http_status=status, ticket=found,
+                  email=emails.get(found["user_id"]), errors=errors or {}, values=values or {},
+                  version=views.ticket_version(found))
+
+
+@router.get("/tickets/{ticket_id}")
+async def ticket(request: Request, caller: Staff, ticket_id: str):
+    return await _ticket_page(request, caller, ticket_id)
+
+
+@router.get("/tickets/{ticket_id}/thread")
+async def ticket_thread(request: Request, caller: Staff, ticket_id: str, v: str = ""):
+    found = await Pages(request).staff_ticket(caller, ticket_id)
+    version = views.ticket_version(found)
+    if v == version:
+        return Response(status_code=204)
+    return render(request, "_thread.html", ticket=found, version=version,
+                  poll_url=f"/admin/tickets/{ticket_id}/thread")
+
+
+@router.post("/tickets/{ticket_id}/messages")
+async def answer(request: Request, caller: Staff, form: Form, ticket_id: str):
+    try:
+        body = validate(MessageCreate, form, translator(request))
+    except FormInvalid as exc:
+        return await _ticket_page(request, caller, ticket_id, 400, exc.errors, form)
+    await Pages(request).answer_ticket(caller, ticket_id, body.body)
+    return _redirect(f"/admin/tickets/{ticket_id}?done=answer_sent")
+
+
+@router.post("/tickets/{ticket_id}/close")
+async def close(request: Request, caller: Staff, form: Form, ticket_id: str):
+    await Pages(request).staff_close(caller, ticket_id)
+    return _redirect(f"/admin/tickets/{ticket_id}?done=ticket_closed")
+
+
+# ---- audit log and system ------------------------------------------------------------------
+@router.get("/audit-log")
+async def audit_log(request: Request, caller: Admin, cursor: str | None = None):
+    before = int(cursor) if cursor and cursor.isdigit() else None
+    entries, next_cursor = await Pages(request).audit_log(before)
+    return render(request, "admin/audit.html", entries=entries, next_cursor=next_cursor)
+
+
+@router.get("/system")
+async def system(request: Request, caller: Admin):
+    pages = Pages(request)
+    services, queues = await asyncio.gather(pages.readiness(), pages.queues())
+    return render(request, "admin/system.html", services=services, queues=queues)
+
+
+@router.post("/system/dead-letters/{dead_letter_id}/replay")
+async def replay(request: Request, caller: Admin, form: Form, dead_letter_id: str):
+    await Pages(request).replay_dead_letter(caller, dead_letter_id)
+    return _redirect("/admin/system?done=dead_letter_replayed")
+
+
+@router.post("/system/jobs/{queue}/{job_id}/retry")
+async def retry(request: Request, caller: Admin, form: Form, queue: str, job_id: str):
+    await Pages(request).retry_job(caller, queue, job_id)
+    return _redirect("/admin/system?done=job_retried")

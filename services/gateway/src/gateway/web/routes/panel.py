@@ -1,0 +1,230 @@
+"""The customer panel (`/app`): subscription, access, buying, invoices, tickets, settings."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import RedirectResponse
+
+from gateway.schemas import MessageCreate, TicketCreate
+from gateway.web import views
+from gateway.web.deps import Form, SignedIn
+from gateway.web.forms import FormInvalid, PasswordForm, upstream_errors, validate
+from gateway.web.pages import Pages
+from gateway.web.qr import qr_svg
+from gateway.web.rendering import WebRoute, render, translator
+from runtime.errors import AppError, ServiceUnavailable
+
+router = APIRouter(prefix="/app", route_class=WebRoute)
+
+
+def _is_htmx(request: Request) -> bool:
+    return request.headers.get("hx-request") == "true"
+
+
+def _redirect(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303)
+
+
+@router.get("")
+async def dashboard(request: Request, caller: SignedIn):
+    pages = Pages(request)
+    subscriptions, plans = await asyncio.gather(pages.subscriptions(caller), pages.plans(caller))
+    return render(request, "panel/dashboard.html", subscription=views.current(subscriptions),
+                  subscriptions=subscriptions, plans={p["id"]: p for p in plans})
+
+
+@router.get("/access")
+async def access(request: Request, caller: SignedIn):
+    pages = Pages(request)
+    active = [s for s in await pages.subscriptions(caller) if s["status"] == "ACTIVE"]
+    configs = await asyncio.gather(*(pages.access(caller, s["id"]) for s in active))
+    t = translator(request)
+    items = [{"subscription": s, "access": a, "qr": qr_svg(a["access_url"], t("access.qr_title"))}
+             for s, a in zip(active, configs, strict=True)]
+    return render(request, "panel/access.html", items=items)
+
+
+@router.get("/buy")
+async def choose_plan(request: Request, caller: SignedIn):
+    return render(request, "panel/buy_plans.html", plans=await Pages(request).plans(caller))
+
+
+@router.get("/buy/{plan_id}")
+async def choose_payment(request: Request, caller: SignedIn, plan_id: str):
+    pages = Pages(request)
+    plan, options = await asyncio.gather(pages.plan(caller, plan_id),
+                                         pages.payment_options(caller))
+    return render(request, "panel/buy_options.html", plan=plan, options=options, errors={},
+                  idempotency_key=uuid.uuid4().hex)
+
+
+@router.post("/invoices")
+async def create_invoice(request: Request, caller: SignedIn, form: Form):
+    pages = Pages(request)
+    asset, _, network = form.get("option", "").partition("/")
+    try:
+        invoice = await pages.create_invoice(caller, form.get("plan_id", ""), asset, network,
+                                             form.get("idempotency_key") or uuid.uuid4().hex)
+    except AppError as exc:
+        if exc.status >= 500 or exc.status == 404:
+            raise
+        plan, options = await asyncio.gather(pages.plan(caller, form.get("plan_id", "")),
+                                             pages.payment_options(caller))
+        return render(request, "panel/buy_options.html", http_status=exc.status, plan=plan,
+                      options=options, idempotency_key=uuid.uuid4().hex,
+                      errors=upstream_errors(exc, translator(request), "option"))
+    return _redirect(f"/app/invoices/{invoice['id']}")
+
+
+@router.get("/invoices")
+async def invoices(request: Request, caller: SignedIn, cursor: str | None = None):
+    pages = Pages(request)
+    page, plans = await asyncio.gather(pages.invoices(caller, cursor), pages.plans(caller))
+    return render(request, "panel/invoices.html", invoices=page["invoices"],
+                  next_cursor=page.get("next_cursor"), plans={p["id"]: p for p in plans})
+
+
+async def _invoice_view(request: Request, caller, invoice_id: str) -> dict:
+    pages = Pages(request)
+    invoice, plans = await asyncio.gather(pages.invoice(caller, invoice_id), pages.plans(caller))
+    plan = next((p for p in plans if p["id"] == invoice["plan_id"]), None)
+    subscription = None
+    if invoice["status"] == "PAID":
+        subscription = views.granted_by(invoice, plan, await pages.subscriptions(caller))
+    return {"invoice": invoice, "plan": plan, "subscription": subscription,
+            "version": views.invoice_version(invoice, subscription)}
+
+
+@router.get("/invoices/{invoice_id}")
+async def invoice_page(request: Request, caller: SignedIn, invoice_id: str):
+    view = await _invoice_view(request, caller, invoice_id)
+    inv = view["invoice"]
+    target = inv.get("payment_url") or inv.get("address")
+    qr = qr_svg(target, translator(request)("invoice.qr_title")) if target else None
+    return render(request, "panel/invoice.html", qr=qr, **view)
+
+
+@router.get("/invoices/{invoice_id}/status")
+async def invoice_status(request: Request, caller: SignedIn, invoice_id: str, v: str = ""):
+    view = await _invoice_view(request, caller, invoice_id)
+    if v and v == view["version"]:
+        return Response(status_code=204)
+    return render(request, "panel/_invoice_status.html", **view)
+
+
+@router.post("/invoices/{invoice_id}/simulate-payment")
+async def simulate_payment(request: Request, caller: SignedIn, form: Form, invoice_id: str):
+    await Pages(request).simulate_payment(caller, invoice_id)
+    if _is_htmx(request):
+        return render(request, "panel/_invoice_status.html",
+                      **await _invoice_view(request, caller, invoice_id))
+    return _redirect(f"/app/invoices/{invoice_id}?done=payment_sent")
+
+
+@router.post("/invoices/{invoice_id}/cancel")
+async def cancel_invoice(request: Request, caller: SignedIn, form: Form, invoice_id: str):
+    await Pages(request).cancel_invoice(caller, invoice_id)
+    return _redirect(f"/app/invoices/{invoice_id}?done=invoice_canceled")
+
+
+@router.get("/tickets")
+async def tickets(request: Request, caller: SignedIn, status: str | None = None,
+                  cursor: str | None = None):
+    page = await Pages(request).tickets(caller, views.ticket_status(status), cursor)
+    return render(request, "panel/tickets.html", tickets=page["tickets"],
+                  next_cursor=page.get("next_cursor"), status=views.ticket_status(status))
+
+
+@router.get("/tickets/new")
+async def new_ticket(request: Request, caller: SignedIn):
+    return render(request, "panel/ticket_new.html", errors={}, values={})
+
+
+@router.post("/tickets")
+async def open_ticket(request: Request, caller: SignedIn, form: Form):
+    try:
+        body = validate(TicketCreate, form, translator(request))
+        ticket = await Pages(request).open_ticket(caller, body.subject, body.body)
+    except FormInvalid as exc:
+        errors = exc.errors
+    except AppError as exc:
+        if exc.status >= 500:
+            raise
+        errors = upstream_errors(exc, translator(request))
+    else:
+        return _redirect(f"/app/tickets/{ticket['id']}?done=ticket_opened")
+    return render(request, "panel/ticket_new.html", http_status=400, errors=errors, values=form)
+
+
+@router.get("/tickets/{ticket_id}")
+async def ticket(request: Request, caller: SignedIn, ticket_id: str):
+    found = await Pages(request).ticket(caller, ticket_id)
+    return render(request, "panel/ticket.html", ticket=found, errors={}, values={},
+                  version=views.ticket_version(found))
+
+
+@router.get("/tickets/{ticket_id}/thread")
+async def ticket_thread(request: Request, caller: SignedIn, ticket_id: str, v: str = ""):
+    found = await Pages(request).ticket(caller, ticket_id)
+    version = views.ticket_version(found)
+    if v == version:
+        return Response(status_code=204)
+    return render(request, "_thread.html", ticket=found, version=version,
+                  poll_url=f"/app/tickets/{ticket_id}/thread")
+
+
+@router.post("/tickets/{ticket_id}/messages")
+async def reply(request: Request, caller: SignedIn, form: Form, ticket_id: str):
+    pages = Pages(request)
+    try:
+        body = validate(MessageCreate, form, translator(request))
+        await pages.reply(caller, ticket_id, body.body)
+    except FormInvalid as exc:
+        found = await pages.ticket(caller, ticket_id)
+        return render(request, "panel/ticket.html", http_status=400, ticket=found,
+                      errors=exc.errors, values=form, version=views.ticket_version(found))
+    return _redirect(f"/app/tickets/{ticket_id}?done=reply_sent")
+
+
+@router.post("/tickets/{ticket_id}/close")
+async def close_ticket(request: Request, caller: SignedIn, form: Form, ticket_id: str):
+    await Pages(request).close_ticket(caller, ticket_id)
+    return _redirect(f"/app/tickets/{ticket_id}?done=ticket_closed")
+
+
+@router.get("/settings")
+async def settings(request: Request, caller: SignedIn):
+    return render(request, "panel/settings.html", link=None, errors={})
+
+
+@router.post("/settings/telegram-link")
+async def telegram_link(request: Request, caller: SignedIn, form: Form):
+    try:
+        link = await Pages(request).telegram_link(caller)
+    except ServiceUnavailable:
+        return render(request, "panel/settings.html", http_status=503, link=None,
+                      errors={"telegram": translator(request)("settings.telegram_unavailable")})
+    qr = qr_svg(link["url"], translator(request)("settings.telegram_qr"))
+    return render(request, "panel/settings.html", link=link, qr=qr, errors={})
+
+
+@router.post("/settings/password")
+async def change_password(request: Request, caller: SignedIn, form: Form):
+    t = translator(request)
+    try:
+        body = validate(PasswordForm, form, t)
+        await Pages(request).change_password(caller, body.current_password, body.new_password)
+    except FormInvalid as exc:
+        errors = exc.errors
+    except AppError as exc:
+        if exc.status >= 500:
+            raise
+        errors = upstream_errors(exc, t)
+        if "current_password" in errors:
+            errors["current_password"] = t("settings.wrong_password")
+    else:
+        return _redirect("/app/settings?done=password_changed")
+    return render(request, "panel/settings.html", http_status=400, link=None, errors=errors)

@@ -1,0 +1,140 @@
+"""The public site: landing page, register, sign in, sign out, language switch."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse
+
+from gateway.api.deps import client_ip
+from gateway.schemas import Credentials, LoginBody
+from gateway.web.deps import Form, OptionalCaller
+from gateway.web.forms import FormInvalid, validate
+from gateway.web.i18n import LANGUAGES
+from gateway.web.pages import Pages
+from gateway.web.rendering import (
+    WebRoute,
+    render,
+    safe_next,
+    set_language_cookie,
+    translator,
+)
+from runtime.errors import AppError, Conflict, NotFound, RateLimited, ServiceUnavailable
+
+router = APIRouter(route_class=WebRoute)
+# Unknown pages under the web prefixes get the 404 page rather than a JSON error.
+fallback = APIRouter(route_class=WebRoute)
+
+
+def _home_of(user) -> str:
+    return "/admin" if user.role in {"SUPPORT", "ADMIN"} else "/app"
+
+
+def _set_session_cookie(request: Request, response, token: str) -> None:
+    st = request.app.state.settings
+    response.set_cookie(st.session_cookie_name, token, max_age=st.session_ttl_days * 86400,
+                        httponly=True, samesite="lax", secure=st.cookie_secure, path="/")
+
+
+@router.get("/")
+async def landing(request: Request, caller: OptionalCaller):
+    try:
+        plans = await Pages(request).plans(caller)
+    except ServiceUnavailable:
+        plans = None
+    return render(request, "public/landing.html", plans=plans)
+
+
+@router.get("/register")
+async def register_page(request: Request, caller: OptionalCaller, next: str | None = None):
+    if caller:
+        return RedirectResponse(_home_of(caller.user), status_code=303)
+    return render(request, "public/register.html", errors={}, values={}, next=safe_next(next))
+
+
+@router.post("/register")
+async def register(request: Request, caller: OptionalCaller, form: Form):
+    t = translator(request)
+    nxt = safe_next(form.get("next"))
+    try:
+        body = validate(Credentials, form, t)
+        st = request.app.state.settings
+        await request.app.state.limiter.hit("register-ip", client_ip(request),
+                                            st.register_per_ip_per_hour, 3600)
+        async with request.app.state.db.transaction() as s:
+            signed = await request.app.state.auth.register(
+                s, body.email, body.password, client_ip(request),
+                request.headers.get("user-agent"))
+    except FormInvalid as exc:
+        errors = exc.errors
+    except Conflict:
+        errors = {"email": t("register.email_taken")}
+    except RateLimited as exc:
+        errors = {"form": exc.message}
+    else:
+        response = RedirectResponse(nxt, status_code=303)
+        _set_session_cookie(request, response, signed.token)
+        return response
+    return render(request, "public/register.html", http_status=400, errors=errors,
+                  values={"email": form.get("email", "")}, next=nxt)
+
+
+@router.get("/login")
+async def login_page(request: Request, caller: OptionalCaller, next: str | None = None):
+    if caller:
+        return RedirectResponse(safe_next(next, _home_of(caller.user)), status_code=303)
+    return render(request, "public/login.html", errors={}, values={}, next=next or "")
+
+
+@router.post("/login")
+async def login(request: Request, caller: OptionalCaller, form: Form):
+    t = translator(request)
+    try:
+        body = validate(LoginBody, form, t)
+        st = request.app.state.settings
+        limiter = request.app.state.limiter
+        await limiter.hit("login-ip", client_ip(request), st.login_per_ip_per_minute, 60)
+        await limiter.hit("login-email", body.email.strip(), st.login_per_email_per_minute, 60)
+        async with request.app.state.db.transaction() as s:
+            signed = await request.app.state.auth.login(s, body.email, body.password,
+                                                        client_ip(request),
+                                                        request.headers.get("user-agent"))
+    except FormInvalid as exc:
+        errors = exc.errors
+    except RateLimited as exc:
+        errors = {"form": t("login.rate_limited", seconds=exc.retry_after)}
+    except AppError as exc:
+        if exc.status != 401:
+            raise
+        errors = {"form": t("login.invalid")}
+    else:
+        response = RedirectResponse(safe_next(form.get("next"), _home_of(signed.user)),
+                                    status_code=303)
+        _set_session_cookie(request, response, signed.token)
+        return response
+    return render(request, "public/login.html", http_status=400, errors=errors,
+                  values={"email": form.get("email", "")}, next=form.get("next", ""))
+
+
+@router.post("/logout")
+async def logout(request: Request, caller: OptionalCaller, form: Form):
+    if caller:
+        async with request.app.state.db.transaction() as s:
+            await request.app.state.auth.logout(s, caller.token)
+    response = RedirectResponse("/", status_code=303)
+    response.delete_cookie(request.app.state.settings.session_cookie_name, path="/")
+    return response
+
+
+@router.get("/lang/{lang}")
+async def switch_language(lang: str, next: str | None = None):
+    if lang not in LANGUAGES:
+        raise NotFound("Unknown language")
+    response = RedirectResponse(safe_next(next, "/"), status_code=303)
+    set_language_cookie(response, lang)
+    return response
+
+
+@fallback.api_route("/app/{rest:path}", methods=["GET", "POST"])
+@fallback.api_route("/admin/{rest:path}", methods=["GET", "POST"])
+async def not_found(request: Request, caller: OptionalCaller, rest: str):
+    raise NotFound("There is no such page")

@@ -1,0 +1,182 @@
+"""The web site in headless Chromium: a visitor registers, gets support, buys and gets access.
+
+Also home of the browser fixtures the other `test_web_*` modules import. Chromium is Debian's
+(`/usr/bin/chromium`, installed by `make setup`); Playwright only drives it (never
+`playwright install`). Everything waits with Playwright's `expect` deadlines, never sleeps.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from tests.conftest import ROOT, register, unique_email
+from tests.e2e.test_support_flow import operator_says, topic_of
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]
+PASSWORD = "correct horse 1"
+SHOTS = ROOT / ".run" / "test-logs"
+
+expect.set_options(timeout=20_000)
+
+
+@pytest.fixture(scope="session")
+def browser(stack, request) -> Browser:
+    """One Chromium for the whole run.
+
+    Defined once here but imported by the other `test_web_*` modules, which makes pytest hold
+    one fixture per module: they share the browser through the session, because Playwright's
+    sync API allows one instance per thread. It keeps an event loop running in this thread, so
+    it starts after `stack` (whose setup calls asyncio.run()).
+    """
+    shared = getattr(request.session, "web_browser", None)
+    if shared is None:
+        playwright = sync_playwright().start()
+        shared = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        request.session.web_browser = shared
+
+        def stop() -> None:
+            shared.close()
+            playwright.stop()
+
+        request.addfinalizer(stop)
+    return shared
+
+
+def new_page(browser: Browser, gateway_url: str, *, cookie: str | None = None,
+             viewport: dict | None = None, locale: str = "en-US") -> Page:
+    """A fresh browser profile, optionally already signed in with a session cookie."""
+    context = browser.new_context(base_url=gateway_url, locale=locale,
+                                  viewport=viewport or {"width": 1280, "height": 900})
+    if cookie:
+        context.add_cookies([{"name": "sid", "value": cookie, "url": gateway_url}])
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    return page
+
+
+@pytest.fixture
+def page(browser, gateway_url):
+    p = new_page(browser, gateway_url)
+    yield p
+    p.context.close()
+
+
+def customer_page(browser: Browser, gateway_url: str, **kwargs) -> tuple[Page, object]:
+    """A page signed in as a new customer (registered over the API), and that customer's client."""
+    client = register(gateway_url)
+    return new_page(browser, gateway_url, cookie=client.cookies["sid"], **kwargs), client
+
+
+def create_plan(admin_client, name: str | None = None, price: str = "4.99", days: int = 30) -> dict:
+    r = admin_client.post("/admin/plans", json={
+        "name": name or f"Web plan {uuid.uuid4().hex[:6]}", "price_usd": price,
+        "duration_days": days, "max_devices": 3, "description": "For the browser tests"})
+    assert r.status_code == 201, r.text
+    return r.json()["plan"]
+
+
+def no_horizontal_overflow(page: Page) -> int:
+    return page.evaluate("document.scrollingElement.scrollWidth")
+
+
+def test_visitor_registers_gets_support_buys_and_gets_access(browser, gateway_url, emulator_url,
+                                                             admin_client, page):
+    plan = create_plan(admin_client)
+    email = unique_email("web")
+
+    # landing page: the plan with its price, then registration
+    page.goto("/")
+    expect(page.get_by_role("heading", name=plan["name"])).to_be_visible()
+    expect(page.get_by_text("$4.99").first).to_be_visible()
+    page.get_by_role("link", name="Create account").click()
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill("short")
+    page.get_by_role("button", name="Create account").click()
+    expect(page.locator("#f-password-error")).to_contain_text("at least 10")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Create account").click()
+    expect(page).to_have_url(re.compile(r"/app$"))
+    expect(page.get_by_text("You have no subscription yet.")).to_be_visible()
+
+    # a ticket, answered by an operator in the Telegram support chat
+    page.get_by_role("navigation", name="Your account").get_by_role("link", name="Support").click()
+    page.get_by_role("link", name="New ticket").click()
+    page.get_by_role("button", name="Send").click()
+    expect(page.locator("#f-subject-error")).to_have_text("This field is required.")
+    page.get_by_label("Subject").fill("Cannot connect from the web")
+    page.get_by_label("Message").fill("The handshake times out on my laptop")
+    page.get_by_role("button", name="Send").click()
+    expect(page.get_by_role("status")).to_contain_text("Your ticket is open")
+    ticket_id = re.search(r"/app/tickets/(\w+)", page.url).group(1)
+    expect(page.get_by_test_id("message")).to_have_count(1)
+
+    thread = topic_of(emulator_url, ticket_id)
+    operator_says(emulator_url, thread, "Please update the app and try again")
+    reply = page.get_by_test_id("message").filter(has_text="Please update the app")
+    expect(reply).to_be_visible()  # arrives by htmx polling, no reload
+    expect(reply).to_contain_text("Support")
+    expect(page.get_by_test_id("ticket-status")).to_have_text("Answered")
+    page.get_by_label("Message").fill("Thanks, it works now")
+    page.get_by_role("button", name="Send reply").click()
+    expect(page.get_by_test_id("message")).to_have_count(3)
+    expect(page.get_by_test_id("ticket-status")).to_have_text("Waiting for support")
+
+    # buy: plan → asset/network → invoice → simulated payment → active, without a reload
+    page.get_by_role("link", name="Buy", exact=True).click()
+    page.get_by_role("link", name=f"Choose the {plan['name']} plan").click()
+    page.get_by_label("USDT · TRON").check()
+    page.get_by_role("button", name="Create invoice").click()
+    expect(page).to_have_url(re.compile(r"/app/invoices/\w+$"))
+    expect(page.get_by_test_id("invoice-status")).to_have_text("Awaiting payment")
+    expect(page.get_by_label("Amount (USDT)")).to_have_value(re.compile(r"^4\.99"))
+    expect(page.get_by_label("Address (TRON)")).to_have_value(re.compile(r"^T\w+"))
+    expect(page.locator("figure svg.qr")).to_be_visible()
+    expect(page.locator("time[data-countdown]")).to_have_text(re.compile(r"^1?\d:\d\d$"))
+    page.evaluate("window.__sameDocument = true")
+    page.get_by_role("button", name="Simulate payment").click()
+    expect(page.get_by_test_id("subscription-active")).to_be_visible(timeout=60_000)
+    expect(page.get_by_test_id("invoice-status")).to_have_text("Paid")
+    assert page.evaluate("window.__sameDocument") is True
+
+    page.get_by_role("link", name="Open your access page").click()
+    access_url = page.get_by_label(re.compile("Access URL"))
+    expect(access_url).to_have_value(re.compile(r"\w+://"))
+    expect(page.locator("figure svg.qr")).to_be_visible()
+    page.get_by_role("button", name="Copy").click()
+    page.get_by_role("link", name="Dashboard").first.click()
+    expect(page.get_by_test_id("subscription-status")).to_have_text("Active")
+    expect(page.get_by_test_id("days-left")).to_have_text("30")
+
+    page.get_by_role("link", name="Invoices").click()
+    expect(page.get_by_role("cell", name=plan["name"])).to_be_visible()
+
+
+def test_pages_fit_a_phone_screen(browser, gateway_url, admin_client):
+    plan = create_plan(admin_client)
+    page, client = customer_page(browser, gateway_url, viewport={"width": 390, "height": 844})
+    try:
+        client.post("/tickets", json={"subject": "A rather long subject line " * 3,
+                                      "body": "x" * 300})
+        invoice = client.post("/invoices", json={"plan_id": plan["id"], "asset": "USDT",
+                                                 "network": "TRON"},
+                              headers={"Idempotency-Key": uuid.uuid4().hex})
+        assert invoice.status_code == 201, invoice.text
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        for name, path in [("landing", "/"), ("invoice", f"/app/invoices/"
+                                                        f"{invoice.json()['invoice']['id']}"),
+                           ("tickets", "/app/tickets"), ("settings", "/app/settings")]:
+            page.goto(path)
+            expect(page.locator("main h1")).to_be_visible()
+            shot = SHOTS / f"web-phone-{name}.png"
+            page.screenshot(path=str(shot), full_page=True)
+            assert shot.stat().st_size > 0
+            assert no_horizontal_overflow(page) <= 390, name
+    finally:
+        page.context.close()
