@@ -1,4 +1,4 @@
-"""Exit non-zero, naming what is missing and how to start it, when Postgres/RabbitMQ/Redis are down."""
+"""Exit non-zero, naming what is missing and how to start it, when infrastructure is down."""
 
 import os
 import sys

@@ -108,7 +108,8 @@ def test_rbac_users_support_admin(gateway_url, emulator_url, admin_client):
     ticket = a.post("/tickets", json={"subject": "Need help", "body": "please"}).json()["ticket"]
     r = support.post(f"/admin/tickets/{ticket['id']}/messages", json={"body": "Support here"})
     assert r.status_code == 201, r.text
-    assert support.get(f"/admin/tickets/{ticket['id']}").json()["ticket"]["status"] == "PENDING_USER"
+    seen = support.get(f"/admin/tickets/{ticket['id']}").json()["ticket"]
+    assert seen["status"] == "PENDING_USER"
     thread = topic_of(emulator_url, ticket["id"])
     wait_for(lambda: [c for c in calls(emulator_url, "sendMessage", message_thread_id=thread)
                       if "Support here" in c["params"]["text"]],

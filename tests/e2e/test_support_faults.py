@@ -118,7 +118,8 @@ def test_telegram_429_delays_but_delivers_everything_in_order(gateway_url, emula
         expected[t["id"]] = [f"[o-{run}-{i}]"]
         for j in range(3):
             m = f"[m-{run}-{i}-{j}]"
-            assert customer.post(f"/tickets/{t['id']}/messages", json={"body": m}).status_code == 201
+            r = customer.post(f"/tickets/{t['id']}/messages", json={"body": m})
+            assert r.status_code == 201
             expected[t["id"]].append(m)
     stats = httpx.get(f"{emulator_url}/_emulator/stats", timeout=10).json()
     assert stats["failed"] > 0  # the fault really answered 429s

@@ -1,5 +1,5 @@
-"""Support flow guarantees: duplicates apply once, bad input changes nothing, poison goes to the DLQ,
-schemas are isolated per service role."""
+"""Support flow guarantees: duplicates apply once, bad input changes nothing, poison goes to
+the DLQ, schemas are isolated per service role."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from contracts import make_envelope
 from contracts.telegram import SupportReplyReceivedV1
 from tests.conftest import ADMIN_DSN, TEST_DB, await_for, publish_envelope, queue_depth, register
-from tests.e2e.test_support_flow import SUPPORT_CHAT, get_ticket, topic_of
+from tests.e2e.test_support_flow import SUPPORT_CHAT, get_ticket
 
 
 def _reply(ticket_id: str, text: str, message_id: int) -> SupportReplyReceivedV1:
@@ -81,7 +81,8 @@ BAD_BODIES = [b"{not json", b"[]", b'{"subject": 5, "body": "x"}', b'"string"', 
 
 def test_bad_input_is_a_400_and_changes_nothing(gateway_url, db_counts):
     customer = register(gateway_url)
-    ticket = customer.post("/tickets", json={"subject": "Valid ticket", "body": "x"}).json()["ticket"]
+    ticket = customer.post("/tickets", json={"subject": "Valid ticket",
+                                             "body": "x"}).json()["ticket"]
     before = db_counts()
     targets = [("/tickets", BAD_BODIES), (f"/tickets/{ticket['id']}/messages",
                                           [b"{", b'{"body": 1}', b'{"body": ""}', b"[]"])]
@@ -101,7 +102,8 @@ def test_bad_input_is_a_400_and_changes_nothing(gateway_url, db_counts):
         r = httpx.post(f"{gateway_url}/api/v1/telegram/webhook", content=raw, headers=secret_hdr)
         assert r.status_code == 400, (raw, r.text)
         assert r.json()["code"] == "VALIDATION_ERROR"
-    huge = customer.post("/tickets", content=b'{"subject": "big", "body": "' + b"x" * 200_000 + b'"}')
+    big = b'{"subject": "big", "body": "' + b"x" * 200_000 + b'"}'
+    huge = customer.post("/tickets", content=big)
     assert huge.status_code == 413 and huge.json()["code"] == "PAYLOAD_TOO_LARGE"
     assert db_counts() == before
 

@@ -16,9 +16,10 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from fakes.telegram import EmulatorConfig, create_app
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+
+from fakes.telegram import EmulatorConfig, create_app
 
 TOKEN = "123456:TEST-TOKEN"
 FORUM = -1001000000001

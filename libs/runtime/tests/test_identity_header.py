@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+
 from runtime import identity
 from runtime.errors import Unauthenticated
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from runtime.errors import IllegalTransition
 from tickets.service import status_after_message
 

@@ -5,7 +5,7 @@ version published side by side. `libs/contracts/schemas/` holds the committed JS
 the tests compare them with the models.
 """
 
-from contracts.envelope import Envelope, EventPayload, make_envelope, parse_payload, registry
 from contracts import billing, identity, provisioning, telegram, tickets  # noqa: F401  (registers)
+from contracts.envelope import Envelope, EventPayload, make_envelope, parse_payload, registry
 
 __all__ = ["Envelope", "EventPayload", "make_envelope", "parse_payload", "registry"]

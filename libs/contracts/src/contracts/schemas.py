@@ -48,7 +48,8 @@ def _types(schema: dict, root: dict) -> set[str]:
     return {"object"} if "properties" in schema else {"any"}
 
 
-def incompatibilities(old: dict, new: dict, path: str = "", old_root=None, new_root=None) -> list[str]:
+def incompatibilities(old: dict, new: dict, path: str = "", old_root=None,
+                      new_root=None) -> list[str]:
     """What `new` breaks for a consumer written against `old` (empty when compatible)."""
     old_root, new_root = old_root or old, new_root or new
     old, new = _resolve(old, old_root), _resolve(new, new_root)
@@ -75,7 +76,8 @@ def incompatibilities(old: dict, new: dict, path: str = "", old_root=None, new_r
         if oe and ne and set(oe) != set(ne):
             problems.append(f"{path}{name}: allowed values changed")
         if "properties" in _resolve(old_field, old_root):
-            problems += incompatibilities(old_field, new_field, f"{path}{name}.", old_root, new_root)
+            problems += incompatibilities(old_field, new_field, f"{path}{name}.", old_root,
+                                          new_root)
     return problems
 
 

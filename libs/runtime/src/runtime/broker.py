@@ -16,9 +16,9 @@ from typing import Any
 import aio_pika
 import orjson
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
-from contracts import Envelope, EventPayload, parse_payload
 from pydantic import ValidationError
 
+from contracts import Envelope, EventPayload, parse_payload
 from runtime.db import is_transient_db_error
 from runtime.logging import causation_id, correlation_id, get_logger
 from runtime.metrics import MESSAGE_DURATION, MESSAGES_HANDLED
@@ -138,7 +138,8 @@ class Broker:
                 payload = parse_payload(envelope)
                 handler = sub.handlers[envelope.routing_key]
             except (ValidationError, KeyError, ValueError) as exc:
-                log.error("message_rejected", queue=sub.queue, routing_key=key, error=str(exc)[:500])
+                log.error("message_rejected", queue=sub.queue, routing_key=key,
+                          error=str(exc)[:500])
                 MESSAGES_HANDLED.labels(sub.queue, key, "rejected").inc()
                 await message.reject(requeue=False)  # straight to the dead-letter queue
                 return
@@ -151,8 +152,9 @@ class Broker:
                     break
                 except Exception as exc:
                     if is_transient_db_error(exc) and not self._stopping:
-                        # Infrastructure away: keep the message and retry without spending deliveries.
-                        log.warning("message_retry_transient", queue=sub.queue, error=str(exc)[:300])
+                        # Infrastructure away: keep the message, retry without spending a delivery.
+                        log.warning("message_retry_transient", queue=sub.queue,
+                                    error=str(exc)[:300])
                         await asyncio.sleep(delay)
                         delay = min(delay * 2, 5)
                         continue

@@ -1,4 +1,4 @@
-"""Async SQLAlchemy engine per service (its own role, its own schema) and the one place that commits."""
+"""Async SQLAlchemy engine per service (own role, own schema) and the one place that commits."""
 
 from __future__ import annotations
 

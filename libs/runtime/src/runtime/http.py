@@ -87,7 +87,8 @@ class AppMiddleware:
             return message
 
         try:
-            await self.app(scope, limited_receive, self._send_with_headers(send, rid, status_holder))
+            await self.app(scope, limited_receive,
+                           self._send_with_headers(send, rid, status_holder))
         finally:
             self._observe(scope, status_holder["status"], started)
             correlation_id.reset(token)

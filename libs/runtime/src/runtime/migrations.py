@@ -36,7 +36,8 @@ async def bootstrap(settings: ServiceSettings) -> None:
                     await conn.execute(sa.text(f"CREATE ROLE {role} LOGIN PASSWORD '{pw}'"))
                 else:
                     await conn.execute(sa.text(f"ALTER ROLE {role} LOGIN PASSWORD '{pw}'"))
-                await conn.execute(sa.text(f"CREATE SCHEMA IF NOT EXISTS {schema} AUTHORIZATION {role}"))
+                await conn.execute(
+                    sa.text(f"CREATE SCHEMA IF NOT EXISTS {schema} AUTHORIZATION {role}"))
                 await conn.execute(sa.text(f"ALTER SCHEMA {schema} OWNER TO {role}"))
                 await conn.execute(sa.text(f"REVOKE ALL ON SCHEMA public FROM {role}"))
                 await conn.execute(sa.text(f"ALTER ROLE {role} SET search_path = {schema}"))

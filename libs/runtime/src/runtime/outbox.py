@@ -14,10 +14,10 @@ from datetime import UTC, datetime
 
 import asyncpg
 import sqlalchemy as sa
-from contracts import Envelope, EventPayload, make_envelope
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from contracts import Envelope, EventPayload, make_envelope
 from runtime.broker import Broker
 from runtime.db import Database
 from runtime.logging import causation_id, correlation_id, get_logger

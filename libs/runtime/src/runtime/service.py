@@ -192,8 +192,8 @@ async def _retry_connect(what: str, fn: Callable[[], Awaitable[None]], attempts:
 def run_cli(defn: ServiceDefinition, argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog=f"python -m {defn.name}")
-    parser.add_argument("command", choices=["api", "worker", "migrate", "bootstrap", "revision", "retention-cleanup",
-                                            *defn.commands])
+    builtin = ["api", "worker", "migrate", "bootstrap", "revision", "retention-cleanup"]
+    parser.add_argument("command", choices=[*builtin, *defn.commands])
     parser.add_argument("args", nargs=argparse.REMAINDER)
     ns = parser.parse_args(argv)
     settings = defn.settings_factory()

@@ -7,16 +7,15 @@ import getpass
 import os
 from pathlib import Path
 
-from runtime.db import Database
-from runtime.logging import get_logger
-from runtime.service import ServiceDefinition, run_cli
-
 from gateway import retention
 from gateway.app import create_api
 from gateway.config import Settings
 from gateway.repository import UserRepository
 from gateway.service import AuthService, audit_service
 from gateway.worker import build_worker
+from runtime.db import Database
+from runtime.logging import get_logger
+from runtime.service import ServiceDefinition, run_cli
 
 log = get_logger("gateway")
 

@@ -6,8 +6,6 @@ from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 from redis.asyncio import Redis
-from runtime.db import Database
-from runtime.http import create_app, tcp_check
 
 from gateway import web
 from gateway.api import admin, auth, billing, ops, subscriptions, telegram, tickets
@@ -17,6 +15,8 @@ from gateway.ops import Ops
 from gateway.ratelimit import RateLimiter
 from gateway.service import AuthService
 from gateway.upstream import Upstream
+from runtime.db import Database
+from runtime.http import create_app, tcp_check
 
 API_PREFIX = "/api/v1"
 

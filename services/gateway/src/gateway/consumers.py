@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
+
 from contracts import Envelope
 from contracts.telegram import AccountLinkedV1
+from gateway.models import User, inbox
 from runtime.broker import Subscription
 from runtime.db import Database
 from runtime.inbox import claim
-
-from gateway.models import User, inbox
 
 QUEUE = "gateway.identity-projections"
 

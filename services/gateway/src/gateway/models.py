@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 
 import sqlalchemy as sa
-from runtime.inbox import inbox_table
-from runtime.outbox import outbox_table
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from runtime.inbox import inbox_table
+from runtime.outbox import outbox_table
 
 SCHEMA = "identity"
 

@@ -12,10 +12,10 @@ from typing import Any
 import aio_pika
 import orjson
 from bullmq import Queue
-from runtime.errors import NotFound
-from runtime.logging import get_logger
 
 from gateway.config import Settings
+from runtime.errors import NotFound
+from runtime.logging import get_logger
 
 log = get_logger(__name__)
 

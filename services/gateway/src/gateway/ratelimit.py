@@ -6,6 +6,7 @@ import hashlib
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+
 from runtime.errors import RateLimited, ServiceUnavailable
 
 

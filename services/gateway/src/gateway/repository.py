@@ -27,7 +27,8 @@ class UserRepository:
     async def search(self, q: str | None, limit: int, cursor: str | None) -> list[User]:
         stmt = sa.select(User)
         if q:
-            like = "%" + q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            escaped = q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            like = f"%{escaped}%"
             stmt = stmt.where(sa.or_(sa.func.lower(User.email).like(like), User.id == q))
         if cursor:
             stmt = stmt.where(User.id > cursor)

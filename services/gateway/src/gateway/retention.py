@@ -1,11 +1,10 @@
-"""What the gateway purges: expired sessions daily, old outbox/inbox rows. Audit entries are kept."""
+"""What the gateway purges: expired sessions, old outbox/inbox rows. Audit entries stay."""
 
 from __future__ import annotations
 
-from runtime.retention import Rule, outbox_inbox_rules
-
 from gateway.config import Settings
 from gateway.models import Session, inbox, outbox
+from runtime.retention import Rule, outbox_inbox_rules
 
 
 def rules(settings: Settings) -> list[Rule]:

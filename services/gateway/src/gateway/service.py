@@ -8,15 +8,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import orjson
-from contracts.identity import UserBlockedV1, UserRegisteredV1, UserUnblockedV1
-from runtime.errors import Conflict, NotFound, Unauthenticated
-from runtime.outbox import Outbox
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from contracts.identity import UserBlockedV1, UserRegisteredV1, UserUnblockedV1
 from gateway.models import AuditEntry, Session, User, outbox
 from gateway.repository import AuditRepository, SessionRepository, UserRepository
 from gateway.security import hash_password, new_session_token, token_hash, verify_password
+from runtime.errors import Conflict, NotFound, Unauthenticated
+from runtime.outbox import Outbox
 
 events = Outbox(outbox, producer="gateway")
 

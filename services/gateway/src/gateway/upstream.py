@@ -7,6 +7,7 @@ from urllib.parse import quote
 
 import httpx
 from fastapi import Response
+
 from runtime import identity as signed
 from runtime.errors import NotFound, ServiceUnavailable
 from runtime.logging import correlation_id, get_logger

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from runtime.service import WorkerContext
-
 from gateway.consumers import build_subscription
 from gateway.service import events
+from runtime.service import WorkerContext
 
 
 async def build_worker(ctx: WorkerContext) -> None:

@@ -4,7 +4,6 @@ from pathlib import Path
 
 from runtime.logging import get_logger
 from runtime.service import ServiceDefinition, run_cli
-
 from telegram import retention
 from telegram.app import create_api
 from telegram.botapi import BotApi

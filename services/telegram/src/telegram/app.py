@@ -6,10 +6,10 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from prometheus_client import Counter
+
 from runtime.db import Database
 from runtime.http import create_app, tcp_check
 from runtime.jobs import JobQueue
-
 from telegram.config import Settings
 from telegram.endpoints import router
 from telegram.jobs import NOTIFY, UPDATES, TelegramJobs

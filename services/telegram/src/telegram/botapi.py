@@ -1,10 +1,11 @@
-"""Telegram Bot API client over httpx (base URL is a setting, so the emulator or a local server works)."""
+"""Telegram Bot API client over httpx (the base URL is a setting: emulator or local server)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import httpx
+
 from runtime.logging import get_logger
 
 log = get_logger(__name__)

@@ -17,7 +17,8 @@ class Settings(ServiceSettings):
     api_base: str = Field("http://127.0.0.1:8081", alias="TELEGRAM_API_BASE")
     webhook_secret: str = Field(DEV_WEBHOOK_SECRET, alias="TELEGRAM_WEBHOOK_SECRET")
     support_chat_id: int = Field(-1001000000001, alias="TELEGRAM_SUPPORT_CHAT_ID")
-    operator_ids: Annotated[list[int], NoDecode] = Field(default_factory=lambda: [1001], alias="TELEGRAM_OPERATOR_IDS")
+    operator_ids: Annotated[list[int], NoDecode] = Field(default_factory=lambda: [1001],
+                                                         alias="TELEGRAM_OPERATOR_IDS")
     bot_username: str = Field("vpn_support_bot", alias="TELEGRAM_BOT_USERNAME")
     notify_concurrency: int = Field(20, alias="TELEGRAM_NOTIFY_CONCURRENCY")
     max_retry_after_wait: int = Field(30, alias="TELEGRAM_MAX_INLINE_RETRY_AFTER")

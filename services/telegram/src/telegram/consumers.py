@@ -12,7 +12,6 @@ from contracts.tickets import (
 from runtime.broker import Subscription
 from runtime.db import Database
 from runtime.inbox import claim
-
 from telegram.jobs import TelegramJobs
 from telegram.models import inbox
 from telegram.repository import TelegramRepository

@@ -8,9 +8,9 @@ from typing import Annotated
 import orjson
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel
+
 from runtime.errors import Unauthenticated, ValidationFailed
 from runtime.identity import HEADER, Identity, verify
-
 from telegram.repository import TelegramRepository
 from telegram.service import create_link_token
 

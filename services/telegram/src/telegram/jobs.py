@@ -8,10 +8,10 @@ from datetime import timedelta
 
 from bullmq import Job
 from bullmq.custom_errors import DelayedError
+
 from runtime.db import Database
 from runtime.jobs import JobQueue, job_id
 from runtime.logging import get_logger
-
 from telegram.botapi import TelegramError
 from telegram.models import Outgoing
 from telegram.repository import TelegramRepository

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from contracts import Envelope
 from contracts.provisioning import (
     SubscriptionActivatedV1,
@@ -16,9 +19,6 @@ from contracts.provisioning import (
 from runtime.broker import Subscription
 from runtime.db import Database
 from runtime.inbox import claim
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from telegram.models import SubscriptionView, inbox
 from telegram.repository import TelegramRepository
 

@@ -30,7 +30,8 @@ class TelegramRepository:
 
     async def stale_updates(self, older_than: datetime, limit: int = 500) -> list[int]:
         stmt = (sa.select(ReceivedUpdate.update_id)
-                .where(ReceivedUpdate.processed_at.is_(None), ReceivedUpdate.received_at < older_than)
+                .where(ReceivedUpdate.processed_at.is_(None),
+                       ReceivedUpdate.received_at < older_than)
                 .limit(limit))
         return list((await self.session.execute(stmt)).scalars())
 

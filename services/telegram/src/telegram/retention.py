@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from runtime.retention import Rule, outbox_inbox_rules
-
 from telegram.config import Settings
 from telegram.models import LinkToken, Outgoing, ReceivedUpdate, inbox, outbox
 

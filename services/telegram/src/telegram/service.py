@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from contracts import Envelope
 from contracts.telegram import AccountLinkedV1, SupportReplyReceivedV1, UserMessageReceivedV1
 from contracts.tickets import (
@@ -26,8 +28,6 @@ from contracts.tickets import (
 from runtime.db import Database
 from runtime.logging import get_logger
 from runtime.outbox import Outbox
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from telegram.botapi import BotApi, TelegramError
 from telegram.config import Settings
 from telegram.models import (

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from runtime.jobs import JobQueue, JobWorker
 from runtime.service import WorkerContext
-
 from telegram import notifications
 from telegram.botapi import BotApi
 from telegram.config import Settings

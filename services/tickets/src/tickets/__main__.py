@@ -3,7 +3,6 @@
 from pathlib import Path
 
 from runtime.service import ServiceDefinition, run_cli
-
 from tickets import retention
 from tickets.app import create_api
 from tickets.config import Settings

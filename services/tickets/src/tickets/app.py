@@ -5,9 +5,9 @@ from __future__ import annotations
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+
 from runtime.db import Database
 from runtime.http import create_app, tcp_check
-
 from tickets.config import Settings
 from tickets.endpoints import router
 

@@ -9,7 +9,6 @@ from runtime.db import Database
 from runtime.errors import IllegalTransition
 from runtime.inbox import claim
 from runtime.logging import get_logger
-
 from tickets.models import inbox
 from tickets.repository import TicketRepository
 from tickets.service import ticket_service

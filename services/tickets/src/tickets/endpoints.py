@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from contracts.common import TicketStatus
 from fastapi import APIRouter, Depends, Query, Request
-from runtime.identity import HEADER, Identity, require_staff, verify
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from contracts.common import TicketStatus
+from runtime.identity import HEADER, Identity, require_staff, verify
 from tickets.models import Ticket
 from tickets.repository import TicketRepository
 from tickets.schemas import (

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 
 import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
 from runtime.inbox import inbox_table
 from runtime.outbox import outbox_table
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 SCHEMA = "tickets"
 

@@ -6,9 +6,9 @@ import base64
 from datetime import datetime
 
 import sqlalchemy as sa
-from runtime.errors import ValidationFailed
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from runtime.errors import ValidationFailed
 from tickets.models import Message, Ticket
 
 

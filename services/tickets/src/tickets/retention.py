@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from runtime.retention import Rule, outbox_inbox_rules
-
 from tickets.config import Settings
 from tickets.models import Ticket, inbox, outbox
 

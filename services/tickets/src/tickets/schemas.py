@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from contracts.common import TicketStatus
 from pydantic import BaseModel, ConfigDict, Field
+
+from contracts.common import TicketStatus
 
 
 class Strict(BaseModel):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from contracts.tickets import (
     MessageAddedV1,
     TicketClosedV1,
@@ -16,8 +18,6 @@ from runtime.errors import IllegalTransition, NotFound
 from runtime.identity import Identity
 from runtime.logging import get_logger
 from runtime.outbox import Outbox
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from tickets.models import Message, Ticket, outbox
 from tickets.repository import TicketRepository
 

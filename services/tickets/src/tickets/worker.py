@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from runtime.service import WorkerContext
-
 from tickets.consumers import build_subscription
 from tickets.service import events
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Query, Request
-from runtime.errors import ValidationFailed
 
 from gateway.api.auth import user_out
 from gateway.api.deps import DB, AdminCaller
@@ -11,6 +10,7 @@ from gateway.audit import audited
 from gateway.repository import AuditRepository, UserRepository
 from gateway.schemas import AdminUserEnvelope, AdminUserList, AuditEntryOut, AuditLog, RoleBody
 from gateway.service import user_admin_service
+from runtime.errors import ValidationFailed
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 
@@ -65,5 +65,6 @@ async def audit_log(s: DB, caller: AdminCaller, limit: int = Query(50, ge=1, le=
         before = int(cursor)
     rows = await AuditRepository(s).page(limit, before)
     nxt = str(rows[limit - 1].id) if len(rows) > limit else None
-    return {"entries": [AuditEntryOut.model_validate(e, from_attributes=True) for e in rows[:limit]],
+    return {"entries": [AuditEntryOut.model_validate(e, from_attributes=True)
+                        for e in rows[:limit]],
             "next_cursor": nxt}

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
-from runtime.errors import ServiceUnavailable
 
 from gateway.api.deps import DB, Caller, CurrentCaller, client_ip, current_caller_even_blocked
 from gateway.models import User
 from gateway.schemas import Credentials, LoginBody, TelegramLinkOut, UserEnvelope
+from runtime.errors import ServiceUnavailable
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 

@@ -6,11 +6,11 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
-from runtime.errors import Forbidden, Unauthenticated
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.models import User
 from gateway.security import csrf_valid
+from runtime.errors import Forbidden, Unauthenticated
 
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 

@@ -1,4 +1,5 @@
 from alembic import context
+
 from gateway.models import Base
 from runtime.migrations import run_env
 
