@@ -36,3 +36,14 @@ bench: setup ## benchmark the hot paths beside the machine's baselines (BENCH_AR
 
 clean:
 	rm -rf .run .pytest_cache
+
+.PHONY: backup restore restore-drill
+backup: setup ## pg_dump DATABASE_URL's database into backups/<stamp>.dump (+ one dump per schema)
+	@$(PY) deploy/backup/backup.py $(BACKUP_ARGS)
+
+restore: setup ## restore BACKUP=backups/<stamp>.dump [SCHEMA=billing] [FORCE=1] into DATABASE_URL
+	@test -n "$(BACKUP)" || { echo "usage: make restore BACKUP=backups/<stamp>.dump [SCHEMA=name] [FORCE=1]" >&2; exit 2; }
+	@$(PY) deploy/backup/restore.py "$(BACKUP)" $(if $(SCHEMA),--schema "$(SCHEMA)") $(if $(FORCE),--force)
+
+restore-drill: setup ## restore the latest backup (or BACKUP=...) into a scratch database, smoke-check, drop it
+	@$(PY) deploy/backup/drill.py $(if $(BACKUP),--backup "$(BACKUP)")
