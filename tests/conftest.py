@@ -212,7 +212,7 @@ async def publish_envelopes(items: list[tuple[dict, str]]) -> None:
         await conn.close()
 
 
-def metric_total(port: int, name: str, **labels: str) -> float:
+def metric_total(port: int, metric: str, **labels: str) -> float:
     """Sum of a counter's samples whose labels include `labels`, read from a /metrics page."""
     from prometheus_client.parser import text_string_to_metric_families
 
@@ -220,7 +220,8 @@ def metric_total(port: int, name: str, **labels: str) -> float:
     total = 0.0
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+            if sample.name == metric and all(sample.labels.get(k) == v
+                                             for k, v in labels.items()):
                 total += sample.value
     return total
 

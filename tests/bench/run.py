@@ -1,0 +1,314 @@
+"""`make bench`: the system's hot paths under load, beside this machine's own limits, in one run.
+
+Starts the whole system (its own ports, database and broker prefix), measures the baselines
+(pgbench tpcb-like, raw aio-pika publish-with-confirm, a bare FastAPI + asyncpg endpoint) and
+the system's paths (gateway reads, Telegram webhook, support path, purchase pipeline), prints a
+table with each figure's ratio to its baseline and writes a JSON report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "deploy" / "local"))
+sys.path.insert(0, str(ROOT))
+
+from stack import Stack, check_infra, default_env  # noqa: E402
+
+BENCH_DB = "vpn_bench"
+PREFIX = "bench."
+OFFSET = 3000
+HERE = Path(__file__).resolve().parent
+
+
+def pct(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    k = min(len(values) - 1, max(0, round(p / 100 * (len(values) - 1))))
+    return values[k]
+
+
+def bench_env() -> dict[str, str]:
+    env = default_env(port_offset=OFFSET, db_name=BENCH_DB, redis_db=9, broker_prefix=PREFIX)
+    env.update({"RATE_LIMITS_ENABLED": "false", "LOG_LEVEL": "WARNING",
+                "OUTBOX_POLL_SECONDS": "0.5"})
+    return env
+
+
+def reset(env: dict[str, str]) -> None:
+    from tests.conftest import CONSUMER_QUEUES
+
+    async def drop():
+        conn = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/postgres")
+        try:
+            await conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                               "WHERE datname = $1", BENCH_DB)
+            await conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(drop())
+    import aio_pika
+    import redis
+
+    redis.Redis.from_url(env["REDIS_URL"]).flushdb()
+
+    async def queues():
+        conn = await aio_pika.connect(env["RABBITMQ_URL"])
+        try:
+            for name in CONSUMER_QUEUES:
+                for q in (name, f"{name}.dlq"):
+                    ch = await conn.channel()
+                    try:
+                        await ch.queue_delete(PREFIX + q)
+                    except Exception:
+                        pass
+        finally:
+            await conn.close()
+
+    asyncio.run(queues())
+
+
+# --------------------------------------------------------------------------- load generator
+def wrk(url: str, duration: int, connections: int, headers: dict[str, str] | None = None,
+        script: Path | None = None, env: dict[str, str] | None = None) -> dict:
+    """Run wrk (2 threads) and parse req/s, latency percentiles and non-2xx answers."""
+    cmd = ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "10s"]
+    for k, v in (headers or {}).items():
+        cmd += ["-H", f"{k}: {v}"]
+    if script:
+        cmd += ["-s", str(script)]
+    out = subprocess.run(cmd + [url], capture_output=True, text=True,
+                         env={**os.environ, **(env or {})}, timeout=duration + 60).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    lat = {}
+    for p, v, unit in re.findall(r"^\s+(50|75|90|99)%\s+([\d.]+)(us|ms|s)\s*$", out, re.M):
+        lat[p] = float(v) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    return {"rps": rps, "p50_ms": lat.get("50"), "p99_ms": lat.get("99"),
+            "non_2xx": int(bad.group(1)) if bad else 0,
+            "socket_errors": sum(map(int, errors.groups())) if errors else 0}
+
+
+# --------------------------------------------------------------------------- baselines
+def baseline_pgbench(duration: int) -> dict:
+    db = "vpn_pgbench"
+    subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc",
+                    f"DROP DATABASE IF EXISTS {db}"], check=True, capture_output=True)
+    subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", f"CREATE DATABASE {db}"],
+                   check=True, capture_output=True)
+    subprocess.run(["pgbench", "-h", "127.0.0.1", "-U", "postgres", "-i", "-s", "4", "-q", db],
+                   check=True, capture_output=True)
+    out = subprocess.run(["pgbench", "-h", "127.0.0.1", "-U", "postgres", "-c", "8", "-j", "2",
+                          "-T", str(duration), "-b", "tpcb-like", db],
+                         capture_output=True, text=True, check=True).stdout
+    tps = float(re.search(r"tps = ([\d.]+)", out).group(1))
+    subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc",
+                    f"DROP DATABASE IF EXISTS {db}"], capture_output=True)
+    return {"tps": tps}
+
+
+async def baseline_publish(url: str, count: int = 20000) -> dict:
+    import aio_pika
+
+    conn = await aio_pika.connect(url)
+    try:
+        ch = await conn.channel(publisher_confirms=True)
+        q = await ch.declare_queue(f"{PREFIX}baseline-{uuid.uuid4().hex[:6]}", durable=True,
+                                   arguments={"x-queue-type": "quorum"})
+        body = b'{"payload": "' + b"x" * 400 + b'"}'
+        started = time.perf_counter()
+        for start in range(0, count, 500):
+            await asyncio.gather(*(ch.default_exchange.publish(
+                aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                routing_key=q.name) for _ in range(min(500, count - start))))
+        elapsed = time.perf_counter() - started
+        await q.delete(if_unused=False, if_empty=False)
+    finally:
+        await conn.close()
+    return {"msgs_per_s": count / elapsed}
+
+
+# --------------------------------------------------------------------------- system paths
+def register(gw: str) -> httpx.Client:
+    c = httpx.Client(base_url=gw + "/api/v1", timeout=30, headers={"Content-Type":
+                                                                   "application/json"})
+    r = c.post("/auth/register", json={"email": f"bench-{uuid.uuid4().hex[:10]}@example.com",
+                                       "password": "bench password 1"})
+    r.raise_for_status()
+    return c
+
+
+async def support_path(stack: Stack, tickets: int) -> dict:
+    gw, emu = stack.api_url("gateway"), stack.env["TELEGRAM_API_BASE"]
+    client = register(gw)
+    created: dict[str, float] = {}
+    async with httpx.AsyncClient(base_url=gw + "/api/v1", cookies=client.cookies, timeout=30,
+                                 headers={"Content-Type": "application/json"}) as c:
+        for i in range(tickets):
+            t0 = time.time()
+            r = await c.post("/tickets", json={"subject": f"bench {i}", "body": f"<b{i}>"})
+            r.raise_for_status()
+            created[f"<b{i}>"] = t0
+            await asyncio.sleep(0.1)
+        deadline = time.time() + 60
+        arrived: dict[str, float] = {}
+        while time.time() < deadline and len(arrived) < tickets:
+            calls = httpx.get(f"{emu}/_emulator/calls", params={"method": "sendMessage"},
+                              timeout=30).json()["calls"]
+            for call in calls:
+                for marker in created:
+                    if marker in call["params"].get("text", "") and marker not in arrived:
+                        arrived[marker] = float(call["time"])
+            await asyncio.sleep(0.5)
+        to_chat = [(arrived[m] - created[m]) * 1000 for m in arrived]
+        # operator replies: webhook accepted -> message stored on the ticket
+        topics = {c["result"]["message_thread_id"] for c in httpx.get(
+            f"{emu}/_emulator/calls", params={"method": "createForumTopic"}, timeout=30
+        ).json()["calls"]}
+        update_ids = []
+        for thread in list(topics)[:tickets]:
+            r = httpx.post(f"{emu}/_emulator/updates", json={
+                "chat_id": int(stack.env["TELEGRAM_SUPPORT_CHAT_ID"]), "from_id": 1001,
+                "text": "bench reply", "message_thread_id": thread}, timeout=30)
+            update_ids.append(r.json()["update_id"])
+            await asyncio.sleep(0.1)
+    await asyncio.sleep(3)
+    conn = await asyncpg.connect(f"postgresql://postgres@127.0.0.1:5432/{BENCH_DB}")
+    try:
+        rows = await conn.fetch(
+            "SELECT extract(epoch FROM m.created_at - u.received_at) * 1000 AS ms "
+            "FROM telegram.received_updates u JOIN tickets.messages m "
+            "ON m.external_ref = 'tg:' || (u.payload->'message'->'chat'->>'id') || ':' || "
+            "(u.payload->'message'->>'message_id') WHERE u.update_id = ANY($1::bigint[])",
+            update_ids)
+    finally:
+        await conn.close()
+    reply = [float(r["ms"]) for r in rows]
+    return {"tickets": tickets, "delivered": len(arrived),
+            "ticket_to_chat_p50_ms": pct(to_chat, 50), "ticket_to_chat_p99_ms": pct(to_chat, 99),
+            "replies": len(update_ids), "reply_visible": len(reply),
+            "reply_to_ticket_p50_ms": pct(reply, 50), "reply_to_ticket_p99_ms": pct(reply, 99)}
+
+
+def table(rows: list[tuple[str, str, str, str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--duration", type=int, default=10, help="seconds per load step")
+    ap.add_argument("--connections", type=int, default=64)
+    ap.add_argument("--support-tickets", type=int, default=30)
+    ap.add_argument("--purchases", type=int, default=200)
+    ap.add_argument("--purchase-rate", type=float, default=50, help="purchases started per s")
+    ap.add_argument("--report", default=str(ROOT / ".run" / "bench" / "report.json"))
+    ns = ap.parse_args()
+    if not shutil.which("wrk"):
+        sys.stderr.write("wrk is missing: apt-get install -y wrk\n")
+        return 2
+    env = bench_env()
+    problems = check_infra(env)
+    if problems:
+        sys.stderr.write("\n".join(problems) + "\n")
+        return 2
+    report: dict = {"started_at": datetime.now(UTC).isoformat(), "machine": {
+        "cores": os.cpu_count()}, "params": vars(ns)}
+    print("baselines...", flush=True)
+    report["pgbench"] = baseline_pgbench(ns.duration)
+    report["publish_confirm"] = asyncio.run(baseline_publish(env["RABBITMQ_URL"]))
+    reset(env)
+    stack = Stack(env, log_dir=ROOT / ".run" / "bench-logs")
+    stack.migrate()
+    stack.start()
+    try:
+        gw = stack.api_url("gateway")
+        client = register(gw)
+        sid = client.cookies.get("sid")
+        bare_port = OFFSET + 7000
+        bare = subprocess.Popen([sys.executable, str(HERE / "bare_app.py"), "--port",
+                                 str(bare_port), "--dsn",
+                                 f"postgresql://postgres@127.0.0.1:5432/{BENCH_DB}"])
+        try:
+            stack.wait_http(f"http://127.0.0.1:{bare_port}/bare")
+            print("bare endpoint...", flush=True)
+            report["bare"] = wrk(f"http://127.0.0.1:{bare_port}/bare", ns.duration,
+                                 ns.connections)
+        finally:
+            bare.terminate()
+            bare.wait()
+        print("gateway reads...", flush=True)
+        cookie = {"Cookie": f"sid={sid}"}
+        report["auth_me"] = wrk(f"{gw}/api/v1/auth/me", ns.duration, ns.connections, cookie)
+        report["subscriptions"] = wrk(f"{gw}/api/v1/subscriptions", ns.duration,
+                                      ns.connections, cookie)
+        print("telegram webhook...", flush=True)
+        report["webhook"] = wrk(f"{gw}/api/v1/telegram/webhook", ns.duration, ns.connections,
+                                script=HERE / "webhook.lua")
+        print("support path...", flush=True)
+        report["support"] = asyncio.run(support_path(stack, ns.support_tickets))
+        try:
+            from tests.bench.purchase import purchase_pipeline
+        except ImportError:
+            purchase_pipeline = None
+        if purchase_pipeline is not None:
+            print("purchase pipeline...", flush=True)
+            report["purchase"] = asyncio.run(purchase_pipeline(stack, ns.purchases,
+                                                               ns.purchase_rate))
+    finally:
+        stack.stop()
+    bare_rps = report["bare"]["rps"]
+    rows = [("figure", "value", "baseline", "ratio")]
+    rows.append(("pgbench tpcb-like", f"{report['pgbench']['tps']:.0f} tps", "-", "-"))
+    rows.append(("aio-pika publish+confirm", f"{report['publish_confirm']['msgs_per_s']:.0f} msg/s",
+                 "-", "-"))
+    rows.append(("bare FastAPI+asyncpg", f"{bare_rps:.0f} req/s "
+                 f"p99 {report['bare']['p99_ms']:.1f} ms", "-", "1.00"))
+    for key, label in (("auth_me", "GET /auth/me"), ("subscriptions", "GET /subscriptions")):
+        r = report[key]
+        rows.append((label, f"{r['rps']:.0f} req/s p99 {r['p99_ms']:.1f} ms non2xx {r['non_2xx']}",
+                     "bare", f"{r['rps'] / bare_rps:.2f}"))
+    w = report["webhook"]
+    rows.append(("POST /telegram/webhook", f"{w['rps']:.0f} upd/s p99 {w['p99_ms']:.1f} ms "
+                 f"non2xx {w['non_2xx']}", "bare", f"{w['rps'] / bare_rps:.2f}"))
+    s = report["support"]
+    rows.append(("ticket -> support chat", f"p50 {s['ticket_to_chat_p50_ms']:.0f} ms p99 "
+                 f"{s['ticket_to_chat_p99_ms']:.0f} ms ({s['delivered']}/{s['tickets']})",
+                 "-", "-"))
+    rows.append(("operator reply -> ticket", f"p50 {s['reply_to_ticket_p50_ms']:.0f} ms p99 "
+                 f"{s['reply_to_ticket_p99_ms']:.0f} ms ({s['reply_visible']}/{s['replies']})",
+                 "-", "-"))
+    if "purchase" in report:
+        p = report["purchase"]
+        pub = report["publish_confirm"]["msgs_per_s"]
+        rows.append(("purchases", f"{p['purchases_per_s']:.1f}/s settle->active p50 "
+                     f"{p['settle_to_active_p50_ms']:.0f} p99 {p['settle_to_active_p99_ms']:.0f} ms"
+                     f" exactly-once {p['provisioned_once']}/{p['n']}", "publish+confirm",
+                     f"{p['purchases_per_s'] / pub:.4f}"))
+    print(table(rows))
+    Path(ns.report).parent.mkdir(parents=True, exist_ok=True)
+    Path(ns.report).write_text(json.dumps(report, indent=2, default=str))
+    print(f"report: {ns.report}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

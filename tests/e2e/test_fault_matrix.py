@@ -1,0 +1,202 @@
+"""Fault matrix: a mixed workload (purchases + support conversations) while one fault at a time
+hits the system. After each: every paid invoice provisioned exactly once, every ticket message in
+the support chat exactly once, every operator reply on its ticket exactly once, nothing stuck and
+no new dead letters. A summary line per fault prints what was injected and the counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+import uuid
+
+import asyncpg
+import httpx
+import pytest
+
+from runtime import identity
+from tests.conftest import ADMIN_DSN, queue_depth
+from tests.e2e.purchases import call, catalogue, new_customer, pay_invoice
+from tests.e2e.test_purchase_faults import _rabbitmq, _restart_redis
+
+SUPPORT_CHAT = -1001000000001
+DLQS = ["tickets.telegram-events.dlq", "telegram.ticket-events.dlq",
+        "provisioner.billing-events.dlq"]
+
+
+async def purchase(gw: str) -> str:
+    c = await new_customer(gw)
+    try:
+        plan, option = await catalogue(c)
+        return (await pay_invoice(c, plan, option))["id"]
+    finally:
+        await c.aclose()
+
+
+async def conversation(gw: str, run: str, i: int) -> tuple[str, list[str]]:
+    c = await new_customer(gw)
+    try:
+        body = f"[{run}-t{i}]"
+        r = await call(c, "POST", "/tickets", json={"subject": f"fault {run} {i}", "body": body})
+        assert r.status_code == 201, r.text
+        tid = r.json()["ticket"]["id"]
+        follow = f"[{run}-f{i}]"
+        r = await call(c, "POST", f"/tickets/{tid}/messages", json={"body": follow})
+        assert r.status_code == 201, r.text
+        return tid, [body, follow]
+    finally:
+        await c.aclose()
+
+
+async def workload(gw: str, run: str, purchases: int = 6, tickets: int = 3):
+    results = await asyncio.gather(*(purchase(gw) for _ in range(purchases)),
+                                   *(conversation(gw, run, i) for i in range(tickets)))
+    return results[:purchases], results[purchases:]
+
+
+def _admin_header(stack) -> dict[str, str]:
+    key = stack.env.get("INTERNAL_SIGNING_KEY", "dev-internal-signing-key-change-me")
+    return {identity.HEADER: identity.sign(key, "fault-matrix", "ADMIN"),
+            "Content-Type": "application/json"}
+
+
+def inject(stack, fault: str):
+    """Start a fault; returns a function that heals it."""
+    emu = stack.env["TELEGRAM_API_BASE"]
+    if fault.startswith("kill:"):
+        service = fault.split(":", 1)[1]
+        stack.kill(f"{service}-worker")
+        return lambda: stack.start_service(service, "worker")
+    if fault == "rabbitmq-restart":
+        _rabbitmq("stop_app")
+        return lambda: _rabbitmq("start_app")
+    if fault == "redis-restart":
+        _restart_redis()
+        return lambda: None
+    if fault == "postgres-restart":
+        version = subprocess.run(["ls", "/etc/postgresql"], capture_output=True, text=True,
+                                 check=True).stdout.split()[0]
+        subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"],
+                       check=True, timeout=120, capture_output=True)
+        return lambda: None
+    if fault == "telegram-429-then-5xx":
+        httpx.post(f"{emu}/_emulator/faults", json={"status": 429, "for_seconds": 3,
+                                                    "retry_after": 1}, timeout=10)
+        def heal():
+            httpx.post(f"{emu}/_emulator/faults", json={"status": 502, "for_seconds": 3},
+                       timeout=10)
+        return heal
+    if fault == "vpn-backend-down":
+        prov = stack.api_url("provisioner")
+        r = httpx.post(f"{prov}/internal/sandbox/faults", headers=_admin_header(stack),
+                       json={"operation": "*", "message": "backend timed out"}, timeout=10)
+        assert r.status_code == 201, r.text
+        return lambda: httpx.delete(f"{prov}/internal/sandbox/faults",
+                                    headers=_admin_header(stack), timeout=10)
+    raise ValueError(fault)
+
+
+FAULTS = ["kill:gateway", "kill:billing", "kill:provisioner", "kill:tickets", "kill:telegram",
+          "rabbitmq-restart", "redis-restart", "postgres-restart", "telegram-429-then-5xx",
+          "vpn-backend-down"]
+
+
+@pytest.mark.skipif(subprocess.run(["which", "rabbitmqctl", "redis-server", "pg_ctlcluster"],
+                                   capture_output=True).returncode != 0,
+                    reason="needs the local rabbitmqctl, redis-server and pg_ctlcluster")
+@pytest.mark.parametrize("fault", FAULTS)
+async def test_fault_matrix(stack, gateway_url, emulator_url, fault):
+    run = uuid.uuid4().hex[:6]
+    dlq_before = {q: await queue_depth(q) for q in DLQS}
+    miner_stop = asyncio.Event()
+
+    async def miner():  # blocks keep coming, whatever the fault
+        c = await new_customer(gateway_url)
+        try:
+            while not miner_stop.is_set():
+                try:
+                    await c.post("/sandbox/blocks", json={"count": 1})
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.3)
+        finally:
+            await c.aclose()
+
+    mining = asyncio.create_task(miner())
+    work = asyncio.create_task(workload(gateway_url, run))
+    await asyncio.sleep(1.0)
+    heal = await asyncio.to_thread(inject, stack, fault)
+    await asyncio.sleep(3.0)
+    await asyncio.to_thread(heal)
+    invoices, conversations = await work
+
+    # operator replies to every conversation once its topic exists
+    topics: dict[str, int] = {}
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(topics) < len(conversations):
+        calls = httpx.get(f"{emulator_url}/_emulator/calls",
+                          params={"method": "createForumTopic"}, timeout=10).json()["calls"]
+        for tid, _ in conversations:
+            for tc in calls:
+                if tid[:6] in tc["params"]["name"]:
+                    topics[tid] = tc["result"]["message_thread_id"]
+        await asyncio.sleep(0.5)
+    assert len(topics) == len(conversations), "a ticket never reached the support chat"
+    replies = {}
+    for tid, thread in topics.items():
+        text = f"[{run}-r-{tid[:6]}]"
+        r = httpx.post(f"{emulator_url}/_emulator/updates", json={
+            "chat_id": SUPPORT_CHAT, "from_id": 1001, "text": text,
+            "message_thread_id": thread}, timeout=30)
+        assert r.status_code == 200 and r.json()["status_code"] == 200
+        replies[tid] = text
+
+    markers = [m for _, ms in conversations for m in ms]
+    db = await asyncpg.connect(ADMIN_DSN)  # opened after the fault: a restart closes connections
+    try:
+        await _check(db, emulator_url, fault, invoices, conversations, markers, replies,
+                     dlq_before, miner_stop, mining)
+    finally:
+        await db.close()
+
+
+async def _check(db, emulator_url, fault, invoices, conversations, markers, replies, dlq_before,
+                 miner_stop, mining) -> None:
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        provisioned = await db.fetchval(
+            "SELECT count(*) FROM provisioning.grants WHERE applied_at IS NOT NULL AND "
+            "invoice_id = ANY($1::text[])", invoices)
+        texts = [c["params"]["text"] for c in httpx.get(
+            f"{emulator_url}/_emulator/calls", params={"method": "sendMessage"},
+            timeout=10).json()["calls"]]
+        delivered = sum(1 for m in markers if any(m in t for t in texts))
+        landed = await db.fetchval("SELECT count(*) FROM tickets.messages WHERE body = "
+                                   "ANY($1::text[])", list(replies.values()))
+        if provisioned >= len(invoices) and delivered == len(markers) and landed >= len(replies):
+            break
+        await asyncio.sleep(1)
+    miner_stop.set()
+    await mining
+
+    grants = await db.fetch("SELECT invoice_id, count(*) AS n FROM provisioning.grants WHERE "
+                            "invoice_id = ANY($1::text[]) GROUP BY invoice_id", invoices)
+    chat_counts = {m: sum(1 for t in texts if m in t) for m in markers}
+    reply_rows = await db.fetch("SELECT body, count(*) AS n FROM tickets.messages WHERE body = "
+                                "ANY($1::text[]) GROUP BY body", list(replies.values()))
+    sent = len(invoices) + len(markers) + len(replies)
+    got = len(grants) + sum(1 for c in chat_counts.values() if c) + len(reply_rows)
+    duplicated = (sum(g["n"] - 1 for g in grants) + sum(max(0, c - 1) for c in
+                  chat_counts.values()) + sum(r["n"] - 1 for r in reply_rows))
+    print(f"\nFAULT {fault}: sent={sent} delivered={got} duplicated={duplicated} "
+          f"lost={sent - got}")
+    assert duplicated == 0 and got == sent
+    stuck = await db.fetchval("SELECT count(*) FROM billing.invoices WHERE status IN "
+                              "('CREATED', 'PENDING') AND id = ANY($1::text[])", invoices)
+    assert stuck == 0
+    pending = await db.fetchval("SELECT count(*) FROM telegram.outgoing WHERE status = 'PENDING' "
+                                "AND ticket_id = ANY($1::text[])", [t for t, _ in conversations])
+    assert pending == 0
+    for q in DLQS:
+        assert await queue_depth(q) == dlq_before[q], f"new dead letters in {q}"
