@@ -238,6 +238,7 @@ def main() -> int:
     reset(env)
     stack = Stack(env, log_dir=ROOT / ".run" / "bench-logs")
     stack.migrate()
+    stack.seed_plans()
     stack.start()
     try:
         gw = stack.api_url("gateway")

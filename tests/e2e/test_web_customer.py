@@ -158,9 +158,11 @@ def test_visitor_registers_gets_support_buys_and_gets_access(browser, gateway_ur
     expect(page.get_by_role("cell", name=plan["name"])).to_be_visible()
 
 
-def test_pages_fit_a_phone_screen(browser, gateway_url, admin_client):
+@pytest.mark.parametrize("label,width,height", [("phone", 390, 844), ("desktop", 1280, 800)])
+def test_main_pages_fit_the_screen(browser, gateway_url, admin_client, label, width, height):
+    """Screenshots of the main pages at phone and desktop widths (test artifacts), no overflow."""
     plan = create_plan(admin_client)
-    page, client = customer_page(browser, gateway_url, viewport={"width": 390, "height": 844})
+    page, client = customer_page(browser, gateway_url, viewport={"width": width, "height": height})
     try:
         client.post("/tickets", json={"subject": "A rather long subject line " * 3,
                                       "body": "x" * 300})
@@ -169,14 +171,14 @@ def test_pages_fit_a_phone_screen(browser, gateway_url, admin_client):
                               headers={"Idempotency-Key": uuid.uuid4().hex})
         assert invoice.status_code == 201, invoice.text
         SHOTS.mkdir(parents=True, exist_ok=True)
-        for name, path in [("landing", "/"), ("invoice", f"/app/invoices/"
-                                                        f"{invoice.json()['invoice']['id']}"),
+        for name, path in [("landing", "/"), ("dashboard", "/app"),
+                           ("invoice", f"/app/invoices/{invoice.json()['invoice']['id']}"),
                            ("tickets", "/app/tickets"), ("settings", "/app/settings")]:
             page.goto(path)
             expect(page.locator("main h1")).to_be_visible()
-            shot = SHOTS / f"web-phone-{name}.png"
+            shot = SHOTS / f"web-{label}-{name}.png"
             page.screenshot(path=str(shot), full_page=True)
             assert shot.stat().st_size > 0
-            assert no_horizontal_overflow(page) <= 390, name
+            assert no_horizontal_overflow(page) <= width, name
     finally:
         page.context.close()
