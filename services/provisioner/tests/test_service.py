@@ -327,3 +327,34 @@ async def test_stale_work_finds_what_was_never_queued(db, service):
     assert work.blocks == [("u18", T0)]
     async with db.transaction() as s:
         assert (await service.stale_work(s, T0, 10)).grants == []  # still within the grace
+
+
+async def test_a_crash_between_the_backend_call_and_the_commit_is_retried_to_one_account(
+        db, service):
+    """The job dies after the backend call, before its transaction commits; the retry makes
+    no second account and no second grant, and the subscription ends where it should."""
+
+    class ProcessDied(Exception):
+        pass
+
+    ev = paid("u-crash")
+    async with db.transaction() as s:
+        await service.record_paid(s, ev, T0)
+        before = await s.scalar(sa.select(sa.func.count()).select_from(SandboxAccount))
+    with pytest.raises(ProcessDied):
+        async with db.transaction() as s:
+            await service.apply_grant(s, ev.invoice_id, T0)
+            raise ProcessDied  # the commit never happens
+    async with db.transaction() as s:  # the backend (outside the transaction) already acted
+        assert await s.scalar(sa.select(sa.func.count()).select_from(SandboxAccount)) == before + 1
+    for _ in range(2):  # the retried job, then a redelivered one
+        async with db.transaction() as s:
+            await service.apply_grant(s, ev.invoice_id, T0)
+    sub = await subscription(db, "u-crash")
+    assert (sub.status, sub.expires_at) == ("ACTIVE", T0 + 30 * DAY)
+    async with db.transaction() as s:
+        assert await s.scalar(sa.select(sa.func.count()).select_from(SandboxAccount)) == before + 1
+        assert await s.scalar(sa.select(sa.func.count()).select_from(Grant).where(
+            Grant.invoice_id == ev.invoice_id)) == 1
+    account = await sandbox_account(db, sub.provision_ref)
+    assert account.enabled and account.expires_at == T0 + 30 * DAY
