@@ -30,9 +30,6 @@ class Identity:
         return self.role == "ADMIN"
 
 
-SERVICE_ROLE = "SERVICE"
-
-
 def _sig(key: str, data: bytes) -> str:
     return hmac.new(key.encode(), data, hashlib.sha256).hexdigest()
 

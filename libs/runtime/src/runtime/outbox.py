@@ -9,7 +9,6 @@ idempotent through the inbox, so a row published twice after a crash does no har
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import asyncpg
@@ -72,8 +71,7 @@ class OutboxRelay:
     """Publishes committed outbox rows until each is confirmed by the broker."""
 
     def __init__(self, db: Database, outbox: Outbox, broker: Broker, batch: int = 200,
-                 poll_seconds: float = 1.0,
-                 after_publish: Callable[[list[dict]], Awaitable[None]] | None = None):
+                 poll_seconds: float = 1.0):
         self.db = db
         self.outbox = outbox
         self.broker = broker
