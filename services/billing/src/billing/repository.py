@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -19,25 +18,9 @@ from billing.models import (
     SandboxChain,
     SandboxTransfer,
 )
-from runtime.errors import ValidationFailed
+from runtime.pagination import keyset_page
 
 OPEN_STATUSES = ("CREATED", "PENDING")
-
-
-def encode_cursor(ts: datetime, ident: str) -> str:
-    return base64.urlsafe_b64encode(f"{ts.isoformat()}|{ident}".encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        ts, ident = raw.split("|", 1)
-        parsed = datetime.fromisoformat(ts)
-    except Exception as exc:
-        raise ValidationFailed("Invalid cursor", {"cursor": cursor}) from exc
-    if parsed.tzinfo is None or "\x00" in ident:
-        raise ValidationFailed("Invalid cursor", {"cursor": cursor})
-    return parsed, ident
 
 
 class PlanRepository:
@@ -97,16 +80,7 @@ class InvoiceRepository:
             stmt = stmt.where(Invoice.user_id == user_id)
         if status:
             stmt = stmt.where(Invoice.status == status)
-        if cursor:
-            ts, ident = decode_cursor(cursor)
-            stmt = stmt.where(sa.tuple_(Invoice.created_at, Invoice.id) < sa.tuple_(ts, ident))
-        stmt = stmt.order_by(Invoice.created_at.desc(), Invoice.id.desc()).limit(limit + 1)
-        rows = list((await self.session.execute(stmt)).scalars())
-        next_cursor = None
-        if len(rows) > limit:
-            rows = rows[:limit]
-            next_cursor = encode_cursor(rows[-1].created_at, rows[-1].id)
-        return rows, next_cursor
+        return await keyset_page(self.session, stmt, Invoice, limit, cursor)
 
     async def payments(self, invoice_id: str) -> list[Payment]:
         stmt = (sa.select(Payment).where(Payment.invoice_id == invoice_id)

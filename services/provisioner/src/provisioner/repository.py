@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -10,20 +9,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from provisioner.models import BackendAccount, Grant, Subscription, UserBlock
-from runtime.errors import ValidationFailed
-
-
-def encode_cursor(ts: datetime, ident: str) -> str:
-    return base64.urlsafe_b64encode(f"{ts.isoformat()}|{ident}".encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        ts, ident = raw.split("|", 1)
-        return datetime.fromisoformat(ts), ident
-    except Exception as exc:
-        raise ValidationFailed("Invalid cursor", {"cursor": cursor}) from exc
+from runtime.pagination import keyset_page
 
 
 class ProvisioningRepository:
@@ -69,18 +55,7 @@ class ProvisioningRepository:
             stmt = stmt.where(Subscription.user_id == user_id)
         if status:
             stmt = stmt.where(Subscription.status == status)
-        if cursor:
-            ts, ident = decode_cursor(cursor)
-            stmt = stmt.where(sa.tuple_(Subscription.created_at, Subscription.id)
-                              < sa.tuple_(ts, ident))
-        stmt = (stmt.order_by(Subscription.created_at.desc(), Subscription.id.desc())
-                .limit(limit + 1))
-        rows = list((await self.session.execute(stmt)).scalars())
-        nxt = None
-        if len(rows) > limit:
-            rows = rows[:limit]
-            nxt = encode_cursor(rows[-1].created_at, rows[-1].id)
-        return rows, nxt
+        return await keyset_page(self.session, stmt, Subscription, limit, cursor)
 
     async def due_for_expiry(self, now: datetime, limit: int) -> list[Subscription]:
         stmt = (sa.select(Subscription)

@@ -2,27 +2,11 @@
 
 from __future__ import annotations
 
-import base64
-from datetime import datetime
-
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from runtime.errors import ValidationFailed
+from runtime.pagination import keyset_page
 from tickets.models import Message, Ticket
-
-
-def encode_cursor(ts: datetime, ident: str) -> str:
-    return base64.urlsafe_b64encode(f"{ts.isoformat()}|{ident}".encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        ts, ident = raw.split("|", 1)
-        return datetime.fromisoformat(ts), ident
-    except Exception as exc:
-        raise ValidationFailed("Invalid cursor", {"cursor": cursor}) from exc
 
 
 class TicketRepository:
@@ -56,16 +40,7 @@ class TicketRepository:
             stmt = stmt.where(Ticket.user_id == user_id)
         if status:
             stmt = stmt.where(Ticket.status == status)
-        if cursor:
-            ts, ident = decode_cursor(cursor)
-            stmt = stmt.where(sa.tuple_(Ticket.created_at, Ticket.id) < sa.tuple_(ts, ident))
-        stmt = stmt.order_by(Ticket.created_at.desc(), Ticket.id.desc()).limit(limit + 1)
-        rows = list((await self.session.execute(stmt)).scalars())
-        next_cursor = None
-        if len(rows) > limit:
-            rows = rows[:limit]
-            next_cursor = encode_cursor(rows[-1].created_at, rows[-1].id)
-        return rows, next_cursor
+        return await keyset_page(self.session, stmt, Ticket, limit, cursor)
 
     def add(self, obj) -> None:
         self.session.add(obj)
