@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse, ORJSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from runtime.db import is_transient_db_error
 from runtime.errors import AppError, PayloadTooLarge
 from runtime.logging import correlation_id, get_logger, new_correlation_id
 from runtime.metrics import HTTP_DURATION, HTTP_REQUESTS
@@ -171,6 +172,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unhandled(_: Request, exc: Exception):
+        if is_transient_db_error(exc):
+            log.warning("database_unavailable", error_type=type(exc).__name__)
+            return error_response(503, "SERVICE_UNAVAILABLE", "The database is unavailable",
+                                  headers={"Retry-After": "1"})
         log.exception("unhandled_error", error_type=type(exc).__name__)
         return error_response(500, "INTERNAL_ERROR", "Something went wrong")
 

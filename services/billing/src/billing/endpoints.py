@@ -37,43 +37,25 @@ from billing.schemas import (
     plan_view,
 )
 from billing.service import BillingService, plan_service
+from runtime.deps import Admin, Ident, Session
 from runtime.errors import ValidationFailed
-from runtime.identity import HEADER, Identity, require_admin, verify
 
 router = APIRouter(prefix="/internal")
 # Mounted only when PAYMENT_PROVIDER=sandbox, so these paths are 404 everywhere else.
 sandbox_router = APIRouter(prefix="/internal/sandbox")
 
 
-async def session(request: Request):
-    """The one place that commits: the request's transaction."""
-    async with request.app.state.db.transaction() as s:
-        yield s
-
-
-def identity(request: Request) -> Identity:
-    return verify(request.app.state.settings.internal_signing_key, request.headers.get(HEADER))
-
-
-def admin(ident: Annotated[Identity, Depends(identity)]) -> Identity:
-    require_admin(ident)
-    return ident
-
-
-def idempotency_key(request: Request) -> str:
+async def idempotency_key(request: Request) -> str:
     key = request.headers.get("Idempotency-Key")
     if key is None or not key.strip() or len(key) > 255:
         raise IdempotencyKeyRequired()
     return key
 
 
-def billing_service(request: Request) -> BillingService:
+async def billing_service(request: Request) -> BillingService:
     return request.app.state.billing
 
 
-Session = Annotated[AsyncSession, Depends(session)]
-Ident = Annotated[Identity, Depends(identity)]
-Admin = Annotated[Identity, Depends(admin)]
 Billing = Annotated[BillingService, Depends(billing_service)]
 Limit = Annotated[int, Query(ge=1, le=100)]
 Cursor = Annotated[str | None, Query(pattern=CURSOR_PATTERN)]

@@ -2,12 +2,45 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.models import AuditEntry, Session, User
+from runtime.db import Database
+
+
+@dataclass(frozen=True, slots=True)
+class SignedInUser:
+    """The user behind a live session, as every request sees it (read-only)."""
+
+    id: str
+    email: str
+    role: str
+    is_blocked: bool
+    created_at: datetime
+    telegram_linked: bool
+    telegram_username: str | None
+
+
+class SessionReader:
+    """The session lookup every authenticated request makes: one statement on the driver's
+    connections (`Database.fetchrow`), no ORM and no transaction, since it only reads."""
+
+    QUERY = (
+        "SELECT u.id, u.email, u.role, u.is_blocked, u.created_at, u.telegram_linked,"
+        " u.telegram_username FROM users u JOIN sessions s ON s.user_id = u.id"
+        " WHERE s.token_hash = $1 AND s.expires_at > $2"
+    )
+
+    def __init__(self, db: Database):
+        self.db = db
+
+    async def user_for_token(self, token_hash: str, now: datetime) -> SignedInUser | None:
+        row = await self.db.fetchrow(self.QUERY, token_hash, now)
+        return SignedInUser(*row) if row is not None else None
 
 
 class UserRepository:
@@ -38,11 +71,6 @@ class UserRepository:
 class SessionRepository:
     def __init__(self, session: AsyncSession):
         self.session = session
-
-    async def user_for_token(self, token_hash: str, now: datetime) -> User | None:
-        stmt = (sa.select(User).join(Session, Session.user_id == User.id)
-                .where(Session.token_hash == token_hash, Session.expires_at > now))
-        return (await self.session.execute(stmt)).scalar_one_or_none()
 
     async def delete(self, token_hash: str) -> None:
         await self.session.execute(sa.delete(Session).where(Session.token_hash == token_hash))

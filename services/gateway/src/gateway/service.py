@@ -13,8 +13,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.identity import UserBlockedV1, UserRegisteredV1, UserUnblockedV1
 from gateway.models import AuditEntry, Session, User, outbox
-from gateway.repository import AuditRepository, SessionRepository, UserRepository
+from gateway.repository import (
+    AuditRepository,
+    SessionReader,
+    SessionRepository,
+    SignedInUser,
+    UserRepository,
+)
 from gateway.security import hash_password, new_session_token, token_hash, verify_password
+from runtime.db import Database
 from runtime.errors import Conflict, NotFound, Unauthenticated
 from runtime.outbox import Outbox
 
@@ -74,8 +81,8 @@ class AuthService:
         await s.flush()
         return token
 
-    async def user_for_token(self, s: AsyncSession, token: str) -> User | None:
-        return await SessionRepository(s).user_for_token(token_hash(token), now())
+    async def user_for_token(self, db: Database, token: str) -> SignedInUser | None:
+        return await SessionReader(db).user_for_token(token_hash(token), now())
 
     async def logout(self, s: AsyncSession, token: str) -> None:
         await SessionRepository(s).delete(token_hash(token))

@@ -1,12 +1,20 @@
-"""Calls to the services' internal APIs with the signed identity header; answers passed through."""
+"""Calls to the services' internal APIs with the signed identity header; answers passed through.
+
+This hop is on every proxied request, so it uses aiohttp's client: under load httpx's
+connection pool took about 35% of the gateway's CPU (py-spy, docs/05-ops/performance.md).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-import httpx
+import aiohttp
+import orjson
 from fastapi import Response
+from yarl import URL
 
 from runtime import identity as signed
 from runtime.errors import NotFound, ServiceUnavailable
@@ -23,30 +31,61 @@ def safe_path(path: str) -> str:
     return "/".join(quote(seg, safe="") for seg in segments)
 
 
+def _query_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamResponse:
+    """What a service answered: status, raw body and (case-insensitive) headers."""
+
+    status_code: int
+    content: bytes
+    headers: Mapping[str, str]
+
+    def json(self) -> Any:
+        return orjson.loads(self.content)
+
+
 class Upstream:
     def __init__(self, name: str, base_url: str, signing_key: str, timeout: float):
         self.name = name
         self.key = signing_key
-        self.client = httpx.AsyncClient(
-            base_url=base_url, timeout=httpx.Timeout(timeout, connect=3.0),
-            limits=httpx.Limits(max_connections=200, max_keepalive_connections=100),
-        )
+        self.base_url = base_url.rstrip("/")
+        self.timeout = aiohttp.ClientTimeout(total=timeout, connect=3.0)
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        # Created on first use: an aiohttp session belongs to the running event loop.
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                timeout=self.timeout,
+                connector=aiohttp.TCPConnector(limit=200, limit_per_host=200,
+                                               keepalive_timeout=30),
+                auto_decompress=False,
+            )
+        return self._session
 
     async def call(self, method: str, path: str, *, user_id: str, role: str,
                    json: Any = None, params: dict | None = None, content: bytes | None = None,
-                   headers: dict[str, str] | None = None) -> httpx.Response:
-        path = safe_path(path)
+                   headers: dict[str, str] | None = None) -> UpstreamResponse:
+        url = URL(self.base_url + safe_path(path), encoded=True)
         hdrs = {signed.HEADER: signed.sign(self.key, user_id, role)}
         if correlation_id.get():
             hdrs["X-Request-ID"] = correlation_id.get() or ""
+        if json is not None:
+            content = orjson.dumps(json)
+            hdrs["Content-Type"] = "application/json"
         if headers:
             hdrs.update(headers)
+        query = {k: _query_value(v) for k, v in (params or {}).items() if v is not None}
         try:
-            return await self.client.request(method, path, json=json,
-                                             params={k: v for k, v in (params or {}).items()
-                                                     if v is not None},
-                                             content=content, headers=hdrs)
-        except httpx.HTTPError as exc:
+            async with self._client().request(method, url, params=query or None, data=content,
+                                              headers=hdrs) as r:
+                return UpstreamResponse(r.status, await r.read(), r.headers)
+        except (TimeoutError, aiohttp.ClientError) as exc:
             log.warning("upstream_unavailable", upstream=self.name, error=type(exc).__name__)
             raise ServiceUnavailable(f"The {self.name} service is unavailable") from exc
 
@@ -61,4 +100,5 @@ class Upstream:
                         media_type="application/json", headers=extra)
 
     async def close(self) -> None:
-        await self.client.aclose()
+        if self._session is not None:
+            await self._session.close()

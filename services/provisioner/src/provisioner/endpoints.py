@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from provisioner.backends.sandbox import SandboxBackend
 from provisioner.jobs import list_failed_jobs, retry_failed_job
@@ -20,38 +19,19 @@ from provisioner.schemas import (
     RetriedJob,
     SandboxFaultBody,
     SubscriptionList,
-    SubscriptionOut,
     SubscriptionStatus,
 )
 from provisioner.service import ProvisioningService, now
+from runtime.deps import Admin, Ident, Session
 from runtime.errors import NotFound
-from runtime.identity import HEADER, Identity, require_admin, verify
 
 router = APIRouter(prefix="/internal")
 
 
-async def session(request: Request):
-    """The one place that commits: the request's transaction."""
-    async with request.app.state.db.transaction() as s:
-        yield s
-
-
-def identity(request: Request) -> Identity:
-    return verify(request.app.state.settings.internal_signing_key, request.headers.get(HEADER))
-
-
-def admin(ident: Annotated[Identity, Depends(identity)]) -> Identity:
-    require_admin(ident)
-    return ident
-
-
-def service(request: Request) -> ProvisioningService:
+async def service(request: Request) -> ProvisioningService:
     return request.app.state.service
 
 
-Session = Annotated[AsyncSession, Depends(session)]
-Ident = Annotated[Identity, Depends(identity)]
-Admin = Annotated[Identity, Depends(admin)]
 Service = Annotated[ProvisioningService, Depends(service)]
 Limit = Annotated[int, Query(ge=1, le=100)]
 
@@ -61,10 +41,8 @@ def _admin_out(sub) -> AdminSubscriptionOut:
 
 
 @router.get("/subscriptions", response_model=SubscriptionList)
-async def list_subscriptions(s: Session, ident: Ident, svc: Service):
-    rows = await svc.list_own(s, ident)
-    return {"subscriptions": [SubscriptionOut.model_validate(r, from_attributes=True)
-                              for r in rows]}
+async def list_subscriptions(request: Request, ident: Ident, svc: Service):
+    return {"subscriptions": await svc.list_own(request.app.state.db, ident)}
 
 
 @router.get("/subscriptions/{sub_id}/access", response_model=AccessOut)

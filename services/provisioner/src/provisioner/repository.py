@@ -9,6 +9,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from provisioner.models import BackendAccount, Grant, Subscription, UserBlock
+from runtime.db import Database
 from runtime.pagination import keyset_page
 
 
@@ -42,11 +43,6 @@ class ProvisioningRepository:
         if for_update:
             stmt = stmt.with_for_update().execution_options(populate_existing=True)
         return (await self.session.execute(stmt)).scalar_one_or_none()
-
-    async def subscriptions_of(self, user_id: str) -> list[Subscription]:
-        stmt = (sa.select(Subscription).where(Subscription.user_id == user_id)
-                .order_by(Subscription.created_at.desc()))
-        return list((await self.session.execute(stmt)).scalars())
 
     async def page(self, *, user_id: str | None, status: str | None, limit: int,
                    cursor: str | None) -> tuple[list[Subscription], str | None]:
@@ -138,3 +134,17 @@ class ProvisioningRepository:
 
     def add(self, obj) -> None:
         self.session.add(obj)
+
+
+class SubscriptionReader:
+    """A customer's own subscriptions, read on every panel load: one statement on the driver's
+    connections (`Database.fetch`), no ORM and no transaction."""
+
+    OWN = ("SELECT id, plan_id, status, started_at, expires_at, max_devices FROM subscriptions"
+           " WHERE user_id = $1 ORDER BY created_at DESC")
+
+    def __init__(self, db: Database):
+        self.db = db
+
+    async def own(self, user_id: str) -> list[dict]:
+        return [dict(r) for r in await self.db.fetch(self.OWN, user_id)]

@@ -35,7 +35,7 @@ from provisioner.backends import AccessDetails, AccountMissing, BackendError, Vp
 from provisioner.backends.base import REF_PREFIX
 from provisioner.metrics import LIFECYCLE, RECONCILIATION_FIXES
 from provisioner.models import Grant, Subscription, UserBlock, outbox
-from provisioner.repository import ProvisioningRepository
+from provisioner.repository import ProvisioningRepository, SubscriptionReader
 from runtime.db import Database
 from runtime.errors import Conflict, IllegalTransition, NotFound, ServiceUnavailable
 from runtime.identity import Identity
@@ -362,8 +362,8 @@ class ProvisioningService:
 
     # ------------------------------------------------------------------ queries and admin
 
-    async def list_own(self, s: AsyncSession, identity: Identity) -> list[Subscription]:
-        return await ProvisioningRepository(s).subscriptions_of(identity.user_id)
+    async def list_own(self, db: Database, identity: Identity) -> list[dict]:
+        return await SubscriptionReader(db).own(identity.user_id)
 
     async def access(self, s: AsyncSession, identity: Identity, sub_id: str) -> dict:
         """The access config, fetched live from the backend; another user's id is not found."""

@@ -3,27 +3,19 @@
 from __future__ import annotations
 
 import hmac
-from typing import Annotated
 
 import orjson
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
+from runtime.deps import Ident
 from runtime.errors import Unauthenticated, ValidationFailed
-from runtime.identity import HEADER, Identity, verify
-from telegram.repository import TelegramRepository
+from telegram.repository import TelegramRepository, UpdateInbox
 from telegram.service import create_link_token
 
 router = APIRouter(prefix="/internal")
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
-
-
-def identity(request: Request) -> Identity:
-    return verify(request.app.state.settings.internal_signing_key, request.headers.get(HEADER))
-
-
-Ident = Annotated[Identity, Depends(identity)]
 
 
 @router.post("/webhook")
@@ -41,8 +33,8 @@ async def webhook(request: Request, _: Ident):
     update_id = update.get("update_id") if isinstance(update, dict) else None
     if not isinstance(update_id, int) or isinstance(update_id, bool):
         raise ValidationFailed("update_id must be an integer", {"field": "update_id"})
-    async with request.app.state.db.transaction() as s:
-        fresh = await TelegramRepository(s).insert_update(update_id, update)
+    fresh = await UpdateInbox(request.app.state.db).insert(update_id,
+                                                           orjson.dumps(update).decode())
     if fresh:
         try:
             await request.app.state.jobs.enqueue_update(update_id)

@@ -8,7 +8,23 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from runtime.db import Database
 from telegram.models import AccountLink, MessageMap, Outgoing, ReceivedUpdate, TicketThread
+
+
+class UpdateInbox:
+    """The webhook's one statement: store an update once, keyed by `update_id` (atomic on its
+    own, so it runs on the driver pool with no transaction around it: one round trip)."""
+
+    INSERT = ("INSERT INTO received_updates (update_id, payload) VALUES ($1, $2::jsonb)"
+              " ON CONFLICT (update_id) DO NOTHING RETURNING update_id")
+
+    def __init__(self, db: Database):
+        self.db = db
+
+    async def insert(self, update_id: int, payload_json: str) -> bool:
+        """True when the update is new, False when it was already stored."""
+        return await self.db.fetchrow(self.INSERT, update_id, payload_json) is not None
 
 
 class TelegramRepository:
@@ -16,13 +32,6 @@ class TelegramRepository:
         self.session = session
 
     # updates
-    async def insert_update(self, update_id: int, payload: dict) -> bool:
-        res = await self.session.execute(
-            insert(ReceivedUpdate).values(update_id=update_id, payload=payload)
-            .on_conflict_do_nothing().returning(ReceivedUpdate.update_id)
-        )
-        return res.first() is not None
-
     async def lock_update(self, update_id: int) -> ReceivedUpdate | None:
         stmt = (sa.select(ReceivedUpdate).where(ReceivedUpdate.update_id == update_id)
                 .with_for_update(skip_locked=True))

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.common import TicketStatus
-from runtime.identity import HEADER, Identity, require_staff, verify
+from runtime.deps import Ident, Session, Staff
 from tickets.models import Ticket
 from tickets.repository import TicketRepository
 from tickets.schemas import (
@@ -28,24 +28,6 @@ from tickets.service import ticket_service
 router = APIRouter(prefix="/internal")
 
 
-async def session(request: Request):
-    """The one place that commits: the request's transaction."""
-    async with request.app.state.db.transaction() as s:
-        yield s
-
-
-def identity(request: Request) -> Identity:
-    return verify(request.app.state.settings.internal_signing_key, request.headers.get(HEADER))
-
-
-def staff(ident: Annotated[Identity, Depends(identity)]) -> Identity:
-    require_staff(ident)
-    return ident
-
-
-Session = Annotated[AsyncSession, Depends(session)]
-Ident = Annotated[Identity, Depends(identity)]
-Staff = Annotated[Identity, Depends(staff)]
 Limit = Annotated[int, Query(ge=1, le=100)]
 
 

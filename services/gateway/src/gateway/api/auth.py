@@ -8,13 +8,14 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from gateway.api.deps import DB, Caller, CurrentCaller, client_ip, current_caller_even_blocked
 from gateway.models import User
+from gateway.repository import SignedInUser
 from gateway.schemas import Credentials, LoginBody, TelegramLinkOut, UserEnvelope
 from runtime.errors import ServiceUnavailable
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
 
-def user_out(user: User) -> dict:
+def user_out(user: User | SignedInUser) -> dict:
     return {"id": user.id, "email": user.email, "role": user.role, "created_at": user.created_at,
             "telegram": {"linked": user.telegram_linked, "username": user.telegram_username}}
 

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.models import User
+from gateway.repository import SignedInUser
 from gateway.security import csrf_valid
 from runtime.errors import Forbidden, Unauthenticated
 
@@ -26,7 +26,7 @@ DB = Annotated[AsyncSession, Depends(db_session)]
 
 @dataclass
 class Caller:
-    user: User
+    user: SignedInUser
     token: str
 
     @property
@@ -59,8 +59,7 @@ async def _caller(request: Request, allow_blocked: bool) -> Caller:
     token = session_token(request)
     if not token:
         raise Unauthenticated()
-    async with request.app.state.db.transaction() as s:
-        user = await request.app.state.auth.user_for_token(s, token)
+    user = await request.app.state.auth.user_for_token(request.app.state.db, token)
     if user is None:
         raise Unauthenticated("Session expired or signed out")
     check_csrf(request, token)

@@ -21,8 +21,7 @@ async def optional_caller(request: Request) -> Caller | None:
     token = session_token(request)
     if not token:
         return None
-    async with request.app.state.db.transaction() as s:
-        user = await request.app.state.auth.user_for_token(s, token)
+    user = await request.app.state.auth.user_for_token(request.app.state.db, token)
     if user is None:
         return None
     caller = Caller(user, token)

@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-import httpx
 import sqlalchemy as sa
 from fastapi import Request
 
@@ -24,6 +23,7 @@ from gateway.models import Session, User
 from gateway.repository import AuditRepository, UserRepository
 from gateway.security import hash_password, token_hash, verify_password
 from gateway.service import user_admin_service
+from gateway.upstream import UpstreamResponse
 from gateway.web.config import web_settings
 from runtime.errors import AppError, Conflict, NotFound, ServiceUnavailable, ValidationFailed
 from runtime.http import tcp_check
@@ -35,7 +35,7 @@ ANONYMOUS = ("anonymous", "SERVICE")  # what the API sends for calls without a c
 OPEN_INVOICE = {"CREATED", "PENDING"}
 
 
-def answer(service: str, r: httpx.Response) -> dict[str, Any]:
+def answer(service: str, r: UpstreamResponse) -> dict[str, Any]:
     """The JSON body of a 2xx answer; the service's own error otherwise."""
     if r.status_code >= 500:
         raise ServiceUnavailable(f"The {service} service failed")

@@ -1,0 +1,41 @@
+"""FastAPI dependencies every internal API shares: the request's transaction and the caller.
+
+All are `async def` on purpose: FastAPI runs a plain `def` dependency in a worker thread, which
+costs a thread hand-off on every request.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from runtime.identity import HEADER, Identity, require_admin, require_staff, verify
+
+
+async def transaction(request: Request):
+    """The one place that commits: the request's transaction."""
+    async with request.app.state.db.transaction() as s:
+        yield s
+
+
+async def identity(request: Request) -> Identity:
+    """The caller, from the gateway's signed identity header (401 when missing or bad)."""
+    return verify(request.app.state.settings.internal_signing_key, request.headers.get(HEADER))
+
+
+async def staff(ident: Annotated[Identity, Depends(identity)]) -> Identity:
+    require_staff(ident)
+    return ident
+
+
+async def admin(ident: Annotated[Identity, Depends(identity)]) -> Identity:
+    require_admin(ident)
+    return ident
+
+
+Session = Annotated[AsyncSession, Depends(transaction)]
+Ident = Annotated[Identity, Depends(identity)]
+Staff = Annotated[Identity, Depends(staff)]
+Admin = Annotated[Identity, Depends(admin)]
