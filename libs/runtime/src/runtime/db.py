@@ -35,10 +35,10 @@ def create_engine(settings: ServiceSettings, pool_size: int = 10) -> AsyncEngine
     """Engine connecting as the service's own role, with its schema first on the search path."""
     return create_async_engine(
         settings.service_dsn(),
-        # A fixed pool: callers queue for a connection instead of opening and closing extra
-        # ones under load (overflow churn, with a TLS probe per connect, measured in profiles).
+        # Overflow, not a fixed pool: a job may hold its transaction while a backend it calls
+        # needs a connection of the same process (a fixed pool deadlocked on that under load).
         pool_size=pool_size,
-        max_overflow=0,
+        max_overflow=pool_size,
         pool_timeout=10,
         pool_pre_ping=True,
         pool_recycle=1800,
