@@ -18,6 +18,9 @@ from sqlalchemy.ext.asyncio import (
 
 from runtime.settings import ServiceSettings
 
+# Connections of the one-statement driver pool (per process, on top of the engine's pool).
+READER_POOL_SIZE = 5
+
 # Errors that mean "the infrastructure is briefly away", never "this input is bad".
 TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
@@ -66,7 +69,6 @@ class Database:
         self.settings = settings
         self.engine = create_engine(settings, pool_size=pool_size)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
-        self._pool_size = pool_size
         self._reader: Any = None
         self._reader_lock = asyncio.Lock()
 
@@ -86,7 +88,7 @@ class Database:
                 dsn = self.settings.service_dsn().replace("postgresql+asyncpg://",
                                                           "postgresql://", 1)
                 self._reader = await asyncpg.create_pool(
-                    dsn, min_size=1, max_size=self._pool_size, timeout=10, command_timeout=30,
+                    dsn, min_size=1, max_size=READER_POOL_SIZE, timeout=10, command_timeout=30,
                     server_settings={"search_path": self.settings.schema,
                                      "application_name": self.settings.service_name})
         return self._reader

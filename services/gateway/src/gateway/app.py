@@ -22,7 +22,7 @@ API_PREFIX = "/api/v1"
 
 
 def create_api(settings: Settings) -> FastAPI:
-    db = Database(settings, pool_size=20)
+    db = Database(settings)  # the per-request session lookup uses the reader pool
     redis = Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
     upstreams = {
         name: Upstream(name, url, settings.internal_signing_key, settings.upstream_timeout)
