@@ -35,7 +35,9 @@ async def admin(ident: Annotated[Identity, Depends(identity)]) -> Identity:
     return ident
 
 
-Session = Annotated[AsyncSession, Depends(transaction)]
+# scope="function": commit before the response is sent, so a client that got its answer
+# always finds the write (FastAPI's default for yield dependencies ends after sending).
+Session = Annotated[AsyncSession, Depends(transaction, scope="function")]
 Ident = Annotated[Identity, Depends(identity)]
 Staff = Annotated[Identity, Depends(staff)]
 Admin = Annotated[Identity, Depends(admin)]

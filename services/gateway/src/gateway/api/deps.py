@@ -21,7 +21,9 @@ async def db_session(request: Request):
         yield s
 
 
-DB = Annotated[AsyncSession, Depends(db_session)]
+# scope="function": commit before the response is sent, so a client that got its answer
+# always finds the write (FastAPI's default for yield dependencies ends after sending).
+DB = Annotated[AsyncSession, Depends(db_session, scope="function")]
 
 
 @dataclass
