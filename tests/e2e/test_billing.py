@@ -297,3 +297,26 @@ def test_webhook_signature_is_checked_and_deliveries_stored_once(gateway_url):
     r = hooks.post("/payments/webhooks/nopay", content=body,
                    headers={**json_type, "BTCPay-Sig": sign(body)})
     assert r.status_code == 404
+
+
+def test_sandbox_provider_faults_need_an_admin_and_valid_input(stack):
+    """The fault switch is an operator's tool: signed ADMIN identity only, bad input is a 400."""
+    from runtime import identity
+
+    key = stack.env.get("INTERNAL_SIGNING_KEY", "dev-internal-signing-key-change-me")
+    url = stack.api_url("billing") + "/internal/sandbox/faults"
+    body = {"operation": "observe", "for_seconds": 1}
+    assert httpx.post(url, json=body, timeout=10).status_code == 401
+    as_user = {identity.HEADER: identity.sign(key, "u-1", "USER")}
+    r = httpx.post(url, json=body, headers=as_user, timeout=10)
+    assert r.status_code == 403 and r.json()["code"] == "FORBIDDEN"
+    assert httpx.delete(url, headers=as_user, timeout=10).status_code == 403
+    as_admin = {identity.HEADER: identity.sign(key, "admin-1", "ADMIN")}
+    for bad in ({"operation": "mine"}, {"for_seconds": 0}, {"delay_ms": -1}, {"extra": 1}):
+        r = httpx.post(url, json=bad, headers=as_admin, timeout=10)
+        assert r.status_code == 400 and r.json()["code"] == "VALIDATION_ERROR", (bad, r.text)
+    assert sql("SELECT count(*) FROM billing.sandbox_payment_faults", method="fetchval") == 0
+    r = httpx.post(url, json=body, headers=as_admin, timeout=10)
+    assert r.status_code == 201 and isinstance(r.json()["id"], int)
+    assert httpx.delete(url, headers=as_admin, timeout=10).status_code == 204
+    assert sql("SELECT count(*) FROM billing.sandbox_payment_faults", method="fetchval") == 0

@@ -94,12 +94,36 @@ def inject(stack, fault: str):
         assert r.status_code == 201, r.text
         return lambda: httpx.delete(f"{prov}/internal/sandbox/faults",
                                     headers=_admin_header(stack), timeout=10)
+    if fault == "payment-provider-timeout":
+        # payment checks hang 1 s and time out (payments made now go unseen), then every
+        # provider call does for 2 s more (new invoices are refused) and the outage ends by itself
+        faults = f"{stack.api_url('billing')}/internal/sandbox/faults"
+        r = httpx.post(faults, headers=_admin_header(stack), timeout=10, json={
+            "operation": "observe", "delay_ms": 1000, "message": "provider timed out"})
+        assert r.status_code == 201, r.text
+
+        def heal():
+            httpx.delete(faults, headers=_admin_header(stack), timeout=10)
+            httpx.post(faults, headers=_admin_header(stack), timeout=10, json={
+                "operation": "*", "delay_ms": 1000, "for_seconds": 2,
+                "message": "provider timed out"})
+        return heal
     raise ValueError(fault)
+
+
+def _provider_errors(stack, operation: str) -> float:
+    """Failed payment-provider calls of `operation` counted by billing's API and worker."""
+    urls = [stack.api_url("billing") + "/metrics",
+            f"http://127.0.0.1:{stack.worker_metrics_port('billing')}/metrics"]
+    wanted = f'billing_provider_errors_total{{operation="{operation}",provider="sandbox"}}'
+    return sum(float(line.rsplit(" ", 1)[1]) for url in urls
+               for line in httpx.get(url, timeout=10).text.splitlines()
+               if line.startswith(wanted))
 
 
 FAULTS = ["kill:gateway", "kill:billing", "kill:provisioner", "kill:tickets", "kill:telegram",
           "rabbitmq-restart", "redis-restart", "postgres-restart", "telegram-429-then-5xx",
-          "vpn-backend-down"]
+          "payment-provider-timeout", "vpn-backend-down"]
 
 
 @pytest.mark.skipif(subprocess.run(["which", "rabbitmqctl", "redis-server", "pg_ctlcluster"],
@@ -124,12 +148,17 @@ async def test_fault_matrix(stack, gateway_url, emulator_url, fault):
             await c.aclose()
 
     mining = asyncio.create_task(miner())
-    work = asyncio.create_task(workload(gateway_url, run))
+    before = asyncio.create_task(workload(gateway_url, run))  # in flight when the fault hits
     await asyncio.sleep(1.0)
+    provider_errors = _provider_errors(stack, "observe")
     heal = await asyncio.to_thread(inject, stack, fault)
+    during = asyncio.create_task(workload(gateway_url, run + "d", purchases=4, tickets=2))
     await asyncio.sleep(3.0)
     await asyncio.to_thread(heal)
-    invoices, conversations = await work
+    if fault == "payment-provider-timeout":  # the outage was felt, not just switched on
+        assert _provider_errors(stack, "observe") > provider_errors
+    (inv1, conv1), (inv2, conv2) = await before, await during
+    invoices, conversations = inv1 + inv2, conv1 + conv2
 
     # operator replies to every conversation once its topic exists
     topics: dict[str, int] = {}

@@ -29,7 +29,7 @@ from billing.service import (
     transition_payment,
     utcnow,
 )
-from runtime.errors import IllegalTransition, ValidationFailed
+from runtime.errors import IllegalTransition, ServiceUnavailable, ValidationFailed
 from runtime.retention import run_rules
 
 from .conftest import make_settings
@@ -247,6 +247,51 @@ async def test_invoice_expiry_job_expires_only_past_the_lock(sandbox, db):
         invoice.rate_locked_until = utcnow() - timedelta(seconds=1)
     await sandbox.watcher.invoice_expiry()
     assert (await load(db, inv["id"]))[0].status == "EXPIRED"
+
+
+
+async def test_provider_outage_refuses_new_invoices_and_delays_settling_without_loss(
+        sandbox, db, pg):
+    """An injected sandbox outage: calls hang `delay_ms`, then fail as a timed-out provider."""
+    plan_id = await new_plan(db)
+    body = InvoiceCreate(plan_id=plan_id, asset="USDT", network="TRON")
+    key = uuid.uuid4().hex
+    try:
+        async with db.transaction() as s:
+            await sandbox_chain.add_fault(s, operation="create_checkout", message="timed out",
+                                          delay_ms=50, for_seconds=None)
+        with pytest.raises(ServiceUnavailable):
+            await sandbox.billing.create_invoice_idempotent(db, user_id="u-out", key=key,
+                                                            body=body)
+        # nothing was stored: neither the invoice nor the key, so the client's retry is new
+        assert await pg.fetchval(
+            "SELECT count(*) FROM billing.invoices WHERE user_id = 'u-out'") == 0
+        assert await pg.fetchval("SELECT count(*) FROM billing.idempotency_keys WHERE key = $1",
+                                 key) == 0
+        async with db.transaction() as s:
+            await sandbox_chain.clear_faults(s)
+        result = await sandbox.billing.create_invoice_idempotent(db, user_id="u-out", key=key,
+                                                                 body=body)
+        assert result.status == 201 and not result.replayed
+        inv = result.json()["invoice"]
+
+        await pay(db, inv, Decimal(inv["amount_asset"]), blocks=2)
+        async with db.transaction() as s:
+            await sandbox_chain.add_fault(s, operation="observe", message="timed out",
+                                          delay_ms=0, for_seconds=1.0)
+        assert await sandbox.watcher.watch_one(inv["id"]) == "provider_error"
+        async with db.transaction() as s:  # the lock passes during the outage
+            invoice = await InvoiceRepository(s).get(inv["id"], for_update=True)
+            invoice.rate_locked_until = utcnow() - timedelta(seconds=1)
+        await sandbox.watcher.invoice_expiry()
+        invoice, payments = await load(db, inv["id"])
+        assert invoice.status == "CREATED" and payments == []  # not expired unseen
+        await asyncio.sleep(1.1)  # the fault ends by itself
+        assert await sandbox.watcher.watch_one(inv["id"]) == "PAID"
+        assert len(await events(pg, "billing.invoice.paid.v1", inv["id"])) == 1
+    finally:
+        async with db.transaction() as s:
+            await sandbox_chain.clear_faults(s)
 
 
 async def test_plan_in_use_is_deactivated_never_deleted(sandbox, db):

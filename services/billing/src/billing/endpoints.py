@@ -30,6 +30,8 @@ from billing.schemas import (
     PlanList,
     PlanUpdate,
     RefundBody,
+    SandboxFaultBody,
+    SandboxFaultOut,
     TransferBody,
     TransferOut,
     WebhookAck,
@@ -174,3 +176,16 @@ async def sandbox_transfer(body: TransferBody, s: Session, billing: Billing, _: 
 async def sandbox_blocks(body: BlocksBody, s: Session, _: Ident):
     return {"height": await sandbox_chain.mine(s, body.count)}
 
+
+
+@sandbox_router.post("/faults", status_code=201, response_model=SandboxFaultOut)
+async def sandbox_add_fault(body: SandboxFaultBody, s: Session, _: Admin):
+    return {"id": await sandbox_chain.add_fault(s, operation=body.operation, message=body.message,
+                                                delay_ms=body.delay_ms,
+                                                for_seconds=body.for_seconds)}
+
+
+@sandbox_router.delete("/faults", status_code=204)
+async def sandbox_clear_faults(s: Session, _: Admin):
+    await sandbox_chain.clear_faults(s)
+    return Response(status_code=204)

@@ -105,6 +105,17 @@ class BlocksBody(Strict):
     count: int = Field(ge=1, le=100)
 
 
+class SandboxFaultBody(Strict):
+    operation: Literal["*", "create_checkout", "observe"] = "*"
+    for_seconds: float | None = Field(None, gt=0, le=3600, description="None: until removed")
+    delay_ms: int = Field(0, ge=0, le=30_000, description="how long each call hangs first")
+    message: str = Field("sandbox provider timed out", min_length=1, max_length=200)
+
+
+class SandboxFaultOut(BaseModel):
+    id: int
+
+
 class PlanOut(BaseModel):
     id: str
     name: str

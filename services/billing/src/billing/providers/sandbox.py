@@ -2,21 +2,24 @@
 
 Each invoice gets its own address derived from its id. Transfers start with 0 confirmations;
 mining blocks adds confirmations; `observe` reads the chain exactly as a real watcher would read
-a node, so the ordinary watch/settle path runs with no outside service.
+a node, so the ordinary watch/settle path runs with no outside service. Outages can be injected
+(`/internal/sandbox/faults`): the provider's calls then hang for a while and fail as a timed-out
+provider would, so the retry paths run without a real one.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing.models import Invoice, SandboxTransfer
-from billing.providers.base import Checkout, CheckoutRequest, ObservedPayment
-from billing.repository import SandboxRepository
+from billing.models import Invoice, SandboxPaymentFault, SandboxTransfer
+from billing.providers.base import Checkout, CheckoutRequest, ObservedPayment, ProviderError
+from billing.repository import SandboxFaultReader, SandboxRepository
 from runtime.db import Database
 
 OPTIONS = [("USDT", "TRON"), ("USDT", "ETHEREUM"), ("BTC", "BITCOIN"), ("ETH", "ETHEREUM")]
@@ -34,11 +37,21 @@ class SandboxProvider:
     def __init__(self, db: Database, confirmations: int):
         self.db = db
         self.confirmations = confirmations
+        self.faults = SandboxFaultReader(db)
+
+    async def _injected_fault(self, operation: str) -> None:
+        fault = await self.faults.active(operation, datetime.now(UTC))
+        if fault is None:
+            return
+        message, delay_ms = fault
+        await asyncio.sleep(delay_ms / 1000)
+        raise ProviderError(self.name, operation, message)
 
     def options(self) -> list[tuple[str, str]]:
         return list(OPTIONS)
 
     async def create_checkout(self, request: CheckoutRequest) -> Checkout:
+        await self._injected_fault("create_checkout")
         return Checkout(provider_ref=None,
                         address=derive_address(request.network, request.invoice_id),
                         payment_url=None)
@@ -46,6 +59,7 @@ class SandboxProvider:
     async def observe(self, invoice: Invoice) -> list[ObservedPayment]:
         if not invoice.address:
             return []
+        await self._injected_fault("observe")
         async with self.db.transaction() as s:
             repo = SandboxRepository(s)
             height = await repo.height()
@@ -80,6 +94,18 @@ class SandboxChain:
         height = await repo.advance(count)
         await repo.include_pending(height - count + 1)
         return height
+
+    async def add_fault(self, session: AsyncSession, *, operation: str, message: str,
+                        delay_ms: int, for_seconds: float | None) -> int:
+        """Make the provider's `operation` calls ('*' = all) fail as timeouts for a while."""
+        now = datetime.now(UTC)
+        until = now + timedelta(seconds=for_seconds) if for_seconds is not None else None
+        return await SandboxRepository(session).add_fault(SandboxPaymentFault(
+            operation=operation, message=message, delay_ms=delay_ms, until=until,
+            created_at=now))
+
+    async def clear_faults(self, session: AsyncSession) -> None:
+        await SandboxRepository(session).clear_faults()
 
 
 sandbox_chain = SandboxChain()
