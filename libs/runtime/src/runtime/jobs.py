@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from bullmq import Job, Queue, Worker
+from bullmq import DelayedError, Job, Queue, Worker
 
 from runtime.db import is_transient_db_error
 from runtime.logging import correlation_id, get_logger
@@ -60,13 +61,25 @@ class JobQueue:
         await self.queue.close()
 
 
+def database_away(exc: BaseException) -> bool:
+    """The database failed, not the work: the error raised is the driver's, the pool's or a
+    socket's. A domain error that merely wraps a socket error (a VPN backend or payment provider
+    unreachable) is the work failing, and spends an attempt as usual."""
+    raised_by = type(exc).__module__.split(".", 1)[0]
+    return ((raised_by in {"asyncpg", "sqlalchemy"} or isinstance(exc, OSError))
+            and is_transient_db_error(exc))
+
+
 class JobWorker:
-    """Runs handlers by job name; transient DB errors retry later without failing the job."""
+    """Runs handlers by job name. A job with a retry budget that fails because the database is
+    away goes back to the delayed set without spending an attempt (`transient_delay_ms` plus
+    jitter), so an outage longer than the backoff cannot mark work as failed."""
 
     def __init__(self, name: str, redis_url: str, handlers: dict[str, JobHandler],
-                 concurrency: int = 10, prefix: str = "bull"):
+                 concurrency: int = 10, prefix: str = "bull", transient_delay_ms: int = 2000):
         self.name = name
         self.handlers = handlers
+        self.transient_delay_ms = transient_delay_ms
         self.worker = Worker(
             name, self._process,
             {"connection": redis_url, "concurrency": concurrency, "prefix": prefix,
@@ -88,14 +101,30 @@ class JobWorker:
         try:
             result = await handler(job)
         except Exception as exc:
-            outcome = "transient" if is_transient_db_error(exc) else "failed"
-            JOBS_HANDLED.labels(self.name, job.name, outcome).inc()
+            if database_away(exc):
+                JOBS_HANDLED.labels(self.name, job.name, "transient").inc()
+                if (job.opts or {}).get("attempts", 1) > 1 and await self._later(job, token):
+                    log.warning("job_deferred", queue=self.name, job=job.name, job_id=job.id,
+                                error=str(exc)[:300])
+                    raise DelayedError() from exc
+            else:
+                JOBS_HANDLED.labels(self.name, job.name, "failed").inc()
             log.warning("job_failed", queue=self.name, job=job.name, job_id=job.id,
                         attempt=job.attemptsMade + 1, error=str(exc)[:300])
             raise
         JOBS_HANDLED.labels(self.name, job.name, "ok").inc()
         log.debug("job_done", queue=self.name, job=job.name, seconds=time.perf_counter() - started)
         return result
+
+    async def _later(self, job: Job, token: str) -> bool:
+        """Back to the delayed set, attempt not counted; False if that failed too (Redis away)."""
+        delay = self.transient_delay_ms * (1 + random.random() / 2)
+        try:
+            await job.moveToDelayed(int(time.time() * 1000 + delay), token)
+        except Exception as exc:
+            log.warning("job_defer_failed", queue=self.name, job_id=job.id, error=str(exc)[:200])
+            return False
+        return True
 
     async def close(self, timeout: float = 20) -> None:
         try:

@@ -31,7 +31,7 @@ from provisioner.service import (
 )
 from runtime.db import Database
 from runtime.errors import Conflict, NotFound
-from runtime.jobs import JobQueue
+from runtime.jobs import JobQueue, database_away
 from runtime.logging import get_logger
 
 log = get_logger(__name__)
@@ -83,6 +83,8 @@ def provision_handlers(db: Database, service: ProvisioningService):
             async with db.transaction() as s:
                 result = await service.apply_grant(s, invoice_id, now())
         except Exception as exc:
+            if database_away(exc):  # the runner defers the job; no attempt spent, none recorded
+                raise
             attempts = job.attemptsMade + 1
             final = attempts >= int(job.opts.get("attempts") or 1)
             PROVISIONS.labels("failed" if final else "retry").inc()
