@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
 import sqlalchemy.exc
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -20,6 +22,9 @@ from runtime.settings import ServiceSettings
 
 # Connections of the one-statement driver pool (per process, on top of the engine's pool).
 READER_POOL_SIZE = 5
+
+# A pooled connection idle longer than this is pinged before use (see `ping_when_idle`).
+PING_IF_IDLE_SECONDS = 5.0
 
 # Errors that mean "the infrastructure is briefly away", never "this input is bad".
 TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
@@ -36,14 +41,14 @@ TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
 
 def create_engine(settings: ServiceSettings, pool_size: int = 10) -> AsyncEngine:
     """Engine connecting as the service's own role, with its schema first on the search path."""
-    return create_async_engine(
+    engine = create_async_engine(
         settings.service_dsn(),
         # Overflow, not a fixed pool: a job may hold its transaction while a backend it calls
         # needs a connection of the same process (a fixed pool deadlocked on that under load).
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_timeout=10,
-        pool_pre_ping=True,
+        pool_pre_ping=False,  # see ping_when_idle
         pool_recycle=1800,
         connect_args={
             "server_settings": {
@@ -54,6 +59,37 @@ def create_engine(settings: ServiceSettings, pool_size: int = 10) -> AsyncEngine
             "command_timeout": 30,
         },
     )
+    ping_when_idle(engine)
+    return engine
+
+
+def ping_when_idle(engine: AsyncEngine, idle_seconds: float = PING_IF_IDLE_SECONDS) -> None:
+    """Ping a pooled connection before use only if it sat idle for `idle_seconds`.
+
+    SQLAlchemy's `pool_pre_ping` pings on every checkout, and with asyncpg a ping is three round
+    trips (BEGIN, an empty query, ROLLBACK): under load that was about a fifth of a worker's
+    database time (py-spy, docs/05-ops/performance.md). A connection in steady use needs no
+    ping; if the server went away under it, the statement fails with a disconnect error,
+    SQLAlchemy invalidates every connection of that pool generation, and the caller sees a
+    transient error it already handles (503 with Retry-After, a consumer retrying in place, a
+    job deferred without spending an attempt). An idle connection (the first request after a
+    quiet night and a database restart) is pinged, and replaced if the ping fails.
+    """
+    pool = engine.sync_engine.pool
+
+    @event.listens_for(pool, "checkin")
+    def _checked_in(dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(pool, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        since = record.info.pop("idle_since", None)
+        if since is None or time.monotonic() - since < idle_seconds:
+            return
+        try:
+            dbapi_connection.ping()
+        except Exception as exc:  # the pool replaces the connection and checks out again
+            raise sqlalchemy.exc.DisconnectionError(str(exc)[:200]) from exc
 
 
 class Database:

@@ -1,0 +1,58 @@
+"""Pooled connections against a real Postgres whose server side goes away: an idle one is
+pinged and replaced unseen; a busy one fails once with a transient error, then the pool heals."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from runtime.db import is_transient_db_error, ping_when_idle
+
+DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+async def backend_pid(engine) -> int:
+    async with engine.connect() as conn:
+        return (await conn.execute(sa.text("SELECT pg_backend_pid()"))).scalar_one()
+
+
+async def terminate(pid: int) -> None:
+    admin = await asyncpg.connect(DSN)
+    try:
+        assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
+    finally:
+        await admin.close()
+
+
+async def test_an_idle_connection_is_pinged_and_replaced():
+    engine = create_async_engine(DSN.replace("postgresql://", "postgresql+asyncpg://"),
+                                 pool_size=1, max_overflow=0)
+    ping_when_idle(engine, idle_seconds=0.2)
+    try:
+        first = await backend_pid(engine)
+        await terminate(first)
+        await asyncio.sleep(0.4)
+        second = await backend_pid(engine)  # no error reaches the caller
+        assert second != first
+    finally:
+        await engine.dispose()
+
+
+async def test_a_busy_connection_fails_once_as_transient_then_the_pool_heals():
+    engine = create_async_engine(DSN.replace("postgresql://", "postgresql+asyncpg://"),
+                                 pool_size=1, max_overflow=0)
+    ping_when_idle(engine, idle_seconds=60)
+    try:
+        first = await backend_pid(engine)
+        await terminate(first)
+        await asyncio.sleep(0.1)
+        with pytest.raises(Exception) as failed:
+            await backend_pid(engine)
+        assert is_transient_db_error(failed.value), repr(failed.value)
+        assert await backend_pid(engine) != first
+    finally:
+        await engine.dispose()
