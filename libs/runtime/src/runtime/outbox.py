@@ -47,6 +47,18 @@ class Outbox:
         self.table = table
         self.producer = producer
         self.channel = f"outbox_{table.schema}"
+        # One statement per event: the row, and a NOTIFY (delivered at commit time only) that
+        # wakes the relay without waiting for its poll. Built once; the envelope is bound as
+        # JSON text made by pydantic, so nothing is serialized twice.
+        inserted = (
+            sa.insert(self.table)
+            .values(event_id=sa.bindparam("event_id", type_=self.table.c.event_id.type),
+                    routing_key=sa.bindparam("routing_key", type_=sa.Text),
+                    envelope=sa.cast(sa.bindparam("envelope", type_=sa.Text), JSONB))
+            .returning(self.table.c.id)
+            .cte("inserted")
+        )
+        self._insert = sa.select(sa.func.pg_notify(self.channel, "")).select_from(inserted)
 
     async def add(self, session: AsyncSession, payload: EventPayload) -> Envelope:
         env = make_envelope(
@@ -55,15 +67,9 @@ class Outbox:
             correlation_id=correlation_id.get(),
             causation_id=causation_id.get(),
         )
-        await session.execute(
-            sa.insert(self.table).values(
-                event_id=env.event_id,
-                routing_key=env.routing_key,
-                envelope=env.model_dump(mode="json"),
-            )
-        )
-        # Delivered at commit time only: wakes the relay without waiting for its poll.
-        await session.execute(sa.select(sa.func.pg_notify(self.channel, "")))
+        await session.execute(self._insert, {"event_id": env.event_id,
+                                             "routing_key": env.routing_key,
+                                             "envelope": env.model_dump_json()})
         return env
 
 

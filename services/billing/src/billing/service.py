@@ -217,8 +217,6 @@ class BillingService:
         identical requests exactly one does the work; the others replay its stored answer or
         get 409 while it runs. The invoice and the stored answer commit in one transaction.
         """
-        async with db.transaction() as s:
-            await self.orderable_plan(s, body)
         fingerprint = request_fingerprint("POST /invoices", body.model_dump())
         token = new_id()
         now = utcnow()
@@ -228,6 +226,9 @@ class BillingService:
                 user_id=user_id, key=key, request_hash=fingerprint, token=token, now=now,
                 expired_before=now - timedelta(hours=self.settings.idempotency_ttl_hours),
                 stale_before=now - timedelta(seconds=self.settings.idempotency_stale_seconds))
+            # A request that is invalid raises here, which rolls the claim back: nothing is
+            # stored under its key. A replay is answered without validating again.
+            plan = await self.orderable_plan(s, body) if claimed else None
             existing = None if claimed else await repo.get(user_id, key)
         if not claimed:
             if existing is not None and existing.request_hash != fingerprint:
@@ -238,7 +239,7 @@ class BillingService:
                                     existing.response_body or "{}", replayed=True)
         try:
             answer = await self._create_invoice(db, user_id=user_id, key=key, token=token,
-                                                body=body)
+                                                body=body, plan=plan)
         except AppError as exc:
             if exc.status >= 500 or isinstance(exc, ValidationFailed):
                 await self._release(db, user_id, key, token)
@@ -263,9 +264,7 @@ class BillingService:
             log.warning("idempotency_release_failed", error=str(exc)[:200])
 
     async def _create_invoice(self, db: Database, *, user_id: str, key: str, token: str,
-                              body: InvoiceCreate) -> str:
-        async with db.transaction() as s:
-            plan = await self.orderable_plan(s, body)
+                              body: InvoiceCreate, plan: Plan) -> str:
         rate = await self.rates.usd_per_unit(body.asset)
         amount = asset_amount(plan.price_usd, rate)
         invoice_id = new_id()

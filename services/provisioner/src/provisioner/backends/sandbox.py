@@ -38,20 +38,18 @@ class SandboxBackend(VpnBackend):
         self.port = port
         self.data_limit_bytes = data_limit_bytes or None
 
+    # One statement on the driver pool, no transaction: this runs before every backend call.
+    FAULT = (
+        "UPDATE sandbox_vpn_faults SET remaining = remaining - 1 WHERE id = ("
+        " SELECT id FROM sandbox_vpn_faults WHERE operation IN ('*', $1)"
+        " AND (remaining IS NULL OR remaining > 0) ORDER BY id LIMIT 1 FOR UPDATE)"
+        " RETURNING message"
+    )
+
     async def _injected_fault(self, op: str) -> None:
-        async with self.db.transaction() as s:
-            fault = (await s.execute(
-                sa.select(SandboxFault)
-                .where(SandboxFault.operation.in_(["*", op]),
-                       sa.or_(SandboxFault.remaining.is_(None), SandboxFault.remaining > 0))
-                .order_by(SandboxFault.id).limit(1).with_for_update()
-            )).scalar_one_or_none()
-            if fault is None:
-                return
-            if fault.remaining is not None:
-                fault.remaining -= 1
-            message = fault.message
-        raise BackendError(self.name, op, message, status=503)
+        fault = await self.db.fetchrow(self.FAULT, op)
+        if fault is not None:
+            raise BackendError(self.name, op, fault["message"], status=503)
 
     @operation("ensure_active")
     async def ensure_active(self, ref: str, *, expires_at: datetime, max_devices: int) -> None:
