@@ -226,6 +226,33 @@ async def test_late_payment_after_expiry_is_recorded_and_flagged(sandbox, db, pg
     assert await events(pg, "billing.invoice.paid.v1", inv["id"]) == []
 
 
+
+async def test_payment_watch_settles_a_batch_each_invoice_by_its_own_transfers(sandbox, db, pg):
+    """One batch observation of the chain: each invoice gets exactly its own payments; a
+    transfer of another coin to the same address does not count; unpaid ones stay open."""
+    plan_id = await new_plan(db)
+    paid = [await new_invoice(sandbox, db, plan_id, user=f"u-batch-{i}") for i in range(3)]
+    btc = await new_invoice(sandbox, db, plan_id, user="u-batch-btc", asset="BTC",
+                            network="BITCOIN")
+    unpaid = await new_invoice(sandbox, db, plan_id, user="u-batch-none")
+    for inv in paid:
+        await pay(db, inv, Decimal(inv["amount_asset"]))
+    async with db.transaction() as s:  # right address, wrong coin
+        await sandbox_chain.transfer(s, address=btc["address"], amount_asset=Decimal("1"),
+                                     asset="ETH", network="BITCOIN")
+    await mine(db, 2)
+    await sandbox.watcher.payment_watch()
+    await sandbox.watcher.payment_watch()  # a second pass changes nothing
+    for inv in paid:
+        invoice, payments = await load(db, inv["id"])
+        assert invoice.status == "PAID" and len(payments) == 1
+        assert payments[0].amount_asset == Decimal(inv["amount_asset"])
+        assert len(await events(pg, "billing.invoice.paid.v1", inv["id"])) == 1
+    for inv in (btc, unpaid):
+        invoice, payments = await load(db, inv["id"])
+        assert invoice.status == "CREATED" and payments == []
+
+
 async def test_payment_to_a_canceled_invoice_is_flagged(sandbox, db):
     inv = await new_invoice(sandbox, db, await new_plan(db))
     async with db.transaction() as s:

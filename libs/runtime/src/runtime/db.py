@@ -118,6 +118,11 @@ class Database:
         pool = self._reader or await self._open_reader()
         return await pool.fetch(query, *args)
 
+    async def execute(self, query: str, *args: Any) -> str:
+        """One statement on the driver pool; its status tag (e.g. 'INSERT 0 1')."""
+        pool = self._reader or await self._open_reader()
+        return await pool.execute(query, *args)
+
     async def _open_reader(self) -> Any:
         async with self._reader_lock:
             if self._reader is None:

@@ -71,6 +71,12 @@ class InvoiceRepository:
             stmt = stmt.with_for_update()
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
+    async def get_many(self, invoice_ids: Sequence[str]) -> list[Invoice]:
+        if not invoice_ids:
+            return []
+        stmt = sa.select(Invoice).where(Invoice.id.in_(list(invoice_ids)))
+        return list((await self.session.execute(stmt)).scalars())
+
     async def by_provider_ref(self, provider: str, ref: str) -> Invoice | None:
         stmt = sa.select(Invoice).where(Invoice.provider == provider, Invoice.provider_ref == ref)
         return (await self.session.execute(stmt)).scalar_one_or_none()
@@ -217,12 +223,17 @@ class SandboxRepository:
         await self.session.execute(sa.update(t).where(t.c.block_height.is_(None))
                                    .values(block_height=block_height))
 
-    async def transfers_to(self, network: str, address: str, asset: str) -> list[SandboxTransfer]:
+    async def transfers_to_many(self, addresses: Sequence[tuple[str, str]]
+                                ) -> dict[str, list[SandboxTransfer]]:
+        """Transfers to any of the (network, address) pairs, by address."""
         stmt = (sa.select(SandboxTransfer)
-                .where(SandboxTransfer.network == network, SandboxTransfer.address == address,
-                       SandboxTransfer.asset == asset)
+                .where(sa.tuple_(SandboxTransfer.network, SandboxTransfer.address)
+                       .in_(list(addresses)))
                 .order_by(SandboxTransfer.created_at, SandboxTransfer.txid))
-        return list((await self.session.execute(stmt)).scalars())
+        out: dict[str, list[SandboxTransfer]] = {}
+        for t in (await self.session.execute(stmt)).scalars():
+            out.setdefault(t.address, []).append(t)
+        return out
 
     async def add_fault(self, fault: SandboxPaymentFault) -> int:
         self.session.add(fault)

@@ -3,6 +3,8 @@
 `watch_one` asks the provider what was paid to one invoice (no lock held during the call), then
 row-locks the invoice and runs the shared settle step (`BillingService.reconcile`). Webhooks call
 the same `watch_one`, so a lost webhook is repaired by the next poll and nothing is applied twice.
+The scheduled jobs watch in batches: one read of the invoices, one `observe_many` at the provider
+(the sandbox reads its chain once), then the same settle step per invoice.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from datetime import datetime, timedelta
 
 from billing.config import Settings
 from billing.metrics import PROVIDER_ERRORS
-from billing.providers.base import ProviderError
+from billing.models import Invoice
+from billing.providers.base import ObservedPayment, ProviderError
 from billing.repository import InvoiceRepository
 from billing.service import OPEN, BillingService, utcnow
 from runtime.db import Database
@@ -39,31 +42,49 @@ class PaymentWatcher:
         try:
             observed = await self.provider.observe(invoice)
         except ProviderError as exc:
-            PROVIDER_ERRORS.labels(exc.provider, exc.operation).inc()
-            log.warning("provider_observe_failed", invoice_id=invoice_id, error=str(exc)[:300])
-            return "provider_error"
-        at = now or utcnow()
+            return self._provider_failed(invoice_id, exc)
+        return await self._settle(invoice, observed, now or utcnow())
+
+    def _provider_failed(self, invoice_id: str, exc: ProviderError) -> str:
+        PROVIDER_ERRORS.labels(exc.provider, exc.operation).inc()
+        log.warning("provider_observe_failed", invoice_id=invoice_id, error=str(exc)[:300])
+        return "provider_error"
+
+    async def _settle(self, invoice: Invoice, observed: list[ObservedPayment],
+                      at: datetime) -> str:
+        """Row-lock the invoice and reconcile, unless nothing could change (no payment seen
+        and the rate lock still running): then no transaction at all."""
         if not observed and invoice.status in OPEN and at < invoice.rate_locked_until:
             return invoice.status
         async with self.db.transaction() as s:
-            invoice = await InvoiceRepository(s).get(invoice_id, for_update=True)
-            await self.billing.reconcile(s, invoice, observed, now or utcnow())
-            return invoice.status
+            locked = await InvoiceRepository(s).get(invoice.id, for_update=True)
+            await self.billing.reconcile(s, locked, observed, at)
+            return locked.status
 
     async def _watch_all(self, ids: list[str]) -> dict[str, int]:
+        """One read of the invoices, one batch observation, then a locked reconcile for each
+        invoice that may have changed (at most `watch_concurrency` at once)."""
+        async with self.db.transaction() as s:
+            invoices = await InvoiceRepository(s).get_many(ids)
+        observed = await self.provider.observe_many(invoices)
+        at = utcnow()
         gate = asyncio.Semaphore(self.settings.watch_concurrency)
         outcomes: dict[str, int] = {}
 
-        async def one(invoice_id: str) -> None:
+        async def one(invoice: Invoice) -> None:
             async with gate:
+                seen = observed.get(invoice.id, [])
                 try:
-                    status = await self.watch_one(invoice_id)
+                    if isinstance(seen, ProviderError):
+                        status = self._provider_failed(invoice.id, seen)
+                    else:
+                        status = await self._settle(invoice, seen, at)
                 except Exception as exc:  # one bad invoice must not stop the others
-                    log.exception("watch_failed", invoice_id=invoice_id, error=str(exc)[:300])
+                    log.exception("watch_failed", invoice_id=invoice.id, error=str(exc)[:300])
                     status = "error"
             outcomes[status] = outcomes.get(status, 0) + 1
 
-        await asyncio.gather(*(one(i) for i in ids))
+        await asyncio.gather(*(one(i) for i in invoices))
         return outcomes
 
     async def payment_watch(self) -> dict[str, int]:

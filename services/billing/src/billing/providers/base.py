@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -60,4 +62,29 @@ class PaymentProvider(Protocol):
         """Every payment made to the invoice so far (raises ProviderError when unreachable)."""
         ...
 
+    async def observe_many(self, invoices: Sequence[Invoice]
+                           ) -> dict[str, list[ObservedPayment] | ProviderError]:
+        """`observe` for a batch (the payment watch): per invoice its payments or the error."""
+        ...
+
     async def close(self) -> None: ...
+
+
+Observed = dict[str, list[ObservedPayment] | ProviderError]
+
+
+async def observe_each(provider: PaymentProvider, invoices: Sequence[Invoice],
+                       concurrency: int = 8) -> Observed:
+    """`observe_many` for a provider with no batch call: one `observe` per invoice, bounded."""
+    gate = asyncio.Semaphore(concurrency)
+    out: Observed = {}
+
+    async def one(invoice: Invoice) -> None:
+        async with gate:
+            try:
+                out[invoice.id] = await provider.observe(invoice)
+            except ProviderError as exc:
+                out[invoice.id] = exc
+
+    await asyncio.gather(*(one(i) for i in invoices))
+    return out

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import math
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -18,7 +19,14 @@ from typing import Any
 import httpx
 
 from billing.models import Invoice
-from billing.providers.base import Checkout, CheckoutRequest, ObservedPayment, ProviderError
+from billing.providers.base import (
+    Checkout,
+    CheckoutRequest,
+    Observed,
+    ObservedPayment,
+    ProviderError,
+    observe_each,
+)
 
 SIGNATURE_HEADER = "BTCPay-Sig"
 
@@ -106,6 +114,9 @@ class BTCPayProvider:
             out.append(ObservedPayment(txid=f"marked-{ref}", amount_asset=invoice.amount_asset,
                                        confirmations=0, confirmed=True))
         return out
+
+    async def observe_many(self, invoices: Sequence[Invoice]) -> Observed:
+        return await observe_each(self, invoices)
 
     @staticmethod
     def _method_asset(method: dict) -> str:

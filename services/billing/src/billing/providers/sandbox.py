@@ -12,13 +12,20 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.models import Invoice, SandboxPaymentFault, SandboxTransfer
-from billing.providers.base import Checkout, CheckoutRequest, ObservedPayment, ProviderError
+from billing.providers.base import (
+    Checkout,
+    CheckoutRequest,
+    Observed,
+    ObservedPayment,
+    ProviderError,
+)
 from billing.repository import SandboxFaultReader, SandboxRepository
 from runtime.db import Database
 
@@ -57,19 +64,33 @@ class SandboxProvider:
                         payment_url=None)
 
     async def observe(self, invoice: Invoice) -> list[ObservedPayment]:
-        if not invoice.address:
-            return []
-        await self._injected_fault("observe")
+        result = (await self.observe_many([invoice]))[invoice.id]
+        if isinstance(result, ProviderError):
+            raise result
+        return result
+
+    async def observe_many(self, invoices: Sequence[Invoice]) -> Observed:
+        """The whole batch in one read of the chain, as a watcher reads a node."""
+        watched = [i for i in invoices if i.address]
+        out: Observed = {i.id: [] for i in invoices}
+        if not watched:
+            return out
+        try:
+            await self._injected_fault("observe")
+        except ProviderError as exc:
+            return {i.id: exc for i in invoices}
         async with self.db.transaction() as s:
             repo = SandboxRepository(s)
             height = await repo.height()
-            transfers = await repo.transfers_to(invoice.network, invoice.address, invoice.asset)
-        out = []
-        for t in transfers:
-            confs = 0 if t.block_height is None else max(0, height - t.block_height + 1)
-            out.append(ObservedPayment(txid=t.txid, amount_asset=t.amount_asset,
-                                       confirmations=confs,
-                                       confirmed=confs >= self.confirmations))
+            transfers = await repo.transfers_to_many([(i.network, i.address) for i in watched])
+        for invoice in watched:
+            for t in transfers.get(invoice.address, []):
+                if (t.network, t.asset) != (invoice.network, invoice.asset):  # other coin
+                    continue
+                confs = 0 if t.block_height is None else max(0, height - t.block_height + 1)
+                out[invoice.id].append(ObservedPayment(  # type: ignore[union-attr]
+                    txid=t.txid, amount_asset=t.amount_asset, confirmations=confs,
+                    confirmed=confs >= self.confirmations))
         return out
 
     async def close(self) -> None:

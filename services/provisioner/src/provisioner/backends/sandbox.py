@@ -1,9 +1,10 @@
 """The built-in sandbox VPN backend (the default): no outside server, well-formed fake keys.
 
-Its "server" state lives in the `sandbox_vpn_accounts` table and is written in its own short
-transactions, exactly as a remote server would be changed independently of our domain
-transaction. Failures can be injected through `sandbox_vpn_faults` (see the internal
-`/internal/sandbox/faults` endpoint), so retry and failure paths run without a real backend.
+Its "server" state lives in the `sandbox_vpn_accounts` table and is written on its own
+connections (one statement each, or a short transaction), exactly as a remote server would be
+changed independently of our domain transaction. Failures can be injected through
+`sandbox_vpn_faults` (see the internal `/internal/sandbox/faults` endpoint), so retry and
+failure paths run without a real backend.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import secrets
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert
 
 from provisioner.backends.base import (
     REF_PREFIX,
@@ -51,21 +51,19 @@ class SandboxBackend(VpnBackend):
         if fault is not None:
             raise BackendError(self.name, op, fault["message"], status=503)
 
+    UPSERT = (
+        "INSERT INTO sandbox_vpn_accounts (ref, secret, enabled, expires_at, max_devices,"
+        " data_limit_bytes, created_at, updated_at) VALUES ($1, $2, true, $3, $4, $5, $6, $6)"
+        " ON CONFLICT (ref) DO UPDATE SET enabled = true, expires_at = EXCLUDED.expires_at,"
+        " max_devices = EXCLUDED.max_devices, data_limit_bytes = EXCLUDED.data_limit_bytes,"
+        " updated_at = EXCLUDED.updated_at"
+    )
+
     @operation("ensure_active")
     async def ensure_active(self, ref: str, *, expires_at: datetime, max_devices: int) -> None:
         await self._injected_fault("ensure_active")
-        now = datetime.now(UTC)
-        async with self.db.transaction() as s:
-            await s.execute(
-                insert(SandboxAccount)
-                .values(ref=ref, secret=secrets.token_urlsafe(16), enabled=True,
-                        expires_at=expires_at, max_devices=max_devices,
-                        data_limit_bytes=self.data_limit_bytes, created_at=now, updated_at=now)
-                .on_conflict_do_update(
-                    index_elements=[SandboxAccount.ref],
-                    set_={"enabled": True, "expires_at": expires_at, "max_devices": max_devices,
-                          "data_limit_bytes": self.data_limit_bytes, "updated_at": now})
-            )
+        await self.db.execute(self.UPSERT, ref, secrets.token_urlsafe(16), expires_at,
+                              max_devices, self.data_limit_bytes, datetime.now(UTC))
 
     @operation("disable")
     async def disable(self, ref: str) -> None:
