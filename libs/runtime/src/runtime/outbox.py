@@ -105,6 +105,9 @@ class OutboxRelay:
         while not self._stopping:
             if self._listener is None or self._listener.is_closed():
                 await self._listen()
+            # Cleared before the pass, not after: a NOTIFY for a row committed while the pass
+            # runs must wake the next pass instead of waiting for the poll.
+            self._wake.clear()
             try:
                 published = await self.relay_once()
                 backoff = 0.5
@@ -115,7 +118,6 @@ class OutboxRelay:
                 continue
             if published >= self.batch:
                 continue
-            self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)
             except TimeoutError:

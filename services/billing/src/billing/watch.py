@@ -43,7 +43,7 @@ class PaymentWatcher:
             observed = await self.provider.observe(invoice)
         except ProviderError as exc:
             return self._provider_failed(invoice_id, exc)
-        return await self._settle(invoice, observed, now or utcnow())
+        return await self._settle(invoice, observed, now)
 
     def _provider_failed(self, invoice_id: str, exc: ProviderError) -> str:
         PROVIDER_ERRORS.labels(exc.provider, exc.operation).inc()
@@ -51,9 +51,11 @@ class PaymentWatcher:
         return "provider_error"
 
     async def _settle(self, invoice: Invoice, observed: list[ObservedPayment],
-                      at: datetime) -> str:
+                      now: datetime | None = None) -> str:
         """Row-lock the invoice and reconcile, unless nothing could change (no payment seen
-        and the rate lock still running): then no transaction at all."""
+        and the rate lock still running): then no transaction at all. Times are taken here
+        (`now` only in tests), so `paid_at` is when this invoice was settled."""
+        at = now or utcnow()
         if not observed and invoice.status in OPEN and at < invoice.rate_locked_until:
             return invoice.status
         async with self.db.transaction() as s:
@@ -67,7 +69,6 @@ class PaymentWatcher:
         async with self.db.transaction() as s:
             invoices = await InvoiceRepository(s).get_many(ids)
         observed = await self.provider.observe_many(invoices)
-        at = utcnow()
         gate = asyncio.Semaphore(self.settings.watch_concurrency)
         outcomes: dict[str, int] = {}
 
@@ -78,7 +79,7 @@ class PaymentWatcher:
                     if isinstance(seen, ProviderError):
                         status = self._provider_failed(invoice.id, seen)
                     else:
-                        status = await self._settle(invoice, seen, at)
+                        status = await self._settle(invoice, seen)
                 except Exception as exc:  # one bad invoice must not stop the others
                     log.exception("watch_failed", invoice_id=invoice.id, error=str(exc)[:300])
                     status = "error"
