@@ -44,7 +44,7 @@ def test_dead_letter_is_listed_and_replayed(gateway_url, admin_client):
     overview = admin_client.get("/admin/queues")
     assert overview.status_code == 200, overview.text
     data = overview.json()
-    assert {j["queue"] for j in data["jobs"]} >= {"notify", "telegram_updates"}
+    assert {j["queue"] for j in data["jobs"]} >= {"notify", "payment_watch", "provision"}
     listed = [d for d in data["dead_letters"] if d["id"] == str(env.event_id)]
     assert listed and listed[0]["queue"] == QUEUE
     assert listed[0]["event_type"] == "telegram.support_reply.received"

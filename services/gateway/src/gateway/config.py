@@ -29,7 +29,7 @@ class Settings(ServiceSettings):
     tickets_per_user_per_hour: int = Field(20, alias="TICKETS_PER_USER_PER_HOUR")
 
     ops_job_queues: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: ["notify", "telegram_updates", "payment_watch", "provision"],
+        default_factory=lambda: ["notify", "payment_watch", "provision"],
         alias="OPS_JOB_QUEUES")
     ops_consumer_queues: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["tickets.telegram-events", "telegram.ticket-events",

@@ -1,4 +1,8 @@
-"""Job queues of the telegram service: `notify` (sends) and `telegram_updates` (webhook work)."""
+"""The telegram service's job queue `notify` (sends) and the sweep that re-queues lost sends.
+
+Webhook updates are not jobs: the worker's update pump (`telegram.pump`) processes them
+straight from `received_updates`.
+"""
 
 from __future__ import annotations
 
@@ -15,18 +19,16 @@ from runtime.logging import get_logger
 from telegram.botapi import TelegramError
 from telegram.models import Outgoing
 from telegram.repository import TelegramRepository
-from telegram.service import Delivery, UpdateService, now
+from telegram.service import Delivery, now
 
 log = get_logger(__name__)
 
 NOTIFY = "notify"
-UPDATES = "telegram_updates"
 
 
 class TelegramJobs:
-    def __init__(self, notify: JobQueue, updates: JobQueue):
+    def __init__(self, notify: JobQueue):
         self.notify = notify
-        self.updates = updates
 
     async def enqueue_outgoing(self, rows: list[tuple[int, str | None]], suffix: str = "") -> None:
         for oid, ticket_id in rows:
@@ -38,10 +40,6 @@ class TelegramJobs:
                 await self.notify.enqueue("deliver_one", {"outgoing_id": oid},
                                           job_id=job_id("notify", oid, suffix) if suffix
                                           else job_id("notify", oid))
-
-    async def enqueue_update(self, update_id: int, suffix: str = "") -> None:
-        jid = job_id("update", update_id, suffix) if suffix else job_id("update", update_id)
-        await self.updates.enqueue("process_update", {"update_id": update_id}, job_id=jid)
 
 
 def notify_handlers(delivery: Delivery, max_inline_wait: int):
@@ -71,21 +69,6 @@ def notify_handlers(delivery: Delivery, max_inline_wait: int):
     return {"deliver_ticket": deliver_ticket, "deliver_one": deliver_one}
 
 
-def update_handlers(db: Database, updates: UpdateService, jobs: TelegramJobs):
-    async def process_update(job: Job, token: str = ""):
-        update_id = int(job.data["update_id"])
-        async with db.transaction() as s:
-            row = await TelegramRepository(s).lock_update(update_id)
-            if row is None or row.processed_at is not None:
-                return "skipped"
-            outcome, outgoing = await updates.handle(s, update_id, row.payload)
-            row.processed_at, row.outcome = now(), outcome
-        await jobs.enqueue_outgoing([(oid, None) for oid in outgoing])
-        return outcome
-
-    return {"process_update": process_update}
-
-
 async def sweep(db: Database, jobs: TelegramJobs, every: float = 5.0, age: float = 10.0) -> None:
     """Re-queue anything whose job was lost (a crash between commit and enqueue, a failed job)."""
     while True:
@@ -94,9 +77,7 @@ async def sweep(db: Database, jobs: TelegramJobs, every: float = 5.0, age: float
             cutoff = now() - timedelta(seconds=age)
             bucket = str(int(time.time() // 30))
             async with db.transaction() as s:
-                repo = TelegramRepository(s)
-                stale: list[Outgoing] = await repo.stale_outgoing(cutoff)
-                updates = await repo.stale_updates(cutoff)
+                stale: list[Outgoing] = await TelegramRepository(s).stale_outgoing(cutoff)
             seen: set[str] = set()
             rows = []
             for r in stale:
@@ -106,10 +87,7 @@ async def sweep(db: Database, jobs: TelegramJobs, every: float = 5.0, age: float
                     rows.append((r.id, r.ticket_id))
             if rows:
                 await jobs.enqueue_outgoing(rows, suffix=f"s{bucket}")
-            for u in updates:
-                await jobs.enqueue_update(u, suffix=f"s{bucket}")
-            if rows or updates:
-                log.info("sweep_requeued", outgoing=len(rows), updates=len(updates))
+                log.info("sweep_requeued", outgoing=len(rows))
         except asyncio.CancelledError:
             raise
         except Exception as exc:

@@ -19,7 +19,8 @@ class Base(DeclarativeBase):
 
 
 class ReceivedUpdate(Base):
-    """Every webhook update once (`update_id` is the key), processed after the webhook answers."""
+    """Every webhook update once (`update_id` is the key), processed after the webhook answers
+    by the worker's update pump, in `update_id` order; a failed one waits until `retry_at`."""
 
     __tablename__ = "received_updates"
 
@@ -29,9 +30,12 @@ class ReceivedUpdate(Base):
                                                   server_default=sa.func.now())
     processed_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
     outcome: Mapped[str | None] = mapped_column(sa.Text)
+    attempts: Mapped[int] = mapped_column(sa.Integer, server_default="0")
+    retry_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
 
     __table_args__ = (
-        sa.Index("ix_updates_unprocessed", "received_at",
+        sa.Index("ix_updates_pending", "update_id",
                  postgresql_where=sa.text("processed_at IS NULL")),
     )
 

@@ -11,13 +11,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from runtime.db import Database
 from telegram.models import AccountLink, MessageMap, Outgoing, ReceivedUpdate, TicketThread
 
+CHANNEL = "telegram_updates"  # NOTIFY channel that wakes the worker's update pump
+
 
 class UpdateInbox:
-    """The webhook's one statement: store an update once, keyed by `update_id` (atomic on its
-    own, so it runs on the driver pool with no transaction around it: one round trip)."""
+    """The webhook's one statement: store an update once, keyed by `update_id`, and wake the
+    update pump (the NOTIFY is delivered at commit; a single statement commits on its own, so
+    it runs on the driver pool with no transaction around it: one round trip)."""
 
-    INSERT = ("INSERT INTO received_updates (update_id, payload) VALUES ($1, $2::jsonb)"
-              " ON CONFLICT (update_id) DO NOTHING RETURNING update_id")
+    INSERT = ("WITH stored AS (INSERT INTO received_updates (update_id, payload)"
+              " VALUES ($1, $2::jsonb) ON CONFLICT (update_id) DO NOTHING RETURNING update_id)"
+              f" SELECT update_id, pg_notify('{CHANNEL}', '') FROM stored")
 
     def __init__(self, db: Database):
         self.db = db
@@ -32,17 +36,21 @@ class TelegramRepository:
         self.session = session
 
     # updates
-    async def lock_update(self, update_id: int) -> ReceivedUpdate | None:
-        stmt = (sa.select(ReceivedUpdate).where(ReceivedUpdate.update_id == update_id)
-                .with_for_update(skip_locked=True))
-        return (await self.session.execute(stmt)).scalar_one_or_none()
-
-    async def stale_updates(self, older_than: datetime, limit: int = 500) -> list[int]:
-        stmt = (sa.select(ReceivedUpdate.update_id)
+    async def claim_updates(self, now: datetime, limit: int) -> list[ReceivedUpdate]:
+        """Unprocessed updates due now, oldest first, row-locked (`SKIP LOCKED`: replicas
+        claim different ones)."""
+        stmt = (sa.select(ReceivedUpdate)
                 .where(ReceivedUpdate.processed_at.is_(None),
-                       ReceivedUpdate.received_at < older_than)
-                .limit(limit))
+                       sa.or_(ReceivedUpdate.retry_at.is_(None), ReceivedUpdate.retry_at <= now))
+                .order_by(ReceivedUpdate.update_id).limit(limit)
+                .with_for_update(skip_locked=True))
         return list((await self.session.execute(stmt)).scalars())
+
+    async def update_failed(self, update_id: int, error: str, retry_at: datetime) -> None:
+        t = ReceivedUpdate.__table__
+        await self.session.execute(
+            sa.update(t).where(t.c.update_id == update_id)
+            .values(attempts=t.c.attempts + 1, retry_at=retry_at, last_error=error[:500]))
 
     # threads
     async def thread(self, ticket_id: str, *, for_update: bool = False) -> TicketThread | None:

@@ -1,4 +1,5 @@
-"""The telegram worker process: ticket-event consumer, notify and update jobs, sweep, outbox."""
+"""The telegram worker process: ticket-event consumer, the update pump, notify jobs, sweep,
+outbox."""
 
 from __future__ import annotations
 
@@ -8,16 +9,16 @@ from telegram import notifications
 from telegram.botapi import BotApi
 from telegram.config import Settings
 from telegram.consumers import build_subscription
-from telegram.jobs import NOTIFY, UPDATES, TelegramJobs, notify_handlers, sweep, update_handlers
+from telegram.jobs import NOTIFY, TelegramJobs, notify_handlers, sweep
+from telegram.pump import UpdatePump
 from telegram.service import Delivery, MirrorService, UpdateService, events
 
 
 async def build_worker(ctx: WorkerContext) -> None:
     settings: Settings = ctx.settings  # type: ignore[assignment]
     bot = BotApi(settings.api_base, settings.bot_token)
-    jobs = TelegramJobs(JobQueue(NOTIFY, settings.redis_url, settings.jobs_prefix),
-                        JobQueue(UPDATES, settings.redis_url, settings.jobs_prefix))
-    ctx.queues += [jobs.notify, jobs.updates]
+    jobs = TelegramJobs(JobQueue(NOTIFY, settings.redis_url, settings.jobs_prefix))
+    ctx.queues += [jobs.notify]
     ctx.outbox = events
     ctx.subscriptions.append(build_subscription(ctx.db, MirrorService(settings), jobs))
     ctx.subscriptions.append(notifications.build_subscription(ctx.db, jobs))
@@ -26,12 +27,13 @@ async def build_worker(ctx: WorkerContext) -> None:
                                      notify_handlers(delivery, settings.max_retry_after_wait),
                                      concurrency=settings.notify_concurrency,
                                      prefix=settings.jobs_prefix))
-    ctx.job_workers.append(JobWorker(UPDATES, settings.redis_url,
-                                     update_handlers(ctx.db, UpdateService(settings), jobs),
-                                     concurrency=20, prefix=settings.jobs_prefix))
+    pump = UpdatePump(ctx.db, UpdateService(settings), jobs)
+
+    async def update_pump():
+        await pump.run()
 
     async def sweeper():
         await sweep(ctx.db, jobs)
 
-    ctx.background.append(sweeper)
+    ctx.background += [update_pump, sweeper]
     ctx.on_close.append(bot.close)
