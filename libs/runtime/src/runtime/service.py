@@ -27,6 +27,13 @@ from runtime.settings import ServiceSettings
 
 log = get_logger(__name__)
 
+# How long an API keeps an idle keep-alive connection open. It must outlive the idle time of
+# every client that pools connections to it (the gateway's upstream pool: 30 s): otherwise the
+# server may close a connection just as the client reuses it, and that request fails
+# (seen as a gateway 503 `upstream_unavailable: ClientOSError` after an idle spell, with
+# uvicorn's default of 5 s).
+SERVER_KEEPALIVE_SECONDS = 65
+
 
 @dataclass
 class WorkerContext:
@@ -205,6 +212,7 @@ def run_cli(defn: ServiceDefinition, argv: list[str] | None = None) -> None:
             defn.create_api(settings), host=settings.host, port=settings.port,
             log_level="warning", access_log=False, loop="uvloop", http="httptools",
             timeout_graceful_shutdown=int(settings.shutdown_grace_seconds), proxy_headers=True,
+            timeout_keep_alive=SERVER_KEEPALIVE_SECONDS,
         )
     elif ns.command == "worker":
         try:

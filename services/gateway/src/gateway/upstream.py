@@ -22,6 +22,10 @@ from runtime.logging import correlation_id, get_logger
 
 log = get_logger(__name__)
 
+# Idle pooled connections are dropped after this; shorter than the services' own keep-alive
+# (`runtime.service.SERVER_KEEPALIVE_SECONDS`), so the gateway never reuses one being closed.
+KEEPALIVE_SECONDS = 30
+
 
 def safe_path(path: str) -> str:
     """Percent-encode ids taken from the caller; no segment may walk the internal path tree."""
@@ -63,7 +67,7 @@ class Upstream:
             self._session = aiohttp.ClientSession(
                 timeout=self.timeout,
                 connector=aiohttp.TCPConnector(limit=200, limit_per_host=200,
-                                               keepalive_timeout=30),
+                                               keepalive_timeout=KEEPALIVE_SECONDS),
                 auto_decompress=False,
             )
         return self._session
