@@ -12,7 +12,7 @@ import time
 import pytest
 
 from telegram.pump import UpdatePump, backoff
-from telegram.repository import UpdateInbox
+from telegram.repository import TelegramRepository, UpdateInbox
 from telegram.service import UpdateService
 
 from .conftest import make_settings
@@ -83,6 +83,8 @@ async def test_updates_are_processed_in_order_and_a_failing_one_waits_alone(db, 
     assert bad["processed_at"] is None and bad["attempts"] == 1
     assert "ValueError" in bad["last_error"] and bad["retry_at"] is not None
     assert await pump.pump_once() == 0  # not due yet; the processed ones are never taken again
+    async with db.transaction() as s:  # what the sweep reports as telegram_updates_unprocessed
+        assert await TelegramRepository(s).unprocessed_counts() == (0, 1)
 
     await pg.execute("UPDATE telegram.received_updates SET retry_at = now() - interval '1 s'")
     fixed = UpdatePump(db, UpdateService(make_settings()), NoJobs())

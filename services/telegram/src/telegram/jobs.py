@@ -17,6 +17,7 @@ from runtime.db import Database
 from runtime.jobs import JobQueue, job_id
 from runtime.logging import get_logger
 from telegram.botapi import TelegramError
+from telegram.metrics import UPDATES_UNPROCESSED
 from telegram.models import Outgoing
 from telegram.repository import TelegramRepository
 from telegram.service import Delivery, now
@@ -70,14 +71,19 @@ def notify_handlers(delivery: Delivery, max_inline_wait: int):
 
 
 async def sweep(db: Database, jobs: TelegramJobs, every: float = 5.0, age: float = 10.0) -> None:
-    """Re-queue anything whose job was lost (a crash between commit and enqueue, a failed job)."""
+    """Re-queue anything whose job was lost (a crash between commit and enqueue, a failed job);
+    also samples the unprocessed-update gauge."""
     while True:
         await asyncio.sleep(every)
         try:
             cutoff = now() - timedelta(seconds=age)
             bucket = str(int(time.time() // 30))
             async with db.transaction() as s:
-                stale: list[Outgoing] = await TelegramRepository(s).stale_outgoing(cutoff)
+                repo = TelegramRepository(s)
+                stale: list[Outgoing] = await repo.stale_outgoing(cutoff)
+                pending, failing = await repo.unprocessed_counts()
+            UPDATES_UNPROCESSED.labels("pending").set(pending)
+            UPDATES_UNPROCESSED.labels("failing").set(failing)
             seen: set[str] = set()
             rows = []
             for r in stale:

@@ -46,6 +46,15 @@ class TelegramRepository:
                 .with_for_update(skip_locked=True))
         return list((await self.session.execute(stmt)).scalars())
 
+    async def unprocessed_counts(self) -> tuple[int, int]:
+        """(pending, failing) unprocessed updates; failing = at least one failed attempt."""
+        t = ReceivedUpdate.__table__
+        row = (await self.session.execute(
+            sa.select(sa.func.count().filter(t.c.attempts == 0),
+                      sa.func.count().filter(t.c.attempts > 0))
+            .where(t.c.processed_at.is_(None)))).one()
+        return int(row[0]), int(row[1])
+
     async def update_failed(self, update_id: int, error: str, retry_at: datetime) -> None:
         t = ReceivedUpdate.__table__
         await self.session.execute(
