@@ -28,10 +28,15 @@ async def terminate(pid: int) -> None:
         await admin.close()
 
 
-async def test_an_idle_connection_is_pinged_and_replaced():
+def one_connection_engine(idle_seconds: float):
     engine = create_async_engine(DSN.replace("postgresql://", "postgresql+asyncpg://"),
                                  pool_size=1, max_overflow=0)
-    ping_when_idle(engine, idle_seconds=0.2)
+    ping_when_idle(engine, idle_seconds=idle_seconds)
+    return engine
+
+
+async def test_an_idle_connection_is_pinged_and_replaced():
+    engine = one_connection_engine(idle_seconds=0.2)
     try:
         first = await backend_pid(engine)
         await terminate(first)
@@ -43,9 +48,7 @@ async def test_an_idle_connection_is_pinged_and_replaced():
 
 
 async def test_a_busy_connection_fails_once_as_transient_then_the_pool_heals():
-    engine = create_async_engine(DSN.replace("postgresql://", "postgresql+asyncpg://"),
-                                 pool_size=1, max_overflow=0)
-    ping_when_idle(engine, idle_seconds=60)
+    engine = one_connection_engine(idle_seconds=60)
     try:
         first = await backend_pid(engine)
         await terminate(first)

@@ -67,8 +67,8 @@ def ping_when_idle(engine: AsyncEngine, idle_seconds: float = PING_IF_IDLE_SECON
     """Ping a pooled connection before use only if it sat idle for `idle_seconds`.
 
     SQLAlchemy's `pool_pre_ping` pings on every checkout, and with asyncpg a ping is three round
-    trips (BEGIN, an empty query, ROLLBACK): under load that was about a fifth of a worker's
-    database time (py-spy, docs/05-ops/performance.md). A connection in steady use needs no
+    trips (BEGIN, an empty query, ROLLBACK): under load that was about 5 % of the telegram
+    worker's samples (py-spy, docs/05-ops/performance.md). A connection in steady use needs no
     ping; if the server went away under it, the statement fails with a disconnect error,
     SQLAlchemy invalidates every connection of that pool generation, and the caller sees a
     transient error it already handles (503 with Retry-After, a consumer retrying in place, a

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
-import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,6 +20,7 @@ from runtime.broker import Broker
 from runtime.db import Database
 from runtime.logging import causation_id, correlation_id, get_logger
 from runtime.metrics import OUTBOX_LAG, OUTBOX_PUBLISHED
+from runtime.notify import NotifiedLoop
 
 log = get_logger(__name__)
 
@@ -82,48 +82,16 @@ class OutboxRelay:
         self.outbox = outbox
         self.broker = broker
         self.batch = batch
-        self.poll_seconds = poll_seconds
-        self._wake = asyncio.Event()
-        self._stopping = False
-        self._listener: asyncpg.Connection | None = None
+        self.loop = NotifiedLoop(db, outbox.channel, poll_seconds, "outbox")
 
     def stop(self) -> None:
-        self._stopping = True
-        self._wake.set()
-
-    async def _listen(self) -> None:
-        try:
-            dsn = self.db.settings.service_dsn().replace("postgresql+asyncpg", "postgresql")
-            self._listener = await asyncpg.connect(dsn, timeout=5)
-            await self._listener.add_listener(self.outbox.channel, lambda *_: self._wake.set())
-        except Exception as exc:  # polling still works without it
-            log.warning("outbox_listen_failed", error=str(exc))
-            self._listener = None
+        self.loop.stop()
 
     async def run(self) -> None:
-        backoff = 0.5
-        while not self._stopping:
-            if self._listener is None or self._listener.is_closed():
-                await self._listen()
-            # Cleared before the pass, not after: a NOTIFY for a row committed while the pass
-            # runs must wake the next pass instead of waiting for the poll.
-            self._wake.clear()
-            try:
-                published = await self.relay_once()
-                backoff = 0.5
-            except Exception as exc:
-                log.warning("outbox_relay_failed", error=str(exc), retry_in=backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 10)
-                continue
-            if published >= self.batch:
-                continue
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)
-            except TimeoutError:
-                pass
-        if self._listener is not None and not self._listener.is_closed():
-            await self._listener.close()
+        def failed(exc: Exception, retry_in: float) -> None:
+            log.warning("outbox_relay_failed", error=str(exc), retry_in=retry_in)
+
+        await self.loop.run(self.relay_once, self.batch, failed)
 
     async def relay_once(self) -> int:
         t = self.outbox.table

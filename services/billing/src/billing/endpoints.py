@@ -177,7 +177,6 @@ async def sandbox_blocks(body: BlocksBody, s: Session, _: Ident):
     return {"height": await sandbox_chain.mine(s, body.count)}
 
 
-
 @sandbox_router.post("/faults", status_code=201, response_model=SandboxFaultOut)
 async def sandbox_add_fault(body: SandboxFaultBody, s: Session, _: Admin):
     return {"id": await sandbox_chain.add_fault(s, operation=body.operation, message=body.message,

@@ -12,14 +12,12 @@ NOTIFY and polls every `poll_seconds` as a fallback.
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
-
-import asyncpg
 
 from runtime.db import Database, is_transient_db_error
 from runtime.jobs import database_away
 from runtime.logging import get_logger
+from runtime.notify import NotifiedLoop
 from telegram.jobs import TelegramJobs
 from telegram.repository import CHANNEL, TelegramRepository
 from telegram.service import UpdateService, now
@@ -41,46 +39,14 @@ class UpdatePump:
         self.updates = updates
         self.jobs = jobs
         self.batch = batch
-        self.poll_seconds = poll_seconds
-        self._wake = asyncio.Event()
-        self._listener: asyncpg.Connection | None = None
-
-    async def _listen(self) -> None:
-        try:
-            dsn = self.db.settings.service_dsn().replace("postgresql+asyncpg", "postgresql")
-            self._listener = await asyncpg.connect(dsn, timeout=5)
-            await self._listener.add_listener(CHANNEL, lambda *_: self._wake.set())
-        except Exception as exc:  # polling still works without it
-            log.warning("update_pump_listen_failed", error=str(exc)[:200])
-            self._listener = None
+        self.loop = NotifiedLoop(db, CHANNEL, poll_seconds, "update_pump")
 
     async def run(self) -> None:
-        pause = 0.5
-        try:
-            while True:
-                if self._listener is None or self._listener.is_closed():
-                    await self._listen()
-                self._wake.clear()  # before the pass: a NOTIFY during it wakes the next one
-                try:
-                    done = await self.pump_once()
-                    pause = 0.5
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    level = log.warning if is_transient_db_error(exc) else log.error
-                    level("update_pump_failed", error=str(exc)[:300], retry_in=pause)
-                    await asyncio.sleep(pause)
-                    pause = min(pause * 2, 10)
-                    continue
-                if done >= self.batch:
-                    continue
-                try:
-                    await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)
-                except TimeoutError:
-                    pass
-        finally:
-            if self._listener is not None and not self._listener.is_closed():
-                await self._listener.close()
+        def failed(exc: Exception, retry_in: float) -> None:
+            level = log.warning if is_transient_db_error(exc) else log.error
+            level("update_pump_failed", error=str(exc)[:300], retry_in=retry_in)
+
+        await self.loop.run(self.pump_once, self.batch, failed)
 
     async def pump_once(self) -> int:
         """Handle one batch of due updates; returns how many were claimed.

@@ -15,5 +15,6 @@ def build_provider(settings: Settings, db: Database) -> PaymentProvider:
     if settings.payment_provider == "btcpay":
         return BTCPayProvider(settings.btcpay_url, settings.btcpay_api_key,
                               settings.btcpay_store_id, settings.provider_timeout_seconds,
-                              monitoring_minutes=settings.late_payment_watch_hours * 60)
+                              monitoring_minutes=settings.late_payment_watch_hours * 60,
+                              concurrency=settings.watch_concurrency)
     raise ValueError(f"unknown PAYMENT_PROVIDER {settings.payment_provider!r}")

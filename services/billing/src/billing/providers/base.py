@@ -74,7 +74,7 @@ Observed = dict[str, list[ObservedPayment] | ProviderError]
 
 
 async def observe_each(provider: PaymentProvider, invoices: Sequence[Invoice],
-                       concurrency: int = 8) -> Observed:
+                       concurrency: int) -> Observed:
     """`observe_many` for a provider with no batch call: one `observe` per invoice, bounded."""
     gate = asyncio.Semaphore(concurrency)
     out: Observed = {}

@@ -48,8 +48,9 @@ class BTCPayProvider:
 
     def __init__(self, base_url: str, api_key: str, store_id: str, timeout: float,
                  monitoring_minutes: int = 24 * 60,
-                 transport: httpx.AsyncBaseTransport | None = None):
+                 transport: httpx.AsyncBaseTransport | None = None, concurrency: int = 8):
         self.store_id = store_id
+        self.concurrency = concurrency  # invoices observed at once by `observe_many`
         self.monitoring_minutes = monitoring_minutes
         self.client = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
@@ -116,7 +117,7 @@ class BTCPayProvider:
         return out
 
     async def observe_many(self, invoices: Sequence[Invoice]) -> Observed:
-        return await observe_each(self, invoices)
+        return await observe_each(self, invoices, self.concurrency)
 
     @staticmethod
     def _method_asset(method: dict) -> str:

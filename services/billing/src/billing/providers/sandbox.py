@@ -84,13 +84,15 @@ class SandboxProvider:
             height = await repo.height()
             transfers = await repo.transfers_to_many([(i.network, i.address) for i in watched])
         for invoice in watched:
+            payments = []
             for t in transfers.get(invoice.address, []):
                 if (t.network, t.asset) != (invoice.network, invoice.asset):  # other coin
                     continue
                 confs = 0 if t.block_height is None else max(0, height - t.block_height + 1)
-                out[invoice.id].append(ObservedPayment(  # type: ignore[union-attr]
-                    txid=t.txid, amount_asset=t.amount_asset, confirmations=confs,
-                    confirmed=confs >= self.confirmations))
+                payments.append(ObservedPayment(txid=t.txid, amount_asset=t.amount_asset,
+                                                confirmations=confs,
+                                                confirmed=confs >= self.confirmations))
+            out[invoice.id] = payments
         return out
 
     async def close(self) -> None:
