@@ -1,34 +1,85 @@
 """Events the provisioner consumes: paid/refunded invoices (billing) and blocked users (identity).
 
-Each handler records the work in its inbox transaction and queues the `provision` job only after
-that commits. A redelivered message (inbox says "seen") still re-queues work that is not done
-yet, because a crash between commit and enqueue must not lose it; the periodic
-`provision_sweep` covers the case where no redelivery comes.
+A paid invoice is applied inline: one transaction claims the inbox row, records the grant,
+brings the backend to the new state and commits with the outbox events, so the happy path
+needs no job at all. If that fails (the backend is away, say), the transaction has rolled back
+and the message takes the queued path below; for the next `PROVISION_INLINE_COOLDOWN_SECONDS`
+paid invoices go straight to it rather than each waiting on the backend first.
+
+The queued path (refunds and blocks always take it): the handler records the work in its inbox
+transaction and queues the `provision` job only after that commits. A redelivered message
+(inbox says "seen") still re-queues work that is not done yet, because a crash between commit
+and enqueue must not lose it; the periodic `provision_sweep` covers the case where no
+redelivery comes.
 """
 
 from __future__ import annotations
 
+import time
+
 from contracts import Envelope
 from contracts.billing import InvoicePaidV1, InvoiceRefundedV1
 from contracts.identity import UserBlockedV1, UserUnblockedV1
-from provisioner.jobs import ProvisionJobs
+from provisioner.jobs import ProvisionJobs, describe, observe_grant
+from provisioner.metrics import PROVISIONS
 from provisioner.models import inbox
 from provisioner.repository import ProvisioningRepository
 from provisioner.service import REFUND_PENDING, ProvisioningService, now
 from runtime.broker import Subscription
 from runtime.db import Database
 from runtime.inbox import claim
+from runtime.jobs import database_away
+from runtime.logging import get_logger
+
+log = get_logger(__name__)
 
 BILLING_QUEUE = "provisioner.billing-events"
 IDENTITY_QUEUE = "provisioner.identity-events"
 
 
-def build_billing_subscription(db: Database, service: ProvisioningService,
-                               jobs: ProvisionJobs) -> Subscription:
+class InlineGate:
+    """Whether paid invoices are applied inline: yes, except for a cool-down after a failure."""
+
+    def __init__(self, enabled: bool, cooldown_seconds: float):
+        self.enabled = enabled
+        self.cooldown = cooldown_seconds
+        self._closed_until = 0.0
+
+    def open(self) -> bool:
+        return self.enabled and time.monotonic() >= self._closed_until
+
+    def failed(self) -> None:
+        self._closed_until = time.monotonic() + self.cooldown
+
+
+def build_billing_subscription(db: Database, service: ProvisioningService, jobs: ProvisionJobs,
+                               gate: InlineGate) -> Subscription:
     sub = Subscription(BILLING_QUEUE)
+
+    async def apply_inline(env: Envelope, event: InvoicePaidV1) -> bool:
+        """True when the invoice's grant was recorded and applied here (and committed)."""
+        try:
+            async with db.transaction() as s:
+                if not await claim(s, inbox, env.event_id, BILLING_QUEUE, env.routing_key):
+                    return False
+                result = await service.record_and_apply(s, event, now())
+                if result is None:  # the invoice already had a grant: the queued path decides
+                    return False
+        except Exception as exc:
+            if database_away(exc):
+                raise  # the broker retries the message without spending a delivery
+            gate.failed()
+            PROVISIONS.labels("inline_failed").inc()
+            log.warning("provision_inline_failed", invoice_id=event.invoice_id,
+                        error=describe(exc))
+            return False
+        observe_grant(event.invoice_id, result)
+        return True
 
     @sub.on(InvoicePaidV1)
     async def on_invoice_paid(env: Envelope, event: InvoicePaidV1) -> None:
+        if gate.open() and await apply_inline(env, event):
+            return
         async with db.transaction() as s:
             await claim(s, inbox, env.event_id, BILLING_QUEUE, env.routing_key)
             # Idempotent by invoice id, so a duplicate (same or new event id) changes nothing.

@@ -23,6 +23,7 @@ from provisioner.config import Settings
 from provisioner.metrics import PROVISION_LATENCY, PROVISIONS
 from provisioner.repository import ProvisioningRepository
 from provisioner.service import (
+    GrantResult,
     ProvisioningService,
     block_job_id,
     grant_job_id,
@@ -45,6 +46,14 @@ def describe(exc: BaseException) -> str:
     if isinstance(exc, BackendError):
         return str(exc)
     return f"{type(exc).__name__}: {str(exc)[:200]}"
+
+
+def observe_grant(invoice_id: str, result: GrantResult) -> None:
+    """Count and log an applied (or skipped) grant, inline or from a job."""
+    PROVISIONS.labels(result.outcome).inc()
+    if result.outcome in ("activated", "extended") and result.latency_seconds is not None:
+        PROVISION_LATENCY.observe(result.latency_seconds)
+    log.info("provision_done", invoice_id=invoice_id, outcome=result.outcome)
 
 
 class ProvisionJobs:
@@ -98,10 +107,7 @@ def provision_handlers(db: Database, service: ProvisioningService):
             log.warning("provision_attempt_failed", invoice_id=invoice_id, attempt=attempts,
                         final=final, error=describe(exc))
             raise
-        PROVISIONS.labels(result.outcome).inc()
-        if result.outcome in ("activated", "extended") and result.latency_seconds is not None:
-            PROVISION_LATENCY.observe(result.latency_seconds)
-        log.info("provision_done", invoice_id=invoice_id, outcome=result.outcome)
+        observe_grant(invoice_id, result)
         return result.outcome
 
     async def apply_refund(job: Job, token: str = ""):

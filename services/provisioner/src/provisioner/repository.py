@@ -84,6 +84,14 @@ class ProvisioningRepository:
             .on_conflict_do_nothing(index_elements=[Grant.invoice_id]).returning(Grant.id))
         return result.first() is not None
 
+    async def insert_grant_returning(self, **values) -> Grant | None:
+        """Insert unless the invoice already has a grant; the new grant (in this session), or
+        None when it was there already."""
+        result = await self.session.scalars(
+            insert(Grant).values(**values)
+            .on_conflict_do_nothing(index_elements=[Grant.invoice_id]).returning(Grant))
+        return result.first()
+
     async def grant_by_invoice(self, invoice_id: str, *, for_update: bool = False
                                ) -> Grant | None:
         stmt = sa.select(Grant).where(Grant.invoice_id == invoice_id)

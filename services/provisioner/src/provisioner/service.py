@@ -89,6 +89,11 @@ def block_job_id(user_id: str, changed_at: datetime) -> str:
     return job_id("user-block", user_id, int(changed_at.timestamp() * 1000))
 
 
+def _check_plan(event: InvoicePaidV1) -> None:
+    if event.plan.duration_days <= 0 or event.plan.max_devices <= 0:
+        raise ValueError(f"invoice {event.invoice_id}: plan snapshot has no time to grant")
+
+
 def transition(sub: Subscription, to: str) -> None:
     if to not in TRANSITIONS.get(sub.status, set()):
         raise IllegalTransition("subscription", sub.status, to)
@@ -176,20 +181,35 @@ class ProvisioningService:
 
     # ------------------------------------------------------------------ paid invoices
 
+    @staticmethod
+    def _grant_values(event: InvoicePaidV1, ts: datetime) -> dict:
+        return dict(invoice_id=event.invoice_id, kind="INVOICE", user_id=event.user_id,
+                    plan_id=event.plan.plan_id, plan=event.plan.model_dump(mode="json"),
+                    duration_days=event.plan.duration_days, max_devices=event.plan.max_devices,
+                    status=PENDING, job_id=grant_job_id(event.invoice_id), attempts=0,
+                    created_at=ts, updated_at=ts)
+
     async def record_paid(self, s: AsyncSession, event: InvoicePaidV1, ts: datetime
                           ) -> str | None:
         """Record the grant (once per invoice); returns its job id while it still needs applying."""
-        if event.plan.duration_days <= 0 or event.plan.max_devices <= 0:
-            raise ValueError(f"invoice {event.invoice_id}: plan snapshot has no time to grant")
+        _check_plan(event)
         repo = ProvisioningRepository(s)
-        await repo.insert_grant(
-            invoice_id=event.invoice_id, kind="INVOICE", user_id=event.user_id,
-            plan_id=event.plan.plan_id, plan=event.plan.model_dump(mode="json"),
-            duration_days=event.plan.duration_days, max_devices=event.plan.max_devices,
-            status=PENDING, job_id=grant_job_id(event.invoice_id), attempts=0,
-            created_at=ts, updated_at=ts)
+        await repo.insert_grant(**self._grant_values(event, ts))
         grant = await repo.grant_by_invoice(event.invoice_id)
         return grant.job_id if grant is not None and grant.status == PENDING else None
+
+    async def record_and_apply(self, s: AsyncSession, event: InvoicePaidV1, ts: datetime
+                               ) -> GrantResult | None:
+        """The happy path in one transaction: record the grant and apply it at once. None when
+        the invoice already had a grant (a duplicate, or one a job owns): nothing was changed
+        and the caller takes the queued path."""
+        _check_plan(event)
+        repo = ProvisioningRepository(s)
+        await repo.lock_user(event.user_id)  # same order as apply_grant: user, then grant
+        grant = await repo.insert_grant_returning(**self._grant_values(event, ts))
+        if grant is None:
+            return None
+        return await self._apply(s, repo, grant, ts)
 
     async def apply_grant(self, s: AsyncSession, invoice_id: str, ts: datetime) -> GrantResult:
         repo = ProvisioningRepository(s)
@@ -202,6 +222,12 @@ class ProvisioningService:
             return GrantResult("refunded")
         if grant.status not in (PENDING, FAILED):
             return GrantResult("duplicate")
+        return await self._apply(s, repo, grant, ts)
+
+    async def _apply(self, s: AsyncSession, repo: ProvisioningRepository, grant: Grant,
+                     ts: datetime) -> GrantResult:
+        """Add a locked, unapplied grant's time (the user's lock is held)."""
+        invoice_id = grant.invoice_id
         blocked = await repo.is_blocked(grant.user_id)
         sub = await repo.subscription_for_user(grant.user_id, for_update=True)
         sub, kind, previous = await self._add_time(

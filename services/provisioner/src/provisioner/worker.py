@@ -5,7 +5,11 @@ from __future__ import annotations
 
 from provisioner.backends import build_backend
 from provisioner.config import Settings
-from provisioner.consumers import build_billing_subscription, build_identity_subscription
+from provisioner.consumers import (
+    InlineGate,
+    build_billing_subscription,
+    build_identity_subscription,
+)
 from provisioner.jobs import (
     PROVISION,
     SCHEDULES,
@@ -27,7 +31,8 @@ async def build_worker(ctx: WorkerContext) -> None:
     sweeps = JobQueue(SCHEDULES, settings.redis_url, settings.jobs_prefix)
     ctx.queues += [jobs.queue, sweeps]
     ctx.outbox = events
-    ctx.subscriptions.append(build_billing_subscription(ctx.db, service, jobs))
+    gate = InlineGate(settings.provision_inline, settings.provision_inline_cooldown_seconds)
+    ctx.subscriptions.append(build_billing_subscription(ctx.db, service, jobs, gate))
     ctx.subscriptions.append(build_identity_subscription(ctx.db, service, jobs))
     ctx.job_workers.append(JobWorker(PROVISION, settings.redis_url,
                                      provision_handlers(ctx.db, service),
