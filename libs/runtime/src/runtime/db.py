@@ -92,6 +92,18 @@ def ping_when_idle(engine: AsyncEngine, idle_seconds: float = PING_IF_IDLE_SECON
             raise sqlalchemy.exc.DisconnectionError(str(exc)[:200]) from exc
 
 
+class OneStatementConnection(asyncpg.Connection):
+    """A connection of the one-statement pool. asyncpg's pool resets every connection it takes
+    back (`SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`): one more round
+    trip per statement, as costly as the statement itself on the gateway's session lookup. A
+    single statement leaves none of that behind (no session settings, cursors, listeners or
+    session-level locks; an open transaction is still rolled back by asyncpg), so there is
+    nothing to reset."""
+
+    def get_reset_query(self) -> str:
+        return ""
+
+
 class Database:
     """Owns the engine and the session factory of one service.
 
@@ -130,6 +142,7 @@ class Database:
                                                           "postgresql://", 1)
                 self._reader = await asyncpg.create_pool(
                     dsn, min_size=1, max_size=READER_POOL_SIZE, timeout=10, command_timeout=30,
+                    connection_class=OneStatementConnection,
                     server_settings={"search_path": self.settings.schema,
                                      "application_name": self.settings.service_name})
         return self._reader
