@@ -3,6 +3,7 @@ backend answers, handed to the `provision` queue when it does not, exactly once 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from decimal import Decimal
@@ -36,10 +37,19 @@ class CountingBackend(SandboxBackend):
     """The sandbox backend, counting the calls that reach it."""
 
     calls = 0
+    in_flight = 0
+    most_in_flight = 0
 
     async def ensure_active(self, ref, *, expires_at, max_devices):
         self.calls += 1
-        return await super().ensure_active(ref, expires_at=expires_at, max_devices=max_devices)
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(0.05)  # a backend that takes a moment
+            return await super().ensure_active(ref, expires_at=expires_at,
+                                               max_devices=max_devices)
+        finally:
+            self.in_flight -= 1
 
 
 @pytest.fixture
@@ -57,7 +67,7 @@ async def jobs(unit_settings):
 
 @pytest.fixture
 def gate():
-    return InlineGate(enabled=True, cooldown_seconds=60)
+    return InlineGate(enabled=True, cooldown_seconds=60, concurrency=2)
 
 
 @pytest.fixture
@@ -167,3 +177,12 @@ async def test_a_refund_recorded_first_means_the_payment_is_never_applied(db, ha
     assert await scalar(db, count(Subscription)) == 0
     assert await jobs.get(grant_job_id(ev.invoice_id)) is None
     assert backend.calls == 0
+
+
+async def test_at_most_the_gates_concurrency_applies_inline_at_once(db, handle, jobs, backend):
+    events = [paid(f"u-many-{i}") for i in range(8)]
+    await asyncio.gather(*(handle(ev) for ev in events))
+    assert backend.calls == 8 and backend.most_in_flight == 2
+    for ev in events:
+        assert (await grant_of(db, ev.invoice_id)).status == "APPLIED"
+        assert await jobs.get(grant_job_id(ev.invoice_id)) is None

@@ -44,6 +44,7 @@ class Settings(ServiceSettings):
     provision_inline: bool = Field(True, alias="PROVISION_INLINE")
     provision_inline_cooldown_seconds: float = Field(
         30.0, alias="PROVISION_INLINE_COOLDOWN_SECONDS", ge=0)
+    provision_inline_concurrency: int = Field(5, alias="PROVISION_INLINE_CONCURRENCY", ge=1)
 
     # scheduled jobs (seconds between runs)
     provision_sweep_seconds: int = Field(60, alias="PROVISION_SWEEP_SECONDS", ge=1)

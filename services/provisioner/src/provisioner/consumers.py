@@ -15,6 +15,7 @@ redelivery comes.
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from contracts import Envelope
@@ -38,11 +39,14 @@ IDENTITY_QUEUE = "provisioner.identity-events"
 
 
 class InlineGate:
-    """Whether paid invoices are applied inline: yes, except for a cool-down after a failure."""
+    """Whether paid invoices are applied inline: yes, except for a cool-down after a failure;
+    and at most `concurrency` at once, since each holds a database connection across its
+    backend call (the consumer takes up to the broker's prefetch of messages at once)."""
 
-    def __init__(self, enabled: bool, cooldown_seconds: float):
+    def __init__(self, enabled: bool, cooldown_seconds: float, concurrency: int = 5):
         self.enabled = enabled
         self.cooldown = cooldown_seconds
+        self.slots = asyncio.Semaphore(concurrency)
         self._closed_until = 0.0
 
     def open(self) -> bool:
@@ -59,7 +63,7 @@ def build_billing_subscription(db: Database, service: ProvisioningService, jobs:
     async def apply_inline(env: Envelope, event: InvoicePaidV1) -> bool:
         """True when the invoice's grant was recorded and applied here (and committed)."""
         try:
-            async with db.transaction() as s:
+            async with gate.slots, db.transaction() as s:
                 if not await claim(s, inbox, env.event_id, BILLING_QUEUE, env.routing_key):
                     return False
                 result = await service.record_and_apply(s, event, now())

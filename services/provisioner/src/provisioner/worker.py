@@ -31,7 +31,8 @@ async def build_worker(ctx: WorkerContext) -> None:
     sweeps = JobQueue(SCHEDULES, settings.redis_url, settings.jobs_prefix)
     ctx.queues += [jobs.queue, sweeps]
     ctx.outbox = events
-    gate = InlineGate(settings.provision_inline, settings.provision_inline_cooldown_seconds)
+    gate = InlineGate(settings.provision_inline, settings.provision_inline_cooldown_seconds,
+                      settings.provision_inline_concurrency)
     ctx.subscriptions.append(build_billing_subscription(ctx.db, service, jobs, gate))
     ctx.subscriptions.append(build_identity_subscription(ctx.db, service, jobs))
     ctx.job_workers.append(JobWorker(PROVISION, settings.redis_url,
