@@ -1,13 +1,14 @@
-"""The one-statement driver pool takes connections back without asyncpg's reset round trip,
-and still never hands out a connection with a transaction left open."""
+"""The one-statement driver pool: connections taken back without asyncpg's reset round trip (and
+still never handed out with a transaction left open), and handed out in the order asked for."""
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 
 import asyncpg
 
-from runtime.db import OneStatementConnection
+from runtime.db import OneStatementConnection, OneStatementPool
 
 DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -51,3 +52,36 @@ async def test_a_transaction_left_open_is_still_rolled_back_on_release():
         assert await pool.fetchval("SELECT to_regclass('pg_temp.left_behind') IS NULL")
     finally:
         await pool.close()
+
+
+async def test_connections_are_handed_out_first_come_first_served(monkeypatch):
+    """Many more callers than connections, each asking again as soon as it is served (as a
+    busy API does): connections go to callers exactly in the order they asked. (With asyncpg's
+    own pool about 1,000 of these 1,280 statements got theirs out of turn.)"""
+    callers, size, rounds = 64, 5, 20
+    caller_id: contextvars.ContextVar[int | None] = contextvars.ContextVar("caller", default=None)
+    asked: list[int] = []
+    served: list[int] = []
+    fetchrow = OneStatementConnection.fetchrow
+
+    async def recorded(self, *args, **kwargs):  # runs once the caller holds a connection
+        if caller_id.get() is not None:
+            served.append(caller_id.get())
+        return await fetchrow(self, *args, **kwargs)
+
+    monkeypatch.setattr(OneStatementConnection, "fetchrow", recorded)
+    pool = OneStatementPool(DSN, size)
+
+    async def caller(i: int):
+        caller_id.set(i)
+        for _ in range(rounds):
+            asked.append(i)
+            await pool.fetchrow("SELECT 1")
+
+    try:  # open all its connections first (a caller waiting on a new connection is not queued)
+        await asyncio.gather(*(pool.fetchrow("SELECT pg_sleep(0.05)") for _ in range(size)))
+        await asyncio.gather(*(caller(i) for i in range(callers)))
+    finally:
+        await pool.close()
+    assert len(asked) == callers * rounds
+    assert served == asked

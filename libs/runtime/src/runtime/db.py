@@ -104,6 +104,50 @@ class OneStatementConnection(asyncpg.Connection):
         return ""
 
 
+class OneStatementPool:
+    """A small asyncpg pool for single statements, handed out first come, first served.
+
+    asyncpg's pool queue lets a newcomer take a connection that was just released ahead of
+    those already waiting for one (the woken waiter finds it gone and queues again at the
+    back); with many more concurrent requests than connections, that starved some requests for
+    hundreds of ms. A FIFO semaphore (asyncio's is fair) in front of the pool keeps the order.
+    """
+
+    def __init__(self, dsn: str, size: int, **connect_kwargs: Any):
+        self.dsn, self.size, self.connect_kwargs = dsn, size, connect_kwargs
+        self._turns = asyncio.Semaphore(size)
+        self._pool: Any = None
+        self._opening = asyncio.Lock()
+
+    async def _get(self) -> Any:
+        if self._pool is None:
+            async with self._opening:
+                if self._pool is None:
+                    self._pool = await asyncpg.create_pool(
+                        self.dsn, min_size=1, max_size=self.size,
+                        connection_class=OneStatementConnection, **self.connect_kwargs)
+        return self._pool
+
+    async def fetchrow(self, query: str, *args: Any) -> Any:
+        pool = self._pool or await self._get()
+        async with self._turns:
+            return await pool.fetchrow(query, *args)
+
+    async def fetch(self, query: str, *args: Any) -> list[Any]:
+        pool = self._pool or await self._get()
+        async with self._turns:
+            return await pool.fetch(query, *args)
+
+    async def execute(self, query: str, *args: Any) -> str:
+        pool = self._pool or await self._get()
+        async with self._turns:
+            return await pool.execute(query, *args)
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+
+
 class Database:
     """Owns the engine and the session factory of one service.
 
@@ -117,35 +161,23 @@ class Database:
         self.settings = settings
         self.engine = create_engine(settings, pool_size=pool_size)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
-        self._reader: Any = None
-        self._reader_lock = asyncio.Lock()
+        self._reader = OneStatementPool(
+            settings.service_dsn().replace("postgresql+asyncpg://", "postgresql://", 1),
+            READER_POOL_SIZE, timeout=10, command_timeout=30,
+            server_settings={"search_path": settings.schema,
+                             "application_name": settings.service_name})
 
     async def fetchrow(self, query: str, *args: Any) -> Any:
         """One statement on the driver pool; its first row (asyncpg Record) or None."""
-        pool = self._reader or await self._open_reader()
-        return await pool.fetchrow(query, *args)
+        return await self._reader.fetchrow(query, *args)
 
     async def fetch(self, query: str, *args: Any) -> list[Any]:
         """One statement on the driver pool; its rows (asyncpg Records)."""
-        pool = self._reader or await self._open_reader()
-        return await pool.fetch(query, *args)
+        return await self._reader.fetch(query, *args)
 
     async def execute(self, query: str, *args: Any) -> str:
         """One statement on the driver pool; its status tag (e.g. 'INSERT 0 1')."""
-        pool = self._reader or await self._open_reader()
-        return await pool.execute(query, *args)
-
-    async def _open_reader(self) -> Any:
-        async with self._reader_lock:
-            if self._reader is None:
-                dsn = self.settings.service_dsn().replace("postgresql+asyncpg://",
-                                                          "postgresql://", 1)
-                self._reader = await asyncpg.create_pool(
-                    dsn, min_size=1, max_size=READER_POOL_SIZE, timeout=10, command_timeout=30,
-                    connection_class=OneStatementConnection,
-                    server_settings={"search_path": self.settings.schema,
-                                     "application_name": self.settings.service_name})
-        return self._reader
+        return await self._reader.execute(query, *args)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
@@ -155,8 +187,7 @@ class Database:
                 yield session
 
     async def dispose(self) -> None:
-        if self._reader is not None:
-            await self._reader.close()
+        await self._reader.close()
         await self.engine.dispose()
 
 
