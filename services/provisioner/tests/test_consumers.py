@@ -186,3 +186,13 @@ async def test_at_most_the_gates_concurrency_applies_inline_at_once(db, handle, 
     for ev in events:
         assert (await grant_of(db, ev.invoice_id)).status == "APPLIED"
         assert await jobs.get(grant_job_id(ev.invoice_id)) is None
+
+
+async def test_a_bad_message_fails_without_closing_the_gate(db, handle, jobs, gate):
+    ev = paid("u-bad")
+    ev = ev.model_copy(update={"plan": PLAN.model_copy(update={"duration_days": 0})})
+    with pytest.raises(ValueError, match="no time to grant"):
+        await handle(ev)  # the broker redelivers it, and dead-letters it at its delivery limit
+    assert gate.open()
+    assert await scalar(db, count(Grant, Grant.invoice_id == ev.invoice_id)) == 0
+    assert await jobs.get(grant_job_id(ev.invoice_id)) is None

@@ -21,6 +21,7 @@ import time
 from contracts import Envelope
 from contracts.billing import InvoicePaidV1, InvoiceRefundedV1
 from contracts.identity import UserBlockedV1, UserUnblockedV1
+from provisioner.backends import BackendError
 from provisioner.jobs import ProvisionJobs, describe, observe_grant
 from provisioner.metrics import PROVISIONS
 from provisioner.models import inbox
@@ -72,7 +73,8 @@ def build_billing_subscription(db: Database, service: ProvisioningService, jobs:
         except Exception as exc:
             if database_away(exc):
                 raise  # the broker retries the message without spending a delivery
-            gate.failed()
+            if isinstance(exc, BackendError):  # not for a bad message: the backend is fine
+                gate.failed()
             PROVISIONS.labels("inline_failed").inc()
             log.warning("provision_inline_failed", invoice_id=event.invoice_id,
                         error=describe(exc))
