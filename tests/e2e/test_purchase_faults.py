@@ -118,13 +118,14 @@ async def test_two_provisioner_replicas_share_purchases(stack, gateway_url, db):
     ports = [stack.worker_metrics_port("provisioner", r) for r in (1, 2)]
     await asyncio.to_thread(wait_for, lambda: all(_metrics_up(p) for p in ports), 120, 0.5,
                             "both provisioner replicas serving metrics")
-    before = [metric_total(p, "jobs_handled_total", queue="provision", outcome="ok")
+    # each replica applies grants (inline from the shared queue, or from provision jobs)
+    before = [metric_total(p, "provisioner_provisions_total", outcome="activated")
               for p in ports]
     bought = await buy_many(gateway_url, REPLICA_PURCHASES)
     invoice_ids = [inv["id"] for _, inv in bought]
     await _wait_all_provisioned(db, invoice_ids)
     await _assert_exactly_once(db, invoice_ids)
-    after = [metric_total(p, "jobs_handled_total", queue="provision", outcome="ok")
+    after = [metric_total(p, "provisioner_provisions_total", outcome="activated")
              for p in ports]
     did = [a - b for a, b in zip(after, before, strict=True)]
     assert all(d > 0 for d in did), f"both replicas should have provisioned: {did}"
