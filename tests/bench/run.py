@@ -90,15 +90,22 @@ def reset(env: dict[str, str]) -> None:
 
 # --------------------------------------------------------------------------- load generator
 def wrk(url: str, duration: int, connections: int, headers: dict[str, str] | None = None,
-        script: Path | None = None, env: dict[str, str] | None = None) -> dict:
-    """Run wrk (2 threads) and parse req/s, latency percentiles and non-2xx answers."""
-    cmd = ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "10s"]
+        script: Path | None = None, env: dict[str, str] | None = None,
+        warmup: int = 0) -> dict:
+    """Run wrk (2 threads) and parse req/s, latency percentiles and non-2xx answers. With
+    `warmup`, a first run of that many seconds (connections opened, pools filled) is discarded,
+    the same for the baseline as for the system."""
+    cmd = ["wrk", "-t2", f"-c{connections}", "--latency", "--timeout", "10s"]
     for k, v in (headers or {}).items():
         cmd += ["-H", f"{k}: {v}"]
     if script:
         cmd += ["-s", str(script)]
-    out = subprocess.run(cmd + [url], capture_output=True, text=True,
-                         env={**os.environ, **(env or {})}, timeout=duration + 60).stdout
+    run_env = {**os.environ, **(env or {})}
+    if warmup:
+        subprocess.run(cmd + [f"-d{warmup}s", url], capture_output=True, env=run_env,
+                       timeout=warmup + 60)
+    out = subprocess.run(cmd + [f"-d{duration}s", url], capture_output=True, text=True,
+                         env=run_env, timeout=duration + 60).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     lat = {}
     for p, v, unit in re.findall(r"^\s+(50|75|90|99)%\s+([\d.]+)(us|ms|s)\s*$", out, re.M):
@@ -248,6 +255,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--duration", type=int, default=10, help="seconds per load step")
     ap.add_argument("--connections", type=int, default=64)
+    ap.add_argument("--warmup", type=int, default=2,
+                    help="seconds of discarded load before each HTTP step")
     ap.add_argument("--support-tickets", type=int, default=30)
     ap.add_argument("--purchase-seconds", type=float, default=30,
                     help="how long customers keep buying in the sustained-throughput run")
@@ -289,21 +298,25 @@ def main() -> int:
             stack.wait_http(f"http://127.0.0.1:{bare_port}/bare")
             print("bare endpoint...", flush=True)
             report["bare"] = wrk(f"http://127.0.0.1:{bare_port}/bare", ns.duration,
-                                 ns.connections)
+                                 ns.connections, warmup=ns.warmup)
         finally:
             bare.terminate()
             bare.wait()
         print("gateway reads...", flush=True)
         cookie = {"Cookie": f"sid={sid}"}
-        report["auth_me"] = wrk(f"{gw}/api/v1/auth/me", ns.duration, ns.connections, cookie)
+        report["auth_me"] = wrk(f"{gw}/api/v1/auth/me", ns.duration, ns.connections, cookie,
+                                warmup=ns.warmup)
         report["subscriptions"] = wrk(f"{gw}/api/v1/subscriptions", ns.duration,
-                                      ns.connections, cookie)
+                                      ns.connections, cookie, warmup=ns.warmup)
         # Accepting is not processing: after each webhook step, wait for the worker to finish
         # the stored updates (so the next step measures its own path) and report that rate.
         # Telegram itself opens at most `max_connections` (set-webhook: 40) to a webhook, so the
         # step runs at --connections and at Telegram's 40.
         for key, conns in (("webhook", ns.connections), ("webhook_telegram", 40)):
             print(f"telegram webhook, {conns} connections...", flush=True)
+            if ns.warmup:  # its updates are processed before the step starts
+                wrk(f"{gw}/api/v1/telegram/webhook", ns.warmup, conns, script=HERE / "webhook.lua")
+                asyncio.run(updates_drained(env["DATABASE_URL"], time.monotonic()))
             before = asyncio.run(stored_updates(env["DATABASE_URL"]))
             hook_started = time.monotonic()
             report[key] = wrk(f"{gw}/api/v1/telegram/webhook", ns.duration, conns,
