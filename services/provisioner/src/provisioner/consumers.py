@@ -3,8 +3,9 @@
 A paid invoice is applied inline: one transaction claims the inbox row, records the grant,
 brings the backend to the new state and commits with the outbox events, so the happy path
 needs no job at all. If that fails (the backend is away, say), the transaction has rolled back
-and the message takes the queued path below; for the next `PROVISION_INLINE_COOLDOWN_SECONDS`
-paid invoices go straight to it rather than each waiting on the backend first.
+and the message takes the queued path below. After a backend failure, paid invoices go
+straight to it for `PROVISION_INLINE_COOLDOWN_SECONDS` rather than each waiting on the backend
+first.
 
 The queued path (refunds and blocks always take it): the handler records the work in its inbox
 transaction and queues the `provision` job only after that commits. A redelivered message
