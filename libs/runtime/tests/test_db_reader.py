@@ -7,6 +7,7 @@ import asyncio
 import contextvars
 
 import asyncpg
+import pytest
 
 from runtime.db import OneStatementConnection, OneStatementPool
 
@@ -27,31 +28,30 @@ async def last_activity(pid: int) -> tuple[str, str]:
         await admin.close()
 
 
-async def test_a_returned_connection_is_not_reset_by_an_extra_query():
+@pytest.fixture
+async def one_connection_pool():
     pool = await asyncpg.create_pool(DSN, min_size=1, max_size=1,
                                      connection_class=OneStatementConnection)
-    try:
-        pid = await pool.fetchval("SELECT pg_backend_pid() /* the statement */")
-        state, query = await last_activity(pid)
-        # The default pool would have run "SELECT pg_advisory_unlock_all(); CLOSE ALL; ..." last.
-        assert (state, query) == ("idle", "SELECT pg_backend_pid() /* the statement */")
-    finally:
-        await pool.close()
+    yield pool
+    await pool.close()
 
 
-async def test_a_transaction_left_open_is_still_rolled_back_on_release():
-    pool = await asyncpg.create_pool(DSN, min_size=1, max_size=1,
-                                     connection_class=OneStatementConnection)
-    try:
-        async with pool.acquire() as conn:
-            pid = await conn.fetchval("SELECT pg_backend_pid()")
-            await conn.execute("BEGIN")
-            await conn.execute("CREATE TEMP TABLE left_behind (x int)")
-        state, _ = await last_activity(pid)
-        assert state == "idle"
-        assert await pool.fetchval("SELECT to_regclass('pg_temp.left_behind') IS NULL")
-    finally:
-        await pool.close()
+async def test_a_returned_connection_is_not_reset_by_an_extra_query(one_connection_pool):
+    pid = await one_connection_pool.fetchval("SELECT pg_backend_pid() /* the statement */")
+    state, query = await last_activity(pid)
+    # The default pool would have run "SELECT pg_advisory_unlock_all(); CLOSE ALL; ..." last.
+    assert (state, query) == ("idle", "SELECT pg_backend_pid() /* the statement */")
+
+
+async def test_a_transaction_left_open_is_still_rolled_back_on_release(one_connection_pool):
+    async with one_connection_pool.acquire() as conn:
+        pid = await conn.fetchval("SELECT pg_backend_pid()")
+        await conn.execute("BEGIN")
+        await conn.execute("CREATE TEMP TABLE left_behind (x int)")
+    state, _ = await last_activity(pid)
+    assert state == "idle"
+    assert await one_connection_pool.fetchval(
+        "SELECT to_regclass('pg_temp.left_behind') IS NULL")
 
 
 async def test_connections_are_handed_out_first_come_first_served(monkeypatch):

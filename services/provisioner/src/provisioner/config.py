@@ -39,8 +39,8 @@ class Settings(ServiceSettings):
     provision_attempts: int = Field(8, alias="PROVISION_ATTEMPTS", ge=1)
     provision_backoff_ms: int = Field(2000, alias="PROVISION_BACKOFF_MS", ge=1)
     provision_concurrency: int = Field(10, alias="PROVISION_CONCURRENCY", ge=1)
-    # Paid invoices are applied inline by the consumer; after a failure there, the next ones go
-    # straight to the `provision` queue for this long.
+    # Paid invoices are applied inline by the consumer (at most this many at once); after a
+    # backend failure there, the next ones go straight to the `provision` queue for this long.
     provision_inline: bool = Field(True, alias="PROVISION_INLINE")
     provision_inline_cooldown_seconds: float = Field(
         30.0, alias="PROVISION_INLINE_COOLDOWN_SECONDS", ge=0)

@@ -41,9 +41,9 @@ IDENTITY_QUEUE = "provisioner.identity-events"
 
 
 class InlineGate:
-    """Whether paid invoices are applied inline: yes, except for a cool-down after a failure;
-    and at most `concurrency` at once, since each holds a database connection across its
-    backend call (the consumer takes up to the broker's prefetch of messages at once)."""
+    """Whether paid invoices are applied inline: yes, except for a cool-down after a backend
+    failure; and at most `concurrency` at once, since each holds a database connection across
+    its backend call (the consumer takes up to the broker's prefetch of messages at once)."""
 
     def __init__(self, enabled: bool, cooldown_seconds: float, concurrency: int = 5):
         self.enabled = enabled
