@@ -7,8 +7,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
+from runtime.text import VisibleText
+
 Role = Literal["USER", "SUPPORT", "ADMIN"]
 TicketStatus = Literal["OPEN", "PENDING_USER", "PENDING_SUPPORT", "CLOSED"]
+
+# Ticket text: invisible characters removed, at least one visible character (runtime.text).
+Subject = VisibleText(3, 120)
+Body = VisibleText(1, 4000)
 
 
 class Strict(BaseModel):
@@ -65,12 +71,12 @@ class TelegramLinkOut(BaseModel):
 
 
 class TicketCreate(Strict):
-    subject: str = Field(min_length=3, max_length=120)
-    body: str = Field(min_length=1, max_length=4000)
+    subject: Subject
+    body: Body
 
 
 class MessageCreate(Strict):
-    body: str = Field(min_length=1, max_length=4000)
+    body: Body
 
 
 class MessageOut(BaseModel):

@@ -9,6 +9,7 @@ from runtime.db import Database
 from runtime.errors import IllegalTransition
 from runtime.inbox import claim
 from runtime.logging import get_logger
+from runtime.text import clean_untrusted, has_visible
 from tickets.models import inbox
 from tickets.repository import TicketRepository
 from tickets.service import ticket_service
@@ -33,9 +34,13 @@ def build_subscription(db: Database) -> Subscription:
             ticket = await repo.get(event.ticket_id, for_update=True)
             if ticket is None:
                 raise LookupError(f"support reply for unknown ticket {event.ticket_id}")
+            body = _readable(event.body)
+            if body is None:
+                log.warning("telegram_text_not_visible", ticket_id=ticket.id, ref=ref)
+                return
             try:
                 await ticket_service.add_message(s, ticket, author="SUPPORT", origin="TELEGRAM",
-                                                 body=event.body, external_ref=ref)
+                                                 body=body, external_ref=ref)
             except IllegalTransition:
                 log.warning("support_reply_on_closed_ticket", ticket_id=ticket.id)
 
@@ -48,6 +53,10 @@ def build_subscription(db: Database) -> Subscription:
             repo = TicketRepository(s)
             if await repo.message_by_ref(ref):
                 return
+            text = _readable(event.text)
+            if text is None:  # nothing an operator could read: no ticket, no message
+                log.warning("telegram_text_not_visible", user_id=event.user_id, ref=ref)
+                return
             ticket = None
             if event.ticket_id:
                 ticket = await repo.get(event.ticket_id, for_update=True)
@@ -56,15 +65,23 @@ def build_subscription(db: Database) -> Subscription:
             if ticket is None:
                 ticket = await repo.latest_open_for_user(event.user_id)
             if ticket is None:
-                subject = _subject_from(event.text)
+                subject = _subject_from(text)
                 await ticket_service.open(s, user_id=event.user_id, subject=subject,
-                                          body=event.text, source="TELEGRAM", origin="TELEGRAM",
+                                          body=text, source="TELEGRAM", origin="TELEGRAM",
                                           external_ref=ref)
                 return
             await ticket_service.add_message(s, ticket, author="USER", origin="TELEGRAM",
-                                             body=event.text, external_ref=ref)
+                                             body=text, external_ref=ref)
 
     return sub
+
+
+def _readable(text: str) -> str | None:
+    """Chat text as stored: the same cleaning as the API's (runtime.text), plus NUL and lone
+    surrogates dropped (an event cannot be refused, and Postgres would refuse them); None when
+    nothing visible is left."""
+    cleaned = clean_untrusted(text)[:4000]
+    return cleaned if has_visible(cleaned) else None
 
 
 def _subject_from(text: str) -> str:

@@ -5,9 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
 from contracts.common import TicketStatus
+from runtime.text import VisibleText
+
+# Ticket text: invisible characters removed, at least one visible character (runtime.text).
+Subject = VisibleText(3, 120)
+Body = VisibleText(1, 4000)
 
 
 class Strict(BaseModel):
@@ -15,12 +20,12 @@ class Strict(BaseModel):
 
 
 class TicketCreate(Strict):
-    subject: str = Field(min_length=3, max_length=120)
-    body: str = Field(min_length=1, max_length=4000)
+    subject: Subject
+    body: Body
 
 
 class MessageCreate(Strict):
-    body: str = Field(min_length=1, max_length=4000)
+    body: Body
 
 
 class MessageOut(BaseModel):
