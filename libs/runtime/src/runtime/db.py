@@ -50,6 +50,9 @@ def create_engine(settings: ServiceSettings, pool_size: int = 10) -> AsyncEngine
         pool_timeout=10,
         pool_pre_ping=False,  # see ping_when_idle
         pool_recycle=1800,
+        # An error's text (logged, sometimes relayed) never carries the bound values: they are
+        # customer text (ticket bodies, emails) and secrets (password hashes, tokens).
+        hide_parameters=True,
         connect_args={
             "server_settings": {
                 "search_path": settings.schema,

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from runtime.broker import Broker, Subscription
 from runtime.db import Database
 from runtime.jobs import JobQueue, JobWorker
@@ -196,6 +198,44 @@ async def _retry_connect(what: str, fn: Callable[[], Awaitable[None]], attempts:
     raise SystemExit(f"{what} unreachable")
 
 
+def load_settings(defn: ServiceDefinition) -> ServiceSettings:
+    """The service's settings; a refused configuration exits with its reasons, no traceback."""
+    try:
+        return defn.settings_factory()
+    except ValidationError as exc:
+        reasons = "; ".join(_reason(err) for err in exc.errors())
+        raise SystemExit(f"{defn.name}: refusing to start: {reasons}") from None
+
+
+def _reason(err: Any) -> str:
+    where = ".".join(str(p) for p in err.get("loc", ()))
+    message = str(err.get("msg", "")).removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message
+
+
+def internal_api_docs(settings: ServiceSettings) -> dict[str, str | None]:
+    """`/docs`, `/redoc` and `/openapi.json` of an internal service: development only (they map
+    every internal endpoint for whoever reaches the pod)."""
+    if settings.app_env == "development":
+        return {"openapi_url": "/openapi.json", "docs_url": "/docs", "redoc_url": "/redoc"}
+    return {"openapi_url": None, "docs_url": None, "redoc_url": None}
+
+
+def uvicorn_options(settings: ServiceSettings) -> dict[str, Any]:
+    """How `api` runs uvicorn. Forwarded headers are believed only from TRUSTED_PROXIES: with
+    none, uvicorn's proxy-header middleware is off (its default would trust 127.0.0.1), so the
+    client address is the peer's and a spoofed X-Forwarded-For changes nothing."""
+    trusted = settings.trusted_proxies
+    return {
+        "host": settings.host, "port": settings.port, "log_level": "warning",
+        "access_log": False, "loop": "uvloop", "http": "httptools",
+        "timeout_graceful_shutdown": int(settings.shutdown_grace_seconds),
+        "timeout_keep_alive": SERVER_KEEPALIVE_SECONDS,
+        "proxy_headers": bool(trusted),
+        "forwarded_allow_ips": ",".join(trusted) if trusted else "",
+    }
+
+
 def run_cli(defn: ServiceDefinition, argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog=f"python -m {defn.name}")
@@ -203,17 +243,15 @@ def run_cli(defn: ServiceDefinition, argv: list[str] | None = None) -> None:
     parser.add_argument("command", choices=[*builtin, *defn.commands])
     parser.add_argument("args", nargs=argparse.REMAINDER)
     ns = parser.parse_args(argv)
-    settings = defn.settings_factory()
+    settings = load_settings(defn)
     configure_logging(defn.name, settings.log_level)
+    if ns.command in ("api", "worker"):
+        for warning in settings.startup_warnings():
+            log.warning("startup_warning", service=defn.name, role=ns.command, warning=warning)
     if ns.command == "api":
         import uvicorn
 
-        uvicorn.run(
-            defn.create_api(settings), host=settings.host, port=settings.port,
-            log_level="warning", access_log=False, loop="uvloop", http="httptools",
-            timeout_graceful_shutdown=int(settings.shutdown_grace_seconds), proxy_headers=True,
-            timeout_keep_alive=SERVER_KEEPALIVE_SECONDS,
-        )
+        uvicorn.run(defn.create_api(settings), **uvicorn_options(settings))
     elif ns.command == "worker":
         try:
             import uvloop

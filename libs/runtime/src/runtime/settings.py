@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+import ipaddress
+from typing import Annotated, ClassVar
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEV_SIGNING_KEY = "dev-internal-signing-key-change-me"
 DEV_WEBHOOK_SECRET = "dev-telegram-webhook-secret"
@@ -36,6 +37,11 @@ class ServiceSettings(BaseSettings):
     retention_interval_ms: int = Field(24 * 3600 * 1000, alias="RETENTION_INTERVAL_MS")
     outbox_retention_days: float = Field(7, alias="OUTBOX_RETENTION_DAYS")
     inbox_retention_days: float = Field(7, alias="INBOX_RETENTION_DAYS")
+    # Peers (CIDRs) whose X-Forwarded-For / X-Forwarded-Proto are believed; empty: nobody's.
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list,
+                                                            alias="TRUSTED_PROXIES")
+    # A staging cluster may run production settings with the sandbox adapters, explicitly.
+    allow_sandbox_in_production: bool = Field(False, alias="ALLOW_SANDBOX_IN_PRODUCTION")
 
     # Per-service values; subclasses give them service-specific env aliases.
     port: int = 8000
@@ -53,13 +59,54 @@ class ServiceSettings(BaseSettings):
     def is_production(self) -> bool:
         return self.app_env == "production"
 
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, v):
+        if isinstance(v, str):
+            v = [p for p in v.replace(" ", "").split(",") if p]
+        out = []
+        for cidr in v:
+            try:
+                out.append(str(ipaddress.ip_network(cidr, strict=False)))
+            except ValueError as exc:
+                raise ValueError(f"TRUSTED_PROXIES: {cidr!r} is not an IP address or CIDR") from exc
+        return out
+
     @model_validator(mode="after")
-    def _refuse_default_secrets_in_production(self) -> ServiceSettings:
-        if self.app_env == "production":
-            weak = [name for name, value in self.secret_defaults().items() if value]
-            if weak:
-                raise ValueError(f"production refuses default secrets: {', '.join(weak)}")
+    def _refuse_unsafe_production(self) -> ServiceSettings:
+        if not self.is_production:
+            return self
+        problems = []
+        weak = [name for name, value in self.secret_defaults().items() if value]
+        if weak:
+            problems.append(f"production refuses default secrets: {', '.join(weak)}")
+        if self.sandbox_in_use() and not self.allow_sandbox_in_production:
+            problems.append(
+                f"production refuses the sandbox adapters ({self._sandbox_list()}): anyone could "
+                "pay or get a VPN for free. Configure a real adapter, or set "
+                "ALLOW_SANDBOX_IN_PRODUCTION=true for a staging cluster")
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
+
+    def sandbox_adapters(self) -> dict[str, bool]:
+        """Which adapter settings name a sandbox (overridden by subclasses that have adapters)."""
+        return {}
+
+    def sandbox_in_use(self) -> list[str]:
+        """The names of the settings that select a sandbox adapter."""
+        return [name for name, on in self.sandbox_adapters().items() if on]
+
+    def _sandbox_list(self) -> str:
+        return ", ".join(f"{name}=sandbox" for name in self.sandbox_in_use())
+
+    def startup_warnings(self) -> list[str]:
+        """What a process logs as a warning at every start (a sandbox allowed in production)."""
+        if self.is_production and self.sandbox_in_use():
+            return [f"sandbox adapters in production ({self._sandbox_list()}), "
+                    "allowed by ALLOW_SANDBOX_IN_PRODUCTION=true: payments and VPN keys are "
+                    "not real"]
+        return []
 
     def secret_defaults(self) -> dict[str, bool]:
         """Which secrets still hold their development default (overridden by subclasses)."""
