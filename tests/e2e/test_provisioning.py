@@ -81,7 +81,8 @@ def sql(query: str, *args):
 
 def internal(stack, method: str, path: str, **kwargs) -> httpx.Response:
     """Call the provisioner's internal API as an ADMIN (what the gateway would sign)."""
-    headers = {signed.HEADER: signed.sign(DEV_SIGNING_KEY, ADMIN_ID, "ADMIN")}
+    headers = {signed.HEADER: signed.sign(DEV_SIGNING_KEY, ADMIN_ID, "ADMIN",
+                                      audience="provisioner")}
     return httpx.request(method, stack.api_url("provisioner") + path, headers=headers,
                          timeout=15, **kwargs)
 
@@ -323,6 +324,26 @@ def test_subscription_api_authorization_and_validation(gateway_url, admin_client
     for expected in (("subscription.extend", "success"), ("subscription.suspend", "success"),
                      ("subscription.suspend", "refused:409"), ("subscription.resume", "success")):
         assert expected in mine, mine
+
+
+def test_extend_past_ten_years_is_a_conflict_and_changes_nothing(gateway_url, admin_client):
+    owner = register(gateway_url)
+    publish(make_envelope(paid(user_id(owner), days=3000), producer="billing"))
+    sub = wait_for(lambda: subscriptions(owner), message="subscription")[0]
+    extend = f"/admin/subscriptions/{sub['id']}/extend"
+    for days in (10**12, 2**63, -(10**12)):  # out of range: a 400, never an overflow
+        r = admin_client.post(extend, json={"days": days})
+        assert r.status_code == 400 and r.json()["code"] == "VALIDATION_ERROR", (days, r.text)
+    r = admin_client.post(extend, json={"days": 3650})
+    assert r.status_code == 409 and r.json()["code"] == "CONFLICT", r.text
+    room = r.json()["details"]["max_days"]
+    assert 640 <= room <= 660
+    assert subscriptions(owner)[0]["expires_at"] == sub["expires_at"]
+    assert sql("SELECT count(*) AS n FROM provisioning.grants WHERE subscription_id = $1"
+               " AND kind = 'ADMIN'", sub["id"]) == [{"n": 0}]
+    r = admin_client.post(extend, json={"days": room})
+    assert r.status_code == 200, r.text
+    assert admin_client.post(extend, json={"days": 1}).status_code == 409
 
 
 @pytest.mark.parametrize("path", ["/subscriptions/x/access", "/admin/subscriptions"])

@@ -13,7 +13,7 @@ from contracts.billing import InvoicePaidV1, InvoiceRefundedV1, PlanSnapshot
 from provisioner.backends.sandbox import SandboxBackend
 from provisioner.metrics import RECONCILIATION_FIXES
 from provisioner.models import Grant, SandboxAccount, Subscription, outbox
-from provisioner.service import ProvisioningService, block_job_id
+from provisioner.service import ProvisioningService, block_job_id, latest_expiry
 from runtime.errors import Conflict, IllegalTransition, NotFound
 from runtime.identity import Identity
 
@@ -358,3 +358,44 @@ async def test_a_crash_between_the_backend_call_and_the_commit_is_retried_to_one
             Grant.invoice_id == ev.invoice_id)) == 1
     account = await sandbox_account(db, sub.provision_ref)
     assert account.enabled and account.expires_at == T0 + 30 * DAY
+
+
+async def test_expires_at_never_passes_ten_years_ahead(db, service):
+    """Admin extends past the bound are refused and change nothing; a paid grant is applied up
+    to the bound (a paid invoice is never lost), and its refund takes back only what it added."""
+    limit = latest_expiry(T0)
+    assert limit == datetime(2036, 1, 10, 12, 0, tzinfo=UTC)
+    assert latest_expiry(datetime(2028, 2, 29, tzinfo=UTC)) == datetime(2038, 2, 28, tzinfo=UTC)
+    await buy(db, service, paid("u-bound", days=3000), T0)
+    sub = await subscription(db, "u-bound")
+    room = (limit - sub.expires_at).days  # 652 days
+    before = await keys(db)
+    for days in (room + 1, 3650, 10**12):
+        with pytest.raises(Conflict) as refused:
+            async with db.transaction() as s:
+                await service.admin_extend(s, sub.id, days, "admin-1", T0)
+        assert refused.value.details["max_days"] == room
+    assert (await subscription(db, "u-bound")).expires_at == sub.expires_at
+    assert await keys(db) == before
+    async with db.transaction() as s:
+        assert await s.scalar(sa.select(sa.func.count()).select_from(Grant).where(
+            Grant.user_id == "u-bound", Grant.kind == "ADMIN")) == 0
+    async with db.transaction() as s:  # up to the bound is fine
+        assert (await service.admin_extend(s, sub.id, room - 2, "admin-1", T0)).expires_at \
+            == limit - 2 * DAY
+    # a paid grant that would pass the bound: applied, capped at the bound
+    capped = paid("u-bound", days=365)
+    assert await buy(db, service, capped, T0) == "extended"
+    sub = await subscription(db, "u-bound")
+    assert sub.expires_at == limit
+    assert (await sandbox_account(db, sub.provision_ref)).expires_at == limit
+    assert (await events(db))[-1][1]["days_added"] == 2
+    async with db.transaction() as s:
+        grant = (await s.execute(sa.select(Grant).where(
+            Grant.invoice_id == capped.invoice_id))).scalar_one()
+        assert (grant.status, grant.new_expires_at) == ("APPLIED", limit)
+    async with db.transaction() as s:
+        await service.record_refund(s, refunded(capped), T0)
+    async with db.transaction() as s:
+        assert await service.apply_refund(s, capped.invoice_id, T0) == "shortened"
+    assert (await subscription(db, "u-bound")).expires_at == limit - 2 * DAY

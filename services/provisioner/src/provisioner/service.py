@@ -89,6 +89,32 @@ def block_job_id(user_id: str, changed_at: datetime) -> str:
     return job_id("user-block", user_id, int(changed_at.timestamp() * 1000))
 
 
+MAX_YEARS_AHEAD = 10
+
+
+def latest_expiry(ts: datetime) -> datetime:
+    """The furthest `expires_at` may be: 10 years after `ts` (29 February → 28 February)."""
+    try:
+        return ts.replace(year=ts.year + MAX_YEARS_AHEAD)
+    except ValueError:
+        return ts.replace(year=ts.year + MAX_YEARS_AHEAD, day=28)
+
+
+def add_days(base: datetime, days: int, limit: datetime) -> datetime:
+    """`base` + `days`, but never past `limit` (and no overflow for a huge `days`); a `base`
+    already past `limit` is kept, not shortened."""
+    if days > (limit - base).days:
+        return max(base, limit)
+    return base + timedelta(days=days)
+
+
+def extension_base(sub: Subscription | None, ts: datetime) -> datetime:
+    """Where added time starts: the current end while the subscription runs, else now."""
+    if sub is not None and sub.status in (ACTIVE, SUSPENDED):
+        return max(ts, sub.expires_at)
+    return ts
+
+
 def _check_plan(event: InvoicePaidV1) -> None:
     if event.plan.duration_days <= 0 or event.plan.max_devices <= 0:
         raise ValueError(f"invoice {event.invoice_id}: plan snapshot has no time to grant")
@@ -135,7 +161,10 @@ class ProvisioningService:
     async def _add_time(self, s: AsyncSession, sub: Subscription | None, *, user_id: str,
                         days: int, ts: datetime, reason: str, invoice_id: str | None,
                         plan: dict | None, blocked: bool) -> tuple[Subscription, str, datetime]:
-        """Add `days` to max(now, expires_at), or (re)activate from now; returns the kind."""
+        """Add `days` to max(now, expires_at), or (re)activate from now; returns the kind.
+
+        Time past `latest_expiry(ts)` is not added: a paid grant is applied up to that bound
+        (logged), and `admin_extend` refuses beforehand."""
         if sub is None:
             sid = subscription_id_for(f"invoice:{invoice_id}" if invoice_id else f"user:{user_id}")
             sub = Subscription(id=sid, user_id=user_id, plan_id=plan["plan_id"], plan=plan,
@@ -153,7 +182,13 @@ class ProvisioningService:
             sub.expires_at = ts
             kind = "activated"
         previous = sub.expires_at
-        sub.expires_at = max(ts, sub.expires_at) + timedelta(days=days)
+        base, limit = max(ts, sub.expires_at), latest_expiry(ts)
+        sub.expires_at = add_days(base, days, limit)
+        added = days
+        if days > (limit - base).days:
+            added = (sub.expires_at - base).days
+            log.warning("subscription_time_capped", subscription_id=sub.id, reason=reason,
+                        invoice_id=invoice_id, days=days, days_added=added)
         if kind == "activated" and blocked:
             sub.status, sub.suspend_reason = SUSPENDED, USER_BLOCKED
         if plan is not None:
@@ -175,7 +210,7 @@ class ProvisioningService:
         else:
             await events.add(s, SubscriptionExtendedV1(
                 subscription_id=sub.id, user_id=sub.user_id, invoice_id=invoice_id,
-                previous_expires_at=previous, expires_at=sub.expires_at, days_added=days,
+                previous_expires_at=previous, expires_at=sub.expires_at, days_added=added,
                 reason=reason))
         return sub, kind, previous
 
@@ -307,7 +342,12 @@ class ProvisioningService:
         outcome = "nothing_left"
         if sub is not None and sub.status in (ACTIVE, SUSPENDED) and sub.expires_at > ts:
             previous = sub.expires_at
-            shortened = previous - timedelta(days=grant.duration_days)
+            granted = timedelta(days=grant.duration_days)
+            if grant.new_expires_at and grant.previous_expires_at and grant.applied_at:
+                # a grant capped at the 10-year bound added less than its days
+                granted = min(granted, grant.new_expires_at
+                              - max(grant.applied_at, grant.previous_expires_at))
+            shortened = previous - granted
             sub.updated_at = ts
             if shortened <= ts:
                 taken = previous - ts
@@ -419,6 +459,12 @@ class ProvisioningService:
     async def admin_extend(self, s: AsyncSession, sub_id: str, days: int, actor_id: str,
                            ts: datetime) -> Subscription:
         sub = await self._locked(s, sub_id)
+        limit = latest_expiry(ts)
+        if days > (limit - extension_base(sub, ts)).days:
+            raise Conflict(f"An extension may not take expires_at more than {MAX_YEARS_AHEAD} "
+                           "years ahead", {"max_expires_at": limit.isoformat(),
+                                           "max_days": max(0, (limit - extension_base(sub, ts))
+                                                           .days)})
         blocked = await ProvisioningRepository(s).is_blocked(sub.user_id)
         try:
             sub, _, previous = await self._add_time(
