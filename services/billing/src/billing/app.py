@@ -11,6 +11,7 @@ from billing.endpoints import router, sandbox_router
 from billing.wiring import build_components
 from runtime.db import Database
 from runtime.http import create_app, tcp_check
+from runtime.service import internal_api_docs
 
 
 def create_api(settings: Settings) -> FastAPI:
@@ -33,6 +34,7 @@ def create_api(settings: Settings) -> FastAPI:
                    "redis": tcp_check(settings.redis_url, 6379)},
         max_body=settings.max_body_bytes,
         lifespan=lifespan,
+        **internal_api_docs(settings),
     )
     app.state.db = db
     app.state.settings = settings

@@ -52,6 +52,9 @@ class Settings(ServiceSettings):
     def is_sandbox(self) -> bool:
         return self.payment_provider == "sandbox"
 
+    def sandbox_adapters(self) -> dict[str, bool]:
+        return {**super().sandbox_adapters(), "PAYMENT_PROVIDER": self.is_sandbox}
+
     def secret_defaults(self) -> dict[str, bool]:
         weak = super().secret_defaults()
         if self.payment_provider == "btcpay":

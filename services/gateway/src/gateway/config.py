@@ -27,6 +27,8 @@ class Settings(ServiceSettings):
     login_per_ip_per_minute: int = Field(30, alias="LOGIN_PER_IP_PER_MINUTE")
     register_per_ip_per_hour: int = Field(20, alias="REGISTER_PER_IP_PER_HOUR")
     tickets_per_user_per_hour: int = Field(20, alias="TICKETS_PER_USER_PER_HOUR")
+    # Read by the web pages too (web/config.py): a sandbox chain there lets anyone pay for free.
+    payment_provider: str = Field("sandbox", alias="PAYMENT_PROVIDER")
 
     ops_job_queues: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["notify", "payment_watch", "provision"],
@@ -44,6 +46,10 @@ class Settings(ServiceSettings):
 
     def service_schema(self) -> str:
         return self.schema_name
+
+    def sandbox_adapters(self) -> dict[str, bool]:
+        return {**super().sandbox_adapters(),
+                "PAYMENT_PROVIDER": self.payment_provider == "sandbox"}
 
     @property
     def cookie_secure(self) -> bool:

@@ -14,6 +14,7 @@ from provisioner.service import ProvisioningService
 from runtime.db import Database
 from runtime.http import create_app, tcp_check
 from runtime.jobs import JobQueue
+from runtime.service import internal_api_docs
 
 
 def create_api(settings: Settings) -> FastAPI:
@@ -38,6 +39,7 @@ def create_api(settings: Settings) -> FastAPI:
                    "redis": tcp_check(settings.redis_url, 6379)},
         max_body=settings.max_body_bytes,
         lifespan=lifespan,
+        **internal_api_docs(settings),
     )
     app.state.db = db
     app.state.settings = settings

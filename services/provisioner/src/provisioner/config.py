@@ -87,6 +87,9 @@ class Settings(ServiceSettings):
             raise ValueError(f"VPN_BACKEND={self.vpn_backend} needs {', '.join(missing)}")
         return self
 
+    def sandbox_adapters(self) -> dict[str, bool]:
+        return {**super().sandbox_adapters(), "VPN_BACKEND": self.vpn_backend == "sandbox"}
+
     def secret_defaults(self) -> dict[str, bool]:
         out = super().secret_defaults()
         if self.vpn_backend == "outline":

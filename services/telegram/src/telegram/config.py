@@ -7,13 +7,17 @@ from pydantic_settings import NoDecode
 
 from runtime.settings import DEV_WEBHOOK_SECRET, ServiceSettings
 
+# The Telegram emulator's token: the only "sandbox" this service has (TELEGRAM_API_BASE is just
+# a URL, and a self-hosted Bot API server is as legitimate as the emulator).
+DEV_BOT_TOKEN = "123456:TEST-TOKEN"
+
 
 class Settings(ServiceSettings):
     service_name: ClassVar[str] = "telegram"
     port: int = Field(8104, alias="TELEGRAM_PORT")
     db_role: str = Field("telegram_svc", alias="TELEGRAM_DB_ROLE")
     db_password: str = Field("telegram-dev-password", alias="TELEGRAM_DB_PASSWORD")
-    bot_token: str = Field("123456:TEST-TOKEN", alias="TELEGRAM_BOT_TOKEN")
+    bot_token: str = Field(DEV_BOT_TOKEN, alias="TELEGRAM_BOT_TOKEN")
     api_base: str = Field("http://127.0.0.1:8081", alias="TELEGRAM_API_BASE")
     webhook_secret: str = Field(DEV_WEBHOOK_SECRET, alias="TELEGRAM_WEBHOOK_SECRET")
     support_chat_id: int = Field(-1001000000001, alias="TELEGRAM_SUPPORT_CHAT_ID")
@@ -34,4 +38,5 @@ class Settings(ServiceSettings):
 
     def secret_defaults(self) -> dict[str, bool]:
         return {**super().secret_defaults(),
-                "TELEGRAM_WEBHOOK_SECRET": self.webhook_secret == DEV_WEBHOOK_SECRET}
+                "TELEGRAM_WEBHOOK_SECRET": self.webhook_secret == DEV_WEBHOOK_SECRET,
+                "TELEGRAM_BOT_TOKEN": self.bot_token == DEV_BOT_TOKEN}

@@ -8,6 +8,7 @@ from fastapi import FastAPI
 
 from runtime.db import Database
 from runtime.http import create_app, tcp_check
+from runtime.service import internal_api_docs
 from tickets.config import Settings
 from tickets.endpoints import router
 
@@ -30,6 +31,7 @@ def create_api(settings: Settings) -> FastAPI:
                    "redis": tcp_check(settings.redis_url, 6379)},
         max_body=settings.max_body_bytes,
         lifespan=lifespan,
+        **internal_api_docs(settings),
     )
     app.state.db = db
     app.state.settings = settings

@@ -1,0 +1,23 @@
+"""The gateway's settings in production: the web pages' sandbox chain is refused unless allowed."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from gateway.config import Settings
+
+PRODUCTION = {"APP_ENV": "production", "INTERNAL_SIGNING_KEY": "k" * 32,
+              "GATEWAY_DB_PASSWORD": "a-real-password"}
+
+
+def test_production_refuses_the_sandbox_payment_provider():
+    with pytest.raises(ValidationError, match="PAYMENT_PROVIDER=sandbox"):
+        Settings(**PRODUCTION, PAYMENT_PROVIDER="sandbox")
+
+
+def test_a_staging_cluster_may_allow_it_and_is_warned():
+    settings = Settings(**PRODUCTION, PAYMENT_PROVIDER="sandbox",
+                        ALLOW_SANDBOX_IN_PRODUCTION="true")
+    assert any("PAYMENT_PROVIDER=sandbox" in w for w in settings.startup_warnings())
+    assert Settings(**PRODUCTION, PAYMENT_PROVIDER="btcpay").startup_warnings() == []
