@@ -307,11 +307,11 @@ def test_sandbox_provider_faults_need_an_admin_and_valid_input(stack):
     url = stack.api_url("billing") + "/internal/sandbox/faults"
     body = {"operation": "observe", "for_seconds": 1}
     assert httpx.post(url, json=body, timeout=10).status_code == 401
-    as_user = {identity.HEADER: identity.sign(key, "u-1", "USER")}
+    as_user = {identity.HEADER: identity.sign(key, "u-1", "USER", audience="billing")}
     r = httpx.post(url, json=body, headers=as_user, timeout=10)
     assert r.status_code == 403 and r.json()["code"] == "FORBIDDEN"
     assert httpx.delete(url, headers=as_user, timeout=10).status_code == 403
-    as_admin = {identity.HEADER: identity.sign(key, "admin-1", "ADMIN")}
+    as_admin = {identity.HEADER: identity.sign(key, "admin-1", "ADMIN", audience="billing")}
     for bad in ({"operation": "mine"}, {"for_seconds": 0}, {"delay_ms": -1}, {"extra": 1}):
         r = httpx.post(url, json=bad, headers=as_admin, timeout=10)
         assert r.status_code == 400 and r.json()["code"] == "VALIDATION_ERROR", (bad, r.text)

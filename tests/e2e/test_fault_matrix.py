@@ -55,9 +55,9 @@ async def workload(gw: str, run: str, purchases: int = 6, tickets: int = 3):
     return results[:purchases], results[purchases:]
 
 
-def _admin_header(stack) -> dict[str, str]:
+def _admin_header(stack, service: str) -> dict[str, str]:
     key = stack.env.get("INTERNAL_SIGNING_KEY", "dev-internal-signing-key-change-me")
-    return {identity.HEADER: identity.sign(key, "fault-matrix", "ADMIN"),
+    return {identity.HEADER: identity.sign(key, "fault-matrix", "ADMIN", audience=service),
             "Content-Type": "application/json"}
 
 
@@ -89,22 +89,23 @@ def inject(stack, fault: str):
         return heal
     if fault == "vpn-backend-down":
         prov = stack.api_url("provisioner")
-        r = httpx.post(f"{prov}/internal/sandbox/faults", headers=_admin_header(stack),
+        r = httpx.post(f"{prov}/internal/sandbox/faults",
+                       headers=_admin_header(stack, "provisioner"),
                        json={"operation": "*", "message": "backend timed out"}, timeout=10)
         assert r.status_code == 201, r.text
         return lambda: httpx.delete(f"{prov}/internal/sandbox/faults",
-                                    headers=_admin_header(stack), timeout=10)
+                                    headers=_admin_header(stack, "provisioner"), timeout=10)
     if fault == "payment-provider-timeout":
         # payment checks hang 1 s and time out (payments made now go unseen), then every
         # provider call does for 2 s more (new invoices are refused) and the outage ends by itself
         faults = f"{stack.api_url('billing')}/internal/sandbox/faults"
-        r = httpx.post(faults, headers=_admin_header(stack), timeout=10, json={
+        r = httpx.post(faults, headers=_admin_header(stack, "billing"), timeout=10, json={
             "operation": "observe", "delay_ms": 1000, "message": "provider timed out"})
         assert r.status_code == 201, r.text
 
         def heal():
-            httpx.delete(faults, headers=_admin_header(stack), timeout=10)
-            httpx.post(faults, headers=_admin_header(stack), timeout=10, json={
+            httpx.delete(faults, headers=_admin_header(stack, "billing"), timeout=10)
+            httpx.post(faults, headers=_admin_header(stack, "billing"), timeout=10, json={
                 "operation": "*", "delay_ms": 1000, "for_seconds": 2,
                 "message": "provider timed out"})
         return heal

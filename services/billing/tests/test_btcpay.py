@@ -60,7 +60,8 @@ class GatewayHop(httpx.AsyncBaseTransport):
         self.inner = httpx.AsyncHTTPTransport()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        request.headers[identity.HEADER] = identity.sign(SIGNING_KEY, "btcpay", "SERVICE")
+        request.headers[identity.HEADER] = identity.sign(SIGNING_KEY, "btcpay", "SERVICE",
+                                                       audience="billing")
         return await self.inner.handle_async_request(request)
 
 
@@ -94,7 +95,7 @@ async def btcpay(servers, db):
 
 
 def as_user(user: str = "buyer", role: str = "USER") -> dict[str, str]:
-    return {identity.HEADER: identity.sign(SIGNING_KEY, user, role)}
+    return {identity.HEADER: identity.sign(SIGNING_KEY, user, role, audience="billing")}
 
 
 async def plan_id(billing_url: str) -> str:

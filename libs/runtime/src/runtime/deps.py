@@ -22,7 +22,9 @@ async def transaction(request: Request):
 
 async def identity(request: Request) -> Identity:
     """The caller, from the gateway's signed identity header (401 when missing or bad)."""
-    return verify(request.app.state.settings.internal_signing_key, request.headers.get(HEADER))
+    settings = request.app.state.settings
+    return verify(settings.internal_signing_key, request.headers.get(HEADER),
+                  audience=settings.service_name)
 
 
 async def staff(ident: Annotated[Identity, Depends(identity)]) -> Identity:

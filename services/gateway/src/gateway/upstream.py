@@ -76,7 +76,7 @@ class Upstream:
                    json: Any = None, params: dict | None = None, content: bytes | None = None,
                    headers: dict[str, str] | None = None) -> UpstreamResponse:
         url = URL(self.base_url + safe_path(path), encoded=True)
-        hdrs = {signed.HEADER: signed.sign(self.key, user_id, role)}
+        hdrs = {signed.HEADER: signed.sign(self.key, user_id, role, audience=self.name)}
         if correlation_id.get():
             hdrs["X-Request-ID"] = correlation_id.get() or ""
         if json is not None:
