@@ -1,12 +1,17 @@
-"""The app factory's error mapping: infrastructure briefly away is a 503, a bug is a 500."""
+"""The app factory's error mapping: infrastructure briefly away is a 503, a bug is a 500, a body
+over the limit is a 413 however it is sent."""
 
 from __future__ import annotations
 
+import asyncio
 from contextlib import asynccontextmanager
 
 import asyncpg
 import httpx
 import pytest
+import uvicorn
+from fastapi import Request
+from pydantic import BaseModel
 
 from runtime.deps import Session
 from runtime.http import create_app
@@ -78,3 +83,60 @@ async def test_the_request_transaction_commits_before_the_response_is_sent():
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
         assert (await c.post("/write")).status_code == 200
     assert order == ["commit", "response"]
+
+
+class Body(BaseModel):
+    text: str
+
+
+def _limited_app():
+    app = create_app("t", readiness={}, max_body=1024)
+
+    @app.post("/json")
+    async def json_body(body: Body):
+        return {"n": len(body.text)}
+
+    @app.post("/raw")
+    async def raw(request: Request):
+        return {"n": len(await request.body())}
+
+    return app
+
+
+async def _chunks(total: int):
+    yield b'{"text": "'
+    for _ in range(total // 256):
+        yield b"x" * 256
+    yield b'"}'
+
+
+@pytest.mark.parametrize("path", ["/json", "/raw"])
+async def test_a_chunked_body_over_the_limit_is_a_413_over_a_real_server(path, unused_tcp_port):
+    """No Content-Length, so only counting what arrives can refuse it; the client gets a 413."""
+    server = uvicorn.Server(uvicorn.Config(_limited_app(), port=unused_tcp_port,
+                                           log_level="warning"))
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            await asyncio.sleep(0.02)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{unused_tcp_port}",
+                                     timeout=10) as c:
+            r = await c.post(path, content=_chunks(8 * 1024),
+                             headers={"content-type": "application/json"})
+            assert r.status_code == 413, r.text
+            assert r.json() == {"code": "PAYLOAD_TOO_LARGE", "message": "Request body too large",
+                                "details": {"max_bytes": 1024}}
+            small = await c.post(path, content=_chunks(512),
+                                 headers={"content-type": "application/json"})
+            assert small.status_code == 200, small.text
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def test_a_chunked_body_over_the_limit_is_a_413_in_process():
+    transport = httpx.ASGITransport(app=_limited_app())
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        r = await c.post("/json", content=_chunks(4096),
+                         headers={"content-type": "application/json"})
+    assert r.status_code == 413 and r.json()["code"] == "PAYLOAD_TOO_LARGE"

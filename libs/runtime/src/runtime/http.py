@@ -1,8 +1,10 @@
-"""FastAPI app factory: error format, request ids, body limit, security headers, health, metrics."""
+"""FastAPI app factory: error format, request ids, body limit, input guard, security headers,
+health, metrics."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
@@ -14,7 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from runtime.db import is_transient_db_error
-from runtime.errors import AppError, PayloadTooLarge
+from runtime.errors import AppError
 from runtime.logging import correlation_id, get_logger, new_correlation_id
 from runtime.metrics import HTTP_DURATION, HTTP_REQUESTS
 
@@ -49,14 +51,74 @@ def _validation_details(exc: RequestValidationError):
     return out
 
 
-class AppMiddleware:
-    """Pure ASGI middleware: request id, body limit, security headers, RED metrics."""
+_BODYLESS = (None, b"0")
+_FORM = b"application/x-www-form-urlencoded"
+# A JSON escape of NUL or of a UTF-16 surrogate, preceded by an even number of backslashes (so it
+# is an escape, not the text "\\u..."). A high surrogate directly followed by a low one is a
+# valid pair; anything else is a lone surrogate that Postgres (and UTF-8) cannot store.
+_JSON_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u(0000|[dD][89a-fA-F][0-9a-fA-F]{2})")
 
-    def __init__(self, app, service: str, max_body: int, extra_headers: list | None = None):
+
+def _json_escape_problem(body: bytes) -> str | None:
+    pending_high_end = -1  # where a high surrogate's escape ended, awaiting its low half
+    for m in _JSON_ESCAPE.finditer(body):
+        code = m.group(1).lower()
+        if code == b"0000":
+            return "NUL characters are not accepted"
+        low = code[1] in b"cdef"
+        if pending_high_end != -1:
+            if not (low and m.start(1) - 2 == pending_high_end):
+                return "Lone UTF-16 surrogates are not accepted"
+            pending_high_end = -1
+        elif low:
+            return "Lone UTF-16 surrogates are not accepted"
+        else:
+            pending_high_end = m.end()
+    if pending_high_end != -1:
+        return "Lone UTF-16 surrogates are not accepted"
+    return None
+
+
+def body_problem(body: bytes, content_type: bytes | None) -> str | None:
+    """Why a request body is refused before parsing (NUL, lone surrogate), or None.
+
+    Plain byte scans first, so a clean body costs a few `in` checks; JSON escapes are matched
+    only when the body has a `\\u` at all. A body without a Content-Type is scanned as JSON,
+    because FastAPI parses it as JSON.
+    """
+    if b"\x00" in body:
+        return "NUL characters are not accepted"
+    ctype = (content_type or b"").split(b";", 1)[0].strip().lower()
+    if ctype == _FORM:
+        return "NUL characters are not accepted" if b"%00" in body else None
+    if (not ctype or ctype.endswith(b"json")) and b"\\u" in body:
+        return _json_escape_problem(body)
+    return None
+
+
+def target_problem(path: str, query: bytes) -> str | None:
+    """Why a request's path or query string is refused (a NUL, raw or `%00`), or None."""
+    if "\x00" in path or b"%00" in query or b"\x00" in query:
+        return "NUL characters are not accepted"
+    return None
+
+
+class AppMiddleware:
+    """Pure ASGI middleware: request id, body limit, input guard, security headers, RED metrics.
+
+    A request body is read here, before the app runs, so a body over `max_body` is a 413 whether
+    or not it declared its length (chunked), and the input guard can refuse NUL characters and
+    lone surrogates with a 400 before anything parses or stores them. Paths in `guard_exempt`
+    (webhooks that must answer 200 to whatever they are sent) skip the guard, not the limit.
+    """
+
+    def __init__(self, app, service: str, max_body: int, extra_headers: list | None = None,
+                 guard_exempt: frozenset[str] = frozenset()):
         self.app = app
         self.service = service
         self.max_body = max_body
         self.extra_headers = extra_headers or []
+        self.guard_exempt = guard_exempt
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -65,34 +127,45 @@ class AppMiddleware:
         rid = headers.get(b"x-request-id", b"").decode("latin-1")[:128] or new_correlation_id()
         token = correlation_id.set(rid)
         started = time.perf_counter()
-        status_holder = {"status": 500}
-        declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body:
-            resp = error_response(413, "PAYLOAD_TOO_LARGE", "Request body too large",
-                                  {"max_bytes": self.max_body})
-            resp.headers["X-Request-ID"] = rid
-            status_holder["status"] = 413
-            await resp(scope, receive, self._send_with_headers(send, rid, status_holder))
-            self._observe(scope, status_holder["status"], started)
-            correlation_id.reset(token)
-            return
-        received = 0
-
-        async def limited_receive():
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_body:
-                    raise PayloadTooLarge(details={"max_bytes": self.max_body})
-            return message
-
+        holder = {"status": 500}
+        sender = self._send_with_headers(send, rid, holder)
         try:
-            await self.app(scope, limited_receive,
-                           self._send_with_headers(send, rid, status_holder))
+            guarded = scope["path"] not in self.guard_exempt
+            problem = guarded and target_problem(scope["path"], scope.get("query_string", b""))
+            if problem:
+                return await _refuse(scope, receive, sender, 400, problem)
+            declared = headers.get(b"content-length")
+            if declared is not None and declared.isdigit() and int(declared) > self.max_body:
+                return await _refuse(scope, receive, sender, 413, "", self.max_body)
+            if declared in _BODYLESS and b"transfer-encoding" not in headers:
+                return await self.app(scope, receive, sender)
+            body = await self._read_body(receive)
+            if body is None:  # the client went away mid-body: nobody to answer
+                holder["status"] = 499
+                return None
+            if len(body) > self.max_body:
+                return await _refuse(scope, receive, sender, 413, "", self.max_body)
+            problem = guarded and body_problem(body, headers.get(b"content-type"))
+            if problem:
+                return await _refuse(scope, receive, sender, 400, problem)
+            await self.app(scope, _replay(body, receive), sender)
         finally:
-            self._observe(scope, status_holder["status"], started)
+            self._observe(scope, holder["status"], started)
             correlation_id.reset(token)
+
+    async def _read_body(self, receive) -> bytes | None:
+        """The whole body, or as soon as it passes `max_body` what was read; None on disconnect."""
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return None
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            chunks.append(chunk)
+            if size > self.max_body or not message.get("more_body", False):
+                return b"".join(chunks)
 
     def _send_with_headers(self, send, rid: str, holder: dict):
         async def wrapped(message):
@@ -117,10 +190,37 @@ class AppMiddleware:
         HTTP_DURATION.labels(self.service, method, path).observe(time.perf_counter() - started)
 
 
+async def _refuse(scope, receive, send, status: int, message: str, max_body: int = 0) -> None:
+    if status == 413:
+        resp = error_response(413, "PAYLOAD_TOO_LARGE", "Request body too large",
+                              {"max_bytes": max_body})
+    else:
+        resp = error_response(400, "VALIDATION_ERROR", message,
+                              [{"loc": ["request"], "msg": message, "type": "invalid_characters"}])
+    await resp(scope, receive, send)
+
+
+def _replay(body: bytes, receive):
+    """A `receive` that hands the app the body already read, then waits as the server would."""
+    pending = True
+
+    async def replayed():
+        nonlocal pending
+        if pending:
+            pending = False
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replayed
+
+
 def create_app(service: str, *, readiness: dict[str, ReadinessCheck], max_body: int,
                title: str | None = None, openapi_url: str | None = "/openapi.json",
                extra_headers: list | None = None, expose_metrics: bool = True,
+               input_guard_exempt: frozenset[str] | set[str] = frozenset(),
                **kwargs) -> FastAPI:
+    """The service's app; `input_guard_exempt` lists exact paths that skip the NUL/surrogate
+    guard (only webhooks that must acknowledge any update)."""
     app = FastAPI(title=title or service, openapi_url=openapi_url,
                   default_response_class=ORJSONResponse, **kwargs)
     install_error_handlers(app)
@@ -151,7 +251,7 @@ def create_app(service: str, *, readiness: dict[str, ReadinessCheck], max_body: 
             return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     app.add_middleware(AppMiddleware, service=service, max_body=max_body,
-                       extra_headers=extra_headers)
+                       extra_headers=extra_headers, guard_exempt=frozenset(input_guard_exempt))
     return app
 
 
