@@ -61,6 +61,7 @@ def create_api(settings: Settings) -> FastAPI:
         readiness={"postgres": db_check, "redis": redis_check,
                    "rabbitmq": tcp_check(settings.rabbitmq_url, 5672)},
         max_body=settings.max_body_bytes,
+        input_guard_exempt={f"{API_PREFIX}/telegram/webhook"},  # relayed as-is
         openapi_url=f"{API_PREFIX}/openapi.json",
         docs_url=f"{API_PREFIX}/docs",
         redoc_url=None,

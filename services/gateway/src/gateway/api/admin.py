@@ -10,7 +10,7 @@ from gateway.audit import audited
 from gateway.repository import AuditRepository, UserRepository
 from gateway.schemas import AdminUserEnvelope, AdminUserList, AuditEntryOut, AuditLog, RoleBody
 from gateway.service import user_admin_service
-from runtime.errors import ValidationFailed
+from runtime.pagination import decode_int_cursor
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 
@@ -58,12 +58,7 @@ async def change_role(user_id: str, body: RoleBody, request: Request, caller: Ad
 @router.get("/audit-log", response_model=AuditLog)
 async def audit_log(s: DB, caller: AdminCaller, limit: int = Query(50, ge=1, le=100),
                     cursor: str | None = None):
-    before = None
-    if cursor:
-        if not cursor.isdigit():
-            raise ValidationFailed("Invalid cursor", {"cursor": cursor})
-        before = int(cursor)
-    rows = await AuditRepository(s).page(limit, before)
+    rows = await AuditRepository(s).page(limit, decode_int_cursor(cursor))
     nxt = str(rows[limit - 1].id) if len(rows) > limit else None
     return {"entries": [AuditEntryOut.model_validate(e, from_attributes=True)
                         for e in rows[:limit]],

@@ -21,6 +21,7 @@ from gateway.web.forms import FormInvalid, upstream_errors, validate
 from gateway.web.pages import Pages
 from gateway.web.rendering import WebRoute, render, translator
 from runtime.errors import AppError, NotFound, ValidationFailed
+from runtime.pagination import decode_int_cursor
 
 router = APIRouter(prefix="/admin", route_class=WebRoute)
 
@@ -274,8 +275,7 @@ async def close(request: Request, caller: Staff, form: Form, ticket_id: str):
 # ---- audit log and system ------------------------------------------------------------------
 @router.get("/audit-log")
 async def audit_log(request: Request, caller: Admin, cursor: str | None = None):
-    before = int(cursor) if cursor and cursor.isdigit() else None
-    entries, next_cursor = await Pages(request).audit_log(before)
+    entries, next_cursor = await Pages(request).audit_log(decode_int_cursor(cursor))
     return render(request, "admin/audit.html", entries=entries, next_cursor=next_cursor)
 
 
