@@ -6,6 +6,8 @@ installed, the base and the overlays are also built and their output validated.
 
 from __future__ import annotations
 
+import importlib
+import ipaddress
 import re
 import shutil
 import subprocess
@@ -14,6 +16,7 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 import yaml
+from pydantic import ValidationError
 
 ROOT = Path(__file__).resolve().parents[1]
 K8S = ROOT / "deploy" / "k8s"
@@ -246,3 +249,66 @@ def test_kustomize_build_output_is_valid(target):
 
 def _container_image(doc: dict) -> str:
     return doc["spec"]["template"]["spec"]["containers"][0]["image"]
+
+
+def _config_of(target: Path) -> dict[str, str]:
+    """The ConfigMap `vpn-config` a kustomization renders (base data, its patches merged)."""
+    config = _base_objects()[("ConfigMap", "vpn-config")]
+    if target != BASE:
+        spec = yaml.safe_load((target / KUSTOMIZATION).read_text())
+        for patch in spec.get("patches", []):
+            for doc in _docs(target / patch["path"]):
+                if (doc["kind"], doc["metadata"]["name"]) == ("ConfigMap", "vpn-config"):
+                    config = _merged(config, doc)
+    return config["data"]
+
+
+def _settings_of(svc: str, config: dict[str, str], secrets: dict[str, str]):
+    module = importlib.import_module(f"{svc}.config")
+    return module.Settings(**{**config, **secrets})
+
+
+SANDBOX_SETTINGS = {"PAYMENT_PROVIDER": ("gateway", "billing"), "VPN_BACKEND": ("provisioner",)}
+
+
+def test_the_base_names_real_adapters_and_refuses_to_start_on_its_placeholders():
+    config = _config_of(BASE)
+    assert config["APP_ENV"] == "production"
+    for setting in SANDBOX_SETTINGS:
+        assert config[setting] != "sandbox", f"the base ships {setting}=sandbox"
+    assert config.get("ALLOW_SANDBOX_IN_PRODUCTION", "false") != "true"
+    example_secrets = {key: value for doc in _docs(BASE / "secret.example.yaml")
+                       for key, value in doc["stringData"].items()}
+    for svc in ("billing", "provisioner"):
+        with pytest.raises(ValidationError, match="CHANGE-ME placeholders") as refused:
+            _settings_of(svc, config, example_secrets)
+        assert "sandbox" not in str(refused.value)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS, ids=lambda p: p.name)
+def test_an_overlay_runs_a_sandbox_in_production_only_as_an_allowed_staging(overlay):
+    config = _config_of(overlay)
+    sandboxes = [name for name in SANDBOX_SETTINGS if config.get(name) == "sandbox"]
+    if config["APP_ENV"] != "production" or not sandboxes:
+        return
+    assert overlay.name in ("staging", "dev"), f"{overlay.name} sells with {sandboxes}"
+    assert config.get("ALLOW_SANDBOX_IN_PRODUCTION") == "true"
+    real_secrets = {"INTERNAL_SIGNING_KEY": "k" * 40, "TELEGRAM_WEBHOOK_SECRET": "w" * 40}
+    for name in sandboxes:
+        for svc in SANDBOX_SETTINGS[name]:
+            settings = _settings_of(svc, config, {**real_secrets,
+                                                  f"{svc.upper()}_DB_PASSWORD": "real-one"})
+            assert any(f"{name}=sandbox" in w for w in settings.startup_warnings()), svc
+
+
+def test_the_staging_overlay_exists_and_uses_the_sandboxes():
+    staging = K8S / "overlays" / "staging"
+    assert staging in OVERLAYS
+    config = _config_of(staging)
+    assert config["PAYMENT_PROVIDER"] == config["VPN_BACKEND"] == "sandbox"
+
+
+def test_the_example_overlay_trusts_its_ingress_for_forwarded_headers():
+    proxies = _config_of(K8S / "overlays" / "example")["TRUSTED_PROXIES"]
+    assert proxies and all(ipaddress.ip_network(cidr) for cidr in proxies.split(","))
+    assert _config_of(BASE)["TRUSTED_PROXIES"] == ""

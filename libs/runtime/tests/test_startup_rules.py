@@ -115,3 +115,10 @@ async def test_a_trusted_proxy_s_forwarded_for_is_believed():
     seen = await _client_hosts_seen(ServiceSettings(TRUSTED_PROXIES="127.0.0.0/8"),
                                     ["203.0.113.1", "198.51.100.2, 127.0.0.5"])
     assert seen == ["203.0.113.1", "198.51.100.2"]
+
+
+def test_production_refuses_a_manifest_placeholder_and_names_the_setting():
+    with pytest.raises(ValidationError, match="CHANGE-ME placeholders.*APP_BASE_URL"):
+        AdapterSettings(**PRODUCTION, PAYMENT_PROVIDER="btcpay",
+                        APP_BASE_URL="https://CHANGE-ME.example")
+    assert AdapterSettings(APP_BASE_URL="https://CHANGE-ME.example").placeholder_settings()

@@ -11,6 +11,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEV_SIGNING_KEY = "dev-internal-signing-key-change-me"
 DEV_WEBHOOK_SECRET = "dev-telegram-webhook-secret"
+# What the shipped manifests put where an operator must give a real value.
+PLACEHOLDER = "CHANGE-ME"
 
 
 class ServiceSettings(BaseSettings):
@@ -61,7 +63,7 @@ class ServiceSettings(BaseSettings):
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod
-    def _split_proxies(cls, v):
+    def _parse_trusted_proxies(cls, v):
         if isinstance(v, str):
             v = [p for p in v.replace(" ", "").split(",") if p]
         out = []
@@ -80,6 +82,10 @@ class ServiceSettings(BaseSettings):
         weak = [name for name, value in self.secret_defaults().items() if value]
         if weak:
             problems.append(f"production refuses default secrets: {', '.join(weak)}")
+        placeholders = self.placeholder_settings()
+        if placeholders:
+            problems.append(f"production refuses {PLACEHOLDER} placeholders, give real values: "
+                            f"{', '.join(placeholders)}")
         if self.sandbox_in_use() and not self.allow_sandbox_in_production:
             problems.append(
                 f"production refuses the sandbox adapters ({self._sandbox_list()}): anyone could "
@@ -88,6 +94,11 @@ class ServiceSettings(BaseSettings):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def placeholder_settings(self) -> list[str]:
+        """Settings still holding a manifest's placeholder value."""
+        return [field.alias or name for name, field in type(self).model_fields.items()
+                if isinstance(getattr(self, name), str) and PLACEHOLDER in getattr(self, name)]
 
     def sandbox_adapters(self) -> dict[str, bool]:
         """Which adapter settings name a sandbox (overridden by subclasses that have adapters)."""
