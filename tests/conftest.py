@@ -75,7 +75,7 @@ def _reset_infrastructure(env: dict[str, str]) -> None:
 CONSUMER_QUEUES = [
     "tickets.telegram-events", "telegram.ticket-events", "gateway.identity-projections",
     "billing.events", "provisioner.billing-events", "provisioner.identity-events",
-    "telegram.notifications",
+    "telegram.notifications", "telegram.identity-events",
 ]
 
 

@@ -178,6 +178,25 @@ async def test_send_message_text_validation(client: httpx.AsyncClient) -> None:
     assert (await ok(client, "sendMessage", chat_id=USER, text="x" * 4096))["text"] == "x" * 4096
 
 
+async def test_html_parse_mode_is_parsed_into_text_and_entities(client: httpx.AsyncClient
+                                                                 ) -> None:
+    msg = await ok(client, "sendMessage", chat_id=USER, parse_mode="HTML",
+                   text="🆕 <b>a &lt;b&gt;</b>\n<blockquote>From: VIP &amp; co</blockquote>")
+    assert msg["text"] == "🆕 a <b>\nFrom: VIP & co"
+    assert msg["entities"] == [{"type": "bold", "offset": 3, "length": 5},
+                               {"type": "blockquote", "offset": 9, "length": 14}]
+    for bad in ("<x>hi</x>", "a < b", "<b>open", "<b>x</i>", "&nbsp;", "</b>"):
+        resp = await call(client, "sendMessage", chat_id=USER, parse_mode="HTML", text=bad)
+        assert resp.status_code == 400, bad
+        assert resp.json()["description"].startswith("Bad Request: can't parse entities"), bad
+    # the 4096 limit counts the parsed text, not the markup
+    long = await ok(client, "sendMessage", chat_id=USER, parse_mode="HTML",
+                    text="<blockquote>" + "&amp;" * 4096 + "</blockquote>")
+    assert long["text"] == "&" * 4096
+    plain = await ok(client, "sendMessage", chat_id=USER, text="<b>kept</b>")
+    assert plain["text"] == "<b>kept</b>" and "entities" not in plain
+
+
 # --------------------------------------------------------------------------- chats and topics
 
 

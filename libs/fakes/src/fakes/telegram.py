@@ -241,6 +241,82 @@ def _utf16_len(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
 
 
+# HTML parse mode (Bot API "Formatting options"): these tags only, entities &lt; &gt; &amp;
+# &quot; and numeric ones; an unknown tag, a bare "<", an unknown entity or unbalanced tags is
+# a 400 "can't parse entities", as on the real platform.
+HTML_TAGS = {"b": "bold", "strong": "bold", "i": "italic", "em": "italic", "u": "underline",
+             "ins": "underline", "s": "strikethrough", "strike": "strikethrough",
+             "del": "strikethrough", "tg-spoiler": "spoiler", "span": "spoiler",
+             "a": "text_link", "code": "code", "pre": "pre", "blockquote": "blockquote",
+             "tg-emoji": "custom_emoji"}
+HTML_ENTITIES = {"lt": "<", "gt": ">", "amp": "&", "quot": '"'}
+_HTML_TOKEN = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9-]*)([^<>]*)>|&(#x[0-9A-Fa-f]+|#[0-9]+|"
+                         r"[A-Za-z]+);|<")
+_HREF = re.compile(r"""\shref\s*=\s*(?:"([^"]*)"|'([^']*)'|(\S+))""")
+
+
+def parse_html(text: str) -> tuple[str, list[dict[str, Any]]]:
+    """(plain text, entities with UTF-16 offsets) of an HTML-formatted message, or 400."""
+    out: list[str] = []
+    entities: list[dict[str, Any]] = []
+    stack: list[tuple[str, int, dict[str, Any]]] = []
+    offset = 0  # UTF-16 code units written so far
+    pos = 0
+
+    def fail(why: str) -> BotApiError:
+        byte = len(text[:pos].encode())
+        return bad_request(f"can't parse entities: {why} at byte offset {byte}")
+
+    def emit(chunk: str) -> None:
+        nonlocal offset
+        out.append(chunk)
+        offset += _utf16_len(chunk)
+
+    for match in _HTML_TOKEN.finditer(text):
+        emit(text[pos:match.start()])
+        pos = match.start()
+        closing, tag, attrs, entity = match.group(1), match.group(2), match.group(3), match.group(4)
+        if entity is not None:
+            if entity.startswith("#"):
+                code = int(entity[2:], 16) if entity[1] in "xX" else int(entity[1:])
+                if not 0 < code < 0x110000 or 0xD800 <= code <= 0xDFFF:
+                    raise fail("invalid numeric HTML entity")
+                emit(chr(code))
+            elif entity in HTML_ENTITIES:
+                emit(HTML_ENTITIES[entity])
+            else:
+                raise fail(f'unsupported HTML entity "&{entity};"')
+        elif tag is None:
+            raise fail('unsupported start tag ""')  # a bare "<"
+        else:
+            tag = tag.lower()
+            if tag not in HTML_TAGS:
+                raise fail(f'unsupported {"end" if closing else "start"} tag "{tag}"')
+            if not closing:
+                extra: dict[str, Any] = {}
+                if tag == "a":
+                    href = _HREF.search(attrs)
+                    if href is None:
+                        raise fail('no "href" attribute for tag "a"')
+                    extra["url"] = next(g for g in href.groups() if g is not None)
+                stack.append((tag, offset, extra))
+            else:
+                if not stack:
+                    raise fail(f'unexpected end tag "{tag}"')
+                open_tag, start, extra = stack.pop()
+                if open_tag != tag:
+                    raise fail(f'unmatched end tag "{tag}", expected "</{open_tag}>"')
+                if offset > start:
+                    entities.append({"type": HTML_TAGS[tag], "offset": start,
+                                     "length": offset - start, **extra})
+        pos = match.end()
+    emit(text[pos:])
+    if stack:
+        raise fail(f'can\'t find end tag corresponding to start tag "{stack[-1][0]}"')
+    entities.sort(key=lambda e: (e["offset"], -e["length"]))
+    return "".join(out), entities
+
+
 # --------------------------------------------------------------------------- state
 
 
@@ -534,13 +610,16 @@ class TelegramEmulator:
     def send_message(self, params: Params) -> dict[str, Any]:
         chat_id = params.get_chat_id()
         text = params.get_str("text")
+        parse_mode = params.get_str("parse_mode")
+        if parse_mode and parse_mode.lower() not in PARSE_MODES:
+            raise bad_request("unsupported parse_mode")
+        entities: list[dict[str, Any]] = []
+        if text is not None and parse_mode and parse_mode.lower() == "html":
+            text, entities = parse_html(text)
         if text is None or not text.strip():
             raise bad_request("message text is empty")
         if _utf16_len(text) > MAX_TEXT_LENGTH:
             raise bad_request("message is too long")
-        parse_mode = params.get_str("parse_mode")
-        if parse_mode and parse_mode.lower() not in PARSE_MODES:
-            raise bad_request("unsupported parse_mode")
         thread_id = params.get_int("message_thread_id")
         params.get_obj("link_preview_options")
         params.get_bool("disable_notification")
@@ -566,6 +645,8 @@ class TelegramEmulator:
                 raise bad_request("message to be replied not found")
 
         extra: dict[str, Any] = {}
+        if entities:
+            extra["entities"] = entities
         if reply_markup is not None and "inline_keyboard" in reply_markup:
             extra["reply_markup"] = reply_markup
         return self.build_message(

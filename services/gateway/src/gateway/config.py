@@ -36,7 +36,8 @@ class Settings(ServiceSettings):
     ops_consumer_queues: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["tickets.telegram-events", "telegram.ticket-events",
                                  "telegram.notifications", "gateway.identity-projections",
-                                 "provisioner.billing-events", "provisioner.identity-events"],
+                                 "provisioner.billing-events", "provisioner.identity-events",
+                                 "telegram.identity-events"],
         alias="OPS_CONSUMER_QUEUES")
 
     @field_validator("ops_job_queues", "ops_consumer_queues", mode="before")

@@ -49,9 +49,12 @@ class BotApi:
                             str(data.get("description", "")), retry_after)
 
     async def send_message(self, chat_id: int, text: str, *, thread_id: int | None = None,
-                           reply_to: int | None = None) -> dict:
+                           reply_to: int | None = None, parse_mode: str | None = None) -> dict:
+        """Plain text is cut to Telegram's 4096; HTML text must be built to fit (a cut could
+        break a tag)."""
         reply = {"message_id": reply_to, "allow_sending_without_reply": True} if reply_to else None
-        return await self.call("sendMessage", chat_id=chat_id, text=text[:4096],
+        return await self.call("sendMessage", chat_id=chat_id,
+                               text=text if parse_mode else text[:4096], parse_mode=parse_mode,
                                message_thread_id=thread_id, reply_parameters=reply,
                                link_preview_options={"is_disabled": True})
 

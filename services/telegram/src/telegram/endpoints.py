@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hmac
+import json
+import re
+from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request
@@ -10,10 +13,52 @@ from pydantic import BaseModel
 
 from runtime.deps import Ident
 from runtime.errors import Unauthenticated, ValidationFailed
+from runtime.logging import get_logger
 from telegram.repository import TelegramRepository, UpdateInbox
 from telegram.service import create_link_token
 
+log = get_logger(__name__)
+
 router = APIRouter(prefix="/internal")
+
+INT64 = range(-(2**63), 2**63)
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def unusable(value: Any) -> str | None:
+    """Why Postgres could not hold this update (None when it can): an integer outside int64
+    (`integer_out_of_range`), or NUL / a lone surrogate in a key or string (`invalid_text`)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str):
+            if _UNSTORABLE.search(item):
+                return "invalid_text"
+        elif isinstance(item, int) and not isinstance(item, bool) and item not in INT64:
+            return "integer_out_of_range"
+    return None
+
+
+def parse(raw: bytes) -> Any:
+    """The JSON body. Lone surrogates (which orjson refuses) and integers past 64 bits are
+    read too, so that such an update can be discarded rather than refused."""
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        pass
+    else:  # orjson reads integers past 64 bits as floats: reread them exactly
+        if not (isinstance(value, dict) and isinstance(value.get("update_id"), float)):
+            return value
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise ValidationFailed("Malformed JSON") from exc
+
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 
@@ -26,13 +71,18 @@ async def webhook(request: Request, _: Ident):
     if not hmac.compare_digest(given.encode(), settings.webhook_secret.encode()):
         request.app.state.webhook_auth_failures.inc()
         raise Unauthenticated("Invalid webhook secret")
-    try:
-        update = orjson.loads(await request.body())
-    except orjson.JSONDecodeError as exc:
-        raise ValidationFailed("Malformed JSON") from exc
+    update = parse(await request.body())
     update_id = update.get("update_id") if isinstance(update, dict) else None
     if not isinstance(update_id, int) or isinstance(update_id, bool):
         raise ValidationFailed("update_id must be an integer", {"field": "update_id"})
+    reason = unusable(update)
+    if reason is not None:
+        # Answered 200: any other answer makes Telegram redeliver it for hours.
+        await UpdateInbox(request.app.state.db).discard(
+            str(update_id)[:40], reason, json.dumps(update, ensure_ascii=True))
+        request.app.state.updates_discarded.labels(reason).inc()
+        log.warning("telegram_update_discarded", reason=reason, update_id=str(update_id)[:40])
+        return {"ok": True}
     # Stored once; the worker's update pump is woken by the insert and processes it.
     await UpdateInbox(request.app.state.db).insert(update_id, orjson.dumps(update).decode())
     return {"ok": True}

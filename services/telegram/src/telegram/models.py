@@ -40,6 +40,32 @@ class ReceivedUpdate(Base):
     )
 
 
+class DiscardedUpdate(Base):
+    """A webhook update the product cannot use (an integer outside int64, NUL or a lone
+    surrogate in a string): answered 200 so Telegram does not redeliver it, and kept here as
+    ASCII-escaped JSON text (jsonb and text columns cannot hold NUL)."""
+
+    __tablename__ = "discarded_updates"
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    update_id: Mapped[str] = mapped_column(sa.Text)  # as sent: it may not fit a bigint
+    reason: Mapped[str] = mapped_column(sa.Text)
+    payload: Mapped[str] = mapped_column(sa.Text)
+    received_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True),
+                                                  server_default=sa.func.now())
+
+
+class UserBlock(Base):
+    """The newest block state of a web account, from identity events: a blocked user's bot
+    messages open no ticket."""
+
+    __tablename__ = "user_blocks"
+
+    user_id: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    blocked: Mapped[bool] = mapped_column(sa.Boolean)
+    changed_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+
+
 class TicketThread(Base):
     """Where a ticket lives in the support chat: a forum topic, or a root message to reply to."""
 
@@ -76,6 +102,7 @@ class Outgoing(Base):
     kind: Mapped[str] = mapped_column(sa.Text)
     seq: Mapped[int] = mapped_column(sa.Integer, default=0)
     text: Mapped[str | None] = mapped_column(sa.Text)
+    parse_mode: Mapped[str | None] = mapped_column(sa.Text)  # "HTML", or None: plain text
     status: Mapped[str] = mapped_column(sa.Text, default="PENDING")
     attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
     telegram_message_id: Mapped[int | None] = mapped_column(sa.BigInteger)

@@ -9,7 +9,14 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from runtime.db import Database
-from telegram.models import AccountLink, MessageMap, Outgoing, ReceivedUpdate, TicketThread
+from telegram.models import (
+    AccountLink,
+    MessageMap,
+    Outgoing,
+    ReceivedUpdate,
+    TicketThread,
+    UserBlock,
+)
 
 CHANNEL = "telegram_updates"  # NOTIFY channel that wakes the worker's update pump
 
@@ -29,6 +36,11 @@ class UpdateInbox:
     async def insert(self, update_id: int, payload_json: str) -> bool:
         """True when the update is new, False when it was already stored."""
         return await self.db.fetchrow(self.INSERT, update_id, payload_json) is not None
+
+    async def discard(self, update_id: str, reason: str, payload_text: str) -> None:
+        """Keep an update the product cannot use (never processed)."""
+        await self.db.fetchrow("INSERT INTO discarded_updates (update_id, reason, payload)"
+                               " VALUES ($1, $2, $3)", update_id, reason, payload_text)
 
 
 class TelegramRepository:
@@ -132,3 +144,16 @@ class TelegramRepository:
     async def link_for_telegram(self, telegram_user_id: int) -> AccountLink | None:
         stmt = sa.select(AccountLink).where(AccountLink.telegram_user_id == telegram_user_id)
         return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    # blocked users (a projection of identity events)
+    async def is_blocked(self, user_id: str) -> bool:
+        stmt = sa.select(UserBlock.blocked).where(UserBlock.user_id == user_id)
+        return bool((await self.session.execute(stmt)).scalar_one_or_none())
+
+    async def record_block(self, user_id: str, blocked: bool, changed_at: datetime) -> None:
+        """Keep the newest state: an older event arriving late changes nothing."""
+        stmt = insert(UserBlock).values(user_id=user_id, blocked=blocked, changed_at=changed_at)
+        await self.session.execute(stmt.on_conflict_do_update(
+            index_elements=[UserBlock.user_id],
+            set_={"blocked": stmt.excluded.blocked, "changed_at": stmt.excluded.changed_at},
+            where=UserBlock.changed_at <= stmt.excluded.changed_at))

@@ -1,14 +1,17 @@
-"""What the telegram service purges: processed updates, delivered messages, spent link tokens."""
+"""What the telegram service purges: processed and discarded updates, delivered messages,
+spent link tokens."""
 
 from __future__ import annotations
 
 from runtime.retention import Rule, outbox_inbox_rules
 from telegram.config import Settings
-from telegram.models import LinkToken, Outgoing, ReceivedUpdate, inbox, outbox
+from telegram.models import DiscardedUpdate, LinkToken, Outgoing, ReceivedUpdate, inbox, outbox
 
 
 def rules(settings: Settings) -> list[Rule]:
     return [Rule("updates_processed", ReceivedUpdate.__table__, "processed_at",
+                 settings.inbox_retention_days),
+            Rule("updates_discarded", DiscardedUpdate.__table__, "received_at",
                  settings.inbox_retention_days),
             Rule("outgoing_done", Outgoing.__table__, "sent_at", 30),
             Rule("outgoing_failed", Outgoing.__table__, "created_at", 30,

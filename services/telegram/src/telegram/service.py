@@ -9,6 +9,7 @@ ticket's messages and a crash re-sends at most the one message in flight.
 from __future__ import annotations
 
 import hashlib
+import html
 import re
 import secrets
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from contracts.tickets import (
 from runtime.db import Database
 from runtime.logging import get_logger
 from runtime.outbox import Outbox
+from runtime.text import clean_untrusted, has_visible
 from telegram.botapi import BotApi, TelegramError
 from telegram.config import Settings
 from telegram.models import (
@@ -60,16 +62,45 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+MAX_TEXT = 4096  # Telegram's limit, in UTF-16 code units of the text after HTML parsing
+
+
+def _esc(text: str) -> str:
+    return html.escape(text, quote=False)
+
+
+def _line(text: str) -> str:
+    """Customer text shown inside one of the bot's own lines: no line breaks of its own."""
+    return " ".join(text.split())
+
+
+def _fit(text: str, units: int) -> str:
+    """`text` cut to at most `units` UTF-16 code units (never half a surrogate pair)."""
+    data = text.encode("utf-16-le")
+    return text if len(data) <= 2 * units else data[:2 * units].decode("utf-16-le", "ignore")
+
+
+def quoted(header: str, body: str) -> str:
+    """HTML: the bot's `header` (already escaped), then the customer's `body` in a
+    blockquote, so nothing the customer writes can pass for one of the bot's own lines."""
+    visible = len(html.unescape(re.sub(r"<[^>]*>", "", header)).encode("utf-16-le")) // 2
+    return f"{header}<blockquote>{_esc(_fit(body, MAX_TEXT - visible))}</blockquote>"
+
+
 def opened_text(e: TicketOpenedV1) -> str:
     who = e.user_label or f"user {e.user_id}"
-    return (f"🆕 New ticket: {e.subject}\nFrom: {who} (via {e.source.lower()})\n"
-            f"Ticket: {e.ticket_id}\n\n{e.message.body}")
+    return quoted(f"🆕 New ticket: <b>{_esc(_line(e.subject))}</b>\nFrom: {_esc(who)} "
+                  f"(via {e.source.lower()})\nTicket: {_esc(e.ticket_id)}\n\n", e.message.body)
 
 
 def message_text(e: MessageAddedV1) -> str:
     if e.author_role == "USER":
-        return f"💬 Customer:\n{e.body}"
-    return f"👤 Support (web panel):\n{e.body}"
+        return quoted("💬 Customer:\n", e.body)
+    return quoted("👤 Support (web panel):\n", e.body)
+
+
+def reply_text(e: MessageAddedV1) -> str:
+    return quoted(f"💬 Support replied to “{_esc(_line(e.subject))}”:\n\n", e.body)
 
 
 @dataclass
@@ -86,7 +117,7 @@ class MirrorService:
             await repo.ensure_thread(event.ticket_id, event.user_id, chat, event.subject)
             ids.append(await repo.add_outgoing(event_id=eid, ticket_id=event.ticket_id,
                                                chat_id=chat, kind="ticket_opened", seq=event.seq,
-                                               text=opened_text(event)))
+                                               text=opened_text(event), parse_mode="HTML"))
         elif isinstance(event, MessageAddedV1):
             await repo.ensure_thread(event.ticket_id, event.user_id, chat, None)
             echo = event.author_role == "SUPPORT" and event.origin == "TELEGRAM"
@@ -94,14 +125,15 @@ class MirrorService:
             ids.append(await repo.add_outgoing(event_id=eid, ticket_id=event.ticket_id,
                                                chat_id=chat, kind="noop" if echo else
                                                "ticket_message", seq=event.seq,
-                                               text=None if echo else message_text(event)))
+                                               text=None if echo else message_text(event),
+                                               parse_mode="HTML"))
             if event.author_role == "SUPPORT":
                 link = await repo.link_for_user(event.user_id)
                 if link is not None:
                     ids.append(await repo.add_outgoing(
                         event_id=eid, ticket_id=event.ticket_id, chat_id=link.chat_id,
-                        kind="user_reply", seq=event.seq,
-                        text=f"💬 Support replied to “{event.subject}”:\n\n{event.body}"))
+                        kind="user_reply", seq=event.seq, text=reply_text(event),
+                        parse_mode="HTML"))
         elif isinstance(event, TicketStatusChangedV1):
             await repo.ensure_thread(event.ticket_id, event.user_id, chat, None)
             ids.append(await repo.add_outgoing(event_id=eid, ticket_id=event.ticket_id,
@@ -169,7 +201,8 @@ class Delivery:
                     return False
             else:
                 msg = await self.bot.send_message(row.chat_id, row.text or "",
-                                                  thread_id=row.thread_id)
+                                                  thread_id=row.thread_id,
+                                                  parse_mode=row.parse_mode)
                 row.telegram_message_id = msg["message_id"]
         except TelegramError as exc:
             if exc.is_permanent:
@@ -189,12 +222,13 @@ class Delivery:
         forum = await self.is_forum(chat)
         if row.kind == "ticket_opened":
             if forum and thread.message_thread_id is None:
-                name = f"#{thread.ticket_id[:6]} {thread.subject}"[:128]
+                name = f"#{thread.ticket_id[:6]} {_line(thread.subject)}"[:128]
                 topic = await self.bot.call("createForumTopic", chat_id=chat, name=name)
                 thread.message_thread_id = int(topic["message_thread_id"])
                 return False  # commit the topic before sending into it
             msg = await self.bot.send_message(chat, row.text or "",
-                                              thread_id=thread.message_thread_id)
+                                              thread_id=thread.message_thread_id,
+                                              parse_mode=row.parse_mode)
             if not forum:
                 thread.root_message_id = msg["message_id"]
         elif row.kind == "ticket_message":
@@ -203,7 +237,8 @@ class Delivery:
                 return False
             msg = await self.bot.send_message(chat, row.text or "",
                                               thread_id=thread.message_thread_id if forum else None,
-                                              reply_to=None if forum else thread.root_message_id)
+                                              reply_to=None if forum else thread.root_message_id,
+                                              parse_mode=row.parse_mode)
         else:  # ticket_closed
             if thread.closed:
                 return True
@@ -236,6 +271,7 @@ START_RE = re.compile(r"^/start(?:@\w+)?\s+([A-Za-z0-9_-]{1,64})\s*$")
 
 HELP_TEXT = ("I am the support bot. Write your question here and our team will answer.\n"
              "/status — your subscription\n/help — this message")
+BLOCKED_TEXT = "⛔ Your account is blocked. Support cannot take messages from it."
 UNLINKED_TEXT = ("Your Telegram is not linked to an account yet. Sign in on the web site, open "
                  "Settings and press “Link Telegram”, then follow the link.")
 
@@ -254,7 +290,10 @@ class UpdateService:
         chat = message.get("chat") or {}
         sender = message.get("from") or {}
         text = message.get("text")
-        if not isinstance(text, str) or not text.strip():
+        if not isinstance(text, str):
+            return "ignored:no_text", []
+        text = clean_untrusted(text)  # what operators read: no bidi or zero-width characters
+        if not has_visible(text):
             return "ignored:no_text", []
         chat_id = chat.get("id")
         if chat_id == self.settings.support_chat_id:
@@ -309,6 +348,8 @@ class UpdateService:
         if match:
             return await self._link(s, repo, match.group(1), sender, chat_id, reply)
         link = await repo.link_for_telegram(tg_user)
+        if link is not None and await repo.is_blocked(link.user_id):
+            return "blocked", await reply(BLOCKED_TEXT)  # no ticket; /status says the same
         stripped = text.strip()
         if stripped.startswith("/help") or stripped == "/start":
             return "help", await reply(HELP_TEXT if link else f"{HELP_TEXT}\n\n{UNLINKED_TEXT}")
@@ -339,6 +380,8 @@ class UpdateService:
         if row is None or row.used_at is not None or row.expires_at < now():
             return "link_refused", await reply(
                 "This link is invalid or has expired. Create a new one in the web panel.")
+        if await repo.is_blocked(row.user_id):
+            return "blocked", await reply(BLOCKED_TEXT)
         existing = await repo.link_for_telegram(sender["id"])
         if existing is not None and existing.user_id != row.user_id:
             return "link_refused", await reply(

@@ -8,7 +8,7 @@ from runtime.service import WorkerContext
 from telegram import notifications
 from telegram.botapi import BotApi
 from telegram.config import Settings
-from telegram.consumers import build_subscription
+from telegram.consumers import build_identity_subscription, build_subscription
 from telegram.jobs import NOTIFY, TelegramJobs, notify_handlers, sweep
 from telegram.pump import UpdatePump
 from telegram.service import Delivery, MirrorService, UpdateService, events
@@ -22,6 +22,7 @@ async def build_worker(ctx: WorkerContext) -> None:
     ctx.outbox = events
     ctx.subscriptions.append(build_subscription(ctx.db, MirrorService(settings), jobs))
     ctx.subscriptions.append(notifications.build_subscription(ctx.db, jobs))
+    ctx.subscriptions.append(build_identity_subscription(ctx.db))
     delivery = Delivery(ctx.db, bot, settings)
     ctx.job_workers.append(JobWorker(NOTIFY, settings.redis_url,
                                      notify_handlers(delivery, settings.max_retry_after_wait),
