@@ -6,7 +6,7 @@ UV := python3 -m uv
 endif
 PY := .venv/bin/python
 
-.PHONY: setup browser run test lint schemas bench clean
+.PHONY: setup browser promtool run test lint schemas bench clean
 
 setup: ## install uv (if missing) and every package of the workspace from the lock file
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -15,10 +15,14 @@ setup: ## install uv (if missing) and every package of the workspace from the lo
 browser: ## Debian's headless Chromium for the browser tests (never a downloaded browser)
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 
+promtool: ## Debian's promtool (package `prometheus`) for the alert-rule checks and unit tests
+	@command -v promtool >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq --no-install-recommends prometheus)
+
 run: setup ## migrate and start every service's api + worker and the Telegram emulator
 	@$(PY) deploy/local/stack.py
 
-test: setup browser ## run the whole test suite against local Postgres/RabbitMQ/Redis
+test: setup browser promtool ## run the whole test suite against local Postgres/RabbitMQ/Redis
 	@$(PY) deploy/local/check_infra.py
 	@$(PY) -m pytest $(PYTEST_ARGS)
 	@$(UV) run --frozen lint-imports
