@@ -27,6 +27,10 @@ class Settings(ServiceSettings):
     login_per_ip_per_minute: int = Field(30, alias="LOGIN_PER_IP_PER_MINUTE")
     register_per_ip_per_hour: int = Field(20, alias="REGISTER_PER_IP_PER_HOUR")
     tickets_per_user_per_hour: int = Field(20, alias="TICKETS_PER_USER_PER_HOUR")
+    ticket_replies_per_user_per_hour: int = Field(120, alias="TICKET_REPLIES_PER_USER_PER_HOUR")
+    ticket_replies_per_ticket_per_hour: int = Field(
+        60, alias="TICKET_REPLIES_PER_TICKET_PER_HOUR")
+    invoices_per_user_per_hour: int = Field(30, alias="INVOICES_PER_USER_PER_HOUR")
     # Read by the web pages too (web/config.py): a sandbox chain there lets anyone pay for free.
     payment_provider: str = Field("sandbox", alias="PAYMENT_PROVIDER")
 

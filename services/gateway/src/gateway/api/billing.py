@@ -219,6 +219,12 @@ def _billing(request: Request):
     return request.app.state.upstreams["billing"]
 
 
+async def limit_invoice(request: Request, user_id: str) -> None:
+    """429 `RATE_LIMITED` past INVOICES_PER_USER_PER_HOUR (the API and the web panel)."""
+    await request.app.state.limiter.hit(
+        "invoice-user", user_id, request.app.state.settings.invoices_per_user_per_hour, 3600)
+
+
 def _created_id(resp, key: str) -> dict | None:
     try:
         return {f"{key}_id": json.loads(resp.body)[key]["id"]}
@@ -243,6 +249,7 @@ async def payment_options(request: Request, caller: CurrentCaller):
              openapi_extra=IDEMPOTENCY_HEADER,
              responses={**ERRORS, 409: {"model": ErrorOut}, 422: {"model": ErrorOut}})
 async def create_invoice(body: InvoiceCreate, request: Request, caller: CurrentCaller):
+    await limit_invoice(request, caller.id)
     key = request.headers.get("Idempotency-Key")
     return await _billing(request).relay(
         "POST", "/internal/invoices", json=body.model_dump(),

@@ -25,11 +25,28 @@ def _tickets(request: Request):
     return request.app.state.upstreams["tickets"]
 
 
+async def limit_new_ticket(request: Request, user_id: str) -> None:
+    """429 `RATE_LIMITED` past TICKETS_PER_USER_PER_HOUR (the API and the web panel)."""
+    st = request.app.state.settings
+    await request.app.state.limiter.hit("ticket-user", user_id, st.tickets_per_user_per_hour,
+                                        3600)
+
+
+async def limit_reply(request: Request, user_id: str, ticket_id: str) -> None:
+    """A customer's replies: per user, and per user on one ticket (the API and the web panel).
+
+    The ticket bucket is keyed by user and ticket, so nobody can use up the owner's bucket by
+    posting to a ticket id that is not theirs.
+    """
+    st, limiter = request.app.state.settings, request.app.state.limiter
+    await limiter.hit("reply-user", user_id, st.ticket_replies_per_user_per_hour, 3600)
+    await limiter.hit("reply-ticket", f"{user_id}:{ticket_id}",
+                      st.ticket_replies_per_ticket_per_hour, 3600)
+
+
 @router.post("/tickets", status_code=201, response_model=TicketEnvelope)
 async def create_ticket(body: TicketCreate, request: Request, caller: CurrentCaller):
-    st = request.app.state.settings
-    await request.app.state.limiter.hit("ticket-user", caller.id, st.tickets_per_user_per_hour,
-                                        3600)
+    await limit_new_ticket(request, caller.id)
     return await _tickets(request).relay("POST", "/internal/tickets", json=body.model_dump(),
                                          user_id=caller.id, role=caller.role)
 
@@ -52,6 +69,7 @@ async def get_ticket(ticket_id: str, request: Request, caller: CurrentCaller):
 @router.post("/tickets/{ticket_id}/messages", status_code=201, response_model=MessageEnvelope)
 async def add_message(ticket_id: str, body: MessageCreate, request: Request,
                       caller: CurrentCaller):
+    await limit_reply(request, caller.id, ticket_id)
     return await _tickets(request).relay("POST", f"/internal/tickets/{ticket_id}/messages",
                                          json=body.model_dump(), user_id=caller.id,
                                          role=caller.role)

@@ -8,6 +8,8 @@ import uuid
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
 
+from gateway.api.billing import limit_invoice
+from gateway.api.tickets import limit_reply
 from gateway.schemas import MessageCreate, TicketCreate
 from gateway.web import views
 from gateway.web.deps import Form, SignedIn
@@ -66,6 +68,7 @@ async def create_invoice(request: Request, caller: SignedIn, form: Form):
     pages = Pages(request)
     asset, _, network = form.get("option", "").partition("/")
     try:
+        await limit_invoice(request, caller.id)
         invoice = await pages.create_invoice(caller, form.get("plan_id", ""), asset, network,
                                              form.get("idempotency_key") or uuid.uuid4().hex)
     except AppError as exc:
@@ -73,8 +76,9 @@ async def create_invoice(request: Request, caller: SignedIn, form: Form):
             raise
         plan, options = await asyncio.gather(pages.plan(caller, form.get("plan_id", "")),
                                              pages.payment_options(caller))
-        return render(request, "panel/buy_options.html", http_status=exc.status, plan=plan,
-                      options=options, idempotency_key=uuid.uuid4().hex,
+        return render(request, "panel/buy_options.html", http_status=exc.status,
+                      headers=exc.headers, plan=plan, options=options,
+                      idempotency_key=uuid.uuid4().hex,
                       errors=upstream_errors(exc, translator(request), "option"))
     return _redirect(f"/app/invoices/{invoice['id']}")
 
@@ -145,6 +149,7 @@ async def new_ticket(request: Request, caller: SignedIn):
 
 @router.post("/tickets")
 async def open_ticket(request: Request, caller: SignedIn, form: Form):
+    status, headers = 400, None
     try:
         body = validate(TicketCreate, form, translator(request))
         ticket = await Pages(request).open_ticket(caller, body.subject, body.body)
@@ -154,9 +159,11 @@ async def open_ticket(request: Request, caller: SignedIn, form: Form):
         if exc.status >= 500:
             raise
         errors = upstream_errors(exc, translator(request))
+        status, headers = exc.status, exc.headers  # a 429 keeps its Retry-After
     else:
         return _redirect(f"/app/tickets/{ticket['id']}?done=ticket_opened")
-    return render(request, "panel/ticket_new.html", http_status=400, errors=errors, values=form)
+    return render(request, "panel/ticket_new.html", http_status=status, headers=headers,
+                  errors=errors, values=form)
 
 
 @router.get("/tickets/{ticket_id}")
@@ -181,6 +188,7 @@ async def reply(request: Request, caller: SignedIn, form: Form, ticket_id: str):
     pages = Pages(request)
     try:
         body = validate(MessageCreate, form, translator(request))
+        await limit_reply(request, caller.id, ticket_id)  # a 429 page with Retry-After
         await pages.reply(caller, ticket_id, body.body)
     except FormInvalid as exc:
         found = await pages.ticket(caller, ticket_id)
