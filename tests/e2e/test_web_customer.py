@@ -158,6 +158,25 @@ def test_visitor_registers_gets_support_buys_and_gets_access(browser, gateway_ur
     expect(page.get_by_role("cell", name=plan["name"])).to_be_visible()
 
 
+def test_api_docs_render_under_the_products_csp(page, gateway_url):
+    """Swagger UI from the gateway's own copy: operations listed, nothing refused, no CDN."""
+    console, elsewhere = [], []
+    page.on("console", lambda msg: console.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: console.append(str(exc)))
+    page.on("request", lambda req: None if req.url.startswith(gateway_url)
+            else elsewhere.append(req.url))
+    response = page.goto("/api/v1/docs")
+    assert "script-src 'self'" in response.headers["content-security-policy"]
+    assert "<script>" not in response.text()
+    ops = page.locator(".opblock-summary-path")
+    expect(ops.filter(has_text=re.compile(r"^/api/v1/tickets$")).first).to_be_visible()
+    assert ops.count() > 30
+    page.locator(".opblock-summary", has_text="/api/v1/plans").first.click()
+    expect(page.get_by_role("button", name="Try it out").first).to_be_visible()
+    assert not console, console
+    assert not elsewhere, elsewhere
+
+
 @pytest.mark.parametrize("label,width,height", [("phone", 390, 844), ("desktop", 1280, 800)])
 def test_main_pages_fit_the_screen(browser, gateway_url, admin_client, label, width, height):
     """Screenshots of the main pages at phone and desktop widths (test artifacts), no overflow."""

@@ -11,6 +11,7 @@ from gateway import web
 from gateway.api import admin, auth, billing, ops, subscriptions, telegram, tickets
 from gateway.config import Settings
 from gateway.openapi import install as install_openapi
+from gateway.openapi import install_docs
 from gateway.ops import Ops
 from gateway.ratelimit import RateLimiter
 from gateway.service import AuthService
@@ -63,7 +64,7 @@ def create_api(settings: Settings) -> FastAPI:
         max_body=settings.max_body_bytes,
         input_guard_exempt={f"{API_PREFIX}/telegram/webhook"},  # relayed as-is
         openapi_url=f"{API_PREFIX}/openapi.json",
-        docs_url=f"{API_PREFIX}/docs",
+        docs_url=None,  # served by install_docs with the gateway's own copy of Swagger UI
         redoc_url=None,
         extra_headers=extra_headers,
         lifespan=lifespan,
@@ -88,6 +89,7 @@ def create_api(settings: Settings) -> FastAPI:
         api.include_router(r)
     app.include_router(api)
     install_openapi(app)
+    install_docs(app, f"{API_PREFIX}/docs")
     app.include_router(web.router)
     app.mount("/static", web.static_files(), name="static")
     return app

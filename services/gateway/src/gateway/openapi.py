@@ -7,8 +7,14 @@ other error statuses an operation can answer are declared with the same schema.
 
 from __future__ import annotations
 
+import html
+from pathlib import Path
+
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from fastapi.responses import FileResponse, HTMLResponse
+
+from runtime.errors import NotFound
 
 ERROR_SCHEMA = {
     "title": "Error",
@@ -63,3 +69,44 @@ def install(app: FastAPI) -> None:
         return doc
 
     app.openapi = build
+
+
+# Swagger UI from the `swagger-ui-bundle-v2` package, served by the gateway: the product's CSP
+# (`script-src 'self'`, no inline script) holds on the docs page too, and no CDN is involved.
+DOCS_ASSETS = {"swagger-ui-bundle.js": "text/javascript", "swagger-ui.css": "text/css",
+               "favicon-32x32.png": "image/png"}
+DOCS_PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>{title} - API documentation</title>
+<link rel="stylesheet" href="{assets}/swagger-ui.css">
+<link rel="icon" type="image/png" href="{assets}/favicon-32x32.png">
+</head>
+<body>
+<div id="swagger-ui" data-openapi-url="{openapi_url}"></div>
+<script src="{assets}/swagger-ui-bundle.js"></script>
+<script src="/static/swagger-init.js"></script>
+</body>
+</html>
+"""
+
+
+def install_docs(app: FastAPI, docs_url: str) -> None:
+    """`docs_url`: the Swagger UI page; its assets under `docs_url + "/assets/"`."""
+    from swagger_ui_bundle import swagger_ui_path
+
+    assets = f"{docs_url}/assets"
+    page = DOCS_PAGE.format(title=html.escape(app.title), assets=assets,
+                            openapi_url=html.escape(app.openapi_url or ""))
+
+    @app.get(docs_url, include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return HTMLResponse(page)
+
+    @app.get(assets + "/{name}", include_in_schema=False)
+    async def docs_asset(name: str) -> FileResponse:
+        if name not in DOCS_ASSETS:
+            raise NotFound("No such documentation asset")
+        return FileResponse(Path(str(swagger_ui_path)) / name, media_type=DOCS_ASSETS[name],
+                            headers={"Cache-Control": "public, max-age=86400"})
