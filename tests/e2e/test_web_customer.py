@@ -139,11 +139,21 @@ def test_visitor_registers_gets_support_buys_and_gets_access(browser, gateway_ur
     expect(page.get_by_label("Address (TRON)")).to_have_value(re.compile(r"^T\w+"))
     expect(page.locator("figure svg.qr")).to_be_visible()
     expect(page.locator("time[data-countdown]")).to_have_text(re.compile(r"^1?\d:\d\d$"))
+    expect(page.get_by_role("button", name="Cancel invoice")).to_be_visible()
     page.evaluate("window.__sameDocument = true")
     page.get_by_role("button", name="Simulate payment").click()
     expect(page.get_by_test_id("subscription-active")).to_be_visible(timeout=60_000)
     expect(page.get_by_test_id("invoice-status")).to_have_text("Paid")
     assert page.evaluate("window.__sameDocument") is True
+    # paid: the result and the payments, no payment box (live, and after a reload)
+    for _ in range(2):
+        expect(page.get_by_test_id("payments")).to_contain_text("USDT")
+        expect(page.get_by_test_id("payment-box")).to_have_count(0)
+        expect(page.get_by_label("Amount (USDT)")).to_have_count(0)
+        expect(page.locator("time[data-countdown], figure svg.qr")).to_have_count(0)
+        expect(page.get_by_role("button", name="Cancel invoice")).to_have_count(0)
+        page.reload()
+    expect(page.get_by_test_id("subscription-active")).to_be_visible()
 
     page.get_by_role("link", name="Open your access page").click()
     access_url = page.get_by_label(re.compile("Access URL"))

@@ -46,6 +46,13 @@ def invoice_version(invoice: dict, subscription: dict | None) -> str:
     return f"{invoice['status']}:{confirmations}:{bool(subscription)}"
 
 
+def payment_target(invoice: dict) -> str | None:
+    """What the payment box's QR code encodes; none once the invoice no longer takes payments."""
+    if invoice["status"] not in {"CREATED", "PENDING"}:
+        return None
+    return invoice.get("payment_url") or invoice.get("address")
+
+
 def invoice_settled(invoice: dict, subscription: dict | None) -> bool:
     """Nothing more will change on its own: the page stops polling."""
     if invoice["status"] == "PAID":

@@ -98,17 +98,16 @@ async def _invoice_view(request: Request, caller, invoice_id: str) -> dict:
     subscription = None
     if invoice["status"] == "PAID":
         subscription = views.granted_by(invoice, plan, await pages.subscriptions(caller))
-    return {"invoice": invoice, "plan": plan, "subscription": subscription,
+    target = views.payment_target(invoice)
+    qr = qr_svg(target, translator(request)("invoice.qr_title")) if target else None
+    return {"invoice": invoice, "plan": plan, "subscription": subscription, "qr": qr,
             "version": views.invoice_version(invoice, subscription)}
 
 
 @router.get("/invoices/{invoice_id}")
 async def invoice_page(request: Request, caller: SignedIn, invoice_id: str):
-    view = await _invoice_view(request, caller, invoice_id)
-    inv = view["invoice"]
-    target = inv.get("payment_url") or inv.get("address")
-    qr = qr_svg(target, translator(request)("invoice.qr_title")) if target else None
-    return render(request, "panel/invoice.html", qr=qr, **view)
+    return render(request, "panel/invoice.html", **await _invoice_view(request, caller,
+                                                                       invoice_id))
 
 
 @router.get("/invoices/{invoice_id}/status")
