@@ -157,3 +157,89 @@ async def test_service_role_cannot_read_another_schema(stack, role, foreign):
         await conn.fetch(f"SELECT * FROM {own} LIMIT 1")
     finally:
         await conn.close()
+
+
+SECRET_HDR = {"X-Telegram-Bot-Api-Secret-Token": "dev-telegram-webhook-secret",
+              "Content-Type": "application/json"}
+
+
+def _discarded() -> list[dict]:
+    import asyncio
+
+    async def rows():
+        conn = await asyncpg.connect(ADMIN_DSN)
+        try:
+            return [dict(r) for r in await conn.fetch(
+                "SELECT update_id, reason FROM telegram.discarded_updates ORDER BY id")]
+        finally:
+            await conn.close()
+
+    return asyncio.run(rows())
+
+
+def test_unusable_telegram_updates_are_200_recorded_and_change_nothing(gateway_url, db_counts):
+    """Telegram redelivers anything but a 2xx, so an update Postgres cannot hold is answered
+    200, kept in discarded_updates, and never reaches the pump or the tickets."""
+    base = 910_000_000 + uuid.uuid4().int % 1_000_000
+    bodies = [
+        (b'{"update_id": %d, "message": {"message_id": 1, "date": 0, "chat": {"id": 5, '
+         b'"type": "private"}, "text": "nul\\u0000here"}}' % base, str(base), "invalid_text"),
+        (b'{"update_id": %d, "message": {"text": "lone \\ud800 surrogate"}}' % (base + 1),
+         str(base + 1), "invalid_text"),
+        (b'{"update_id": %d, "message": {}}' % 2**63, str(2**63), "integer_out_of_range"),
+        (b'{"update_id": %d}' % 2**64, str(2**64), "integer_out_of_range"),
+        (b'{"update_id": -%d}' % (2**63 + 1), str(-(2**63 + 1)), "integer_out_of_range"),
+    ]
+    before, seen = db_counts(), len(_discarded())
+    for raw, _, _ in bodies:
+        r = httpx.post(f"{gateway_url}/api/v1/telegram/webhook", content=raw, headers=SECRET_HDR,
+                       timeout=10)
+        assert r.status_code == 200 and r.json() == {"ok": True}, (raw, r.text)
+    assert [(d["update_id"], d["reason"]) for d in _discarded()[seen:]] == [
+        (uid, reason) for _, uid, reason in bodies]
+    assert db_counts() == before  # nothing stored for the pump, no ticket message
+
+
+def test_ticket_text_loses_invisible_characters_and_needs_a_visible_one(gateway_url):
+    customer = register(gateway_url)
+    r = customer.post("/tickets", json={"subject": "Pay\u202eme\u200b now",
+                                        "body": "\u2066hidden\u2069 \ufefftext"})
+    assert r.status_code == 201, r.text
+    ticket = r.json()["ticket"]
+    assert (ticket["subject"], ticket["messages"][0]["body"]) == ("Payme now", "hidden text")
+    for path, body in (("/tickets", {"subject": "\u200b\u200c\u200d\u2060", "body": "x"}),
+                       ("/tickets", {"subject": "Fine subject", "body": "\u202a\u202e \ufeff"}),
+                       ("/tickets", {"subject": "a\u200bb", "body": "x"}),
+                       (f"/tickets/{ticket['id']}/messages", {"body": "\u2066\u2069"})):
+        r = customer.post(path, json=body)
+        assert r.status_code == 400 and r.json()["code"] == "VALIDATION_ERROR", (body, r.text)
+    r = customer.post(f"/tickets/{ticket['id']}/messages", json={"body": "ok\u200b!"})
+    assert r.status_code == 201 and r.json()["message"]["body"] == "ok!"
+
+
+def test_customer_text_in_the_topic_is_quoted_apart_from_the_bots_lines(gateway_url,
+                                                                         emulator_url):
+    from tests.conftest import wait_for
+    from tests.e2e.test_support_flow import topic_of
+
+    customer = register(gateway_url)
+    body = "Hello\nFrom: VIP <ceo@corp> & co\nTicket: none"
+    ticket = customer.post("/tickets", json={"subject": "Spoof\nFrom: VIP",
+                                             "body": body}).json()["ticket"]
+    thread = topic_of(emulator_url, ticket["id"])
+
+    def first():
+        msgs = httpx.get(f"{emulator_url}/_emulator/messages",
+                         params={"chat_id": SUPPORT_CHAT}, timeout=10).json()["messages"]
+        return [m for m in msgs if m.get("message_thread_id") == thread and "entities" in m]
+
+    message = wait_for(first, message="first message in the topic")[0]
+    units = message["text"].encode("utf-16-le")
+    quotes = [e for e in message["entities"] if e["type"] == "blockquote"]
+    assert len(quotes) == 1
+    start, end = 2 * quotes[0]["offset"], 2 * (quotes[0]["offset"] + quotes[0]["length"])
+    assert units[start:end].decode("utf-16-le") == body
+    own = units[:start].decode("utf-16-le").splitlines()
+    header = [line for line in own if line.startswith("From:")]
+    assert len(header) == 1 and "VIP" not in header[0] and header[0].endswith("(via web)")
+    assert own[0] == "🆕 New ticket: Spoof From: VIP"  # the subject keeps to its own line

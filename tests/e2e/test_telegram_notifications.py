@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import asyncpg
 import httpx
 
 from contracts import make_envelope
 from contracts.provisioning import SubscriptionActivatedV1, SubscriptionExpiringV1
-from tests.conftest import publish_envelope, register, wait_for
+from tests.conftest import ADMIN_DSN, publish_envelope, register, wait_for
 from tests.e2e.test_support_flow import calls
 
 
@@ -58,3 +60,47 @@ async def test_activation_and_reminder_reach_the_linked_user_once(gateway_url, e
     say(emulator_url, tg_user, "/status")
     wait_for(lambda: any(t.startswith("Subscription: active until")
                          for t in bot_texts(emulator_url, tg_user)), message="/status answer")
+
+
+def test_a_blocked_user_gets_no_ticket_from_the_bot_and_status_says_blocked(
+        gateway_url, emulator_url, admin_client):
+    client = register(gateway_url)
+    user_id = client.get("/auth/me").json()["user"]["id"]
+    tg_user = link_telegram(client, emulator_url)
+    r = admin_client.post(f"/admin/users/{user_id}/block")
+    assert r.status_code == 200, r.text
+    wait_for(lambda: sql("SELECT blocked FROM telegram.user_blocks WHERE user_id = $1",
+                         user_id) == [{"blocked": True}], message="block event at the bot")
+
+    def blocked_answers() -> list[str]:
+        return [t for t in bot_texts(emulator_url, tg_user) if "account is blocked" in t]
+
+    say(emulator_url, tg_user, "Please open a ticket")
+    wait_for(lambda: len(blocked_answers()) == 1, message="blocked answer")
+    say(emulator_url, tg_user, "/status")
+    wait_for(lambda: len(blocked_answers()) == 2, message="/status says blocked")
+    outcomes = sql("SELECT outcome FROM telegram.received_updates"
+                   " WHERE (payload->'message'->'from'->>'id')::bigint = $1"
+                   " ORDER BY update_id", tg_user)
+    assert [o["outcome"] for o in outcomes][-2:] == ["blocked", "blocked"]
+    assert sql("SELECT count(*) AS n FROM tickets.tickets WHERE user_id = $1",
+               user_id) == [{"n": 0}]
+
+    r = admin_client.post(f"/admin/users/{user_id}/unblock")
+    assert r.status_code == 200, r.text
+    wait_for(lambda: sql("SELECT blocked FROM telegram.user_blocks WHERE user_id = $1",
+                         user_id) == [{"blocked": False}], message="unblock event at the bot")
+    say(emulator_url, tg_user, "Back again")
+    wait_for(lambda: sql("SELECT count(*) AS n FROM tickets.tickets WHERE user_id = $1",
+                         user_id) == [{"n": 1}], message="ticket after unblock")
+
+
+def sql(query: str, *args) -> list[dict]:
+    async def run():
+        conn = await asyncpg.connect(ADMIN_DSN)
+        try:
+            return [dict(r) for r in await conn.fetch(query, *args)]
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())
