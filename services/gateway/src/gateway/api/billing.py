@@ -18,6 +18,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 from gateway.api.deps import AdminCaller, CurrentCaller
 from gateway.audit import audited
 from gateway.schemas import ErrorOut, WebhookAck
+from runtime.errors import ValidationFailed
 
 router = APIRouter(tags=["billing"])
 admin = APIRouter(prefix="/admin", tags=["admin"])
@@ -48,9 +49,10 @@ ERRORS = {400: {"model": ErrorOut}, 401: {"model": ErrorOut}, 404: {"model": Err
 ADMIN_ERRORS = {**ERRORS, 403: {"model": ErrorOut}, 409: {"model": ErrorOut}}
 IDEMPOTENCY_HEADER = {"parameters": [{
     "name": "Idempotency-Key", "in": "header", "required": True,
-    "description": "1 to 255 characters. The first request's status and body are kept 24 h "
-                   "and replayed (with `Idempotent-Replayed: true`) for the same key and body.",
-    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+    "description": "1 to 255 printable ASCII characters. The first request's status and body "
+                   "are kept 24 h and replayed (with `Idempotent-Replayed: true`) for the same "
+                   "key and body.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[ -~]+$"},
 }]}
 
 
@@ -251,6 +253,12 @@ async def payment_options(request: Request, caller: CurrentCaller):
 async def create_invoice(body: InvoiceCreate, request: Request, caller: CurrentCaller):
     await limit_invoice(request, caller.id)
     key = request.headers.get("Idempotency-Key")
+    # HTTP header values are ASCII; anything else would arrive re-encoded (latin-1) upstream.
+    if key is not None and not (key.isascii() and key.isprintable() and 0 < len(key) <= 255):
+        raise ValidationFailed(
+            "Idempotency-Key must be 1 to 255 printable ASCII characters "
+            "(letters, digits, punctuation, spaces); use e.g. a UUID",
+            {"header": "Idempotency-Key"})
     return await _billing(request).relay(
         "POST", "/internal/invoices", json=body.model_dump(),
         headers={"Idempotency-Key": key} if key is not None else None,
