@@ -74,6 +74,67 @@ def test_sixth_quick_login_for_one_email_is_rate_limited(gateway_url):
     assert int(statuses[5].headers["Retry-After"]) >= 1
 
 
+def csrf_of(html: str) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+
+
+def test_web_form_tokens_are_bound_to_the_session(gateway_url):
+    email = unique_email("csrf")
+    other = register(gateway_url)
+    register(gateway_url, email)
+    web = httpx.Client(base_url=gateway_url, timeout=15)
+    anon_token = csrf_of(web.get("/login").text)
+    anon_cookie = web.cookies["web_anon"]
+    r = web.post("/login", data={"email": email, "password": PASSWORD, "csrf_token": anon_token})
+    assert r.status_code == 303 and web.cookies.get("sid")
+    assert "web_anon" not in web.cookies  # dropped at sign-in
+    web.cookies.set("web_anon", anon_cookie)
+    # the token minted before sign-in is void once signed in, even with its cookie
+    assert web.post("/logout", data={"csrf_token": anon_token}).status_code == 403
+    # as is another session's token
+    other_web = httpx.Client(base_url=gateway_url, timeout=15,
+                             cookies={"sid": other.cookies["sid"]})
+    other_token = csrf_of(other_web.get("/app/settings").text)
+    assert web.post("/logout", data={"csrf_token": other_token}).status_code == 403
+    assert web.get("/api/v1/auth/me").status_code == 200  # still signed in
+    own = csrf_of(web.get("/app/settings").text)
+    assert web.post("/logout", data={"csrf_token": own}).status_code == 303
+    assert web.get("/api/v1/auth/me").status_code == 401
+
+
+def test_api_answers_are_never_cached(gateway_url):
+    client = register(gateway_url)
+    for r in (client.get("/auth/me"), client.get("/subscriptions"), anon(gateway_url).get(
+            "/auth/me")):
+        assert r.headers["cache-control"] == "no-store", r.url
+
+
+def test_common_passwords_and_the_email_are_refused(gateway_url):
+    email = unique_email("pw")
+    for password, reason in [("password1234", "common"), ("Qwertyuiop", "common"),
+                             (email.upper(), "email"), (email.split("@")[0], "email")]:
+        r = anon(gateway_url).post("/auth/register", json={"email": email, "password": password})
+        assert r.status_code == 400, (password, r.text)
+        body = r.json()
+        assert body["code"] == "VALIDATION_ERROR"
+        assert body["details"] == {"field": "password", "reason": reason}
+        assert ("common" if reason == "common" else "email") in body["message"]
+    assert anon(gateway_url).post("/auth/register", json={
+        "email": email, "password": PASSWORD}).status_code == 201
+
+
+def test_an_admin_cannot_demote_or_block_themself(gateway_url, admin_client):
+    me = admin_client.get("/auth/me").json()["user"]
+    r = admin_client.put(f"/admin/users/{me['id']}/role", json={"role": "USER"})
+    assert r.status_code == 409 and r.json()["code"] == "CONFLICT", r.text
+    r = admin_client.post(f"/admin/users/{me['id']}/block")
+    assert r.status_code == 409 and r.json()["code"] == "CONFLICT", r.text
+    assert admin_client.get("/auth/me").json()["user"]["role"] == "ADMIN"
+    log = admin_client.get("/admin/audit-log").json()["entries"]
+    assert {("user.role", "refused:409"), ("user.block", "refused:409")} <= {
+        (e["action"], e["outcome"]) for e in log if e["target_id"] == me["id"]}
+
+
 def test_cookie_writes_must_be_json(gateway_url):
     client = register(gateway_url)
     r = client.post("/tickets", content=b"subject=x&body=y",
@@ -137,13 +198,27 @@ def test_block_revokes_sessions_publishes_event_and_audit_chain_verifies(
     r = admin_client.post(f"/admin/users/{victim_id}/block")
     assert r.status_code == 200 and r.json()["user"]["is_blocked"] is True
     assert victim.get("/auth/me").status_code == 401  # sessions revoked at once
-    relog = anon(gateway_url).post("/auth/login", json={
-        "email": r.json()["user"]["email"], "password": PASSWORD})
-    assert relog.status_code == 200
-    blocked_client = anon(gateway_url)
-    blocked_client.cookies.set("sid", relog.cookies["sid"])
-    assert blocked_client.get("/auth/me").status_code == 403
-    assert blocked_client.post("/auth/logout").status_code == 204
+    victim_email = r.json()["user"]["email"]
+    relog = anon(gateway_url).post("/auth/login", json={"email": victim_email,
+                                                        "password": PASSWORD})
+    assert relog.status_code == 403 and relog.json()["code"] == "FORBIDDEN"
+    assert "set-cookie" not in relog.headers
+    web = httpx.Client(base_url=gateway_url, timeout=15)  # the sign-in form: a page, no session
+    token = csrf_of(web.get("/login").text)
+    page = web.post("/login", data={"email": victim_email, "password": PASSWORD,
+                                    "csrf_token": token})
+    assert page.status_code == 403 and "account is blocked" in page.text
+    assert "sid" not in web.cookies
+
+    async def sessions_of_victim():
+        conn = await asyncpg.connect(ADMIN_DSN)
+        try:
+            return await conn.fetchval("SELECT count(*) FROM identity.sessions "
+                                       "WHERE user_id = $1", victim_id)
+        finally:
+            await conn.close()
+
+    assert asyncio.run(sessions_of_victim()) == 0
 
     async def published():
         conn = await asyncpg.connect(ADMIN_DSN)
@@ -184,6 +259,16 @@ def test_block_revokes_sessions_publishes_event_and_audit_chain_verifies(
     finally:
         asyncio.run(tamper(original))
     assert _verify_audit(stack).returncode == 0
+
+
+def test_telegram_link_creation_is_rate_limited_per_user(gateway_url):
+    client, other = register(gateway_url), register(gateway_url)
+    answers = [client.post("/auth/telegram-link").status_code for _ in range(10)]
+    assert answers == [201] * 10  # TELEGRAM_LINKS_PER_USER_PER_HOUR, default 10
+    r = client.post("/auth/telegram-link")
+    assert r.status_code == 429 and r.json()["code"] == "RATE_LIMITED"
+    assert int(r.headers["Retry-After"]) >= 1
+    assert other.post("/auth/telegram-link").status_code == 201  # per user
 
 
 def test_telegram_linking_and_bot_conversation(gateway_url, emulator_url):

@@ -158,3 +158,22 @@ def test_admin_blocks_answers_manages_plans_refunds_extends_and_audits(
         expect(page.locator("tr[data-queue]").first).to_be_visible()  # job queue depths
     finally:
         page.context.close()
+
+
+def test_panel_refuses_an_admin_locking_themself_out(gateway_url, admin_client):
+    """Same rule as the API (one place in the service layer): 409 pages, nothing changed; the
+    users page offers no role or block control on the admin's own row."""
+    me = admin_client.get("/auth/me").json()["user"]
+    web = httpx.Client(base_url=gateway_url, timeout=15,
+                       cookies={"sid": admin_client.cookies["sid"]})
+    users = web.get("/admin/users", params={"q": ADMIN_EMAIL})
+    assert users.status_code == 200
+    assert f"/admin/users/{me['id']}/block" not in users.text
+    assert f"/admin/users/{me['id']}/role" not in users.text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', users.text).group(1)
+    for path, data in [(f"/admin/users/{me['id']}/block", {}),
+                       (f"/admin/users/{me['id']}/role", {"role": "USER"})]:
+        r = web.post(path, data={**data, "csrf_token": token})
+        assert r.status_code == 409, (path, r.status_code)
+        assert "yourself" in r.text or "your own role" in r.text
+    assert admin_client.get("/auth/me").json()["user"]["role"] == "ADMIN"

@@ -1,13 +1,22 @@
 """Gateway unit tests: settings and request handling without the rest of the system (Redis on
-localhost where a test needs it, one database number per TEST_SLOT)."""
+localhost where a test needs it, one database number per TEST_SLOT), and the identity store
+on a database of each TEST_SLOT's own, migrated like production."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
+import asyncpg
 import pytest
 from redis.asyncio import Redis
+
+from gateway.config import Settings
+from runtime.db import Database
 
 SLOT = int(os.environ.get("TEST_SLOT", "0"))
 
@@ -19,3 +28,47 @@ async def redis() -> AsyncIterator[Redis]:
     await client.flushdb()
     yield client
     await client.aclose()
+
+
+DB_NAME = f"gateway_unit{SLOT}"
+DATABASE_URL = f"postgresql://postgres@127.0.0.1:5432/{DB_NAME}"
+
+
+def make_settings(**overrides: str) -> Settings:
+    return Settings(**{"DATABASE_URL": DATABASE_URL,
+                       "REDIS_URL": f"redis://127.0.0.1:6379/{10 + SLOT}", **overrides})
+
+
+@pytest.fixture(scope="session")
+def migrated() -> str:
+    """A database of this slot's own, recreated and migrated like production (identity)."""
+    async def recreate() -> None:
+        conn = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/postgres")
+        try:
+            await conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+                DB_NAME)
+            await conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}"')
+            await conn.execute(f'CREATE DATABASE "{DB_NAME}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(recreate())
+    subprocess.run([sys.executable, "-m", "gateway", "migrate"], check=True,
+                   cwd=Path(__file__).resolve().parents[3],
+                   env={**os.environ, "DATABASE_URL": DATABASE_URL}, stdout=subprocess.DEVNULL)
+    return DATABASE_URL
+
+
+@pytest.fixture(scope="session")
+async def db(migrated):
+    database = Database(make_settings())
+    yield database
+    await database.dispose()
+
+
+@pytest.fixture
+async def pg(migrated):
+    conn = await asyncpg.connect(DATABASE_URL)
+    yield conn
+    await conn.close()

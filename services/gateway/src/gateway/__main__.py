@@ -11,9 +11,10 @@ from gateway import retention
 from gateway.app import create_api
 from gateway.config import Settings
 from gateway.repository import UserRepository
-from gateway.service import AuthService, audit_service
+from gateway.service import AuthService, audit_service, check_new_password, user_admin_service
 from gateway.worker import build_worker
 from runtime.db import Database
+from runtime.errors import ValidationFailed
 from runtime.logging import get_logger
 from runtime.service import ServiceDefinition, run_cli
 
@@ -21,7 +22,8 @@ log = get_logger("gateway")
 
 
 async def create_admin(settings: Settings, args: list[str]) -> int:
-    """Create an ADMIN account, or promote an existing one (password from ADMIN_PASSWORD)."""
+    """Create an ADMIN account, or promote (and unblock) an existing one, audited; the password
+    of a new account comes from ADMIN_PASSWORD and must pass the same rules as a sign-up."""
     p = argparse.ArgumentParser(prog="create-admin")
     p.add_argument("email")
     ns = p.parse_args(args)
@@ -31,13 +33,16 @@ async def create_admin(settings: Settings, args: list[str]) -> int:
             user = await UserRepository(s).by_email(ns.email)
             if user is None:
                 password = os.environ.get("ADMIN_PASSWORD") or getpass.getpass("Password: ")
-                if len(password) < 10:
-                    log.error("password_too_short")
+                try:
+                    check_new_password(password, ns.email)
+                except ValidationFailed as exc:
+                    log.error("password_refused", reason=exc.details["reason"],
+                              message=exc.message)
                     return 2
                 user = (await AuthService(settings.session_ttl_days, None).register(
                     s, ns.email, password, None, "cli")).user
-            user.role = "ADMIN"
-        log.info("admin_ready", user_id=user.id)
+            changes = await user_admin_service.make_admin(s, user)
+        log.info("admin_ready", user_id=user.id, changes=changes)
         return 0
     finally:
         await db.dispose()

@@ -22,6 +22,31 @@ from runtime.http import create_app, tcp_check
 API_PREFIX = "/api/v1"
 
 
+class NoStoreApi:
+    """`Cache-Control: no-store` on every `/api/v1` response that sets no policy of its own.
+
+    Simplest safe rule: nearly every answer is someone's data (the access endpoint returns a
+    VPN key), so no browser or shared cache keeps any of them unless a route says otherwise.
+    """
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or not scope["path"].startswith(API_PREFIX + "/"):
+            return await self.app(scope, receive, send)
+
+        async def send_no_store(message):
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                if not any(k.lower() == b"cache-control" for k, _ in headers):
+                    headers.append((b"cache-control", b"no-store"))
+                    message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_no_store)
+
+
 def create_api(settings: Settings) -> FastAPI:
     db = Database(settings)  # the per-request session lookup uses the reader pool
     redis = Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
@@ -70,6 +95,7 @@ def create_api(settings: Settings) -> FastAPI:
         lifespan=lifespan,
         version="1.0.0",
     )
+    app.add_middleware(NoStoreApi)  # outermost: refusals by AppMiddleware (400, 413) too
     app.state.settings = settings
     app.state.db = db
     app.state.redis = redis

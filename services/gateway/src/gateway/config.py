@@ -31,6 +31,7 @@ class Settings(ServiceSettings):
     ticket_replies_per_ticket_per_hour: int = Field(
         60, alias="TICKET_REPLIES_PER_TICKET_PER_HOUR")
     invoices_per_user_per_hour: int = Field(30, alias="INVOICES_PER_USER_PER_HOUR")
+    telegram_links_per_user_per_hour: int = Field(10, alias="TELEGRAM_LINKS_PER_USER_PER_HOUR")
     # Read by the web pages too (web/config.py): a sandbox chain there lets anyone pay for free.
     payment_provider: str = Field("sandbox", alias="PAYMENT_PROVIDER")
 
@@ -59,3 +60,20 @@ class Settings(ServiceSettings):
     @property
     def cookie_secure(self) -> bool:
         return self.app_base_url.startswith("https://")
+
+    def _cookie(self, name: str) -> str:
+        # Over https a `__Host-` name: browsers then take the cookie only if Secure, Path=/ and
+        # without Domain, so a sibling subdomain or plain-http page cannot plant or shadow it.
+        if self.cookie_secure and not name.startswith("__Host-"):
+            return "__Host-" + name
+        return name
+
+    @property
+    def session_cookie(self) -> str:
+        """The session cookie's effective name (every reader and writer uses this one)."""
+        return self._cookie(self.session_cookie_name)
+
+    @property
+    def anon_cookie(self) -> str:
+        """The web pages' anonymous cookie (binds CSRF tokens before sign-in)."""
+        return self._cookie("web_anon")

@@ -57,6 +57,14 @@ class UserRepository:
             stmt = stmt.with_for_update()
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
+    async def lock_active_admins(self) -> list[str]:
+        """Ids of the unblocked ADMINs, their rows locked in id order until the transaction
+        ends. Under READ COMMITTED a row another transaction demoted or blocked meanwhile is
+        re-checked once its lock is released, so it is no longer counted."""
+        stmt = (sa.select(User.id).where(User.role == "ADMIN", User.is_blocked.is_(False))
+                .order_by(User.id).with_for_update())
+        return list((await self.session.execute(stmt)).scalars())
+
     async def search(self, q: str | None, limit: int, cursor: str | None) -> list[User]:
         stmt = sa.select(User)
         if q:

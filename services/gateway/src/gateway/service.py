@@ -20,9 +20,15 @@ from gateway.repository import (
     SignedInUser,
     UserRepository,
 )
-from gateway.security import hash_password, new_session_token, token_hash, verify_password
+from gateway.security import (
+    hash_password,
+    new_session_token,
+    password_problem,
+    token_hash,
+    verify_password,
+)
 from runtime.db import Database
-from runtime.errors import Conflict, NotFound, Unauthenticated
+from runtime.errors import Conflict, Forbidden, NotFound, Unauthenticated, ValidationFailed
 from runtime.outbox import Outbox
 
 events = Outbox(outbox, producer="gateway")
@@ -32,6 +38,14 @@ GENESIS = "0" * 64
 
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+def check_new_password(password: str, email: str | None, field: str = "password") -> None:
+    """Refuse a password that is too short, common, or the account's email (400)."""
+    problem = password_problem(password, email)
+    if problem:
+        reason, message = problem
+        raise ValidationFailed(message, {"field": field, "reason": reason})
 
 
 @dataclass
@@ -49,6 +63,7 @@ class AuthService:
                        user_agent: str | None) -> SignedIn:
         email = email.strip()
         repo = UserRepository(s)
+        check_new_password(password, email)
         if await repo.by_email(email):
             raise Conflict("Email already registered", {"field": "email"})
         role = "ADMIN" if self.admin_email and email.lower() == self.admin_email else "USER"
@@ -70,6 +85,8 @@ class AuthService:
         ok = verify_password(user.password_hash if user else None, password)
         if not ok or user is None:
             raise Unauthenticated("Invalid email or password")
+        if user.is_blocked:  # said only to someone who knows the password
+            raise Forbidden("Account blocked")
         token = await self._new_session(s, user, ip, user_agent)
         return SignedIn(user, token)
 
@@ -89,11 +106,31 @@ class AuthService:
 
 
 class UserAdminService:
-    async def set_blocked(self, s: AsyncSession, user_id: str, blocked: bool,
-                          actor_id: str) -> User:
-        user = await UserRepository(s).get(user_id, for_update=True)
+    """Blocking and roles, for the API and the web panel alike. No admin can lock the admins
+    out: nobody changes their own role or blocks themself, and the last active ADMIN is never
+    demoted or blocked. Every change first locks the active admins' rows (in id order), so two
+    admins demoting each other at once are serialized and the second one is refused."""
+
+    async def _guard(self, s: AsyncSession, user_id: str, actor_id: str, removes_admin: bool,
+                     on_self: str, on_last: str) -> User:
+        """The target row, locked, once the rules above hold (else 409 with these messages)."""
+        repo = UserRepository(s)
+        admins = await repo.lock_active_admins()
+        user = await repo.get(user_id, for_update=True)
         if user is None:
             raise NotFound("User not found")
+        if user.id == actor_id:
+            raise Conflict(on_self, {"reason": "self"})
+        if removes_admin and user.id in admins and len(admins) <= 1:
+            raise Conflict(on_last + ": make another user an admin first",
+                           {"reason": "last_admin"})
+        return user
+
+    async def set_blocked(self, s: AsyncSession, user_id: str, blocked: bool,
+                          actor_id: str) -> User:
+        verb = "block" if blocked else "unblock"
+        user = await self._guard(s, user_id, actor_id, blocked, f"You cannot {verb} yourself",
+                                 "The last active admin cannot be blocked")
         if user.is_blocked == blocked:
             raise Conflict("User is already " + ("blocked" if blocked else "unblocked"))
         user.is_blocked = blocked
@@ -106,12 +143,30 @@ class UserAdminService:
                                                 actor_id=actor_id))
         return user
 
-    async def set_role(self, s: AsyncSession, user_id: str, role: str) -> User:
-        user = await UserRepository(s).get(user_id, for_update=True)
-        if user is None:
-            raise NotFound("User not found")
+    async def set_role(self, s: AsyncSession, user_id: str, role: str, actor_id: str) -> User:
+        user = await self._guard(s, user_id, actor_id, role != "ADMIN",
+                                 "You cannot change your own role",
+                                 "The last active admin cannot be demoted")
         user.role = role
         return user
+
+    async def make_admin(self, s: AsyncSession, user: User, actor_id: str = "cli") -> list[str]:
+        """Promote `user` to an active ADMIN (the `create-admin` command): unblocks them too,
+        each change audited. Returns the audit actions recorded."""
+        done: dict[str, dict] = {}
+        if user.is_blocked:
+            user.is_blocked = False
+            await events.add(s, UserUnblockedV1(user_id=user.id, unblocked_at=now(),
+                                                actor_id=actor_id))
+            done["user.unblock"] = {"via": "create-admin"}
+        if user.role != "ADMIN":
+            user.role = "ADMIN"
+            done["user.role"] = {"via": "create-admin", "role": "ADMIN"}
+        for action, details in done.items():
+            await audit_service.record(
+                s, actor_id=actor_id, actor_role="SYSTEM", action=action, target_type="user",
+                target_id=user.id, request_id=None, outcome="success", details=details)
+        return list(done)
 
 
 def entry_hash(prev_hash: str, fields: dict) -> str:

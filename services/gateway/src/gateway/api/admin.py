@@ -50,7 +50,7 @@ async def unblock_user(user_id: str, request: Request, caller: AdminCaller):
 async def change_role(user_id: str, body: RoleBody, request: Request, caller: AdminCaller):
     async with audited(request, caller, "user.role", "user", user_id, {"role": body.role}) as a:
         async with request.app.state.db.transaction() as s:
-            user = await user_admin_service.set_role(s, user_id, body.role)
+            user = await user_admin_service.set_role(s, user_id, body.role, caller.id)
             await a.record_in(s, details={"role": body.role})
     return {"user": admin_user_out(user)}
 

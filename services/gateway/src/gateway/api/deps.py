@@ -41,7 +41,7 @@ class Caller:
 
 
 def session_token(request: Request) -> str | None:
-    return request.cookies.get(request.app.state.settings.session_cookie_name)
+    return request.cookies.get(request.app.state.settings.session_cookie)
 
 
 def check_csrf(request: Request, token: str) -> None:

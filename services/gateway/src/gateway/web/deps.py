@@ -7,9 +7,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from gateway.api.deps import Caller, session_token
-from gateway.security import csrf_valid
+from gateway.security import anon_csrf_valid, csrf_valid
 from gateway.web.i18n import request_language
-from gateway.web.rendering import ANON_COOKIE, sign_in_redirect
+from gateway.web.rendering import sign_in_redirect
 from runtime.errors import Forbidden
 
 STAFF = {"SUPPORT", "ADMIN"}
@@ -51,15 +51,22 @@ async def admin(caller: Annotated[Caller, Depends(signed_in)]) -> Caller:
     return caller
 
 
-async def checked_form(request: Request) -> dict[str, str]:
-    """The posted form, refused with a 403 page unless it carries this visitor's CSRF token."""
+async def checked_form(request: Request,
+                       caller: Annotated[Caller | None, Depends(optional_caller)]
+                       ) -> dict[str, str]:
+    """The posted form, refused with a 403 page unless it carries this visitor's CSRF token.
+
+    With a live session only that session's token counts (an anonymous token minted before
+    sign-in, or another session's token, is refused); without one, the anonymous cookie's.
+    """
     form = await request.form()
-    given = form.get("csrf_token") or request.headers.get("x-csrf-token")
-    key = request.app.state.settings.internal_signing_key
-    token = session_token(request)
-    anon = request.cookies.get(ANON_COOKIE)
-    ok = (token is not None and csrf_valid(key, token, str(given or ""))) or (
-        anon is not None and csrf_valid(key, "anon:" + anon, str(given or "")))
+    given = str(form.get("csrf_token") or request.headers.get("x-csrf-token") or "")
+    st = request.app.state.settings
+    if caller is not None:
+        ok = csrf_valid(st.internal_signing_key, caller.token, given)
+    else:
+        anon = request.cookies.get(st.anon_cookie)
+        ok = anon is not None and anon_csrf_valid(st.internal_signing_key, anon, given)
     if not ok:
         raise Forbidden("This form has expired or was sent from another site. "
                         "Go back, reload the page and try again.")

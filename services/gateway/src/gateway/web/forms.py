@@ -67,6 +67,15 @@ def upstream_errors(exc: AppError, t: Translator, default_field: str = "form") -
     return {default_field: exc.message}
 
 
+def password_errors(exc: AppError, t: Translator) -> dict[str, str]:
+    """A refused new password (security.password_problem) as a message next to its field."""
+    details = exc.details if isinstance(exc.details, dict) else {}
+    key = f"password.{details.get('reason')}"
+    if isinstance(details.get("field"), str) and key in t.messages:
+        return {details["field"]: t(key)}
+    return upstream_errors(exc, t)
+
+
 class PasswordForm(BaseModel):
     current_password: str = Field(min_length=1, max_length=256)
     new_password: str = Field(min_length=10, max_length=256)

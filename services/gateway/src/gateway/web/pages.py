@@ -17,12 +17,13 @@ from typing import Any
 import sqlalchemy as sa
 from fastapi import Request
 
+from gateway.api.auth import limit_telegram_links
 from gateway.api.deps import Caller
 from gateway.audit import audited
 from gateway.models import Session, User
 from gateway.repository import AuditRepository, UserRepository
 from gateway.security import hash_password, token_hash, verify_password
-from gateway.service import user_admin_service
+from gateway.service import check_new_password, user_admin_service
 from gateway.upstream import UpstreamResponse
 from gateway.web.config import web_settings
 from runtime.errors import AppError, Conflict, NotFound, ServiceUnavailable, ValidationFailed
@@ -159,6 +160,7 @@ class Pages:
 
     # ---- account ----------------------------------------------------------------------------
     async def telegram_link(self, caller: Caller) -> dict:
+        await limit_telegram_links(self.request, caller.id)
         r = await self.state.upstreams["telegram"].call("POST", "/internal/link-tokens",
                                                         user_id=caller.id, role=caller.role)
         return answer("telegram", r)
@@ -171,6 +173,7 @@ class Pages:
             if user is None or not verify_password(user.password_hash, current):
                 raise ValidationFailed("The current password is wrong",
                                        {"field": "current_password"})
+            check_new_password(new, user.email, field="new_password")
             user.password_hash = hash_password(new)
             await s.execute(sa.delete(Session).where(
                 Session.user_id == user.id, Session.token_hash != token_hash(caller.token)))
@@ -201,7 +204,7 @@ class Pages:
         async with audited(self.request, caller, "user.role", "user", user_id,
                            {"role": role}) as audit:
             async with self.state.db.transaction() as s:
-                user = await user_admin_service.set_role(s, user_id, role)
+                user = await user_admin_service.set_role(s, user_id, role, caller.id)
             audit.result(200, {"role": role})
         return user
 

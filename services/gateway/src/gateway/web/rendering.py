@@ -20,7 +20,7 @@ from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from gateway.security import csrf_token
+from gateway.security import anon_csrf_token, csrf_token
 from gateway.web import views
 from gateway.web.config import web_settings
 from gateway.web.i18n import COOKIE as LANG_COOKIE
@@ -29,8 +29,6 @@ from runtime.errors import AppError
 from runtime.logging import correlation_id, get_logger
 
 log = get_logger(__name__)
-
-ANON_COOKIE = "web_anon"
 
 env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
                   autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
@@ -101,7 +99,8 @@ def safe_next(target: str | None, default: str = "/app") -> str:
 
 
 def _anon_token(request: Request) -> str:
-    token = request.cookies.get(ANON_COOKIE) or getattr(request.state, "new_anon", None)
+    name = request.app.state.settings.anon_cookie
+    token = request.cookies.get(name) or getattr(request.state, "new_anon", None)
     if not token:
         token = secrets.token_urlsafe(24)
         request.state.new_anon = token
@@ -114,7 +113,7 @@ def csrf_for(request: Request) -> str:
     caller = getattr(request.state, "web_caller", None)
     if caller is not None:
         return csrf_token(key, caller.token)
-    return csrf_token(key, "anon:" + _anon_token(request))
+    return anon_csrf_token(key, _anon_token(request))
 
 
 def translator(request: Request) -> Translator:
@@ -141,8 +140,9 @@ def render(request: Request, template: str, http_status: int = 200,
     response.headers["Cache-Control"] = "no-store"
     new_anon = getattr(request.state, "new_anon", None)
     if new_anon:
-        response.set_cookie(ANON_COOKIE, new_anon, httponly=True, samesite="lax", path="/",
-                            secure=request.app.state.settings.cookie_secure)
+        st = request.app.state.settings
+        response.set_cookie(st.anon_cookie, new_anon, httponly=True, samesite="lax", path="/",
+                            secure=st.cookie_secure)
     return response
 
 

@@ -13,11 +13,11 @@ from gateway.api.tickets import limit_reply
 from gateway.schemas import MessageCreate, TicketCreate
 from gateway.web import views
 from gateway.web.deps import Form, SignedIn
-from gateway.web.forms import FormInvalid, PasswordForm, upstream_errors, validate
+from gateway.web.forms import FormInvalid, PasswordForm, password_errors, upstream_errors, validate
 from gateway.web.pages import Pages
 from gateway.web.qr import qr_svg
 from gateway.web.rendering import WebRoute, render, translator
-from runtime.errors import AppError, ServiceUnavailable
+from runtime.errors import AppError, RateLimited, ServiceUnavailable
 
 router = APIRouter(prefix="/app", route_class=WebRoute)
 
@@ -214,6 +214,10 @@ async def telegram_link(request: Request, caller: SignedIn, form: Form):
     except ServiceUnavailable:
         return render(request, "panel/settings.html", http_status=503, link=None,
                       errors={"telegram": translator(request)("settings.telegram_unavailable")})
+    except RateLimited as exc:
+        message = translator(request)("settings.telegram_rate_limited", seconds=exc.retry_after)
+        return render(request, "panel/settings.html", http_status=429, headers=exc.headers,
+                      link=None, errors={"telegram": message})
     qr = qr_svg(link["url"], translator(request)("settings.telegram_qr"))
     return render(request, "panel/settings.html", link=link, qr=qr, errors={})
 
@@ -229,7 +233,7 @@ async def change_password(request: Request, caller: SignedIn, form: Form):
     except AppError as exc:
         if exc.status >= 500:
             raise
-        errors = upstream_errors(exc, t)
+        errors = password_errors(exc, t)
         if "current_password" in errors:
             errors["current_password"] = t("settings.wrong_password")
     else:

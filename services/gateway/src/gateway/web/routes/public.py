@@ -5,10 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse
 
+from gateway.api.auth import delete_session_cookie, set_session_cookie
 from gateway.api.deps import client_ip
 from gateway.schemas import Credentials, LoginBody
 from gateway.web.deps import Form, OptionalCaller
-from gateway.web.forms import FormInvalid, validate
+from gateway.web.forms import FormInvalid, password_errors, validate
 from gateway.web.i18n import LANGUAGES
 from gateway.web.pages import Pages
 from gateway.web.rendering import (
@@ -18,7 +19,14 @@ from gateway.web.rendering import (
     set_language_cookie,
     translator,
 )
-from runtime.errors import AppError, Conflict, NotFound, RateLimited, ServiceUnavailable
+from runtime.errors import (
+    AppError,
+    Conflict,
+    NotFound,
+    RateLimited,
+    ServiceUnavailable,
+    ValidationFailed,
+)
 
 router = APIRouter(route_class=WebRoute)
 # Unknown pages under the web prefixes get the 404 page rather than a JSON error.
@@ -27,12 +35,6 @@ fallback = APIRouter(route_class=WebRoute)
 
 def _home_of(user) -> str:
     return "/admin" if user.role in {"SUPPORT", "ADMIN"} else "/app"
-
-
-def _set_session_cookie(request: Request, response, token: str) -> None:
-    st = request.app.state.settings
-    response.set_cookie(st.session_cookie_name, token, max_age=st.session_ttl_days * 86400,
-                        httponly=True, samesite="lax", secure=st.cookie_secure, path="/")
 
 
 @router.get("/")
@@ -68,11 +70,13 @@ async def register(request: Request, caller: OptionalCaller, form: Form):
         errors = exc.errors
     except Conflict:
         errors = {"email": t("register.email_taken")}
+    except ValidationFailed as exc:  # the password rules (common, equal to the email)
+        errors = password_errors(exc, t)
     except RateLimited as exc:
         errors = {"form": exc.message}
     else:
         response = RedirectResponse(nxt, status_code=303)
-        _set_session_cookie(request, response, signed.token)
+        set_session_cookie(request, response, signed.token)
         return response
     return render(request, "public/register.html", http_status=400, errors=errors,
                   values={"email": form.get("email", "")}, next=nxt)
@@ -88,6 +92,7 @@ async def login_page(request: Request, caller: OptionalCaller, next: str | None 
 @router.post("/login")
 async def login(request: Request, caller: OptionalCaller, form: Form):
     t = translator(request)
+    status = 400
     try:
         body = validate(LoginBody, form, t)
         st = request.app.state.settings
@@ -103,15 +108,16 @@ async def login(request: Request, caller: OptionalCaller, form: Form):
     except RateLimited as exc:
         errors = {"form": t("login.rate_limited", seconds=exc.retry_after)}
     except AppError as exc:
-        if exc.status != 401:
+        if exc.status not in (401, 403):
             raise
-        errors = {"form": t("login.invalid")}
+        status = exc.status  # 403: the right password of a blocked account, no session made
+        errors = {"form": t("login.invalid" if exc.status == 401 else "login.blocked")}
     else:
         response = RedirectResponse(safe_next(form.get("next"), _home_of(signed.user)),
                                     status_code=303)
-        _set_session_cookie(request, response, signed.token)
+        set_session_cookie(request, response, signed.token)
         return response
-    return render(request, "public/login.html", http_status=400, errors=errors,
+    return render(request, "public/login.html", http_status=status, errors=errors,
                   values={"email": form.get("email", "")}, next=form.get("next", ""))
 
 
@@ -121,7 +127,7 @@ async def logout(request: Request, caller: OptionalCaller, form: Form):
         async with request.app.state.db.transaction() as s:
             await request.app.state.auth.logout(s, caller.token)
     response = RedirectResponse("/", status_code=303)
-    response.delete_cookie(request.app.state.settings.session_cookie_name, path="/")
+    delete_session_cookie(request, response)
     return response
 
 
