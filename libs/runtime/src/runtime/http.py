@@ -16,7 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from runtime.db import is_transient_db_error
-from runtime.errors import AppError
+from runtime.errors import AppError, PayloadTooLarge, ValidationFailed
 from runtime.logging import correlation_id, get_logger, new_correlation_id
 from runtime.metrics import HTTP_DURATION, HTTP_REQUESTS
 
@@ -133,10 +133,10 @@ class AppMiddleware:
             guarded = scope["path"] not in self.guard_exempt
             problem = guarded and target_problem(scope["path"], scope.get("query_string", b""))
             if problem:
-                return await _refuse(scope, receive, sender, 400, problem)
+                return await _refuse(scope, receive, sender, _bad_characters(problem))
             declared = headers.get(b"content-length")
             if declared is not None and declared.isdigit() and int(declared) > self.max_body:
-                return await _refuse(scope, receive, sender, 413, "", self.max_body)
+                return await _refuse(scope, receive, sender, _too_large(self.max_body))
             if declared in _BODYLESS and b"transfer-encoding" not in headers:
                 return await self.app(scope, receive, sender)
             body = await self._read_body(receive)
@@ -144,10 +144,10 @@ class AppMiddleware:
                 holder["status"] = 499
                 return None
             if len(body) > self.max_body:
-                return await _refuse(scope, receive, sender, 413, "", self.max_body)
+                return await _refuse(scope, receive, sender, _too_large(self.max_body))
             problem = guarded and body_problem(body, headers.get(b"content-type"))
             if problem:
-                return await _refuse(scope, receive, sender, 400, problem)
+                return await _refuse(scope, receive, sender, _bad_characters(problem))
             await self.app(scope, _replay(body, receive), sender)
         finally:
             self._observe(scope, holder["status"], started)
@@ -190,14 +190,17 @@ class AppMiddleware:
         HTTP_DURATION.labels(self.service, method, path).observe(time.perf_counter() - started)
 
 
-async def _refuse(scope, receive, send, status: int, message: str, max_body: int = 0) -> None:
-    if status == 413:
-        resp = error_response(413, "PAYLOAD_TOO_LARGE", "Request body too large",
-                              {"max_bytes": max_body})
-    else:
-        resp = error_response(400, "VALIDATION_ERROR", message,
-                              [{"loc": ["request"], "msg": message, "type": "invalid_characters"}])
-    await resp(scope, receive, send)
+async def _refuse(scope, receive, send, exc: AppError) -> None:
+    await error_response(exc.status, exc.code, exc.message, exc.details)(scope, receive, send)
+
+
+def _too_large(max_body: int) -> PayloadTooLarge:
+    return PayloadTooLarge(details={"max_bytes": max_body})
+
+
+def _bad_characters(message: str) -> ValidationFailed:
+    return ValidationFailed(message, [{"loc": ["request"], "msg": message,
+                                       "type": "invalid_characters"}])
 
 
 def _replay(body: bytes, receive):
