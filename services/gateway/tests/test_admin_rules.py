@@ -5,6 +5,9 @@ blocked user's sign-in creating no session."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import uuid
 from datetime import UTC, datetime
 
@@ -118,3 +121,23 @@ async def test_a_blocked_user_with_the_right_password_gets_403_and_no_session(db
         await auth.login(s, f"{uid}@example.com", PASSWORD, "127.0.0.1", "test")
     assert await pg.fetchval("SELECT count(*) FROM identity.sessions WHERE user_id = $1",
                              uid) == 1
+
+
+def create_admin(url: str, email: str, password: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "gateway", "create-admin", email],
+                          env={**os.environ, "DATABASE_URL": url,
+                               "ADMIN_PASSWORD": password},
+                          capture_output=True, text=True, timeout=60)
+
+
+async def test_create_admin_command_refuses_weak_passwords_and_unblocks(db, pg, migrated):
+    email = f"{uuid.uuid4().hex}@example.com"
+    refused = await asyncio.to_thread(create_admin, migrated, email, "password1234")
+    assert refused.returncode == 2 and "password_refused" in refused.stdout + refused.stderr
+    assert await pg.fetchval("SELECT count(*) FROM identity.users WHERE email = $1", email) == 0
+
+    uid = await add_user(db, "USER", blocked=True)
+    done = await asyncio.to_thread(create_admin, migrated, f"{uid}@example.com", "")
+    assert done.returncode == 0, done.stdout + done.stderr
+    row = await pg.fetchrow("SELECT role, is_blocked FROM identity.users WHERE id = $1", uid)
+    assert (row["role"], row["is_blocked"]) == ("ADMIN", False)
