@@ -1,20 +1,30 @@
-"""The public OpenAPI document: the error format `{code, message, details}` on every operation.
+"""The public OpenAPI document, made to say exactly what the server accepts.
 
 FastAPI documents validation failures as 422 with its own schema; this API answers 400
 `VALIDATION_ERROR` in the common error format, so the document is rewritten to say so, and the
-other error statuses an operation can answer are declared with the same schema.
+other error statuses an operation can answer are declared with the same schema. On top of what the
+models say: no string may hold NUL (the input guard answers 400), ticket text must show a visible
+character, a cursor is an opaque token, `asset`/`network` are the pairs billing is configured with
+(read from billing when the document is first served), and the operations that need a session
+say so (`cookieAuth`).
 """
 
 from __future__ import annotations
 
+import copy
 import html
+import unicodedata
+from functools import cache
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi.routing import APIRoute
 
-from runtime.errors import NotFound
+from gateway.api.deps import current_caller, current_caller_even_blocked
+from runtime.errors import AppError, NotFound
+from runtime.text import INVISIBLE
 
 ERROR_SCHEMA = {
     "title": "Error",
@@ -65,10 +75,149 @@ def install(app: FastAPI) -> None:
                     if status not in responses or "HTTPValidationError" in str(responses[status]):
                         responses[status] = {"description": text,
                                              "content": {"application/json": {"schema": ref}}}
+        _refine(app, doc)
         app.openapi_schema = doc
         return doc
 
     app.openapi = build
+    options: dict[str, list] = {}
+
+    async def openapi_json(request: Request) -> JSONResponse:
+        if "pairs" not in options:
+            pairs = await _payment_options(app)
+            if pairs is not None:
+                options["pairs"] = pairs
+                options["doc"] = with_payment_options(build(), pairs)
+        return JSONResponse(options.get("doc") or build())
+
+    app.router.routes = [r for r in app.router.routes
+                         if getattr(r, "path", None) != app.openapi_url]
+    app.add_route(app.openapi_url, openapi_json, include_in_schema=False)
+
+
+NO_NUL = "^[^\\x00]*$"
+CURSOR = {"type": "string", "pattern": "^[A-Za-z0-9_=-]{0,512}$",
+          "description": "Opaque: the `next_cursor` of the previous page (empty or absent: the "
+                         "first page). Any other value, even one matching the pattern, is "
+                         "refused with 400 VALIDATION_ERROR."}
+# Fields of runtime.text.VisibleText: invisible characters are removed and something must show.
+VISIBLE_FIELDS = {"TicketCreate": ("subject", "body"), "MessageCreate": ("body",)}
+
+
+@cache
+def visible_text_pattern() -> str:
+    """No NUL and no invisible character, and at least one visible one (runtime.text rules).
+
+    The visible characters are listed as ranges (a negated class of the hidden ones says the
+    same but makes generators such as schemathesis several times slower).
+    """
+    hidden = {"Cc", "Cf", "Cs", "Co", "Cn", "Zs", "Zl", "Zp"}
+    shown = [cp for cp in range(0x110000)
+             if not chr(cp).isspace() and unicodedata.category(chr(cp)) not in hidden]
+    ranges, start, prev = [], shown[0], shown[0]
+    for cp in shown[1:] + [-1]:
+        if cp != prev + 1:
+            ranges.append((start, prev))
+            start = cp
+        prev = cp
+
+    def esc(cp: int) -> str:  # JSON Schema patterns have no \U: astral characters as such
+        return f"\\u{cp:04x}" if cp <= 0xFFFF else chr(cp)
+
+    visible = "".join(esc(a) if a == b else f"{esc(a)}-{esc(b)}" for a, b in ranges)
+    other = "\\x00" + "".join(esc(ord(c)) for c in INVISIBLE)
+    return f"^[^{other}]*[{visible}][^{other}]*$"
+
+
+def _plain_strings(node) -> None:
+    """Every string without a pattern, format or fixed values: no NUL (the input guard's 400)."""
+    if isinstance(node, dict):
+        types = node.get("type")
+        if (types == "string" or (isinstance(types, list) and "string" in types)) and not (
+                {"pattern", "format", "enum", "const"} & node.keys()):
+            node["pattern"] = NO_NUL
+        for value in node.values():
+            _plain_strings(value)
+    elif isinstance(node, list):
+        for value in node:
+            _plain_strings(value)
+
+
+def _needs_session(route) -> bool:
+    callers = {current_caller, current_caller_even_blocked}
+    stack = [route.dependant]
+    while stack:
+        dep = stack.pop()
+        if dep.call in callers:
+            return True
+        stack.extend(dep.dependencies)
+    return False
+
+
+def _secured(app: FastAPI) -> set[tuple[str, str]]:
+    """(path, method) of every operation that needs a session."""
+    try:  # FastAPI >= 0.130 includes routers lazily; this walks them as get_openapi does
+        from fastapi.routing import iter_route_contexts
+        routes = [(c.path_format, c.methods, c) for c in iter_route_contexts(app.routes)
+                  if c.methods and getattr(c, "dependant", None) is not None]
+    except ImportError:
+        routes = [(r.path_format, r.methods, r) for r in app.routes if isinstance(r, APIRoute)]
+    return {(path, method.lower()) for path, methods, route in routes if _needs_session(route)
+            for method in methods}
+
+
+def _refine(app: FastAPI, doc: dict) -> None:
+    schemas = doc["components"]["schemas"]
+    doc["components"]["securitySchemes"] = {"cookieAuth": {
+        "type": "apiKey", "in": "cookie", "name": app.state.settings.session_cookie_name,
+        "description": "The session cookie set by POST /auth/register and /auth/login"}}
+    for name, fields in VISIBLE_FIELDS.items():
+        for field in fields:
+            schemas[name]["properties"][field]["pattern"] = visible_text_pattern()
+    for schema in schemas.values():
+        if schema is not ERROR_SCHEMA:
+            _plain_strings(schema)
+    secured = _secured(app)
+    for path, item in doc.get("paths", {}).items():
+        for method, op in item.items():
+            for param in op.get("parameters", []):
+                if param.get("name") == "cursor" and param.get("in") == "query":
+                    param["schema"] = dict(CURSOR)
+                else:
+                    _plain_strings(param.get("schema"))
+            if (path, method) in secured:
+                op["security"] = [{"cookieAuth": []}]
+            body = op.get("requestBody", {}).get("content", {}).get("application/json", {})
+            _plain_strings(body.get("schema"))
+
+
+async def _payment_options(app: FastAPI) -> list[tuple[str, str]] | None:
+    """The asset/network pairs billing accepts, or None while billing cannot say."""
+    try:
+        r = await app.state.upstreams["billing"].call(
+            "GET", "/internal/payment-options", user_id="anonymous", role="SERVICE")
+        if r.status_code != 200:
+            return None
+        return [(o["asset"], o["network"]) for o in r.json()["options"]]
+    except (AppError, ValueError, KeyError, TypeError):
+        return None
+
+
+def with_payment_options(doc: dict, pairs: list[tuple[str, str]]) -> dict:
+    """The document with `asset`/`network` of InvoiceCreate and TransferBody as those pairs."""
+    doc = copy.deepcopy(doc)
+    for name in ("InvoiceCreate", "TransferBody"):
+        schema = doc["components"]["schemas"].get(name)
+        if schema is None or not pairs:
+            continue
+        props = schema["properties"]
+        props["asset"] = {"type": "string", "enum": sorted({a for a, _ in pairs})}
+        props["network"] = {"type": "string", "enum": sorted({n for _, n in pairs})}
+        schema["anyOf"] = [{"properties": {"asset": {"const": a}, "network": {"const": n}}}
+                           for a, n in pairs]
+        schema["description"] = ("`asset` and `network` together are one of the pairs of "
+                                 "GET /payment-options.")
+    return doc
 
 
 # Swagger UI from the `swagger-ui-bundle-v2` package, served by the gateway: the product's CSP

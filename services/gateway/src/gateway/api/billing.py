@@ -13,7 +13,14 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Request
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
 
 from gateway.api.deps import AdminCaller, CurrentCaller
 from gateway.audit import audited
@@ -27,14 +34,15 @@ InvoiceStatus = Literal["CREATED", "PENDING", "PAID", "EXPIRED", "CANCELED", "RE
 PaymentStatus = Literal["CREATED", "PENDING", "DETECTED", "CONFIRMED", "SETTLED", "FAILED",
                         "EXPIRED", "REFUNDED"]
 Money = Annotated[str, Field(description="Decimal amount as a string", examples=["9.99"])]
-UsdIn = Annotated[str, StringConstraints(pattern=r"^\d{1,10}(\.\d{1,2})?$"),
+# Prices are positive: billing refuses "0" and "0.00", so the pattern does too.
+UsdIn = Annotated[str, StringConstraints(pattern=r"^(?!0+(\.0{1,2})?$)\d{1,10}(\.\d{1,2})?$"),
                   Field(examples=["9.99"])]
 AssetAmountIn = Annotated[str, StringConstraints(pattern=r"^\d{1,16}(\.\d{1,8})?$"),
                           Field(examples=["9.99000000"])]
 Code = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
 Id = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 IdText = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
-CursorQuery = Query(None, pattern=r"^[A-Za-z0-9_=-]{1,512}$")
+CursorQuery = Query(None, pattern=r"^[A-Za-z0-9_=-]{0,512}$")  # empty: the first page
 
 
 def _no_nul(value: str) -> str:
@@ -44,6 +52,26 @@ def _no_nul(value: str) -> str:
 
 
 Text = Annotated[str, AfterValidator(_no_nul)]
+
+
+def _integral(value):
+    """JSON Schema's `integer` includes 2.0: accept a float that is a whole number."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# An integer field of a strict model that takes `2.0` too, as the document's `integer` promises.
+Whole = Annotated[int, BeforeValidator(_integral)]
+
+
+def _no_default(schema: dict) -> None:
+    schema.pop("default", None)
+
+
+def NotNull(**constraints):  # noqa: N802 - used like a type
+    """A PATCH field that may be left out but not set to null (the document says so)."""
+    return Field(None, json_schema_extra=_no_default, **constraints)
 
 ERRORS = {400: {"model": ErrorOut}, 401: {"model": ErrorOut}, 404: {"model": ErrorOut}}
 ADMIN_ERRORS = {**ERRORS, 403: {"model": ErrorOut}, 409: {"model": ErrorOut}}
@@ -57,7 +85,7 @@ IDEMPOTENCY_HEADER = {"parameters": [{
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, regex_engine="python-re")
 
 
 class InvoiceCreate(Strict):
@@ -70,18 +98,21 @@ class PlanCreate(Strict):
     name: Text = Field(min_length=1, max_length=80)
     description: Text | None = Field(None, max_length=1000)
     price_usd: UsdIn
-    duration_days: int = Field(ge=1, le=3650)
-    max_devices: int = Field(ge=1, le=100)
+    duration_days: Whole = Field(ge=1, le=3650)
+    max_devices: Whole = Field(ge=1, le=100)
     is_active: bool = True
 
 
 class PlanUpdate(Strict):
-    name: Text | None = Field(None, min_length=1, max_length=80)
+    """Only the fields sent change; `description: null` clears it, other fields are never null."""
+
+    model_config = ConfigDict(**Strict.model_config, json_schema_extra={"minProperties": 1})
+    name: Text = NotNull(min_length=1, max_length=80)
     description: Text | None = Field(None, max_length=1000)
-    price_usd: UsdIn | None = None
-    duration_days: int | None = Field(None, ge=1, le=3650)
-    max_devices: int | None = Field(None, ge=1, le=100)
-    is_active: bool | None = None
+    price_usd: UsdIn = NotNull()
+    duration_days: Whole = NotNull(ge=1, le=3650)
+    max_devices: Whole = NotNull(ge=1, le=100)
+    is_active: bool = NotNull()
 
 
 class RefundBody(Strict):
@@ -96,7 +127,7 @@ class TransferBody(Strict):
 
 
 class BlocksBody(Strict):
-    count: int = Field(ge=1, le=100)
+    count: Whole = Field(ge=1, le=100)
 
 
 class PlanOut(BaseModel):
@@ -270,7 +301,7 @@ async def list_invoices(request: Request, caller: CurrentCaller,
                         limit: int = Query(20, ge=1, le=100),
                         cursor: str | None = CursorQuery):
     return await _billing(request).relay("GET", "/internal/invoices",
-                                         params={"limit": limit, "cursor": cursor},
+                                         params={"limit": limit, "cursor": cursor or None},
                                          user_id=caller.id, role=caller.role)
 
 
@@ -381,7 +412,7 @@ async def admin_list_invoices(request: Request, caller: AdminCaller,
                               cursor: str | None = CursorQuery):
     return await _billing(request).relay(
         "GET", "/internal/admin/invoices",
-        params={"status": status, "user_id": user_id, "limit": limit, "cursor": cursor},
+        params={"status": status, "user_id": user_id, "limit": limit, "cursor": cursor or None},
         user_id=caller.id, role=caller.role)
 
 

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from gateway.api.billing import Whole
 from gateway.api.deps import AdminCaller, CurrentCaller
 from gateway.audit import audited
 
@@ -62,7 +63,7 @@ class AdminSubscriptionEnvelope(BaseModel):
 class ExtendBody(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    days: int = Field(ge=1, le=3650)
+    days: Whole = Field(ge=1, le=3650)
 
 
 def _provisioner(request: Request):
@@ -91,7 +92,7 @@ async def admin_list(request: Request, caller: AdminCaller,
                      cursor: str | None = Query(None, max_length=200)):
     return await _provisioner(request).relay(
         "GET", "/internal/admin/subscriptions",
-        params={"user_id": user_id, "status": status, "limit": limit, "cursor": cursor},
+        params={"user_id": user_id, "status": status, "limit": limit, "cursor": cursor or None},
         user_id=caller.id, role=caller.role)
 
 

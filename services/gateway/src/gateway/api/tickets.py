@@ -56,7 +56,7 @@ async def list_tickets(request: Request, caller: CurrentCaller, status: TicketSt
                        limit: int = Query(20, ge=1, le=100), cursor: str | None = None):
     return await _tickets(request).relay("GET", "/internal/tickets",
                                          params={"status": status, "limit": limit,
-                                                 "cursor": cursor},
+                                                 "cursor": cursor or None},
                                          user_id=caller.id, role=caller.role)
 
 
@@ -86,7 +86,7 @@ async def admin_list(request: Request, caller: StaffCaller, status: TicketStatus
                      limit: int = Query(20, ge=1, le=100), cursor: str | None = None):
     return await _tickets(request).relay("GET", "/internal/admin/tickets",
                                          params={"status": status, "limit": limit,
-                                                 "cursor": cursor},
+                                                 "cursor": cursor or None},
                                          user_id=caller.id, role=caller.role)
 
 
