@@ -37,7 +37,8 @@ Money = Annotated[str, Field(description="Decimal amount as a string", examples=
 # Prices are positive: billing refuses "0" and "0.00", so the pattern does too.
 UsdIn = Annotated[str, StringConstraints(pattern=r"^(?!0+(\.0{1,2})?$)\d{1,10}(\.\d{1,2})?$"),
                   Field(examples=["9.99"])]
-AssetAmountIn = Annotated[str, StringConstraints(pattern=r"^\d{1,16}(\.\d{1,8})?$"),
+AssetAmountIn = Annotated[str,
+                          StringConstraints(pattern=r"^(?!0+(\.0{1,8})?$)\d{1,16}(\.\d{1,8})?$"),
                           Field(examples=["9.99000000"])]
 Code = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
 Id = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
@@ -285,10 +286,11 @@ async def create_invoice(body: InvoiceCreate, request: Request, caller: CurrentC
     await limit_invoice(request, caller.id)
     key = request.headers.get("Idempotency-Key")
     # HTTP header values are ASCII; anything else would arrive re-encoded (latin-1) upstream.
-    if key is not None and not (key.isascii() and key.isprintable() and 0 < len(key) <= 255):
+    # A missing, empty or over-long key stays billing's IDEMPOTENCY_KEY_REQUIRED.
+    if key and len(key) <= 255 and not (key.isascii() and key.isprintable()):
         raise ValidationFailed(
-            "Idempotency-Key must be 1 to 255 printable ASCII characters "
-            "(letters, digits, punctuation, spaces); use e.g. a UUID",
+            "Idempotency-Key must be printable ASCII (letters, digits, punctuation, "
+            "spaces); use e.g. a UUID",
             {"header": "Idempotency-Key"})
     return await _billing(request).relay(
         "POST", "/internal/invoices", json=body.model_dump(),
@@ -342,6 +344,10 @@ WEBHOOK_BODY = {
             "type": "object", "required": ["deliveryId", "type"],
             "properties": {"deliveryId": {"type": "string"}, "type": {"type": "string"},
                            "invoiceId": {"type": "string"}},
+            # The provider's other fields; as everywhere, no NUL (the input guard's 400).
+            "propertyNames": {"pattern": "^[^\\x00]*$"},
+            "additionalProperties": {"type": ["string", "number", "boolean", "null"],
+                                     "pattern": "^[^\\x00]*$"},
         }}},
     },
     "parameters": [{"name": "BTCPay-Sig", "in": "header", "required": False,
