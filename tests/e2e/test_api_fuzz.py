@@ -46,7 +46,8 @@ def fuzz(gateway_url: str, cookie: str, label: str) -> subprocess.CompletedProce
            "--max-examples", str(EXAMPLES), "--phases", "examples,fuzzing", "--workers", "1",
            "--exclude-path-regex", "/auth/logout$",
            "--request-timeout", "15", "--suppress-health-check", "all"]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
+    # cwd: schemathesis keeps a `.schemathesis/` cache in the working directory
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=REPORTS,
                             env={**os.environ, "NO_COLOR": "1", "FUZZ_SESSION": cookie})
     (REPORTS / f"schemathesis-{label}.txt").write_text(result.stdout + result.stderr)
     return result
