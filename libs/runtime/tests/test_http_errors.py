@@ -140,3 +140,31 @@ async def test_a_chunked_body_over_the_limit_is_a_413_in_process():
         r = await c.post("/json", content=_chunks(4096),
                          headers={"content-type": "application/json"})
     assert r.status_code == 413 and r.json()["code"] == "PAYLOAD_TOO_LARGE"
+
+
+async def test_a_405_names_every_method_served_at_the_path():
+    import httpx
+
+    from runtime.http import create_app
+
+    app = create_app("t", readiness={}, max_body=1024)
+
+    @app.get("/things")
+    async def list_things():
+        return []
+
+    @app.post("/things")
+    async def add_thing():
+        return {}
+
+    @app.delete("/things/{tid}")
+    async def drop_thing(tid: str):
+        return {}
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://t") as c:
+        r = await c.put("/things")
+        assert r.status_code == 405 and r.json()["code"] == "METHOD_NOT_ALLOWED"
+        assert r.headers["Allow"] == "GET, HEAD, POST"
+        r = await c.get("/things/1")
+        assert r.status_code == 405 and r.headers["Allow"] == "DELETE"

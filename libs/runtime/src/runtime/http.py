@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, ORJSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from runtime.db import is_transient_db_error
 from runtime.errors import AppError, PayloadTooLarge, ValidationFailed
@@ -268,10 +269,13 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(400, "VALIDATION_ERROR", "Invalid input", _validation_details(exc))
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException):
+    async def http_error(request: Request, exc: StarletteHTTPException):
         code = _STATUS_CODES.get(exc.status_code, "ERROR")
         message = exc.detail if isinstance(exc.detail, str) else "Request failed"
-        return error_response(exc.status_code, code, message, headers=getattr(exc, "headers", None))
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
+            headers = {**(headers or {}), "Allow": allowed_methods(request)}
+        return error_response(exc.status_code, code, message, headers=headers)
 
     @app.exception_handler(Exception)
     async def unhandled(_: Request, exc: Exception):
@@ -281,6 +285,18 @@ def install_error_handlers(app: FastAPI) -> None:
                                   headers={"Retry-After": "1"})
         log.exception("unhandled_error", error_type=type(exc).__name__)
         return error_response(500, "INTERNAL_ERROR", "Something went wrong")
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method some route serves at this path (Starlette names only the first route's)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        route_methods = getattr(route, "methods", None)
+        if route_methods and route.matches({**request.scope, "method": "GET"})[0] != Match.NONE:
+            methods |= route_methods
+    if "GET" in methods:
+        methods.add("HEAD")
+    return ", ".join(sorted(methods))
 
 
 def tcp_check(url: str, default_port: int) -> ReadinessCheck:
