@@ -4,12 +4,8 @@ on a database of each TEST_SLOT's own, migrated like production."""
 
 from __future__ import annotations
 
-import asyncio
 import os
-import subprocess
-import sys
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import asyncpg
 import pytest
@@ -17,6 +13,7 @@ from redis.asyncio import Redis
 
 from gateway.config import Settings
 from runtime.db import Database
+from runtime.testing import recreate_and_migrate
 
 SLOT = int(os.environ.get("TEST_SLOT", "0"))
 
@@ -41,23 +38,8 @@ def make_settings(**overrides: str) -> Settings:
 
 @pytest.fixture(scope="session")
 def migrated() -> str:
-    """A database of this slot's own, recreated and migrated like production (identity)."""
-    async def recreate() -> None:
-        conn = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/postgres")
-        try:
-            await conn.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
-                DB_NAME)
-            await conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}"')
-            await conn.execute(f'CREATE DATABASE "{DB_NAME}"')
-        finally:
-            await conn.close()
-
-    asyncio.run(recreate())
-    subprocess.run([sys.executable, "-m", "gateway", "migrate"], check=True,
-                   cwd=Path(__file__).resolve().parents[3],
-                   env={**os.environ, "DATABASE_URL": DATABASE_URL}, stdout=subprocess.DEVNULL)
-    return DATABASE_URL
+    """A database of this slot's own, recreated and migrated like production."""
+    return recreate_and_migrate("gateway", DB_NAME)
 
 
 @pytest.fixture(scope="session")

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import asyncpg
 import pytest
 
 from runtime.db import Database
+from runtime.testing import recreate_and_migrate
 from telegram.config import Settings
 
 SLOT = int(os.environ.get("TEST_SLOT", "0"))
@@ -26,22 +24,8 @@ def make_settings() -> Settings:
 
 @pytest.fixture(scope="session")
 def migrated() -> str:
-    async def recreate() -> None:
-        conn = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/postgres")
-        try:
-            await conn.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
-                DB_NAME)
-            await conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}"')
-            await conn.execute(f'CREATE DATABASE "{DB_NAME}"')
-        finally:
-            await conn.close()
-
-    asyncio.run(recreate())
-    subprocess.run([sys.executable, "-m", "telegram", "migrate"], check=True, cwd=ROOT,
-                   env={**os.environ, "DATABASE_URL": DATABASE_URL},
-                   stdout=subprocess.DEVNULL)
-    return DATABASE_URL
+    """A database of this slot's own, recreated and migrated like production."""
+    return recreate_and_migrate("telegram", DB_NAME)
 
 
 @pytest.fixture(scope="session")
