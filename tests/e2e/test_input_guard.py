@@ -46,13 +46,19 @@ def _sample(doc: dict, schema: dict, depth: int = 0):
     """A plausible value for `schema` (the guard answers before validation, so rough is fine)."""
     schema = _resolve(doc, schema)
     options = schema.get("anyOf") or schema.get("oneOf")
-    if options:
+    if options and "properties" not in schema:
         return _sample(doc, options[0], depth)
+    if "const" in schema:
+        return schema["const"]
     if schema.get("enum"):
         return schema["enum"][0]
-    kind = schema.get("type")
+    kind = schema.get("type") or ("object" if "properties" in schema else None)
     if kind == "object" and depth < 3:
-        return {k: _sample(doc, v, depth + 1) for k, v in schema.get("properties", {}).items()}
+        out = {k: _sample(doc, v, depth + 1) for k, v in schema.get("properties", {}).items()}
+        if options:  # an object whose fields come in allowed combinations: take the first
+            first = _sample(doc, {"type": "object", **_resolve(doc, options[0])}, depth)
+            out.update(first if isinstance(first, dict) else {})
+        return out
     return {"string": "x", "integer": 1, "number": 1, "boolean": True, "array": []}.get(kind)
 
 

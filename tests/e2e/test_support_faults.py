@@ -5,6 +5,8 @@ After each, every ticket and every message reaches the support chat exactly once
 
 from __future__ import annotations
 
+import html
+import re
 import subprocess
 import threading
 import time
@@ -17,9 +19,17 @@ from tests.conftest import register, wait_for
 from tests.e2e.test_support_flow import calls, get_ticket, operator_says, topic_of
 
 
+def shown_text(params: dict) -> str:
+    """The text a chat shows for a sendMessage call (HTML parse mode: tags off, entities read)."""
+    text = params.get("text", "")
+    if params.get("parse_mode") == "HTML":
+        text = html.unescape(re.sub(r"<[^>]*>", "", text))
+    return text
+
+
 def texts_with(emulator_url: str, marker: str) -> list[str]:
-    return [c["params"]["text"] for c in calls(emulator_url, "sendMessage")
-            if marker in c["params"].get("text", "")]
+    shown = (shown_text(c["params"]) for c in calls(emulator_url, "sendMessage"))
+    return [t for t in shown if marker in t]
 
 
 def assert_each_once(emulator_url: str, markers: list[str], timeout: float = 60) -> None:

@@ -147,19 +147,27 @@ async def test_a_405_names_every_method_served_at_the_path():
 
     from runtime.http import create_app
 
-    app = create_app("t", readiness={}, max_body=1024)
+    from fastapi import APIRouter
 
-    @app.get("/things")
+    app = create_app("t", readiness={}, max_body=1024)
+    reads, writes = APIRouter(prefix="/things"), APIRouter(prefix="/things")
+
+    @reads.get("")
     async def list_things():
         return []
 
-    @app.post("/things")
+    @writes.post("")
     async def add_thing():
         return {}
 
-    @app.delete("/things/{tid}")
+    @writes.delete("/{tid}")
     async def drop_thing(tid: str):
         return {}
+
+    api = APIRouter()  # nested routers, as the gateway's /api/v1 is built
+    api.include_router(reads)
+    api.include_router(writes)
+    app.include_router(api)
 
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                  base_url="http://t") as c:

@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, ORJSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
+from starlette.routing import compile_path
 
 from runtime.db import is_transient_db_error
 from runtime.errors import AppError, PayloadTooLarge, ValidationFailed
@@ -289,14 +289,25 @@ def install_error_handlers(app: FastAPI) -> None:
 
 def allowed_methods(request: Request) -> str:
     """Every method some route serves at this path (Starlette names only the first route's)."""
-    methods: set[str] = set()
-    for route in request.app.router.routes:
-        route_methods = getattr(route, "methods", None)
-        if route_methods and route.matches({**request.scope, "method": "GET"})[0] != Match.NONE:
-            methods |= route_methods
+    table = getattr(request.app.state, "allow_table", None)
+    if table is None:
+        table = request.app.state.allow_table = _allow_table(request.app)
+    path = request.scope.get("path", "")
+    methods = {m for regex, route_methods in table if regex.match(path) for m in route_methods}
     if "GET" in methods:
         methods.add("HEAD")
     return ", ".join(sorted(methods))
+
+
+def _allow_table(app: FastAPI) -> list[tuple[re.Pattern, set[str]]]:
+    try:  # FastAPI >= 0.130 keeps included routers nested; this walks them as get_openapi does
+        from fastapi.routing import iter_route_contexts
+
+        routes = list(iter_route_contexts(app.routes))
+    except ImportError:  # pragma: no cover
+        routes = list(app.routes)
+    return [(compile_path(r.path_format)[0], set(r.methods)) for r in routes
+            if getattr(r, "methods", None) and getattr(r, "path_format", None)]
 
 
 def tcp_check(url: str, default_port: int) -> ReadinessCheck:
