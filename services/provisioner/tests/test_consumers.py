@@ -158,9 +158,12 @@ async def test_a_failing_backend_hands_the_invoice_to_the_queue_and_closes_the_g
     assert (await grant_of(db, first.invoice_id)).status == "APPLIED"
 
 
-async def test_the_gate_reopens_after_its_cool_down():
-    gate = InlineGate(enabled=True, cooldown_seconds=0)
+async def test_the_gate_closes_on_a_failure_and_reopens_after_its_cool_down():
+    gate = InlineGate(enabled=True, cooldown_seconds=0.3)
+    assert gate.open()
     gate.failed()
+    assert not gate.open()  # closed for the cool-down
+    await asyncio.sleep(0.35)
     assert gate.open()
     assert not InlineGate(enabled=False, cooldown_seconds=0).open()
 
