@@ -144,10 +144,9 @@ async def test_a_chunked_body_over_the_limit_is_a_413_in_process():
 
 async def test_a_405_names_every_method_served_at_the_path():
     import httpx
+    from fastapi import APIRouter
 
     from runtime.http import create_app
-
-    from fastapi import APIRouter
 
     app = create_app("t", readiness={}, max_body=1024)
     reads, writes = APIRouter(prefix="/things"), APIRouter(prefix="/things")
