@@ -19,6 +19,14 @@ class TicketRepository:
             stmt = stmt.with_for_update()
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
+    async def get_own(self, ticket_id: str, user_id: str, *,
+                      for_update: bool = False) -> Ticket | None:
+        """The ticket if it belongs to `user_id`; another user's ticket is None."""
+        stmt = sa.select(Ticket).where(Ticket.id == ticket_id, Ticket.user_id == user_id)
+        if for_update:
+            stmt = stmt.with_for_update()
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
     async def messages(self, ticket_id: str) -> list[Message]:
         stmt = (sa.select(Message).where(Message.ticket_id == ticket_id)
                 .order_by(Message.created_at, Message.id))
@@ -29,6 +37,7 @@ class TicketRepository:
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
     async def latest_open_for_user(self, user_id: str) -> Ticket | None:
+        """The user's open ticket with the latest message, locked for the message to come."""
         stmt = (sa.select(Ticket).where(Ticket.user_id == user_id, Ticket.status != "CLOSED")
                 .order_by(Ticket.last_message_at.desc()).limit(1).with_for_update())
         return (await self.session.execute(stmt)).scalar_one_or_none()

@@ -1,4 +1,5 @@
-"""Ticket lifecycle: the state machine, threads, and the events other contexts see."""
+"""Ticket lifecycle: the state machine, threads, the events other contexts see, and which
+ticket a message from Telegram belongs to."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from runtime.errors import IllegalTransition, NotFound
 from runtime.identity import Identity
 from runtime.logging import get_logger
 from runtime.outbox import Outbox
+from runtime.text import clean_untrusted, has_visible
 from tickets.models import Message, Ticket, outbox
 from tickets.repository import TicketRepository
 
@@ -52,6 +54,26 @@ def status_after_message(author: str, status: str) -> str:
     if nxt is None:
         raise IllegalTransition("ticket", status, f"{author} message")
     return nxt
+
+
+def telegram_ref(chat_id: int, message_id: int) -> str:
+    """The external ref of a Telegram message: unique per message, so it lands once."""
+    return f"tg:{chat_id}:{message_id}"
+
+
+def readable(text: str) -> str | None:
+    """Chat text as stored: the same cleaning as the API's (runtime.text), plus NUL and lone
+    surrogates dropped (an event cannot be refused, and Postgres would refuse them); None when
+    nothing visible is left."""
+    cleaned = clean_untrusted(text)[:4000]
+    return cleaned if has_visible(cleaned) else None
+
+
+def subject_from(text: str) -> str:
+    """The subject of a ticket a chat message opens: its first 80 characters on one line, and
+    never below the API's 3-character minimum."""
+    line = " ".join(text.split())[:80] or "Telegram message"
+    return line if len(line) >= 3 else f"Telegram: {line}"
 
 
 class TicketService:
@@ -128,6 +150,59 @@ class TicketService:
             seq=ticket.seq,
         ))
         await session.flush()
+        return ticket
+
+    async def message_from_telegram(self, session: AsyncSession, *, user_id: str,
+                                    ticket_id: str | None, chat_id: int, message_id: int,
+                                    text: str) -> Ticket | None:
+        """A linked customer wrote to the bot: the message goes to the ticket the bot named if
+        it is theirs, else to their latest open ticket, else it opens a ticket whose subject is
+        taken from the text. Returns the ticket it landed on; None when nothing was added (the
+        message already landed, or nothing visible is left of it)."""
+        ref = telegram_ref(chat_id, message_id)
+        repo = TicketRepository(session)
+        if await repo.message_by_ref(ref):
+            return None
+        body = readable(text)
+        if body is None:  # nothing an operator could read: no ticket, no message
+            log.warning("telegram_text_not_visible", user_id=user_id, ref=ref)
+            return None
+        ticket = None
+        if ticket_id:
+            ticket = await repo.get_own(ticket_id, user_id, for_update=True)
+        if ticket is None:
+            ticket = await repo.latest_open_for_user(user_id)
+        if ticket is None:
+            return await self.open(session, user_id=user_id, subject=subject_from(body),
+                                   body=body, source="TELEGRAM", origin="TELEGRAM",
+                                   external_ref=ref)
+        await self.add_message(session, ticket, author="USER", origin="TELEGRAM", body=body,
+                               external_ref=ref)
+        return ticket
+
+    async def reply_from_telegram(self, session: AsyncSession, *, ticket_id: str, chat_id: int,
+                                  message_id: int, body: str) -> Ticket | None:
+        """An operator answered a ticket in the support chat. Returns the ticket; None when
+        nothing was added: the reply already landed, nothing visible is left of it, or the
+        ticket is closed (an event cannot be refused, so it is dropped with a warning). An
+        unknown ticket raises LookupError, so the event dead-letters."""
+        ref = telegram_ref(chat_id, message_id)
+        repo = TicketRepository(session)
+        if await repo.message_by_ref(ref):
+            return None
+        ticket = await repo.get(ticket_id, for_update=True)
+        if ticket is None:
+            raise LookupError(f"support reply for unknown ticket {ticket_id}")
+        text = readable(body)
+        if text is None:
+            log.warning("telegram_text_not_visible", ticket_id=ticket.id, ref=ref)
+            return None
+        try:
+            await self.add_message(session, ticket, author="SUPPORT", origin="TELEGRAM",
+                                   body=text, external_ref=ref)
+        except IllegalTransition:
+            log.warning("support_reply_on_closed_ticket", ticket_id=ticket.id)
+            return None
         return ticket
 
 
