@@ -18,7 +18,8 @@ from provisioner.consumers import InlineGate, build_billing_subscription
 from provisioner.jobs import ProvisionJobs
 from provisioner.metrics import PROVISIONS
 from provisioner.models import Grant, SandboxAccount, Subscription, inbox, outbox
-from provisioner.service import ProvisioningService, grant_job_id, now
+from provisioner.service import ProvisioningService, grant_job_id
+from runtime.clock import now
 from runtime.jobs import JobQueue
 
 REDIS_URL = f"redis://127.0.0.1:6379/{1 + int(os.environ.get('TEST_SLOT', '0'))}"

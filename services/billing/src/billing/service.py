@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 import orjson
@@ -30,6 +30,7 @@ from contracts.billing import (
     PaymentDetectedV1,
     PlanSnapshot,
 )
+from runtime.clock import now as utcnow  # billing names a moment `now`
 from runtime.db import Database
 from runtime.errors import (
     AppError,
@@ -72,10 +73,6 @@ OPEN = frozenset({CREATED, PENDING})
 # Payments to an invoice in these states are credited to it; otherwise they are late.
 CREDITING = frozenset({CREATED, PENDING, PAID})
 _PAYMENT_TIMESTAMP = {DETECTED: "detected_at", CONFIRMED: "confirmed_at", SETTLED: "settled_at"}
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def new_id() -> str:

@@ -27,8 +27,9 @@ from provisioner.jobs import ProvisionJobs, describe, observe_grant
 from provisioner.metrics import PROVISIONS
 from provisioner.models import inbox
 from provisioner.repository import ProvisioningRepository
-from provisioner.service import REFUND_PENDING, ProvisioningService, now
+from provisioner.service import REFUND_PENDING, ProvisioningService
 from runtime.broker import Subscription
+from runtime.clock import now
 from runtime.db import Database
 from runtime.inbox import claim
 from runtime.jobs import database_away

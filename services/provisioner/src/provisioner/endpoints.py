@@ -21,7 +21,8 @@ from provisioner.schemas import (
     SubscriptionList,
     SubscriptionStatus,
 )
-from provisioner.service import ProvisioningService, now
+from provisioner.service import ProvisioningService
+from runtime.clock import now
 from runtime.deps import Admin, Ident, Session
 from runtime.errors import NotFound
 

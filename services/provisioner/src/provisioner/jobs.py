@@ -27,9 +27,9 @@ from provisioner.service import (
     ProvisioningService,
     block_job_id,
     grant_job_id,
-    now,
     refund_job_id,
 )
+from runtime.clock import now
 from runtime.db import Database
 from runtime.errors import Conflict, NotFound
 from runtime.jobs import JobQueue, database_away

@@ -17,7 +17,7 @@ import hashlib
 import uuid
 from collections import Counter
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -36,6 +36,7 @@ from provisioner.backends.base import REF_PREFIX
 from provisioner.metrics import LIFECYCLE, RECONCILIATION_FIXES
 from provisioner.models import Grant, Subscription, UserBlock, outbox
 from provisioner.repository import ProvisioningRepository, SubscriptionReader
+from runtime.clock import now
 from runtime.db import Database
 from runtime.errors import Conflict, IllegalTransition, NotFound, ServiceUnavailable
 from runtime.identity import Identity
@@ -61,10 +62,6 @@ TRANSITIONS = {
 }
 
 _NAMESPACE = uuid.UUID("5b7f0a52-6f0e-4a1e-9a56-2f6b1c1f4d10")
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 def subscription_id_for(seed: str) -> str:

@@ -13,6 +13,7 @@ from datetime import timedelta
 from bullmq import Job
 from bullmq.custom_errors import DelayedError
 
+from runtime.clock import now
 from runtime.db import Database
 from runtime.jobs import JobQueue, job_id
 from runtime.logging import get_logger
@@ -20,7 +21,7 @@ from telegram.botapi import TelegramError
 from telegram.metrics import UPDATES_UNPROCESSED
 from telegram.models import Outgoing
 from telegram.repository import TelegramRepository
-from telegram.service import Delivery, now
+from telegram.service import Delivery
 
 log = get_logger(__name__)
 

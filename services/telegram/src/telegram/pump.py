@@ -14,13 +14,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from runtime.clock import now
 from runtime.db import Database, is_transient_db_error
 from runtime.jobs import database_away
 from runtime.logging import get_logger
 from runtime.notify import NotifiedLoop
 from telegram.jobs import TelegramJobs
 from telegram.repository import CHANNEL, TelegramRepository
-from telegram.service import UpdateService, now
+from telegram.service import UpdateService
 
 log = get_logger(__name__)
 

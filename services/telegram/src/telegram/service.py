@@ -13,7 +13,7 @@ import html
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -26,6 +26,7 @@ from contracts.tickets import (
     TicketOpenedV1,
     TicketStatusChangedV1,
 )
+from runtime.clock import now
 from runtime.db import Database
 from runtime.logging import get_logger
 from runtime.outbox import Outbox
@@ -48,10 +49,6 @@ events = Outbox(outbox, producer="telegram")
 
 SUPPORT_KINDS = {"ticket_opened", "ticket_message", "ticket_closed", "noop"}
 LINK_TOKEN_TTL = timedelta(minutes=15)
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 class NotReady(Exception):
