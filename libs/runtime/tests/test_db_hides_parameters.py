@@ -16,12 +16,10 @@ CUSTOMER_TEXT = "my-card-is-4111-1111-and-my-secret-is-hunter2"
 
 class LocalSettings(ServiceSettings):
     service_name: ClassVar[str] = "hide_parameters_test"
+    schema_name: ClassVar[str] = "public"
     database_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
     db_role: str = "postgres"
     db_password: str = "unused-with-trust-auth"
-
-    def service_schema(self) -> str:
-        return "public"
 
 
 async def test_a_failing_statement_s_error_and_traceback_omit_its_parameters():

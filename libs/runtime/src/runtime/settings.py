@@ -16,11 +16,13 @@ PLACEHOLDER = "CHANGE-ME"
 
 
 class ServiceSettings(BaseSettings):
-    """Base settings; each service subclasses it and sets `service_name`, port and DB role."""
+    """Base settings; each service's come from `service_settings`, which names the service and
+    gives its port and database role their settings."""
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
 
     service_name: ClassVar[str] = "service"
+    schema_name: ClassVar[str | None] = None  # the service's schema when not `service_name`
     app_env: str = Field("development", alias="APP_ENV")
     app_base_url: str = Field("http://127.0.0.1:8000", alias="APP_BASE_URL")
     database_url: str = Field("postgresql://postgres@127.0.0.1:5432/vpn", alias="DATABASE_URL")
@@ -45,17 +47,14 @@ class ServiceSettings(BaseSettings):
     # A staging cluster may run production settings with the sandbox adapters, explicitly.
     allow_sandbox_in_production: bool = Field(False, alias="ALLOW_SANDBOX_IN_PRODUCTION")
 
-    # Per-service values; subclasses give them service-specific env aliases.
+    # Per-service values, read from `<SERVICE>_PORT` and so on (see `service_settings`).
     port: int = 8000
     db_role: str = "service"
     db_password: str = "service-dev-password"
 
     @property
     def schema(self) -> str:
-        return self.service_schema()
-
-    def service_schema(self) -> str:
-        return self.service_name
+        return self.schema_name or self.service_name
 
     @property
     def is_production(self) -> bool:
@@ -133,6 +132,23 @@ class ServiceSettings(BaseSettings):
     def admin_dsn(self) -> str:
         """DATABASE_URL as given: an owner of the database, used only by `bootstrap`."""
         return _asyncpg_url(self.database_url)
+
+
+def service_settings(name: str, *, port: int, schema: str | None = None) -> type[ServiceSettings]:
+    """The settings base of the service `name` (its schema is `name` unless `schema` says
+    otherwise), with the settings every service has under its own name, as the manifests give
+    them: `<NAME>_PORT` (default `port`), `<NAME>_DB_ROLE` (`<name>_svc`) and
+    `<NAME>_DB_PASSWORD` (`<name>-dev-password`, which production refuses)."""
+    env, default_port = name.upper(), port
+
+    class NamedServiceSettings(ServiceSettings):
+        service_name: ClassVar[str] = name
+        schema_name: ClassVar[str | None] = schema
+        port: int = Field(default_port, alias=f"{env}_PORT")
+        db_role: str = Field(f"{name}_svc", alias=f"{env}_DB_ROLE")
+        db_password: str = Field(f"{name}-dev-password", alias=f"{env}_DB_PASSWORD")
+
+    return NamedServiceSettings
 
 
 def _asyncpg_url(url: str) -> str:

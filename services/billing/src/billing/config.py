@@ -1,22 +1,15 @@
 """Settings of the billing service: provider choice, rate lock, sandbox chain, watch schedules."""
 
 from decimal import Decimal
-from typing import ClassVar
 
 from pydantic import Field
 
-from runtime.settings import ServiceSettings
+from runtime.settings import service_settings
 
 DEV_BTCPAY_WEBHOOK_SECRET = "dev-btcpay-webhook-secret"
 
 
-class Settings(ServiceSettings):
-    service_name: ClassVar[str] = "billing"
-    schema_name: ClassVar[str] = "billing"
-    port: int = Field(8101, alias="BILLING_PORT")
-    db_role: str = Field("billing_svc", alias="BILLING_DB_ROLE")
-    db_password: str = Field("billing-dev-password", alias="BILLING_DB_PASSWORD")
-
+class Settings(service_settings("billing", port=8101)):
     payment_provider: str = Field("sandbox", alias="PAYMENT_PROVIDER")
     rate_lock_minutes: int = Field(15, alias="RATE_LOCK_MINUTES", ge=1)
     # USD per unit of each asset, used by the fixed-rate source (the default rate source).
@@ -44,9 +37,6 @@ class Settings(ServiceSettings):
     # Connections of the API process (as many again may overflow): bursts wait on the pool
     # instead of exhausting the server's connection slots.
     api_pool_size: int = Field(5, alias="BILLING_DB_POOL_SIZE", ge=1)
-
-    def service_schema(self) -> str:
-        return self.schema_name
 
     @property
     def is_sandbox(self) -> bool:

@@ -1,19 +1,14 @@
 """Settings of the gateway."""
 
-from typing import Annotated, ClassVar
+from typing import Annotated
 
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
-from runtime.settings import ServiceSettings
+from runtime.settings import service_settings
 
 
-class Settings(ServiceSettings):
-    service_name: ClassVar[str] = "gateway"
-    schema_name: ClassVar[str] = "identity"
-    port: int = Field(8000, alias="GATEWAY_PORT")
-    db_role: str = Field("gateway_svc", alias="GATEWAY_DB_ROLE")
-    db_password: str = Field("gateway-dev-password", alias="GATEWAY_DB_PASSWORD")
+class Settings(service_settings("gateway", port=8000, schema="identity")):
     session_cookie_name: str = Field("sid", alias="SESSION_COOKIE_NAME")
     session_ttl_days: int = Field(30, alias="SESSION_TTL_DAYS")
     admin_bootstrap_email: str | None = Field(None, alias="ADMIN_BOOTSTRAP_EMAIL")
@@ -49,9 +44,6 @@ class Settings(ServiceSettings):
     @classmethod
     def _split(cls, v):
         return [x.strip() for x in v.split(",") if x.strip()] if isinstance(v, str) else v
-
-    def service_schema(self) -> str:
-        return self.schema_name
 
     def sandbox_adapters(self) -> dict[str, bool]:
         return {**super().sandbox_adapters(),

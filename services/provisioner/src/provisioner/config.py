@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode
 
-from runtime.settings import ServiceSettings
+from runtime.settings import service_settings
 
 DEV_KEY_SECRET = "dev-vpn-key-secret-change-me"
 
 
-class Settings(ServiceSettings):
-    service_name: ClassVar[str] = "provisioner"
-    schema_name: ClassVar[str] = "provisioning"
-    port: int = Field(8102, alias="PROVISIONER_PORT")
-    db_role: str = Field("provisioner_svc", alias="PROVISIONER_DB_ROLE")
-    db_password: str = Field("provisioner-dev-password", alias="PROVISIONER_DB_PASSWORD")
-
+class Settings(service_settings("provisioner", port=8102, schema="provisioning")):
     # VPN backend (sandbox | outline | marzban) and what every driver shares
     vpn_backend: Literal["sandbox", "outline", "marzban"] = Field("sandbox", alias="VPN_BACKEND")
     vpn_timeout_seconds: float = Field(10.0, alias="VPN_BACKEND_TIMEOUT_SECONDS", gt=0)
@@ -55,9 +49,6 @@ class Settings(ServiceSettings):
     reminder_days: Annotated[list[int], NoDecode] = Field(
         default_factory=lambda: [3, 1], alias="EXPIRY_REMINDER_DAYS")
     sweep_batch: int = Field(200, alias="PROVISIONER_SWEEP_BATCH", ge=1)
-
-    def service_schema(self) -> str:
-        return self.schema_name
 
     @field_validator("marzban_proxies", mode="before")
     @classmethod

@@ -1,22 +1,18 @@
 """Settings of the telegram service."""
 
-from typing import Annotated, ClassVar
+from typing import Annotated
 
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
-from runtime.settings import DEV_WEBHOOK_SECRET, ServiceSettings
+from runtime.settings import DEV_WEBHOOK_SECRET, service_settings
 
 # The Telegram emulator's token: the only "sandbox" this service has (TELEGRAM_API_BASE is just
 # a URL, and a self-hosted Bot API server is as legitimate as the emulator).
 DEV_BOT_TOKEN = "123456:TEST-TOKEN"
 
 
-class Settings(ServiceSettings):
-    service_name: ClassVar[str] = "telegram"
-    port: int = Field(8104, alias="TELEGRAM_PORT")
-    db_role: str = Field("telegram_svc", alias="TELEGRAM_DB_ROLE")
-    db_password: str = Field("telegram-dev-password", alias="TELEGRAM_DB_PASSWORD")
+class Settings(service_settings("telegram", port=8104)):
     bot_token: str = Field(DEV_BOT_TOKEN, alias="TELEGRAM_BOT_TOKEN")
     api_base: str = Field("http://127.0.0.1:8081", alias="TELEGRAM_API_BASE")
     webhook_secret: str = Field(DEV_WEBHOOK_SECRET, alias="TELEGRAM_WEBHOOK_SECRET")
