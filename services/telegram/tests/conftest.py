@@ -1,16 +1,25 @@
-"""Telegram service tests: a database of their own (per TEST_SLOT), migrated like production."""
+"""Telegram service tests: a database of their own (per TEST_SLOT), migrated like production, the
+Telegram emulator as a real HTTP server, and the notify queue in Redis."""
 
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
 from pathlib import Path
 
 import asyncpg
+import httpx
 import pytest
 
 from runtime.db import Database
+from runtime.jobs import JobQueue
 from runtime.testing import recreate_and_migrate
 from telegram.config import Settings
+from telegram.jobs import NOTIFY, TelegramJobs
 
 SLOT = int(os.environ.get("TEST_SLOT", "0"))
 DB_NAME = f"telegram_unit{SLOT}"
@@ -40,3 +49,46 @@ async def pg(migrated):
     conn = await asyncpg.connect(DATABASE_URL)
     yield conn
     await conn.close()
+
+
+# The support chats the emulator treats as forum supergroups: each test that needs a support
+# chat of its own takes the next one (its topics and message ids are then its own).
+FORUM_CHATS = [-1002000000000 - i for i in range(1, 201)]
+
+
+@pytest.fixture(scope="session")
+def emulator(tmp_path_factory) -> str:
+    """The Telegram Bot API emulator (libs/fakes) as a real HTTP server; its base URL."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    log = tmp_path_factory.mktemp("emulator") / "emulator.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "fakes.telegram", "--host", "127.0.0.1", "--port", str(port),
+             f"--forum-chat-ids={','.join(map(str, FORUM_CHATS))}", "--log-level", "warning"],
+            stdout=out, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180  # as long as the local stack gives its processes
+    while True:
+        try:
+            httpx.get(f"{base}/_emulator/stats", timeout=1).raise_for_status()
+            break
+        except httpx.HTTPError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError("the Telegram emulator did not start:\n"
+                                   + log.read_text(errors="replace")[-2000:]) from None
+            time.sleep(0.05)
+    yield base
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture
+async def jobs() -> TelegramJobs:
+    """The real notify queue in Redis, under a prefix of this test's own (removed after)."""
+    queue = JobQueue(NOTIFY, make_settings().redis_url, prefix=f"tgunit{SLOT}-{uuid.uuid4().hex}")
+    yield TelegramJobs(queue)
+    await queue.queue.obliterate(force=True)
+    await queue.close()
