@@ -189,6 +189,11 @@ class Database:
             async with session.begin():
                 yield session
 
+    async def ping(self) -> None:
+        """One `SELECT 1` on a pooled connection (the API's readiness check)."""
+        async with self.engine.connect() as conn:
+            await conn.exec_driver_sql("SELECT 1")
+
     async def dispose(self) -> None:
         await self._reader.close()
         await self.engine.dispose()

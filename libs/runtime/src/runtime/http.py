@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Request
@@ -24,6 +25,8 @@ from runtime.metrics import HTTP_DURATION, HTTP_REQUESTS
 log = get_logger(__name__)
 
 ReadinessCheck = Callable[[], Awaitable[None]]
+# Something the app holds (a pool, a client) closed when it shuts down.
+Closer = Callable[[], Awaitable[object]]
 
 SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
@@ -222,9 +225,14 @@ def create_app(service: str, *, readiness: dict[str, ReadinessCheck], max_body: 
                title: str | None = None, openapi_url: str | None = "/openapi.json",
                extra_headers: list | None = None, expose_metrics: bool = True,
                input_guard_exempt: frozenset[str] | set[str] = frozenset(),
-               **kwargs) -> FastAPI:
+               on_close: Sequence[Closer] = (), **kwargs) -> FastAPI:
     """The service's app; `input_guard_exempt` lists exact paths that skip the NUL/surrogate
-    guard (only webhooks that must acknowledge any update)."""
+    guard (only webhooks that must acknowledge any update); `on_close` is awaited in order
+    when the app shuts down (its lifespan: give one or the other)."""
+    if on_close:
+        if "lifespan" in kwargs:
+            raise TypeError("create_app takes on_close or a lifespan, not both")
+        kwargs["lifespan"] = _closing(on_close)
     app = FastAPI(title=title or service, openapi_url=openapi_url,
                   default_response_class=ORJSONResponse, **kwargs)
     install_error_handlers(app)
@@ -257,6 +265,16 @@ def create_app(service: str, *, readiness: dict[str, ReadinessCheck], max_body: 
     app.add_middleware(AppMiddleware, service=service, max_body=max_body,
                        extra_headers=extra_headers, guard_exempt=frozenset(input_guard_exempt))
     return app
+
+
+def _closing(on_close: Sequence[Closer]):
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        for close in on_close:
+            await close()
+
+    return lifespan
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -10,15 +10,17 @@ import argparse
 import asyncio
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fastapi import FastAPI
 from pydantic import ValidationError
 
 from runtime.broker import Broker, Subscription
 from runtime.db import Database
+from runtime.http import Closer, ReadinessCheck, create_app, tcp_check
 from runtime.jobs import JobQueue, JobWorker
 from runtime.logging import configure_logging, get_logger
 from runtime.metrics import BROKER_DEAD_LETTERS, BROKER_QUEUE_MESSAGES, JOB_QUEUE_JOBS
@@ -219,6 +221,27 @@ def internal_api_docs(settings: ServiceSettings) -> dict[str, str | None]:
     if settings.app_env == "development":
         return {"openapi_url": "/openapi.json", "docs_url": "/docs", "redoc_url": "/redoc"}
     return {"openapi_url": None, "docs_url": None, "redoc_url": None}
+
+
+def dependency_checks(settings: ServiceSettings, db: Database) -> dict[str, ReadinessCheck]:
+    """What an internal API's `/readyz` checks by default: Postgres, RabbitMQ and Redis."""
+    return {"postgres": db.ping, "rabbitmq": tcp_check(settings.rabbitmq_url, 5672),
+            "redis": tcp_check(settings.redis_url, 6379)}
+
+
+def internal_api(settings: ServiceSettings, db: Database, *, on_close: Sequence[Closer] = (),
+                 readiness: dict[str, ReadinessCheck] | None = None, **kwargs: Any) -> FastAPI:
+    """An internal service's app (`runtime.http.create_app`) with what every one of them has:
+    `/readyz` over `dependency_checks` unless `readiness` says otherwise, the body limit,
+    API docs in development only, `app.state.settings` and `app.state.db` (which the shared
+    dependencies read), and at shutdown `on_close` in order, then the database."""
+    app = create_app(settings.service_name,
+                     readiness=dependency_checks(settings, db) if readiness is None else readiness,
+                     max_body=settings.max_body_bytes, on_close=[*on_close, db.dispose],
+                     **internal_api_docs(settings), **kwargs)
+    app.state.settings = settings
+    app.state.db = db
+    return app
 
 
 def uvicorn_options(settings: ServiceSettings) -> dict[str, Any]:
