@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -57,15 +58,23 @@ class WorkerContext:
 
 @dataclass
 class ServiceDefinition:
-    name: str
+    name: str  # also the service's package
     settings_factory: Callable[[], ServiceSettings]
-    migrations: Path
     create_api: Callable[[ServiceSettings], Any]
     build_worker: Callable[[WorkerContext], Awaitable[None]] | None = None
     commands: dict[str, Callable[[ServiceSettings, list[str]], Awaitable[int]]] = field(
         default_factory=dict
     )
     retention: Callable[[ServiceSettings], list[Rule]] | None = None
+    # The Alembic tree; by default the `migrations` folder of the service's package.
+    migrations: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.migrations is None:
+            spec = importlib.util.find_spec(self.name)
+            if spec is None or spec.origin is None:
+                raise ValueError(f"{self.name}: no such package to find migrations in")
+            self.migrations = Path(spec.origin).parent / "migrations"
 
 
 def retention_queue_name(service: str) -> str:

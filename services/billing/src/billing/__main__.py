@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from pathlib import Path
 
 from billing import retention
 from billing.app import create_api
@@ -38,15 +37,9 @@ async def seed_plans(settings: Settings, args: list[str]) -> int:
     return 0
 
 
-definition = ServiceDefinition(
-    name="billing",
-    settings_factory=Settings,
-    migrations=Path(__file__).parent / "migrations",
-    create_api=create_api,
-    build_worker=build_worker,
-    commands={"seed-plans": seed_plans},
-    retention=retention.rules,
-)
+definition = ServiceDefinition(name="billing", settings_factory=Settings, create_api=create_api,
+                               build_worker=build_worker, retention=retention.rules,
+                               commands={"seed-plans": seed_plans})
 
 if __name__ == "__main__":
     run_cli(definition)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import getpass
 import os
-from pathlib import Path
 
 from gateway import retention
 from gateway.app import create_api
@@ -63,15 +62,10 @@ async def verify_audit(settings: Settings, args: list[str]) -> int:
     return 1
 
 
-definition = ServiceDefinition(
-    name="gateway",
-    settings_factory=Settings,
-    migrations=Path(__file__).parent / "migrations",
-    create_api=create_api,
-    build_worker=build_worker,
-    retention=retention.rules,
-    commands={"create-admin": create_admin, "verify-audit": verify_audit},
-)
+definition = ServiceDefinition(name="gateway", settings_factory=Settings, create_api=create_api,
+                               build_worker=build_worker, retention=retention.rules,
+                               commands={"create-admin": create_admin,
+                                         "verify-audit": verify_audit})
 
 if __name__ == "__main__":
     run_cli(definition)

@@ -1,21 +1,14 @@
 """`python -m provisioner api|worker|migrate|bootstrap|retention-cleanup`."""
 
-from pathlib import Path
-
 from provisioner import retention
 from provisioner.app import create_api
 from provisioner.config import Settings
 from provisioner.worker import build_worker
 from runtime.service import ServiceDefinition, run_cli
 
-definition = ServiceDefinition(
-    name="provisioner",
-    settings_factory=Settings,
-    migrations=Path(__file__).parent / "migrations",
-    create_api=create_api,
-    build_worker=build_worker,
-    retention=retention.rules,
-)
+definition = ServiceDefinition(name="provisioner", settings_factory=Settings,
+                               create_api=create_api, build_worker=build_worker,
+                               retention=retention.rules)
 
 if __name__ == "__main__":
     run_cli(definition)

@@ -1,7 +1,5 @@
 """`python -m telegram api|worker|migrate|bootstrap|set-webhook`."""
 
-from pathlib import Path
-
 from runtime.logging import get_logger
 from runtime.service import ServiceDefinition, run_cli
 from telegram import retention
@@ -27,15 +25,9 @@ async def set_webhook(settings: Settings, args: list[str]) -> int:
     return 0
 
 
-definition = ServiceDefinition(
-    name="telegram",
-    settings_factory=Settings,
-    migrations=Path(__file__).parent / "migrations",
-    create_api=create_api,
-    build_worker=build_worker,
-    retention=retention.rules,
-    commands={"set-webhook": set_webhook},
-)
+definition = ServiceDefinition(name="telegram", settings_factory=Settings, create_api=create_api,
+                               build_worker=build_worker, retention=retention.rules,
+                               commands={"set-webhook": set_webhook})
 
 if __name__ == "__main__":
     run_cli(definition)

@@ -1,21 +1,13 @@
 """`python -m tickets api|worker|migrate|bootstrap`."""
 
-from pathlib import Path
-
 from runtime.service import ServiceDefinition, run_cli
 from tickets import retention
 from tickets.app import create_api
 from tickets.config import Settings
 from tickets.worker import build_worker
 
-definition = ServiceDefinition(
-    name="tickets",
-    settings_factory=Settings,
-    migrations=Path(__file__).parent / "migrations",
-    create_api=create_api,
-    build_worker=build_worker,
-    retention=retention.rules,
-)
+definition = ServiceDefinition(name="tickets", settings_factory=Settings, create_api=create_api,
+                               build_worker=build_worker, retention=retention.rules)
 
 if __name__ == "__main__":
     run_cli(definition)
