@@ -1,15 +1,19 @@
-"""The payment-provider interface: open a checkout for an invoice, report what was paid to it."""
+"""The payment-provider interface: open a checkout for an invoice, report what was paid to it,
+and (for a provider that sends webhooks) verify a delivery and say what it is about."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Protocol
+from typing import Any, Protocol
+
+import orjson
 
 from billing.models import Invoice
+from runtime.errors import ValidationFailed
 
 
 class ProviderError(Exception):
@@ -71,6 +75,54 @@ class PaymentProvider(Protocol):
 
 
 Observed = dict[str, list[ObservedPayment] | ProviderError]
+
+# A delivery's HTTP headers as the request carried them; names are case-insensitive.
+Headers = Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class WebhookDelivery:
+    """What a webhook delivery says: its id (a redelivery repeats it), its event type, and the
+    provider's reference of the checkout it is about (None: it names none)."""
+
+    delivery_id: str
+    event_type: str | None
+    provider_ref: str | None
+
+
+class WebhookSource(Protocol):
+    """A provider's webhooks, accepted at `/internal/webhooks/{name}`."""
+
+    name: str
+
+    def verify(self, body: bytes, headers: Headers) -> bool:
+        """True when the delivery is authentic: checked on the raw body, in constant time."""
+        ...
+
+    def parse(self, body: bytes) -> WebhookDelivery:
+        """The delivery's identifiers (raises ValidationFailed when it does not carry them)."""
+        ...
+
+
+def json_object(body: bytes) -> dict[str, Any]:
+    """A webhook body that must be a JSON object (else ValidationFailed)."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ValidationFailed("Malformed JSON") from exc
+    if not isinstance(data, dict):
+        raise ValidationFailed("The body must be a JSON object")
+    return data
+
+
+def text_field(data: dict[str, Any], name: str) -> str | None:
+    """A short text field of a delivery, or None; text PostgreSQL cannot store is refused."""
+    value = data.get(name)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > 200 or "\x00" in value:
+        raise ValidationFailed(f"{name} is not a valid identifier", {"field": name})
+    return value
 
 
 async def observe_each(provider: PaymentProvider, invoices: Sequence[Invoice],

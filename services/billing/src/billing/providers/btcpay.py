@@ -1,9 +1,10 @@
-"""The BTCPay Server provider (Greenfield API over httpx) and its webhook signature check.
+"""The BTCPay Server provider (Greenfield API over httpx) and its webhooks.
 
 A checkout is a BTCPay invoice priced in the asset at our locked rate; the customer pays on its
 `checkoutLink`. `observe` reads the invoice and its payment methods; each BTCPay payment becomes
 one observed payment (`Settled` = confirmed by BTCPay's speed policy, `Invalid` = failed).
-Webhooks only tell us *which* invoice changed: the handler then observes it like the poller.
+Webhooks only tell us *which* invoice changed (`BTCPayWebhooks`): the handler then observes it
+like the poller.
 """
 
 from __future__ import annotations
@@ -22,11 +23,16 @@ from billing.models import Invoice
 from billing.providers.base import (
     Checkout,
     CheckoutRequest,
+    Headers,
     Observed,
     ObservedPayment,
     ProviderError,
+    WebhookDelivery,
+    json_object,
     observe_each,
+    text_field,
 )
+from runtime.errors import ValidationFailed
 
 SIGNATURE_HEADER = "BTCPay-Sig"
 
@@ -41,6 +47,28 @@ def valid_signature(secret: str, body: bytes, header: str | None) -> bool:
         return False
     expected = sign(secret, body).encode()
     return hmac.compare_digest(expected, header.strip().encode("utf-8", "replace"))
+
+
+class BTCPayWebhooks:
+    """BTCPay's webhooks: signed with the store webhook's secret (`BTCPay-Sig`); the JSON body
+    names the delivery (`deliveryId`), the event (`type`) and the BTCPay invoice (`invoiceId`)."""
+
+    name = "btcpay"
+
+    def __init__(self, secret: str):
+        self.secret = secret
+
+    def verify(self, body: bytes, headers: Headers) -> bool:
+        return valid_signature(self.secret, body, headers.get(SIGNATURE_HEADER))
+
+    def parse(self, body: bytes) -> WebhookDelivery:
+        data = json_object(body)
+        delivery_id = text_field(data, "deliveryId")
+        if delivery_id is None:
+            raise ValidationFailed("deliveryId is required", {"field": "deliveryId"})
+        ref = text_field(data, "invoiceId")
+        return WebhookDelivery(delivery_id=delivery_id, event_type=text_field(data, "type"),
+                               provider_ref=ref)
 
 
 class BTCPayProvider:
