@@ -14,6 +14,8 @@ import httpx
 import pytest
 import redis
 
+from runtime.testing import await_for  # noqa: F401 - the e2e tests import it from here
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "deploy" / "local"))
 
@@ -152,18 +154,6 @@ def wait_for(predicate, timeout: float = 20, interval: float = 0.1, message: str
         if last:
             return last
         time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {message}; last value: {last!r}")
-
-
-async def await_for(predicate, timeout: float = 20, interval: float = 0.1,
-                    message: str = "condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = await predicate()
-        if last:
-            return last
-        await asyncio.sleep(interval)
     raise AssertionError(f"timed out waiting for {message}; last value: {last!r}")
 
 

@@ -6,12 +6,17 @@ import asyncio
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 import asyncpg
 
 SERVER = "postgresql://postgres@127.0.0.1:5432"
 ROOT = Path(__file__).resolve().parents[4]
+
+T = TypeVar("T")
 
 
 def test_slot() -> int:
@@ -42,3 +47,16 @@ def recreate_and_migrate(service: str, db_name: str) -> str:
     subprocess.run([sys.executable, "-m", service, "migrate"], check=True, cwd=ROOT,
                    env={**os.environ, "DATABASE_URL": url}, stdout=subprocess.DEVNULL)
     return url
+
+
+async def await_for(predicate: Callable[[], Awaitable[T]], timeout: float = 20,
+                    interval: float = 0.1, message: str = "condition") -> T:
+    """The first truthy value of `predicate`, polled until `timeout` (then an AssertionError)."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = await predicate()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"timed out waiting for {message}; last value: {last!r}")

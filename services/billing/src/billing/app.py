@@ -6,8 +6,10 @@ from fastapi import FastAPI
 
 from billing.config import Settings
 from billing.endpoints import router, sandbox_router
+from billing.jobs import PAYMENT_WATCH_QUEUE
 from billing.wiring import build_components
 from runtime.db import Database
+from runtime.operations import Operations, operations_router
 from runtime.service import internal_api
 
 
@@ -18,6 +20,7 @@ def create_api(settings: Settings) -> FastAPI:
     app.state.billing = parts.billing
     app.state.webhooks = parts.webhooks
     app.include_router(router)
+    app.include_router(operations_router(Operations(settings, job_queues=[PAYMENT_WATCH_QUEUE])))
     if settings.is_sandbox:
         app.include_router(sandbox_router)
     return app

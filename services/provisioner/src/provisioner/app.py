@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from fastapi import FastAPI
 
 from provisioner.backends import build_backend
 from provisioner.config import Settings
+from provisioner.consumers import BILLING_QUEUE, IDENTITY_QUEUE
 from provisioner.endpoints import router
-from provisioner.jobs import PROVISION, ProvisionJobs
+from provisioner.jobs import PROVISION, SCHEDULES, ProvisionJobs, retry_failed_job
 from provisioner.service import ProvisioningService
 from runtime.db import Database
 from runtime.jobs import JobQueue
+from runtime.operations import Operations, operations_router
 from runtime.service import internal_api
 
 
@@ -22,4 +26,9 @@ def create_api(settings: Settings) -> FastAPI:
     app.state.service = ProvisioningService(backend)
     app.state.jobs = jobs
     app.include_router(router)
+    app.include_router(operations_router(Operations(
+        settings, job_queues=[PROVISION, SCHEDULES],
+        consumer_queues=[BILLING_QUEUE, IDENTITY_QUEUE],
+        # the provisioner's own retry: the failed grant is reopened before the job runs again
+        retry={PROVISION: partial(retry_failed_job, db, jobs, app.state.service)})))
     return app

@@ -6,9 +6,12 @@ from fastapi import FastAPI
 from prometheus_client import Counter
 
 from runtime.db import Database
+from runtime.operations import Operations, operations_router
 from runtime.service import internal_api
+from telegram import consumers, notifications
 from telegram.config import Settings
 from telegram.endpoints import router
+from telegram.jobs import NOTIFY
 
 WEBHOOK_AUTH_FAILURES = Counter("telegram_webhook_auth_failures_total",
                                 "Webhook calls refused for a missing or wrong secret")
@@ -23,4 +26,7 @@ def create_api(settings: Settings) -> FastAPI:
     app.state.webhook_auth_failures = WEBHOOK_AUTH_FAILURES
     app.state.updates_discarded = UPDATES_DISCARDED
     app.include_router(router)
+    app.include_router(operations_router(Operations(
+        settings, job_queues=[NOTIFY],
+        consumer_queues=[consumers.QUEUE, consumers.IDENTITY_QUEUE, notifications.QUEUE])))
     return app
