@@ -4,18 +4,23 @@ on a database of each TEST_SLOT's own, migrated like production."""
 
 from __future__ import annotations
 
-import os
+import importlib.util
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
-import asyncpg
 import pytest
 from redis.asyncio import Redis
 
 from gateway.config import Settings
-from runtime.db import Database
-from runtime.testing import recreate_and_migrate
+from runtime.logging import configure_logging
+from runtime.testing import database_fixtures, test_slot, unit_database_url
 
-SLOT = int(os.environ.get("TEST_SLOT", "0"))
+SLOT = test_slot()
+
+# Logged as in production (one JSON line each): structlog's development renderer would print
+# every failing request's traceback with the locals of each frame, slowly.
+configure_logging("gateway-tests")
 
 
 @pytest.fixture
@@ -27,30 +32,38 @@ async def redis() -> AsyncIterator[Redis]:
     await client.aclose()
 
 
-DB_NAME = f"gateway_unit{SLOT}"
-DATABASE_URL = f"postgresql://postgres@127.0.0.1:5432/{DB_NAME}"
-
-
 def make_settings(**overrides: str) -> Settings:
-    return Settings(**{"DATABASE_URL": DATABASE_URL,
+    return Settings(**{"DATABASE_URL": unit_database_url("gateway"),
                        "REDIS_URL": f"redis://127.0.0.1:6379/{10 + SLOT}", **overrides})
 
 
-@pytest.fixture(scope="session")
-def migrated() -> str:
-    """A database of this slot's own, recreated and migrated like production."""
-    return recreate_and_migrate("gateway", DB_NAME)
+migrated, db, pg = database_fixtures("gateway", make_settings)
 
 
-@pytest.fixture(scope="session")
-async def db(migrated):
-    database = Database(make_settings())
-    yield database
-    await database.dispose()
+def _fake_services_module():
+    # The suite imports test files by path (--import-mode=importlib), so this helper module is
+    # loaded the same way rather than from sys.path.
+    path = Path(__file__).with_name("fake_services.py")
+    spec = importlib.util.spec_from_file_location("gateway_tests_fake_services", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+fake_services = _fake_services_module()
 
 
 @pytest.fixture
-async def pg(migrated):
-    conn = await asyncpg.connect(DATABASE_URL)
-    yield conn
-    await conn.close()
+async def services():
+    """The services behind the gateway, as real HTTP servers (fake_services.py)."""
+    fake = fake_services.FakeServices()
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+@pytest.fixture
+def gateway_settings(services) -> Settings:
+    """Settings of a gateway on this slot's database whose clients call `services`."""
+    return make_settings(**services.settings())

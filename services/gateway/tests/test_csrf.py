@@ -10,7 +10,7 @@ import pytest
 from fastapi import FastAPI, Request, Response
 from fastapi.testclient import TestClient
 
-from gateway.api.auth import set_session_cookie
+from gateway.account import set_session_cookie
 from gateway.config import Settings
 from gateway.repository import SignedInUser
 from gateway.security import anon_csrf_token, csrf_token, csrf_valid

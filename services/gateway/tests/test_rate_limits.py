@@ -2,8 +2,8 @@
 ticket creation, ticket replies (per user, and per user on one ticket) and invoice creation, each
 429 `RATE_LIMITED` with `Retry-After`.
 
-The real gateway app with small limits against Redis; the session lookup and the services
-behind the gateway are replaced (the limits act before any call to them).
+The real gateway app with small limits against Redis, its clients calling real HTTP servers that
+stand in for the services (fake_services.py); only the session lookup is replaced.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import httpx
-import orjson
 import pytest
 from fastapi import Request
 
@@ -20,32 +19,10 @@ from gateway.app import create_api
 from gateway.config import Settings
 from gateway.ratelimit import RateLimiter
 from gateway.repository import SignedInUser
-from gateway.upstream import Upstream, UpstreamResponse
 from gateway.web.deps import checked_form, optional_caller
 
 LIMITS = {"TICKETS_PER_USER_PER_HOUR": 2, "TICKET_REPLIES_PER_USER_PER_HOUR": 6,
           "TICKET_REPLIES_PER_TICKET_PER_HOUR": 3, "INVOICES_PER_USER_PER_HOUR": 2}
-ANSWERS = {"/internal/tickets": {"ticket": {"id": "t-new"}},
-           "/internal/invoices": {"invoice": {"id": "inv-new"}},
-           "/internal/plans": {"plans": [{"id": "p1", "name": "Month", "description": None,
-                                          "price_usd": "4.99", "duration_days": 30,
-                                          "max_devices": 3}]},
-           "/internal/payment-options": {"options": [{"asset": "USDT", "network": "TRON"}]}}
-
-
-class FakeService(Upstream):
-    """Answers every call with a canned body and records the writes."""
-
-    def __init__(self, name: str):
-        super().__init__(name, "http://127.0.0.1:9", "k", 1.0)
-        self.calls: list[str] = []
-
-    async def call(self, method, path, **kwargs) -> UpstreamResponse:
-        body = ANSWERS.get(path, {"message": {"id": "m1"}})
-        if method == "GET":
-            return UpstreamResponse(200, orjson.dumps(body), {})
-        self.calls.append(f"{method} {path}")
-        return UpstreamResponse(201, orjson.dumps(body), {})
 
 
 def _caller(user_id: str) -> Caller:
@@ -56,11 +33,9 @@ def _caller(user_id: str) -> Caller:
 
 
 @pytest.fixture
-def gateway(redis):
-    app = create_api(Settings(**LIMITS))
-    app.state.limiter = RateLimiter(redis)
-    services = {n: FakeService(n) for n in ("tickets", "billing", "telegram", "provisioner")}
-    app.state.upstreams = services
+async def gateway(redis, services):
+    app = create_api(Settings(**LIMITS, **services.settings()))
+    app.state.limiter = app.state.limits.limiter = RateLimiter(redis)
 
     def signed_in(request: Request) -> Caller:
         caller = _caller(request.headers.get("x-test-user", "u1"))
@@ -74,7 +49,8 @@ def gateway(redis):
     app.dependency_overrides[current_caller] = signed_in
     app.dependency_overrides[optional_caller] = signed_in
     app.dependency_overrides[checked_form] = form
-    return app, services
+    yield app, services
+    await app.state.clients.close()
 
 
 def _client(app) -> httpx.AsyncClient:
@@ -103,7 +79,7 @@ async def test_replies_are_limited_per_ticket_and_per_user_on_api_and_web(gatewa
         other = await c.post("/api/v1/tickets/tA/messages", json=reply,
                              headers={"x-test-user": "u2"})
         assert other.status_code == 201
-    assert len(services["tickets"].calls) == 6  # refused replies never reach the service
+    assert len(services.writes("tickets")) == 6  # refused replies never reach the service
 
 
 async def test_invoice_creation_is_limited_per_user_on_api_and_web(gateway):
@@ -119,7 +95,7 @@ async def test_invoice_creation_is_limited_per_user_on_api_and_web(gateway):
         assert _is_rate_limited(refused) and refused.json()["code"] == "RATE_LIMITED"
         assert _is_rate_limited(await c.post("/app/invoices", data={
             "plan_id": "p1", "option": "USDT/TRON", "idempotency_key": "k4"}))
-    assert services["billing"].calls.count("POST /internal/invoices") == 2
+    assert services.writes("billing").count("POST /internal/invoices") == 2
 
 
 async def test_ticket_creation_is_limited_per_user_on_api_and_web(gateway):
@@ -130,4 +106,4 @@ async def test_ticket_creation_is_limited_per_user_on_api_and_web(gateway):
         assert (await c.post("/app/tickets", data=body)).status_code == 303
         assert _is_rate_limited(await c.post("/api/v1/tickets", json=body))
         assert _is_rate_limited(await c.post("/app/tickets", data=body))
-    assert services["tickets"].calls.count("POST /internal/tickets") == 2
+    assert services.writes("tickets").count("POST /internal/tickets") == 2

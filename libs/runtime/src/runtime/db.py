@@ -1,4 +1,5 @@
-"""Async SQLAlchemy engine per service (own role, own schema) and the one place that commits."""
+"""Async SQLAlchemy engine per service (own role, own schema) and `Database.transaction()`, the
+one place anything commits (the rule: docs/01-architecture/transactions.md)."""
 
 from __future__ import annotations
 
@@ -70,13 +71,13 @@ def ping_when_idle(engine: AsyncEngine, idle_seconds: float = PING_IF_IDLE_SECON
     """Ping a pooled connection before use only if it sat idle for `idle_seconds`.
 
     SQLAlchemy's `pool_pre_ping` pings on every checkout, and with asyncpg a ping is three round
-    trips (BEGIN, an empty query, ROLLBACK): under load that was about 5 % of the telegram
-    worker's samples (py-spy, docs/05-ops/performance.md). A connection in steady use needs no
-    ping; if the server went away under it, the statement fails with a disconnect error,
-    SQLAlchemy invalidates every connection of that pool generation, and the caller sees a
-    transient error it already handles (503 with Retry-After, a consumer retrying in place, a
-    job deferred without spending an attempt). An idle connection (the first request after a
-    quiet night and a database restart) is pinged, and replaced if the ping fails.
+    trips (BEGIN, an empty query, ROLLBACK), a cost paid on every statement of a busy process
+    (profiled in docs/05-ops/performance.md). A connection in steady use needs no ping; if the
+    server went away under it, the statement fails with a disconnect error, SQLAlchemy
+    invalidates every connection of that pool generation, and the caller sees a transient error
+    it already handles (503 with Retry-After, a consumer retrying in place, a job deferred
+    without spending an attempt). An idle connection (the first request after a quiet night and
+    a database restart) is pinged, and replaced if the ping fails.
     """
     pool = engine.sync_engine.pool
 
@@ -98,10 +99,9 @@ def ping_when_idle(engine: AsyncEngine, idle_seconds: float = PING_IF_IDLE_SECON
 class OneStatementConnection(asyncpg.Connection):
     """A connection of the one-statement pool. asyncpg's pool resets every connection it takes
     back (`SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`): one more round
-    trip per statement, as costly as the statement itself on the gateway's session lookup. A
-    single statement leaves none of that behind (no session settings, cursors, listeners or
-    session-level locks; an open transaction is still rolled back by asyncpg), so there is
-    nothing to reset."""
+    trip per statement. A single statement leaves none of that behind (no session settings,
+    cursors, listeners or session-level locks; an open transaction is still rolled back by
+    asyncpg), so there is nothing to reset."""
 
     def get_reset_query(self) -> str:
         return ""
@@ -112,8 +112,8 @@ class OneStatementPool:
 
     asyncpg's pool queue lets a newcomer take a connection that was just released ahead of
     those already waiting for one (the woken waiter finds it gone and queues again at the
-    back); with many more concurrent requests than connections, that starved some requests for
-    hundreds of ms. A FIFO semaphore (asyncio's is fair) in front of the pool keeps the order.
+    back); with many more concurrent requests than connections, some requests starve. A FIFO
+    semaphore (asyncio's is fair) in front of the pool keeps the order.
     """
 
     def __init__(self, dsn: str, size: int, **connect_kwargs: Any):

@@ -15,7 +15,8 @@ from runtime.identity import HEADER, Identity, require_admin, require_staff, ver
 
 
 async def transaction(request: Request):
-    """The one place that commits: the request's transaction."""
+    """The request's transaction, for a handler that passes its session on: committed when the
+    handler returns, rolled back on an error (docs/01-architecture/transactions.md)."""
     async with request.app.state.db.transaction() as s:
         yield s
 

@@ -9,6 +9,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import get_args
 
 import orjson
 from sqlalchemy.exc import IntegrityError
@@ -21,7 +22,7 @@ from billing.models import Invoice, Payment, Plan, outbox
 from billing.providers.base import CheckoutRequest, ObservedPayment, PaymentProvider, ProviderError
 from billing.rates import RateSource, asset_amount
 from billing.repository import IdempotencyRepository, InvoiceRepository, PlanRepository
-from billing.schemas import InvoiceCreate, PlanCreate, PlanUpdate, invoice_view
+from billing.schemas import InvoiceCreate, InvoiceStatus, PlanCreate, PlanUpdate, invoice_view
 from contracts.billing import (
     InvoiceCreatedV1,
     InvoiceExpiredV1,
@@ -47,8 +48,8 @@ log = get_logger(__name__)
 
 events = Outbox(outbox, producer="billing")
 
-CREATED, PENDING, PAID, EXPIRED, CANCELED, REFUNDED = (
-    "CREATED", "PENDING", "PAID", "EXPIRED", "CANCELED", "REFUNDED")
+# The invoice statuses, by name, in the order the public schema lists them.
+CREATED, PENDING, PAID, EXPIRED, CANCELED, REFUNDED = get_args(InvoiceStatus)
 DETECTED, CONFIRMED, SETTLED, FAILED = "DETECTED", "CONFIRMED", "SETTLED", "FAILED"
 
 INVOICE_TRANSITIONS_ALLOWED: dict[str, frozenset[str]] = {

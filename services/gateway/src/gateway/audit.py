@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from contextlib import asynccontextmanager
 
-from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.service import audit_service
+from runtime.db import Database
 from runtime.errors import AppError
 from runtime.logging import correlation_id
 
@@ -48,7 +48,7 @@ class AuditScope:
 
 
 @asynccontextmanager
-async def audited(request: Request, caller, action: str, target_type: str, target_id: str,
+async def audited(db: Database, caller, action: str, target_type: str, target_id: str,
                   details: dict | None = None):
     """Run an admin mutation and record it with its outcome, whether it succeeded or not."""
     scope = AuditScope(caller, action, target_type, target_id, details)
@@ -60,5 +60,5 @@ async def audited(request: Request, caller, action: str, target_type: str, targe
         raise
     finally:
         if not scope.written:
-            async with request.app.state.db.transaction() as s:
+            async with db.transaction() as s:
                 await scope._write(s)

@@ -1,9 +1,6 @@
 """Settings of the gateway."""
 
-from typing import Annotated
-
-from pydantic import Field, field_validator
-from pydantic_settings import NoDecode
+from pydantic import Field
 
 from runtime.settings import service_settings
 
@@ -29,21 +26,6 @@ class Settings(service_settings("gateway", port=8000, schema="identity")):
     telegram_links_per_user_per_hour: int = Field(10, alias="TELEGRAM_LINKS_PER_USER_PER_HOUR")
     # Read by the web pages too (web/config.py): a sandbox chain there lets anyone pay for free.
     payment_provider: str = Field("sandbox", alias="PAYMENT_PROVIDER")
-
-    ops_job_queues: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: ["notify", "payment_watch", "provision"],
-        alias="OPS_JOB_QUEUES")
-    ops_consumer_queues: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: ["tickets.telegram-events", "telegram.ticket-events",
-                                 "telegram.notifications", "gateway.identity-projections",
-                                 "provisioner.billing-events", "provisioner.identity-events",
-                                 "telegram.identity-events"],
-        alias="OPS_CONSUMER_QUEUES")
-
-    @field_validator("ops_job_queues", "ops_consumer_queues", mode="before")
-    @classmethod
-    def _split(cls, v):
-        return [x.strip() for x in v.split(",") if x.strip()] if isinstance(v, str) else v
 
     def sandbox_adapters(self) -> dict[str, bool]:
         return {**super().sandbox_adapters(),

@@ -1,147 +1,132 @@
-"""Operations view for admins: job queue depths, failed jobs, dead-lettered messages, replay.
+"""The admins' operations view across the services: job queues, failed jobs, dead letters.
 
-Dead letters are read from each consumer's `<queue>.dlq` without consuming them (unacked gets
-are returned), and a replay sends the message back to the queue it died in (the inbox makes a
-replay of something already applied harmless).
+Each service administers its own jobs and dead letters (`runtime.operations`, behind its
+internal `/internal/admin/ops` endpoints, ADMIN only): the gateway puts their answers together
+and sends an action to the service that owns its target. Its own consumer's dead letters
+(`gateway.identity-projections`) it reads with the same runtime code, without a call.
+
+* The overview asks everyone at once. One that cannot answer is named in `unavailable`, and what
+  the others answered is still shown.
+* A job retry goes to the service that runs the queue, and is that service's own retry (the
+  provisioner's reopens the failed grant). A service refuses a queue it does not run (404 with
+  `details.reason` `unknown_queue`), so the first that does not refuse it owns it.
+* A replay goes to whoever holds the dead letter: the gateway's own queues first, then each
+  service in turn until one has it (404 from the others).
+
+Both actions are recorded in the audit log (`job.retry`, `dead_letter.replay`) with the outcome,
+here, so the API and the admin panel record them alike.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
-import aio_pika
-import orjson
-from bullmq import Queue
-
+from contracts.public.ops import OpsOut
+from gateway import consumers
+from gateway.audit import audited
+from gateway.clients import Clients, Who
+from gateway.clients import ops as client_ops
 from gateway.config import Settings
-from runtime.errors import NotFound
+from runtime.db import Database
+from runtime.errors import AppError, NotFound, ServiceUnavailable
 from runtime.logging import get_logger
+from runtime.operations import Operations
 
 log = get_logger(__name__)
 
-MAX_PEEK = 100
+OWN = "gateway"
 
 
 class Ops:
-    def __init__(self, settings: Settings):
-        self.settings = settings
-        self.prefix = settings.broker_prefix
-        self._queues = {name: Queue(name, {"connection": settings.redis_url,
-                                           "prefix": settings.jobs_prefix})
-                        for name in settings.ops_job_queues}
+    def __init__(self, settings: Settings, db: Database, clients: Clients):
+        self.own = Operations(settings, consumer_queues=[consumers.QUEUE])
+        self.db = db
+        self.clients = clients
 
-    async def _connect(self) -> aio_pika.abc.AbstractConnection:
-        return await aio_pika.connect(self.settings.rabbitmq_url, timeout=5)
-
-    async def overview(self) -> dict[str, Any]:
-        jobs = []
-        failed = []
-        for name, q in self._queues.items():
-            counts = await q.getJobCounts("waiting", "active", "delayed", "failed", "completed")
-            jobs.append({"queue": name, **{k: int(v or 0) for k, v in counts.items()}})
-            for job in await q.getFailed(0, 19):
-                if job is None:
-                    continue
-                failed.append({"queue": name, "id": job.id, "name": job.name,
-                               "reason": (job.failedReason or "")[:500],
-                               "attempts": job.attemptsMade})
-        return {"jobs": jobs, "failed_jobs": failed, "dead_letters": await self.dead_letters()}
-
-    async def dead_letters(self) -> list[dict[str, Any]]:
-        out = []
-        conn = await self._connect()
-        try:
-            for queue in self.settings.ops_consumer_queues:
-                out += await self._peek(conn, queue)
-        finally:
-            await conn.close()
+    async def overview(self, who: Who) -> dict[str, Any]:
+        """Every service's job queues, failed jobs and dead letters; `unavailable` names those
+        that could not be read."""
+        sources: list[tuple[str, Callable[[], Awaitable[dict[str, Any]]]]] = [
+            (OWN, self.own.overview),
+            *((c.name, partial(client_ops.overview, c, who)) for c in self.clients.all())]
+        answers = await asyncio.gather(*(_read(name, fetch) for name, fetch in sources))
+        out: dict[str, Any] = {"jobs": [], "failed_jobs": [], "dead_letters": [],
+                               "unavailable": []}
+        for name, answer in answers:
+            if answer is None:
+                out["unavailable"].append(name)
+                continue
+            for key in ("jobs", "failed_jobs", "dead_letters"):
+                out[key] += answer[key]
         return out
 
-    async def _peek(self, conn, queue: str) -> list[dict[str, Any]]:
-        ch = await conn.channel()
-        try:
-            try:
-                dlq = await ch.declare_queue(f"{self.prefix}{queue}.dlq", passive=True)
-            except aio_pika.exceptions.ChannelClosed:
-                return []
-            items, held = [], []
-            for _ in range(MAX_PEEK):
-                msg = await dlq.get(no_ack=False, fail=False, timeout=5)
-                if msg is None:
-                    break
-                held.append(msg)
-                items.append(_describe(queue, msg))
-            for msg in held:
-                await msg.nack(requeue=True)
-            return items
-        finally:
-            if not ch.is_closed:
-                await ch.close()
+    async def retry_job(self, who: Who, queue: str, job_id: str) -> dict[str, Any]:
+        """Retry a failed job through the service that runs its queue (audited)."""
+        async with audited(self.db, who, "job.retry", "job", f"{queue}/{job_id}") as audit:
+            result = await self._retry(who, queue, job_id)
+            audit.result(200)
+        return result
 
-    async def replay(self, dead_letter_id: str) -> dict[str, Any]:
-        conn = await self._connect()
-        try:
-            for queue in self.settings.ops_consumer_queues:
-                ch = await conn.channel(publisher_confirms=True)
-                try:
-                    try:
-                        dlq = await ch.declare_queue(f"{self.prefix}{queue}.dlq", passive=True)
-                    except aio_pika.exceptions.ChannelClosed:
-                        continue
-                    held, found = [], None
-                    for _ in range(MAX_PEEK):
-                        msg = await dlq.get(no_ack=False, fail=False, timeout=5)
-                        if msg is None:
-                            break
-                        if found is None and _describe(queue, msg)["id"] == dead_letter_id:
-                            found = msg
-                        else:
-                            held.append(msg)
-                    if found is not None:
-                        await ch.default_exchange.publish(
-                            aio_pika.Message(found.body, content_type="application/json",
-                                             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                                             message_id=found.message_id, type=found.type),
-                            routing_key=f"{self.prefix}{queue}", timeout=10)
-                        await found.ack()
-                    for msg in held:
-                        await msg.nack(requeue=True)
-                    if found is not None:
-                        log.info("dead_letter_replayed", queue=queue, id=dead_letter_id)
-                        return {"id": dead_letter_id, "queue": queue, "replayed": True}
-                finally:
-                    if not ch.is_closed:
-                        await ch.close()
-        finally:
-            await conn.close()
+    async def _retry(self, who: Who, queue: str, job_id: str) -> dict[str, Any]:
+        unreachable = []
+        for client in self.clients.all():
+            try:
+                return await client_ops.retry_job(client, who, queue, job_id)
+            except ServiceUnavailable:
+                unreachable.append(client.name)
+            except AppError as exc:
+                if not _unknown_queue(exc):
+                    raise
+        if unreachable:
+            raise ServiceUnavailable(f"The queue {queue!r} is not run by any service that "
+                                     f"answered ({', '.join(unreachable)} did not)",
+                                     {"unavailable": unreachable})
+        raise NotFound(f"No service runs a job queue {queue!r}", {"queue": queue})
+
+    async def replay(self, who: Who, dead_letter_id: str) -> dict[str, Any]:
+        """Replay a dead letter from whichever dead-letter queue holds it (audited)."""
+        async with audited(self.db, who, "dead_letter.replay", "message",
+                           dead_letter_id) as audit:
+            result = await self._replay(who, dead_letter_id)
+            audit.result(200, {"queue": result["queue"]})
+        return result
+
+    async def _replay(self, who: Who, dead_letter_id: str) -> dict[str, Any]:
+        sources: list[tuple[str, Callable[[], Awaitable[dict[str, Any]]]]] = [
+            (OWN, partial(self.own.replay, dead_letter_id)),
+            *((c.name, partial(client_ops.replay, c, who, dead_letter_id))
+              for c in self.clients.all())]
+        unreachable = []
+        for name, attempt in sources:
+            try:
+                return await attempt()
+            except ServiceUnavailable:
+                unreachable.append(name)
+            except AppError as exc:
+                if exc.status != 404:
+                    raise
+        if unreachable:
+            raise ServiceUnavailable(f"Dead letter not found in the queues that could be read "
+                                     f"({', '.join(unreachable)} could not)",
+                                     {"unavailable": unreachable})
         raise NotFound("Dead letter not found")
 
-    async def retry_job(self, queue: str, job_id: str) -> dict[str, Any]:
-        q = self._queues.get(queue)
-        job = await q.getJob(job_id) if q else None
-        if job is None or await q.getJobState(job_id) != "failed":
-            raise NotFound("Failed job not found")
-        await job.retry("failed")
-        return {"queue": queue, "id": job_id, "retried": True}
 
-    async def close(self) -> None:
-        for q in self._queues.values():
-            await q.close()
-
-
-def _describe(queue: str, msg) -> dict[str, Any]:
+async def _read(name: str, fetch: Callable[[], Awaitable[dict[str, Any]]]
+                ) -> tuple[str, dict[str, Any] | None]:
+    """One source's view, or None when it cannot be read now: a read-only overview leaves out
+    whatever fails, whatever the failure, and shows the rest."""
     try:
-        env = orjson.loads(msg.body)
-    except orjson.JSONDecodeError:
-        env = {}
-    deaths = (msg.headers or {}).get("x-death") or []
-    reason = deaths[0].get("reason") if deaths and isinstance(deaths[0], dict) else None
-    return {
-        "id": str(env.get("event_id") or msg.message_id or ""),
-        "queue": queue,
-        "routing_key": msg.type or (msg.headers or {}).get("x-first-death-exchange") or "",
-        "event_type": env.get("type"),
-        "occurred_at": env.get("occurred_at"),
-        "reason": str(reason) if reason else None,
-        "delivery_count": int((msg.headers or {}).get("x-delivery-count") or 0),
-    }
+        return name, OpsOut.model_validate(await fetch()).model_dump()
+    except Exception as exc:
+        log.warning("ops_source_unreadable", source=name, error_type=type(exc).__name__,
+                    status=getattr(exc, "status", None))
+        return name, None
+
+
+def _unknown_queue(exc: AppError) -> bool:
+    return (exc.status == 404 and isinstance(exc.details, dict)
+            and exc.details.get("reason") == "unknown_queue")

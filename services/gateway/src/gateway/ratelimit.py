@@ -31,3 +31,43 @@ class RateLimiter:
             raise ServiceUnavailable("Rate limiting is unavailable, try again shortly") from exc
         if count > limit:
             raise RateLimited(retry_after=ttl if ttl and ttl > 0 else window_seconds)
+
+
+class Limits:
+    """Every limit a repeatable write is held to, by name: the API and the web pages share them,
+    so a customer cannot get around one by switching between the two."""
+
+    def __init__(self, limiter: RateLimiter, settings):
+        self.limiter = limiter
+        self.settings = settings
+
+    async def register(self, ip: str) -> None:
+        await self.limiter.hit("register-ip", ip, self.settings.register_per_ip_per_hour, 3600)
+
+    async def login(self, ip: str, email: str) -> None:
+        st = self.settings
+        await self.limiter.hit("login-ip", ip, st.login_per_ip_per_minute, 60)
+        await self.limiter.hit("login-email", email.strip(), st.login_per_email_per_minute, 60)
+
+    async def password_change(self, user_id: str) -> None:
+        await self.limiter.hit("password-user", user_id, 10, 3600)
+
+    async def invoice(self, user_id: str) -> None:
+        await self.limiter.hit("invoice-user", user_id, self.settings.invoices_per_user_per_hour,
+                               3600)
+
+    async def new_ticket(self, user_id: str) -> None:
+        await self.limiter.hit("ticket-user", user_id, self.settings.tickets_per_user_per_hour,
+                               3600)
+
+    async def reply(self, user_id: str, ticket_id: str) -> None:
+        """Per user, and per user on one ticket: the ticket bucket is keyed by user and ticket,
+        so nobody can use up the owner's bucket by posting to a ticket id that is not theirs."""
+        st = self.settings
+        await self.limiter.hit("reply-user", user_id, st.ticket_replies_per_user_per_hour, 3600)
+        await self.limiter.hit("reply-ticket", f"{user_id}:{ticket_id}",
+                               st.ticket_replies_per_ticket_per_hour, 3600)
+
+    async def telegram_link(self, user_id: str) -> None:
+        await self.limiter.hit("telegram-link-user", user_id,
+                               self.settings.telegram_links_per_user_per_hour, 3600)

@@ -65,6 +65,13 @@ class UserRepository:
                 .order_by(User.id).with_for_update())
         return list((await self.session.execute(stmt)).scalars())
 
+    async def emails(self, user_ids: set[str]) -> dict[str, str]:
+        if not user_ids:
+            return {}
+        rows = await self.session.execute(sa.select(User.id, User.email)
+                                          .where(User.id.in_(user_ids)))
+        return dict(rows.tuples().all())
+
     async def search(self, q: str | None, limit: int, cursor: str | None) -> list[User]:
         stmt = sa.select(User)
         if q:
@@ -83,8 +90,12 @@ class SessionRepository:
     async def delete(self, token_hash: str) -> None:
         await self.session.execute(sa.delete(Session).where(Session.token_hash == token_hash))
 
-    async def delete_for_user(self, user_id: str) -> int:
-        res = await self.session.execute(sa.delete(Session).where(Session.user_id == user_id))
+    async def delete_for_user(self, user_id: str, keep: str | None = None) -> int:
+        """Every session of the user, but the one whose token hash is `keep`."""
+        stmt = sa.delete(Session).where(Session.user_id == user_id)
+        if keep is not None:
+            stmt = stmt.where(Session.token_hash != keep)
+        res = await self.session.execute(stmt)
         return res.rowcount or 0
 
 

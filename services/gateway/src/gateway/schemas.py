@@ -1,24 +1,17 @@
-"""Public request/response models of `/api/v1` (the contract in docs/02-api)."""
+"""The gateway's own public shapes of `/api/v1`: accounts, users and the audit log.
+
+The shapes it shares with a service (plans, invoices, tickets, subscriptions, statuses) are in
+`contracts.public`, the one place both read them from.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import BaseModel, EmailStr, Field
 
-from runtime.text import VisibleText
-
-Role = Literal["USER", "SUPPORT", "ADMIN"]
-TicketStatus = Literal["OPEN", "PENDING_USER", "PENDING_SUPPORT", "CLOSED"]
-
-# Ticket text: invisible characters removed, at least one visible character (runtime.text).
-Subject = VisibleText(3, 120)
-Body = VisibleText(1, 4000)
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+from contracts.common import Role
+from contracts.public.common import Strict
 
 
 class Credentials(Strict):
@@ -65,64 +58,6 @@ class RoleBody(Strict):
     role: Role
 
 
-class TelegramLinkOut(BaseModel):
-    url: str
-    expires_at: datetime
-
-
-class TicketCreate(Strict):
-    subject: Subject
-    body: Body
-
-
-class MessageCreate(Strict):
-    body: Body
-
-
-class MessageOut(BaseModel):
-    id: str
-    author_role: Literal["USER", "SUPPORT"]
-    body: str
-    origin: Literal["WEB", "TELEGRAM", "ADMIN"]
-    created_at: datetime
-
-
-class TicketOut(BaseModel):
-    id: str
-    subject: str
-    status: TicketStatus
-    source: Literal["WEB", "TELEGRAM"]
-    created_at: datetime
-    last_message_at: datetime
-    messages: list[MessageOut]
-
-
-class AdminTicketOut(TicketOut):
-    user_id: str
-
-
-class TicketEnvelope(BaseModel):
-    ticket: TicketOut
-
-
-class AdminTicketEnvelope(BaseModel):
-    ticket: AdminTicketOut
-
-
-class MessageEnvelope(BaseModel):
-    message: MessageOut
-
-
-class TicketList(BaseModel):
-    tickets: list[TicketOut]
-    next_cursor: str | None
-
-
-class AdminTicketList(BaseModel):
-    tickets: list[AdminTicketOut]
-    next_cursor: str | None
-
-
 class AuditEntryOut(BaseModel):
     id: int
     at: datetime
@@ -140,13 +75,3 @@ class AuditEntryOut(BaseModel):
 class AuditLog(BaseModel):
     entries: list[AuditEntryOut]
     next_cursor: str | None
-
-
-class ErrorOut(BaseModel):
-    code: str
-    message: str
-    details: object | None = None
-
-
-class WebhookAck(BaseModel):
-    ok: bool

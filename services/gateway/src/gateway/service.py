@@ -104,6 +104,16 @@ class AuthService:
     async def logout(self, s: AsyncSession, token: str) -> None:
         await SessionRepository(s).delete(token_hash(token))
 
+    async def change_password(self, s: AsyncSession, user_id: str, current: str, new: str,
+                              keep_token: str) -> None:
+        """Check the current password, store the new one, sign out every other session."""
+        user = await UserRepository(s).get(user_id, for_update=True)
+        if user is None or not verify_password(user.password_hash, current):
+            raise ValidationFailed("The current password is wrong", {"field": "current_password"})
+        check_new_password(new, user.email, field="new_password")
+        user.password_hash = hash_password(new)
+        await SessionRepository(s).delete_for_user(user.id, keep=token_hash(keep_token))
+
 
 class UserAdminService:
     """Blocking and roles, for the API and the web panel alike. No admin can lock the admins
@@ -149,6 +159,23 @@ class UserAdminService:
                                  "The last active admin cannot be demoted")
         user.role = role
         return user
+
+    async def search(self, db: Database, q: str | None, limit: int,
+                     cursor: str | None) -> tuple[list[User], str | None]:
+        """A page of users (by email prefix or id) and the next page's cursor."""
+        async with db.transaction() as s:
+            users = await UserRepository(s).search(q, limit, cursor)
+        return users[:limit], (users[limit - 1].id if len(users) > limit else None)
+
+    async def emails(self, db: Database, user_ids: set[str]) -> dict[str, str]:
+        async with db.transaction() as s:
+            return await UserRepository(s).emails(user_ids)
+
+    async def audit_page(self, db: Database, before: int | None,
+                         limit: int) -> tuple[list[AuditEntry], str | None]:
+        async with db.transaction() as s:
+            rows = await AuditRepository(s).page(limit, before)
+        return rows[:limit], (str(rows[limit - 1].id) if len(rows) > limit else None)
 
     async def make_admin(self, s: AsyncSession, user: User, actor_id: str = "cli") -> list[str]:
         """Promote `user` to an active ADMIN (the `create-admin` command): unblocks them too,

@@ -1,7 +1,7 @@
-"""Calls to the services' internal APIs with the signed identity header; answers passed through.
+"""The HTTP hop to a service's internal API: the signed identity header, pooled connections.
 
-This hop is on every proxied request, so it uses aiohttp's client: under load httpx's
-connection pool took about 35% of the gateway's CPU (py-spy, docs/05-ops/performance.md).
+Only the typed clients (`gateway.clients`) use it. It is on every proxied request, so it is
+built on aiohttp's client (why: docs/05-ops/performance.md, the profile of the gateway).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from urllib.parse import quote
 
 import aiohttp
 import orjson
-from fastapi import Response
 from yarl import URL
 
 from runtime import identity as signed
@@ -27,12 +26,12 @@ log = get_logger(__name__)
 KEEPALIVE_SECONDS = 30
 
 
-def safe_path(path: str) -> str:
-    """Percent-encode ids taken from the caller; no segment may walk the internal path tree."""
-    segments = path.split("/")
-    if any(seg in {".", ".."} for seg in segments):
+def segment(value: str) -> str:
+    """An id taken from the caller as one percent-encoded path segment: it can neither add
+    segments nor walk the internal path tree."""
+    if value in {"", ".", ".."}:
         raise NotFound()
-    return "/".join(quote(seg, safe="") for seg in segments)
+    return quote(value, safe="")
 
 
 def _query_value(value: Any) -> str:
@@ -75,15 +74,15 @@ class Upstream:
     async def call(self, method: str, path: str, *, user_id: str, role: str,
                    json: Any = None, params: dict | None = None, content: bytes | None = None,
                    headers: dict[str, str] | None = None) -> UpstreamResponse:
-        url = URL(self.base_url + safe_path(path), encoded=True)
-        hdrs = {signed.HEADER: signed.sign(self.key, user_id, role, audience=self.name)}
+        url = URL(self.base_url + path, encoded=True)  # ids in it are `segment`s
+        # The caller's headers first, so none of them can stand in for the signed identity.
+        hdrs = {k: v for k, v in (headers or {}).items() if k.lower() != signed.HEADER.lower()}
+        hdrs[signed.HEADER] = signed.sign(self.key, user_id, role, audience=self.name)
         if correlation_id.get():
             hdrs["X-Request-ID"] = correlation_id.get() or ""
         if json is not None:
             content = orjson.dumps(json)
             hdrs["Content-Type"] = "application/json"
-        if headers:
-            hdrs.update(headers)
         query = {k: _query_value(v) for k, v in (params or {}).items() if v is not None}
         try:
             async with self._client().request(method, url, params=query or None, data=content,
@@ -92,16 +91,6 @@ class Upstream:
         except (TimeoutError, aiohttp.ClientError) as exc:
             log.warning("upstream_unavailable", upstream=self.name, error=type(exc).__name__)
             raise ServiceUnavailable(f"The {self.name} service is unavailable") from exc
-
-    async def relay(self, method: str, path: str, **kwargs) -> Response:
-        """Call and hand the upstream's status and JSON body to the client unchanged."""
-        r = await self.call(method, path, **kwargs)
-        if r.status_code >= 500:
-            raise ServiceUnavailable(f"The {self.name} service failed")
-        extra = {k: v for k, v in r.headers.items()
-                 if k.lower() in {"retry-after", "idempotent-replayed"}}
-        return Response(content=r.content, status_code=r.status_code,
-                        media_type="application/json", headers=extra)
 
     async def close(self) -> None:
         if self._session is not None:

@@ -1,58 +1,30 @@
-"""Request and response models of the provisioner's internal API."""
+"""Request and response models of the provisioner's internal API.
+
+The public shapes (subscriptions, access, statuses) come from `contracts.public.subscriptions`,
+which the gateway declares too; what only the internal API has is defined here.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
-SubscriptionStatus = Literal["ACTIVE", "EXPIRED", "CANCELED", "SUSPENDED"]
+from contracts.public.common import Strict
+from contracts.public.subscriptions import (
+    AccessOut,
+    AdminSubscriptionEnvelope,
+    AdminSubscriptionList,
+    AdminSubscriptionOut,
+    ExtendBody,
+    SubscriptionList,
+    SubscriptionOut,
+    SubscriptionStatus,
+)
 
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
-class SubscriptionOut(BaseModel):
-    id: str
-    plan_id: str
-    status: SubscriptionStatus
-    started_at: datetime
-    expires_at: datetime
-    max_devices: int
-
-
-class AdminSubscriptionOut(SubscriptionOut):
-    user_id: str
-    backend: str
-    suspend_reason: str | None
-    created_at: datetime
-    updated_at: datetime
-
-
-class SubscriptionList(BaseModel):
-    subscriptions: list[SubscriptionOut]
-
-
-class AdminSubscriptionList(BaseModel):
-    subscriptions: list[AdminSubscriptionOut]
-    next_cursor: str | None
-
-
-class AdminSubscriptionEnvelope(BaseModel):
-    subscription: AdminSubscriptionOut
-
-
-class AccessOut(BaseModel):
-    backend: str
-    access_url: str
-    config: dict[str, Any]
-    fetched_at: datetime
-
-
-class ExtendBody(Strict):
-    days: int = Field(ge=1, le=3650)
+__all__ = ["AccessOut", "AdminSubscriptionEnvelope", "AdminSubscriptionList",
+           "AdminSubscriptionOut", "ExtendBody", "FailedJobList", "FailedJobOut", "RetriedJob",
+           "SandboxFaultBody", "SubscriptionList", "SubscriptionOut", "SubscriptionStatus"]
 
 
 class FailedJobOut(BaseModel):

@@ -9,8 +9,9 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request
-from pydantic import BaseModel
 
+from contracts.public.common import WebhookAck
+from contracts.public.telegram import TelegramLinkOut
 from runtime.deps import Ident
 from runtime.errors import Unauthenticated, ValidationFailed
 from runtime.logging import get_logger
@@ -63,7 +64,7 @@ def parse(raw: bytes) -> Any:
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 
 
-@router.post("/webhook")
+@router.post("/webhook", response_model=WebhookAck)
 async def webhook(request: Request, _: Ident):
     """Check the secret, store the update once, answer at once (processing comes after)."""
     settings = request.app.state.settings
@@ -88,12 +89,7 @@ async def webhook(request: Request, _: Ident):
     return {"ok": True}
 
 
-class LinkOut(BaseModel):
-    url: str
-    expires_at: str
-
-
-@router.post("/link-tokens", status_code=201, response_model=LinkOut)
+@router.post("/link-tokens", status_code=201, response_model=TelegramLinkOut)
 async def new_link_token(request: Request, ident: Ident):
     async with request.app.state.db.transaction() as s:
         url, expires = await create_link_token(s, ident.user_id,

@@ -1,4 +1,5 @@
-"""Request dependencies: the transaction, the signed-in user, roles, CSRF, rate limits."""
+"""Request dependencies: the signed-in caller, roles, CSRF, and the gateway's parts (clients,
+actions, limits, account) for the JSON API and the web pages alike."""
 
 from __future__ import annotations
 
@@ -8,6 +9,10 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.account import AccountService
+from gateway.actions import AdminActions
+from gateway.clients import Clients as ServiceClients
+from gateway.ratelimit import Limits as RateLimits
 from gateway.repository import SignedInUser
 from gateway.security import csrf_valid
 from runtime.errors import Forbidden, Unauthenticated
@@ -16,14 +21,37 @@ UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 
 
 async def db_session(request: Request):
-    """The one place that commits: the request's transaction."""
+    """A read-only view for a handler that queries the gateway's own tables itself; writes go
+    through a service taking the database (docs/01-architecture/gateway.md, "Transactions")."""
     async with request.app.state.db.transaction() as s:
         yield s
 
 
-# scope="function": commit before the response is sent, so a client that got its answer
-# always finds the write (FastAPI's default for yield dependencies ends after sending).
+# scope="function": the transaction ends before the response is sent (FastAPI's default for
+# yield dependencies ends after sending).
 DB = Annotated[AsyncSession, Depends(db_session, scope="function")]
+
+
+def _clients(request: Request) -> ServiceClients:
+    return request.app.state.clients
+
+
+def _actions(request: Request) -> AdminActions:
+    return request.app.state.actions
+
+
+def _limits(request: Request) -> RateLimits:
+    return request.app.state.limits
+
+
+def _account(request: Request) -> AccountService:
+    return request.app.state.account
+
+
+Clients = Annotated[ServiceClients, Depends(_clients)]
+Actions = Annotated[AdminActions, Depends(_actions)]
+Limits = Annotated[RateLimits, Depends(_limits)]
+Account = Annotated[AccountService, Depends(_account)]
 
 
 @dataclass

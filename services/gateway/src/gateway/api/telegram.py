@@ -6,7 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Request
 
-from gateway.schemas import ErrorOut, WebhookAck
+from contracts.public.common import ErrorOut, WebhookAck
+from gateway.api.deps import Clients
 
 router = APIRouter(tags=["telegram"])
 
@@ -25,12 +26,8 @@ UPDATE_BODY = {
 @router.post("/telegram/webhook", response_model=WebhookAck, openapi_extra=UPDATE_BODY,
              responses={401: {"model": ErrorOut}, 400: {"model": ErrorOut}})
 async def telegram_webhook(
-    request: Request,
+    request: Request, clients: Clients,
     x_telegram_bot_api_secret_token: Annotated[str | None, Header()] = None,
 ):
-    headers = {"Content-Type": "application/json"}
-    if x_telegram_bot_api_secret_token is not None:
-        headers["X-Telegram-Bot-Api-Secret-Token"] = x_telegram_bot_api_secret_token
-    return await request.app.state.upstreams["telegram"].relay(
-        "POST", "/internal/webhook", content=await request.body(), headers=headers,
-        user_id="telegram", role="SERVICE")
+    return (await clients.telegram.webhook(await request.body(),
+                                           x_telegram_bot_api_secret_token)).response()

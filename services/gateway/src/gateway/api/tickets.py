@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 
-from gateway.api.deps import CurrentCaller, StaffCaller
-from gateway.audit import audited
-from gateway.schemas import (
+from contracts.public.tickets import (
     AdminTicketEnvelope,
     AdminTicketList,
     MessageCreate,
@@ -16,101 +14,61 @@ from gateway.schemas import (
     TicketList,
     TicketStatus,
 )
+from gateway.api.deps import Actions, Clients, CurrentCaller, Limits, StaffCaller
 
 router = APIRouter(tags=["tickets"])
 admin = APIRouter(prefix="/admin", tags=["admin"])
 
 
-def _tickets(request: Request):
-    return request.app.state.upstreams["tickets"]
-
-
-async def limit_new_ticket(request: Request, user_id: str) -> None:
-    """429 `RATE_LIMITED` past TICKETS_PER_USER_PER_HOUR (the API and the web panel)."""
-    st = request.app.state.settings
-    await request.app.state.limiter.hit("ticket-user", user_id, st.tickets_per_user_per_hour,
-                                        3600)
-
-
-async def limit_reply(request: Request, user_id: str, ticket_id: str) -> None:
-    """A customer's replies: per user, and per user on one ticket (the API and the web panel).
-
-    The ticket bucket is keyed by user and ticket, so nobody can use up the owner's bucket by
-    posting to a ticket id that is not theirs.
-    """
-    st, limiter = request.app.state.settings, request.app.state.limiter
-    await limiter.hit("reply-user", user_id, st.ticket_replies_per_user_per_hour, 3600)
-    await limiter.hit("reply-ticket", f"{user_id}:{ticket_id}",
-                      st.ticket_replies_per_ticket_per_hour, 3600)
-
-
 @router.post("/tickets", status_code=201, response_model=TicketEnvelope)
-async def create_ticket(body: TicketCreate, request: Request, caller: CurrentCaller):
-    await limit_new_ticket(request, caller.id)
-    return await _tickets(request).relay("POST", "/internal/tickets", json=body.model_dump(),
-                                         user_id=caller.id, role=caller.role)
+async def create_ticket(body: TicketCreate, clients: Clients, limits: Limits,
+                        caller: CurrentCaller):
+    await limits.new_ticket(caller.id)
+    return (await clients.tickets.open(caller, body)).response()
 
 
 @router.get("/tickets", response_model=TicketList)
-async def list_tickets(request: Request, caller: CurrentCaller, status: TicketStatus | None = None,
+async def list_tickets(clients: Clients, caller: CurrentCaller, status: TicketStatus | None = None,
                        limit: int = Query(20, ge=1, le=100), cursor: str | None = None):
-    return await _tickets(request).relay("GET", "/internal/tickets",
-                                         params={"status": status, "limit": limit,
-                                                 "cursor": cursor or None},
-                                         user_id=caller.id, role=caller.role)
+    return (await clients.tickets.tickets(caller, status=status, limit=limit,
+                                          cursor=cursor)).response()
 
 
 @router.get("/tickets/{ticket_id}", response_model=TicketEnvelope)
-async def get_ticket(ticket_id: str, request: Request, caller: CurrentCaller):
-    return await _tickets(request).relay("GET", f"/internal/tickets/{ticket_id}",
-                                         user_id=caller.id, role=caller.role)
+async def get_ticket(ticket_id: str, clients: Clients, caller: CurrentCaller):
+    return (await clients.tickets.ticket(caller, ticket_id)).response()
 
 
 @router.post("/tickets/{ticket_id}/messages", status_code=201, response_model=MessageEnvelope)
-async def add_message(ticket_id: str, body: MessageCreate, request: Request,
+async def add_message(ticket_id: str, body: MessageCreate, clients: Clients, limits: Limits,
                       caller: CurrentCaller):
-    await limit_reply(request, caller.id, ticket_id)
-    return await _tickets(request).relay("POST", f"/internal/tickets/{ticket_id}/messages",
-                                         json=body.model_dump(), user_id=caller.id,
-                                         role=caller.role)
+    await limits.reply(caller.id, ticket_id)
+    return (await clients.tickets.reply(caller, ticket_id, body)).response()
 
 
 @router.post("/tickets/{ticket_id}/close", response_model=TicketEnvelope)
-async def close_ticket(ticket_id: str, request: Request, caller: CurrentCaller):
-    return await _tickets(request).relay("POST", f"/internal/tickets/{ticket_id}/close",
-                                         user_id=caller.id, role=caller.role)
+async def close_ticket(ticket_id: str, clients: Clients, caller: CurrentCaller):
+    return (await clients.tickets.close(caller, ticket_id)).response()
 
 
 @admin.get("/tickets", response_model=AdminTicketList)
-async def admin_list(request: Request, caller: StaffCaller, status: TicketStatus | None = None,
+async def admin_list(clients: Clients, caller: StaffCaller, status: TicketStatus | None = None,
                      limit: int = Query(20, ge=1, le=100), cursor: str | None = None):
-    return await _tickets(request).relay("GET", "/internal/admin/tickets",
-                                         params={"status": status, "limit": limit,
-                                                 "cursor": cursor or None},
-                                         user_id=caller.id, role=caller.role)
+    return (await clients.tickets.queue(caller, status=status, limit=limit,
+                                        cursor=cursor)).response()
 
 
 @admin.get("/tickets/{ticket_id}", response_model=AdminTicketEnvelope)
-async def admin_get(ticket_id: str, request: Request, caller: StaffCaller):
-    return await _tickets(request).relay("GET", f"/internal/admin/tickets/{ticket_id}",
-                                         user_id=caller.id, role=caller.role)
+async def admin_get(ticket_id: str, clients: Clients, caller: StaffCaller):
+    return (await clients.tickets.staff_ticket(caller, ticket_id)).response()
 
 
 @admin.post("/tickets/{ticket_id}/messages", status_code=201, response_model=MessageEnvelope)
-async def admin_answer(ticket_id: str, body: MessageCreate, request: Request,
+async def admin_answer(ticket_id: str, body: MessageCreate, actions: Actions,
                        caller: StaffCaller):
-    async with audited(request, caller, "ticket.answer", "ticket", ticket_id) as audit:
-        resp = await _tickets(request).relay(
-            "POST", f"/internal/admin/tickets/{ticket_id}/messages", json=body.model_dump(),
-            user_id=caller.id, role=caller.role)
-        audit.result(resp.status_code)
-    return resp
+    return (await actions.answer_ticket(caller, ticket_id, body)).response()
 
 
 @admin.post("/tickets/{ticket_id}/close", response_model=AdminTicketEnvelope)
-async def admin_close(ticket_id: str, request: Request, caller: StaffCaller):
-    async with audited(request, caller, "ticket.close", "ticket", ticket_id) as audit:
-        resp = await _tickets(request).relay("POST", f"/internal/admin/tickets/{ticket_id}/close",
-                                             user_id=caller.id, role=caller.role)
-        audit.result(resp.status_code)
-    return resp
+async def admin_close(ticket_id: str, actions: Actions, caller: StaffCaller):
+    return (await actions.close_ticket(caller, ticket_id)).response()

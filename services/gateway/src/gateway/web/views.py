@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import get_args
 
-TICKET_STATUSES = ("OPEN", "PENDING_SUPPORT", "PENDING_USER", "CLOSED")
-INVOICE_STATUSES = ("CREATED", "PENDING", "PAID", "EXPIRED", "CANCELED", "REFUNDED")
-SUBSCRIPTION_STATUSES = ("ACTIVE", "SUSPENDED", "EXPIRED", "CANCELED")
+from contracts.public.billing import InvoiceStatus
+from contracts.public.subscriptions import SubscriptionStatus
+from contracts.public.tickets import TicketStatus
+
+TICKET_STATUSES = get_args(TicketStatus)
+INVOICE_STATUSES = get_args(InvoiceStatus)
+SUBSCRIPTION_STATUSES = get_args(SubscriptionStatus)
 
 
 def _time(value: str | None) -> datetime | None:

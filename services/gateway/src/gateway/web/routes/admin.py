@@ -12,9 +12,10 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
 
-from gateway.api.billing import PlanCreate, PlanUpdate, RefundBody
-from gateway.api.subscriptions import ExtendBody
-from gateway.schemas import MessageCreate, RoleBody
+from contracts.public.billing import PlanCreate, PlanUpdate, RefundBody
+from contracts.public.subscriptions import ExtendBody
+from contracts.public.tickets import MessageCreate
+from gateway.schemas import RoleBody
 from gateway.web import views
 from gateway.web.deps import Admin, Form, Staff
 from gateway.web.forms import FormInvalid, upstream_errors, validate
@@ -85,7 +86,7 @@ async def create_plan(request: Request, caller: Admin, form: Form):
     pages = Pages(request)
     try:
         body = validate(PlanCreate, form, translator(request))
-        await pages.create_plan(caller, body.model_dump(exclude_none=True))
+        await pages.create_plan(caller, body)
     except FormInvalid as exc:
         errors = exc.errors
     except AppError as exc:
@@ -115,7 +116,7 @@ async def edit_plan_page(request: Request, caller: Admin, plan_id: str):
 async def edit_plan(request: Request, caller: Admin, form: Form, plan_id: str):
     try:
         body = validate(PlanUpdate, form, translator(request))
-        await Pages(request).update_plan(caller, plan_id, body.model_dump(exclude_unset=True))
+        await Pages(request).update_plan(caller, plan_id, body)
     except FormInvalid as exc:
         errors = exc.errors
     except AppError as exc:
@@ -132,7 +133,7 @@ async def edit_plan(request: Request, caller: Admin, form: Form, plan_id: str):
 @router.post("/plans/{plan_id}/active")
 async def set_plan_active(request: Request, caller: Admin, form: Form, plan_id: str):
     active = form.get("active") == "true"
-    await Pages(request).update_plan(caller, plan_id, {"is_active": active})
+    await Pages(request).update_plan(caller, plan_id, PlanUpdate(is_active=active))
     return _redirect(f"/admin/plans?done={'plan_activated' if active else 'plan_deactivated'}")
 
 
@@ -165,7 +166,7 @@ async def invoice(request: Request, caller: Admin, invoice_id: str):
 async def refund(request: Request, caller: Admin, form: Form, invoice_id: str):
     try:
         body = validate(RefundBody, form, translator(request))
-        await Pages(request).refund(caller, invoice_id, body.reason)
+        await Pages(request).refund(caller, invoice_id, body)
     except FormInvalid as exc:
         errors = exc.errors
     except AppError as exc:
@@ -204,7 +205,7 @@ async def extend(request: Request, caller: Admin, form: Form, subscription_id: s
     except FormInvalid as exc:
         return await _subscriptions_page(request, caller, None, None, None, 400,
                                          {subscription_id: exc.errors.get("days", "")})
-    await Pages(request).change_subscription(caller, subscription_id, "extend", body.days)
+    await Pages(request).change_subscription(caller, subscription_id, "extend", body)
     return _back(request, "/admin/subscriptions", "subscription_extended")
 
 
@@ -262,7 +263,7 @@ async def answer(request: Request, caller: Staff, form: Form, ticket_id: str):
         body = validate(MessageCreate, form, translator(request))
     except FormInvalid as exc:
         return await _ticket_page(request, caller, ticket_id, 400, exc.errors, form)
-    await Pages(request).answer_ticket(caller, ticket_id, body.body)
+    await Pages(request).answer_ticket(caller, ticket_id, body)
     return _redirect(f"/admin/tickets/{ticket_id}?done=answer_sent")
 
 
@@ -282,7 +283,7 @@ async def audit_log(request: Request, caller: Admin, cursor: str | None = None):
 @router.get("/system")
 async def system(request: Request, caller: Admin):
     pages = Pages(request)
-    services, queues = await asyncio.gather(pages.readiness(), pages.queues())
+    services, queues = await asyncio.gather(pages.readiness(), pages.queues(caller))
     return render(request, "admin/system.html", services=services, queues=queues)
 
 

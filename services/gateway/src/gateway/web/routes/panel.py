@@ -8,9 +8,8 @@ import uuid
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
 
-from gateway.api.billing import limit_invoice
-from gateway.api.tickets import limit_reply
-from gateway.schemas import MessageCreate, TicketCreate
+from contracts.public.billing import InvoiceCreate
+from contracts.public.tickets import MessageCreate, TicketCreate
 from gateway.web import views
 from gateway.web.deps import Form, SignedIn
 from gateway.web.forms import FormInvalid, PasswordForm, password_errors, upstream_errors, validate
@@ -66,20 +65,26 @@ async def choose_payment(request: Request, caller: SignedIn, plan_id: str):
 @router.post("/invoices")
 async def create_invoice(request: Request, caller: SignedIn, form: Form):
     pages = Pages(request)
+    t = translator(request)
     asset, _, network = form.get("option", "").partition("/")
     try:
-        await limit_invoice(request, caller.id)
-        invoice = await pages.create_invoice(caller, form.get("plan_id", ""), asset, network,
+        body = validate(InvoiceCreate, {"plan_id": form.get("plan_id", ""), "asset": asset,
+                                        "network": network}, t)
+        invoice = await pages.create_invoice(caller, body,
                                              form.get("idempotency_key") or uuid.uuid4().hex)
-    except AppError as exc:
-        if exc.status >= 500 or exc.status == 404:
+    except (FormInvalid, AppError) as exc:
+        if isinstance(exc, AppError) and (exc.status >= 500 or exc.status == 404):
             raise
         plan, options = await asyncio.gather(pages.plan(caller, form.get("plan_id", "")),
                                              pages.payment_options(caller))
-        return render(request, "panel/buy_options.html", http_status=exc.status,
-                      headers=exc.headers, plan=plan, options=options,
-                      idempotency_key=uuid.uuid4().hex,
-                      errors=upstream_errors(exc, translator(request), "option"))
+        if isinstance(exc, FormInvalid):
+            status, headers = 400, None
+            errors = {"option": next(iter(exc.errors.values()))}
+        else:
+            status, headers, errors = exc.status, exc.headers, upstream_errors(exc, t, "option")
+        return render(request, "panel/buy_options.html", http_status=status, headers=headers,
+                      plan=plan, options=options, idempotency_key=uuid.uuid4().hex,
+                      errors=errors)
     return _redirect(f"/app/invoices/{invoice['id']}")
 
 
@@ -151,7 +156,7 @@ async def open_ticket(request: Request, caller: SignedIn, form: Form):
     status, headers = 400, None
     try:
         body = validate(TicketCreate, form, translator(request))
-        ticket = await Pages(request).open_ticket(caller, body.subject, body.body)
+        ticket = await Pages(request).open_ticket(caller, body)
     except FormInvalid as exc:
         errors = exc.errors
     except AppError as exc:
@@ -187,8 +192,7 @@ async def reply(request: Request, caller: SignedIn, form: Form, ticket_id: str):
     pages = Pages(request)
     try:
         body = validate(MessageCreate, form, translator(request))
-        await limit_reply(request, caller.id, ticket_id)  # a 429 page with Retry-After
-        await pages.reply(caller, ticket_id, body.body)
+        await pages.reply(caller, ticket_id, body)  # a 429 page with Retry-After
     except FormInvalid as exc:
         found = await pages.ticket(caller, ticket_id)
         return render(request, "panel/ticket.html", http_status=400, ticket=found,

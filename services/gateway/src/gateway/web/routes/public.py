@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse
 
-from gateway.api.auth import delete_session_cookie, set_session_cookie
+from gateway.account import delete_session_cookie, set_session_cookie
 from gateway.api.deps import client_ip
 from gateway.schemas import Credentials, LoginBody
 from gateway.web.deps import Form, OptionalCaller
@@ -59,13 +59,8 @@ async def register(request: Request, caller: OptionalCaller, form: Form):
     nxt = safe_next(form.get("next"))
     try:
         body = validate(Credentials, form, t)
-        st = request.app.state.settings
-        await request.app.state.limiter.hit("register-ip", client_ip(request),
-                                            st.register_per_ip_per_hour, 3600)
-        async with request.app.state.db.transaction() as s:
-            signed = await request.app.state.auth.register(
-                s, body.email, body.password, client_ip(request),
-                request.headers.get("user-agent"))
+        signed = await request.app.state.account.register(
+            body.email, body.password, client_ip(request), request.headers.get("user-agent"))
     except FormInvalid as exc:
         errors = exc.errors
     except Conflict:
@@ -95,14 +90,8 @@ async def login(request: Request, caller: OptionalCaller, form: Form):
     status = 400
     try:
         body = validate(LoginBody, form, t)
-        st = request.app.state.settings
-        limiter = request.app.state.limiter
-        await limiter.hit("login-ip", client_ip(request), st.login_per_ip_per_minute, 60)
-        await limiter.hit("login-email", body.email.strip(), st.login_per_email_per_minute, 60)
-        async with request.app.state.db.transaction() as s:
-            signed = await request.app.state.auth.login(s, body.email, body.password,
-                                                        client_ip(request),
-                                                        request.headers.get("user-agent"))
+        signed = await request.app.state.account.login(
+            body.email, body.password, client_ip(request), request.headers.get("user-agent"))
     except FormInvalid as exc:
         errors = exc.errors
     except RateLimited as exc:
@@ -124,8 +113,7 @@ async def login(request: Request, caller: OptionalCaller, form: Form):
 @router.post("/logout")
 async def logout(request: Request, caller: OptionalCaller, form: Form):
     if caller:
-        async with request.app.state.db.transaction() as s:
-            await request.app.state.auth.logout(s, caller.token)
+        await request.app.state.account.logout(caller.token)
     response = RedirectResponse("/", status_code=303)
     delete_session_cookie(request, response)
     return response

@@ -1,0 +1,100 @@
+"""The billing service's client: plans, invoices, the sandbox chain, webhooks, admin billing."""
+
+from __future__ import annotations
+
+from contracts.public.billing import (
+    AdminInvoiceEnvelope,
+    AdminInvoiceList,
+    AdminPlanEnvelope,
+    AdminPlanList,
+    BlocksBody,
+    BlocksOut,
+    InvoiceCreate,
+    InvoiceEnvelope,
+    InvoiceList,
+    PaymentOptions,
+    PlanCreate,
+    PlanDeleted,
+    PlanList,
+    RefundBody,
+    TransferBody,
+    TransferOut,
+)
+from contracts.public.common import WebhookAck
+from gateway.clients.base import ANONYMOUS, Anonymous, Reply, ServiceClient, Who
+from gateway.upstream import segment
+
+
+class BillingClient(ServiceClient):
+    async def plans(self, who: Who = ANONYMOUS) -> Reply[PlanList]:
+        return await self.call(PlanList, "GET", "/internal/plans", who)
+
+    async def payment_options(self, who: Who) -> Reply[PaymentOptions]:
+        return await self.call(PaymentOptions, "GET", "/internal/payment-options", who)
+
+    async def create_invoice(self, who: Who, body: InvoiceCreate,
+                             idempotency_key: str | None) -> Reply[InvoiceEnvelope]:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key is not None else None
+        return await self.call(InvoiceEnvelope, "POST", "/internal/invoices", who,
+                               json=body.model_dump(), headers=headers)
+
+    async def invoices(self, who: Who, limit: int = 20,
+                       cursor: str | None = None) -> Reply[InvoiceList]:
+        return await self.call(InvoiceList, "GET", "/internal/invoices", who,
+                               params={"limit": limit, "cursor": cursor or None})
+
+    async def invoice(self, who: Who, invoice_id: str) -> Reply[InvoiceEnvelope]:
+        path = f"/internal/invoices/{segment(invoice_id)}"
+        return await self.call(InvoiceEnvelope, "GET", path, who)
+
+    async def cancel_invoice(self, who: Who, invoice_id: str) -> Reply[InvoiceEnvelope]:
+        path = f"/internal/invoices/{segment(invoice_id)}/cancel"
+        return await self.call(InvoiceEnvelope, "POST", path, who)
+
+    async def sandbox_transfer(self, who: Who, body: TransferBody) -> Reply[TransferOut]:
+        return await self.call(TransferOut, "POST", "/internal/sandbox/transfers", who,
+                               json=body.model_dump())
+
+    async def sandbox_blocks(self, who: Who, body: BlocksBody) -> Reply[BlocksOut]:
+        return await self.call(BlocksOut, "POST", "/internal/sandbox/blocks", who,
+                               json=body.model_dump())
+
+    async def webhook(self, provider: str, raw: bytes,
+                      headers: dict[str, str]) -> Reply[WebhookAck]:
+        """A provider's delivery, as the exact bytes and headers it came with."""
+        path = f"/internal/webhooks/{segment(provider)}"
+        return await self.call(WebhookAck, "POST", path, Anonymous(id=provider), content=raw,
+                               headers=headers)
+
+    # ---- admin ------------------------------------------------------------------------------
+    async def admin_plans(self, who: Who) -> Reply[AdminPlanList]:
+        return await self.call(AdminPlanList, "GET", "/internal/admin/plans", who)
+
+    async def create_plan(self, who: Who, body: PlanCreate) -> Reply[AdminPlanEnvelope]:
+        return await self.call(AdminPlanEnvelope, "POST", "/internal/admin/plans", who,
+                               json=body.model_dump())
+
+    async def update_plan(self, who: Who, plan_id: str,
+                          changes: dict) -> Reply[AdminPlanEnvelope]:
+        path = f"/internal/admin/plans/{segment(plan_id)}"
+        return await self.call(AdminPlanEnvelope, "PATCH", path, who, json=changes)
+
+    async def delete_plan(self, who: Who, plan_id: str) -> Reply[PlanDeleted]:
+        path = f"/internal/admin/plans/{segment(plan_id)}"
+        return await self.call(PlanDeleted, "DELETE", path, who)
+
+    async def admin_invoices(self, who: Who, *, status: str | None = None,
+                             user_id: str | None = None, limit: int = 20,
+                             cursor: str | None = None) -> Reply[AdminInvoiceList]:
+        return await self.call(AdminInvoiceList, "GET", "/internal/admin/invoices", who,
+                               params={"status": status, "user_id": user_id, "limit": limit,
+                                       "cursor": cursor or None})
+
+    async def admin_invoice(self, who: Who, invoice_id: str) -> Reply[AdminInvoiceEnvelope]:
+        path = f"/internal/admin/invoices/{segment(invoice_id)}"
+        return await self.call(AdminInvoiceEnvelope, "GET", path, who)
+
+    async def refund(self, who: Who, invoice_id: str,
+                     body: RefundBody) -> Reply[AdminInvoiceEnvelope]:
+        path = f"/internal/admin/invoices/{segment(invoice_id)}/refund"
+        return await self.call(AdminInvoiceEnvelope, "POST", path, who, json=body.model_dump())

@@ -1,0 +1,40 @@
+"""The provisioner's client: subscriptions, access and their administration."""
+
+from __future__ import annotations
+
+from contracts.public.subscriptions import (
+    AccessOut,
+    AdminSubscriptionEnvelope,
+    AdminSubscriptionList,
+    ExtendBody,
+    SubscriptionList,
+)
+from gateway.clients.base import Reply, ServiceClient, Who
+from gateway.upstream import segment
+
+SUBSCRIPTION_ACTIONS = ("extend", "suspend", "resume")
+
+
+class ProvisionerClient(ServiceClient):
+    async def subscriptions(self, who: Who) -> Reply[SubscriptionList]:
+        return await self.call(SubscriptionList, "GET", "/internal/subscriptions", who)
+
+    async def access(self, who: Who, subscription_id: str) -> Reply[AccessOut]:
+        path = f"/internal/subscriptions/{segment(subscription_id)}/access"
+        return await self.call(AccessOut, "GET", path, who)
+
+    async def admin_subscriptions(self, who: Who, *, user_id: str | None = None,
+                                  status: str | None = None, limit: int = 20,
+                                  cursor: str | None = None) -> Reply[AdminSubscriptionList]:
+        return await self.call(AdminSubscriptionList, "GET", "/internal/admin/subscriptions",
+                               who, params={"user_id": user_id, "status": status,
+                                            "limit": limit, "cursor": cursor or None})
+
+    async def change(self, who: Who, subscription_id: str, action: str,
+                     body: ExtendBody | None = None) -> Reply[AdminSubscriptionEnvelope]:
+        """`extend` (with its body), `suspend` or `resume`."""
+        if action not in SUBSCRIPTION_ACTIONS:
+            raise ValueError(f"unknown subscription action {action!r}")
+        path = f"/internal/admin/subscriptions/{segment(subscription_id)}/{action}"
+        return await self.call(AdminSubscriptionEnvelope, "POST", path, who,
+                               json=body.model_dump() if body is not None else None)

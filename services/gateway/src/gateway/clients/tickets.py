@@ -1,0 +1,59 @@
+"""The tickets service's client: a customer's tickets and the staff's support queue."""
+
+from __future__ import annotations
+
+from contracts.public.tickets import (
+    AdminTicketEnvelope,
+    AdminTicketList,
+    MessageCreate,
+    MessageEnvelope,
+    TicketCreate,
+    TicketEnvelope,
+    TicketList,
+)
+from gateway.clients.base import Reply, ServiceClient, Who
+from gateway.upstream import segment
+
+
+class TicketsClient(ServiceClient):
+    async def open(self, who: Who, body: TicketCreate) -> Reply[TicketEnvelope]:
+        return await self.call(TicketEnvelope, "POST", "/internal/tickets", who,
+                               json=body.model_dump())
+
+    async def tickets(self, who: Who, *, status: str | None = None, limit: int = 20,
+                      cursor: str | None = None) -> Reply[TicketList]:
+        return await self.call(TicketList, "GET", "/internal/tickets", who,
+                               params={"status": status, "limit": limit,
+                                       "cursor": cursor or None})
+
+    async def ticket(self, who: Who, ticket_id: str) -> Reply[TicketEnvelope]:
+        path = f"/internal/tickets/{segment(ticket_id)}"
+        return await self.call(TicketEnvelope, "GET", path, who)
+
+    async def reply(self, who: Who, ticket_id: str, body: MessageCreate) -> Reply[MessageEnvelope]:
+        path = f"/internal/tickets/{segment(ticket_id)}/messages"
+        return await self.call(MessageEnvelope, "POST", path, who, json=body.model_dump())
+
+    async def close(self, who: Who, ticket_id: str) -> Reply[TicketEnvelope]:
+        path = f"/internal/tickets/{segment(ticket_id)}/close"
+        return await self.call(TicketEnvelope, "POST", path, who)
+
+    # ---- staff ------------------------------------------------------------------------------
+    async def queue(self, who: Who, *, status: str | None = None, limit: int = 20,
+                    cursor: str | None = None) -> Reply[AdminTicketList]:
+        return await self.call(AdminTicketList, "GET", "/internal/admin/tickets", who,
+                               params={"status": status, "limit": limit,
+                                       "cursor": cursor or None})
+
+    async def staff_ticket(self, who: Who, ticket_id: str) -> Reply[AdminTicketEnvelope]:
+        path = f"/internal/admin/tickets/{segment(ticket_id)}"
+        return await self.call(AdminTicketEnvelope, "GET", path, who)
+
+    async def answer(self, who: Who, ticket_id: str,
+                     body: MessageCreate) -> Reply[MessageEnvelope]:
+        path = f"/internal/admin/tickets/{segment(ticket_id)}/messages"
+        return await self.call(MessageEnvelope, "POST", path, who, json=body.model_dump())
+
+    async def staff_close(self, who: Who, ticket_id: str) -> Reply[AdminTicketEnvelope]:
+        path = f"/internal/admin/tickets/{segment(ticket_id)}/close"
+        return await self.call(AdminTicketEnvelope, "POST", path, who)
