@@ -3,18 +3,17 @@ over the limit is a 413 however it is sent."""
 
 from __future__ import annotations
 
-import asyncio
 from contextlib import asynccontextmanager
 
 import asyncpg
 import httpx
 import pytest
-import uvicorn
 from fastapi import Request
 from pydantic import BaseModel
 
 from runtime.deps import Session
 from runtime.http import create_app
+from runtime.testing import serving
 
 
 def _app():
@@ -111,27 +110,18 @@ async def _chunks(total: int):
 
 
 @pytest.mark.parametrize("path", ["/json", "/raw"])
-async def test_a_chunked_body_over_the_limit_is_a_413_over_a_real_server(path, unused_tcp_port):
+async def test_a_chunked_body_over_the_limit_is_a_413_over_a_real_server(path):
     """No Content-Length, so only counting what arrives can refuse it; the client gets a 413."""
-    server = uvicorn.Server(uvicorn.Config(_limited_app(), port=unused_tcp_port,
-                                           log_level="warning"))
-    task = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            await asyncio.sleep(0.02)
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{unused_tcp_port}",
-                                     timeout=10) as c:
-            r = await c.post(path, content=_chunks(8 * 1024),
+    async with (serving(_limited_app()) as url,
+                httpx.AsyncClient(base_url=url, timeout=10) as c):
+        r = await c.post(path, content=_chunks(8 * 1024),
+                         headers={"content-type": "application/json"})
+        assert r.status_code == 413, r.text
+        assert r.json() == {"code": "PAYLOAD_TOO_LARGE", "message": "Request body too large",
+                            "details": {"max_bytes": 1024}}
+        small = await c.post(path, content=_chunks(512),
                              headers={"content-type": "application/json"})
-            assert r.status_code == 413, r.text
-            assert r.json() == {"code": "PAYLOAD_TOO_LARGE", "message": "Request body too large",
-                                "details": {"max_bytes": 1024}}
-            small = await c.post(path, content=_chunks(512),
-                                 headers={"content-type": "application/json"})
-            assert small.status_code == 200, small.text
-    finally:
-        server.should_exit = True
-        await task
+        assert small.status_code == 200, small.text
 
 
 async def test_a_chunked_body_over_the_limit_is_a_413_in_process():

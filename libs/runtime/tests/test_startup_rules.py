@@ -4,14 +4,11 @@ forwarded headers are believed only from TRUSTED_PROXIES, internal API docs are 
 
 from __future__ import annotations
 
-import asyncio
-import socket
 from pathlib import Path
 from typing import ClassVar
 
 import httpx
 import pytest
-import uvicorn
 from pydantic import Field, ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -20,6 +17,7 @@ from starlette.routing import Route
 
 from runtime.service import ServiceDefinition, internal_api_docs, load_settings, uvicorn_options
 from runtime.settings import ServiceSettings
+from runtime.testing import serving
 
 PRODUCTION = {"APP_ENV": "production", "INTERNAL_SIGNING_KEY": "k" * 32,
               "db_password": "a-real-password"}
@@ -79,31 +77,17 @@ def test_internal_api_docs_only_in_development():
     assert set(internal_api_docs(ServiceSettings(APP_ENV="staging")).values()) == {None}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 async def _client_hosts_seen(settings: ServiceSettings, forwarded: list[str]) -> list[str]:
     """Run uvicorn with the `api` command's options; what `request.client` says per request."""
 
     async def echo(request: Request):
         return PlainTextResponse(request.client.host if request.client else "")
 
-    options = {**uvicorn_options(settings), "port": _free_port(), "loop": "asyncio"}
-    server = uvicorn.Server(uvicorn.Config(Starlette(routes=[Route("/", echo)]), **options))
-    task = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            assert not task.done(), "uvicorn did not start"
-            await asyncio.sleep(0.02)
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{options['port']}") as client:
-            return [(await client.get("/", headers={"X-Forwarded-For": xff})).text
-                    for xff in forwarded]
-    finally:
-        server.should_exit = True
-        await task
+    app = Starlette(routes=[Route("/", echo)])
+    async with (serving(app, **{**uvicorn_options(settings), "loop": "asyncio"}) as url,
+                httpx.AsyncClient(base_url=url) as client):
+        return [(await client.get("/", headers={"X-Forwarded-For": xff})).text
+                for xff in forwarded]
 
 
 async def test_without_trusted_proxies_a_spoofed_forwarded_for_from_loopback_is_ignored():

@@ -7,15 +7,11 @@ deliveries, redeliveries and a lost webhook repaired by `payment_watch` are chec
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 
 import httpx
 import pytest
-import uvicorn
 
 from billing.app import create_api
 from billing.providers.btcpay import sign as btcpay_sign
@@ -26,6 +22,7 @@ from fakes.btcpay import FakeConfig
 from fakes.btcpay import create_app as create_fake
 from runtime import identity
 from runtime.errors import ServiceUnavailable
+from runtime.testing import free_port, serve_in_thread
 
 from .conftest import make_settings
 
@@ -33,24 +30,6 @@ API_KEY = "test-key"
 STORE = "Store9"
 SECRET = "btcpay-test-secret"
 SIGNING_KEY = "dev-internal-signing-key-change-me"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def serve(app, port: int) -> tuple[uvicorn.Server, threading.Thread]:
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.01)
-    return server, thread
 
 
 class GatewayHop(httpx.AsyncBaseTransport):
@@ -79,12 +58,9 @@ def servers(migrated) -> Iterator[tuple[str, str]]:
         api_key=API_KEY, store_id=STORE, public_url=fake_url, webhook_secret=SECRET,
         webhook_url=f"{billing_url}/internal/webhooks/btcpay", retry_delays=()),
         transport=GatewayHop())
-    running = [serve(fake, fake_port), serve(create_api(btcpay_settings(fake_url)),
-                                             billing_port)]
-    yield fake_url, billing_url
-    for server, thread in running:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with (serve_in_thread(fake, fake_port),
+          serve_in_thread(create_api(btcpay_settings(fake_url)), billing_port)):
+        yield fake_url, billing_url
 
 
 @pytest.fixture(scope="module")

@@ -3,11 +3,7 @@ gateway's `client_ip` and per-IP login limit behind uvicorn run with the `api` c
 
 from __future__ import annotations
 
-import asyncio
-import socket
-
 import httpx
-import uvicorn
 from fastapi import FastAPI, Request
 
 from gateway.api.deps import client_ip
@@ -15,14 +11,9 @@ from gateway.config import Settings
 from gateway.ratelimit import RateLimiter
 from runtime.http import install_error_handlers
 from runtime.service import uvicorn_options
+from runtime.testing import serving
 
 LOGIN_PER_IP_PER_MINUTE = 30
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def _login_statuses(settings: Settings, redis, forwarded_for: list[str]) -> list[int]:
@@ -36,19 +27,10 @@ async def _login_statuses(settings: Settings, redis, forwarded_for: list[str]) -
         await limiter.hit("login-ip", client_ip(request), LOGIN_PER_IP_PER_MINUTE, 60)
         return {"ip": client_ip(request)}
 
-    options = {**uvicorn_options(settings), "port": _free_port(), "loop": "asyncio"}
-    server = uvicorn.Server(uvicorn.Config(app, **options))
-    task = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            assert not task.done(), "uvicorn did not start"
-            await asyncio.sleep(0.02)
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{options['port']}") as client:
-            return [(await client.post("/auth/login", headers={"X-Forwarded-For": xff})
-                     ).status_code for xff in forwarded_for]
-    finally:
-        server.should_exit = True
-        await task
+    async with (serving(app, **{**uvicorn_options(settings), "loop": "asyncio"}) as url,
+                httpx.AsyncClient(base_url=url) as client):
+        return [(await client.post("/auth/login", headers={"X-Forwarded-For": xff})).status_code
+                for xff in forwarded_for]
 
 
 def _rotating(n: int) -> list[str]:

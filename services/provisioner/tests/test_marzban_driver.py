@@ -9,14 +9,15 @@ import pytest
 from fakes.marzban import create_app
 from provisioner.backends import AccountMissing, BackendError
 from provisioner.backends.marzban import MarzbanBackend
+from runtime.testing import serve_in_thread
 
 LATER = datetime.now(UTC).replace(microsecond=0) + timedelta(days=30)
 
 
 @pytest.fixture(scope="module")
-def marzban(fake_server):
+def marzban():
     app = create_app(admin_username="admin", admin_password="pw")
-    with fake_server(app) as url:
+    with serve_in_thread(app, lifespan="off") as url:
         yield app.state.marzban, url
 
 

@@ -14,6 +14,7 @@ from provisioner.backends.outline import (
     OutlineBackend,
     parse_fingerprint,
 )
+from runtime.testing import serve_in_thread
 
 SECRET = "Xk3pQ9-secret-path"
 LATER = datetime.now(UTC) + timedelta(days=30)
@@ -25,10 +26,11 @@ def certs(certificates):
 
 
 @pytest.fixture(scope="module")
-def outline(certs, fake_server):
+def outline(certs):
     cert, _ = certs
     app = create_app(SECRET, hostname="vpn.example.test")
-    with fake_server(app, certfile=cert.certfile, keyfile=cert.keyfile) as url:
+    with serve_in_thread(app, lifespan="off", ssl_certfile=cert.certfile,
+                         ssl_keyfile=cert.keyfile) as url:
         yield app.state.outline, f"{url}/{SECRET}"
 
 

@@ -3,52 +3,29 @@ Telegram emulator as a real HTTP server, and the notify queue in Redis."""
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
 import time
 import uuid
-from pathlib import Path
 
-import asyncpg
 import httpx
 import pytest
 
-from runtime.db import Database
 from runtime.jobs import JobQueue
-from runtime.testing import recreate_and_migrate
+from runtime.testing import database_fixtures, test_slot, unit_database_url
 from telegram.config import Settings
 from telegram.jobs import NOTIFY, TelegramJobs
 
-SLOT = int(os.environ.get("TEST_SLOT", "0"))
-DB_NAME = f"telegram_unit{SLOT}"
-ROOT = Path(__file__).resolve().parents[3]
-DATABASE_URL = f"postgresql://postgres@127.0.0.1:5432/{DB_NAME}"
+SLOT = test_slot()
 
 
 def make_settings() -> Settings:
-    return Settings(DATABASE_URL=DATABASE_URL, REDIS_URL=f"redis://127.0.0.1:6379/{1 + SLOT}")
+    return Settings(DATABASE_URL=unit_database_url("telegram"),
+                    REDIS_URL=f"redis://127.0.0.1:6379/{1 + SLOT}")
 
 
-@pytest.fixture(scope="session")
-def migrated() -> str:
-    """A database of this slot's own, recreated and migrated like production."""
-    return recreate_and_migrate("telegram", DB_NAME)
-
-
-@pytest.fixture(scope="session")
-async def db(migrated) -> Database:
-    database = Database(make_settings())
-    yield database
-    await database.dispose()
-
-
-@pytest.fixture
-async def pg(migrated):
-    conn = await asyncpg.connect(DATABASE_URL)
-    yield conn
-    await conn.close()
+migrated, db, pg = database_fixtures("telegram", make_settings)
 
 
 # The support chats the emulator treats as forum supergroups: each test that needs a support

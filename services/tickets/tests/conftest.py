@@ -2,41 +2,12 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
-import asyncpg
-import pytest
-
-from runtime.db import Database
-from runtime.testing import recreate_and_migrate
+from runtime.testing import database_fixtures, unit_database_url
 from tickets.config import Settings
-
-SLOT = int(os.environ.get("TEST_SLOT", "0"))
-DB_NAME = f"tickets_unit{SLOT}"
-ROOT = Path(__file__).resolve().parents[3]
-DATABASE_URL = f"postgresql://postgres@127.0.0.1:5432/{DB_NAME}"
 
 
 def make_settings() -> Settings:
-    return Settings(DATABASE_URL=DATABASE_URL)
+    return Settings(DATABASE_URL=unit_database_url("tickets"))
 
 
-@pytest.fixture(scope="session")
-def migrated() -> str:
-    """A database of this slot's own, recreated and migrated like production."""
-    return recreate_and_migrate("tickets", DB_NAME)
-
-
-@pytest.fixture(scope="session")
-async def db(migrated) -> Database:
-    database = Database(make_settings())
-    yield database
-    await database.dispose()
-
-
-@pytest.fixture
-async def pg(migrated):
-    conn = await asyncpg.connect(DATABASE_URL)
-    yield conn
-    await conn.close()
+migrated, db, pg = database_fixtures("tickets", make_settings)

@@ -1,17 +1,27 @@
-"""Test support shared by every service's tests: a database of its own, migrated like production."""
+"""Test support shared by every service's tests: a database of its own, migrated like production,
+the fixtures over it, and apps served over real HTTP."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import asyncpg
+import pytest
+import sqlalchemy as sa
+import uvicorn
+
+from runtime.db import Database
+from runtime.settings import ServiceSettings
 
 SERVER = "postgresql://postgres@127.0.0.1:5432"
 ROOT = Path(__file__).resolve().parents[4]
@@ -47,6 +57,93 @@ def recreate_and_migrate(service: str, db_name: str) -> str:
     subprocess.run([sys.executable, "-m", service, "migrate"], check=True, cwd=ROOT,
                    env={**os.environ, "DATABASE_URL": url}, stdout=subprocess.DEVNULL)
     return url
+
+
+def unit_database_url(service: str) -> str:
+    """The database of `service`'s own tests on this TEST_SLOT."""
+    return database_url(f"{service}_unit{test_slot()}")
+
+
+def database_fixtures(service: str, settings: Callable[[], ServiceSettings], *,
+                      emptied: Sequence[str] = ()) -> tuple[Any, Any, Any]:
+    """The database fixtures of a service's tests, for its conftest to name:
+    `migrated, db, pg = database_fixtures("tickets", make_settings)`.
+
+    `migrated` (per session): the slot's database (`unit_database_url`) recreated and migrated
+    like production; its URL. `db`: a `Database` on `settings()`, per session, or with `emptied`
+    per test, those tables emptied first. `pg`: an asyncpg connection as the database's owner.
+    """
+    url = unit_database_url(service)
+
+    @pytest.fixture(scope="session")
+    def migrated() -> str:
+        return recreate_and_migrate(service, url.rsplit("/", 1)[1])
+
+    async def database(migrated: str) -> AsyncIterator[Database]:
+        db = Database(settings())
+        if emptied:
+            async with db.transaction() as s:
+                await s.execute(sa.text(f"TRUNCATE {', '.join(emptied)}"))
+        yield db
+        await db.dispose()
+
+    @pytest.fixture
+    async def pg(migrated: str) -> AsyncIterator[asyncpg.Connection]:
+        conn = await asyncpg.connect(url)
+        yield conn
+        await conn.close()
+
+    db = pytest.fixture(scope="function" if emptied else "session")(database)
+    return migrated, db, pg
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _server(app: Any, port: int | None, config: dict[str, Any]) -> tuple[uvicorn.Server, str]:
+    options = {"host": "127.0.0.1", "log_level": "warning", **config,
+               "port": port or free_port()}
+    scheme = "https" if options.get("ssl_certfile") else "http"
+    return (uvicorn.Server(uvicorn.Config(app, **options)),
+            f"{scheme}://{options['host']}:{options['port']}")
+
+
+@contextmanager
+def serve_in_thread(app: Any, port: int | None = None, **config: Any) -> Iterator[str]:
+    """`app` served by uvicorn (on `port`, or a free one) in a thread of its own, for as long as
+    the block runs; its base URL. `config` goes to `uvicorn.Config`."""
+    server, url = _server(app, port, config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        assert thread.is_alive(), "the test server stopped at startup"
+        assert time.monotonic() < deadline, "the test server did not start"
+        time.sleep(0.01)
+    try:
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@asynccontextmanager
+async def serving(app: Any, **config: Any) -> AsyncIterator[str]:
+    """`app` served by uvicorn on a free port in this event loop, for as long as the block runs;
+    its base URL. `config` goes to `uvicorn.Config` (a `port` in it is replaced)."""
+    server, url = _server(app, None, config)
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            assert not task.done(), "uvicorn did not start"
+            await asyncio.sleep(0.02)
+        yield url
+    finally:
+        server.should_exit = True
+        await task
 
 
 async def await_for(predicate: Callable[[], Awaitable[T]], timeout: float = 20,
