@@ -40,18 +40,19 @@ def make_settings(**overrides: str) -> Settings:
 migrated, db, pg = database_fixtures("gateway", make_settings)
 
 
-def _fake_services_module():
-    # The suite imports test files by path (--import-mode=importlib), so this helper module is
-    # loaded the same way rather than from sys.path.
-    path = Path(__file__).with_name("fake_services.py")
-    spec = importlib.util.spec_from_file_location("gateway_tests_fake_services", path)
+def _helper_module(name: str):
+    # The suite imports test files by path (--import-mode=importlib), so the helper modules next
+    # to them are loaded the same way, as `gateway_tests_<name>`, before any test imports them.
+    path = Path(__file__).with_name(f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"gateway_tests_{name}", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
 
 
-fake_services = _fake_services_module()
+fake_services = _helper_module("fake_services")
+factories = _helper_module("factories")
 
 
 @pytest.fixture

@@ -9,31 +9,19 @@ import os
 import subprocess
 import sys
 import uuid
-from datetime import UTC, datetime
 
 import pytest
+from gateway_tests_factories import PASSWORD, add_user
 
 from gateway.models import User
-from gateway.security import hash_password
 from gateway.service import AuthService, user_admin_service
 from runtime.errors import Conflict, Forbidden
-
-PASSWORD = "correct horse 1"
 
 
 @pytest.fixture(autouse=True)
 async def no_admins(pg):
     """Every test starts with no active admin (earlier tests' admins become USERs)."""
     await pg.execute("UPDATE identity.users SET role = 'USER' WHERE role = 'ADMIN'")
-
-
-async def add_user(db, role: str = "USER", blocked: bool = False) -> str:
-    uid = uuid.uuid4().hex
-    async with db.transaction() as s:
-        s.add(User(id=uid, email=f"{uid}@example.com", password_hash=hash_password(PASSWORD),
-                   role=role, is_blocked=blocked, created_at=datetime.now(UTC),
-                   telegram_linked=False))
-    return uid
 
 
 async def role_of(pg, uid: str) -> str:

@@ -6,26 +6,12 @@ on a migrated database, with its clients calling real HTTP servers for the servi
 
 from __future__ import annotations
 
-import uuid
-from datetime import UTC, datetime
-
 import httpx
 import pytest
+from gateway_tests_factories import PASSWORD, add_user
 
 from gateway.app import create_api
-from gateway.models import User
-from gateway.security import csrf_token, hash_password
-
-PASSWORD = "correct horse 1"
-
-
-async def add_user(db, role: str = "USER") -> str:
-    uid = uuid.uuid4().hex
-    async with db.transaction() as s:
-        s.add(User(id=uid, email=f"{uid}@example.com", password_hash=hash_password(PASSWORD),
-                   role=role, is_blocked=False, created_at=datetime.now(UTC),
-                   telegram_linked=False))
-    return uid
+from gateway.security import csrf_token
 
 
 @pytest.fixture
