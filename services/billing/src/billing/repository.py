@@ -21,19 +21,13 @@ from billing.models import (
 )
 from runtime.db import Database
 from runtime.pagination import keyset_page
+from runtime.repository import Repository
 
 OPEN_STATUSES = ("CREATED", "PENDING")
 
 
-class PlanRepository:
-    def __init__(self, session: AsyncSession):
-        self.session = session
-
-    async def get(self, plan_id: str, *, for_update: bool = False) -> Plan | None:
-        stmt = sa.select(Plan).where(Plan.id == plan_id)
-        if for_update:
-            stmt = stmt.with_for_update()
-        return (await self.session.execute(stmt)).scalar_one_or_none()
+class PlanRepository(Repository[Plan]):
+    model = Plan
 
     async def by_name(self, name: str) -> Plan | None:
         return (await self.session.execute(sa.select(Plan).where(Plan.name == name))
@@ -61,15 +55,8 @@ class PlanRepository:
         await self.session.flush()
 
 
-class InvoiceRepository:
-    def __init__(self, session: AsyncSession):
-        self.session = session
-
-    async def get(self, invoice_id: str, *, for_update: bool = False) -> Invoice | None:
-        stmt = sa.select(Invoice).where(Invoice.id == invoice_id)
-        if for_update:
-            stmt = stmt.with_for_update()
-        return (await self.session.execute(stmt)).scalar_one_or_none()
+class InvoiceRepository(Repository[Invoice]):
+    model = Invoice
 
     async def get_many(self, invoice_ids: Sequence[str]) -> list[Invoice]:
         if not invoice_ids:

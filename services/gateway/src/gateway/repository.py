@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.models import AuditEntry, Session, User
 from runtime.db import Database
+from runtime.repository import Repository
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,18 +44,11 @@ class SessionReader:
         return SignedInUser(*row) if row is not None else None
 
 
-class UserRepository:
-    def __init__(self, session: AsyncSession):
-        self.session = session
+class UserRepository(Repository[User]):
+    model = User
 
     async def by_email(self, email: str) -> User | None:
         stmt = sa.select(User).where(sa.func.lower(User.email) == email.lower())
-        return (await self.session.execute(stmt)).scalar_one_or_none()
-
-    async def get(self, user_id: str, *, for_update: bool = False) -> User | None:
-        stmt = sa.select(User).where(User.id == user_id)
-        if for_update:
-            stmt = stmt.with_for_update()
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
     async def lock_active_admins(self) -> list[str]:

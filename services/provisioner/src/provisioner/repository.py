@@ -30,19 +30,22 @@ class ProvisioningRepository:
         await self.session.execute(sa.select(sa.func.pg_advisory_xact_lock(
             sa.func.hashtextextended(key, 0))))
 
-    # subscriptions
-    async def subscription(self, sub_id: str, *, for_update: bool = False) -> Subscription | None:
-        stmt = sa.select(Subscription).where(Subscription.id == sub_id)
+    async def _one(self, stmt: sa.Select, for_update: bool):
+        """The row `stmt` selects, or None; `for_update` locks it and reloads the object the
+        session may already hold, so the caller sees the row as locked."""
         if for_update:
             stmt = stmt.with_for_update().execution_options(populate_existing=True)
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
+    # subscriptions
+    async def subscription(self, sub_id: str, *, for_update: bool = False) -> Subscription | None:
+        return await self._one(sa.select(Subscription).where(Subscription.id == sub_id),
+                               for_update)
+
     async def subscription_for_user(self, user_id: str, *, for_update: bool = False
                                     ) -> Subscription | None:
-        stmt = sa.select(Subscription).where(Subscription.user_id == user_id)
-        if for_update:
-            stmt = stmt.with_for_update().execution_options(populate_existing=True)
-        return (await self.session.execute(stmt)).scalar_one_or_none()
+        return await self._one(sa.select(Subscription).where(Subscription.user_id == user_id),
+                               for_update)
 
     async def page(self, *, user_id: str | None, status: str | None, limit: int,
                    cursor: str | None) -> tuple[list[Subscription], str | None]:
@@ -94,10 +97,8 @@ class ProvisioningRepository:
 
     async def grant_by_invoice(self, invoice_id: str, *, for_update: bool = False
                                ) -> Grant | None:
-        stmt = sa.select(Grant).where(Grant.invoice_id == invoice_id)
-        if for_update:
-            stmt = stmt.with_for_update().execution_options(populate_existing=True)
-        return (await self.session.execute(stmt)).scalar_one_or_none()
+        return await self._one(sa.select(Grant).where(Grant.invoice_id == invoice_id),
+                               for_update)
 
     async def grant_by_job(self, job_id: str) -> Grant | None:
         stmt = sa.select(Grant).where(Grant.job_id == job_id).limit(1)
@@ -112,10 +113,8 @@ class ProvisioningRepository:
 
     # user blocks
     async def user_block(self, user_id: str, *, for_update: bool = False) -> UserBlock | None:
-        stmt = sa.select(UserBlock).where(UserBlock.user_id == user_id)
-        if for_update:
-            stmt = stmt.with_for_update().execution_options(populate_existing=True)
-        return (await self.session.execute(stmt)).scalar_one_or_none()
+        return await self._one(sa.select(UserBlock).where(UserBlock.user_id == user_id),
+                               for_update)
 
     async def is_blocked(self, user_id: str) -> bool:
         row = await self.user_block(user_id)
