@@ -74,7 +74,7 @@ def _reset_infrastructure(env: dict[str, str]) -> None:
 
     asyncio.run(drop_db())
     redis.Redis.from_url(env["REDIS_URL"]).flushdb()
-    _delete_test_queues(env)
+    delete_consumer_queues(env["RABBITMQ_URL"], BROKER_PREFIX)
 
 
 # Every consumer queue of every service (deleted before a run so each run starts empty).
@@ -85,17 +85,18 @@ CONSUMER_QUEUES = [
 ]
 
 
-def _delete_test_queues(env: dict[str, str]) -> None:
+def delete_consumer_queues(rabbitmq_url: str, prefix: str) -> None:
+    """Every consumer queue and its dead-letter queue under `prefix` gone (those that exist)."""
     import aio_pika
 
     async def main():
-        conn = await aio_pika.connect(env["RABBITMQ_URL"])
+        conn = await aio_pika.connect(rabbitmq_url)
         try:
             for name in CONSUMER_QUEUES:
                 for q in (name, f"{name}.dlq"):
                     ch = await conn.channel()
                     try:
-                        await ch.queue_delete(BROKER_PREFIX + q)
+                        await ch.queue_delete(prefix + q)
                     except Exception:
                         pass
         finally:
@@ -181,6 +182,20 @@ def admin_client(gateway_url) -> httpx.Client:
     client = register(gateway_url, ADMIN_EMAIL, ADMIN_PASSWORD)
     assert client.get("/auth/me").json()["user"]["role"] == "ADMIN"
     return client
+
+
+def sql(query: str, *args) -> list[dict]:
+    """The rows of a query on the test database, as its owner (a test may read every schema;
+    the services never read each other's)."""
+
+    async def main():
+        conn = await asyncpg.connect(ADMIN_DSN)
+        try:
+            return [dict(r) for r in await conn.fetch(query, *args)]
+        finally:
+            await conn.close()
+
+    return asyncio.run(main())
 
 
 async def publish_envelope(envelope_json: dict, routing_key: str) -> None:

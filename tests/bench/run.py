@@ -55,7 +55,7 @@ def bench_env() -> dict[str, str]:
 
 
 def reset(env: dict[str, str]) -> None:
-    from tests.conftest import CONSUMER_QUEUES
+    from tests.conftest import delete_consumer_queues
 
     async def drop():
         conn = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/postgres")
@@ -67,25 +67,10 @@ def reset(env: dict[str, str]) -> None:
             await conn.close()
 
     asyncio.run(drop())
-    import aio_pika
     import redis
 
     redis.Redis.from_url(env["REDIS_URL"]).flushdb()
-
-    async def queues():
-        conn = await aio_pika.connect(env["RABBITMQ_URL"])
-        try:
-            for name in CONSUMER_QUEUES:
-                for q in (name, f"{name}.dlq"):
-                    ch = await conn.channel()
-                    try:
-                        await ch.queue_delete(PREFIX + q)
-                    except Exception:
-                        pass
-        finally:
-            await conn.close()
-
-    asyncio.run(queues())
+    delete_consumer_queues(env["RABBITMQ_URL"], PREFIX)
 
 
 # --------------------------------------------------------------------------- load generator

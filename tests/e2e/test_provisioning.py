@@ -16,7 +16,6 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import aio_pika
-import asyncpg
 import httpx
 import pytest
 
@@ -24,7 +23,7 @@ from contracts import Envelope, make_envelope
 from contracts.billing import InvoicePaidV1, InvoiceRefundedV1, PlanSnapshot
 from runtime import identity as signed
 from runtime.settings import DEV_SIGNING_KEY
-from tests.conftest import ADMIN_DSN, BROKER_PREFIX, register, test_env, wait_for
+from tests.conftest import BROKER_PREFIX, register, sql, test_env, wait_for
 
 ADMIN_ID = "e2e-provisioning-admin"
 
@@ -66,17 +65,6 @@ def paid(user_id: str, days: int = 30, invoice_id: str | None = None) -> Invoice
 def refund(event: InvoicePaidV1) -> InvoiceRefundedV1:
     return InvoiceRefundedV1(invoice_id=event.invoice_id, user_id=event.user_id, plan=event.plan,
                              reason="e2e refund", refunded_at=datetime.now(UTC))
-
-
-def sql(query: str, *args):
-    async def main():
-        conn = await asyncpg.connect(ADMIN_DSN)
-        try:
-            return [dict(r) for r in await conn.fetch(query, *args)]
-        finally:
-            await conn.close()
-
-    return asyncio.run(main())
 
 
 def internal(stack, method: str, path: str, **kwargs) -> httpx.Response:

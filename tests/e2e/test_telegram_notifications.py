@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
 
-import asyncpg
 import httpx
 
 from contracts import make_envelope
 from contracts.provisioning import SubscriptionActivatedV1, SubscriptionExpiringV1
-from tests.conftest import ADMIN_DSN, publish_envelope, register, wait_for
+from tests.conftest import publish_envelope, register, sql, wait_for
 from tests.e2e.test_support_flow import calls
 
 
@@ -93,14 +91,3 @@ def test_a_blocked_user_gets_no_ticket_from_the_bot_and_status_says_blocked(
     say(emulator_url, tg_user, "Back again")
     wait_for(lambda: sql("SELECT count(*) AS n FROM tickets.tickets WHERE user_id = $1",
                          user_id) == [{"n": 1}], message="ticket after unblock")
-
-
-def sql(query: str, *args) -> list[dict]:
-    async def run():
-        conn = await asyncpg.connect(ADMIN_DSN)
-        try:
-            return [dict(r) for r in await conn.fetch(query, *args)]
-        finally:
-            await conn.close()
-
-    return asyncio.run(run())

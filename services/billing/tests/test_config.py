@@ -7,9 +7,9 @@ import pytest
 from pydantic import ValidationError
 
 from billing.config import Settings
+from runtime.testing import production_settings
 
-PRODUCTION = {"APP_ENV": "production", "INTERNAL_SIGNING_KEY": "k" * 32,
-              "BILLING_DB_PASSWORD": "a-real-password"}
+PRODUCTION = production_settings("billing")
 
 
 def test_production_refuses_the_sandbox_payment_provider():

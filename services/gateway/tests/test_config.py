@@ -6,9 +6,9 @@ import pytest
 from pydantic import ValidationError
 
 from gateway.config import Settings
+from runtime.testing import production_settings
 
-PRODUCTION = {"APP_ENV": "production", "INTERNAL_SIGNING_KEY": "k" * 32,
-              "GATEWAY_DB_PASSWORD": "a-real-password"}
+PRODUCTION = production_settings("gateway")
 
 
 def test_production_refuses_the_sandbox_payment_provider():

@@ -7,9 +7,9 @@ import pytest
 from pydantic import ValidationError
 
 from provisioner.config import Settings
+from runtime.testing import production_settings
 
-PRODUCTION = {"APP_ENV": "production", "INTERNAL_SIGNING_KEY": "k" * 32,
-              "PROVISIONER_DB_PASSWORD": "a-real-password"}
+PRODUCTION = production_settings("provisioner")
 
 
 def test_production_refuses_the_sandbox_vpn_backend():

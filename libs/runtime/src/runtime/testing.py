@@ -59,6 +59,13 @@ def recreate_and_migrate(service: str, db_name: str) -> str:
     return url
 
 
+def production_settings(service: str) -> dict[str, str]:
+    """What `service`'s settings need to pass for production but its adapters: APP_ENV and
+    secrets other than the development defaults."""
+    return {"APP_ENV": "production", "INTERNAL_SIGNING_KEY": "k" * 32,
+            f"{service.upper()}_DB_PASSWORD": "a-real-password"}
+
+
 def unit_database_url(service: str) -> str:
     """The database of `service`'s own tests on this TEST_SLOT."""
     return database_url(f"{service}_unit{test_slot()}")
