@@ -23,6 +23,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.routing import APIRoute
 
 from gateway.api.deps import current_caller, current_caller_even_blocked
+from gateway.clients import ANONYMOUS
 from runtime.errors import AppError, NotFound
 from runtime.text import INVISIBLE
 
@@ -194,13 +195,10 @@ def _refine(app: FastAPI, doc: dict) -> None:
 async def _payment_options(app: FastAPI) -> list[tuple[str, str]] | None:
     """The asset/network pairs billing accepts, or None while billing cannot say."""
     try:
-        r = await app.state.upstreams["billing"].call(
-            "GET", "/internal/payment-options", user_id="anonymous", role="SERVICE")
-        if r.status_code != 200:
-            return None
-        return [(o["asset"], o["network"]) for o in r.json()["options"]]
-    except (AppError, ValueError, KeyError, TypeError):
+        options = (await app.state.clients.billing.payment_options(ANONYMOUS)).data.options
+    except (AppError, ValueError):
         return None
+    return [(o.asset, o.network) for o in options]
 
 
 def with_payment_options(doc: dict, pairs: list[tuple[str, str]]) -> dict:
