@@ -61,20 +61,23 @@ def test_env() -> dict[str, str]:
 test_env.__test__ = False  # a helper, not a test, even when imported into a test module
 
 
-def _reset_infrastructure(env: dict[str, str]) -> None:
+def reset_infrastructure(env: dict[str, str], db_name: str, broker_prefix: str) -> None:
+    """What an earlier run of a stack left behind gone: its database, its Redis database, and
+    its consumer queues and their dead letters (the suite's and the bench's stacks)."""
+
     async def drop_db():
         conn = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/postgres")
         try:
             await conn.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
-                TEST_DB)
-            await conn.execute(f'DROP DATABASE IF EXISTS "{TEST_DB}"')
+                db_name)
+            await conn.execute(f'DROP DATABASE IF EXISTS "{db_name}"')
         finally:
             await conn.close()
 
     asyncio.run(drop_db())
     redis.Redis.from_url(env["REDIS_URL"]).flushdb()
-    delete_consumer_queues(env["RABBITMQ_URL"], BROKER_PREFIX)
+    _delete_consumer_queues(env["RABBITMQ_URL"], broker_prefix)
 
 
 # Every consumer queue of every service (deleted before a run so each run starts empty).
@@ -85,8 +88,7 @@ CONSUMER_QUEUES = [
 ]
 
 
-def delete_consumer_queues(rabbitmq_url: str, prefix: str) -> None:
-    """Every consumer queue and its dead-letter queue under `prefix` gone (those that exist)."""
+def _delete_consumer_queues(rabbitmq_url: str, prefix: str) -> None:
     import aio_pika
 
     async def main():
@@ -118,7 +120,7 @@ def stack():
     problems = check_infra(env)
     if problems:
         pytest.fail("infrastructure missing:\n" + "\n".join(problems))
-    _reset_infrastructure(env)
+    reset_infrastructure(env, TEST_DB, BROKER_PREFIX)
     s = Stack(env, log_dir=ROOT / ".run" / f"test-logs{SLOT or ''}")
     for f in s.log_dir.glob("*.log") if s.log_dir.exists() else []:
         f.unlink()

@@ -54,25 +54,6 @@ def bench_env() -> dict[str, str]:
     return env
 
 
-def reset(env: dict[str, str]) -> None:
-    from tests.conftest import delete_consumer_queues
-
-    async def drop():
-        conn = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/postgres")
-        try:
-            await conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                               "WHERE datname = $1", BENCH_DB)
-            await conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}"')
-        finally:
-            await conn.close()
-
-    asyncio.run(drop())
-    import redis
-
-    redis.Redis.from_url(env["REDIS_URL"]).flushdb()
-    delete_consumer_queues(env["RABBITMQ_URL"], PREFIX)
-
-
 # --------------------------------------------------------------------------- load generator
 def wrk(url: str, duration: int, connections: int, headers: dict[str, str] | None = None,
         script: Path | None = None, env: dict[str, str] | None = None,
@@ -267,7 +248,9 @@ def main() -> int:
     print("baselines...", flush=True)
     report["pgbench"] = baseline_pgbench(ns.duration)
     report["publish_confirm"] = asyncio.run(baseline_publish(env["RABBITMQ_URL"]))
-    reset(env)
+    from tests.conftest import reset_infrastructure
+
+    reset_infrastructure(env, BENCH_DB, PREFIX)
     stack = Stack(env, log_dir=ROOT / ".run" / "bench-logs")
     stack.migrate()
     stack.seed_plans()
