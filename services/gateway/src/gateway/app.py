@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from contextlib import asynccontextmanager
-
 from fastapi import APIRouter, FastAPI
 from redis.asyncio import Redis
 
@@ -19,7 +17,8 @@ from gateway.ops import Ops
 from gateway.ratelimit import Limits, RateLimiter
 from gateway.service import AuthService
 from runtime.db import Database
-from runtime.http import create_app, tcp_check
+from runtime.http import create_app
+from runtime.service import dependency_checks
 
 API_PREFIX = "/api/v1"
 
@@ -57,19 +56,8 @@ def create_api(settings: Settings) -> FastAPI:
                                "provisioner": settings.provisioner_url},
                               settings.internal_signing_key, settings.upstream_timeout)
 
-    async def db_check():
-        async with db.engine.connect() as conn:
-            await conn.exec_driver_sql("SELECT 1")
-
-    async def redis_check():
-        await redis.ping()
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI):
-        yield
-        await clients.close()
-        await redis.aclose()
-        await db.dispose()
+    # What every service checks, with the gateway's own Redis client (it rate limits there).
+    readiness = {**dependency_checks(settings, db), "redis": redis.ping}
 
     https = settings.app_base_url.startswith("https://")
     extra_headers = [
@@ -82,21 +70,21 @@ def create_api(settings: Settings) -> FastAPI:
     app = create_app(
         "gateway",
         title="VPN service public API",
-        readiness={"postgres": db_check, "redis": redis_check,
-                   "rabbitmq": tcp_check(settings.rabbitmq_url, 5672)},
+        readiness=readiness,
         max_body=settings.max_body_bytes,
         input_guard_exempt={f"{API_PREFIX}/telegram/webhook"},  # relayed as-is
         openapi_url=f"{API_PREFIX}/openapi.json",
         docs_url=None,  # served by install_docs with the gateway's own copy of Swagger UI
         redoc_url=None,
         extra_headers=extra_headers,
-        lifespan=lifespan,
+        on_close=[clients.close, redis.aclose, db.dispose],
         version="1.0.0",
     )
     app.add_middleware(NoStoreApi)  # outermost: refusals by AppMiddleware (400, 413) too
     app.state.settings = settings
     app.state.db = db
     app.state.redis = redis
+    app.state.readiness = readiness
     app.state.limiter = RateLimiter(redis, settings.rate_limits_enabled)
     app.state.limits = Limits(app.state.limiter, settings)
     app.state.auth = AuthService(settings.session_ttl_days, settings.admin_bootstrap_email)

@@ -32,7 +32,6 @@ from gateway.models import User
 from gateway.service import user_admin_service
 from gateway.web.config import web_settings
 from runtime.errors import Conflict, NotFound, ServiceUnavailable
-from runtime.http import tcp_check
 
 
 class Pages:
@@ -206,10 +205,8 @@ class Pages:
 
         async def gateway() -> dict:
             try:
-                async with self.state.db.engine.connect() as conn:
-                    await conn.exec_driver_sql("SELECT 1")
-                await self.state.redis.ping()
-                await tcp_check(self.state.settings.rabbitmq_url, 5672)()
+                for check in self.state.readiness.values():
+                    await asyncio.wait_for(check(), timeout=2)
                 return {"service": "gateway", "ready": True, "detail": ""}
             except Exception as exc:
                 return {"service": "gateway", "ready": False, "detail": type(exc).__name__}
