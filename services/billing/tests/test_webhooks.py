@@ -24,7 +24,11 @@ from .conftest import make_settings
 
 SECRET = "webhook-test-secret"
 SIGNING_KEY = "dev-internal-signing-key-change-me"
-RELAYED = {identity.HEADER: identity.sign(SIGNING_KEY, "gateway", "SERVICE", audience="billing")}
+
+
+def relayed() -> dict[str, str]:
+    """The signed identity the gateway's relay adds (fresh: a signature is good for a while)."""
+    return {identity.HEADER: identity.sign(SIGNING_KEY, "gateway", "SERVICE", audience="billing")}
 
 
 class TestpayWebhooks:
@@ -81,7 +85,7 @@ async def stored(pg, provider: str, delivery: str) -> list[dict]:
 async def test_the_provider_reads_its_signature_from_the_relayed_headers(billing, pg, header):
     delivery, body = btcpay_delivery()
     r = await billing.post("/internal/webhooks/btcpay", content=body, headers={
-        **RELAYED, "Content-Type": "application/json", "User-Agent": "BTCPayServer",
+        **relayed(), "Content-Type": "application/json", "User-Agent": "BTCPayServer",
         header: btcpay_sign(SECRET, body)})
     assert (r.status_code, r.json()) == (200, {"ok": True})
     assert await stored(pg, "btcpay", delivery) == [
@@ -92,7 +96,7 @@ async def test_the_provider_reads_its_signature_from_the_relayed_headers(billing
 async def test_a_signature_in_another_header_is_no_signature(billing, pg):
     delivery, body = btcpay_delivery()
     r = await billing.post("/internal/webhooks/btcpay", content=body, headers={
-        **RELAYED, "X-Signature": btcpay_sign(SECRET, body)})
+        **relayed(), "X-Signature": btcpay_sign(SECRET, body)})
     assert r.status_code == 401 and r.json()["code"] == "UNAUTHENTICATED"
     assert await stored(pg, "btcpay", delivery) == []
 
@@ -101,7 +105,7 @@ async def test_a_signature_in_another_header_is_no_signature(billing, pg):
 async def test_a_provider_without_webhooks_is_not_found(billing, provider):
     _, body = btcpay_delivery()
     r = await billing.post(f"/internal/webhooks/{provider}", content=body, headers={
-        **RELAYED, "BTCPay-Sig": btcpay_sign(SECRET, body), "X-Testpay-Token": "let-me-in"})
+        **relayed(), "BTCPay-Sig": btcpay_sign(SECRET, body), "X-Testpay-Token": "let-me-in"})
     assert r.status_code == 404
 
 
@@ -114,7 +118,7 @@ async def test_a_provider_without_webhooks_is_not_found(billing, provider):
 ])
 async def test_a_signed_body_that_names_no_delivery_is_refused(billing, body, field):
     r = await billing.post("/internal/webhooks/btcpay", content=body, headers={
-        **RELAYED, "BTCPay-Sig": btcpay_sign(SECRET, body)})
+        **relayed(), "BTCPay-Sig": btcpay_sign(SECRET, body)})
     assert r.status_code == 400 and r.json()["code"] == "VALIDATION_ERROR", r.text
     if field is not None:
         assert r.json()["details"]["field"] == field
@@ -124,18 +128,18 @@ async def test_a_provider_added_to_the_registry_is_served(with_testpay, pg):
     delivery = uuid.uuid4().hex
     body = json.dumps({"id": delivery, "event": "paid", "ref": "tp-1"}).encode()
     r = await with_testpay.post("/internal/webhooks/testpay", content=body,
-                                headers={**RELAYED, "X-Testpay-Token": "wrong"})
+                                headers={**relayed(), "X-Testpay-Token": "wrong"})
     assert r.status_code == 401
     for _ in range(2):  # a redelivery is answered the same and stored once
         r = await with_testpay.post("/internal/webhooks/testpay", content=body,
-                                    headers={**RELAYED, "x-testpay-token": "let-me-in"})
+                                    headers={**relayed(), "x-testpay-token": "let-me-in"})
         assert (r.status_code, r.json()) == (200, {"ok": True})
     assert await stored(pg, "testpay", delivery) == [
         {"event_type": "paid", "provider_ref": "tp-1", "outcome": "unknown_invoice"}]
     # btcpay is still served next to it
     delivery, body = btcpay_delivery()
     r = await with_testpay.post("/internal/webhooks/btcpay", content=body,
-                                headers={**RELAYED, "BTCPay-Sig": btcpay_sign(SECRET, body)})
+                                headers={**relayed(), "BTCPay-Sig": btcpay_sign(SECRET, body)})
     assert r.status_code == 200
 
 
