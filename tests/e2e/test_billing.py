@@ -13,6 +13,7 @@ import uuid
 import asyncpg
 import httpx
 import pytest
+import redis
 
 from tests.conftest import ADMIN_DSN, register, wait_for
 
@@ -315,8 +316,12 @@ def test_sandbox_provider_faults_need_an_admin_and_valid_input(stack):
     for bad in ({"operation": "mine"}, {"for_seconds": 0}, {"delay_ms": -1}, {"extra": 1}):
         r = httpx.post(url, json=bad, headers=as_admin, timeout=10)
         assert r.status_code == 400 and r.json()["code"] == "VALIDATION_ERROR", (bad, r.text)
-    assert sql("SELECT count(*) FROM billing.sandbox_payment_faults", method="fetchval") == 0
+    # kept in Redis under the jobs prefix, never in the billing schema
+    injected = redis.Redis.from_url(stack.env["REDIS_URL"])
+    key = f"{stack.env['JOBS_PREFIX']}:billing:sandbox-faults"
+    assert injected.hlen(key) == 0
     r = httpx.post(url, json=body, headers=as_admin, timeout=10)
     assert r.status_code == 201 and isinstance(r.json()["id"], int)
+    assert injected.hlen(key) == 1
     assert httpx.delete(url, headers=as_admin, timeout=10).status_code == 204
-    assert sql("SELECT count(*) FROM billing.sandbox_payment_faults", method="fetchval") == 0
+    assert injected.hlen(key) == 0

@@ -283,10 +283,9 @@ async def test_provider_outage_refuses_new_invoices_and_delays_settling_without_
     plan_id = await new_plan(db)
     body = InvoiceCreate(plan_id=plan_id, asset="USDT", network="TRON")
     key = uuid.uuid4().hex
+    faults = sandbox.billing.provider.faults
     try:
-        async with db.transaction() as s:
-            await sandbox_chain.add_fault(s, operation="create_checkout", message="timed out",
-                                          delay_ms=50, for_seconds=None)
+        await faults.add("create_checkout", message="timed out", delay_ms=50)
         with pytest.raises(ServiceUnavailable):
             await sandbox.billing.create_invoice_idempotent(db, user_id="u-out", key=key,
                                                             body=body)
@@ -295,17 +294,14 @@ async def test_provider_outage_refuses_new_invoices_and_delays_settling_without_
             "SELECT count(*) FROM billing.invoices WHERE user_id = 'u-out'") == 0
         assert await pg.fetchval("SELECT count(*) FROM billing.idempotency_keys WHERE key = $1",
                                  key) == 0
-        async with db.transaction() as s:
-            await sandbox_chain.clear_faults(s)
+        await faults.clear()
         result = await sandbox.billing.create_invoice_idempotent(db, user_id="u-out", key=key,
                                                                  body=body)
         assert result.status == 201 and not result.replayed
         inv = result.json()["invoice"]
 
         await pay(db, inv, Decimal(inv["amount_asset"]), blocks=2)
-        async with db.transaction() as s:
-            await sandbox_chain.add_fault(s, operation="observe", message="timed out",
-                                          delay_ms=0, for_seconds=1.0)
+        await faults.add("observe", message="timed out", for_seconds=1.0)
         assert await sandbox.watcher.watch_one(inv["id"]) == "provider_error"
         async with db.transaction() as s:  # the lock passes during the outage
             invoice = await InvoiceRepository(s).get(inv["id"], for_update=True)
@@ -317,8 +313,7 @@ async def test_provider_outage_refuses_new_invoices_and_delays_settling_without_
         assert await sandbox.watcher.watch_one(inv["id"]) == "PAID"
         assert len(await events(pg, "billing.invoice.paid.v1", inv["id"])) == 1
     finally:
-        async with db.transaction() as s:
-            await sandbox_chain.clear_faults(s)
+        await faults.clear()
 
 
 async def test_plan_in_use_is_deactivated_never_deleted(sandbox, db):

@@ -20,6 +20,7 @@ from provisioner.metrics import PROVISIONS
 from provisioner.models import Grant, SandboxAccount, Subscription, inbox, outbox
 from provisioner.service import ProvisioningService, grant_job_id
 from runtime.clock import now
+from runtime.faults import FaultSwitch
 from runtime.jobs import JobQueue
 
 REDIS_URL = f"redis://127.0.0.1:6379/{1 + int(os.environ.get('TEST_SLOT', '0'))}"
@@ -54,8 +55,11 @@ class CountingBackend(SandboxBackend):
 
 
 @pytest.fixture
-def backend(db):
-    return CountingBackend(db, host="vpn.sandbox.test", port=8388)
+async def backend(db):
+    faults = FaultSwitch(REDIS_URL, f"test-{uuid.uuid4().hex}:sandbox-faults")
+    yield CountingBackend(db, host="vpn.sandbox.test", port=8388, faults=faults)
+    await faults.clear()
+    await faults.close()
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.exceptions import IdempotencyKeyRequired
-from billing.providers.sandbox import sandbox_chain
+from billing.providers.sandbox import SandboxProvider, sandbox_chain
 from billing.repository import InvoiceRepository, PlanRepository
 from billing.schemas import (
     CURSOR_PATTERN,
@@ -40,7 +40,7 @@ from billing.schemas import (
 )
 from billing.service import BillingService, plan_service
 from runtime.deps import Admin, Ident, Session
-from runtime.errors import ValidationFailed
+from runtime.errors import NotFound, ValidationFailed
 
 router = APIRouter(prefix="/internal")
 # Mounted only when PAYMENT_PROVIDER=sandbox, so these paths are 404 everywhere else.
@@ -59,6 +59,15 @@ async def billing_service(request: Request) -> BillingService:
 
 
 Billing = Annotated[BillingService, Depends(billing_service)]
+
+
+async def sandbox_provider(billing: Billing) -> SandboxProvider:
+    if not isinstance(billing.provider, SandboxProvider):  # the router is mounted only for it
+        raise NotFound("The sandbox payment provider is not in use")
+    return billing.provider
+
+
+Sandbox = Annotated[SandboxProvider, Depends(sandbox_provider)]
 Limit = Annotated[int, Query(ge=1, le=100)]
 Cursor = Annotated[str | None, Query(pattern=CURSOR_PATTERN)]
 
@@ -179,13 +188,12 @@ async def sandbox_blocks(body: BlocksBody, s: Session, _: Ident):
 
 
 @sandbox_router.post("/faults", status_code=201, response_model=SandboxFaultOut)
-async def sandbox_add_fault(body: SandboxFaultBody, s: Session, _: Admin):
-    return {"id": await sandbox_chain.add_fault(s, operation=body.operation, message=body.message,
-                                                delay_ms=body.delay_ms,
-                                                for_seconds=body.for_seconds)}
+async def sandbox_add_fault(body: SandboxFaultBody, sandbox: Sandbox, _: Admin):
+    return {"id": await sandbox.faults.add(body.operation, message=body.message,
+                                           delay_ms=body.delay_ms, for_seconds=body.for_seconds)}
 
 
 @sandbox_router.delete("/faults", status_code=204)
-async def sandbox_clear_faults(s: Session, _: Admin):
-    await sandbox_chain.clear_faults(s)
+async def sandbox_clear_faults(sandbox: Sandbox, _: Admin):
+    await sandbox.faults.clear()
     return Response(status_code=204)

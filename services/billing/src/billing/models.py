@@ -184,19 +184,5 @@ class SandboxTransfer(Base):
     )
 
 
-class SandboxPaymentFault(Base):
-    """An injected sandbox-provider outage: calls of `operation` ('*' = any) wait `delay_ms`,
-    then fail as a provider timeout, until `until` (None = until removed)."""
-
-    __tablename__ = "sandbox_payment_faults"
-
-    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
-    operation: Mapped[str] = mapped_column(sa.Text)
-    message: Mapped[str] = mapped_column(sa.Text)
-    delay_ms: Mapped[int] = mapped_column(sa.Integer)
-    until: Mapped[datetime | None] = mapped_column(TS)
-    created_at: Mapped[datetime] = mapped_column(TS)
-
-
 outbox = outbox_table(Base.metadata)
 inbox = inbox_table(Base.metadata)

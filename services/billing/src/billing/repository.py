@@ -16,10 +16,8 @@ from billing.models import (
     Plan,
     ProviderEvent,
     SandboxChain,
-    SandboxPaymentFault,
     SandboxTransfer,
 )
-from runtime.db import Database
 from runtime.pagination import keyset_page
 from runtime.repository import Repository
 
@@ -221,29 +219,3 @@ class SandboxRepository:
         for t in (await self.session.execute(stmt)).scalars():
             out.setdefault(t.address, []).append(t)
         return out
-
-    async def add_fault(self, fault: SandboxPaymentFault) -> int:
-        self.session.add(fault)
-        await self.session.flush()
-        return fault.id
-
-    async def clear_faults(self) -> None:
-        await self.session.execute(sa.delete(SandboxPaymentFault))
-
-
-class SandboxFaultReader:
-    """The injected-outage check every sandbox provider call makes: one statement on the
-    driver's connections (`Database.fetchrow`), no ORM and no transaction."""
-
-    QUERY = (
-        "SELECT message, delay_ms FROM sandbox_payment_faults"
-        " WHERE operation IN ('*', $1) AND (until IS NULL OR until > $2)"
-        " ORDER BY id LIMIT 1"
-    )
-
-    def __init__(self, db: Database):
-        self.db = db
-
-    async def active(self, operation: str, now: datetime) -> tuple[str, int] | None:
-        row = await self.db.fetchrow(self.QUERY, operation, now)
-        return (row["message"], row["delay_ms"]) if row is not None else None

@@ -21,10 +21,11 @@ from billing.service import BillingService
 from billing.watch import PaymentWatcher
 from billing.webhooks import WebhookService
 from runtime.db import Database
+from runtime.faults import sandbox_faults
 
 
 def _sandbox(settings: Settings, db: Database) -> PaymentProvider:
-    return SandboxProvider(db, settings.sandbox_confirmations)
+    return SandboxProvider(db, settings.sandbox_confirmations, sandbox_faults(settings))
 
 
 def _btcpay(settings: Settings, db: Database) -> PaymentProvider:

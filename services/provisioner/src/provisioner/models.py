@@ -3,7 +3,7 @@
 Domain: subscriptions (one per user), grants (one row per applied invoice or admin extension;
 `invoice_id` is unique, so an invoice is applied at most once), backend accounts (what we believe
 exists on the VPN backend), user blocks (the latest block state seen from identity events).
-The sandbox VPN backend keeps its own state in `sandbox_vpn_*` tables: it stands in for an
+The sandbox VPN backend keeps its accounts in `sandbox_vpn_accounts`: it stands in for an
 external system, so it is written in its own transactions, never in the domain's.
 """
 
@@ -133,19 +133,6 @@ class SandboxAccount(Base):
     data_limit_bytes: Mapped[int | None] = mapped_column(sa.BigInteger)
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
-
-
-class SandboxFault(Base):
-    """Injected sandbox backend failures: `operation` ('*' = any), `remaining` (None = until
-    removed)."""
-
-    __tablename__ = "sandbox_vpn_faults"
-
-    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
-    operation: Mapped[str] = mapped_column(sa.Text)
-    remaining: Mapped[int | None] = mapped_column(sa.Integer)
-    message: Mapped[str] = mapped_column(sa.Text)
-    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
 
 
 outbox = outbox_table(Base.metadata)

@@ -3,8 +3,9 @@
 Each invoice gets its own address derived from its id. Transfers start with 0 confirmations;
 mining blocks adds confirmations; `observe` reads the chain exactly as a real watcher would read
 a node, so the ordinary watch/settle path runs with no outside service. Outages can be injected
-(`/internal/sandbox/faults`): the provider's calls then hang for a while and fail as a timed-out
-provider would, so the retry paths run without a real one.
+(`/internal/sandbox/faults`, kept in Redis by `runtime.faults`, never in the billing schema):
+the provider's calls then hang for a while and fail as a timed-out provider would, so the retry
+paths run without a real one.
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ import asyncio
 import hashlib
 import secrets
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing.models import Invoice, SandboxPaymentFault, SandboxTransfer
+from billing.models import Invoice, SandboxTransfer
 from billing.providers.base import (
     Checkout,
     CheckoutRequest,
@@ -26,8 +27,9 @@ from billing.providers.base import (
     ObservedPayment,
     ProviderError,
 )
-from billing.repository import SandboxFaultReader, SandboxRepository
+from billing.repository import SandboxRepository
 from runtime.db import Database
+from runtime.faults import FaultSwitch
 
 OPTIONS = [("USDT", "TRON"), ("USDT", "ETHEREUM"), ("BTC", "BITCOIN"), ("ETH", "ETHEREUM")]
 _ADDRESS_PREFIX = {"TRON": "T", "ETHEREUM": "0x", "BITCOIN": "bcrt1q"}
@@ -41,18 +43,17 @@ def derive_address(network: str, invoice_id: str) -> str:
 class SandboxProvider:
     name = "sandbox"
 
-    def __init__(self, db: Database, confirmations: int):
+    def __init__(self, db: Database, confirmations: int, faults: FaultSwitch):
         self.db = db
         self.confirmations = confirmations
-        self.faults = SandboxFaultReader(db)
+        self.faults = faults
 
     async def _injected_fault(self, operation: str) -> None:
-        fault = await self.faults.active(operation, datetime.now(UTC))
+        fault = await self.faults.take(operation)
         if fault is None:
             return
-        message, delay_ms = fault
-        await asyncio.sleep(delay_ms / 1000)
-        raise ProviderError(self.name, operation, message)
+        await asyncio.sleep(fault.delay_ms / 1000)
+        raise ProviderError(self.name, operation, fault.message)
 
     def options(self) -> list[tuple[str, str]]:
         return list(OPTIONS)
@@ -96,7 +97,7 @@ class SandboxProvider:
         return out
 
     async def close(self) -> None:
-        return None
+        await self.faults.close()
 
 
 class SandboxChain:
@@ -117,18 +118,6 @@ class SandboxChain:
         height = await repo.advance(count)
         await repo.include_pending(height - count + 1)
         return height
-
-    async def add_fault(self, session: AsyncSession, *, operation: str, message: str,
-                        delay_ms: int, for_seconds: float | None) -> int:
-        """Make the provider's `operation` calls ('*' = all) fail as timeouts for a while."""
-        now = datetime.now(UTC)
-        until = now + timedelta(seconds=for_seconds) if for_seconds is not None else None
-        return await SandboxRepository(session).add_fault(SandboxPaymentFault(
-            operation=operation, message=message, delay_ms=delay_ms, until=until,
-            created_at=now))
-
-    async def clear_faults(self, session: AsyncSession) -> None:
-        await SandboxRepository(session).clear_faults()
 
 
 sandbox_chain = SandboxChain()

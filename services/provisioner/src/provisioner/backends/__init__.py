@@ -25,6 +25,8 @@ def build_backend(settings: Settings, db: Database) -> VpnBackend:
                               data_limit_bytes=settings.vpn_data_limit_bytes,
                               timeout=settings.vpn_timeout_seconds)
     from provisioner.backends.sandbox import SandboxBackend
+    from runtime.faults import sandbox_faults
 
     return SandboxBackend(db, host=settings.sandbox_vpn_host, port=settings.sandbox_vpn_port,
+                          faults=sandbox_faults(settings),
                           data_limit_bytes=settings.vpn_data_limit_bytes)

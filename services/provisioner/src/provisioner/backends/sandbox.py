@@ -2,9 +2,9 @@
 
 Its "server" state lives in the `sandbox_vpn_accounts` table and is written on its own
 connections (one statement each, or a short transaction), exactly as a remote server would be
-changed independently of our domain transaction. Failures can be injected through
-`sandbox_vpn_faults` (see the internal `/internal/sandbox/faults` endpoint), so retry and
-failure paths run without a real backend.
+changed independently of our domain transaction. Failures can be injected (the internal
+`/internal/sandbox/faults` endpoint; kept in Redis by `runtime.faults`, never in the
+provisioning schema), so retry and failure paths run without a real backend.
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ from provisioner.backends.base import (
     VpnBackend,
     operation,
 )
-from provisioner.models import SandboxAccount, SandboxFault
+from provisioner.models import SandboxAccount
 from runtime.db import Database
+from runtime.faults import FaultSwitch
 
 METHOD = "chacha20-ietf-poly1305"
 
@@ -32,24 +33,18 @@ METHOD = "chacha20-ietf-poly1305"
 class SandboxBackend(VpnBackend):
     name = "sandbox"
 
-    def __init__(self, db: Database, *, host: str, port: int, data_limit_bytes: int = 0):
+    def __init__(self, db: Database, *, host: str, port: int, faults: FaultSwitch,
+                 data_limit_bytes: int = 0):
         self.db = db
         self.host = host
         self.port = port
+        self.faults = faults
         self.data_limit_bytes = data_limit_bytes or None
 
-    # One statement on the driver pool, no transaction: this runs before every backend call.
-    FAULT = (
-        "UPDATE sandbox_vpn_faults SET remaining = remaining - 1 WHERE id = ("
-        " SELECT id FROM sandbox_vpn_faults WHERE operation IN ('*', $1)"
-        " AND (remaining IS NULL OR remaining > 0) ORDER BY id LIMIT 1 FOR UPDATE)"
-        " RETURNING message"
-    )
-
     async def _injected_fault(self, op: str) -> None:
-        fault = await self.db.fetchrow(self.FAULT, op)
+        fault = await self.faults.take(op)
         if fault is not None:
-            raise BackendError(self.name, op, fault["message"], status=503)
+            raise BackendError(self.name, op, fault.message, status=503)
 
     UPSERT = (
         "INSERT INTO sandbox_vpn_accounts (ref, secret, enabled, expires_at, max_devices,"
@@ -96,13 +91,11 @@ class SandboxBackend(VpnBackend):
 
     # control API of the sandbox "server" (used by tests and local runs)
     async def add_fault(self, operation: str, remaining: int | None, message: str) -> int:
-        async with self.db.transaction() as s:
-            fault = SandboxFault(operation=operation, remaining=remaining, message=message,
-                                 created_at=datetime.now(UTC))
-            s.add(fault)
-            await s.flush()
-            return fault.id
+        """Fail the next `remaining` calls of `operation` ('*' = any; None = until cleared)."""
+        return await self.faults.add(operation, message=message, count=remaining)
 
     async def clear_faults(self) -> None:
-        async with self.db.transaction() as s:
-            await s.execute(sa.delete(SandboxFault))
+        await self.faults.clear()
+
+    async def close(self) -> None:
+        await self.faults.close()

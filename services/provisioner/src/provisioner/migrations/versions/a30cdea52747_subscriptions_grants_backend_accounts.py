@@ -3,6 +3,10 @@
 Revision ID: a30cdea52747
 Revises: 77b9973f4b04
 Create Date: 2026-11-28 16:09:52.178425
+
+The sandbox backend's injected faults are not created here: they are kept in Redis
+(`runtime.faults`), never in the provisioning schema; a database that has `sandbox_vpn_faults`
+from an earlier build of this revision loses it in 5c8e2b1f7d40.
 """
 from alembic import op
 import sqlalchemy as sa
@@ -70,15 +74,6 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('ref'),
     schema='provisioning'
     )
-    op.create_table('sandbox_vpn_faults',
-    sa.Column('id', sa.BigInteger(), sa.Identity(always=False), nullable=False),
-    sa.Column('operation', sa.Text(), nullable=False),
-    sa.Column('remaining', sa.Integer(), nullable=True),
-    sa.Column('message', sa.Text(), nullable=False),
-    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-    sa.PrimaryKeyConstraint('id'),
-    schema='provisioning'
-    )
     op.create_table('subscriptions',
     sa.Column('id', sa.Text(), nullable=False),
     sa.Column('user_id', sa.Text(), nullable=False),
@@ -119,7 +114,7 @@ def downgrade() -> None:
     op.drop_index('ix_subscriptions_status_expires', table_name='subscriptions', schema='provisioning')
     op.drop_index('ix_subscriptions_created', table_name='subscriptions', schema='provisioning')
     op.drop_table('subscriptions', schema='provisioning')
-    op.drop_table('sandbox_vpn_faults', schema='provisioning')
+    op.drop_table('sandbox_vpn_faults', schema='provisioning', if_exists=True)
     op.drop_table('sandbox_vpn_accounts', schema='provisioning')
     op.drop_index('ix_grants_unfinished', table_name='grants', schema='provisioning', postgresql_where=sa.text("status IN ('PENDING', 'REFUND_PENDING')"))
     op.drop_index('ix_grants_subscription', table_name='grants', schema='provisioning')

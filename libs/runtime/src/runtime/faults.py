@@ -1,0 +1,113 @@
+"""Faults injected into a sandbox adapter, kept in Redis under the service's jobs prefix.
+
+The sandbox adapters (billing's payment provider, the provisioner's VPN backend) can be told to
+fail, so retry and failure paths run without a real outside service. Their faults are kept out
+of the service's schema, so production migrations never create a table for them, and in Redis
+rather than in memory, because they are added through the API process and must reach the
+worker as well.
+
+A fault hits the calls of one `operation` ('*' = any): each hit call hangs `delay_ms`, then
+fails with `message`; it lasts `for_seconds` (None: until cleared) and hits at most `count`
+calls (None: any number). A call takes the oldest fault that matches and spends one of its
+calls, atomically (one Lua script), so replicas share the count; spent and expired faults are
+dropped as they are met. Redis being away reads as "no fault": the switch is a test tool, and
+a Redis outage must not become an outage of the adapter.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from runtime.errors import ServiceUnavailable
+from runtime.logging import get_logger
+from runtime.settings import ServiceSettings
+
+log = get_logger(__name__)
+
+TIMEOUT = 1.0
+
+# KEYS[1]: the faults hash (id -> JSON); ARGV: the operation, the time now in ms.
+# Returns {message, delay_ms} of the fault taken, or nil.
+_TAKE = """
+local ids = redis.call('HKEYS', KEYS[1])
+table.sort(ids, function(a, b) return tonumber(a) < tonumber(b) end)
+local now = tonumber(ARGV[2])
+for _, id in ipairs(ids) do
+  local f = cjson.decode(redis.call('HGET', KEYS[1], id))
+  local spent = f.remaining ~= cjson.null and f.remaining <= 0
+  local expired = f.until_ms ~= cjson.null and f.until_ms <= now
+  if spent or expired then
+    redis.call('HDEL', KEYS[1], id)
+  elseif f.operation == '*' or f.operation == ARGV[1] then
+    if f.remaining ~= cjson.null then
+      f.remaining = f.remaining - 1
+      redis.call('HSET', KEYS[1], id, cjson.encode(f))
+    end
+    return {f.message, f.delay_ms}
+  end
+end
+return nil
+"""
+
+
+@dataclass(frozen=True)
+class Fault:
+    message: str
+    delay_ms: int
+
+
+class FaultSwitch:
+    """One adapter's injected faults: one Redis hash under `key`, ids from `key:ids`."""
+
+    def __init__(self, redis_url: str, key: str):
+        self.key = key
+        # short timeouts and no retries: the check runs before every call of the adapter
+        self.redis = Redis.from_url(redis_url, decode_responses=True, socket_timeout=TIMEOUT,
+                                    socket_connect_timeout=TIMEOUT, retry=Retry(NoBackoff(), 0))
+        self._take = self.redis.register_script(_TAKE)
+
+    async def add(self, operation: str, *, message: str, delay_ms: int = 0,
+                  for_seconds: float | None = None, count: int | None = None) -> int:
+        """Inject a fault; returns its id."""
+        until_ms = int((time.time() + for_seconds) * 1000) if for_seconds is not None else None
+        fault = {"operation": operation, "message": message, "delay_ms": delay_ms,
+                 "until_ms": until_ms, "remaining": count}
+        try:
+            fault_id = int(await self.redis.incr(f"{self.key}:ids"))
+            await self.redis.hset(self.key, str(fault_id), json.dumps(fault))
+        except (RedisError, OSError) as exc:
+            raise ServiceUnavailable("Redis cannot be written right now") from exc
+        return fault_id
+
+    async def clear(self) -> None:
+        """Remove every injected fault (ids start again from 1)."""
+        try:
+            await self.redis.delete(self.key, f"{self.key}:ids")
+        except (RedisError, OSError) as exc:
+            raise ServiceUnavailable("Redis cannot be written right now") from exc
+
+    async def take(self, operation: str) -> Fault | None:
+        """The fault this call of `operation` is to suffer, if any (one of its calls spent)."""
+        try:
+            hit = await self._take(keys=[self.key], args=[operation, int(time.time() * 1000)])
+        except (RedisError, OSError) as exc:
+            log.warning("sandbox_faults_unreadable", key=self.key, error=str(exc)[:200])
+            return None
+        return Fault(message=hit[0], delay_ms=int(hit[1])) if hit else None
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+
+def sandbox_faults(settings: ServiceSettings) -> FaultSwitch:
+    """The faults of this service's sandbox adapter, under its jobs prefix (so test runs with
+    prefixes of their own never share them)."""
+    return FaultSwitch(settings.redis_url,
+                       f"{settings.jobs_prefix}:{settings.service_name}:sandbox-faults")
