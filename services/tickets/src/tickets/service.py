@@ -4,7 +4,6 @@ ticket a message from Telegram belongs to."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -15,6 +14,7 @@ from contracts.tickets import (
     TicketOpenedV1,
     TicketStatusChangedV1,
 )
+from runtime.clock import now
 from runtime.errors import IllegalTransition, NotFound
 from runtime.identity import Identity
 from runtime.logging import get_logger
@@ -39,10 +39,6 @@ _AFTER_MESSAGE = {
 }
 
 events = Outbox(outbox, producer="tickets")
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 def new_id() -> str:
