@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 
 import orjson
 from sqlalchemy.exc import IntegrityError
@@ -27,6 +27,7 @@ from gateway.security import (
     token_hash,
     verify_password,
 )
+from runtime.clock import now
 from runtime.db import Database
 from runtime.errors import Conflict, Forbidden, NotFound, Unauthenticated, ValidationFailed
 from runtime.outbox import Outbox
@@ -34,10 +35,6 @@ from runtime.outbox import Outbox
 events = Outbox(outbox, producer="gateway")
 
 GENESIS = "0" * 64
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 def check_new_password(password: str, email: str | None, field: str = "password") -> None:
