@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import sqlalchemy as sa
-
 from contracts import Envelope
 from contracts.telegram import AccountLinkedV1
-from gateway.models import User, inbox
+from gateway.models import inbox
+from gateway.repository import UserRepository
 from runtime.broker import Subscription
 from runtime.db import Database
 from runtime.inbox import claim
@@ -22,7 +21,6 @@ def build_subscription(db: Database) -> Subscription:
         async with db.transaction() as s:
             if not await claim(s, inbox, env.event_id, QUEUE, env.routing_key):
                 return
-            await s.execute(sa.update(User).where(User.id == event.user_id).values(
-                telegram_linked=True, telegram_username=event.telegram_username))
+            await UserRepository(s).link_telegram(event.user_id, event.telegram_username)
 
     return sub

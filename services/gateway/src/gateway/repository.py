@@ -59,6 +59,11 @@ class UserRepository(Repository[User]):
                 .order_by(User.id).with_for_update())
         return list((await self.session.execute(stmt)).scalars())
 
+    async def link_telegram(self, user_id: str, username: str | None) -> None:
+        """The projection of the telegram service's `AccountLinkedV1`."""
+        await self.session.execute(sa.update(User).where(User.id == user_id).values(
+            telegram_linked=True, telegram_username=username))
+
     async def emails(self, user_ids: set[str]) -> dict[str, str]:
         if not user_ids:
             return {}
