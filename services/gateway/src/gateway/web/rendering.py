@@ -146,6 +146,14 @@ def render(request: Request, template: str, http_status: int = 200,
     return response
 
 
+def render_thread(request: Request, ticket: dict, seen: str, poll_url: str) -> Response:
+    """A ticket page's live thread: 204 while the page's version (`seen`) is still current."""
+    version = views.ticket_version(ticket)
+    if seen == version:
+        return Response(status_code=204)
+    return render(request, "_thread.html", ticket=ticket, version=version, poll_url=poll_url)
+
+
 def error_page(request: Request, status: int, message: str | None = None,
                headers: dict[str, str] | None = None) -> HTMLResponse:
     return render(request, "error.html", http_status=status, headers=headers,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse
 
 from contracts.public.billing import PlanCreate, PlanUpdate, RefundBody
@@ -20,7 +20,7 @@ from gateway.web import views
 from gateway.web.deps import Admin, Form, Staff
 from gateway.web.forms import FormInvalid, upstream_errors, validate
 from gateway.web.pages import Pages
-from gateway.web.rendering import WebRoute, render, translator
+from gateway.web.rendering import WebRoute, render, render_thread, translator
 from runtime.errors import AppError, NotFound, ValidationFailed
 from runtime.pagination import decode_int_cursor
 
@@ -250,11 +250,7 @@ async def ticket(request: Request, caller: Staff, ticket_id: str):
 @router.get("/tickets/{ticket_id}/thread")
 async def ticket_thread(request: Request, caller: Staff, ticket_id: str, v: str = ""):
     found = await Pages(request).staff_ticket(caller, ticket_id)
-    version = views.ticket_version(found)
-    if v == version:
-        return Response(status_code=204)
-    return render(request, "_thread.html", ticket=found, version=version,
-                  poll_url=f"/admin/tickets/{ticket_id}/thread")
+    return render_thread(request, found, v, f"/admin/tickets/{ticket_id}/thread")
 
 
 @router.post("/tickets/{ticket_id}/messages")

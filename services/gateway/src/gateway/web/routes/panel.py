@@ -15,7 +15,7 @@ from gateway.web.deps import Form, SignedIn
 from gateway.web.forms import FormInvalid, PasswordForm, password_errors, upstream_errors, validate
 from gateway.web.pages import Pages
 from gateway.web.qr import qr_svg
-from gateway.web.rendering import WebRoute, render, translator
+from gateway.web.rendering import WebRoute, render, render_thread, translator
 from runtime.errors import AppError, RateLimited, ServiceUnavailable
 
 router = APIRouter(prefix="/app", route_class=WebRoute)
@@ -180,11 +180,7 @@ async def ticket(request: Request, caller: SignedIn, ticket_id: str):
 @router.get("/tickets/{ticket_id}/thread")
 async def ticket_thread(request: Request, caller: SignedIn, ticket_id: str, v: str = ""):
     found = await Pages(request).ticket(caller, ticket_id)
-    version = views.ticket_version(found)
-    if v == version:
-        return Response(status_code=204)
-    return render(request, "_thread.html", ticket=found, version=version,
-                  poll_url=f"/app/tickets/{ticket_id}/thread")
+    return render_thread(request, found, v, f"/app/tickets/{ticket_id}/thread")
 
 
 @router.post("/tickets/{ticket_id}/messages")
