@@ -9,6 +9,7 @@ import pytest
 
 from contracts.public.billing import InvoiceCreate
 from gateway.clients import ANONYMOUS, Clients
+from gateway.clients import ops as client_ops
 from gateway.clients.base import Anonymous
 from runtime import identity
 from runtime.errors import AppError, ServiceUnavailable
@@ -99,3 +100,13 @@ async def test_readiness_reads_each_services_readyz(clients):
     status, body = await clients.tickets.ready()
     assert status == 200 and body == {"status": "ready"}
     assert ANONYMOUS == Anonymous()
+
+
+async def test_ops_calls_send_the_callers_ids_as_single_segments(clients, services):
+    with pytest.raises(AppError):
+        await client_ops.retry_job(clients.billing, Who(), "payment_watch", "j?x=1/../a")
+    with pytest.raises(AppError):
+        await client_ops.replay(clients.billing, Who(), "d 1")
+    assert [c.path for c in services.calls] == [
+        "/internal/admin/jobs/payment_watch/j%3Fx%3D1%2F..%2Fa/retry",
+        "/internal/admin/dead-letters/d%201/replay"]

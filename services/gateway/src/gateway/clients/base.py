@@ -77,7 +77,7 @@ class Reply(Generic[T]):
                         media_type="application/json", headers=extra)
 
 
-def refusal(service: str, r: UpstreamResponse) -> AppError:
+def refusal(r: UpstreamResponse) -> AppError:
     """The service's own error for a 4xx answer."""
     try:
         body = r.json() if r.content else {}
@@ -111,7 +111,7 @@ class ServiceClient:
         """A call whose 2xx answer is `model`; a 4xx is raised as the service's `AppError`."""
         r = await self.send(method, path, who, **kwargs)
         if r.status_code >= 400:
-            raise refusal(self.name, r)
+            raise refusal(r)
         return Reply(model, r)
 
     async def ready(self) -> tuple[int, dict[str, Any]]:
@@ -128,7 +128,7 @@ class ServiceClient:
         """A call whose answer has no public model: its JSON object (the ops views)."""
         r = await self.send(method, path, who, **kwargs)
         if r.status_code >= 400:
-            raise refusal(self.name, r)
+            raise refusal(r)
         try:
             body = r.json() if r.content else {}
         except ValueError as exc:

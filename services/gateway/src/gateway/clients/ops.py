@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.clients.base import ServiceClient, Who
+from gateway.upstream import segment
 
 
 async def overview(client: ServiceClient, who: Who) -> dict[str, Any]:
@@ -16,9 +17,10 @@ async def overview(client: ServiceClient, who: Who) -> dict[str, Any]:
 
 
 async def retry_job(client: ServiceClient, who: Who, queue: str, job_id: str) -> dict[str, Any]:
-    return await client.call_json("POST", f"/internal/admin/jobs/{queue}/{job_id}/retry", who)
+    path = f"/internal/admin/jobs/{segment(queue)}/{segment(job_id)}/retry"
+    return await client.call_json("POST", path, who)
 
 
 async def replay(client: ServiceClient, who: Who, dead_letter_id: str) -> dict[str, Any]:
-    return await client.call_json("POST", f"/internal/admin/dead-letters/{dead_letter_id}/replay",
-                                  who)
+    path = f"/internal/admin/dead-letters/{segment(dead_letter_id)}/replay"
+    return await client.call_json("POST", path, who)
