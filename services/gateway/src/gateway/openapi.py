@@ -22,10 +22,10 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.routing import APIRoute
 
+from contracts.text import INVISIBLE
 from gateway.api.deps import current_caller, current_caller_even_blocked
 from gateway.clients import ANONYMOUS
 from runtime.errors import AppError, NotFound
-from runtime.text import INVISIBLE
 
 ERROR_SCHEMA = {
     "title": "Error",
@@ -101,13 +101,13 @@ CURSOR = {"type": "string", "pattern": "^[A-Za-z0-9_=-]{0,512}$",
           "description": "Opaque: the `next_cursor` of the previous page (empty or absent: the "
                          "first page). Any other value, even one matching the pattern, is "
                          "refused with 400 VALIDATION_ERROR."}
-# Fields of runtime.text.VisibleText: invisible characters are removed and something must show.
+# Fields of contracts.text.VisibleText: invisible characters are removed and something must show.
 VISIBLE_FIELDS = {"TicketCreate": ("subject", "body"), "MessageCreate": ("body",)}
 
 
 @cache
 def visible_text_pattern() -> str:
-    """No NUL and no invisible character, and at least one visible one (runtime.text rules).
+    """No NUL and no invisible character, and at least one visible one (contracts.text rules).
 
     The visible characters are listed as ranges (a negated class of the hidden ones says the
     same but makes generators such as schemathesis several times slower).

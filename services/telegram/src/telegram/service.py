@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts import Envelope
 from contracts.telegram import AccountLinkedV1, SupportReplyReceivedV1, UserMessageReceivedV1
+from contracts.text import clean_untrusted, has_visible
 from contracts.tickets import (
     MessageAddedV1,
     TicketClosedV1,
@@ -30,7 +31,6 @@ from runtime.clock import now
 from runtime.db import Database
 from runtime.logging import get_logger
 from runtime.outbox import Outbox
-from runtime.text import clean_untrusted, has_visible
 from telegram.botapi import BotApi, TelegramError
 from telegram.config import Settings
 from telegram.models import (

@@ -7,6 +7,7 @@ import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from contracts.text import clean_untrusted, has_visible
 from contracts.tickets import (
     MessageAddedV1,
     TicketClosedV1,
@@ -19,7 +20,6 @@ from runtime.errors import IllegalTransition, NotFound
 from runtime.identity import Identity
 from runtime.logging import get_logger
 from runtime.outbox import Outbox
-from runtime.text import clean_untrusted, has_visible
 from tickets.models import Message, Ticket, outbox
 from tickets.repository import TicketRepository
 
@@ -58,7 +58,7 @@ def telegram_ref(chat_id: int, message_id: int) -> str:
 
 
 def readable(text: str) -> str | None:
-    """Chat text as stored: the same cleaning as the API's (runtime.text), plus NUL and lone
+    """Chat text as stored: the same cleaning as the API's (contracts.text), plus NUL and lone
     surrogates dropped (an event cannot be refused, and Postgres would refuse them); None when
     nothing visible is left."""
     cleaned = clean_untrusted(text)[:4000]
