@@ -6,7 +6,7 @@ UV := python3 -m uv
 endif
 PY := .venv/bin/python
 
-.PHONY: setup browser promtool run test lint schemas bench clean
+.PHONY: setup browser promtool run test lint schemas asyncapi bench clean
 
 setup: ## install uv (if missing) and every package of the workspace from the lock file
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -33,6 +33,9 @@ lint: setup
 
 schemas: setup ## regenerate the committed JSON Schemas of the contracts
 	@$(PY) -m contracts.schemas
+
+asyncapi: setup ## regenerate the committed AsyncAPI documents (docs/02-api/asyncapi, the gateway's)
+	@$(PY) deploy/local/asyncapi.py
 
 bench: setup ## benchmark the hot paths beside the machine's baselines (BENCH_ARGS=--help)
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)

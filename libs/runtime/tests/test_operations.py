@@ -126,9 +126,8 @@ async def broker() -> AsyncIterator[tuple[OpsSettings, Broker]]:
     s = settings(uuid.uuid4().hex[:8])
     b = Broker(RABBITMQ_URL, s.broker_prefix)
     await b.connect()
+    await b.declare("things", ["thing.happened.v1"])
     ch = await b.connection.channel()
-    await b.declare_exchanges(ch)
-    await b.declare_queue(ch, "things", ["thing.happened.v1"])
     yield s, b
     for name in ("things", "things.dlq"):
         await ch.queue_delete(b.queue_name(name))

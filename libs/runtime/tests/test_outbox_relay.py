@@ -32,6 +32,9 @@ class SlowBroker:
     def __init__(self) -> None:
         self.published: list[tuple[str, float]] = []
 
+    def publishes(self, payload_types) -> None:
+        pass
+
     async def publish_raw(self, routing_key: str, envelope: dict) -> None:
         if not self.published:
             await asyncio.sleep(0.5)
@@ -52,7 +55,7 @@ async def test_a_row_committed_during_a_pass_is_published_without_waiting_for_th
     db = Database(RelaySettings())
     async with db.engine.begin() as conn:
         await conn.run_sync(metadata.create_all)
-    outbox = Outbox(table, producer="test")
+    outbox = Outbox(table, producer="test", publishes=[UserRegisteredV1])
     broker = SlowBroker()
     relay = OutboxRelay(db, outbox, broker, poll_seconds=30)  # only NOTIFY can wake it soon
     running = asyncio.create_task(relay.run())

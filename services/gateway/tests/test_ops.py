@@ -99,12 +99,10 @@ async def stack() -> AsyncIterator[Stack]:
     tag = f"gwops{SLOT}-{uuid.uuid4().hex[:8]}"
     broker = Broker(RABBITMQ_URL, f"{tag}.")
     await broker.connect()
-    ch = await broker.connection.channel()
-    await broker.declare_exchanges(ch)
     consumer_queues = ["gateway.identity-projections",
                        *(q for _, queues in SERVICES.values() for q in queues)]
     for queue in consumer_queues:
-        await broker.declare_queue(ch, queue, [])
+        await broker.declare(queue, [])
 
     provision = JobQueue("provision", REDIS_URL, tag)
     watch = JobQueue("payment_watch", REDIS_URL, tag)
@@ -138,6 +136,7 @@ async def stack() -> AsyncIterator[Stack]:
     for q in (provision, watch):
         await q.queue.obliterate(force=True)
         await q.close()
+    ch = await broker.connection.channel()
     for queue in consumer_queues:
         await ch.queue_delete(broker.queue_name(queue))
         await ch.queue_delete(broker.queue_name(f"{queue}.dlq"))

@@ -6,6 +6,15 @@ the tests compare them with the models.
 """
 
 from contracts import billing, identity, provisioning, telegram, tickets  # noqa: F401  (registers)
-from contracts.envelope import Envelope, EventPayload, make_envelope, parse_payload, registry
+from contracts.envelope import (
+    Envelope,
+    Event,
+    EventPayload,
+    events_of,
+    make_envelope,
+    parse_payload,
+    registry,
+)
 
-__all__ = ["Envelope", "EventPayload", "make_envelope", "parse_payload", "registry"]
+__all__ = ["Envelope", "Event", "EventPayload", "events_of", "make_envelope", "parse_payload",
+           "registry"]

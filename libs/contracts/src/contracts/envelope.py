@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -51,6 +51,16 @@ class Envelope(BaseModel):
         return f"{self.type}.v{self.version}"
 
 
+P = TypeVar("P", bound=EventPayload)
+
+
+class Event(Envelope, Generic[P]):
+    """The envelope of one contract, its payload typed: what a consumer of that contract
+    receives, and what the AsyncAPI documents describe."""
+
+    payload: P
+
+
 def make_envelope(payload: EventPayload, *, producer: str, correlation_id: str | None = None,
                   causation_id: str | None = None) -> Envelope:
     return Envelope(
@@ -69,3 +79,10 @@ def parse_payload(envelope: Envelope) -> EventPayload:
     """Validate the payload against its registered contract (raises on an unknown type)."""
     model = registry[envelope.routing_key]
     return model.model_validate(envelope.payload)
+
+
+def events_of(context: str) -> list[type[EventPayload]]:
+    """The contracts of one bounded context (`billing`, `identity`, ...): the events its
+    service publishes, since event types are named after their producer's context."""
+    return [model for key, model in sorted(registry.items())
+            if model.event_type.split(".", 1)[0] == context]

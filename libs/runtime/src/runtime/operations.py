@@ -184,7 +184,8 @@ class Operations:
 
     async def _replay_from(self, conn: AbstractConnection, queue: str, dead_letter_id: str
                            ) -> bool:
-        ch = await conn.channel(publisher_confirms=True)
+        # Mandatory and raising on return: a copy no queue takes is an error, not a loss.
+        ch = await conn.channel(publisher_confirms=True, on_return_raises=True)
         try:
             try:
                 dlq = await ch.declare_queue(self._dlq(queue), passive=True)
@@ -197,7 +198,8 @@ class Operations:
                     aio_pika.Message(found.body, content_type="application/json",
                                      delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                                      message_id=found.message_id, type=found.type),
-                    routing_key=f"{self.settings.broker_prefix}{queue}", timeout=10)
+                    routing_key=f"{self.settings.broker_prefix}{queue}", mandatory=True,
+                    timeout=10)
                 await found.ack()  # only once the broker confirmed the copy
             for msg in held:
                 if msg is not found:

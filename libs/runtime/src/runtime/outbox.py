@@ -9,6 +9,7 @@ idempotent through the inbox, so a row published twice after a crash does no har
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
@@ -41,11 +42,14 @@ def outbox_table(metadata: sa.MetaData) -> sa.Table:
 
 
 class Outbox:
-    """Writes events into the service's outbox table inside the caller's transaction."""
+    """Writes events into the service's outbox table inside the caller's transaction; only
+    the contracts it `publishes` (what the service's AsyncAPI document says it sends)."""
 
-    def __init__(self, table: sa.Table, producer: str):
+    def __init__(self, table: sa.Table, producer: str,
+                 publishes: Iterable[type[EventPayload]] = ()):
         self.table = table
         self.producer = producer
+        self.publishes = frozenset(publishes)
         self.channel = f"outbox_{table.schema}"
         # One statement per event: the row, and a NOTIFY (delivered at commit time only) that
         # wakes the relay without waiting for its poll. Built once; the envelope is bound as
@@ -61,6 +65,8 @@ class Outbox:
         self._insert = sa.select(sa.func.pg_notify(self.channel, "")).select_from(inserted)
 
     async def add(self, session: AsyncSession, payload: EventPayload) -> Envelope:
+        if type(payload) not in self.publishes:
+            raise ValueError(f"{self.producer} does not publish {payload.routing_key()}")
         env = make_envelope(
             payload,
             producer=self.producer,
@@ -81,6 +87,7 @@ class OutboxRelay:
         self.db = db
         self.outbox = outbox
         self.broker = broker
+        broker.publishes(outbox.publishes)
         self.batch = batch
         self.loop = NotifiedLoop(db, outbox.channel, poll_seconds, "outbox")
 

@@ -111,19 +111,16 @@ async def _retention_command(defn: ServiceDefinition, settings: ServiceSettings)
 
 async def run_worker(defn: ServiceDefinition, settings: ServiceSettings) -> None:
     db = Database(settings)
-    broker = Broker(settings.rabbitmq_url, settings.broker_prefix, settings.delivery_limit)
+    broker = worker_broker(defn, settings)
     await _retry_connect("rabbitmq", broker.connect)
-    ctx = WorkerContext(settings=settings, db=db, broker=broker)
-    if defn.build_worker:
-        await defn.build_worker(ctx)
+    ctx = await build_worker_context(defn, settings, db, broker)
     _add_retention(defn, ctx)
     relay = None
     tasks: list[asyncio.Task] = []
     if ctx.outbox is not None:
         relay = OutboxRelay(db, ctx.outbox, broker, poll_seconds=settings.outbox_poll_seconds)
         tasks.append(asyncio.create_task(relay.run(), name="outbox-relay"))
-    for sub in ctx.subscriptions:
-        await broker.consume(sub)
+    await broker.start()
     await _register_schedules(ctx)
     tasks.append(asyncio.create_task(_keep_schedules(ctx), name="schedules"))
     for w in ctx.job_workers:
@@ -145,7 +142,7 @@ async def run_worker(defn: ServiceDefinition, settings: ServiceSettings) -> None
     await stop.wait()
     log.info("worker_stopping")
     grace = settings.shutdown_grace_seconds
-    await broker.drain(timeout=grace / 2)
+    await broker.drain()
     await asyncio.gather(*(w.close(timeout=grace / 2) for w in ctx.job_workers),
                          return_exceptions=True)
     if relay:
@@ -160,6 +157,25 @@ async def run_worker(defn: ServiceDefinition, settings: ServiceSettings) -> None
     await broker.close()
     await db.dispose()
     log.info("worker_stopped")
+
+
+def worker_broker(defn: ServiceDefinition, settings: ServiceSettings) -> Broker:
+    return Broker(settings.rabbitmq_url, settings.broker_prefix, settings.delivery_limit,
+                  service=defn.name, graceful_timeout=settings.shutdown_grace_seconds / 2)
+
+
+async def build_worker_context(defn: ServiceDefinition, settings: ServiceSettings, db: Database,
+                               broker: Broker) -> WorkerContext:
+    """What the service's worker runs, its consumers registered with the broker (nothing is
+    connected or started here: the AsyncAPI document is read from the same context)."""
+    ctx = WorkerContext(settings=settings, db=db, broker=broker)
+    if defn.build_worker:
+        await defn.build_worker(ctx)
+    for sub in ctx.subscriptions:
+        broker.subscribe(sub)
+    if ctx.outbox is not None:
+        broker.publishes(ctx.outbox.publishes)
+    return ctx
 
 
 async def _register_schedules(ctx: WorkerContext) -> None:
@@ -271,7 +287,8 @@ def uvicorn_options(settings: ServiceSettings) -> dict[str, Any]:
 def run_cli(defn: ServiceDefinition, argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog=f"python -m {defn.name}")
-    builtin = ["api", "worker", "migrate", "bootstrap", "revision", "retention-cleanup"]
+    builtin = ["api", "worker", "migrate", "bootstrap", "revision", "retention-cleanup",
+               "asyncapi"]
     parser.add_argument("command", choices=[*builtin, *defn.commands])
     parser.add_argument("args", nargs=argparse.REMAINDER)
     ns = parser.parse_args(argv)
@@ -299,6 +316,13 @@ def run_cli(defn: ServiceDefinition, argv: list[str] | None = None) -> None:
         asyncio.run(bootstrap(settings))
         upgrade(settings, defn.migrations)
         log.info("migrated", schema=settings.schema)
+    elif ns.command == "asyncapi":
+        import json
+
+        from runtime.asyncapi import service_document
+
+        doc = asyncio.run(service_document(defn, settings))
+        sys.stdout.write(json.dumps(doc, indent=2, sort_keys=True) + "\n")
     elif ns.command == "retention-cleanup":
         sys.exit(asyncio.run(_retention_command(defn, settings)))
     elif ns.command == "revision":

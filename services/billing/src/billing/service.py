@@ -23,6 +23,7 @@ from billing.providers.base import CheckoutRequest, ObservedPayment, PaymentProv
 from billing.rates import RateSource, asset_amount
 from billing.repository import IdempotencyRepository, InvoiceRepository, PlanRepository
 from billing.schemas import InvoiceCreate, InvoiceStatus, PlanCreate, PlanUpdate, invoice_view
+from contracts import events_of
 from contracts.billing import (
     InvoiceCreatedV1,
     InvoiceExpiredV1,
@@ -46,7 +47,7 @@ from runtime.outbox import Outbox
 
 log = get_logger(__name__)
 
-events = Outbox(outbox, producer="billing")
+events = Outbox(outbox, producer="billing", publishes=events_of("billing"))
 
 # The invoice statuses, by name, in the order the public schema lists them.
 CREATED, PENDING, PAID, EXPIRED, CANCELED, REFUNDED = get_args(InvoiceStatus)

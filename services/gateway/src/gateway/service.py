@@ -11,6 +11,7 @@ import orjson
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from contracts import events_of
 from contracts.identity import UserBlockedV1, UserRegisteredV1, UserUnblockedV1
 from gateway.models import AuditEntry, Session, User, outbox
 from gateway.repository import (
@@ -32,7 +33,7 @@ from runtime.db import Database
 from runtime.errors import Conflict, Forbidden, NotFound, Unauthenticated, ValidationFailed
 from runtime.outbox import Outbox
 
-events = Outbox(outbox, producer="gateway")
+events = Outbox(outbox, producer="gateway", publishes=events_of("identity"))
 
 GENESIS = "0" * 64
 

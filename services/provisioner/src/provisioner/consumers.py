@@ -31,7 +31,6 @@ from provisioner.service import REFUND_PENDING, ProvisioningService
 from runtime.broker import Subscription
 from runtime.clock import now
 from runtime.db import Database
-from runtime.inbox import claim
 from runtime.jobs import database_away
 from runtime.logging import get_logger
 
@@ -61,13 +60,14 @@ class InlineGate:
 
 def build_billing_subscription(db: Database, service: ProvisioningService, jobs: ProvisionJobs,
                                gate: InlineGate) -> Subscription:
-    sub = Subscription(BILLING_QUEUE)
+    sub = Subscription(BILLING_QUEUE, db=db, inbox=inbox,
+                       description="Paid invoices granted or extended, refunds revoked.")
 
     async def apply_inline(env: Envelope, event: InvoicePaidV1) -> bool:
         """True when the invoice's grant was recorded and applied here (and committed)."""
         try:
             async with gate.slots, db.transaction() as s:
-                if not await claim(s, inbox, env.event_id, BILLING_QUEUE, env.routing_key):
+                if not await sub.claim(s, env):
                     return False
                 result = await service.record_and_apply(s, event, now())
                 if result is None:  # the invoice already had a grant: the queued path decides
@@ -89,7 +89,7 @@ def build_billing_subscription(db: Database, service: ProvisioningService, jobs:
         if gate.open() and await apply_inline(env, event):
             return
         async with db.transaction() as s:
-            await claim(s, inbox, env.event_id, BILLING_QUEUE, env.routing_key)
+            await sub.claim(s, env)
             # Idempotent by invoice id, so a duplicate (same or new event id) changes nothing.
             pending = await service.record_paid(s, event, now())
         if pending:
@@ -98,7 +98,7 @@ def build_billing_subscription(db: Database, service: ProvisioningService, jobs:
     @sub.on(InvoiceRefundedV1)
     async def on_invoice_refunded(env: Envelope, event: InvoiceRefundedV1) -> None:
         async with db.transaction() as s:
-            if await claim(s, inbox, env.event_id, BILLING_QUEUE, env.routing_key):
+            if await sub.claim(s, env):
                 pending = await service.record_refund(s, event, now())
             else:
                 grant = await ProvisioningRepository(s).grant_by_invoice(event.invoice_id)
@@ -111,11 +111,12 @@ def build_billing_subscription(db: Database, service: ProvisioningService, jobs:
 
 def build_identity_subscription(db: Database, service: ProvisioningService,
                                 jobs: ProvisionJobs) -> Subscription:
-    sub = Subscription(IDENTITY_QUEUE)
+    sub = Subscription(IDENTITY_QUEUE, db=db, inbox=inbox,
+                       description="Blocked users' access suspended, unblocked users' resumed.")
 
     async def on_block_change(env: Envelope, user_id: str, blocked: bool, changed_at) -> None:
         async with db.transaction() as s:
-            if await claim(s, inbox, env.event_id, IDENTITY_QUEUE, env.routing_key):
+            if await sub.claim(s, env):
                 await service.record_block(s, user_id, blocked, changed_at, now())
             row = await ProvisioningRepository(s).user_block(user_id)
             pending = row is not None and not row.synced

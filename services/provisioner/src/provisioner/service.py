@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from contracts import events_of
 from contracts.billing import InvoicePaidV1, InvoiceRefundedV1
 from contracts.provisioning import (
     ProvisionFailedV1,
@@ -46,7 +47,7 @@ from runtime.outbox import Outbox
 
 log = get_logger(__name__)
 
-events = Outbox(outbox, producer="provisioner")
+events = Outbox(outbox, producer="provisioner", publishes=events_of("provisioning"))
 
 ACTIVE, EXPIRED, CANCELED, SUSPENDED = "ACTIVE", "EXPIRED", "CANCELED", "SUSPENDED"
 PENDING, APPLIED, FAILED = "PENDING", "APPLIED", "FAILED"

@@ -3,6 +3,8 @@ identity block events, kept as the `user_blocks` projection."""
 
 from __future__ import annotations
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from contracts import Envelope
 from contracts.identity import UserBlockedV1, UserUnblockedV1
 from contracts.tickets import (
@@ -13,7 +15,6 @@ from contracts.tickets import (
 )
 from runtime.broker import Subscription
 from runtime.db import Database
-from runtime.inbox import claim
 from telegram.jobs import TelegramJobs
 from telegram.models import inbox
 from telegram.repository import TelegramRepository
@@ -24,12 +25,12 @@ IDENTITY_QUEUE = "telegram.identity-events"
 
 
 def build_subscription(db: Database, mirror: MirrorService, jobs: TelegramJobs) -> Subscription:
-    sub = Subscription(QUEUE)
+    sub = Subscription(QUEUE, db=db, inbox=inbox,
+                       description="Ticket events, mirrored into each ticket's support topic.")
 
     async def on_ticket_event(env: Envelope, event) -> None:
         async with db.transaction() as s:
-            fresh = await claim(s, inbox, env.event_id, QUEUE, env.routing_key)
-            if fresh:
+            if await sub.claim(s, env):
                 ids = await mirror.record_ticket_event(s, env, event)
             else:  # duplicate: make sure its work was queued (a crash may have lost the job)
                 ids = [r.id for r in await TelegramRepository(s).pending_for_event(
@@ -43,19 +44,15 @@ def build_subscription(db: Database, mirror: MirrorService, jobs: TelegramJobs) 
 
 
 def build_identity_subscription(db: Database) -> Subscription:
-    sub = Subscription(IDENTITY_QUEUE)
+    sub = Subscription(IDENTITY_QUEUE, db=db, inbox=inbox,
+                       description="Blocked and unblocked users, kept as `user_blocks`.")
 
-    async def record(env: Envelope, user_id: str, blocked: bool, changed_at) -> None:
-        async with db.transaction() as s:
-            if await claim(s, inbox, env.event_id, IDENTITY_QUEUE, env.routing_key):
-                await TelegramRepository(s).record_block(user_id, blocked, changed_at)
+    @sub.once(UserBlockedV1)
+    async def on_blocked(s: AsyncSession, env: Envelope, event: UserBlockedV1) -> None:
+        await TelegramRepository(s).record_block(event.user_id, True, event.blocked_at)
 
-    @sub.on(UserBlockedV1)
-    async def on_blocked(env: Envelope, event: UserBlockedV1) -> None:
-        await record(env, event.user_id, True, event.blocked_at)
-
-    @sub.on(UserUnblockedV1)
-    async def on_unblocked(env: Envelope, event: UserUnblockedV1) -> None:
-        await record(env, event.user_id, False, event.unblocked_at)
+    @sub.once(UserUnblockedV1)
+    async def on_unblocked(s: AsyncSession, env: Envelope, event: UserUnblockedV1) -> None:
+        await TelegramRepository(s).record_block(event.user_id, False, event.unblocked_at)
 
     return sub

@@ -18,7 +18,6 @@ from contracts.provisioning import (
 )
 from runtime.broker import Subscription
 from runtime.db import Database
-from runtime.inbox import claim
 from telegram.models import SubscriptionView, inbox
 from telegram.repository import TelegramRepository
 
@@ -59,12 +58,13 @@ async def project(s: AsyncSession, user_id: str, status: str, expires_at: dateti
 
 
 def build_subscription(db: Database, jobs) -> Subscription:
-    sub = Subscription(QUEUE)
+    sub = Subscription(QUEUE, db=db, inbox=inbox,
+                       description="Subscription changes, told to linked customers in the bot.")
 
     async def on_event(env: Envelope, event) -> None:
         ids: list[int] = []
         async with db.transaction() as s:
-            if not await claim(s, inbox, env.event_id, QUEUE, env.routing_key):
+            if not await sub.claim(s, env):
                 return
             text, status = notice_text(event)
             if status is not None:

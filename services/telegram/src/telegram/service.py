@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from contracts import Envelope
+from contracts import Envelope, events_of
 from contracts.telegram import AccountLinkedV1, SupportReplyReceivedV1, UserMessageReceivedV1
 from contracts.text import clean_untrusted, has_visible
 from contracts.tickets import (
@@ -45,7 +45,7 @@ from telegram.repository import TelegramRepository
 
 log = get_logger(__name__)
 
-events = Outbox(outbox, producer="telegram")
+events = Outbox(outbox, producer="telegram", publishes=events_of("telegram"))
 
 SUPPORT_KINDS = {"ticket_opened", "ticket_message", "ticket_closed", "noop"}
 LINK_TOKEN_TTL = timedelta(minutes=15)

@@ -7,11 +7,12 @@ decision (`TicketService.message_from_telegram`, `reply_from_telegram`).
 
 from __future__ import annotations
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from contracts import Envelope
 from contracts.telegram import SupportReplyReceivedV1, UserMessageReceivedV1
 from runtime.broker import Subscription
 from runtime.db import Database
-from runtime.inbox import claim
 from tickets.models import inbox
 from tickets.service import ticket_service
 
@@ -19,24 +20,21 @@ QUEUE = "tickets.telegram-events"
 
 
 def build_subscription(db: Database) -> Subscription:
-    sub = Subscription(QUEUE)
+    sub = Subscription(QUEUE, db=db, inbox=inbox,
+                       description="Operators' replies and customers' messages from Telegram.")
 
-    @sub.on(SupportReplyReceivedV1)
-    async def on_support_reply(env: Envelope, event: SupportReplyReceivedV1) -> None:
-        async with db.transaction() as s:
-            if not await claim(s, inbox, env.event_id, QUEUE, env.routing_key):
-                return
-            await ticket_service.reply_from_telegram(
-                s, ticket_id=event.ticket_id, chat_id=event.chat_id,
-                message_id=event.telegram_message_id, body=event.body)
+    @sub.once(SupportReplyReceivedV1)
+    async def on_support_reply(s: AsyncSession, env: Envelope,
+                               event: SupportReplyReceivedV1) -> None:
+        await ticket_service.reply_from_telegram(
+            s, ticket_id=event.ticket_id, chat_id=event.chat_id,
+            message_id=event.telegram_message_id, body=event.body)
 
-    @sub.on(UserMessageReceivedV1)
-    async def on_user_message(env: Envelope, event: UserMessageReceivedV1) -> None:
-        async with db.transaction() as s:
-            if not await claim(s, inbox, env.event_id, QUEUE, env.routing_key):
-                return
-            await ticket_service.message_from_telegram(
-                s, user_id=event.user_id, ticket_id=event.ticket_id, chat_id=event.chat_id,
-                message_id=event.telegram_message_id, text=event.text)
+    @sub.once(UserMessageReceivedV1)
+    async def on_user_message(s: AsyncSession, env: Envelope,
+                              event: UserMessageReceivedV1) -> None:
+        await ticket_service.message_from_telegram(
+            s, user_id=event.user_id, ticket_id=event.ticket_id, chat_id=event.chat_id,
+            message_id=event.telegram_message_id, text=event.text)
 
     return sub

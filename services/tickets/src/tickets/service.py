@@ -7,6 +7,7 @@ import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from contracts import events_of
 from contracts.text import clean_untrusted, has_visible
 from contracts.tickets import (
     MessageAddedV1,
@@ -38,7 +39,7 @@ _AFTER_MESSAGE = {
     ("SUPPORT", PENDING_SUPPORT): PENDING_USER,
 }
 
-events = Outbox(outbox, producer="tickets")
+events = Outbox(outbox, producer="tickets", publishes=events_of("tickets"))
 
 
 def new_id() -> str:
