@@ -164,3 +164,34 @@ async def await_for(predicate: Callable[[], Awaitable[T]], timeout: float = 20,
             return last
         await asyncio.sleep(interval)
     raise AssertionError(f"timed out waiting for {message}; last value: {last!r}")
+
+
+class InMemoryBus:
+    """Consumers on FastStream's in-memory test broker: the same subscribers, filters and
+    `Delivery` middleware as a worker's, without RabbitMQ. `publish` hands a message to the
+    consumer of its routing key and returns once it was handled; a handler's failure is raised
+    from it (a real broker would nack the message)."""
+
+    def __init__(self, broker: Any):
+        self.broker = broker
+
+    async def publish(self, envelope: Any) -> None:
+        await self.broker.publish(envelope)
+
+    async def publish_raw(self, routing_key: str, body: Any) -> None:
+        await self.broker.rabbit.publish(body, exchange=self.broker.exchange,
+                                         routing_key=routing_key)
+
+
+@asynccontextmanager
+async def in_memory_bus(*subscriptions: Any) -> AsyncIterator[InMemoryBus]:
+    """The subscriptions consuming from FastStream's `TestRabbitBroker`."""
+    from faststream.rabbit import TestRabbitBroker
+
+    from runtime.broker import Broker
+
+    broker = Broker("amqp://in-memory/", service="test")
+    for sub in subscriptions:
+        broker.subscribe(sub)
+    async with TestRabbitBroker(broker.rabbit):
+        yield InMemoryBus(broker)
