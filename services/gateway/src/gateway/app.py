@@ -9,6 +9,7 @@ from gateway import web
 from gateway.account import AccountService
 from gateway.actions import AdminActions
 from gateway.api import admin, auth, billing, ops, subscriptions, telegram, tickets
+from gateway.asyncapi import install_asyncapi
 from gateway.clients import Clients
 from gateway.config import Settings
 from gateway.openapi import install as install_openapi
@@ -105,6 +106,7 @@ def create_api(settings: Settings) -> FastAPI:
     app.include_router(api)
     install_openapi(app)
     install_docs(app, f"{API_PREFIX}/docs")
+    install_asyncapi(app, API_PREFIX, f"{API_PREFIX}/docs")  # the events' page and document
     app.include_router(web.router)
     app.mount("/static", web.static_files(), name="static")
     return app
