@@ -7,10 +7,17 @@ from __future__ import annotations
 import json
 from urllib.parse import unquote
 
+import asyncapi as generator  # deploy/local/asyncapi.py (on sys.path through the conftest)
 import pytest
 
-import asyncapi as generator  # deploy/local/asyncapi.py (on sys.path through the conftest)
 from contracts import registry
+from gateway.__main__ import definition as gateway
+from provisioner.__main__ import definition as provisioner
+from runtime.broker import Broker
+from runtime.db import Database
+from runtime.service import build_worker_context
+from telegram.__main__ import definition as telegram
+from tickets.__main__ import definition as tickets
 
 PRODUCERS = {"identity": "gateway", "billing": "billing", "provisioning": "provisioner",
              "tickets": "tickets", "telegram": "telegram"}
@@ -54,15 +61,6 @@ def test_every_event_has_its_payload_schema_and_its_producer(combined):
 
 
 async def test_every_consumer_queue_lists_the_keys_it_is_bound_to(combined):
-    from gateway.__main__ import definition as gateway
-    from provisioner.__main__ import definition as provisioner
-    from telegram.__main__ import definition as telegram
-    from tickets.__main__ import definition as tickets
-
-    from runtime.broker import Broker
-    from runtime.db import Database
-    from runtime.service import build_worker_context
-
     async def declared(defn) -> dict[str, list[str]]:
         settings = defn.settings_factory()
         db = Database(settings)

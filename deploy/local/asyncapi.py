@@ -1,6 +1,7 @@
 """Writes the committed AsyncAPI documents: each service's (`python -m <service> asyncapi`) into
 `docs/02-api/asyncapi/`, and the combined one there and into the gateway, which serves it at
-`/api/v1/asyncapi` (a page) and `/api/v1/asyncapi.json`. `--check` says which are out of date instead (exit 1).
+`/api/v1/asyncapi` (a page) and `/api/v1/asyncapi.json`. `--check` says which are out of date
+instead (exit 1).
 
 Run it as `make asyncapi` after changing a contract, a consumer or what an outbox publishes.
 """
