@@ -10,7 +10,6 @@ from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
-from faststream.exceptions import SubscriberNotFound
 
 from contracts import make_envelope
 from contracts.billing import InvoicePaidV1, InvoiceRefundedV1, PlanSnapshot
@@ -33,11 +32,6 @@ from .conftest import make_settings
 
 PLAN = PlanSnapshot(plan_id="plan-m", name="Monthly", duration_days=30, max_devices=3,
                     price_usd=Decimal("9.99"))
-# `in_memory_bus` routes to a queue only its subscription's first contract (the one its
-# subscriber is declared with; a worker binds the others too), so the rest find no subscriber.
-# Strict: once it routes them, these pass and the marks go.
-FIRST_ONLY = pytest.mark.xfail(strict=True, raises=SubscriberNotFound,
-                               reason="in_memory_bus: first contract only")
 
 
 @pytest.fixture
@@ -100,7 +94,6 @@ async def test_a_paid_invoice_is_applied_once(db, worker):
     assert await inboxed(db, env) == 1
 
 
-@FIRST_ONLY
 async def test_a_refund_is_recorded_once(db, worker):
     bus, jobs = worker
     invoice = paid("u-refund")
@@ -116,7 +109,7 @@ async def test_a_refund_is_recorded_once(db, worker):
     assert await inboxed(db, env) == 1
 
 
-@pytest.mark.parametrize("blocked", [True, pytest.param(False, marks=FIRST_ONLY)])
+@pytest.mark.parametrize("blocked", [True, False])
 async def test_a_block_change_is_recorded_once(db, worker, blocked):
     bus, jobs = worker
     at = now()
@@ -135,9 +128,9 @@ async def test_a_block_change_is_recorded_once(db, worker, blocked):
 
 
 @pytest.mark.parametrize("event", [
-    paid("u-bad"), pytest.param(refunded(paid("u-bad")), marks=FIRST_ONLY),
+    paid("u-bad"), refunded(paid("u-bad")),
     UserBlockedV1(user_id="u-bad", blocked_at=now()),
-    pytest.param(UserUnblockedV1(user_id="u-bad", unblocked_at=now()), marks=FIRST_ONLY)],
+    UserUnblockedV1(user_id="u-bad", unblocked_at=now())],
     ids=["paid", "refunded", "blocked", "unblocked"])
 async def test_an_event_its_contract_refuses_is_rejected(db, worker, event):
     bus, jobs = worker

@@ -8,7 +8,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from faststream.exceptions import SubscriberNotFound
 
 from contracts import make_envelope
 from contracts.identity import UserBlockedV1, UserUnblockedV1
@@ -61,13 +60,7 @@ CASES = {
     "blocked": (lambda u: UserBlockedV1(user_id=u, blocked_at=T0), ["blocked"], []),
     "unblocked": (lambda u: UserUnblockedV1(user_id=u, unblocked_at=T0), ["unblocked"], []),
 }
-# `in_memory_bus` routes to a queue only its subscription's first contract (the one its
-# subscriber is declared with; a worker binds the others too), so the rest find no subscriber.
-# Strict: once it routes them, these pass and the marks go.
-FIRST = {"ticket opened", "activated", "blocked"}
-NAMES = [name if name in FIRST else pytest.param(name, marks=pytest.mark.xfail(
-    strict=True, raises=SubscriberNotFound, reason="in_memory_bus: first contract only"))
-    for name in CASES]
+NAMES = list(CASES)
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
-from faststream.exceptions import SubscriberNotFound
 
 from contracts import Envelope, make_envelope
 from contracts.telegram import SupportReplyReceivedV1, UserMessageReceivedV1
@@ -40,11 +39,7 @@ async def user_message(db) -> Envelope:
 
 EVENTS = {"support reply": (support_reply, ("SUPPORT", "Try the other server")),
           "user message": (user_message, ("USER", "VPN is down"))}
-# `in_memory_bus` routes to a queue only its subscription's first contract (the one its
-# subscriber is declared with; a worker binds the others too), so the rest find no subscriber.
-# Strict: once it routes them, these pass and the marks go.
-NAMES = ["support reply", pytest.param("user message", marks=pytest.mark.xfail(
-    strict=True, raises=SubscriberNotFound, reason="in_memory_bus: first contract only"))]
+NAMES = list(EVENTS)
 
 
 def ref(env: Envelope) -> str:

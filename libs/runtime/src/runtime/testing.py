@@ -168,19 +168,30 @@ async def await_for(predicate: Callable[[], Awaitable[T]], timeout: float = 20,
 
 class InMemoryBus:
     """Consumers on FastStream's in-memory test broker: the same subscribers, filters and
-    `Delivery` middleware as a worker's, without RabbitMQ. `publish` hands a message to the
-    consumer of its routing key and returns once it was handled; a handler's failure is raised
-    from it (a real broker would nack the message)."""
+    `Delivery` middleware as a worker's, without RabbitMQ. `publish` hands a message to every
+    consumer bound to its routing key and returns once they handled it; a handler's failure is
+    raised from it (a real broker would nack the message)."""
 
-    def __init__(self, broker: Any):
+    def __init__(self, broker: Any, subscribers: list[tuple[Any, Any]]):
         self.broker = broker
+        self.subscribers = subscribers  # (Subscription, FastStream subscriber)
 
     async def publish(self, envelope: Any) -> None:
-        await self.broker.publish(envelope)
+        await self.publish_raw(envelope.routing_key, envelope.model_dump(mode="json"))
 
     async def publish_raw(self, routing_key: str, body: Any) -> None:
-        await self.broker.rabbit.publish(body, exchange=self.broker.exchange,
-                                         routing_key=routing_key)
+        # The test broker routes by a queue's one FastStream routing key; a worker's queue is
+        # bound to every key of its subscription, so the message goes to each such queue here.
+        from faststream.rabbit.testing import build_message
+
+        targets = [fs for sub, fs in self.subscribers if routing_key in sub.handlers]
+        if not targets:
+            raise LookupError(f"no subscription is bound to {routing_key}")
+        for subscriber in targets:
+            message = await build_message(body, exchange=self.broker.exchange,
+                                          routing_key=routing_key, message_type=routing_key,
+                                          content_type="application/json", persist=True)
+            await subscriber.process_message(message)
 
 
 @asynccontextmanager
@@ -191,7 +202,6 @@ async def in_memory_bus(*subscriptions: Any) -> AsyncIterator[InMemoryBus]:
     from runtime.broker import Broker
 
     broker = Broker("amqp://in-memory/", service="test")
-    for sub in subscriptions:
-        broker.subscribe(sub)
+    subscribers = [(sub, broker.subscribe(sub)) for sub in subscriptions]
     async with TestRabbitBroker(broker.rabbit):
-        yield InMemoryBus(broker)
+        yield InMemoryBus(broker, subscribers)
