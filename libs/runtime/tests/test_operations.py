@@ -192,6 +192,18 @@ async def test_a_replay_sends_one_dead_letter_back_to_the_queue_it_died_in(broke
         await ops.replay("evt-1")  # replayed already
 
 
+async def test_a_replay_into_a_queue_that_is_gone_is_refused_and_the_dead_letter_stays(broker):
+    s, b = broker
+    await dead_letter(b, "evt-1")
+    await await_for(lambda: _count_is(b, "things.dlq", 1), message="a dead letter")
+    ch = await b.connection.channel()
+    await ch.queue_delete(b.queue_name("things"))  # its consumer queue deleted by hand
+    ops = Operations(s, consumer_queues=["things"])
+    with pytest.raises(Conflict, match="stays a dead letter"):
+        await ops.replay("evt-1")
+    assert [d["id"] for d in await ops.dead_letters()] == ["evt-1"]
+
+
 # ---- infrastructure away ------------------------------------------------------------------------
 async def test_redis_away_is_service_unavailable():
     s = settings("away", REDIS_URL=f"redis://127.0.0.1:{CLOSED_PORT}/0")

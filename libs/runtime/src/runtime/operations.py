@@ -193,17 +193,25 @@ class Operations:
                 return False
             held = await _take(dlq)
             found = next((m for m in held if _describe(queue, m)["id"] == dead_letter_id), None)
+            returned = False
             if found is not None:
-                await ch.default_exchange.publish(
-                    aio_pika.Message(found.body, content_type="application/json",
-                                     delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                                     message_id=found.message_id, type=found.type),
-                    routing_key=f"{self.settings.broker_prefix}{queue}", mandatory=True,
-                    timeout=10)
-                await found.ack()  # only once the broker confirmed the copy
+                try:
+                    await ch.default_exchange.publish(
+                        aio_pika.Message(found.body, content_type="application/json",
+                                         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                                         message_id=found.message_id, type=found.type),
+                        routing_key=f"{self.settings.broker_prefix}{queue}", mandatory=True,
+                        timeout=10)
+                except aio_pika.exceptions.DeliveryError:
+                    returned = True  # its queue is gone: the dead letter stays where it is
+                else:
+                    await found.ack()  # only once the broker confirmed the copy
             for msg in held:
-                if msg is not found:
+                if msg is not found or returned:
                     await msg.nack(requeue=True)
+            if returned:
+                raise Conflict("The queue this message died in takes no messages; it stays a "
+                               "dead letter", {"id": dead_letter_id, "queue": queue})
             return found is not None
         finally:
             if not ch.is_closed:
