@@ -7,6 +7,11 @@ right after the service answers, refused or not. A refusal is raised as the serv
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from pydantic import BaseModel
+
 from contracts.public.billing import (
     AdminInvoiceEnvelope,
     AdminPlanEnvelope,
@@ -22,6 +27,8 @@ from gateway.clients import Clients, Reply, Who
 from gateway.models import User
 from gateway.service import user_admin_service
 from runtime.db import Database
+
+T = TypeVar("T", bound=BaseModel)
 
 
 class AdminActions:
@@ -45,6 +52,15 @@ class AdminActions:
                 await a.record_in(s, details={"role": role})
         return user
 
+    # ---- changes other services make: recorded with the outcome they answer ----------------
+    async def _remote(self, caller: Who, action: str, target_type: str, target_id: str,
+                      call: Callable[[], Awaitable[Reply[T]]],
+                      details: dict | None = None) -> Reply[T]:
+        async with audited(self.db, caller, action, target_type, target_id, details) as audit:
+            reply = await call()
+            audit.result(reply.status_code)
+        return reply
+
     # ---- plans and invoices (billing) -------------------------------------------------------
     async def create_plan(self, caller: Who, body: PlanCreate) -> Reply[AdminPlanEnvelope]:
         async with audited(self.db, caller, "plan.create", "plan", "new",
@@ -56,48 +72,36 @@ class AdminActions:
     async def update_plan(self, caller: Who, plan_id: str,
                           body: PlanUpdate) -> Reply[AdminPlanEnvelope]:
         changes = body.model_dump(exclude_unset=True)
-        async with audited(self.db, caller, "plan.update", "plan", plan_id, changes) as audit:
-            reply = await self.clients.billing.update_plan(caller, plan_id, changes)
-            audit.result(reply.status_code, changes)
-        return reply
+        return await self._remote(
+            caller, "plan.update", "plan", plan_id,
+            lambda: self.clients.billing.update_plan(caller, plan_id, changes), changes)
 
     async def delete_plan(self, caller: Who, plan_id: str) -> Reply[PlanDeleted]:
-        async with audited(self.db, caller, "plan.delete", "plan", plan_id) as audit:
-            reply = await self.clients.billing.delete_plan(caller, plan_id)
-            audit.result(reply.status_code)
-        return reply
+        return await self._remote(caller, "plan.delete", "plan", plan_id,
+                                  lambda: self.clients.billing.delete_plan(caller, plan_id))
 
     async def refund(self, caller: Who, invoice_id: str,
                      body: RefundBody) -> Reply[AdminInvoiceEnvelope]:
-        details = {"reason": body.reason}
-        async with audited(self.db, caller, "invoice.refund", "invoice", invoice_id,
-                           details) as audit:
-            reply = await self.clients.billing.refund(caller, invoice_id, body)
-            audit.result(reply.status_code, details)
-        return reply
+        return await self._remote(caller, "invoice.refund", "invoice", invoice_id,
+                                  lambda: self.clients.billing.refund(caller, invoice_id, body),
+                                  {"reason": body.reason})
 
     # ---- support (tickets) ------------------------------------------------------------------
     async def answer_ticket(self, caller: Who, ticket_id: str,
                             body: MessageCreate) -> Reply[MessageEnvelope]:
-        async with audited(self.db, caller, "ticket.answer", "ticket", ticket_id) as audit:
-            reply = await self.clients.tickets.answer(caller, ticket_id, body)
-            audit.result(reply.status_code)
-        return reply
+        return await self._remote(caller, "ticket.answer", "ticket", ticket_id,
+                                  lambda: self.clients.tickets.answer(caller, ticket_id, body))
 
     async def close_ticket(self, caller: Who, ticket_id: str) -> Reply[AdminTicketEnvelope]:
-        async with audited(self.db, caller, "ticket.close", "ticket", ticket_id) as audit:
-            reply = await self.clients.tickets.staff_close(caller, ticket_id)
-            audit.result(reply.status_code)
-        return reply
+        return await self._remote(caller, "ticket.close", "ticket", ticket_id,
+                                  lambda: self.clients.tickets.staff_close(caller, ticket_id))
 
     # ---- subscriptions (provisioner) --------------------------------------------------------
     async def change_subscription(self, caller: Who, subscription_id: str, action: str,
                                   body: ExtendBody | None = None
                                   ) -> Reply[AdminSubscriptionEnvelope]:
         """`extend` (with its body), `suspend` or `resume`."""
-        details = body.model_dump() if body is not None else None
-        async with audited(self.db, caller, f"subscription.{action}", "subscription",
-                           subscription_id, details) as audit:
-            reply = await self.clients.provisioner.change(caller, subscription_id, action, body)
-            audit.result(reply.status_code, details)
-        return reply
+        return await self._remote(
+            caller, f"subscription.{action}", "subscription", subscription_id,
+            lambda: self.clients.provisioner.change(caller, subscription_id, action, body),
+            body.model_dump() if body is not None else None)
