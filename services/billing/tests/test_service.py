@@ -23,8 +23,8 @@ from billing.schemas import InvoiceCreate, PlanCreate
 from billing.service import (
     INVOICE_TRANSITIONS_ALLOWED,
     PAYMENT_TRANSITIONS_ALLOWED,
+    invoice_fingerprint,
     plan_service,
-    request_fingerprint,
     transition_invoice,
     transition_payment,
     utcnow,
@@ -92,7 +92,8 @@ def test_invoice_transitions_follow_the_state_machine():
                     transition_invoice(invoice, target, now)
                 assert refused.value.status == 409
                 assert invoice.status == start
-    assert "PAID" not in INVOICE_TRANSITIONS_ALLOWED["CREATED"]  # detection comes first
+    # A crypto invoice is detected first (PENDING); one paid from the balance is PAID at once.
+    assert INVOICE_TRANSITIONS_ALLOWED["CREATED"] == {"PENDING", "PAID", "EXPIRED", "CANCELED"}
     assert INVOICE_TRANSITIONS_ALLOWED["PAID"] == {"REFUNDED"}
     assert not INVOICE_TRANSITIONS_ALLOWED["EXPIRED"]
 
@@ -362,7 +363,7 @@ async def test_idempotent_creation(sandbox, db, pg):
     await pg.execute(
         "INSERT INTO billing.idempotency_keys (user_id, key, request_hash, status, lock_token,"
         " created_at, locked_at) VALUES ('u-idem', $1, $2, 'in_progress', 't', $3, $3)",
-        busy, request_fingerprint("POST /invoices", body.model_dump()), now)
+        busy, invoice_fingerprint(body), now)
     with pytest.raises(IdempotencyInProgress):
         await sandbox.billing.create_invoice_idempotent(db, user_id="u-idem", key=busy,
                                                         body=body)

@@ -72,3 +72,29 @@ class InvoiceRefundedV1(EventPayload):
     reason: str
     refunded_at: datetime
     actor_id: str | None = None
+
+
+class BalanceCreditedV1(EventPayload):
+    """Money added to a customer's balance: a top-up, a refund, a reward or an adjustment."""
+
+    event_type = "billing.balance.credited"
+    user_id: str
+    entry_id: int
+    kind: str
+    amount_usd: Money
+    balance_usd: Money
+    invoice_id: str | None = None
+    created_at: datetime
+
+
+class BalanceDebitedV1(EventPayload):
+    """Money taken from a customer's balance: a purchase paid from it, or an adjustment."""
+
+    event_type = "billing.balance.debited"
+    user_id: str
+    entry_id: int
+    kind: str
+    amount_usd: Money
+    balance_usd: Money
+    invoice_id: str | None = None
+    created_at: datetime

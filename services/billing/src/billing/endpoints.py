@@ -5,7 +5,8 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+import orjson
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -14,10 +15,13 @@ from billing.providers.sandbox import SandboxProvider, sandbox_chain
 from billing.repository import InvoiceRepository, PlanRepository
 from billing.schemas import (
     CURSOR_PATTERN,
+    AdjustmentBody,
     AdminInvoiceEnvelope,
     AdminInvoiceList,
     AdminPlanEnvelope,
     AdminPlanList,
+    BalanceEntryEnvelope,
+    BalanceOut,
     BlocksBody,
     BlocksOut,
     InvoiceCreate,
@@ -35,10 +39,11 @@ from billing.schemas import (
     TransferBody,
     TransferOut,
     WebhookAck,
+    entry_view,
     invoice_view,
     plan_view,
 )
-from billing.service import BillingService, plan_service
+from billing.service import BillingService, ledger, plan_service
 from runtime.deps import Admin, Ident, Session
 from runtime.errors import NotFound, ValidationFailed
 
@@ -70,6 +75,7 @@ async def sandbox_provider(billing: Billing) -> SandboxProvider:
 Sandbox = Annotated[SandboxProvider, Depends(sandbox_provider)]
 Limit = Annotated[int, Query(ge=1, le=100)]
 Cursor = Annotated[str | None, Query(pattern=CURSOR_PATTERN)]
+UserId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 
 
 async def _views(s: AsyncSession, invoices: list, *, admin_view: bool = False) -> list[dict]:
@@ -115,6 +121,17 @@ async def cancel_invoice(invoice_id: str, s: Session, billing: Billing, ident: I
     invoice = await billing.get_visible(s, ident.user_id, invoice_id, for_update=True)
     await billing.cancel(s, invoice)
     return {"invoice": (await _views(s, [invoice]))[0]}
+
+
+async def _balance(s: AsyncSession, user_id: str, limit: int, cursor: str | None) -> dict:
+    entries, nxt = await ledger.entries(s, user_id, limit=limit, cursor=cursor)
+    return {"balance_usd": await ledger.balance(s, user_id),
+            "entries": [entry_view(e) for e in entries], "next_cursor": nxt}
+
+
+@router.get("/balance", response_model=BalanceOut)
+async def get_balance(s: Session, ident: Ident, limit: Limit = 20, cursor: Cursor = None):
+    return await _balance(s, ident.user_id, limit, cursor)
 
 
 @router.post("/webhooks/{provider}", response_model=WebhookAck)
@@ -169,6 +186,28 @@ async def admin_refund(invoice_id: str, body: RefundBody, s: Session, billing: B
     invoice = await billing.get_visible(s, None, invoice_id, for_update=True)
     await billing.refund(s, invoice, reason=body.reason, actor_id=ident.user_id)
     return {"invoice": (await _views(s, [invoice], admin_view=True))[0]}
+
+
+@router.get("/admin/users/{user_id}/balance", response_model=BalanceOut)
+async def admin_get_balance(user_id: UserId, s: Session, _: Admin, limit: Limit = 20,
+                            cursor: Cursor = None):
+    return await _balance(s, user_id, limit, cursor)
+
+
+@router.post("/admin/users/{user_id}/balance/adjustments", status_code=201,
+             response_model=BalanceEntryEnvelope)
+async def admin_adjust_balance(user_id: UserId, body: AdjustmentBody, s: Session, ident: Admin,
+                               key: Annotated[str, Depends(idempotency_key)]):
+    """Add to or take from a balance (never below zero), once per Idempotency-Key."""
+    moved = await ledger.move(s, user_id=user_id, amount=Decimal(body.amount_usd),
+                              kind="ADJUSTMENT", key=f"adjustment:{user_id}:{key}",
+                              note=body.note, actor_id=ident.user_id)
+    answer = {"entry": entry_view(moved.entry),
+              "balance_usd": format(moved.entry.balance_after_usd, "f")}
+    if moved.applied:
+        return answer
+    return Response(orjson.dumps(answer), status_code=200, media_type="application/json",
+                    headers={"Idempotent-Replayed": "true"})
 
 
 @sandbox_router.post("/transfers", status_code=201, response_model=TransferOut)

@@ -18,3 +18,12 @@ class IdempotencyKeyReused(AppError):
 class IdempotencyInProgress(AppError):
     status, code = 409, "IDEMPOTENCY_IN_PROGRESS"
     default_message = "A request with this Idempotency-Key is still being processed"
+
+
+class InsufficientBalance(AppError):
+    status, code = 409, "INSUFFICIENT_BALANCE"
+    default_message = "The balance does not cover this"
+
+    def __init__(self, *, balance, needed):
+        super().__init__(details={"balance_usd": format(balance, "f"),
+                                  "needed_usd": format(needed, "f")})

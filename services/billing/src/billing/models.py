@@ -1,5 +1,5 @@
 """Tables of the `billing` schema: plans, invoices, payments, idempotency keys, provider events,
-the sandbox chain, and the service's outbox and inbox."""
+customers' balances and their ledger, the sandbox chain, and the service's outbox and inbox."""
 
 from __future__ import annotations
 
@@ -152,6 +152,48 @@ class ProviderEvent(Base):
 
     __table_args__ = (
         sa.UniqueConstraint("provider", "delivery_id", name="uq_provider_events_delivery"),
+    )
+
+
+class Balance(Base):
+    """A customer's balance: the sum of their ledger entries, kept with them in one transaction
+    (its row lock orders a customer's entries); never negative."""
+
+    __tablename__ = "balances"
+
+    user_id: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    balance_usd: Mapped[Decimal] = mapped_column(USD)
+    updated_at: Mapped[datetime] = mapped_column(TS)
+
+    __table_args__ = (
+        sa.CheckConstraint("balance_usd >= 0", name="ck_balances_never_negative"),
+    )
+
+
+class BalanceEntry(Base):
+    """One movement of a balance; append-only (a trigger refuses UPDATE and DELETE). The
+    idempotency key names what caused it, so the same cause moves money once."""
+
+    __tablename__ = "balance_entries"
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
+    user_id: Mapped[str] = mapped_column(sa.Text)
+    kind: Mapped[str] = mapped_column(sa.Text)
+    amount_usd: Mapped[Decimal] = mapped_column(USD)
+    balance_after_usd: Mapped[Decimal] = mapped_column(USD)
+    idempotency_key: Mapped[str] = mapped_column(sa.Text, unique=True)
+    invoice_id: Mapped[str | None] = mapped_column(sa.Text)
+    note: Mapped[str | None] = mapped_column(sa.Text)
+    actor_id: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(TS)
+
+    __table_args__ = (
+        sa.CheckConstraint("amount_usd <> 0", name="ck_balance_entries_nonzero"),
+        sa.CheckConstraint("balance_after_usd >= 0", name="ck_balance_entries_never_negative"),
+        sa.CheckConstraint(
+            "kind IN ('TOP_UP', 'PURCHASE', 'REFUND', 'REFERRAL_REWARD', 'ADJUSTMENT')",
+            name="ck_balance_entries_kind"),
+        sa.Index("ix_balance_entries_user", "user_id", "id"),
     )
 
 

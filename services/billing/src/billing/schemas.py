@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from contracts.public.billing import (
+    AdjustmentBody,
     AdminInvoiceEnvelope,
     AdminInvoiceList,
     AdminInvoiceOut,
@@ -18,6 +19,10 @@ from contracts.public.billing import (
     AdminPlanEnvelope,
     AdminPlanList,
     AdminPlanOut,
+    BalanceEntryEnvelope,
+    BalanceEntryKind,
+    BalanceEntryOut,
+    BalanceOut,
     BlocksBody,
     BlocksOut,
     InvoiceCreate,
@@ -40,11 +45,12 @@ from contracts.public.common import Strict, WebhookAck
 
 CURSOR_PATTERN = r"^[A-Za-z0-9_=-]{1,512}$"
 
-__all__ = ["CURSOR_PATTERN", "AdminInvoiceEnvelope", "AdminInvoiceList", "AdminPlanEnvelope",
-           "AdminPlanList", "BlocksBody", "BlocksOut", "InvoiceCreate", "InvoiceEnvelope",
+__all__ = ["CURSOR_PATTERN", "AdjustmentBody", "AdminInvoiceEnvelope", "AdminInvoiceList",
+           "AdminPlanEnvelope", "AdminPlanList", "BalanceEntryEnvelope", "BalanceEntryKind",
+           "BalanceOut", "BlocksBody", "BlocksOut", "InvoiceCreate", "InvoiceEnvelope",
            "InvoiceList", "InvoiceStatus", "PaymentOptions", "PlanCreate", "PlanDeleted",
            "PlanList", "PlanUpdate", "RefundBody", "SandboxFaultBody", "SandboxFaultOut",
-           "TransferBody", "TransferOut", "WebhookAck", "invoice_view", "plan_view"]
+           "TransferBody", "TransferOut", "WebhookAck", "entry_view", "invoice_view", "plan_view"]
 
 
 class SandboxFaultBody(Strict):
@@ -73,3 +79,7 @@ def invoice_view(invoice: object, payments: list, *, admin: bool = False) -> dic
 def plan_view(plan: object, *, admin: bool = False) -> dict:
     model = AdminPlanOut if admin else PlanOut
     return model.model_validate(_fields(model, plan)).model_dump(mode="json")
+
+
+def entry_view(entry: object) -> dict:
+    return BalanceEntryOut.model_validate(_fields(BalanceEntryOut, entry)).model_dump(mode="json")

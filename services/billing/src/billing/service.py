@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.config import Settings
 from billing.exceptions import IdempotencyInProgress, IdempotencyKeyReused
+from billing.ledger import Ledger
 from billing.metrics import INVOICE_TRANSITIONS, PAYMENT_SETTLE_SECONDS, PROVIDER_ERRORS
 from billing.models import Invoice, Payment, Plan, outbox
 from billing.providers.base import CheckoutRequest, ObservedPayment, PaymentProvider, ProviderError
@@ -48,13 +49,17 @@ from runtime.outbox import Outbox
 log = get_logger(__name__)
 
 events = Outbox(outbox, producer="billing", publishes=events_of("billing"))
+ledger = Ledger(events)
+
+# An invoice paid from the customer's balance: in USD, settled in its creating transaction.
+BALANCE_PROVIDER, BALANCE_ASSET, BALANCE_NETWORK = "balance", "USD", "BALANCE"
 
 # The invoice statuses, by name, in the order the public schema lists them.
 CREATED, PENDING, PAID, EXPIRED, CANCELED, REFUNDED = get_args(InvoiceStatus)
 DETECTED, CONFIRMED, SETTLED, FAILED = "DETECTED", "CONFIRMED", "SETTLED", "FAILED"
 
 INVOICE_TRANSITIONS_ALLOWED: dict[str, frozenset[str]] = {
-    CREATED: frozenset({PENDING, EXPIRED, CANCELED}),
+    CREATED: frozenset({PENDING, PAID, EXPIRED, CANCELED}),  # PAID: from the balance
     PENDING: frozenset({PAID, EXPIRED}),
     PAID: frozenset({REFUNDED}),
     EXPIRED: frozenset(),
@@ -108,6 +113,12 @@ def plan_snapshot(invoice: Invoice) -> PlanSnapshot:
 def request_fingerprint(operation: str, body: dict) -> str:
     return hashlib.sha256(orjson.dumps({"op": operation, "body": body},
                                        option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def invoice_fingerprint(body: InvoiceCreate) -> str:
+    """What an Idempotency-Key of `POST /invoices` is bound to. Fields left at their defaults
+    are left out, so a request fingerprints as it did before those fields existed."""
+    return request_fingerprint("POST /invoices", body.model_dump(exclude_defaults=True))
 
 
 @dataclass(frozen=True)
@@ -216,7 +227,7 @@ class BillingService:
         identical requests exactly one does the work; the others replay its stored answer or
         get 409 while it runs. The invoice and the stored answer commit in one transaction.
         """
-        fingerprint = request_fingerprint("POST /invoices", body.model_dump())
+        fingerprint = invoice_fingerprint(body)
         token = new_id()
         now = utcnow()
         async with db.transaction() as s:
@@ -264,6 +275,9 @@ class BillingService:
 
     async def _create_invoice(self, db: Database, *, user_id: str, key: str, token: str,
                               body: InvoiceCreate, plan: Plan) -> str:
+        if body.pay_with == "balance":
+            return await self._pay_from_balance(db, user_id=user_id, key=key, token=token,
+                                                body=body)
         rate = await self.rates.usd_per_unit(body.asset)
         amount = asset_amount(plan.price_usd, rate)
         invoice_id = new_id()
@@ -305,6 +319,45 @@ class BillingService:
                 raise IdempotencyInProgress()  # another request took the key over: roll back
         return answer
 
+    async def _pay_from_balance(self, db: Database, *, user_id: str, key: str, token: str,
+                                body: InvoiceCreate) -> str:
+        """The invoice, its PURCHASE entry and its PAID transition in one transaction: paid at
+        once through the same paid path (`billing.invoice.paid.v1`), or 409
+        `INSUFFICIENT_BALANCE` and nothing stored but the answer under the key."""
+        invoice_id = new_id()
+        now = utcnow()
+        async with db.transaction() as s:
+            plan = await PlanRepository(s).get(body.plan_id)
+            if plan is None or not plan.is_active:
+                raise Conflict("The plan is no longer available", {"plan_id": body.plan_id})
+            invoice = Invoice(
+                id=invoice_id, user_id=user_id, plan_id=plan.id, plan_name=plan.name,
+                plan_duration_days=plan.duration_days, plan_max_devices=plan.max_devices,
+                plan_price_usd=plan.price_usd, status=CREATED, amount_usd=plan.price_usd,
+                asset=BALANCE_ASSET, network=BALANCE_NETWORK, rate_usd=Decimal(1),
+                amount_asset=plan.price_usd, address=None, payment_url=None,
+                provider=BALANCE_PROVIDER, provider_ref=None, rate_locked_until=now,
+                created_at=now, updated_at=now, amount_received_asset=plan.price_usd,
+                overpaid_asset=Decimal(0), underpaid_asset=Decimal(0),
+                late_amount_asset=Decimal(0), needs_review=False)
+            s.add(invoice)
+            await s.flush()
+            INVOICE_TRANSITIONS.labels(CREATED).inc()
+            await events.add(s, InvoiceCreatedV1(
+                invoice_id=invoice.id, user_id=user_id, plan_id=plan.id,
+                amount_usd=invoice.amount_usd, asset=invoice.asset, network=invoice.network,
+                amount_asset=invoice.amount_asset, rate_locked_until=now,
+                provider=invoice.provider))
+            await ledger.move(s, user_id=user_id, amount=-plan.price_usd, kind="PURCHASE",
+                              key=f"invoice:{invoice.id}:purchase", invoice_id=invoice.id)
+            await self._mark_paid(s, invoice, now)
+            await s.flush()
+            answer = _json_text({"invoice": invoice_view(invoice, [])})
+            if not await IdempotencyRepository(s).complete(user_id=user_id, key=key, token=token,
+                                                           status=201, body=answer, now=now):
+                raise IdempotencyInProgress()
+        return answer
+
     # ---------------------------------------------------------------- customer and admin actions
 
     async def get_visible(self, session: AsyncSession, user_id: str | None, invoice_id: str, *,
@@ -331,6 +384,10 @@ class BillingService:
         for p in await InvoiceRepository(session).payments(invoice.id):
             if p.status == SETTLED and not p.late:
                 transition_payment(p, REFUNDED, now)
+        if invoice.provider == BALANCE_PROVIDER:  # paid from the balance: back to it
+            await ledger.move(session, user_id=invoice.user_id, amount=invoice.amount_usd,
+                              kind="REFUND", key=f"invoice:{invoice.id}:refund",
+                              invoice_id=invoice.id, actor_id=actor_id, note=reason)
         await session.flush()
         await events.add(session, InvoiceRefundedV1(
             invoice_id=invoice.id, user_id=invoice.user_id, plan=plan_snapshot(invoice),

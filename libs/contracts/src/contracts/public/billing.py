@@ -22,10 +22,27 @@ AssetAmountIn = Annotated[str,
                           Field(examples=["9.99000000"])]
 
 
+BalanceEntryKind = Literal["TOP_UP", "PURCHASE", "REFUND", "REFERRAL_REWARD", "ADJUSTMENT"]
+PayWith = Literal["balance"]
+
+# A signed adjustment: "-5.00" takes from the balance, "5.00" adds to it; never zero.
+SignedUsdIn = Annotated[str,
+                        StringConstraints(pattern=r"^-?(?!0+(\.0{1,2})?$)\d{1,10}(\.\d{1,2})?$"),
+                        Field(examples=["5.00", "-2.50"])]
+
+
 class InvoiceCreate(Strict):
     plan_id: Ident
     asset: Code
     network: Code
+    pay_with: PayWith | None = Field(
+        None, description="`balance`: paid from the balance at once (201, status PAID) or 409 "
+                          "`INSUFFICIENT_BALANCE`; `asset` and `network` are checked as always")
+
+
+class AdjustmentBody(Strict):
+    amount_usd: SignedUsdIn
+    note: Text = Field(min_length=1, max_length=500)
 
 
 class PlanCreate(Strict):
@@ -186,3 +203,24 @@ class TransferOut(BaseModel):
 
 class BlocksOut(BaseModel):
     height: int
+
+
+class BalanceEntryOut(BaseModel):
+    id: int
+    kind: BalanceEntryKind
+    amount_usd: Money = Field(description="signed: negative for what was taken")
+    balance_after_usd: Money
+    invoice_id: str | None
+    created_at: datetime
+    note: str | None
+
+
+class BalanceOut(BaseModel):
+    balance_usd: Money
+    entries: list[BalanceEntryOut]
+    next_cursor: str | None
+
+
+class BalanceEntryEnvelope(BaseModel):
+    entry: BalanceEntryOut
+    balance_usd: Money

@@ -1,0 +1,95 @@
+"""Customers' balances: an append-only ledger in which every entry carries the idempotency key of
+what caused it, so a retried request or a redelivered event moves money once.
+
+One rule orders a customer's entries: the balance row is locked first (`SELECT ... FOR UPDATE`),
+then the entry is written with the balance after it, then the balance. So `balance_after_usd`
+is the running sum of the customer's entries in id order, and the balance is their sum. The
+database refuses a negative balance and any UPDATE or DELETE of an entry; the checks here give
+the clear error first. Functions here take the caller's session and never commit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billing.exceptions import InsufficientBalance
+from billing.models import Balance, BalanceEntry
+from contracts.billing import BalanceCreditedV1, BalanceDebitedV1
+from runtime.clock import now as utcnow
+from runtime.errors import Conflict
+from runtime.outbox import Outbox
+from runtime.pagination import decode_int_cursor
+
+ZERO = Decimal("0.00")
+
+
+@dataclass(frozen=True)
+class Movement:
+    entry: BalanceEntry
+    applied: bool  # False: the key had moved money already, `entry` is that first entry
+
+
+class Ledger:
+    """The ledger; each movement publishes `billing.balance.credited/debited` on `events`."""
+
+    def __init__(self, events: Outbox):
+        self.events = events
+
+    async def balance(self, session: AsyncSession, user_id: str) -> Decimal:
+        value = await session.scalar(sa.select(Balance.balance_usd)
+                                     .where(Balance.user_id == user_id))
+        return value if value is not None else ZERO
+
+    async def entries(self, session: AsyncSession, user_id: str, *, limit: int,
+                      cursor: str | None) -> tuple[list[BalanceEntry], str | None]:
+        """Newest first; the cursor is the last entry's id."""
+        stmt = sa.select(BalanceEntry).where(BalanceEntry.user_id == user_id)
+        before = decode_int_cursor(cursor)
+        if before is not None:
+            stmt = stmt.where(BalanceEntry.id < before)
+        rows = list((await session.scalars(stmt.order_by(BalanceEntry.id.desc())
+                                           .limit(limit + 1))).all())
+        if len(rows) <= limit:
+            return rows, None
+        return rows[:limit], str(rows[limit - 1].id)
+
+    async def move(self, session: AsyncSession, *, user_id: str, amount: Decimal, kind: str,
+                   key: str, invoice_id: str | None = None, note: str | None = None,
+                   actor_id: str | None = None) -> Movement:
+        """Add `amount` (negative: take it) to the balance, once per `key`. Taking more than
+        the balance holds is `InsufficientBalance` (409) and changes nothing."""
+        if amount == 0:
+            raise ValueError("a ledger entry moves money")
+        now = utcnow()
+        await session.execute(insert(Balance).values(user_id=user_id, balance_usd=ZERO,
+                                                     updated_at=now)
+                              .on_conflict_do_nothing(index_elements=[Balance.user_id]))
+        current = await session.scalar(sa.select(Balance.balance_usd)
+                                       .where(Balance.user_id == user_id).with_for_update())
+        first = await session.scalar(sa.select(BalanceEntry)
+                                     .where(BalanceEntry.idempotency_key == key))
+        if first is not None:
+            if first.user_id != user_id or first.amount_usd != amount:
+                raise Conflict("This ledger key already moved other money", {"key": key})
+            return Movement(first, applied=False)
+        after = current + amount
+        if after < 0:
+            raise InsufficientBalance(balance=current, needed=-amount)
+        entry = BalanceEntry(user_id=user_id, kind=kind, amount_usd=amount,
+                             balance_after_usd=after, idempotency_key=key, invoice_id=invoice_id,
+                             note=note, actor_id=actor_id, created_at=now)
+        session.add(entry)
+        await session.execute(sa.update(Balance).where(Balance.user_id == user_id)
+                              .values(balance_usd=after, updated_at=now))
+        await session.flush()
+        event = BalanceCreditedV1 if amount > 0 else BalanceDebitedV1
+        await self.events.add(session, event(user_id=user_id, entry_id=entry.id, kind=kind,
+                                        amount_usd=abs(amount), balance_usd=after,
+                                        invoice_id=invoice_id, created_at=now))
+        return Movement(entry, applied=True)
+
