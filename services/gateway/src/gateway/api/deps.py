@@ -18,6 +18,7 @@ from gateway.security import csrf_valid
 from runtime.errors import Forbidden, Unauthenticated
 
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
+STAFF = frozenset({"SUPPORT", "ADMIN"})  # the roles that may work the support queue
 
 
 async def db_session(request: Request):
@@ -108,7 +109,7 @@ async def current_caller_even_blocked(request: Request) -> Caller:
 
 
 async def staff_caller(caller: Annotated[Caller, Depends(current_caller)]) -> Caller:
-    if caller.role not in {"SUPPORT", "ADMIN"}:
+    if caller.role not in STAFF:
         raise Forbidden("Support or admin role required")
     return caller
 

@@ -6,13 +6,11 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from gateway.api.deps import Caller, session_token
+from gateway.api.deps import STAFF, Caller, session_token
 from gateway.security import anon_csrf_valid, csrf_valid
 from gateway.web.i18n import request_language
 from gateway.web.rendering import sign_in_redirect
 from runtime.errors import Forbidden
-
-STAFF = {"SUPPORT", "ADMIN"}
 
 
 async def optional_caller(request: Request) -> Caller | None:

@@ -126,6 +126,9 @@ class Pages:
     async def emails(self, user_ids: set[str]) -> dict[str, str]:
         return await user_admin_service.emails(self.state.db, user_ids)
 
+    async def email(self, user_id: str) -> str | None:
+        return (await self.emails({user_id})).get(user_id)
+
     async def set_blocked(self, caller: Caller, user_id: str, blocked: bool) -> User:
         return await self.actions.set_blocked(caller, user_id, blocked)
 

@@ -86,6 +86,11 @@ class WebRedirect(Exception):
         self.url = url
 
 
+def see_other(url: str) -> RedirectResponse:
+    """The answer to a page's form post, or to a page that lives elsewhere (303)."""
+    return RedirectResponse(url, status_code=303)
+
+
 def sign_in_redirect(request: Request) -> WebRedirect:
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     return WebRedirect("/login?next=" + quote(target, safe=""))
@@ -175,10 +180,10 @@ class WebRoute(APIRoute):
             try:
                 return await handler(request)
             except WebRedirect as redirect:
-                return RedirectResponse(redirect.url, status_code=303)
+                return see_other(redirect.url)
             except AppError as exc:
                 if exc.status == 401:
-                    return RedirectResponse(sign_in_redirect(request).url, status_code=303)
+                    return see_other(sign_in_redirect(request).url)
                 return error_page(request, exc.status, exc.message if exc.status < 500 else None,
                                   headers=exc.headers)
             except RequestValidationError:

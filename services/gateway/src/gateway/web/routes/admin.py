@@ -10,7 +10,7 @@ import asyncio
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from fastapi import APIRouter, Request
-from fastapi.responses import RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 
 from contracts.public.billing import PlanCreate, PlanUpdate, RefundBody
 from contracts.public.subscriptions import ExtendBody
@@ -20,15 +20,11 @@ from gateway.web import views
 from gateway.web.deps import Admin, Form, Staff
 from gateway.web.forms import FormInvalid, upstream_errors, validate
 from gateway.web.pages import Pages
-from gateway.web.rendering import WebRoute, render, render_thread, translator
+from gateway.web.rendering import WebRoute, render, render_thread, see_other, translator
 from runtime.errors import AppError, NotFound, ValidationFailed
 from runtime.pagination import decode_int_cursor
 
 router = APIRouter(prefix="/admin", route_class=WebRoute)
-
-
-def _redirect(url: str) -> RedirectResponse:
-    return RedirectResponse(url, status_code=303)
 
 
 def _back(request: Request, list_path: str, done: str) -> RedirectResponse:
@@ -36,12 +32,20 @@ def _back(request: Request, list_path: str, done: str) -> RedirectResponse:
     referer = urlsplit(request.headers.get("referer", ""))
     same_list = referer.netloc == request.url.netloc and referer.path == list_path
     kept = [(k, v) for k, v in parse_qsl(referer.query) if k != "done"] if same_list else []
-    return _redirect(f"{list_path}?{urlencode([*kept, ('done', done)])}")
+    return see_other(f"{list_path}?{urlencode([*kept, ('done', done)])}")
+
+
+async def _owned_list(request: Request, template: str, rows: str, page: dict,
+                      **values) -> HTMLResponse:
+    """A page of a list whose rows belong to customers (`page[rows]`), with their emails."""
+    emails = await Pages(request).emails({row["user_id"] for row in page[rows]})
+    return render(request, template, **{rows: page[rows]}, emails=emails,
+                  next_cursor=page.get("next_cursor"), **values)
 
 
 @router.get("")
 async def home(request: Request, caller: Staff):
-    return _redirect("/admin/users" if caller.role == "ADMIN" else "/admin/tickets")
+    return see_other("/admin/users" if caller.role == "ADMIN" else "/admin/tickets")
 
 
 # ---- users ---------------------------------------------------------------------------------
@@ -94,7 +98,7 @@ async def create_plan(request: Request, caller: Admin, form: Form):
             raise
         errors = upstream_errors(exc, translator(request))
     else:
-        return _redirect("/admin/plans?done=plan_created")
+        return see_other("/admin/plans?done=plan_created")
     return render(request, "admin/plans.html", http_status=400, plans=await pages.all_plans(caller),
                   errors=errors, values=form)
 
@@ -124,7 +128,7 @@ async def edit_plan(request: Request, caller: Admin, form: Form, plan_id: str):
             raise
         errors = upstream_errors(exc, translator(request))
     else:
-        return _redirect("/admin/plans?done=plan_saved")
+        return see_other("/admin/plans?done=plan_saved")
     plan = await _plan(request, caller, plan_id)
     return render(request, "admin/plan_edit.html", http_status=400, plan=plan, errors=errors,
                   values=form)
@@ -134,27 +138,25 @@ async def edit_plan(request: Request, caller: Admin, form: Form, plan_id: str):
 async def set_plan_active(request: Request, caller: Admin, form: Form, plan_id: str):
     active = form.get("active") == "true"
     await Pages(request).update_plan(caller, plan_id, PlanUpdate(is_active=active))
-    return _redirect(f"/admin/plans?done={'plan_activated' if active else 'plan_deactivated'}")
+    return see_other(f"/admin/plans?done={'plan_activated' if active else 'plan_deactivated'}")
 
 
 # ---- invoices ------------------------------------------------------------------------------
 @router.get("/invoices")
 async def invoices(request: Request, caller: Admin, status: str | None = None,
                    cursor: str | None = None):
-    pages = Pages(request)
-    page = await pages.all_invoices(caller, views.invoice_status(status), cursor)
-    emails = await pages.emails({i["user_id"] for i in page["invoices"]})
-    return render(request, "admin/invoices.html", invoices=page["invoices"], emails=emails,
-                  next_cursor=page.get("next_cursor"), status=views.invoice_status(status))
+    page = await Pages(request).all_invoices(caller, views.invoice_status(status), cursor)
+    return await _owned_list(request, "admin/invoices.html", "invoices", page,
+                             status=views.invoice_status(status))
 
 
 async def _invoice_page(request: Request, caller, invoice_id: str, status: int = 200,
                         errors: dict | None = None, values: dict | None = None):
     pages = Pages(request)
     invoice = await pages.any_invoice(caller, invoice_id)
-    emails = await pages.emails({invoice["user_id"]})
     return render(request, "admin/invoice.html", http_status=status, invoice=invoice,
-                  email=emails.get(invoice["user_id"]), errors=errors or {}, values=values or {})
+                  email=await pages.email(invoice["user_id"]), errors=errors or {},
+                  values=values or {})
 
 
 @router.get("/invoices/{invoice_id}")
@@ -174,7 +176,7 @@ async def refund(request: Request, caller: Admin, form: Form, invoice_id: str):
             raise
         errors = upstream_errors(exc, translator(request), "reason")
     else:
-        return _redirect(f"/admin/invoices/{invoice_id}?done=invoice_refunded")
+        return see_other(f"/admin/invoices/{invoice_id}?done=invoice_refunded")
     return await _invoice_page(request, caller, invoice_id, 400, errors, form)
 
 
@@ -182,14 +184,11 @@ async def refund(request: Request, caller: Admin, form: Form, invoice_id: str):
 async def _subscriptions_page(request: Request, caller, user_id: str | None, status: str | None,
                               cursor: str | None, http_status: int = 200,
                               errors: dict | None = None):
-    pages = Pages(request)
-    page = await pages.all_subscriptions(caller, user_id or None, views.subscription_status(status),
-                                         cursor)
-    emails = await pages.emails({s["user_id"] for s in page["subscriptions"]})
-    return render(request, "admin/subscriptions.html", http_status=http_status,
-                  subscriptions=page["subscriptions"], emails=emails,
-                  next_cursor=page.get("next_cursor"), user_id=user_id or "",
-                  filter_status=views.subscription_status(status), errors=errors or {})
+    page = await Pages(request).all_subscriptions(caller, user_id or None,
+                                                  views.subscription_status(status), cursor)
+    return await _owned_list(request, "admin/subscriptions.html", "subscriptions", page,
+                             http_status=http_status, user_id=user_id or "",
+                             filter_status=views.subscription_status(status), errors=errors or {})
 
 
 @router.get("/subscriptions")
@@ -225,21 +224,18 @@ async def resume(request: Request, caller: Admin, form: Form, subscription_id: s
 @router.get("/tickets")
 async def queue(request: Request, caller: Staff, status: str | None = None,
                 cursor: str | None = None):
-    pages = Pages(request)
-    page = await pages.queue(caller, views.ticket_status(status), cursor)
-    emails = await pages.emails({t["user_id"] for t in page["tickets"]})
-    return render(request, "admin/tickets.html", tickets=page["tickets"], emails=emails,
-                  next_cursor=page.get("next_cursor"), status=views.ticket_status(status))
+    page = await Pages(request).queue(caller, views.ticket_status(status), cursor)
+    return await _owned_list(request, "admin/tickets.html", "tickets", page,
+                             status=views.ticket_status(status))
 
 
 async def _ticket_page(request: Request, caller, ticket_id: str, status: int = 200,
                        errors: dict | None = None, values: dict | None = None):
     pages = Pages(request)
     found = await pages.staff_ticket(caller, ticket_id)
-    emails = await pages.emails({found["user_id"]})
     return render(request, "admin/ticket.html", http_status=status, ticket=found,
-                  email=emails.get(found["user_id"]), errors=errors or {}, values=values or {},
-                  version=views.ticket_version(found))
+                  email=await pages.email(found["user_id"]), errors=errors or {},
+                  values=values or {}, version=views.ticket_version(found))
 
 
 @router.get("/tickets/{ticket_id}")
@@ -260,13 +256,13 @@ async def answer(request: Request, caller: Staff, form: Form, ticket_id: str):
     except FormInvalid as exc:
         return await _ticket_page(request, caller, ticket_id, 400, exc.errors, form)
     await Pages(request).answer_ticket(caller, ticket_id, body)
-    return _redirect(f"/admin/tickets/{ticket_id}?done=answer_sent")
+    return see_other(f"/admin/tickets/{ticket_id}?done=answer_sent")
 
 
 @router.post("/tickets/{ticket_id}/close")
 async def close(request: Request, caller: Staff, form: Form, ticket_id: str):
     await Pages(request).staff_close(caller, ticket_id)
-    return _redirect(f"/admin/tickets/{ticket_id}?done=ticket_closed")
+    return see_other(f"/admin/tickets/{ticket_id}?done=ticket_closed")
 
 
 # ---- audit log and system ------------------------------------------------------------------
@@ -286,10 +282,10 @@ async def system(request: Request, caller: Admin):
 @router.post("/system/dead-letters/{dead_letter_id}/replay")
 async def replay(request: Request, caller: Admin, form: Form, dead_letter_id: str):
     await Pages(request).replay_dead_letter(caller, dead_letter_id)
-    return _redirect("/admin/system?done=dead_letter_replayed")
+    return see_other("/admin/system?done=dead_letter_replayed")
 
 
 @router.post("/system/jobs/{queue}/{job_id}/retry")
 async def retry(request: Request, caller: Admin, form: Form, queue: str, job_id: str):
     await Pages(request).retry_job(caller, queue, job_id)
-    return _redirect("/admin/system?done=job_retried")
+    return see_other("/admin/system?done=job_retried")

@@ -6,7 +6,6 @@ import asyncio
 import uuid
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import RedirectResponse
 
 from contracts.public.billing import InvoiceCreate
 from contracts.public.tickets import MessageCreate, TicketCreate
@@ -15,7 +14,7 @@ from gateway.web.deps import Form, SignedIn
 from gateway.web.forms import FormInvalid, PasswordForm, password_errors, upstream_errors, validate
 from gateway.web.pages import Pages
 from gateway.web.qr import qr_svg
-from gateway.web.rendering import WebRoute, render, render_thread, translator
+from gateway.web.rendering import WebRoute, render, render_thread, see_other, translator
 from runtime.errors import AppError, RateLimited, ServiceUnavailable
 
 router = APIRouter(prefix="/app", route_class=WebRoute)
@@ -23,10 +22,6 @@ router = APIRouter(prefix="/app", route_class=WebRoute)
 
 def _is_htmx(request: Request) -> bool:
     return request.headers.get("hx-request") == "true"
-
-
-def _redirect(url: str) -> RedirectResponse:
-    return RedirectResponse(url, status_code=303)
 
 
 @router.get("")
@@ -85,7 +80,7 @@ async def create_invoice(request: Request, caller: SignedIn, form: Form):
         return render(request, "panel/buy_options.html", http_status=status, headers=headers,
                       plan=plan, options=options, idempotency_key=uuid.uuid4().hex,
                       errors=errors)
-    return _redirect(f"/app/invoices/{invoice['id']}")
+    return see_other(f"/app/invoices/{invoice['id']}")
 
 
 @router.get("/invoices")
@@ -129,13 +124,13 @@ async def simulate_payment(request: Request, caller: SignedIn, form: Form, invoi
     if _is_htmx(request):
         return render(request, "panel/_invoice_status.html",
                       **await _invoice_view(request, caller, invoice_id))
-    return _redirect(f"/app/invoices/{invoice_id}?done=payment_sent")
+    return see_other(f"/app/invoices/{invoice_id}?done=payment_sent")
 
 
 @router.post("/invoices/{invoice_id}/cancel")
 async def cancel_invoice(request: Request, caller: SignedIn, form: Form, invoice_id: str):
     await Pages(request).cancel_invoice(caller, invoice_id)
-    return _redirect(f"/app/invoices/{invoice_id}?done=invoice_canceled")
+    return see_other(f"/app/invoices/{invoice_id}?done=invoice_canceled")
 
 
 @router.get("/tickets")
@@ -165,7 +160,7 @@ async def open_ticket(request: Request, caller: SignedIn, form: Form):
         errors = upstream_errors(exc, translator(request))
         status, headers = exc.status, exc.headers  # a 429 keeps its Retry-After
     else:
-        return _redirect(f"/app/tickets/{ticket['id']}?done=ticket_opened")
+        return see_other(f"/app/tickets/{ticket['id']}?done=ticket_opened")
     return render(request, "panel/ticket_new.html", http_status=status, headers=headers,
                   errors=errors, values=form)
 
@@ -193,13 +188,13 @@ async def reply(request: Request, caller: SignedIn, form: Form, ticket_id: str):
         found = await pages.ticket(caller, ticket_id)
         return render(request, "panel/ticket.html", http_status=400, ticket=found,
                       errors=exc.errors, values=form, version=views.ticket_version(found))
-    return _redirect(f"/app/tickets/{ticket_id}?done=reply_sent")
+    return see_other(f"/app/tickets/{ticket_id}?done=reply_sent")
 
 
 @router.post("/tickets/{ticket_id}/close")
 async def close_ticket(request: Request, caller: SignedIn, form: Form, ticket_id: str):
     await Pages(request).close_ticket(caller, ticket_id)
-    return _redirect(f"/app/tickets/{ticket_id}?done=ticket_closed")
+    return see_other(f"/app/tickets/{ticket_id}?done=ticket_closed")
 
 
 @router.get("/settings")
@@ -237,5 +232,5 @@ async def change_password(request: Request, caller: SignedIn, form: Form):
         if "current_password" in errors:
             errors["current_password"] = t("settings.wrong_password")
     else:
-        return _redirect("/app/settings?done=password_changed")
+        return see_other("/app/settings?done=password_changed")
     return render(request, "panel/settings.html", http_status=400, link=None, errors=errors)

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse
 
 from gateway.account import delete_session_cookie, set_session_cookie
-from gateway.api.deps import client_ip
+from gateway.api.deps import STAFF, client_ip
 from gateway.schemas import Credentials, LoginBody
 from gateway.web.deps import Form, OptionalCaller
 from gateway.web.forms import FormInvalid, password_errors, validate
@@ -16,6 +16,7 @@ from gateway.web.rendering import (
     WebRoute,
     render,
     safe_next,
+    see_other,
     set_language_cookie,
     translator,
 )
@@ -34,7 +35,14 @@ fallback = APIRouter(route_class=WebRoute)
 
 
 def _home_of(user) -> str:
-    return "/admin" if user.role in {"SUPPORT", "ADMIN"} else "/app"
+    return "/admin" if user.role in STAFF else "/app"
+
+
+def _signed_in(request: Request, signed, url: str) -> RedirectResponse:
+    """On to `url` with the new session's cookie."""
+    response = see_other(url)
+    set_session_cookie(request, response, signed.token)
+    return response
 
 
 @router.get("/")
@@ -49,7 +57,7 @@ async def landing(request: Request, caller: OptionalCaller):
 @router.get("/register")
 async def register_page(request: Request, caller: OptionalCaller, next: str | None = None):
     if caller:
-        return RedirectResponse(_home_of(caller.user), status_code=303)
+        return see_other(_home_of(caller.user))
     return render(request, "public/register.html", errors={}, values={}, next=safe_next(next))
 
 
@@ -70,9 +78,7 @@ async def register(request: Request, caller: OptionalCaller, form: Form):
     except RateLimited as exc:
         errors = {"form": exc.message}
     else:
-        response = RedirectResponse(nxt, status_code=303)
-        set_session_cookie(request, response, signed.token)
-        return response
+        return _signed_in(request, signed, nxt)
     return render(request, "public/register.html", http_status=400, errors=errors,
                   values={"email": form.get("email", "")}, next=nxt)
 
@@ -80,7 +86,7 @@ async def register(request: Request, caller: OptionalCaller, form: Form):
 @router.get("/login")
 async def login_page(request: Request, caller: OptionalCaller, next: str | None = None):
     if caller:
-        return RedirectResponse(safe_next(next, _home_of(caller.user)), status_code=303)
+        return see_other(safe_next(next, _home_of(caller.user)))
     return render(request, "public/login.html", errors={}, values={}, next=next or "")
 
 
@@ -102,10 +108,7 @@ async def login(request: Request, caller: OptionalCaller, form: Form):
         status = exc.status  # 403: the right password of a blocked account, no session made
         errors = {"form": t("login.invalid" if exc.status == 401 else "login.blocked")}
     else:
-        response = RedirectResponse(safe_next(form.get("next"), _home_of(signed.user)),
-                                    status_code=303)
-        set_session_cookie(request, response, signed.token)
-        return response
+        return _signed_in(request, signed, safe_next(form.get("next"), _home_of(signed.user)))
     return render(request, "public/login.html", http_status=status, errors=errors,
                   values={"email": form.get("email", "")}, next=form.get("next", ""))
 
@@ -114,7 +117,7 @@ async def login(request: Request, caller: OptionalCaller, form: Form):
 async def logout(request: Request, caller: OptionalCaller, form: Form):
     if caller:
         await request.app.state.account.logout(caller.token)
-    response = RedirectResponse("/", status_code=303)
+    response = see_other("/")
     delete_session_cookie(request, response)
     return response
 
@@ -123,7 +126,7 @@ async def logout(request: Request, caller: OptionalCaller, form: Form):
 async def switch_language(lang: str, next: str | None = None):
     if lang not in LANGUAGES:
         raise NotFound("Unknown language")
-    response = RedirectResponse(safe_next(next, "/"), status_code=303)
+    response = see_other(safe_next(next, "/"))
     set_language_cookie(response, lang)
     return response
 
