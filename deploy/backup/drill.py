@@ -126,19 +126,15 @@ async def _check_foreign_keys(conn: asyncpg.Connection, report: Report) -> None:
 
 async def _verify_audit(url: str, timeout: float, report: Report) -> None:
     env = {**os.environ, "DATABASE_URL": url}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway", "verify-audit", env=env, cwd=pgtools.ROOT,
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT)
     try:
-        out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+        returncode, out, _ = await pgtools.run_process(
+            [sys.executable, "-m", "gateway", "verify-audit"], env, timeout, cwd=pgtools.ROOT,
+            merge_stderr=True)
     except TimeoutError:
-        proc.kill()
-        await proc.wait()
         report.check(False, f"audit chain: verify-audit timed out after {timeout:.0f}s")
         return
     last = out.decode(errors="replace").strip().splitlines()[-1:] or [""]
-    report.check(proc.returncode == 0, f"audit chain verifies (gateway verify-audit: {last[0]})")
+    report.check(returncode == 0, f"audit chain verifies (gateway verify-audit: {last[0]})")
 
 
 async def _database_exists(admin_url: str, name: str) -> bool:

@@ -78,19 +78,31 @@ def ident(name: str) -> str:
     return f'"{name}"'
 
 
-async def run_tool(argv: list[str], env: dict[str, str], timeout: float) -> str:
-    """Run a command with a deadline; its stdout, or ToolError with the tail of stderr."""
+async def run_process(argv: list[str], env: dict[str, str], timeout: float, *,
+                      cwd: Path | None = None, merge_stderr: bool = False
+                      ) -> tuple[int, bytes, bytes]:
+    """Run a command with a deadline: its exit code, stdout and stderr (empty when merged into
+    stdout). Past the deadline it is killed and TimeoutError raised."""
     proc = await asyncio.create_subprocess_exec(
-        *argv, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        stdin=asyncio.subprocess.DEVNULL)
+        *argv, env=env, cwd=cwd, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT if merge_stderr else asyncio.subprocess.PIPE)
     try:
         out, err = await asyncio.wait_for(proc.communicate(), timeout)
     except TimeoutError:
         proc.kill()
         await proc.wait()
+        raise
+    return proc.returncode, out, err or b""
+
+
+async def run_tool(argv: list[str], env: dict[str, str], timeout: float) -> str:
+    """Run a command with a deadline; its stdout, or ToolError with the tail of stderr."""
+    try:
+        returncode, out, err = await run_process(argv, env, timeout)
+    except TimeoutError:
         raise ToolError(f"{argv[0]} timed out after {timeout:.0f}s") from None
-    if proc.returncode != 0:
-        raise ToolError(f"{argv[0]} exited {proc.returncode}: "
+    if returncode != 0:
+        raise ToolError(f"{argv[0]} exited {returncode}: "
                         f"{err.decode(errors='replace').strip()[-2000:]}")
     return out.decode(errors="replace")
 
