@@ -7,13 +7,15 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import ipaddress
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from provisioner.config import Settings
-from runtime.testing import database_fixtures, unit_database_url
+from runtime.faults import FaultSwitch
+from runtime.testing import database_fixtures, test_slot, unit_database_url
 
 TABLES = ["subscriptions", "grants", "backend_accounts", "user_blocks", "sandbox_vpn_accounts",
           "outbox", "inbox"]
@@ -29,6 +31,16 @@ migrated, db = database_fixtures("provisioner", make_settings, emptied=TABLES)[:
 @pytest.fixture(scope="session")
 def unit_settings(migrated) -> Settings:
     return make_settings()
+
+
+@pytest.fixture
+async def faults():
+    """The sandbox backend's fault switch, under a Redis key of its own, emptied afterwards."""
+    switch = FaultSwitch(f"redis://127.0.0.1:6379/{1 + test_slot()}",
+                         f"test-{uuid.uuid4().hex}:sandbox-faults")
+    yield switch
+    await switch.clear()
+    await switch.close()
 
 
 @dataclass

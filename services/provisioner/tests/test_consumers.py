@@ -20,7 +20,6 @@ from provisioner.metrics import PROVISIONS
 from provisioner.models import Grant, SandboxAccount, Subscription, inbox, outbox
 from provisioner.service import ProvisioningService, grant_job_id
 from runtime.clock import now
-from runtime.faults import FaultSwitch
 from runtime.jobs import JobQueue
 
 REDIS_URL = f"redis://127.0.0.1:6379/{1 + int(os.environ.get('TEST_SLOT', '0'))}"
@@ -55,11 +54,8 @@ class CountingBackend(SandboxBackend):
 
 
 @pytest.fixture
-async def backend(db):
-    faults = FaultSwitch(REDIS_URL, f"test-{uuid.uuid4().hex}:sandbox-faults")
-    yield CountingBackend(db, host="vpn.sandbox.test", port=8388, faults=faults)
-    await faults.clear()
-    await faults.close()
+def backend(db, faults):
+    return CountingBackend(db, host="vpn.sandbox.test", port=8388, faults=faults)
 
 
 @pytest.fixture

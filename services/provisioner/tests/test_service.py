@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -16,20 +15,15 @@ from provisioner.metrics import RECONCILIATION_FIXES
 from provisioner.models import Grant, SandboxAccount, Subscription, outbox
 from provisioner.service import ProvisioningService, block_job_id, latest_expiry
 from runtime.errors import Conflict, IllegalTransition, NotFound
-from runtime.faults import FaultSwitch
 from runtime.identity import Identity
 
 T0 = datetime(2026, 1, 10, 12, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
-REDIS_URL = f"redis://127.0.0.1:6379/{1 + int(os.environ.get('TEST_SLOT', '0'))}"
 
 
 @pytest.fixture
-async def backend(db):
-    faults = FaultSwitch(REDIS_URL, f"test-{uuid.uuid4().hex}:sandbox-faults")
-    yield SandboxBackend(db, host="vpn.sandbox.test", port=8388, faults=faults)
-    await faults.clear()
-    await faults.close()
+def backend(db, faults):
+    return SandboxBackend(db, host="vpn.sandbox.test", port=8388, faults=faults)
 
 
 @pytest.fixture
