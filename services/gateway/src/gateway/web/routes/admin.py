@@ -43,6 +43,15 @@ async def _owned_list(request: Request, template: str, rows: str, page: dict,
                   next_cursor=page.get("next_cursor"), **values)
 
 
+async def _owned_record(request: Request, template: str, name: str, record: dict, status: int,
+                        errors: dict | None, values: dict | None, **more) -> HTMLResponse:
+    """The page of one customer's row (`record`, as `name`), with their email and the state of
+    the page's form."""
+    return render(request, template, http_status=status, **{name: record},
+                  email=await Pages(request).email(record["user_id"]), errors=errors or {},
+                  values=values or {}, **more)
+
+
 @router.get("")
 async def home(request: Request, caller: Staff):
     return see_other("/admin/users" if caller.role == "ADMIN" else "/admin/tickets")
@@ -152,11 +161,9 @@ async def invoices(request: Request, caller: Admin, status: str | None = None,
 
 async def _invoice_page(request: Request, caller, invoice_id: str, status: int = 200,
                         errors: dict | None = None, values: dict | None = None):
-    pages = Pages(request)
-    invoice = await pages.any_invoice(caller, invoice_id)
-    return render(request, "admin/invoice.html", http_status=status, invoice=invoice,
-                  email=await pages.email(invoice["user_id"]), errors=errors or {},
-                  values=values or {})
+    invoice = await Pages(request).any_invoice(caller, invoice_id)
+    return await _owned_record(request, "admin/invoice.html", "invoice", invoice, status, errors,
+                               values)
 
 
 @router.get("/invoices/{invoice_id}")
@@ -231,11 +238,9 @@ async def queue(request: Request, caller: Staff, status: str | None = None,
 
 async def _ticket_page(request: Request, caller, ticket_id: str, status: int = 200,
                        errors: dict | None = None, values: dict | None = None):
-    pages = Pages(request)
-    found = await pages.staff_ticket(caller, ticket_id)
-    return render(request, "admin/ticket.html", http_status=status, ticket=found,
-                  email=await pages.email(found["user_id"]), errors=errors or {},
-                  values=values or {}, version=views.ticket_version(found))
+    found = await Pages(request).staff_ticket(caller, ticket_id)
+    return await _owned_record(request, "admin/ticket.html", "ticket", found, status, errors,
+                               values, version=views.ticket_version(found))
 
 
 @router.get("/tickets/{ticket_id}")
