@@ -4,6 +4,7 @@ pinged and replaced unseen; a busy one fails once with a transient error, then t
 from __future__ import annotations
 
 import asyncio
+from contextlib import asynccontextmanager
 
 import asyncpg
 import pytest
@@ -28,34 +29,36 @@ async def terminate(pid: int) -> None:
         await admin.close()
 
 
-def one_connection_engine(idle_seconds: float):
+@asynccontextmanager
+async def one_connection_engine(idle_seconds: float):
     engine = create_async_engine(DSN.replace("postgresql://", "postgresql+asyncpg://"),
                                  pool_size=1, max_overflow=0)
     ping_when_idle(engine, idle_seconds=idle_seconds)
-    return engine
-
-
-async def test_an_idle_connection_is_pinged_and_replaced():
-    engine = one_connection_engine(idle_seconds=0.2)
     try:
-        first = await backend_pid(engine)
-        await terminate(first)
-        await asyncio.sleep(0.4)
-        second = await backend_pid(engine)  # no error reaches the caller
-        assert second != first
+        yield engine
     finally:
         await engine.dispose()
 
 
+async def server_side_lost(engine, seconds_ago: float) -> int:
+    """The backend pid of the pool's connection, whose server side was terminated `seconds_ago`."""
+    pid = await backend_pid(engine)
+    await terminate(pid)
+    await asyncio.sleep(seconds_ago)
+    return pid
+
+
+async def test_an_idle_connection_is_pinged_and_replaced():
+    async with one_connection_engine(idle_seconds=0.2) as engine:
+        first = await server_side_lost(engine, 0.4)
+        second = await backend_pid(engine)  # no error reaches the caller
+        assert second != first
+
+
 async def test_a_busy_connection_fails_once_as_transient_then_the_pool_heals():
-    engine = one_connection_engine(idle_seconds=60)
-    try:
-        first = await backend_pid(engine)
-        await terminate(first)
-        await asyncio.sleep(0.1)
+    async with one_connection_engine(idle_seconds=60) as engine:
+        first = await server_side_lost(engine, 0.1)
         with pytest.raises(Exception) as failed:
             await backend_pid(engine)
         assert is_transient_db_error(failed.value), repr(failed.value)
         assert await backend_pid(engine) != first
-    finally:
-        await engine.dispose()
