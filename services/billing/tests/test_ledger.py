@@ -15,10 +15,11 @@ import pytest
 
 from billing.app import create_api
 from billing.exceptions import InsufficientBalance
-from billing.schemas import InvoiceCreate, PlanCreate
+from billing.providers.sandbox import sandbox_chain
+from billing.schemas import InvoiceCreate, PlanCreate, TopUpCreate
 from billing.service import ledger, plan_service
 from runtime import identity
-from runtime.errors import Conflict
+from runtime.errors import Conflict, ValidationFailed
 
 from .conftest import make_settings
 
@@ -99,7 +100,7 @@ async def test_concurrent_debits_never_take_more_than_the_balance(db, pg):
                                    return_exceptions=True)
     taken = [r for r in results if not isinstance(r, BaseException)]
     refused = [r for r in results if isinstance(r, InsufficientBalance)]
-    assert len(taken) == 10 and len(refused) == 10
+    assert len(taken) == 10 and len(refused) == 10, results
     rows = await entries(pg, u)
     running = D(0)
     for r in rows:
@@ -225,3 +226,66 @@ async def test_an_admin_adjustment_moves_money_once_per_key_and_never_below_zero
     assert read.json()["balance_usd"] == "5.00" and len(read.json()["entries"]) == 1
     assert await pg.fetchval("SELECT actor_id FROM billing.balance_entries WHERE user_id = $1",
                              u) == "admin-1"
+
+
+# ---- top-ups -----------------------------------------------------------------------------------
+async def top_up(sandbox, db, u: str, amount: str, key: str | None = None):
+    return await sandbox.billing.create_top_up_idempotent(
+        db, user_id=u, key=key or uuid.uuid4().hex,
+        body=TopUpCreate(amount_usd=amount, asset="USDT", network="TRON"))
+
+
+async def settle(sandbox, db, invoice: dict) -> str:
+    async with db.transaction() as s:
+        await sandbox_chain.transfer(s, address=invoice["address"], asset=invoice["asset"],
+                                     network=invoice["network"],
+                                     amount_asset=D(invoice["amount_asset"]))
+        await sandbox_chain.mine(s, 3)
+    return await sandbox.watcher.watch_one(invoice["id"])
+
+
+async def test_a_paid_top_up_adds_to_the_balance_once_and_grants_nothing(sandbox, db, pg):
+    u = user()
+    result = await top_up(sandbox, db, u, "25.00")
+    invoice = result.json()["invoice"]
+    assert result.status == 201
+    assert (invoice["kind"], invoice["plan_id"], invoice["amount_usd"]) == ("TOP_UP", None,
+                                                                          "25.00")
+    assert await settle(sandbox, db, invoice) == "PAID"
+    results = await asyncio.gather(*(sandbox.watcher.watch_one(invoice["id"]) for _ in range(3)))
+    assert results == ["PAID"] * 3
+    assert [(r["kind"], r["amount_usd"], r["invoice_id"]) for r in await entries(pg, u)] == [
+        ("TOP_UP", D("25.00"), invoice["id"])]
+    assert await balance(db, u) == D("25.00")
+    assert await paid_events(pg, invoice["id"]) == []  # nothing for the provisioner to grant
+
+
+async def test_a_top_up_outside_the_limits_is_refused_and_stores_nothing(sandbox, db, pg):
+    u = user()
+    for amount in ("0.99", "1000.01"):
+        with pytest.raises(ValidationFailed):
+            await top_up(sandbox, db, u, amount)
+    assert await pg.fetchval("SELECT count(*) FROM billing.invoices WHERE user_id = $1", u) == 0
+    assert await pg.fetchval("SELECT count(*) FROM billing.idempotency_keys WHERE user_id = $1",
+                             u) == 0
+
+
+async def test_refunding_a_top_up_takes_it_back_unless_it_was_spent(sandbox, db, pg):
+    u, plan_id = user(), await new_plan(db, "7.00")
+    spent = (await top_up(sandbox, db, u, "7.00")).json()["invoice"]
+    kept = (await top_up(sandbox, db, u, "3.00")).json()["invoice"]
+    for invoice in (spent, kept):
+        assert await settle(sandbox, db, invoice) == "PAID"
+    await buy_from_balance(sandbox, db, u, plan_id, uuid.uuid4().hex)  # 10.00 -> 3.00
+
+    async def refund(invoice_id: str):
+        async with db.transaction() as s:
+            row = await sandbox.billing.get_visible(s, None, invoice_id, for_update=True)
+            await sandbox.billing.refund(s, row, reason="chargeback", actor_id="admin-1")
+
+    await refund(kept["id"])
+    assert await balance(db, u) == D("0.00")
+    with pytest.raises(InsufficientBalance):
+        await refund(spent["id"])
+    status = await pg.fetchval("SELECT status FROM billing.invoices WHERE id = $1", spent["id"])
+    assert status == "PAID" and await balance(db, u) == D("0.00")

@@ -19,6 +19,9 @@ class Settings(service_settings("billing", port=8101)):
         alias="FIXED_RATES_USD",
     )
     sandbox_confirmations: int = Field(2, alias="SANDBOX_CONFIRMATIONS", ge=1)
+    # What one top-up of the balance may add.
+    top_up_min_usd: Decimal = Field(Decimal("1"), alias="TOP_UP_MIN_USD", gt=0)
+    top_up_max_usd: Decimal = Field(Decimal("1000"), alias="TOP_UP_MAX_USD", gt=0)
 
     btcpay_url: str = Field("http://127.0.0.1:23000", alias="BTCPAY_URL")
     btcpay_api_key: str = Field("", alias="BTCPAY_API_KEY")

@@ -36,6 +36,7 @@ from billing.schemas import (
     RefundBody,
     SandboxFaultBody,
     SandboxFaultOut,
+    TopUpCreate,
     TransferBody,
     TransferOut,
     WebhookAck,
@@ -127,6 +128,16 @@ async def _balance(s: AsyncSession, user_id: str, limit: int, cursor: str | None
     entries, nxt = await ledger.entries(s, user_id, limit=limit, cursor=cursor)
     return {"balance_usd": await ledger.balance(s, user_id),
             "entries": [entry_view(e) for e in entries], "next_cursor": nxt}
+
+
+@router.post("/balance/top-ups", status_code=201, response_model=InvoiceEnvelope)
+async def create_top_up(body: TopUpCreate, request: Request, billing: Billing, ident: Ident,
+                        key: Annotated[str, Depends(idempotency_key)]):
+    result = await billing.create_top_up_idempotent(request.app.state.db, user_id=ident.user_id,
+                                                    key=key, body=body)
+    headers = {"Idempotent-Replayed": "true"} if result.replayed else None
+    return Response(result.content, status_code=result.status, headers=headers,
+                    media_type="application/json")
 
 
 @router.get("/balance", response_model=BalanceOut)

@@ -47,12 +47,14 @@ class Invoice(Base):
 
     id: Mapped[str] = mapped_column(sa.Text, primary_key=True)
     user_id: Mapped[str] = mapped_column(sa.Text)
-    plan_id: Mapped[str] = mapped_column(sa.ForeignKey("plans.id", ondelete="RESTRICT"))
+    # PLAN buys a plan; TOP_UP adds to the balance and has no plan.
+    kind: Mapped[str] = mapped_column(sa.Text, default="PLAN", server_default="PLAN")
+    plan_id: Mapped[str | None] = mapped_column(sa.ForeignKey("plans.id", ondelete="RESTRICT"))
     # The plan as it was when the invoice was created (prices and plans change later).
-    plan_name: Mapped[str] = mapped_column(sa.Text)
-    plan_duration_days: Mapped[int] = mapped_column(sa.Integer)
-    plan_max_devices: Mapped[int] = mapped_column(sa.Integer)
-    plan_price_usd: Mapped[Decimal] = mapped_column(USD)
+    plan_name: Mapped[str | None] = mapped_column(sa.Text)
+    plan_duration_days: Mapped[int | None] = mapped_column(sa.Integer)
+    plan_max_devices: Mapped[int | None] = mapped_column(sa.Integer)
+    plan_price_usd: Mapped[Decimal | None] = mapped_column(USD)
     status: Mapped[str] = mapped_column(sa.Text)
     amount_usd: Mapped[Decimal] = mapped_column(USD)
     asset: Mapped[str] = mapped_column(sa.Text)
@@ -88,6 +90,10 @@ class Invoice(Base):
         sa.UniqueConstraint("provider", "provider_ref", name="uq_invoices_provider_ref"),
         sa.Index("uq_invoices_network_address", "network", "address", unique=True,
                  postgresql_where=sa.text("address IS NOT NULL")),
+        sa.CheckConstraint("kind IN ('PLAN', 'TOP_UP', 'TRIAL', 'RENEWAL')",
+                           name="ck_invoices_kind"),
+        sa.CheckConstraint("(kind = 'TOP_UP') = (plan_id IS NULL)",
+                           name="ck_invoices_plan_unless_top_up"),
     )
 
 

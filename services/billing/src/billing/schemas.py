@@ -38,6 +38,7 @@ from contracts.public.billing import (
     PlanOut,
     PlanUpdate,
     RefundBody,
+    TopUpCreate,
     TransferBody,
     TransferOut,
 )
@@ -50,7 +51,8 @@ __all__ = ["CURSOR_PATTERN", "AdjustmentBody", "AdminInvoiceEnvelope", "AdminInv
            "BalanceOut", "BlocksBody", "BlocksOut", "InvoiceCreate", "InvoiceEnvelope",
            "InvoiceList", "InvoiceStatus", "PaymentOptions", "PlanCreate", "PlanDeleted",
            "PlanList", "PlanUpdate", "RefundBody", "SandboxFaultBody", "SandboxFaultOut",
-           "TransferBody", "TransferOut", "WebhookAck", "entry_view", "invoice_view", "plan_view"]
+           "TopUpCreate", "TransferBody", "TransferOut", "WebhookAck", "entry_view",
+           "invoice_view", "plan_view"]
 
 
 class SandboxFaultBody(Strict):

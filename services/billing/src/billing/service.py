@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import get_args
+from typing import Any, get_args
 
 import orjson
 from sqlalchemy.exc import IntegrityError
@@ -23,7 +24,14 @@ from billing.models import Invoice, Payment, Plan, outbox
 from billing.providers.base import CheckoutRequest, ObservedPayment, PaymentProvider, ProviderError
 from billing.rates import RateSource, asset_amount
 from billing.repository import IdempotencyRepository, InvoiceRepository, PlanRepository
-from billing.schemas import InvoiceCreate, InvoiceStatus, PlanCreate, PlanUpdate, invoice_view
+from billing.schemas import (
+    InvoiceCreate,
+    InvoiceStatus,
+    PlanCreate,
+    PlanUpdate,
+    TopUpCreate,
+    invoice_view,
+)
 from contracts import events_of
 from contracts.billing import (
     InvoiceCreatedV1,
@@ -51,6 +59,7 @@ log = get_logger(__name__)
 events = Outbox(outbox, producer="billing", publishes=events_of("billing"))
 ledger = Ledger(events)
 
+PLAN_KIND, TOP_UP_KIND = "PLAN", "TOP_UP"
 # An invoice paid from the customer's balance: in USD, settled in its creating transaction.
 BALANCE_PROVIDER, BALANCE_ASSET, BALANCE_NETWORK = "balance", "USD", "BALANCE"
 
@@ -102,6 +111,14 @@ def transition_payment(payment: Payment, to: str, now: datetime) -> None:
     payment.updated_at = now
     if to in _PAYMENT_TIMESTAMP:
         setattr(payment, _PAYMENT_TIMESTAMP[to], now)
+
+
+def _plan_fields(plan: Plan | None) -> dict:
+    """The plan an invoice buys, as it is at creation (prices and plans change later)."""
+    if plan is None:
+        return {}
+    return {"plan_id": plan.id, "plan_name": plan.name, "plan_duration_days": plan.duration_days,
+            "plan_max_devices": plan.max_devices, "plan_price_usd": plan.price_usd}
 
 
 def plan_snapshot(invoice: Invoice) -> PlanSnapshot:
@@ -209,11 +226,14 @@ class BillingService:
 
     # ---------------------------------------------------------------- invoice creation
 
+    def orderable_payment(self, asset: str, network: str) -> None:
+        if (asset, network) not in self.options():
+            raise ValidationFailed("This asset/network is not accepted",
+                                   {"asset": asset, "network": network})
+
     async def orderable_plan(self, session: AsyncSession, body: InvoiceCreate) -> Plan:
         """Checks that make a request invalid (400, nothing stored under the idempotency key)."""
-        if (body.asset, body.network) not in self.options():
-            raise ValidationFailed("This asset/network is not accepted",
-                                   {"asset": body.asset, "network": body.network})
+        self.orderable_payment(body.asset, body.network)
         plan = await PlanRepository(session).get(body.plan_id)
         if plan is None or not plan.is_active:
             raise ValidationFailed("Unknown or inactive plan", {"plan_id": body.plan_id})
@@ -221,13 +241,51 @@ class BillingService:
 
     async def create_invoice_idempotent(self, db: Database, *, user_id: str, key: str,
                                         body: InvoiceCreate) -> IdempotentResult:
-        """POST /invoices under Stripe/IETF Idempotency-Key semantics.
+        """POST /invoices under Stripe/IETF Idempotency-Key semantics (`_idempotent`)."""
+
+        async def validate(s: AsyncSession) -> Plan:
+            return await self.orderable_plan(s, body)
+
+        async def create(token: str, plan: Plan) -> str:
+            return await self._create_invoice(db, user_id=user_id, key=key, token=token,
+                                              body=body, plan=plan)
+
+        return await self._idempotent(db, user_id=user_id, key=key,
+                                      fingerprint=invoice_fingerprint(body), validate=validate,
+                                      create=create)
+
+    async def create_top_up_idempotent(self, db: Database, *, user_id: str, key: str,
+                                       body: TopUpCreate) -> IdempotentResult:
+        """POST /balance/top-ups: an invoice of kind TOP_UP whose payment adds to the balance."""
+        amount = Decimal(body.amount_usd)
+
+        async def validate(s: AsyncSession) -> None:
+            self.orderable_payment(body.asset, body.network)
+            low, high = self.settings.top_up_min_usd, self.settings.top_up_max_usd
+            if not low <= amount <= high:
+                raise ValidationFailed("A top-up is between the minimum and the maximum", {
+                    "amount_usd": body.amount_usd, "min_usd": format(low, "f"),
+                    "max_usd": format(high, "f")})
+
+        async def create(token: str, _: None) -> str:
+            return await self._open_invoice(db, user_id=user_id, key=key, token=token,
+                                            asset=body.asset, network=body.network,
+                                            amount_usd=amount, plan=None)
+
+        return await self._idempotent(
+            db, user_id=user_id, key=key, validate=validate, create=create,
+            fingerprint=request_fingerprint("POST /balance/top-ups", body.model_dump()))
+
+    async def _idempotent(self, db: Database, *, user_id: str, key: str, fingerprint: str,
+                          validate: Callable[[AsyncSession], Awaitable[Any]],
+                          create: Callable[[str, Any], Awaitable[str]]) -> IdempotentResult:
+        """Run `create` once per (user, key) under Stripe/IETF Idempotency-Key semantics.
 
         The key row is inserted (ON CONFLICT) and committed before any work, so of concurrent
         identical requests exactly one does the work; the others replay its stored answer or
-        get 409 while it runs. The invoice and the stored answer commit in one transaction.
+        get 409 while it runs. `create` commits its rows and the stored answer in one
+        transaction.
         """
-        fingerprint = invoice_fingerprint(body)
         token = new_id()
         now = utcnow()
         async with db.transaction() as s:
@@ -238,7 +296,7 @@ class BillingService:
                 stale_before=now - timedelta(seconds=self.settings.idempotency_stale_seconds))
             # A request that is invalid raises here, which rolls the claim back: nothing is
             # stored under its key. A replay is answered without validating again.
-            plan = await self.orderable_plan(s, body) if claimed else None
+            checked = await validate(s) if claimed else None
             existing = None if claimed else await repo.get(user_id, key)
         if not claimed:
             if existing is not None and existing.request_hash != fingerprint:
@@ -248,8 +306,7 @@ class BillingService:
             return IdempotentResult(existing.response_status or 200,
                                     existing.response_body or "{}", replayed=True)
         try:
-            answer = await self._create_invoice(db, user_id=user_id, key=key, token=token,
-                                                body=body, plan=plan)
+            answer = await create(token, checked)
         except AppError as exc:
             if exc.status >= 500 or isinstance(exc, ValidationFailed):
                 await self._release(db, user_id, key, token)
@@ -278,41 +335,51 @@ class BillingService:
         if body.pay_with == "balance":
             return await self._pay_from_balance(db, user_id=user_id, key=key, token=token,
                                                 body=body)
-        rate = await self.rates.usd_per_unit(body.asset)
-        amount = asset_amount(plan.price_usd, rate)
+        return await self._open_invoice(db, user_id=user_id, key=key, token=token,
+                                        asset=body.asset, network=body.network,
+                                        amount_usd=plan.price_usd, plan=plan)
+
+    async def _open_invoice(self, db: Database, *, user_id: str, key: str, token: str,
+                            asset: str, network: str, amount_usd: Decimal,
+                            plan: Plan | None) -> str:
+        """An invoice paid through the provider: of the plan, or (no plan) a TOP_UP."""
+        rate = await self.rates.usd_per_unit(asset)
+        amount = asset_amount(amount_usd, rate)
         invoice_id = new_id()
         now = utcnow()
         locked_until = now + timedelta(minutes=self.settings.rate_lock_minutes)
         try:
             checkout = await self.provider.create_checkout(CheckoutRequest(
-                invoice_id=invoice_id, amount_usd=plan.price_usd, asset=body.asset,
-                network=body.network, amount_asset=amount, expires_at=locked_until))
+                invoice_id=invoice_id, amount_usd=amount_usd, asset=asset, network=network,
+                amount_asset=amount, expires_at=locked_until))
         except ProviderError as exc:
             PROVIDER_ERRORS.labels(exc.provider, exc.operation).inc()
             log.warning("provider_create_failed", provider=exc.provider, error=str(exc)[:300])
             raise ServiceUnavailable("The payment provider is unavailable") from exc
         async with db.transaction() as s:
-            plan = await PlanRepository(s).get(plan.id)
-            if plan is None or not plan.is_active:
-                raise Conflict("The plan is no longer available", {"plan_id": body.plan_id})
+            if plan is not None:
+                plan_id = plan.id
+                plan = await PlanRepository(s).get(plan_id)
+                if plan is None or not plan.is_active:
+                    raise Conflict("The plan is no longer available", {"plan_id": plan_id})
             invoice = Invoice(
-                id=invoice_id, user_id=user_id, plan_id=plan.id, plan_name=plan.name,
-                plan_duration_days=plan.duration_days, plan_max_devices=plan.max_devices,
-                plan_price_usd=plan.price_usd, status=CREATED, amount_usd=plan.price_usd,
-                asset=body.asset, network=body.network, rate_usd=rate, amount_asset=amount,
-                address=checkout.address, payment_url=checkout.payment_url,
-                provider=self.provider.name, provider_ref=checkout.provider_ref,
-                rate_locked_until=locked_until, created_at=now, updated_at=now,
-                amount_received_asset=Decimal(0), overpaid_asset=Decimal(0),
-                underpaid_asset=Decimal(0), late_amount_asset=Decimal(0), needs_review=False)
+                id=invoice_id, user_id=user_id, kind=PLAN_KIND if plan else TOP_UP_KIND,
+                status=CREATED, amount_usd=amount_usd, asset=asset, network=network,
+                rate_usd=rate, amount_asset=amount, address=checkout.address,
+                payment_url=checkout.payment_url, provider=self.provider.name,
+                provider_ref=checkout.provider_ref, rate_locked_until=locked_until,
+                created_at=now, updated_at=now, amount_received_asset=Decimal(0),
+                overpaid_asset=Decimal(0), underpaid_asset=Decimal(0),
+                late_amount_asset=Decimal(0), needs_review=False, **_plan_fields(plan))
             s.add(invoice)
             await s.flush()
             INVOICE_TRANSITIONS.labels(CREATED).inc()
-            await events.add(s, InvoiceCreatedV1(
-                invoice_id=invoice.id, user_id=user_id, plan_id=plan.id,
-                amount_usd=invoice.amount_usd, asset=invoice.asset, network=invoice.network,
-                amount_asset=invoice.amount_asset, rate_locked_until=locked_until,
-                provider=invoice.provider))
+            if plan is not None:  # the contract names a plan; a top-up's money is its credit
+                await events.add(s, InvoiceCreatedV1(
+                    invoice_id=invoice.id, user_id=user_id, plan_id=plan.id,
+                    amount_usd=invoice.amount_usd, asset=invoice.asset,
+                    network=invoice.network, amount_asset=invoice.amount_asset,
+                    rate_locked_until=locked_until, provider=invoice.provider))
             answer = _json_text({"invoice": invoice_view(invoice, [])})
             if not await IdempotencyRepository(s).complete(user_id=user_id, key=key, token=token,
                                                            status=201, body=answer, now=now):
@@ -331,10 +398,9 @@ class BillingService:
             if plan is None or not plan.is_active:
                 raise Conflict("The plan is no longer available", {"plan_id": body.plan_id})
             invoice = Invoice(
-                id=invoice_id, user_id=user_id, plan_id=plan.id, plan_name=plan.name,
-                plan_duration_days=plan.duration_days, plan_max_devices=plan.max_devices,
-                plan_price_usd=plan.price_usd, status=CREATED, amount_usd=plan.price_usd,
-                asset=BALANCE_ASSET, network=BALANCE_NETWORK, rate_usd=Decimal(1),
+                id=invoice_id, user_id=user_id, kind=PLAN_KIND, **_plan_fields(plan),
+                status=CREATED, amount_usd=plan.price_usd, asset=BALANCE_ASSET,
+                network=BALANCE_NETWORK, rate_usd=Decimal(1),
                 amount_asset=plan.price_usd, address=None, payment_url=None,
                 provider=BALANCE_PROVIDER, provider_ref=None, rate_locked_until=now,
                 created_at=now, updated_at=now, amount_received_asset=plan.price_usd,
@@ -388,6 +454,12 @@ class BillingService:
             await ledger.move(session, user_id=invoice.user_id, amount=invoice.amount_usd,
                               kind="REFUND", key=f"invoice:{invoice.id}:refund",
                               invoice_id=invoice.id, actor_id=actor_id, note=reason)
+        if invoice.kind == TOP_UP_KIND:  # what it added goes, if it has not been spent
+            await ledger.move(session, user_id=invoice.user_id, amount=-invoice.amount_usd,
+                              kind="ADJUSTMENT", key=f"invoice:{invoice.id}:refund",
+                              invoice_id=invoice.id, actor_id=actor_id, note=reason)
+            await session.flush()
+            return invoice
         await session.flush()
         await events.add(session, InvoiceRefundedV1(
             invoice_id=invoice.id, user_id=invoice.user_id, plan=plan_snapshot(invoice),
@@ -465,6 +537,11 @@ class BillingService:
     async def _mark_paid(self, session: AsyncSession, invoice: Invoice, now: datetime) -> None:
         transition_invoice(invoice, PAID, now)
         invoice.paid_at = now
+        if invoice.kind == TOP_UP_KIND:  # its money goes to the balance, once
+            await ledger.move(session, user_id=invoice.user_id, amount=invoice.amount_usd,
+                              kind="TOP_UP", key=f"invoice:{invoice.id}:top-up",
+                              invoice_id=invoice.id)
+            return
         await events.add(session, InvoicePaidV1(
             invoice_id=invoice.id, user_id=invoice.user_id, plan=plan_snapshot(invoice),
             amount_usd=invoice.amount_usd, asset=invoice.asset, network=invoice.network,

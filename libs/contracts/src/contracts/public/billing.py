@@ -22,6 +22,7 @@ AssetAmountIn = Annotated[str,
                           Field(examples=["9.99000000"])]
 
 
+InvoiceKind = Literal["PLAN", "TOP_UP", "TRIAL", "RENEWAL"]
 BalanceEntryKind = Literal["TOP_UP", "PURCHASE", "REFUND", "REFERRAL_REWARD", "ADJUSTMENT"]
 PayWith = Literal["balance"]
 
@@ -38,6 +39,12 @@ class InvoiceCreate(Strict):
     pay_with: PayWith | None = Field(
         None, description="`balance`: paid from the balance at once (201, status PAID) or 409 "
                           "`INSUFFICIENT_BALANCE`; `asset` and `network` are checked as always")
+
+
+class TopUpCreate(Strict):
+    amount_usd: UsdIn = Field(description="between TOP_UP_MIN_USD (1) and TOP_UP_MAX_USD (1000)")
+    asset: Code
+    network: Code
 
 
 class AdjustmentBody(Strict):
@@ -146,7 +153,8 @@ class AdminPaymentOut(PaymentOut):
 class InvoiceOut(BaseModel):
     id: str
     status: InvoiceStatus
-    plan_id: str
+    kind: InvoiceKind = Field("PLAN", description="`TOP_UP`: adds to the balance, no plan")
+    plan_id: str | None = Field(description="null for a `TOP_UP`")
     amount_usd: Money
     asset: str
     network: str
@@ -161,9 +169,9 @@ class InvoiceOut(BaseModel):
 
 class AdminInvoiceOut(InvoiceOut):
     user_id: str
-    plan_name: str
-    plan_duration_days: int
-    plan_max_devices: int
+    plan_name: str | None
+    plan_duration_days: int | None
+    plan_max_devices: int | None
     provider: str
     provider_ref: str | None
     rate_usd: Money
