@@ -13,8 +13,10 @@ from typing import TypeVar
 from pydantic import BaseModel
 
 from contracts.public.billing import (
+    AdjustmentBody,
     AdminInvoiceEnvelope,
     AdminPlanEnvelope,
+    BalanceEntryEnvelope,
     PlanCreate,
     PlanDeleted,
     PlanUpdate,
@@ -85,6 +87,13 @@ class AdminActions:
         return await self._remote(caller, "invoice.refund", "invoice", invoice_id,
                                   lambda: self.clients.billing.refund(caller, invoice_id, body),
                                   {"reason": body.reason})
+
+    async def adjust_balance(self, caller: Who, user_id: str, body: AdjustmentBody,
+                             idempotency_key: str | None) -> Reply[BalanceEntryEnvelope]:
+        return await self._remote(
+            caller, "balance.adjust", "user", user_id,
+            lambda: self.clients.billing.adjust_balance(caller, user_id, body, idempotency_key),
+            {"amount_usd": body.amount_usd, "note": body.note})
 
     # ---- support (tickets) ------------------------------------------------------------------
     async def answer_ticket(self, caller: Who, ticket_id: str,

@@ -1,4 +1,5 @@
-"""`/plans`, `/payment-options`, `/invoices/*`, `/sandbox/*`, `/payments/webhooks/*`, admin billing.
+"""`/plans`, `/payment-options`, `/invoices/*`, `/balance/*`, `/sandbox/*`, `/payments/webhooks/*`,
+admin billing.
 
 Thin: bodies are validated against the public schemas, then the billing client is called and its
 answer handed on unchanged. The `Idempotency-Key` header goes through as sent (billing owns the
@@ -14,10 +15,13 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request
 
 from contracts.public.billing import (
+    AdjustmentBody,
     AdminInvoiceEnvelope,
     AdminInvoiceList,
     AdminPlanEnvelope,
     AdminPlanList,
+    BalanceEntryEnvelope,
+    BalanceOut,
     BlocksBody,
     BlocksOut,
     InvoiceCreate,
@@ -30,6 +34,7 @@ from contracts.public.billing import (
     PlanList,
     PlanUpdate,
     RefundBody,
+    TopUpCreate,
     TransferBody,
     TransferOut,
 )
@@ -75,7 +80,15 @@ async def payment_options(clients: Clients, caller: CurrentCaller):
              responses={**ERRORS, 409: {"model": ErrorOut}, 422: {"model": ErrorOut}})
 async def create_invoice(body: InvoiceCreate, request: Request, clients: Clients,
                          limits: Limits, caller: CurrentCaller):
+    """`pay_with: "balance"` pays at once from the balance (201 PAID) or is 409
+    `INSUFFICIENT_BALANCE`."""
     await limits.invoice(caller.id)
+    key = idempotency_key(request)
+    return (await clients.billing.create_invoice(caller, body, key)).response()
+
+
+def idempotency_key(request: Request) -> str | None:
+    """The request's Idempotency-Key, handed to billing (which owns the semantics)."""
     key = request.headers.get("Idempotency-Key")
     # HTTP header values are ASCII; anything else would arrive re-encoded (latin-1) upstream.
     # A missing, empty or over-long key stays billing's IDEMPOTENCY_KEY_REQUIRED.
@@ -84,7 +97,25 @@ async def create_invoice(body: InvoiceCreate, request: Request, clients: Clients
             "Idempotency-Key must be printable ASCII (letters, digits, punctuation, "
             "spaces); use e.g. a UUID",
             {"header": "Idempotency-Key"})
-    return (await clients.billing.create_invoice(caller, body, key)).response()
+    return key
+
+
+@router.get("/balance", response_model=BalanceOut, responses=ERRORS)
+async def get_balance(clients: Clients, caller: CurrentCaller,
+                      limit: int = Query(20, ge=1, le=100), cursor: str | None = CursorQuery):
+    """The balance and its ledger, newest first (`amount_usd` signed)."""
+    return (await clients.billing.balance(caller, limit, cursor)).response()
+
+
+@router.post("/balance/top-ups", status_code=201, response_model=InvoiceEnvelope,
+             openapi_extra=IDEMPOTENCY_HEADER,
+             responses={**ERRORS, 409: {"model": ErrorOut}, 422: {"model": ErrorOut}})
+async def create_top_up(body: TopUpCreate, request: Request, clients: Clients, limits: Limits,
+                        caller: CurrentCaller):
+    """An invoice of kind `TOP_UP`: paid like any invoice, its amount is credited once."""
+    await limits.invoice(caller.id)
+    key = idempotency_key(request)
+    return (await clients.billing.top_up(caller, body, key)).response()
 
 
 @router.get("/invoices", response_model=InvoiceList, responses=ERRORS)
@@ -180,6 +211,23 @@ async def admin_list_invoices(clients: Clients, caller: AdminCaller,
                               cursor: str | None = CursorQuery):
     return (await clients.billing.admin_invoices(caller, status=status, user_id=user_id,
                                                  limit=limit, cursor=cursor)).response()
+
+
+@admin.get("/users/{user_id}/balance", response_model=BalanceOut, responses=ADMIN_ERRORS)
+async def admin_get_balance(user_id: Id, clients: Clients, caller: AdminCaller,
+                            limit: int = Query(20, ge=1, le=100),
+                            cursor: str | None = CursorQuery):
+    return (await clients.billing.admin_balance(caller, user_id, limit, cursor)).response()
+
+
+@admin.post("/users/{user_id}/balance/adjustments", status_code=201,
+            response_model=BalanceEntryEnvelope, openapi_extra=IDEMPOTENCY_HEADER,
+            responses=ADMIN_ERRORS)
+async def admin_adjust_balance(user_id: Id, body: AdjustmentBody, request: Request,
+                               actions: Actions, caller: AdminCaller):
+    """Add to (`"5.00"`) or take from (`"-2.50"`) a balance, never below zero; audited."""
+    key = idempotency_key(request)
+    return (await actions.adjust_balance(caller, user_id, body, key)).response()
 
 
 @admin.post("/invoices/{invoice_id}/refund", response_model=AdminInvoiceEnvelope,

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from contracts.public.billing import (
+    AdjustmentBody,
     AdminInvoiceEnvelope,
     AdminInvoiceList,
     AdminPlanEnvelope,
     AdminPlanList,
+    BalanceEntryEnvelope,
+    BalanceOut,
     BlocksBody,
     BlocksOut,
     InvoiceCreate,
@@ -17,6 +20,7 @@ from contracts.public.billing import (
     PlanDeleted,
     PlanList,
     RefundBody,
+    TopUpCreate,
     TransferBody,
     TransferOut,
 )
@@ -36,6 +40,17 @@ class BillingClient(ServiceClient):
                              idempotency_key: str | None) -> Reply[InvoiceEnvelope]:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key is not None else None
         return await self.call(InvoiceEnvelope, "POST", "/internal/invoices", who,
+                               json=body.model_dump(), headers=headers)
+
+    async def balance(self, who: Who, limit: int = 20,
+                      cursor: str | None = None) -> Reply[BalanceOut]:
+        return await self.call(BalanceOut, "GET", "/internal/balance", who,
+                               params={"limit": limit, "cursor": cursor or None})
+
+    async def top_up(self, who: Who, body: TopUpCreate,
+                     idempotency_key: str | None) -> Reply[InvoiceEnvelope]:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key is not None else None
+        return await self.call(InvoiceEnvelope, "POST", "/internal/balance/top-ups", who,
                                json=body.model_dump(), headers=headers)
 
     async def invoices(self, who: Who, limit: int = 20,
@@ -98,3 +113,16 @@ class BillingClient(ServiceClient):
                      body: RefundBody) -> Reply[AdminInvoiceEnvelope]:
         path = f"/internal/admin/invoices/{segment(invoice_id)}/refund"
         return await self.call(AdminInvoiceEnvelope, "POST", path, who, json=body.model_dump())
+
+    async def admin_balance(self, who: Who, user_id: str, limit: int = 20,
+                            cursor: str | None = None) -> Reply[BalanceOut]:
+        path = f"/internal/admin/users/{segment(user_id)}/balance"
+        return await self.call(BalanceOut, "GET", path, who,
+                               params={"limit": limit, "cursor": cursor or None})
+
+    async def adjust_balance(self, who: Who, user_id: str, body: AdjustmentBody,
+                             idempotency_key: str | None) -> Reply[BalanceEntryEnvelope]:
+        path = f"/internal/admin/users/{segment(user_id)}/balance/adjustments"
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key is not None else None
+        return await self.call(BalanceEntryEnvelope, "POST", path, who, json=body.model_dump(),
+                               headers=headers)
