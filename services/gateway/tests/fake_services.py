@@ -49,6 +49,8 @@ ANSWERS: dict[str, dict[tuple[str, str], tuple[int, Any]]] = {
                                                                    "network": "TRON"}]}),
         ("POST", r"/internal/invoices"): (201, {"invoice": INVOICE}),
         ("GET", r"/internal/invoices/[^/]+"): (200, {"invoice": INVOICE}),
+        ("GET", r"/internal/balance"): (200, {"balance_usd": "0.00", "entries": [],
+                                             "next_cursor": None}),
         ("GET", r"/internal/admin/plans"): (200, {"plans": [ADMIN_PLAN]}),
         ("POST", r"/internal/admin/plans"): (201, {"plan": ADMIN_PLAN}),
         ("PATCH", r"/internal/admin/plans/[^/]+"): (200, {"plan": ADMIN_PLAN}),

@@ -17,11 +17,13 @@ from fastapi import Request
 
 from contracts.public.billing import (
     OPEN_INVOICE_STATUSES,
+    AdjustmentBody,
     BlocksBody,
     InvoiceCreate,
     PlanCreate,
     PlanUpdate,
     RefundBody,
+    TopUpCreate,
     TransferBody,
 )
 from contracts.public.subscriptions import ExtendBody
@@ -59,6 +61,23 @@ class Pages:
         await self.state.limits.invoice(caller.id)
         reply = await self.clients.billing.create_invoice(caller, body, idempotency_key)
         return reply.json()["invoice"]
+
+    async def balance(self, caller: Caller, cursor: str | None = None) -> dict:
+        return (await self.clients.billing.balance(caller, 20, cursor)).json()
+
+    async def top_up(self, caller: Caller, body: TopUpCreate, idempotency_key: str) -> dict:
+        await self.state.limits.invoice(caller.id)  # a top-up is an invoice
+        reply = await self.clients.billing.top_up(caller, body, idempotency_key)
+        return reply.json()["invoice"]
+
+    async def admin_balance(self, caller: Caller, user_id: str,
+                            cursor: str | None = None) -> dict:
+        return (await self.clients.billing.admin_balance(caller, user_id, 20, cursor)).json()
+
+    async def adjust_balance(self, caller: Caller, user_id: str, body: AdjustmentBody,
+                             idempotency_key: str) -> dict:
+        reply = await self.actions.adjust_balance(caller, user_id, body, idempotency_key)
+        return reply.json()
 
     async def invoices(self, caller: Caller, cursor: str | None = None) -> dict:
         return (await self.clients.billing.invoices(caller, 20, cursor)).json()

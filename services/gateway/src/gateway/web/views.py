@@ -60,8 +60,8 @@ def payment_target(invoice: dict) -> str | None:
 
 def invoice_settled(invoice: dict, subscription: dict | None) -> bool:
     """Nothing more will change on its own: the page stops polling."""
-    if invoice["status"] == "PAID":
-        return subscription is not None
+    if invoice["status"] == "PAID":  # a top-up is done when paid; a plan once it is granted
+        return invoice.get("kind") == "TOP_UP" or subscription is not None
     return invoice["status"] not in {"CREATED", "PENDING"}
 
 

@@ -7,12 +7,13 @@ through `Pages`, which records it in the audit log exactly as the API does.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from contracts.public.billing import PlanCreate, PlanUpdate, RefundBody
+from contracts.public.billing import AdjustmentBody, PlanCreate, PlanUpdate, RefundBody
 from contracts.public.subscriptions import ExtendBody
 from contracts.public.tickets import MessageCreate
 from gateway.schemas import RoleBody
@@ -85,6 +86,48 @@ async def change_role(request: Request, caller: Admin, form: Form, user_id: str)
         raise ValidationFailed(exc.errors.get("role")) from exc
     await Pages(request).set_role(caller, user_id, body.role)
     return _back(request, "/admin/users", "role_changed")
+
+
+@router.get("/users/{user_id}/balance")
+async def user_balance(request: Request, caller: Admin, user_id: str,
+                       cursor: str | None = None):
+    return await _balance_page(request, caller, user_id, cursor, errors={}, form={})
+
+
+async def _balance_page(request: Request, caller, user_id: str, cursor: str | None, *,
+                        errors: dict, form: dict, http_status: int = 200,
+                        headers: dict | None = None) -> HTMLResponse:
+    pages = Pages(request)
+    page, email = await asyncio.gather(pages.admin_balance(caller, user_id, cursor),
+                                       pages.email(user_id))
+    if email is None:
+        raise NotFound("User not found")
+    return render(request, "admin/balance.html", http_status=http_status, headers=headers,
+                  user_id=user_id, email=email, balance_usd=page["balance_usd"],
+                  entries=page["entries"], next_cursor=page.get("next_cursor"), errors=errors,
+                  form=form, idempotency_key=uuid.uuid4().hex)
+
+
+@router.post("/users/{user_id}/balance/adjustments")
+async def adjust_balance(request: Request, caller: Admin, form: Form, user_id: str):
+    t = translator(request)
+    pages = Pages(request)
+    try:
+        body = validate(AdjustmentBody, {"amount_usd": form.get("amount_usd", "").strip(),
+                                         "note": form.get("note", "").strip()}, t)
+        await pages.adjust_balance(caller, user_id, body,
+                                   form.get("idempotency_key") or uuid.uuid4().hex)
+    except FormInvalid as exc:
+        return await _balance_page(request, caller, user_id, None, errors=exc.errors,
+                                   form=form, http_status=400)
+    except AppError as exc:
+        if exc.status >= 500 or exc.status == 404:
+            raise
+        errors = ({"amount_usd": t("balance.insufficient")}
+                  if exc.code == "INSUFFICIENT_BALANCE" else upstream_errors(exc, t, "form"))
+        return await _balance_page(request, caller, user_id, None, errors=errors, form=form,
+                                   http_status=exc.status, headers=exc.headers)
+    return see_other(f"/admin/users/{user_id}/balance?done=balance_adjusted")
 
 
 # ---- plans ---------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import uuid
 
 from fastapi import APIRouter, Request, Response
 
-from contracts.public.billing import InvoiceCreate
+from contracts.public.billing import InvoiceCreate, TopUpCreate
 from contracts.public.tickets import MessageCreate, TicketCreate
 from gateway.web import views
 from gateway.web.deps import Form, SignedIn
@@ -48,38 +48,88 @@ async def choose_plan(request: Request, caller: SignedIn):
     return render(request, "panel/buy_plans.html", plans=await Pages(request).plans(caller))
 
 
+async def _buy_options(pages: Pages, caller, plan_id: str) -> dict:
+    plan, options, balance = await asyncio.gather(
+        pages.plan(caller, plan_id), pages.payment_options(caller), pages.balance(caller))
+    return {"plan": plan, "options": options, "balance_usd": balance["balance_usd"]}
+
+
 @router.get("/buy/{plan_id}")
 async def choose_payment(request: Request, caller: SignedIn, plan_id: str):
-    pages = Pages(request)
-    plan, options = await asyncio.gather(pages.plan(caller, plan_id),
-                                         pages.payment_options(caller))
-    return render(request, "panel/buy_options.html", plan=plan, options=options, errors={},
-                  idempotency_key=uuid.uuid4().hex)
+    return render(request, "panel/buy_options.html", errors={}, idempotency_key=uuid.uuid4().hex,
+                  **await _buy_options(Pages(request), caller, plan_id))
+
+
+def _payment_choice(form: dict, options: list[dict]) -> dict:
+    """The form's payment choice as the invoice's fields: an `asset/network` option, or the
+    balance (which still names an accepted option, as the API requires)."""
+    if form.get("option") == "balance":
+        first = options[0] if options else {"asset": "", "network": ""}
+        return {"asset": first["asset"], "network": first["network"], "pay_with": "balance"}
+    asset, _, network = form.get("option", "").partition("/")
+    return {"asset": asset, "network": network}
+
+
+def _refusal(exc: FormInvalid | AppError, t, field: str) -> tuple[int, dict | None, dict]:
+    """How a refused form is shown again: its status, headers and the message per field."""
+    if isinstance(exc, AppError) and (exc.status >= 500 or exc.status == 404):
+        raise exc
+    if isinstance(exc, FormInvalid):
+        return 400, None, {field: next(iter(exc.errors.values()))}
+    if exc.code == "INSUFFICIENT_BALANCE":
+        return exc.status, exc.headers, {field: t("balance.insufficient")}
+    return exc.status, exc.headers, upstream_errors(exc, t, field)
 
 
 @router.post("/invoices")
 async def create_invoice(request: Request, caller: SignedIn, form: Form):
     pages = Pages(request)
     t = translator(request)
-    asset, _, network = form.get("option", "").partition("/")
     try:
-        body = validate(InvoiceCreate, {"plan_id": form.get("plan_id", ""), "asset": asset,
-                                        "network": network}, t)
+        choice = _payment_choice(form, await pages.payment_options(caller))
+        body = validate(InvoiceCreate, {"plan_id": form.get("plan_id", ""), **choice}, t)
         invoice = await pages.create_invoice(caller, body,
                                              form.get("idempotency_key") or uuid.uuid4().hex)
     except (FormInvalid, AppError) as exc:
-        if isinstance(exc, AppError) and (exc.status >= 500 or exc.status == 404):
-            raise
-        plan, options = await asyncio.gather(pages.plan(caller, form.get("plan_id", "")),
-                                             pages.payment_options(caller))
-        if isinstance(exc, FormInvalid):
-            status, headers = 400, None
-            errors = {"option": next(iter(exc.errors.values()))}
-        else:
-            status, headers, errors = exc.status, exc.headers, upstream_errors(exc, t, "option")
+        status, headers, errors = _refusal(exc, t, "option")
         return render(request, "panel/buy_options.html", http_status=status, headers=headers,
-                      plan=plan, options=options, idempotency_key=uuid.uuid4().hex,
-                      errors=errors)
+                      idempotency_key=uuid.uuid4().hex, errors=errors,
+                      **await _buy_options(pages, caller, form.get("plan_id", "")))
+    return see_other(f"/app/invoices/{invoice['id']}")
+
+
+@router.get("/balance")
+async def balance(request: Request, caller: SignedIn, cursor: str | None = None):
+    return await _balance_page(request, caller, cursor, errors={}, form={})
+
+
+async def _balance_page(request: Request, caller, cursor: str | None, *, errors: dict,
+                        form: dict, http_status: int = 200, headers: dict | None = None):
+    pages = Pages(request)
+    page, options = await asyncio.gather(pages.balance(caller, cursor),
+                                         pages.payment_options(caller))
+    return render(request, "panel/balance.html", http_status=http_status, headers=headers,
+                  balance_usd=page["balance_usd"], entries=page["entries"],
+                  next_cursor=page.get("next_cursor"), options=options, errors=errors,
+                  form=form, idempotency_key=uuid.uuid4().hex)
+
+
+@router.post("/balance/top-ups")
+async def top_up(request: Request, caller: SignedIn, form: Form):
+    pages = Pages(request)
+    t = translator(request)
+    asset, _, network = form.get("option", "").partition("/")
+    try:
+        body = validate(TopUpCreate, {"amount_usd": form.get("amount_usd", "").strip(),
+                                      "asset": asset, "network": network}, t)
+        invoice = await pages.top_up(caller, body,
+                                     form.get("idempotency_key") or uuid.uuid4().hex)
+    except (FormInvalid, AppError) as exc:
+        status, headers, errors = _refusal(exc, t, "amount_usd")
+        if isinstance(exc, FormInvalid):
+            errors = exc.errors
+        return await _balance_page(request, caller, None, errors=errors, form=form,
+                                   http_status=status, headers=headers)
     return see_other(f"/app/invoices/{invoice['id']}")
 
 
