@@ -16,7 +16,7 @@ EXPECTED = {
     "identity.user.registered.v1", "identity.user.blocked.v1", "identity.user.unblocked.v1",
     "billing.invoice.created.v1", "billing.payment.detected.v1", "billing.invoice.paid.v1",
     "billing.invoice.expired.v1", "billing.invoice.refunded.v1",
-    "billing.balance.credited.v1", "billing.balance.debited.v1",
+    "billing.balance.credited.v1", "billing.balance.debited.v1", "billing.promo_code.redeemed.v1",
     "provisioning.subscription.activated.v1", "provisioning.subscription.extended.v1",
     "provisioning.subscription.expiring.v1", "provisioning.subscription.expired.v1",
     "provisioning.subscription.suspended.v1", "provisioning.subscription.resumed.v1",

@@ -54,6 +54,8 @@ class InvoicePaidV1(EventPayload):
     amount_asset: Money
     amount_paid_asset: Money
     paid_at: datetime
+    # Days a promo code adds to what the plan grants (released in v1 without it: optional).
+    bonus_days: int = 0
 
 
 class InvoiceExpiredV1(EventPayload):
@@ -98,3 +100,16 @@ class BalanceDebitedV1(EventPayload):
     balance_usd: Money
     invoice_id: str | None = None
     created_at: datetime
+
+
+class PromoCodeRedeemedV1(EventPayload):
+    """A promo code counted: the invoice that used it was paid."""
+
+    event_type = "billing.promo_code.redeemed"
+    code_id: str
+    code: str
+    user_id: str
+    invoice_id: str
+    discount_usd: Money
+    bonus_days: int
+    redeemed_at: datetime

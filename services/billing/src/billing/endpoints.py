@@ -20,6 +20,8 @@ from billing.schemas import (
     AdminInvoiceList,
     AdminPlanEnvelope,
     AdminPlanList,
+    AdminPromoCodeEnvelope,
+    AdminPromoCodeList,
     BalanceEntryEnvelope,
     BalanceOut,
     BlocksBody,
@@ -33,6 +35,9 @@ from billing.schemas import (
     PlanDeleted,
     PlanList,
     PlanUpdate,
+    PromoCodeCreate,
+    PromoCodeUpdate,
+    PromoPreview,
     RefundBody,
     SandboxFaultBody,
     SandboxFaultOut,
@@ -43,8 +48,10 @@ from billing.schemas import (
     entry_view,
     invoice_view,
     plan_view,
+    promo_view,
 )
-from billing.service import BillingService, ledger, plan_service
+from billing.service import BillingService, ledger, new_id, plan_service, promos
+from runtime.clock import now
 from runtime.deps import Admin, Ident, Session
 from runtime.errors import NotFound, ValidationFailed
 
@@ -140,6 +147,24 @@ async def create_top_up(body: TopUpCreate, request: Request, billing: Billing, i
                     media_type="application/json")
 
 
+@router.get("/promo-codes/{code}", response_model=PromoPreview)
+async def preview_promo_code(s: Session, ident: Ident,
+                             code: Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{3,32}$")],
+                             plan_id: Annotated[str, Query(pattern=r"^[A-Za-z0-9_-]{1,64}$")]):
+    """What the code gives this plan for this customer, and if not, why (unknown: 404)."""
+    plan = await PlanRepository(s).get(plan_id)
+    if plan is None or not plan.is_active:
+        raise ValidationFailed("Unknown or inactive plan", {"plan_id": plan_id})
+    offer = await promos.offer(s, code, plan, ident.user_id, now())
+    if offer.promo is None:
+        raise NotFound("There is no such promo code")
+    reason = "already_used" if offer.reason == "first_purchase" else offer.reason
+    return {"code": offer.promo.code, "kind": offer.promo.kind, "value": offer.promo.value,
+            "plan_ids": offer.promo.plan_ids, "valid": reason is None, "reason": reason,
+            "price_usd": plan.price_usd - offer.discount_usd,
+            "discount_usd": offer.discount_usd, "bonus_days": offer.bonus_days}
+
+
 @router.get("/balance", response_model=BalanceOut)
 async def get_balance(s: Session, ident: Ident, limit: Limit = 20, cursor: Cursor = None):
     return await _balance(s, ident.user_id, limit, cursor)
@@ -197,6 +222,22 @@ async def admin_refund(invoice_id: str, body: RefundBody, s: Session, billing: B
     invoice = await billing.get_visible(s, None, invoice_id, for_update=True)
     await billing.refund(s, invoice, reason=body.reason, actor_id=ident.user_id)
     return {"invoice": (await _views(s, [invoice], admin_view=True))[0]}
+
+
+@router.get("/admin/promo-codes", response_model=AdminPromoCodeList)
+async def admin_list_promo_codes(s: Session, _: Admin):
+    return {"promo_codes": [promo_view(p) for p in await promos.list(s)]}
+
+
+@router.post("/admin/promo-codes", status_code=201, response_model=AdminPromoCodeEnvelope)
+async def admin_create_promo_code(body: PromoCodeCreate, s: Session, _: Admin):
+    return {"promo_code": promo_view(await promos.create(s, body, new_id(), now()))}
+
+
+@router.patch("/admin/promo-codes/{code_id}", response_model=AdminPromoCodeEnvelope)
+async def admin_update_promo_code(code_id: Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$")],
+                                  body: PromoCodeUpdate, s: Session, _: Admin):
+    return {"promo_code": promo_view(await promos.update(s, code_id, body, now()))}
 
 
 @router.get("/admin/users/{user_id}/balance", response_model=BalanceOut)

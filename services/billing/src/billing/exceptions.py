@@ -27,3 +27,10 @@ class InsufficientBalance(AppError):
     def __init__(self, *, balance, needed):
         super().__init__(details={"balance_usd": format(balance, "f"),
                                   "needed_usd": format(needed, "f")})
+
+
+class PromoCodeInvalid(AppError):
+    status, code = 422, "PROMO_CODE_INVALID"
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message, {"reason": reason})

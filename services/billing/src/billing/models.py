@@ -80,6 +80,11 @@ class Invoice(Base):
     # Payments that arrived after the invoice was closed (expired, canceled, refunded).
     late_amount_asset: Mapped[Decimal] = mapped_column(ASSET, default=Decimal(0))
     needs_review: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    # A promo code applied at creation: `amount_usd` is the plan price less `discount_usd`;
+    # `bonus_days` are added to the grant.
+    promo_code: Mapped[str | None] = mapped_column(sa.Text)
+    discount_usd: Mapped[Decimal] = mapped_column(USD, default=Decimal("0.00"), server_default="0")
+    bonus_days: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
 
     __table_args__ = (
         sa.Index("ix_invoices_user_created", "user_id", "created_at", "id"),
@@ -158,6 +163,61 @@ class ProviderEvent(Base):
 
     __table_args__ = (
         sa.UniqueConstraint("provider", "delivery_id", name="uq_provider_events_delivery"),
+    )
+
+
+class PromoCode(Base):
+    """A promo code and its limits; `uses_reserved` + `uses_counted` never exceed `max_uses`
+    (its row lock orders the reservations)."""
+
+    __tablename__ = "promo_codes"
+
+    id: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    code: Mapped[str] = mapped_column(sa.Text, unique=True)  # stored lower-case
+    kind: Mapped[str] = mapped_column(sa.Text)
+    value: Mapped[Decimal] = mapped_column(USD)
+    plan_ids: Mapped[list[str] | None] = mapped_column(sa.ARRAY(sa.Text))
+    max_uses: Mapped[int | None] = mapped_column(sa.Integer)
+    max_uses_per_user: Mapped[int] = mapped_column(sa.Integer, default=1)
+    starts_at: Mapped[datetime | None] = mapped_column(TS)
+    ends_at: Mapped[datetime | None] = mapped_column(TS)
+    first_purchase_only: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    is_active: Mapped[bool] = mapped_column(sa.Boolean, default=True)
+    uses_reserved: Mapped[int] = mapped_column(sa.Integer, default=0)
+    uses_counted: Mapped[int] = mapped_column(sa.Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(TS)
+    updated_at: Mapped[datetime] = mapped_column(TS)
+
+    __table_args__ = (
+        sa.CheckConstraint("kind IN ('PERCENT', 'AMOUNT', 'DAYS')", name="ck_promo_codes_kind"),
+        sa.CheckConstraint("value > 0 AND (kind <> 'PERCENT' OR value <= 100)",
+                           name="ck_promo_codes_value"),
+        sa.CheckConstraint("uses_reserved >= 0 AND uses_counted >= 0",
+                           name="ck_promo_codes_uses_positive"),
+        sa.CheckConstraint("max_uses IS NULL OR uses_reserved + uses_counted <= max_uses",
+                           name="ck_promo_codes_within_max_uses"),
+        sa.CheckConstraint("code = lower(code)", name="ck_promo_codes_lower"),
+    )
+
+
+class PromoRedemption(Base):
+    """One use of a code by one invoice: RESERVED at creation, COUNTED when it is PAID,
+    RELEASED when it expires or is canceled."""
+
+    __tablename__ = "promo_redemptions"
+
+    invoice_id: Mapped[str] = mapped_column(sa.ForeignKey("invoices.id", ondelete="RESTRICT"),
+                                            primary_key=True)
+    code_id: Mapped[str] = mapped_column(sa.ForeignKey("promo_codes.id", ondelete="RESTRICT"))
+    user_id: Mapped[str] = mapped_column(sa.Text)
+    status: Mapped[str] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(TS)
+    updated_at: Mapped[datetime] = mapped_column(TS)
+
+    __table_args__ = (
+        sa.CheckConstraint("status IN ('RESERVED', 'COUNTED', 'RELEASED')",
+                           name="ck_promo_redemptions_status"),
+        sa.Index("ix_promo_redemptions_code_user", "code_id", "user_id"),
     )
 
 

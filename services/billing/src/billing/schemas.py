@@ -19,6 +19,9 @@ from contracts.public.billing import (
     AdminPlanEnvelope,
     AdminPlanList,
     AdminPlanOut,
+    AdminPromoCodeEnvelope,
+    AdminPromoCodeList,
+    AdminPromoCodeOut,
     BalanceEntryEnvelope,
     BalanceEntryKind,
     BalanceEntryOut,
@@ -37,6 +40,9 @@ from contracts.public.billing import (
     PlanList,
     PlanOut,
     PlanUpdate,
+    PromoCodeCreate,
+    PromoCodeUpdate,
+    PromoPreview,
     RefundBody,
     TopUpCreate,
     TransferBody,
@@ -46,13 +52,14 @@ from contracts.public.common import Strict, WebhookAck
 
 CURSOR_PATTERN = r"^[A-Za-z0-9_=-]{1,512}$"
 
-__all__ = ["CURSOR_PATTERN", "AdjustmentBody", "AdminInvoiceEnvelope", "AdminInvoiceList",
-           "AdminPlanEnvelope", "AdminPlanList", "BalanceEntryEnvelope", "BalanceEntryKind",
-           "BalanceOut", "BlocksBody", "BlocksOut", "InvoiceCreate", "InvoiceEnvelope",
-           "InvoiceList", "InvoiceStatus", "PaymentOptions", "PlanCreate", "PlanDeleted",
-           "PlanList", "PlanUpdate", "RefundBody", "SandboxFaultBody", "SandboxFaultOut",
-           "TopUpCreate", "TransferBody", "TransferOut", "WebhookAck", "entry_view",
-           "invoice_view", "plan_view"]
+__all__ = ["AdjustmentBody", "AdminInvoiceEnvelope", "AdminInvoiceList", "AdminPlanEnvelope",
+           "AdminPlanList", "AdminPromoCodeEnvelope", "AdminPromoCodeList",
+           "BalanceEntryEnvelope", "BalanceEntryKind", "BalanceOut", "BlocksBody", "BlocksOut",
+           "CURSOR_PATTERN", "InvoiceCreate", "InvoiceEnvelope", "InvoiceList", "InvoiceStatus",
+           "PaymentOptions", "PlanCreate", "PlanDeleted", "PlanList", "PlanUpdate",
+           "PromoCodeCreate", "PromoCodeUpdate", "PromoPreview", "RefundBody", "SandboxFaultBody",
+           "SandboxFaultOut", "TopUpCreate", "TransferBody", "TransferOut", "WebhookAck",
+           "entry_view", "invoice_view", "plan_view", "promo_view"]
 
 
 class SandboxFaultBody(Strict):
@@ -85,3 +92,8 @@ def plan_view(plan: object, *, admin: bool = False) -> dict:
 
 def entry_view(entry: object) -> dict:
     return BalanceEntryOut.model_validate(_fields(BalanceEntryOut, entry)).model_dump(mode="json")
+
+
+def promo_view(promo: object) -> dict:
+    return AdminPromoCodeOut.model_validate(_fields(AdminPromoCodeOut, promo)).model_dump(
+        mode="json")

@@ -21,6 +21,7 @@ from billing.exceptions import IdempotencyInProgress, IdempotencyKeyReused
 from billing.ledger import Ledger
 from billing.metrics import INVOICE_TRANSITIONS, PAYMENT_SETTLE_SECONDS, PROVIDER_ERRORS
 from billing.models import Invoice, Payment, Plan, outbox
+from billing.promo import Offer, PromoService
 from billing.providers.base import CheckoutRequest, ObservedPayment, PaymentProvider, ProviderError
 from billing.rates import RateSource, asset_amount
 from billing.repository import IdempotencyRepository, InvoiceRepository, PlanRepository
@@ -58,10 +59,13 @@ log = get_logger(__name__)
 
 events = Outbox(outbox, producer="billing", publishes=events_of("billing"))
 ledger = Ledger(events)
+promos = PromoService(events)
 
 PLAN_KIND, TOP_UP_KIND = "PLAN", "TOP_UP"
 # An invoice paid from the customer's balance: in USD, settled in its creating transaction.
 BALANCE_PROVIDER, BALANCE_ASSET, BALANCE_NETWORK = "balance", "USD", "BALANCE"
+# An invoice a promo code makes free: PAID in its creating transaction, nothing to pay.
+PROMO_PROVIDER, PROMO_NETWORK = "promo", "PROMO"
 
 # The invoice statuses, by name, in the order the public schema lists them.
 CREATED, PENDING, PAID, EXPIRED, CANCELED, REFUNDED = get_args(InvoiceStatus)
@@ -119,6 +123,13 @@ def _plan_fields(plan: Plan | None) -> dict:
         return {}
     return {"plan_id": plan.id, "plan_name": plan.name, "plan_duration_days": plan.duration_days,
             "plan_max_devices": plan.max_devices, "plan_price_usd": plan.price_usd}
+
+
+def _promo_fields(offer: Offer | None) -> dict:
+    if offer is None or offer.promo is None:
+        return {}
+    return {"promo_code": offer.promo.code, "discount_usd": offer.discount_usd,
+            "bonus_days": offer.bonus_days}
 
 
 def plan_snapshot(invoice: Invoice) -> PlanSnapshot:
@@ -244,7 +255,10 @@ class BillingService:
         """POST /invoices under Stripe/IETF Idempotency-Key semantics (`_idempotent`)."""
 
         async def validate(s: AsyncSession) -> Plan:
-            return await self.orderable_plan(s, body)
+            plan = await self.orderable_plan(s, body)
+            if body.promo_code:  # refused: 422 and nothing kept under the key
+                (await promos.offer(s, body.promo_code, plan, user_id, utcnow())).refuse()
+            return plan
 
         async def create(token: str, plan: Plan) -> str:
             return await self._create_invoice(db, user_id=user_id, key=key, token=token,
@@ -332,16 +346,23 @@ class BillingService:
 
     async def _create_invoice(self, db: Database, *, user_id: str, key: str, token: str,
                               body: InvoiceCreate, plan: Plan) -> str:
-        if body.pay_with == "balance":
-            return await self._pay_from_balance(db, user_id=user_id, key=key, token=token,
-                                                body=body)
+        amount = plan.price_usd
+        if body.promo_code:  # an estimate for the checkout; checked again under the code's lock
+            async with db.transaction() as s:
+                offer = await promos.offer(s, body.promo_code, plan, user_id, utcnow())
+            offer.refuse()
+            amount = plan.price_usd - offer.discount_usd
+        if body.pay_with == "balance" or amount == 0:
+            return await self._paid_at_once(db, user_id=user_id, key=key, token=token,
+                                            body=body, amount=amount)
         return await self._open_invoice(db, user_id=user_id, key=key, token=token,
                                         asset=body.asset, network=body.network,
-                                        amount_usd=plan.price_usd, plan=plan)
+                                        amount_usd=amount, plan=plan,
+                                        promo_code=body.promo_code)
 
     async def _open_invoice(self, db: Database, *, user_id: str, key: str, token: str,
                             asset: str, network: str, amount_usd: Decimal,
-                            plan: Plan | None) -> str:
+                            plan: Plan | None, promo_code: str | None = None) -> str:
         """An invoice paid through the provider: of the plan, or (no plan) a TOP_UP."""
         rate = await self.rates.usd_per_unit(asset)
         amount = asset_amount(amount_usd, rate)
@@ -362,8 +383,10 @@ class BillingService:
                 plan = await PlanRepository(s).get(plan_id)
                 if plan is None or not plan.is_active:
                     raise Conflict("The plan is no longer available", {"plan_id": plan_id})
+            offer = await self._locked_offer(s, promo_code, plan, user_id, now)
             invoice = Invoice(
                 id=invoice_id, user_id=user_id, kind=PLAN_KIND if plan else TOP_UP_KIND,
+                **_promo_fields(offer),
                 status=CREATED, amount_usd=amount_usd, asset=asset, network=network,
                 rate_usd=rate, amount_asset=amount, address=checkout.address,
                 payment_url=checkout.payment_url, provider=self.provider.name,
@@ -373,6 +396,8 @@ class BillingService:
                 late_amount_asset=Decimal(0), needs_review=False, **_plan_fields(plan))
             s.add(invoice)
             await s.flush()
+            if offer is not None:
+                await promos.reserve(s, offer, invoice, now)
             INVOICE_TRANSITIONS.labels(CREATED).inc()
             if plan is not None:  # the contract names a plan; a top-up's money is its credit
                 await events.add(s, InvoiceCreatedV1(
@@ -386,36 +411,41 @@ class BillingService:
                 raise IdempotencyInProgress()  # another request took the key over: roll back
         return answer
 
-    async def _pay_from_balance(self, db: Database, *, user_id: str, key: str, token: str,
-                                body: InvoiceCreate) -> str:
-        """The invoice, its PURCHASE entry and its PAID transition in one transaction: paid at
-        once through the same paid path (`billing.invoice.paid.v1`), or 409
-        `INSUFFICIENT_BALANCE` and nothing stored but the answer under the key."""
+    async def _paid_at_once(self, db: Database, *, user_id: str, key: str, token: str,
+                            body: InvoiceCreate, amount: Decimal) -> str:
+        """An invoice PAID in the transaction that creates it, through the same paid path
+        (`billing.invoice.paid.v1`): paid from the balance (a PURCHASE entry, or 409
+        `INSUFFICIENT_BALANCE` and no invoice), or made free by a promo code."""
         invoice_id = new_id()
         now = utcnow()
+        from_balance = body.pay_with == "balance" and amount > 0
         async with db.transaction() as s:
             plan = await PlanRepository(s).get(body.plan_id)
             if plan is None or not plan.is_active:
                 raise Conflict("The plan is no longer available", {"plan_id": body.plan_id})
+            offer = await self._locked_offer(s, body.promo_code, plan, user_id, now)
             invoice = Invoice(
                 id=invoice_id, user_id=user_id, kind=PLAN_KIND, **_plan_fields(plan),
-                status=CREATED, amount_usd=plan.price_usd, asset=BALANCE_ASSET,
-                network=BALANCE_NETWORK, rate_usd=Decimal(1),
-                amount_asset=plan.price_usd, address=None, payment_url=None,
-                provider=BALANCE_PROVIDER, provider_ref=None, rate_locked_until=now,
-                created_at=now, updated_at=now, amount_received_asset=plan.price_usd,
-                overpaid_asset=Decimal(0), underpaid_asset=Decimal(0),
-                late_amount_asset=Decimal(0), needs_review=False)
+                **_promo_fields(offer), status=CREATED, amount_usd=amount,
+                asset=BALANCE_ASSET, network=BALANCE_NETWORK if from_balance else PROMO_NETWORK,
+                rate_usd=Decimal(1), amount_asset=amount, address=None, payment_url=None,
+                provider=BALANCE_PROVIDER if from_balance else PROMO_PROVIDER,
+                provider_ref=None, rate_locked_until=now, created_at=now, updated_at=now,
+                amount_received_asset=amount, overpaid_asset=Decimal(0),
+                underpaid_asset=Decimal(0), late_amount_asset=Decimal(0), needs_review=False)
             s.add(invoice)
             await s.flush()
+            if offer is not None:
+                await promos.reserve(s, offer, invoice, now)
             INVOICE_TRANSITIONS.labels(CREATED).inc()
             await events.add(s, InvoiceCreatedV1(
                 invoice_id=invoice.id, user_id=user_id, plan_id=plan.id,
                 amount_usd=invoice.amount_usd, asset=invoice.asset, network=invoice.network,
                 amount_asset=invoice.amount_asset, rate_locked_until=now,
                 provider=invoice.provider))
-            await ledger.move(s, user_id=user_id, amount=-plan.price_usd, kind="PURCHASE",
-                              key=f"invoice:{invoice.id}:purchase", invoice_id=invoice.id)
+            if from_balance:
+                await ledger.move(s, user_id=user_id, amount=-amount, kind="PURCHASE",
+                                  key=f"invoice:{invoice.id}:purchase", invoice_id=invoice.id)
             await self._mark_paid(s, invoice, now)
             await s.flush()
             answer = _json_text({"invoice": invoice_view(invoice, [])})
@@ -423,6 +453,16 @@ class BillingService:
                                                            status=201, body=answer, now=now):
                 raise IdempotencyInProgress()
         return answer
+
+    @staticmethod
+    async def _locked_offer(s: AsyncSession, code: str | None, plan: Plan | None,
+                            user_id: str, now: datetime) -> Offer | None:
+        """The promo code's offer under its row lock, or PROMO_CODE_INVALID (nothing kept)."""
+        if not code or plan is None:
+            return None
+        offer = await promos.offer(s, code, plan, user_id, now, lock=True)
+        offer.refuse()
+        return offer
 
     # ---------------------------------------------------------------- customer and admin actions
 
@@ -438,6 +478,8 @@ class BillingService:
         now = utcnow()
         transition_invoice(invoice, CANCELED, now)
         invoice.canceled_at = now
+        if invoice.promo_code:
+            await promos.release(session, invoice, now)
         await session.flush()
         return invoice
 
@@ -537,6 +579,8 @@ class BillingService:
     async def _mark_paid(self, session: AsyncSession, invoice: Invoice, now: datetime) -> None:
         transition_invoice(invoice, PAID, now)
         invoice.paid_at = now
+        if invoice.promo_code:
+            await promos.count(session, invoice, now)
         if invoice.kind == TOP_UP_KIND:  # its money goes to the balance, once
             await ledger.move(session, user_id=invoice.user_id, amount=invoice.amount_usd,
                               kind="TOP_UP", key=f"invoice:{invoice.id}:top-up",
@@ -546,11 +590,13 @@ class BillingService:
             invoice_id=invoice.id, user_id=invoice.user_id, plan=plan_snapshot(invoice),
             amount_usd=invoice.amount_usd, asset=invoice.asset, network=invoice.network,
             amount_asset=invoice.amount_asset, amount_paid_asset=invoice.amount_received_asset,
-            paid_at=now))
+            paid_at=now, bonus_days=invoice.bonus_days or 0))
 
     async def _expire(self, session: AsyncSession, invoice: Invoice, now: datetime) -> None:
         transition_invoice(invoice, EXPIRED, now)
         invoice.expired_at = now
+        if invoice.promo_code:
+            await promos.release(session, invoice, now)
         if invoice.amount_received_asset > 0:
             invoice.underpaid_asset = invoice.amount_asset - invoice.amount_received_asset
         await events.add(session, InvoiceExpiredV1(

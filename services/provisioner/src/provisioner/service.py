@@ -218,7 +218,9 @@ class ProvisioningService:
     def _grant_values(event: InvoicePaidV1, ts: datetime) -> dict:
         return dict(invoice_id=event.invoice_id, kind="INVOICE", user_id=event.user_id,
                     plan_id=event.plan.plan_id, plan=event.plan.model_dump(mode="json"),
-                    duration_days=event.plan.duration_days, max_devices=event.plan.max_devices,
+                    # A promo code's bonus days come with the plan's, in the one grant.
+                    duration_days=event.plan.duration_days + event.bonus_days,
+                    max_devices=event.plan.max_devices,
                     status=PENDING, job_id=grant_job_id(event.invoice_id), attempts=0,
                     created_at=ts, updated_at=ts)
 

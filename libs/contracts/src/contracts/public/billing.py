@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
@@ -22,6 +23,11 @@ AssetAmountIn = Annotated[str,
                           Field(examples=["9.99000000"])]
 
 
+PromoKind = Literal["PERCENT", "AMOUNT", "DAYS"]
+PromoRefusal = Literal["unknown", "expired", "not_started", "used_up", "already_used",
+                       "not_for_plan", "inactive"]
+PromoCodeIn = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{3,32}$"),
+                        Field(examples=["SPRING25"], description="case-insensitive")]
 InvoiceKind = Literal["PLAN", "TOP_UP", "TRIAL", "RENEWAL"]
 BalanceEntryKind = Literal["TOP_UP", "PURCHASE", "REFUND", "REFERRAL_REWARD", "ADJUSTMENT"]
 PayWith = Literal["balance"]
@@ -36,6 +42,8 @@ class InvoiceCreate(Strict):
     plan_id: Ident
     asset: Code
     network: Code
+    promo_code: PromoCodeIn | None = Field(
+        None, description="a refused code is 422 `PROMO_CODE_INVALID` with `details.reason`")
     pay_with: PayWith | None = Field(
         None, description="`balance`: paid from the balance at once (201, status PAID) or 409 "
                           "`INSUFFICIENT_BALANCE`; `asset` and `network` are checked as always")
@@ -45,6 +53,44 @@ class TopUpCreate(Strict):
     amount_usd: UsdIn = Field(description="between TOP_UP_MIN_USD (1) and TOP_UP_MAX_USD (1000)")
     asset: Code
     network: Code
+
+
+class PromoCodeCreate(Strict):
+    code: PromoCodeIn
+    kind: PromoKind
+    value: UsdIn = Field(description="PERCENT: 1-100; AMOUNT: USD off; DAYS: whole days added")
+    plan_ids: list[Ident] | None = Field(None, max_length=100, description="null: every plan")
+    max_uses: Whole | None = Field(None, ge=1, le=10_000_000)
+    max_uses_per_user: Whole = Field(1, ge=1, le=1000)
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    first_purchase_only: bool = False
+
+    @model_validator(mode="after")
+    def _coherent(self) -> PromoCodeCreate:
+        value = Decimal(self.value)
+        if self.kind == "PERCENT" and value > 100:
+            raise ValueError("a PERCENT code takes 1 to 100")
+        if self.kind in ("PERCENT", "DAYS") and value != value.to_integral_value():
+            raise ValueError(f"a {self.kind} code takes a whole number")
+        if self.starts_at and self.ends_at and self.ends_at <= self.starts_at:
+            raise ValueError("ends_at must be after starts_at")
+        return self
+
+
+class PromoCodeUpdate(Strict):
+    """Only the fields sent change; a used code is deactivated, never deleted."""
+
+    model_config = ConfigDict(**Strict.model_config, json_schema_extra={"minProperties": 1})
+    is_active: bool = NotNull()
+    max_uses: Whole | None = Field(None, ge=1, le=10_000_000)
+    ends_at: datetime | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> PromoCodeUpdate:
+        if not self.model_fields_set:
+            raise ValueError("nothing to change")
+        return self
 
 
 class AdjustmentBody(Strict):
@@ -155,6 +201,9 @@ class InvoiceOut(BaseModel):
     status: InvoiceStatus
     kind: InvoiceKind = Field("PLAN", description="`TOP_UP`: adds to the balance, no plan")
     plan_id: str | None = Field(description="null for a `TOP_UP`")
+    promo_code: str | None = None
+    discount_usd: Money = Field(Decimal("0.00"), description="taken off the plan price")
+    bonus_days: int = Field(0, description="added to what the plan grants")
     amount_usd: Money
     asset: str
     network: str
@@ -232,3 +281,41 @@ class BalanceOut(BaseModel):
 class BalanceEntryEnvelope(BaseModel):
     entry: BalanceEntryOut
     balance_usd: Money
+
+
+class PromoPreview(BaseModel):
+    code: str
+    kind: PromoKind
+    value: Money
+    plan_ids: list[str] | None
+    valid: bool
+    reason: PromoRefusal | None
+    price_usd: Money | None = Field(description="the plan's price after the discount")
+    discount_usd: Money
+    bonus_days: int
+
+
+class AdminPromoCodeOut(BaseModel):
+    id: str
+    code: str
+    kind: PromoKind
+    value: Money
+    plan_ids: list[str] | None
+    max_uses: int | None
+    max_uses_per_user: int
+    starts_at: datetime | None
+    ends_at: datetime | None
+    first_purchase_only: bool
+    is_active: bool
+    uses_reserved: int
+    uses_counted: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class AdminPromoCodeEnvelope(BaseModel):
+    promo_code: AdminPromoCodeOut
+
+
+class AdminPromoCodeList(BaseModel):
+    promo_codes: list[AdminPromoCodeOut]
