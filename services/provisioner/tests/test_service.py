@@ -86,6 +86,15 @@ async def test_first_payment_activates_with_a_backend_account(db, service):
     assert await keys(db) == ["provisioning.subscription.activated.v1"]
 
 
+async def test_a_promo_codes_bonus_days_come_with_the_plans_in_one_grant(db, service):
+    ev = paid("u-bonus").model_copy(update={"bonus_days": 7})
+    assert await buy(db, service, ev, T0) == "activated"
+    assert (await subscription(db, "u-bonus")).expires_at == T0 + 37 * DAY
+    async with db.transaction() as s:
+        grant = await s.scalar(sa.select(Grant).where(Grant.invoice_id == ev.invoice_id))
+    assert grant.duration_days == 37  # a refund takes back all of it
+
+
 async def test_an_invoice_is_applied_once_however_often_it_arrives(db, service):
     ev = paid("u2")
     await buy(db, service, ev, T0)
