@@ -16,10 +16,13 @@ from contracts.public.billing import (
     AdjustmentBody,
     AdminInvoiceEnvelope,
     AdminPlanEnvelope,
+    AdminPromoCodeEnvelope,
     BalanceEntryEnvelope,
     PlanCreate,
     PlanDeleted,
     PlanUpdate,
+    PromoCodeCreate,
+    PromoCodeUpdate,
     RefundBody,
 )
 from contracts.public.subscriptions import AdminSubscriptionEnvelope, ExtendBody
@@ -87,6 +90,21 @@ class AdminActions:
         return await self._remote(caller, "invoice.refund", "invoice", invoice_id,
                                   lambda: self.clients.billing.refund(caller, invoice_id, body),
                                   {"reason": body.reason})
+
+    async def create_promo_code(self, caller: Who,
+                                body: PromoCodeCreate) -> Reply[AdminPromoCodeEnvelope]:
+        async with audited(self.db, caller, "promo_code.create", "promo_code", "new",
+                           body.model_dump(mode="json")) as audit:
+            reply = await self.clients.billing.create_promo_code(caller, body)
+            audit.result(reply.status_code, {"promo_code_id": reply.data.promo_code.id})
+        return reply
+
+    async def update_promo_code(self, caller: Who, code_id: str,
+                                body: PromoCodeUpdate) -> Reply[AdminPromoCodeEnvelope]:
+        changes = body.model_dump(mode="json", exclude_unset=True)
+        return await self._remote(
+            caller, "promo_code.update", "promo_code", code_id,
+            lambda: self.clients.billing.update_promo_code(caller, code_id, changes), changes)
 
     async def adjust_balance(self, caller: Who, user_id: str, body: AdjustmentBody,
                              idempotency_key: str | None) -> Reply[BalanceEntryEnvelope]:

@@ -20,6 +20,8 @@ from contracts.public.billing import (
     AdminInvoiceList,
     AdminPlanEnvelope,
     AdminPlanList,
+    AdminPromoCodeEnvelope,
+    AdminPromoCodeList,
     BalanceEntryEnvelope,
     BalanceOut,
     BlocksBody,
@@ -33,6 +35,9 @@ from contracts.public.billing import (
     PlanDeleted,
     PlanList,
     PlanUpdate,
+    PromoCodeCreate,
+    PromoCodeUpdate,
+    PromoPreview,
     RefundBody,
     TopUpCreate,
     TransferBody,
@@ -98,6 +103,14 @@ def idempotency_key(request: Request) -> str | None:
             "spaces); use e.g. a UUID",
             {"header": "Idempotency-Key"})
     return key
+
+
+@router.get("/promo-codes/{code}", response_model=PromoPreview, responses=ERRORS)
+async def preview_promo_code(clients: Clients, caller: CurrentCaller,
+                             code: Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{3,32}$")],
+                             plan_id: str = Query(..., pattern=r"^[A-Za-z0-9_-]{1,64}$")):
+    """What the code gives this plan for you: `valid`, or the `reason` it does not; unknown: 404."""
+    return (await clients.billing.promo_preview(caller, code, plan_id)).response()
 
 
 @router.get("/balance", response_model=BalanceOut, responses=ERRORS)
@@ -211,6 +224,26 @@ async def admin_list_invoices(clients: Clients, caller: AdminCaller,
                               cursor: str | None = CursorQuery):
     return (await clients.billing.admin_invoices(caller, status=status, user_id=user_id,
                                                  limit=limit, cursor=cursor)).response()
+
+
+@admin.get("/promo-codes", response_model=AdminPromoCodeList, responses=ADMIN_ERRORS)
+async def admin_list_promo_codes(clients: Clients, caller: AdminCaller):
+    """Every code with its uses reserved (open invoices) and counted (paid)."""
+    return (await clients.billing.admin_promo_codes(caller)).response()
+
+
+@admin.post("/promo-codes", status_code=201, response_model=AdminPromoCodeEnvelope,
+            responses=ADMIN_ERRORS)
+async def admin_create_promo_code(body: PromoCodeCreate, actions: Actions, caller: AdminCaller):
+    return (await actions.create_promo_code(caller, body)).response()
+
+
+@admin.patch("/promo-codes/{code_id}", response_model=AdminPromoCodeEnvelope,
+             responses=ADMIN_ERRORS)
+async def admin_update_promo_code(code_id: Id, body: PromoCodeUpdate, actions: Actions,
+                                  caller: AdminCaller):
+    """Deactivate (`is_active: false`), change `max_uses` or `ends_at`; never deleted."""
+    return (await actions.update_promo_code(caller, code_id, body)).response()
 
 
 @admin.get("/users/{user_id}/balance", response_model=BalanceOut, responses=ADMIN_ERRORS)

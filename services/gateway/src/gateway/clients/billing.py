@@ -8,6 +8,8 @@ from contracts.public.billing import (
     AdminInvoiceList,
     AdminPlanEnvelope,
     AdminPlanList,
+    AdminPromoCodeEnvelope,
+    AdminPromoCodeList,
     BalanceEntryEnvelope,
     BalanceOut,
     BlocksBody,
@@ -19,6 +21,8 @@ from contracts.public.billing import (
     PlanCreate,
     PlanDeleted,
     PlanList,
+    PromoCodeCreate,
+    PromoPreview,
     RefundBody,
     TopUpCreate,
     TransferBody,
@@ -52,6 +56,10 @@ class BillingClient(ServiceClient):
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key is not None else None
         return await self.call(InvoiceEnvelope, "POST", "/internal/balance/top-ups", who,
                                json=body.model_dump(), headers=headers)
+
+    async def promo_preview(self, who: Who, code: str, plan_id: str) -> Reply[PromoPreview]:
+        return await self.call(PromoPreview, "GET", f"/internal/promo-codes/{segment(code)}",
+                               who, params={"plan_id": plan_id})
 
     async def invoices(self, who: Who, limit: int = 20,
                        cursor: str | None = None) -> Reply[InvoiceList]:
@@ -126,3 +134,16 @@ class BillingClient(ServiceClient):
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key is not None else None
         return await self.call(BalanceEntryEnvelope, "POST", path, who, json=body.model_dump(),
                                headers=headers)
+
+    async def admin_promo_codes(self, who: Who) -> Reply[AdminPromoCodeList]:
+        return await self.call(AdminPromoCodeList, "GET", "/internal/admin/promo-codes", who)
+
+    async def create_promo_code(self, who: Who,
+                                body: PromoCodeCreate) -> Reply[AdminPromoCodeEnvelope]:
+        return await self.call(AdminPromoCodeEnvelope, "POST", "/internal/admin/promo-codes",
+                               who, json=body.model_dump(mode="json"))
+
+    async def update_promo_code(self, who: Who, code_id: str,
+                                changes: dict) -> Reply[AdminPromoCodeEnvelope]:
+        path = f"/internal/admin/promo-codes/{segment(code_id)}"
+        return await self.call(AdminPromoCodeEnvelope, "PATCH", path, who, json=changes)
