@@ -289,3 +289,11 @@ async def test_refunding_a_top_up_takes_it_back_unless_it_was_spent(sandbox, db,
         await refund(spent["id"])
     status = await pg.fetchval("SELECT status FROM billing.invoices WHERE id = $1", spent["id"])
     assert status == "PAID" and await balance(db, u) == D("0.00")
+
+
+async def test_a_balance_never_grows_past_what_its_column_holds(db):
+    u = user()
+    await move(db, u, "9999999999.00")
+    with pytest.raises(Conflict, match="cannot hold"):
+        await move(db, u, "1.00")
+    assert await balance(db, u) == D("9999999999.00")

@@ -26,6 +26,8 @@ from runtime.outbox import Outbox
 from runtime.pagination import decode_int_cursor
 
 ZERO = Decimal("0.00")
+# What `numeric(12,2)` holds: a balance never grows past it.
+MAX_BALANCE = Decimal("9999999999.99")
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,9 @@ class Ledger:
         after = current + amount
         if after < 0:
             raise InsufficientBalance(balance=current, needed=-amount)
+        if after > MAX_BALANCE:
+            raise Conflict("The balance cannot hold this much", {"balance_usd": format(
+                current, "f"), "max_usd": format(MAX_BALANCE, "f")})
         entry = BalanceEntry(user_id=user_id, kind=kind, amount_usd=amount,
                              balance_after_usd=after, idempotency_key=key, invoice_id=invoice_id,
                              note=note, actor_id=actor_id, created_at=now)

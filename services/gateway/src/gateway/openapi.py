@@ -202,9 +202,10 @@ async def _payment_options(app: FastAPI) -> list[tuple[str, str]] | None:
 
 
 def with_payment_options(doc: dict, pairs: list[tuple[str, str]]) -> dict:
-    """The document with `asset`/`network` of InvoiceCreate and TransferBody as those pairs."""
+    """The document with `asset`/`network` of InvoiceCreate, TransferBody and TopUpCreate as
+    those pairs."""
     doc = copy.deepcopy(doc)
-    for name in ("InvoiceCreate", "TransferBody"):
+    for name in ("InvoiceCreate", "TransferBody", "TopUpCreate"):
         schema = doc["components"]["schemas"].get(name)
         if schema is None or not pairs:
             continue

@@ -6,9 +6,17 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
-from contracts.public.common import Code, Ident, Money, NotNull, Strict, Text, Whole
+from contracts.public.common import Code, Ident, Money, NotNull, Strict, Text, Whole, _integral
 
 InvoiceStatus = Literal["CREATED", "PENDING", "PAID", "EXPIRED", "CANCELED", "REFUNDED"]
 PaymentStatus = Literal["CREATED", "PENDING", "DETECTED", "CONFIRMED", "SETTLED", "FAILED",
@@ -28,13 +36,18 @@ PromoRefusal = Literal["unknown", "expired", "not_started", "used_up", "already_
                        "not_for_plan", "inactive"]
 PromoCodeIn = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{3,32}$"),
                         Field(examples=["SPRING25"], description="case-insensitive")]
+# The bounds before the whole-number coercion, so the schema names them as minimum/maximum.
+# A moment in a strict body: an ISO 8601 string with its offset, as JSON carries it.
+Moment = Annotated[AwareDatetime, Field(strict=False)]
+MaxUses = Annotated[int, Field(ge=1, le=10_000_000), BeforeValidator(_integral)]
 InvoiceKind = Literal["PLAN", "TOP_UP", "TRIAL", "RENEWAL"]
 BalanceEntryKind = Literal["TOP_UP", "PURCHASE", "REFUND", "REFERRAL_REWARD", "ADJUSTMENT"]
 PayWith = Literal["balance"]
 
-# A signed adjustment: "-5.00" takes from the balance, "5.00" adds to it; never zero.
+# A signed adjustment: "-5.00" takes from the balance, "5.00" adds to it; never zero, and at
+# most 9,999,999.99 either way.
 SignedUsdIn = Annotated[str,
-                        StringConstraints(pattern=r"^-?(?!0+(\.0{1,2})?$)\d{1,10}(\.\d{1,2})?$"),
+                        StringConstraints(pattern=r"^-?(?!0+(\.0{1,2})?$)\d{1,7}(\.\d{1,2})?$"),
                         Field(examples=["5.00", "-2.50"])]
 
 
@@ -60,10 +73,10 @@ class PromoCodeCreate(Strict):
     kind: PromoKind
     value: UsdIn = Field(description="PERCENT: 1-100; AMOUNT: USD off; DAYS: whole days added")
     plan_ids: list[Ident] | None = Field(None, max_length=100, description="null: every plan")
-    max_uses: Whole | None = Field(None, ge=1, le=10_000_000)
+    max_uses: MaxUses | None = None
     max_uses_per_user: Whole = Field(1, ge=1, le=1000)
-    starts_at: datetime | None = None
-    ends_at: datetime | None = None
+    starts_at: Moment | None = None
+    ends_at: Moment | None = None
     first_purchase_only: bool = False
 
     @model_validator(mode="after")
@@ -83,8 +96,8 @@ class PromoCodeUpdate(Strict):
 
     model_config = ConfigDict(**Strict.model_config, json_schema_extra={"minProperties": 1})
     is_active: bool = NotNull()
-    max_uses: Whole | None = Field(None, ge=1, le=10_000_000)
-    ends_at: datetime | None = None
+    max_uses: MaxUses | None = None
+    ends_at: Moment | None = None
 
     @model_validator(mode="after")
     def _something(self) -> PromoCodeUpdate:

@@ -115,7 +115,8 @@ async def preview_promo_code(clients: Clients, caller: CurrentCaller,
 
 @router.get("/balance", response_model=BalanceOut, responses=ERRORS)
 async def get_balance(clients: Clients, caller: CurrentCaller,
-                      limit: int = Query(20, ge=1, le=100), cursor: str | None = CursorQuery):
+                      limit: int = Query(20, ge=1, le=100),
+                      cursor: str | None = CursorQuery):
     """The balance and its ledger, newest first (`amount_usd` signed)."""
     return (await clients.billing.balance(caller, limit, cursor)).response()
 
@@ -255,7 +256,9 @@ async def admin_get_balance(user_id: Id, clients: Clients, caller: AdminCaller,
 
 @admin.post("/users/{user_id}/balance/adjustments", status_code=201,
             response_model=BalanceEntryEnvelope, openapi_extra=IDEMPOTENCY_HEADER,
-            responses=ADMIN_ERRORS)
+            responses={**ADMIN_ERRORS, 200: {"model": BalanceEntryEnvelope,
+                                             "description": "the same key again: the first "
+                                                            "answer, replayed"}})
 async def admin_adjust_balance(user_id: Id, body: AdjustmentBody, request: Request,
                                actions: Actions, caller: AdminCaller):
     """Add to (`"5.00"`) or take from (`"-2.50"`) a balance, never below zero; audited."""
