@@ -22,6 +22,8 @@ from contracts.public.billing import (
     InvoiceCreate,
     PlanCreate,
     PlanUpdate,
+    PromoCodeCreate,
+    PromoCodeUpdate,
     RefundBody,
     TopUpCreate,
     TransferBody,
@@ -61,6 +63,19 @@ class Pages:
         await self.state.limits.invoice(caller.id)
         reply = await self.clients.billing.create_invoice(caller, body, idempotency_key)
         return reply.json()["invoice"]
+
+    async def promo_preview(self, caller: Caller, code: str, plan_id: str) -> dict:
+        return (await self.clients.billing.promo_preview(caller, code, plan_id)).json()
+
+    async def promo_codes(self, caller: Caller) -> list[dict]:
+        return (await self.clients.billing.admin_promo_codes(caller)).json()["promo_codes"]
+
+    async def create_promo_code(self, caller: Caller, body: PromoCodeCreate) -> dict:
+        return (await self.actions.create_promo_code(caller, body)).json()["promo_code"]
+
+    async def update_promo_code(self, caller: Caller, code_id: str,
+                                body: PromoCodeUpdate) -> dict:
+        return (await self.actions.update_promo_code(caller, code_id, body)).json()["promo_code"]
 
     async def balance(self, caller: Caller, cursor: str | None = None) -> dict:
         return (await self.clients.billing.balance(caller, 20, cursor)).json()

@@ -13,7 +13,14 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from contracts.public.billing import AdjustmentBody, PlanCreate, PlanUpdate, RefundBody
+from contracts.public.billing import (
+    AdjustmentBody,
+    PlanCreate,
+    PlanUpdate,
+    PromoCodeCreate,
+    PromoCodeUpdate,
+    RefundBody,
+)
 from contracts.public.subscriptions import ExtendBody
 from contracts.public.tickets import MessageCreate
 from gateway.schemas import RoleBody
@@ -128,6 +135,45 @@ async def adjust_balance(request: Request, caller: Admin, form: Form, user_id: s
         return await _balance_page(request, caller, user_id, None, errors=errors, form=form,
                                    http_status=exc.status, headers=exc.headers)
     return see_other(f"/admin/users/{user_id}/balance?done=balance_adjusted")
+
+
+# ---- promo codes ---------------------------------------------------------------------------
+@router.get("/promo-codes")
+async def promo_codes(request: Request, caller: Admin):
+    return render(request, "admin/promo_codes.html",
+                  codes=await Pages(request).promo_codes(caller), errors={}, values={})
+
+
+@router.post("/promo-codes")
+async def create_promo_code(request: Request, caller: Admin, form: Form):
+    pages = Pages(request)
+    t = translator(request)
+    values = {k: v.strip() for k, v in form.items() if isinstance(v, str)}
+    data = {**values, "plan_ids": [p for p in values.get("plan_ids", "").split() if p] or None,
+            "first_purchase_only": values.get("first_purchase_only") == "on"}
+    for name in ("starts_at", "ends_at"):  # the form's local time is taken as UTC
+        if data.get(name):
+            data[name] = f"{data[name]}:00+00:00" if len(data[name]) == 16 else data[name]
+    try:
+        await pages.create_promo_code(caller, validate(PromoCodeCreate, data, t))
+    except FormInvalid as exc:
+        errors = exc.errors
+    except AppError as exc:
+        if exc.status >= 500:
+            raise
+        errors = upstream_errors(exc, t, "code")
+    else:
+        return see_other("/admin/promo-codes?done=promo_code_created")
+    return render(request, "admin/promo_codes.html", http_status=400,
+                  codes=await pages.promo_codes(caller), errors=errors, values=values)
+
+
+@router.post("/promo-codes/{code_id}/active")
+async def set_promo_code_active(request: Request, caller: Admin, form: Form, code_id: str):
+    active = form.get("is_active") == "true"
+    await Pages(request).update_promo_code(caller, code_id, PromoCodeUpdate(is_active=active))
+    return see_other("/admin/promo-codes?done=" + ("promo_code_on" if active else
+                                                   "promo_code_off"))
 
 
 # ---- plans ---------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 
 from fastapi import APIRouter, Request, Response
@@ -56,8 +57,34 @@ async def _buy_options(pages: Pages, caller, plan_id: str) -> dict:
 
 @router.get("/buy/{plan_id}")
 async def choose_payment(request: Request, caller: SignedIn, plan_id: str):
-    return render(request, "panel/buy_options.html", errors={}, idempotency_key=uuid.uuid4().hex,
+    return render(request, "panel/buy_options.html", errors={}, form={}, preview=None,
+                  idempotency_key=uuid.uuid4().hex,
                   **await _buy_options(Pages(request), caller, plan_id))
+
+
+PROMO_PATTERN = re.compile(r"^[A-Za-z0-9_-]{3,32}$")
+
+
+@router.get("/buy/{plan_id}/promo")
+async def promo_preview(request: Request, caller: SignedIn, plan_id: str,
+                        promo_code: str = ""):
+    """The price with the code typed so far (htmx, as the customer types)."""
+    return render(request, "panel/_promo_preview.html",
+                  preview=await _preview(Pages(request), caller, plan_id, promo_code))
+
+
+async def _preview(pages: Pages, caller, plan_id: str, code: str) -> dict | None:
+    code = code.strip()
+    if not code:
+        return None
+    if not PROMO_PATTERN.match(code):
+        return {"valid": False, "reason": "unknown"}
+    try:
+        return await pages.promo_preview(caller, code, plan_id)
+    except AppError as exc:
+        if exc.status >= 500:
+            raise
+        return {"valid": False, "reason": "unknown"}
 
 
 def _payment_choice(form: dict, options: list[dict]) -> dict:
@@ -78,6 +105,9 @@ def _refusal(exc: FormInvalid | AppError, t, field: str) -> tuple[int, dict | No
         return 400, None, {field: next(iter(exc.errors.values()))}
     if exc.code == "INSUFFICIENT_BALANCE":
         return exc.status, exc.headers, {field: t("balance.insufficient")}
+    if exc.code == "PROMO_CODE_INVALID" and isinstance(exc.details, dict):
+        reason = exc.details.get("reason")
+        return exc.status, exc.headers, {"promo_code": t(f"promo.reason.{reason}")}
     return exc.status, exc.headers, upstream_errors(exc, t, field)
 
 
@@ -87,14 +117,18 @@ async def create_invoice(request: Request, caller: SignedIn, form: Form):
     t = translator(request)
     try:
         choice = _payment_choice(form, await pages.payment_options(caller))
-        body = validate(InvoiceCreate, {"plan_id": form.get("plan_id", ""), **choice}, t)
+        promo = form.get("promo_code", "").strip()
+        body = validate(InvoiceCreate, {"plan_id": form.get("plan_id", ""), **choice,
+                                        "promo_code": promo}, t)
         invoice = await pages.create_invoice(caller, body,
                                              form.get("idempotency_key") or uuid.uuid4().hex)
     except (FormInvalid, AppError) as exc:
         status, headers, errors = _refusal(exc, t, "option")
+        if isinstance(exc, FormInvalid) and "promo_code" in exc.errors:
+            errors = {"promo_code": t("promo.reason.unknown")}
         return render(request, "panel/buy_options.html", http_status=status, headers=headers,
-                      idempotency_key=uuid.uuid4().hex, errors=errors,
-                      **await _buy_options(pages, caller, form.get("plan_id", "")))
+                      idempotency_key=uuid.uuid4().hex, errors=errors, form=form,
+                      preview=None, **await _buy_options(pages, caller, form.get("plan_id", "")))
     return see_other(f"/app/invoices/{invoice['id']}")
 
 
