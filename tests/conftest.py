@@ -83,7 +83,8 @@ def reset_infrastructure(env: dict[str, str], db_name: str, broker_prefix: str) 
 # Every consumer queue of every service (deleted before a run so each run starts empty).
 CONSUMER_QUEUES = [
     "tickets.telegram-events", "telegram.ticket-events", "gateway.identity-projections",
-    "billing.events", "provisioner.billing-events", "provisioner.identity-events",
+    "billing.events", "billing.telegram-links", "provisioner.billing-events",
+    "provisioner.identity-events",
     "telegram.notifications", "telegram.identity-events",
 ]
 

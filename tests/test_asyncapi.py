@@ -12,6 +12,7 @@ from urllib.parse import unquote
 import asyncapi as generator  # deploy/local/asyncapi.py (on sys.path through the conftest)
 import pytest
 
+from billing.__main__ import definition as billing
 from contracts import registry
 from gateway.__main__ import definition as gateway
 from provisioner.__main__ import definition as provisioner
@@ -75,7 +76,7 @@ def test_every_consumer_queue_lists_the_keys_it_is_bound_to(combined):
 
     async def every() -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
-        for defn in (gateway, provisioner, telegram, tickets):
+        for defn in (billing, gateway, provisioner, telegram, tickets):
             out.update(await declared(defn))
         return out
 

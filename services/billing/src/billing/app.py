@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from billing import consumers
 from billing.config import Settings
 from billing.endpoints import router, sandbox_router
 from billing.jobs import PAYMENT_WATCH_QUEUE
@@ -20,7 +21,8 @@ def create_api(settings: Settings) -> FastAPI:
     app.state.billing = parts.billing
     app.state.webhooks = parts.webhooks
     app.include_router(router)
-    app.include_router(operations_router(Operations(settings, job_queues=[PAYMENT_WATCH_QUEUE])))
+    app.include_router(operations_router(Operations(settings, job_queues=[PAYMENT_WATCH_QUEUE],
+                                                    consumer_queues=[consumers.QUEUE])))
     if settings.is_sandbox:
         app.include_router(sandbox_router)
     return app

@@ -19,6 +19,10 @@ class Settings(service_settings("billing", port=8101)):
         alias="FIXED_RATES_USD",
     )
     sandbox_confirmations: int = Field(2, alias="SANDBOX_CONFIRMATIONS", ge=1)
+    # The free trial: once per person (account and linked Telegram account).
+    trial_enabled: bool = Field(True, alias="TRIAL_ENABLED")
+    trial_days: int = Field(3, alias="TRIAL_DAYS", ge=1, le=90)
+    trial_max_devices: int = Field(1, alias="TRIAL_MAX_DEVICES", ge=1, le=10)
     # What one top-up of the balance may add.
     top_up_min_usd: Decimal = Field(Decimal("1"), alias="TOP_UP_MIN_USD", gt=0)
     top_up_max_usd: Decimal = Field(Decimal("1000"), alias="TOP_UP_MAX_USD", gt=0)

@@ -137,6 +137,12 @@ async def _balance(s: AsyncSession, user_id: str, limit: int, cursor: str | None
             "entries": [entry_view(e) for e in entries], "next_cursor": nxt}
 
 
+@router.post("/trial", status_code=201, response_model=InvoiceEnvelope)
+async def grant_trial(request: Request, billing: Billing, ident: Ident):
+    """The free trial's invoice, PAID at zero (409 TRIAL_UNAVAILABLE after the first)."""
+    return {"invoice": await billing.grant_trial(request.app.state.db, user_id=ident.user_id)}
+
+
 @router.post("/balance/top-ups", status_code=201, response_model=InvoiceEnvelope)
 async def create_top_up(body: TopUpCreate, request: Request, billing: Billing, ident: Ident,
                         key: Annotated[str, Depends(idempotency_key)]):

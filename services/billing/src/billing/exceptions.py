@@ -34,3 +34,8 @@ class PromoCodeInvalid(AppError):
 
     def __init__(self, reason: str, message: str):
         super().__init__(message, {"reason": reason})
+
+
+class TrialUnavailable(AppError):
+    status, code = 409, "TRIAL_UNAVAILABLE"
+    default_message = "A trial is for someone who never had one or any subscription"

@@ -97,7 +97,7 @@ class Invoice(Base):
                  postgresql_where=sa.text("address IS NOT NULL")),
         sa.CheckConstraint("kind IN ('PLAN', 'TOP_UP', 'TRIAL', 'RENEWAL')",
                            name="ck_invoices_kind"),
-        sa.CheckConstraint("(kind = 'TOP_UP') = (plan_id IS NULL)",
+        sa.CheckConstraint("(kind IN ('TOP_UP', 'TRIAL')) = (plan_id IS NULL)",
                            name="ck_invoices_plan_unless_top_up"),
     )
 
@@ -219,6 +219,33 @@ class PromoRedemption(Base):
                            name="ck_promo_redemptions_status"),
         sa.Index("ix_promo_redemptions_code_user", "code_id", "user_id"),
     )
+
+
+class Trial(Base):
+    """The one trial of a person: by account (the key) and by the Telegram account linked to it
+    when it was taken (unique too), so neither can have a second."""
+
+    __tablename__ = "trials"
+
+    user_id: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    invoice_id: Mapped[str] = mapped_column(sa.ForeignKey("invoices.id", ondelete="RESTRICT"))
+    telegram_user_id: Mapped[int | None] = mapped_column(sa.BigInteger)
+    created_at: Mapped[datetime] = mapped_column(TS)
+
+    __table_args__ = (
+        sa.Index("uq_trials_telegram_user", "telegram_user_id", unique=True,
+                 postgresql_where=sa.text("telegram_user_id IS NOT NULL")),
+    )
+
+
+class TelegramLink(Base):
+    """Which Telegram account each customer linked (from `telegram.account.linked.v1`)."""
+
+    __tablename__ = "telegram_links"
+
+    user_id: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    telegram_user_id: Mapped[int] = mapped_column(sa.BigInteger, index=True)
+    linked_at: Mapped[datetime] = mapped_column(TS)
 
 
 class Balance(Base):

@@ -13,14 +13,15 @@ from decimal import Decimal
 from typing import Any, get_args
 
 import orjson
+import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.config import Settings
-from billing.exceptions import IdempotencyInProgress, IdempotencyKeyReused
+from billing.exceptions import IdempotencyInProgress, IdempotencyKeyReused, TrialUnavailable
 from billing.ledger import Ledger
 from billing.metrics import INVOICE_TRANSITIONS, PAYMENT_SETTLE_SECONDS, PROVIDER_ERRORS
-from billing.models import Invoice, Payment, Plan, outbox
+from billing.models import Invoice, Payment, Plan, TelegramLink, Trial, outbox
 from billing.promo import Offer, PromoService
 from billing.providers.base import CheckoutRequest, ObservedPayment, PaymentProvider, ProviderError
 from billing.rates import RateSource, asset_amount
@@ -61,7 +62,9 @@ events = Outbox(outbox, producer="billing", publishes=events_of("billing"))
 ledger = Ledger(events)
 promos = PromoService(events)
 
-PLAN_KIND, TOP_UP_KIND = "PLAN", "TOP_UP"
+PLAN_KIND, TOP_UP_KIND, TRIAL_KIND = "PLAN", "TOP_UP", "TRIAL"
+ZERO_USD = Decimal("0.00")
+TRIAL_PROVIDER, TRIAL_PLAN_ID = "trial", "trial"
 # An invoice paid from the customer's balance: in USD, settled in its creating transaction.
 BALANCE_PROVIDER, BALANCE_ASSET, BALANCE_NETWORK = "balance", "USD", "BALANCE"
 # An invoice a promo code makes free: PAID in its creating transaction, nothing to pay.
@@ -133,7 +136,8 @@ def _promo_fields(offer: Offer | None) -> dict:
 
 
 def plan_snapshot(invoice: Invoice) -> PlanSnapshot:
-    return PlanSnapshot(plan_id=invoice.plan_id, name=invoice.plan_name,
+    """The plan the invoice granted; a trial's is its terms, under the plan id `trial`."""
+    return PlanSnapshot(plan_id=invoice.plan_id or TRIAL_PLAN_ID, name=invoice.plan_name,
                         duration_days=invoice.plan_duration_days,
                         max_devices=invoice.plan_max_devices, price_usd=invoice.plan_price_usd)
 
@@ -463,6 +467,57 @@ class BillingService:
         offer = await promos.offer(s, code, plan, user_id, now, lock=True)
         offer.refuse()
         return offer
+
+    async def grant_trial(self, db: Database, *, user_id: str) -> dict:
+        """The free trial: an invoice of kind TRIAL, PAID at zero in the transaction that
+        creates it, so it is granted through the same exactly-once path as a paid one. Once
+        per person: not for an account, or a Telegram account linked to it, that ever had a
+        trial or a paid plan (409 `TRIAL_UNAVAILABLE`)."""
+        st = self.settings
+        if not st.trial_enabled:
+            raise TrialUnavailable("There is no free trial on offer")
+        now = utcnow()
+        try:
+            async with db.transaction() as s:
+                telegram_id = await s.scalar(sa.select(TelegramLink.telegram_user_id)
+                                             .where(TelegramLink.user_id == user_id))
+                people = [user_id]
+                if telegram_id is not None:
+                    people += list((await s.scalars(sa.select(TelegramLink.user_id).where(
+                        TelegramLink.telegram_user_id == telegram_id))).all())
+                had_trial = sa.exists().where(sa.or_(
+                    Trial.user_id.in_(people),
+                    Trial.telegram_user_id == telegram_id if telegram_id is not None
+                    else sa.false()))
+                had_plan = sa.exists().where(Invoice.user_id.in_(people),
+                                             Invoice.kind == PLAN_KIND,
+                                             Invoice.status.in_((PAID, REFUNDED)))
+                if await s.scalar(sa.select(sa.or_(had_trial, had_plan))):
+                    raise TrialUnavailable()
+                invoice = Invoice(
+                    id=new_id(), user_id=user_id, kind=TRIAL_KIND, plan_id=None,
+                    plan_name="Trial", plan_duration_days=st.trial_days,
+                    plan_max_devices=st.trial_max_devices, plan_price_usd=ZERO_USD,
+                    status=CREATED, amount_usd=ZERO_USD, asset=BALANCE_ASSET,
+                    network="TRIAL", rate_usd=Decimal(1), amount_asset=ZERO_USD,
+                    address=None, payment_url=None, provider=TRIAL_PROVIDER, provider_ref=None,
+                    rate_locked_until=now, created_at=now, updated_at=now,
+                    amount_received_asset=ZERO_USD, overpaid_asset=ZERO_USD,
+                    underpaid_asset=ZERO_USD, late_amount_asset=ZERO_USD,
+                    needs_review=False)
+                s.add(invoice)
+                await s.flush()
+                # The keys of `trials` settle a race: a second trial of the same person fails
+                # here and rolls back with its invoice.
+                s.add(Trial(user_id=user_id, invoice_id=invoice.id,
+                            telegram_user_id=telegram_id, created_at=now))
+                await s.flush()
+                INVOICE_TRANSITIONS.labels(CREATED).inc()
+                await self._mark_paid(s, invoice, now)
+                await s.flush()
+                return invoice_view(invoice, [])
+        except IntegrityError as exc:
+            raise TrialUnavailable() from exc
 
     # ---------------------------------------------------------------- customer and admin actions
 

@@ -1,4 +1,5 @@
-"""The billing worker process: `payment_watch` and `invoice_expiry` schedules, the outbox relay.
+"""The billing worker process: the Telegram-link consumer, `payment_watch` and `invoice_expiry`
+schedules, the outbox relay.
 
 (`retention_cleanup` is scheduled by the runtime from `billing.retention.rules`.)
 """
@@ -6,6 +7,7 @@
 from __future__ import annotations
 
 from billing.config import Settings
+from billing.consumers import build_subscription
 from billing.jobs import PAYMENT_WATCH_QUEUE, watch_handlers
 from billing.service import events
 from billing.wiring import build_components
@@ -17,6 +19,7 @@ async def build_worker(ctx: WorkerContext) -> None:
     settings: Settings = ctx.settings  # type: ignore[assignment]
     parts = build_components(settings, ctx.db)
     ctx.outbox = events
+    ctx.subscriptions.append(build_subscription(ctx.db))
     watch = JobQueue(PAYMENT_WATCH_QUEUE, settings.redis_url, settings.jobs_prefix)
     ctx.queues.append(watch)
     ctx.schedules.append((watch, "payment_watch", settings.payment_watch_interval_ms,

@@ -25,6 +25,10 @@ class SubscriptionList(BaseModel):
     subscriptions: list[SubscriptionOut]
 
 
+class SubscriptionEnvelope(BaseModel):
+    subscription: SubscriptionOut
+
+
 class AccessOut(BaseModel):
     backend: str
     access_url: str = Field(description="The access key / subscription URL to import in a client")

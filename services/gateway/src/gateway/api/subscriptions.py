@@ -9,21 +9,40 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
+from fastapi.responses import JSONResponse
 
+from contracts.public.billing import InvoiceEnvelope
+from contracts.public.common import ErrorOut
 from contracts.public.subscriptions import (
     AccessOut,
     AdminSubscriptionEnvelope,
     AdminSubscriptionList,
     ExtendBody,
+    SubscriptionEnvelope,
     SubscriptionList,
     SubscriptionStatus,
 )
-from gateway.api.deps import Actions, AdminCaller, Clients, CurrentCaller
+from gateway.api.deps import Actions, AdminCaller, Clients, CurrentCaller, Limits
+from gateway.commerce import start_trial
 
 router = APIRouter(tags=["subscriptions"])
 admin = APIRouter(prefix="/admin", tags=["admin"])
 
 SubscriptionId = Annotated[str, Path(min_length=1, max_length=64)]
+
+
+@router.post("/trial", status_code=201, response_model=SubscriptionEnvelope,
+             responses={202: {"model": InvoiceEnvelope,
+                              "description": "granted; the subscription is still being set up"},
+                        401: {"model": ErrorOut}, 409: {"model": ErrorOut},
+                        429: {"model": ErrorOut}})
+async def trial(clients: Clients, limits: Limits, caller: CurrentCaller):
+    """The free trial (`TRIAL_DAYS`, `TRIAL_MAX_DEVICES`), once per person: 409
+    `TRIAL_UNAVAILABLE` when this account, or the Telegram account linked to it, ever had a
+    trial or a paid plan."""
+    await limits.invoice(caller.id)
+    status, body = await start_trial(clients, caller)
+    return JSONResponse(body, status_code=status)
 
 
 @router.get("/subscriptions", response_model=SubscriptionList)

@@ -46,6 +46,9 @@ class BillingClient(ServiceClient):
         return await self.call(InvoiceEnvelope, "POST", "/internal/invoices", who,
                                json=body.model_dump(), headers=headers)
 
+    async def trial(self, who: Who) -> Reply[InvoiceEnvelope]:
+        return await self.call(InvoiceEnvelope, "POST", "/internal/trial", who)
+
     async def balance(self, who: Who, limit: int = 20,
                       cursor: str | None = None) -> Reply[BalanceOut]:
         return await self.call(BalanceOut, "GET", "/internal/balance", who,
