@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request, Response
 
 from contracts.public.billing import InvoiceCreate, TopUpCreate
 from contracts.public.tickets import MessageCreate, TicketCreate
+from gateway.commerce import start_trial
 from gateway.web import views
 from gateway.web.deps import Form, SignedIn
 from gateway.web.forms import FormInvalid, PasswordForm, password_errors, upstream_errors, validate
@@ -31,6 +32,20 @@ async def dashboard(request: Request, caller: SignedIn):
     subscriptions, plans = await asyncio.gather(pages.subscriptions(caller), pages.plans(caller))
     return render(request, "panel/dashboard.html", subscription=views.current(subscriptions),
                   subscriptions=subscriptions, plans={p["id"]: p for p in plans})
+
+
+@router.post("/trial")
+async def trial(request: Request, caller: SignedIn, form: Form):
+    """The free trial, as `POST /api/v1/trial` does it."""
+    pages = Pages(request)
+    await pages.state.limits.invoice(caller.id)
+    try:
+        status, _ = await start_trial(pages.clients, caller)
+    except AppError as exc:
+        if exc.code != "TRIAL_UNAVAILABLE":
+            raise
+        return see_other("/app?done=trial_unavailable")
+    return see_other("/app?done=" + ("trial_started" if status == 201 else "trial_activating"))
 
 
 @router.get("/access")
