@@ -4,20 +4,9 @@ audited and replayed by its key, and the ledger adds up."""
 
 from __future__ import annotations
 
-import time
 import uuid
 
-from tests.conftest import register, sql
-
-
-def wait(predicate, timeout: float = 30, message: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {message}")
+from tests.conftest import register, sql, wait_for
 
 
 def test_top_up_then_buy_from_the_balance_then_adjust(stack, gateway_url, admin_client):
@@ -37,7 +26,7 @@ def test_top_up_then_buy_from_the_balance_then_adjust(stack, gateway_url, admin_
         "asset": top_up["asset"], "network": top_up["network"]})
     assert t.status_code == 201, t.text
     assert customer.post("/sandbox/blocks", json={"count": 3}).status_code == 200
-    wait(lambda: customer.get("/balance").json()["balance_usd"] == plan["price_usd"],
+    wait_for(lambda: customer.get("/balance").json()["balance_usd"] == plan["price_usd"],
          message="the top-up credited")
 
     # Paid from the balance: PAID in the answer, provisioned like any paid invoice.
@@ -47,7 +36,7 @@ def test_top_up_then_buy_from_the_balance_then_adjust(stack, gateway_url, admin_
     assert bought.status_code == 201 and bought.json()["invoice"]["status"] == "PAID"
     again = customer.post("/invoices", json=body, headers={"Idempotency-Key": key})
     assert again.headers.get("Idempotent-Replayed") == "true" and again.json() == bought.json()
-    wait(lambda: [s for s in customer.get("/subscriptions").json()["subscriptions"]
+    wait_for(lambda: [s for s in customer.get("/subscriptions").json()["subscriptions"]
                   if s["status"] == "ACTIVE"], message="the subscription active")
     short = customer.post("/invoices", json=body, headers={"Idempotency-Key": uuid.uuid4().hex})
     assert short.status_code == 409 and short.json()["code"] == "INSUFFICIENT_BALANCE"

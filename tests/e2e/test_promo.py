@@ -4,20 +4,9 @@ PAID at once and provisioned, and bonus days reach the subscription."""
 
 from __future__ import annotations
 
-import time
 import uuid
 
-from tests.conftest import register, sql
-
-
-def wait(predicate, timeout: float = 30, message: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {message}")
+from tests.conftest import register, sql, wait_for
 
 
 def create_code(admin_client, **fields) -> dict:
@@ -81,7 +70,7 @@ def test_preview_buy_with_a_code_and_its_limits(stack, gateway_url, admin_client
                      bonus["id"])
         return active and grants[0]["n"] and active[0]["expires_at"]
 
-    wait(expiry, message="the bonus invoice granted")
+    wait_for(expiry, message="the bonus invoice granted")
     rows = sql("SELECT duration_days FROM provisioning.grants WHERE invoice_id = $1", bonus["id"])
     assert rows == [{"duration_days": 35}]  # 30 + 5, in one grant
     created = sql("SELECT count(*) AS n FROM identity.audit_log WHERE action = "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from contracts.common import Money
 from contracts.envelope import EventPayload
@@ -76,30 +76,28 @@ class InvoiceRefundedV1(EventPayload):
     actor_id: str | None = None
 
 
-class BalanceCreditedV1(EventPayload):
+class BalanceMovement(EventPayload):
+    """One ledger entry of a customer's balance (`amount_usd` as a positive amount)."""
+
+    user_id: str
+    entry_id: int
+    kind: str
+    amount_usd: Money
+    balance_usd: Money = Field(description="the balance after it")
+    invoice_id: str | None = None
+    created_at: datetime
+
+
+class BalanceCreditedV1(BalanceMovement):
     """Money added to a customer's balance: a top-up, a refund, a reward or an adjustment."""
 
     event_type = "billing.balance.credited"
-    user_id: str
-    entry_id: int
-    kind: str
-    amount_usd: Money
-    balance_usd: Money
-    invoice_id: str | None = None
-    created_at: datetime
 
 
-class BalanceDebitedV1(EventPayload):
+class BalanceDebitedV1(BalanceMovement):
     """Money taken from a customer's balance: a purchase paid from it, or an adjustment."""
 
     event_type = "billing.balance.debited"
-    user_id: str
-    entry_id: int
-    kind: str
-    amount_usd: Money
-    balance_usd: Money
-    invoice_id: str | None = None
-    created_at: datetime
 
 
 class PromoCodeRedeemedV1(EventPayload):
