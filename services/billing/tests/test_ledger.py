@@ -297,3 +297,30 @@ async def test_a_balance_never_grows_past_what_its_column_holds(db):
     with pytest.raises(Conflict, match="cannot hold"):
         await move(db, u, "1.00")
     assert await balance(db, u) == D("9999999999.00")
+
+
+async def test_an_invoice_paid_on_chain_can_be_refunded_to_the_balance_once(sandbox, db, pg):
+    u, plan_id = user(), await new_plan(db, "7.00")
+    result = await sandbox.billing.create_invoice_idempotent(
+        db, user_id=u, key=uuid.uuid4().hex,
+        body=InvoiceCreate(plan_id=plan_id, asset="USDT", network="TRON"))
+    invoice = result.json()["invoice"]
+    assert await settle(sandbox, db, invoice) == "PAID"
+
+    async def refund(invoice_id: str, to: str):
+        async with db.transaction() as s:
+            row = await sandbox.billing.get_visible(s, None, invoice_id, for_update=True)
+            await sandbox.billing.refund(s, row, reason="outage", actor_id="admin-1", to=to)
+
+    await refund(invoice["id"], "balance")
+    assert [(r["kind"], r["amount_usd"], r["invoice_id"]) for r in await entries(pg, u)] == [
+        ("REFUND", D("7.00"), invoice["id"])]
+    with pytest.raises(Conflict):  # REFUNDED already: no second credit
+        await refund(invoice["id"], "balance")
+    assert await balance(db, u) == D("7.00")
+
+    top_up_invoice = (await top_up(sandbox, db, u, "2.00")).json()["invoice"]
+    assert await settle(sandbox, db, top_up_invoice) == "PAID"
+    with pytest.raises(Conflict, match="top-up"):
+        await refund(top_up_invoice["id"], "balance")
+    assert await balance(db, u) == D("9.00")

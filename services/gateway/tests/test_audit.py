@@ -97,5 +97,5 @@ async def test_a_services_answer_is_audited_alike_from_both_paths(admin_client, 
     assert r.status_code == 400 and "Not paid" in r.text  # the invoice page, with the reason
     refunds = await entries(pg, "i1")
     assert [(e["action"], e["outcome"], e["d"]) for e in refunds] == [
-        ("invoice.refund", "refused:409", '{"reason": "asked"}')] * 2
+        ("invoice.refund", "refused:409", '{"to": "original", "reason": "asked"}')] * 2
     assert services.writes("billing").count("POST /internal/admin/invoices/i1/refund") == 2

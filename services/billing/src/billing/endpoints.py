@@ -226,7 +226,7 @@ async def admin_get_invoice(invoice_id: str, s: Session, billing: Billing, _: Ad
 async def admin_refund(invoice_id: str, body: RefundBody, s: Session, billing: Billing,
                        ident: Admin):
     invoice = await billing.get_visible(s, None, invoice_id, for_update=True)
-    await billing.refund(s, invoice, reason=body.reason, actor_id=ident.user_id)
+    await billing.refund(s, invoice, reason=body.reason, actor_id=ident.user_id, to=body.to)
     return {"invoice": (await _views(s, [invoice], admin_view=True))[0]}
 
 

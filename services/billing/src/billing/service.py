@@ -539,7 +539,12 @@ class BillingService:
         return invoice
 
     async def refund(self, session: AsyncSession, invoice: Invoice, *, reason: str,
-                     actor_id: str) -> Invoice:
+                     actor_id: str, to: str = "original") -> Invoice:
+        """PAID → REFUNDED. What was paid from the balance goes back to it; with
+        `to="balance"` what was paid on chain is credited to the balance instead of being sent
+        back (a top-up cannot be refunded that way: its money is the balance)."""
+        if to == "balance" and invoice.kind == TOP_UP_KIND:
+            raise Conflict("A top-up is refunded to where it came from, not to the balance")
         now = utcnow()
         transition_invoice(invoice, REFUNDED, now)
         invoice.refunded_at = now
@@ -547,7 +552,8 @@ class BillingService:
         for p in await InvoiceRepository(session).payments(invoice.id):
             if p.status == SETTLED and not p.late:
                 transition_payment(p, REFUNDED, now)
-        if invoice.provider == BALANCE_PROVIDER:  # paid from the balance: back to it
+        to_balance = invoice.provider == BALANCE_PROVIDER or to == "balance"
+        if to_balance and invoice.amount_usd > 0:  # paid from the balance, or refunded to it
             await ledger.move(session, user_id=invoice.user_id, amount=invoice.amount_usd,
                               kind="REFUND", key=f"invoice:{invoice.id}:refund",
                               invoice_id=invoice.id, actor_id=actor_id, note=reason)

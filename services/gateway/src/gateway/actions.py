@@ -89,7 +89,7 @@ class AdminActions:
                      body: RefundBody) -> Reply[AdminInvoiceEnvelope]:
         return await self._remote(caller, "invoice.refund", "invoice", invoice_id,
                                   lambda: self.clients.billing.refund(caller, invoice_id, body),
-                                  {"reason": body.reason})
+                                  {"reason": body.reason, "to": body.to})
 
     async def create_promo_code(self, caller: Who,
                                 body: PromoCodeCreate) -> Reply[AdminPromoCodeEnvelope]:

@@ -140,6 +140,9 @@ class PlanUpdate(Strict):
 
 class RefundBody(Strict):
     reason: Text = Field(min_length=1, max_length=500)
+    to: Literal["original", "balance"] = Field(
+        "original", description="`balance`: the amount paid is credited to the customer's "
+                                "balance (an invoice paid from the balance always goes back to it)")
 
 
 class TransferBody(Strict):
