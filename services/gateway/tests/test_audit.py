@@ -99,3 +99,11 @@ async def test_a_services_answer_is_audited_alike_from_both_paths(admin_client, 
     assert [(e["action"], e["outcome"], e["d"]) for e in refunds] == [
         ("invoice.refund", "refused:409", '{"to": "original", "reason": "asked"}')] * 2
     assert services.writes("billing").count("POST /internal/admin/invoices/i1/refund") == 2
+
+
+async def test_a_balance_of_nobody_is_never_adjusted(admin_client, services):
+    r = await admin_client.post("/api/v1/admin/users/no-such-user/balance/adjustments",
+                                json={"amount_usd": "5.00", "note": "x"},
+                                headers={"Idempotency-Key": "k1"})
+    assert r.status_code == 404 and r.json()["code"] == "NOT_FOUND"
+    assert not [w for w in services.writes("billing") if "/balance/adjustments" in w]

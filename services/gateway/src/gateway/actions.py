@@ -32,6 +32,7 @@ from gateway.clients import Clients, Reply, Who
 from gateway.models import User
 from gateway.service import user_admin_service
 from runtime.db import Database
+from runtime.errors import NotFound
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -108,6 +109,10 @@ class AdminActions:
 
     async def adjust_balance(self, caller: Who, user_id: str, body: AdjustmentBody,
                              idempotency_key: str | None) -> Reply[BalanceEntryEnvelope]:
+        """A customer's balance adjusted (audited); an id that names no user is 404, so no
+        balance is ever opened for nobody."""
+        if not await user_admin_service.emails(self.db, {user_id}):
+            raise NotFound("User not found")
         return await self._remote(
             caller, "balance.adjust", "user", user_id,
             lambda: self.clients.billing.adjust_balance(caller, user_id, body, idempotency_key),
