@@ -47,7 +47,8 @@ class Invoice(Base):
 
     id: Mapped[str] = mapped_column(sa.Text, primary_key=True)
     user_id: Mapped[str] = mapped_column(sa.Text)
-    # PLAN buys a plan; TOP_UP adds to the balance and has no plan.
+    # PLAN buys a plan; TOP_UP adds to the balance and has no plan; TRIAL is the free trial
+    # (no plan); RENEWAL renews a subscription with auto-renewal on.
     kind: Mapped[str] = mapped_column(sa.Text, default="PLAN", server_default="PLAN")
     plan_id: Mapped[str | None] = mapped_column(sa.ForeignKey("plans.id", ondelete="RESTRICT"))
     # The plan as it was when the invoice was created (prices and plans change later).
@@ -85,6 +86,10 @@ class Invoice(Base):
     promo_code: Mapped[str | None] = mapped_column(sa.Text)
     discount_usd: Mapped[Decimal] = mapped_column(USD, default=Decimal("0.00"), server_default="0")
     bonus_days: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
+    # RENEWAL: the subscription it renews and the period's key (subscription id + the
+    # `expires_at` it renews), unique: a period is charged once.
+    subscription_id: Mapped[str | None] = mapped_column(sa.Text)
+    renewal_key: Mapped[str | None] = mapped_column(sa.Text)
 
     __table_args__ = (
         sa.Index("ix_invoices_user_created", "user_id", "created_at", "id"),
@@ -99,6 +104,10 @@ class Invoice(Base):
                            name="ck_invoices_kind"),
         sa.CheckConstraint("(kind IN ('TOP_UP', 'TRIAL')) = (plan_id IS NULL)",
                            name="ck_invoices_plan_unless_top_up"),
+        sa.Index("uq_invoices_renewal_key", "renewal_key", unique=True,
+                 postgresql_where=sa.text("renewal_key IS NOT NULL")),
+        sa.CheckConstraint("(kind = 'RENEWAL') = (renewal_key IS NOT NULL)",
+                           name="ck_invoices_renewal_keyed"),
     )
 
 
