@@ -1,7 +1,9 @@
-"""Subscription lifecycle rules on a real database, with the sandbox backend and a fake clock."""
+"""Subscription lifecycle rules on a real database, with the sandbox backend and a fake clock
+(auto-renewal last: the switch, the renewal sweep once per period, reminders)."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -14,7 +16,7 @@ from provisioner.backends.sandbox import SandboxBackend
 from provisioner.metrics import RECONCILIATION_FIXES
 from provisioner.models import Grant, SandboxAccount, Subscription, outbox
 from provisioner.service import ProvisioningService, block_job_id, latest_expiry
-from runtime.errors import Conflict, IllegalTransition, NotFound
+from runtime.errors import Conflict, IllegalTransition, NotFound, ValidationFailed
 from runtime.identity import Identity
 
 T0 = datetime(2026, 1, 10, 12, 0, tzinfo=UTC)
@@ -408,3 +410,101 @@ async def test_expires_at_never_passes_ten_years_ahead(db, service):
     async with db.transaction() as s:
         assert await service.apply_refund(s, capped.invoice_id, T0) == "shortened"
     assert (await subscription(db, "u-bound")).expires_at == limit - 2 * DAY
+
+
+# ---------------------------------------------------------------- auto-renewal
+
+HOUR = timedelta(hours=1)
+
+
+def me(user_id: str) -> Identity:
+    return Identity(user_id=user_id, role="USER")
+
+
+async def switch(db, service, user_id: str, sub_id: str, enabled: bool, plan_id=None):
+    async with db.transaction() as s:
+        sub = await service.set_auto_renew(s, me(user_id), sub_id, enabled=enabled,
+                                           plan_id=plan_id, ts=T0)
+        return service.view(sub)
+
+
+async def renewals_asked(db) -> list[dict]:
+    return [p for k, p in await events(db) if k.endswith("subscription.renewal_due.v1")]
+
+
+async def sweep(db, service, at) -> int:
+    async with db.transaction() as s:
+        return await service.renewal_sweep(s, at, 100)
+
+
+async def test_auto_renew_is_switched_on_own_subscription_and_shows_next_attempt(db, service):
+    await buy(db, service, paid("ar1", days=30), T0)
+    sub = await subscription(db, "ar1")
+    view = await switch(db, service, "ar1", sub.id, True)
+    assert view["auto_renew"] == {"enabled": True, "plan_id": None,
+                                  "next_attempt_at": sub.expires_at - 24 * HOUR}
+    view = await switch(db, service, "ar1", sub.id, True, plan_id="plan-y")
+    assert view["auto_renew"]["plan_id"] == "plan-y"
+    listed = await service.list_own(db, me("ar1"))
+    assert listed[0]["auto_renew"]["enabled"] is True
+    view = await switch(db, service, "ar1", sub.id, False)
+    assert view["auto_renew"] == {"enabled": False, "plan_id": "plan-y", "next_attempt_at": None}
+    with pytest.raises(NotFound):  # another customer's subscription does not exist for them
+        await switch(db, service, "someone-else", sub.id, True)
+
+
+async def test_a_trial_needs_a_plan_and_an_expired_subscription_cannot_renew(db, service):
+    await buy(db, service, paid("ar2", days=3, plan="trial"), T0)
+    sub = await subscription(db, "ar2")
+    with pytest.raises(ValidationFailed):
+        await switch(db, service, "ar2", sub.id, True)
+    assert (await switch(db, service, "ar2", sub.id, True, "plan-m"))["auto_renew"]["enabled"]
+    async with db.transaction() as s:
+        await service.expire_one(s, sub.id, T0 + 4 * DAY)
+    with pytest.raises(Conflict):
+        await switch(db, service, "ar2", sub.id, True, "plan-m")
+
+
+async def test_the_sweep_asks_once_per_period_even_when_two_run_at_once(db, service):
+    await buy(db, service, paid("ar3", days=30), T0)
+    sub = await subscription(db, "ar3")
+    await switch(db, service, "ar3", sub.id, True)
+    assert await sweep(db, service, sub.expires_at - 25 * HOUR) == 0  # not due yet
+    at = sub.expires_at - 23 * HOUR
+    counts = await asyncio.gather(*(sweep(db, service, at) for _ in range(4)))
+    assert sorted(counts) == [0, 0, 0, 1]
+    assert await sweep(db, service, at + HOUR) == 0
+    asked = await renewals_asked(db)
+    assert [(a["subscription_id"], a["plan_id"]) for a in asked] == [(sub.id, "plan-m")]
+    assert asked[0]["expires_at"].startswith(sub.expires_at.isoformat()[:19])
+    # The renewal is paid: the new period is asked once again, near its own end.
+    await buy(db, service, paid("ar3", days=30), at)
+    renewed = await subscription(db, "ar3")
+    assert renewed.expires_at == sub.expires_at + 30 * DAY
+    assert await sweep(db, service, at + HOUR) == 0
+    assert await sweep(db, service, renewed.expires_at - 2 * HOUR) == 1
+    assert len(await renewals_asked(db)) == 2
+
+
+async def test_no_renewal_is_asked_when_auto_renew_is_off(db, service):
+    await buy(db, service, paid("ar4", days=30), T0)
+    sub = await subscription(db, "ar4")
+    assert await sweep(db, service, sub.expires_at - HOUR) == 0
+    await switch(db, service, "ar4", sub.id, True)
+    await switch(db, service, "ar4", sub.id, False)
+    assert await sweep(db, service, sub.expires_at - HOUR) == 0
+    assert await renewals_asked(db) == []
+
+
+async def test_reminders_carry_the_renewal_plan_and_whether_auto_renew_is_on(db, service):
+    await buy(db, service, paid("ar5", days=10), T0)
+    sub = await subscription(db, "ar5")
+    await switch(db, service, "ar5", sub.id, True, plan_id="plan-y")
+    async with db.transaction() as s:
+        assert await service.send_reminders(s, sub.expires_at - 6 * DAY, [7, 3, 1], 100) == 1
+    reminder = [p for k, p in await events(db) if k.endswith("expiring.v1")][-1]
+    assert (reminder["days_left"], reminder["plan_id"], reminder["auto_renew"]) == (
+        7, "plan-y", True)
+    async with db.transaction() as s:
+        row = await s.scalar(sa.select(Subscription).where(Subscription.id == sub.id))
+        assert row.reminders_sent == [7]

@@ -30,11 +30,28 @@ class SubscriptionExtendedV1(EventPayload):
 
 
 class SubscriptionExpiringV1(EventPayload):
+    """An expiry reminder is due (once per reminder day and expiry date)."""
+
     event_type = "provisioning.subscription.expiring"
     subscription_id: str
     user_id: str
     expires_at: datetime
     days_left: int
+    # The plan a renewal would buy (auto-renewal's plan when set, else the current one) and
+    # whether auto-renewal is on: billing tells the customer only when it will not cover it.
+    plan_id: str | None = None
+    auto_renew: bool = False
+
+
+class SubscriptionRenewalDueV1(EventPayload):
+    """Auto-renewal is on and the period ends within `AUTO_RENEW_HOURS_BEFORE`: billing charges
+    the renewal once for this `expires_at` (published once per period)."""
+
+    event_type = "provisioning.subscription.renewal_due"
+    subscription_id: str
+    user_id: str
+    plan_id: str
+    expires_at: datetime
 
 
 class SubscriptionExpiredV1(EventPayload):

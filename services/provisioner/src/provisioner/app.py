@@ -23,7 +23,7 @@ def create_api(settings: Settings) -> FastAPI:
     backend = build_backend(settings, db)
     jobs = ProvisionJobs(JobQueue(PROVISION, settings.redis_url, settings.jobs_prefix), settings)
     app = internal_api(settings, db, on_close=[jobs.queue.close, backend.close])
-    app.state.service = ProvisioningService(backend)
+    app.state.service = ProvisioningService(backend, settings.auto_renew_hours_before)
     app.state.jobs = jobs
     app.include_router(router)
     app.include_router(operations_router(Operations(

@@ -47,7 +47,10 @@ class Settings(service_settings("provisioner", port=8102, schema="provisioning")
     expiry_reminder_seconds: int = Field(900, alias="EXPIRY_REMINDER_SECONDS", ge=1)
     reconcile_seconds: int = Field(3600, alias="RECONCILE_SECONDS", ge=1)
     reminder_days: Annotated[list[int], NoDecode] = Field(
-        default_factory=lambda: [3, 1], alias="EXPIRY_REMINDER_DAYS")
+        default_factory=lambda: [7, 3, 1], alias="EXPIRY_REMINDER_DAYS")
+    # Auto-renewal: billing is asked to charge the renewal this long before `expires_at`.
+    auto_renew_hours_before: int = Field(24, alias="AUTO_RENEW_HOURS_BEFORE", ge=1, le=24 * 30)
+    renewal_sweep_seconds: int = Field(60, alias="RENEWAL_SWEEP_SECONDS", ge=1)
     sweep_batch: int = Field(200, alias="PROVISIONER_SWEEP_BATCH", ge=1)
 
     @field_validator("marzban_proxies", mode="before")

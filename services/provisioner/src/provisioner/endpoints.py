@@ -14,10 +14,12 @@ from provisioner.schemas import (
     AdminSubscriptionEnvelope,
     AdminSubscriptionList,
     AdminSubscriptionOut,
+    AutoRenewBody,
     ExtendBody,
     FailedJobList,
     RetriedJob,
     SandboxFaultBody,
+    SubscriptionEnvelope,
     SubscriptionList,
     SubscriptionStatus,
 )
@@ -37,8 +39,8 @@ Service = Annotated[ProvisioningService, Depends(service)]
 Limit = Annotated[int, Query(ge=1, le=100)]
 
 
-def _admin_out(sub) -> AdminSubscriptionOut:
-    return AdminSubscriptionOut.model_validate(sub, from_attributes=True)
+def _admin_out(svc: ProvisioningService, sub) -> AdminSubscriptionOut:
+    return AdminSubscriptionOut.model_validate(svc.view(sub))
 
 
 @router.get("/subscriptions", response_model=SubscriptionList)
@@ -51,29 +53,38 @@ async def subscription_access(sub_id: str, s: Session, ident: Ident, svc: Servic
     return await svc.access(s, ident, sub_id)
 
 
+@router.put("/subscriptions/{sub_id}/auto-renew", response_model=SubscriptionEnvelope)
+async def set_auto_renew(sub_id: str, body: AutoRenewBody, s: Session, ident: Ident,
+                         svc: Service):
+    sub = await svc.set_auto_renew(s, ident, sub_id, enabled=body.enabled,
+                                   plan_id=body.plan_id, ts=now())
+    return {"subscription": svc.view(sub)}
+
+
 @router.get("/admin/subscriptions", response_model=AdminSubscriptionList)
-async def admin_list(s: Session, ident: Admin, user_id: str | None = Query(None, max_length=64),
+async def admin_list(s: Session, ident: Admin, svc: Service,
+                     user_id: str | None = Query(None, max_length=64),
                      status: SubscriptionStatus | None = None, limit: Limit = 20,
                      cursor: str | None = Query(None, max_length=200)):
     rows, nxt = await ProvisioningRepository(s).page(user_id=user_id, status=status,
                                                      limit=limit, cursor=cursor)
-    return {"subscriptions": [_admin_out(r) for r in rows], "next_cursor": nxt}
+    return {"subscriptions": [_admin_out(svc, r) for r in rows], "next_cursor": nxt}
 
 
 @router.post("/admin/subscriptions/{sub_id}/extend", response_model=AdminSubscriptionEnvelope)
 async def admin_extend(sub_id: str, body: ExtendBody, s: Session, ident: Admin, svc: Service):
     sub = await svc.admin_extend(s, sub_id, body.days, ident.user_id, now())
-    return {"subscription": _admin_out(sub)}
+    return {"subscription": _admin_out(svc, sub)}
 
 
 @router.post("/admin/subscriptions/{sub_id}/suspend", response_model=AdminSubscriptionEnvelope)
 async def admin_suspend(sub_id: str, s: Session, ident: Admin, svc: Service):
-    return {"subscription": _admin_out(await svc.admin_suspend(s, sub_id, now()))}
+    return {"subscription": _admin_out(svc, await svc.admin_suspend(s, sub_id, now()))}
 
 
 @router.post("/admin/subscriptions/{sub_id}/resume", response_model=AdminSubscriptionEnvelope)
 async def admin_resume(sub_id: str, s: Session, ident: Admin, svc: Service):
-    return {"subscription": _admin_out(await svc.admin_resume(s, sub_id, now()))}
+    return {"subscription": _admin_out(svc, await svc.admin_resume(s, sub_id, now()))}
 
 
 @router.get("/admin/provision-jobs/failed", response_model=FailedJobList)

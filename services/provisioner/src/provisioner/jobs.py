@@ -7,7 +7,7 @@
   failed set, where an admin can list it and retry it (`retry_failed_job`).
 * `provisioner_schedules`: the periodic sweeps registered through `ctx.schedules`
   (`provision_sweep` re-queues work whose enqueue was lost, `expiry_sweep`, `expiry_reminders`,
-  `reconciliation`).
+  `renewal_sweep` (asks billing to charge due auto-renewals), `reconciliation`).
 """
 
 from __future__ import annotations
@@ -153,13 +153,21 @@ def schedule_handlers(db: Database, service: ProvisioningService, jobs: Provisio
                                                 settings.sweep_batch)
         return sent
 
+    async def renewal_sweep(job: Job, token: str = ""):
+        async with db.transaction() as s:
+            asked = await service.renewal_sweep(s, now(), settings.sweep_batch)
+        if asked:
+            log.info("renewal_sweep", asked=asked)
+        return asked
+
     async def reconciliation(job: Job, token: str = ""):
         fixes = await service.reconcile(db, now())
         log.info("reconciliation_done", **fixes)
         return fixes
 
     return {"provision_sweep": provision_sweep, "expiry_sweep": expiry_sweep,
-            "expiry_reminders": expiry_reminders, "reconciliation": reconciliation}
+            "expiry_reminders": expiry_reminders, "renewal_sweep": renewal_sweep,
+            "reconciliation": reconciliation}
 
 
 def schedules(queue: JobQueue, settings: Settings) -> list[tuple[JobQueue, str, int, str]]:
@@ -167,6 +175,7 @@ def schedules(queue: JobQueue, settings: Settings) -> list[tuple[JobQueue, str, 
         (queue, "provision_sweep", settings.provision_sweep_seconds * 1000, "provision_sweep"),
         (queue, "expiry_sweep", settings.expiry_sweep_seconds * 1000, "expiry_sweep"),
         (queue, "expiry_reminders", settings.expiry_reminder_seconds * 1000, "expiry_reminders"),
+        (queue, "renewal_sweep", settings.renewal_sweep_seconds * 1000, "renewal_sweep"),
         (queue, "reconciliation", settings.reconcile_seconds * 1000, "reconciliation"),
     ]
 

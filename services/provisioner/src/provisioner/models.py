@@ -44,12 +44,20 @@ class Subscription(Base):
     # Expiry reminders (days before expiry) already sent for the current `expires_at`.
     reminders_sent: Mapped[list[int]] = mapped_column(ARRAY(sa.Integer), default=list,
                                                       server_default="{}")
+    # Auto-renewal (opt-in): the plan a renewal buys (None: `plan_id`), and the `expires_at`
+    # whose renewal billing was last asked to charge (each period is asked once).
+    auto_renew_enabled: Mapped[bool] = mapped_column(sa.Boolean, default=False,
+                                                     server_default=sa.false())
+    auto_renew_plan_id: Mapped[str | None] = mapped_column(sa.Text)
+    renewal_due_for: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
 
     __table_args__ = (
         sa.Index("ix_subscriptions_status_expires", "status", "expires_at"),
         sa.Index("ix_subscriptions_created", "created_at", "id"),
+        sa.Index("ix_subscriptions_auto_renew_due", "expires_at",
+                 postgresql_where=sa.text("auto_renew_enabled AND status = 'ACTIVE'")),
     )
 
 

@@ -72,6 +72,18 @@ class ProvisioningRepository:
                 .with_for_update(skip_locked=True))
         return list((await self.session.execute(stmt)).scalars())
 
+    async def due_for_renewal(self, now: datetime, until: datetime, limit: int
+                              ) -> list[Subscription]:
+        """Running subscriptions with auto-renewal on, ending by `until`, not yet asked for
+        this `expires_at` (locked; rows another sweep holds are skipped)."""
+        stmt = (sa.select(Subscription)
+                .where(Subscription.auto_renew_enabled, Subscription.status == "ACTIVE",
+                       Subscription.expires_at > now, Subscription.expires_at <= until,
+                       Subscription.renewal_due_for.is_distinct_from(Subscription.expires_at))
+                .order_by(Subscription.expires_at).limit(limit)
+                .with_for_update(skip_locked=True))
+        return list((await self.session.execute(stmt)).scalars())
+
     async def all_for_reconciliation(self) -> list[Subscription]:
         return list((await self.session.execute(sa.select(Subscription))).scalars())
 
@@ -147,8 +159,8 @@ class SubscriptionReader:
     """A customer's own subscriptions, read on every panel load: one statement on the driver's
     connections (`Database.fetch`), no ORM and no transaction."""
 
-    OWN = ("SELECT id, plan_id, status, started_at, expires_at, max_devices FROM subscriptions"
-           " WHERE user_id = $1 ORDER BY created_at DESC")
+    OWN = ("SELECT id, plan_id, status, started_at, expires_at, max_devices, auto_renew_enabled,"
+           " auto_renew_plan_id FROM subscriptions WHERE user_id = $1 ORDER BY created_at DESC")
 
     def __init__(self, db: Database):
         self.db = db

@@ -16,15 +16,18 @@ from contracts.public.subscriptions import (
     AdminSubscriptionEnvelope,
     AdminSubscriptionList,
     AdminSubscriptionOut,
+    AutoRenewBody,
     ExtendBody,
+    SubscriptionEnvelope,
     SubscriptionList,
     SubscriptionOut,
     SubscriptionStatus,
 )
 
 __all__ = ["AccessOut", "AdminSubscriptionEnvelope", "AdminSubscriptionList",
-           "AdminSubscriptionOut", "ExtendBody", "FailedJobList", "FailedJobOut", "RetriedJob",
-           "SandboxFaultBody", "SubscriptionList", "SubscriptionOut", "SubscriptionStatus"]
+           "AdminSubscriptionOut", "AutoRenewBody", "ExtendBody", "FailedJobList", "FailedJobOut",
+           "RetriedJob", "SandboxFaultBody", "SubscriptionEnvelope", "SubscriptionList",
+           "SubscriptionOut", "SubscriptionStatus"]
 
 
 class FailedJobOut(BaseModel):

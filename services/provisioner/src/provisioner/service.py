@@ -29,6 +29,7 @@ from contracts.provisioning import (
     SubscriptionExpiredV1,
     SubscriptionExpiringV1,
     SubscriptionExtendedV1,
+    SubscriptionRenewalDueV1,
     SubscriptionResumedV1,
     SubscriptionSuspendedV1,
 )
@@ -39,7 +40,13 @@ from provisioner.models import Grant, Subscription, UserBlock, outbox
 from provisioner.repository import ProvisioningRepository, SubscriptionReader
 from runtime.clock import now
 from runtime.db import Database
-from runtime.errors import Conflict, IllegalTransition, NotFound, ServiceUnavailable
+from runtime.errors import (
+    Conflict,
+    IllegalTransition,
+    NotFound,
+    ServiceUnavailable,
+    ValidationFailed,
+)
 from runtime.identity import Identity
 from runtime.jobs import job_id
 from runtime.logging import get_logger
@@ -113,6 +120,24 @@ def extension_base(sub: Subscription | None, ts: datetime) -> datetime:
     return ts
 
 
+TRIAL_PLAN_ID = "trial"  # the plan id of a trial's subscription: nothing to renew it with
+
+
+def renewal_plan(sub: Subscription) -> str | None:
+    """The plan a renewal of `sub` buys: auto-renewal's choice, else the current plan (a trial
+    has none)."""
+    plan_id = sub.auto_renew_plan_id or sub.plan_id
+    return None if plan_id == TRIAL_PLAN_ID else plan_id
+
+
+def auto_renew_view(*, enabled: bool, plan_id: str | None, status: str, expires_at: datetime,
+                    hours_before: int) -> dict:
+    """The public `auto_renew` of a subscription; `next_attempt_at` while it will be tried."""
+    runs = enabled and status in (ACTIVE, SUSPENDED)
+    return {"enabled": enabled, "plan_id": plan_id,
+            "next_attempt_at": expires_at - timedelta(hours=hours_before) if runs else None}
+
+
 def _check_plan(event: InvoicePaidV1) -> None:
     if event.plan.duration_days <= 0 or event.plan.max_devices <= 0:
         raise ValueError(f"invoice {event.invoice_id}: plan snapshot has no time to grant")
@@ -137,8 +162,19 @@ class StaleWork:
 
 
 class ProvisioningService:
-    def __init__(self, backend: VpnBackend):
+    def __init__(self, backend: VpnBackend, auto_renew_hours_before: int = 24):
         self.backend = backend
+        self.auto_renew_hours_before = auto_renew_hours_before
+
+    def view(self, sub: Subscription) -> dict:
+        """A subscription as the public shapes show it (with its `auto_renew`)."""
+        out = {c: getattr(sub, c) for c in (
+            "id", "plan_id", "status", "started_at", "expires_at", "max_devices", "user_id",
+            "backend", "suspend_reason", "created_at", "updated_at")}
+        out["auto_renew"] = auto_renew_view(
+            enabled=sub.auto_renew_enabled, plan_id=sub.auto_renew_plan_id, status=sub.status,
+            expires_at=sub.expires_at, hours_before=self.auto_renew_hours_before)
+        return out
 
     # ------------------------------------------------------------------ backend state
 
@@ -429,7 +465,34 @@ class ProvisioningService:
     # ------------------------------------------------------------------ queries and admin
 
     async def list_own(self, db: Database, identity: Identity) -> list[dict]:
-        return await SubscriptionReader(db).own(identity.user_id)
+        rows = await SubscriptionReader(db).own(identity.user_id)
+        for row in rows:
+            row["auto_renew"] = auto_renew_view(
+                enabled=row.pop("auto_renew_enabled"), plan_id=row.pop("auto_renew_plan_id"),
+                status=row["status"], expires_at=row["expires_at"],
+                hours_before=self.auto_renew_hours_before)
+        return rows
+
+    async def set_auto_renew(self, s: AsyncSession, identity: Identity, sub_id: str, *,
+                             enabled: bool, plan_id: str | None, ts: datetime) -> Subscription:
+        """Turn auto-renewal on or off for the caller's own subscription (another user's is not
+        found). The gateway checks that `plan_id` is a plan on sale; a trial needs one."""
+        sub = await ProvisioningRepository(s).subscription(sub_id, for_update=True)
+        if sub is None or sub.user_id != identity.user_id:
+            raise NotFound("Subscription not found")
+        if enabled:
+            if (plan_id or sub.plan_id) == TRIAL_PLAN_ID:
+                raise ValidationFailed("Choose the plan to renew a trial with",
+                                       {"plan_id": plan_id})
+            if sub.status not in (ACTIVE, SUSPENDED):
+                raise Conflict(f"Auto-renewal is for a running subscription (this one is "
+                               f"{sub.status}): buy a plan instead", {"status": sub.status})
+        sub.auto_renew_enabled = enabled
+        if enabled or plan_id is not None:
+            sub.auto_renew_plan_id = None if plan_id == sub.plan_id else plan_id
+        sub.updated_at = ts
+        await s.flush()
+        return sub
 
     async def access(self, s: AsyncSession, identity: Identity, sub_id: str) -> dict:
         """The access config, fetched live from the backend; another user's id is not found."""
@@ -551,11 +614,33 @@ class ProvisioningService:
             # When several are due at once (a short plan), only the nearest is worth sending.
             await events.add(s, SubscriptionExpiringV1(
                 subscription_id=sub.id, user_id=sub.user_id, expires_at=sub.expires_at,
-                days_left=min(due)))
+                days_left=min(due), plan_id=renewal_plan(sub),
+                auto_renew=sub.auto_renew_enabled))
             sub.reminders_sent = sorted({*(sub.reminders_sent or []), *due}, reverse=True)
             sub.updated_at = ts
             sent += 1
         return sent
+
+    async def renewal_sweep(self, s: AsyncSession, ts: datetime, batch: int) -> int:
+        """Ask billing to charge each renewal that is due, once per period: a subscription
+        with auto-renewal on whose `expires_at` is within `auto_renew_hours_before` gets one
+        `renewal_due` for that `expires_at` (rows are locked, SKIP LOCKED: sweeps running at
+        once share the work and never ask twice)."""
+        due = await ProvisioningRepository(s).due_for_renewal(
+            ts, ts + timedelta(hours=self.auto_renew_hours_before), batch)
+        asked = 0
+        for sub in due:
+            plan_id = renewal_plan(sub)
+            sub.renewal_due_for = sub.expires_at
+            sub.updated_at = ts
+            if plan_id is None:  # nothing to renew with (cannot be turned on so; kept safe)
+                continue
+            await events.add(s, SubscriptionRenewalDueV1(
+                subscription_id=sub.id, user_id=sub.user_id, plan_id=plan_id,
+                expires_at=sub.expires_at))
+            asked += 1
+        await s.flush()
+        return asked
 
     async def stale_work(self, s: AsyncSession, older_than: datetime, batch: int) -> StaleWork:
         """Work committed but maybe never queued (a crash between commit and enqueue)."""

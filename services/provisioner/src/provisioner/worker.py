@@ -26,7 +26,7 @@ from runtime.service import WorkerContext
 async def build_worker(ctx: WorkerContext) -> None:
     settings: Settings = ctx.settings  # type: ignore[assignment]
     backend = build_backend(settings, ctx.db)
-    service = ProvisioningService(backend)
+    service = ProvisioningService(backend, settings.auto_renew_hours_before)
     jobs = ProvisionJobs(JobQueue(PROVISION, settings.redis_url, settings.jobs_prefix), settings)
     sweeps = JobQueue(SCHEDULES, settings.redis_url, settings.jobs_prefix)
     ctx.queues += [jobs.queue, sweeps]

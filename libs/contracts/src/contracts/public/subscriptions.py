@@ -12,6 +12,13 @@ from contracts.public.common import Strict, Whole
 SubscriptionStatus = Literal["ACTIVE", "EXPIRED", "CANCELED", "SUSPENDED"]
 
 
+class AutoRenewOut(BaseModel):
+    enabled: bool = False
+    plan_id: str | None = Field(None, description="The plan a renewal buys (None: the current)")
+    next_attempt_at: datetime | None = Field(
+        None, description="When the renewal is charged from the balance (while enabled)")
+
+
 class SubscriptionOut(BaseModel):
     id: str
     plan_id: str
@@ -19,6 +26,7 @@ class SubscriptionOut(BaseModel):
     started_at: datetime
     expires_at: datetime
     max_devices: int
+    auto_renew: AutoRenewOut = Field(default_factory=AutoRenewOut)
 
 
 class SubscriptionList(BaseModel):
@@ -51,6 +59,12 @@ class AdminSubscriptionList(BaseModel):
 
 class AdminSubscriptionEnvelope(BaseModel):
     subscription: AdminSubscriptionOut
+
+
+class AutoRenewBody(Strict):
+    enabled: bool
+    plan_id: str | None = Field(None, min_length=1, max_length=64,
+                                description="The plan to renew with (default: the current one)")
 
 
 class ExtendBody(Strict):
