@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 
 from contracts import make_envelope
+from contracts.billing import RenewalReminderV1
 from contracts.identity import UserBlockedV1, UserUnblockedV1
 from contracts.provisioning import (
     SubscriptionActivatedV1,
@@ -46,8 +47,11 @@ CASES = {
         expires_at=UNTIL, days_added=30, reason="RENEWAL"), ["user_notice", "ACTIVE"],
         ["deliver_one"]),
     "expiring": (lambda u: SubscriptionExpiringV1(
-        subscription_id="s1", user_id=u, expires_at=UNTIL, days_left=3), ["user_notice"],
-        ["deliver_one"]),
+        subscription_id="s1", user_id=u, expires_at=UNTIL, days_left=3), [], []),
+    "renewal reminder": (lambda u: RenewalReminderV1(
+        subscription_id="s1", user_id=u, expires_at=UNTIL, days_left=3, plan_id="p1",
+        price_usd="5.00", balance_usd="0.00", auto_renew=False,
+        pay_url="https://vpn.example/panel/buy/p1"), ["user_notice"], ["deliver_one"]),
     "expired": (lambda u: SubscriptionExpiredV1(subscription_id="s1", user_id=u,
                                                 expired_at=UNTIL),
                 ["user_notice", "EXPIRED"], ["deliver_one"]),
@@ -67,7 +71,7 @@ NAMES = list(CASES)
 async def bus(db, jobs):
     """The consumers as worker.py builds them, on the conftest's notify queue."""
     async with in_memory_bus(build_subscription(db, MirrorService(make_settings()), jobs),
-                             notifications.build_subscription(db, jobs),
+                             notifications.build_subscription(db, jobs, "https://vpn.example"),
                              build_identity_subscription(db)) as bus:
         yield bus
 

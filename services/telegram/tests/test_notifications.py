@@ -13,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from contracts import make_envelope
+from contracts.billing import RenewalReminderV1
 from contracts.provisioning import (
     SubscriptionActivatedV1,
     SubscriptionExpiredV1,
@@ -29,6 +30,7 @@ from telegram.models import Outgoing, SubscriptionView
 from .helpers import T0, Bot, link, next_forum, private_message
 
 UNTIL = T0 + timedelta(days=30)
+BASE = "https://vpn.example"
 
 
 @pytest.fixture
@@ -51,17 +53,22 @@ EVENTS = {
         subscription_id="s1", user_id=u, invoice_id="i2", previous_expires_at=T0,
         expires_at=UNTIL, days_added=30, reason="RENEWAL"),
         "ACTIVE", "➕ Your subscription now runs until 2026-03-31."),
-    "expiring in 3 days": (lambda u: SubscriptionExpiringV1(
-        subscription_id="s1", user_id=u, expires_at=UNTIL, days_left=3), None,
-        "⏳ Your subscription ends in 3 days (2026-03-31). "
-        "Renew it in the web panel to stay connected."),
-    "expiring in 1 day": (lambda u: SubscriptionExpiringV1(
-        subscription_id="s1", user_id=u, expires_at=UNTIL, days_left=1), None,
-        "⏳ Your subscription ends in 1 day (2026-03-31). "
-        "Renew it in the web panel to stay connected."),
+    "reminder, 7 days, auto-renewal off": (lambda u: RenewalReminderV1(
+        subscription_id="s1", user_id=u, expires_at=UNTIL, days_left=7, plan_id="p1",
+        price_usd="5.00", balance_usd="0.00", auto_renew=False,
+        pay_url=f"{BASE}/panel/buy/p1"), None,
+        "⏳ Your subscription ends in 7 days (2026-03-31). "
+        f"Renew in one click: {BASE}/panel/buy/p1"),
+    "reminder, 1 day, balance short": (lambda u: RenewalReminderV1(
+        subscription_id="s1", user_id=u, expires_at=UNTIL, days_left=1, plan_id="p1",
+        price_usd="5.00", balance_usd="2.5", auto_renew=True, invoice_id="i9",
+        pay_url=f"{BASE}/panel/invoices/i9"), None,
+        "⏳ Your subscription ends in 1 day (2026-03-31). Auto-renewal needs $5.00 and your "
+        f"balance holds $2.50: top up, or pay the renewal here: {BASE}/panel/invoices/i9"),
     "expired": (lambda u: SubscriptionExpiredV1(subscription_id="s1", user_id=u,
                                                 expired_at=UNTIL),
-                "EXPIRED", "⌛ Your subscription has expired. Renew it in the web panel."),
+                "EXPIRED", f"⌛ Your subscription has expired. Renew it in one click: "
+                f"{BASE}/panel/buy"),
     "suspended": (lambda u: SubscriptionSuspendedV1(subscription_id="s1", user_id=u,
                                                     reason="ADMIN", suspended_at=T0),
                   "SUSPENDED",
@@ -75,7 +82,8 @@ EVENTS = {
 async def consume(db, jobs, event, env=None):
     """The event as the broker hands it to the `telegram.notifications` consumer."""
     env = env or make_envelope(event, producer="provisioner")
-    await notifications.build_subscription(db, jobs).handlers[event.routing_key()](env, event)
+    await notifications.build_subscription(db, jobs, BASE).handlers[event.routing_key()](
+        env, event)
     return env
 
 
@@ -116,12 +124,21 @@ async def test_an_unlinked_customer_gets_no_message_but_status_knows_the_subscri
 async def test_status_follows_the_latest_event(db, jobs, bot):
     user_id, tg_user = await link(db)
     await consume(db, jobs, activated(user_id))
-    await consume(db, jobs, EVENTS["expiring in 3 days"][0](user_id))  # warns, changes nothing
+    await consume(db, jobs, EVENTS["reminder, 7 days, auto-renewal off"][0](user_id))  # warns
     assert (await bot.answer(private_message(tg_user, "/status")))[1] == [
         "Subscription: active until 2026-03-31."]
     await consume(db, jobs, EVENTS["suspended"][0](user_id))
     assert (await bot.answer(private_message(tg_user, "/status")))[1] == [
         "Subscription: suspended."]
+
+
+async def test_the_provisioners_expiring_event_tells_nothing(db, jobs, bot):
+    """Billing's reminder says it, and only when auto-renewal will not pay."""
+    user_id, _ = await link(db)
+    await consume(db, jobs, SubscriptionExpiringV1(subscription_id="s1", user_id=user_id,
+                                                   expires_at=UNTIL, days_left=3,
+                                                   auto_renew=True))
+    assert await queued(jobs) == []
 
 
 async def test_a_redelivered_event_is_told_once(db, jobs, bot):

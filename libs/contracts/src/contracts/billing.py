@@ -56,6 +56,9 @@ class InvoicePaidV1(EventPayload):
     paid_at: datetime
     # Days a promo code adds to what the plan grants (released in v1 without it: optional).
     bonus_days: int = 0
+    # PLAN, TRIAL or RENEWAL (an auto-renewal; `subscription_id` is the one it renews).
+    kind: str = "PLAN"
+    subscription_id: str | None = None
 
 
 class InvoiceExpiredV1(EventPayload):
@@ -111,3 +114,48 @@ class PromoCodeRedeemedV1(EventPayload):
     discount_usd: Money
     bonus_days: int
     redeemed_at: datetime
+
+
+class ReferralRewardedV1(EventPayload):
+    """A referrer rewarded, once, for the first paid invoice of a customer they referred:
+    `amount_usd` credited to their balance (a `REFERRAL_REWARD` entry), or `days` for the
+    provisioner to add to their subscription; the other one is zero."""
+
+    event_type = "billing.referral.rewarded"
+    referrer_user_id: str
+    referred_user_id: str
+    invoice_id: str
+    amount_usd: Money
+    days: int
+    rewarded_at: datetime
+
+
+class ReferralReversedV1(EventPayload):
+    """That invoice was refunded: the reward is taken back (`amount_usd` from the balance, the
+    rest owed; or `days` for the provisioner to take back, never past now)."""
+
+    event_type = "billing.referral.reversed"
+    referrer_user_id: str
+    referred_user_id: str
+    invoice_id: str
+    amount_usd: Money
+    days: int
+    reversed_at: datetime
+
+
+class RenewalReminderV1(EventPayload):
+    """Tell the customer to renew: a subscription ends in `days_left` days and auto-renewal will
+    not cover it (off, or the balance is short). `pay_url` renews in one click: the RENEWAL
+    invoice when auto-renewal opened one (`invoice_id`), else the plan's checkout."""
+
+    event_type = "billing.renewal.reminder"
+    user_id: str
+    subscription_id: str
+    expires_at: datetime
+    days_left: int
+    plan_id: str | None
+    price_usd: Money | None
+    balance_usd: Money
+    auto_renew: bool
+    invoice_id: str | None = None
+    pay_url: str

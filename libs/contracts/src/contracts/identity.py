@@ -14,6 +14,9 @@ class UserRegisteredV1(EventPayload):
     email: str
     role: Role
     registered_at: datetime
+    # The referral code the customer signed up with, as given (billing checks it; released in
+    # v1 without it: optional).
+    referral_code: str | None = None
 
 
 class UserBlockedV1(EventPayload):

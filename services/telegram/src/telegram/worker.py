@@ -21,7 +21,7 @@ async def build_worker(ctx: WorkerContext) -> None:
     ctx.queues += [jobs.notify]
     ctx.outbox = events
     ctx.subscriptions.append(build_subscription(ctx.db, MirrorService(settings), jobs))
-    ctx.subscriptions.append(notifications.build_subscription(ctx.db, jobs))
+    ctx.subscriptions.append(notifications.build_subscription(ctx.db, jobs, settings.app_base_url))
     ctx.subscriptions.append(build_identity_subscription(ctx.db))
     delivery = Delivery(ctx.db, bot, settings)
     ctx.job_workers.append(JobWorker(NOTIFY, settings.redis_url,

@@ -294,6 +294,15 @@ class BalanceOut(BaseModel):
     next_cursor: str | None
 
 
+class RenewalCoverOut(BaseModel):
+    """Whether the balance pays a renewal of `plan_id` now (auto-renewal charges it then)."""
+
+    plan_id: str | None
+    price_usd: Money | None = Field(description="None: the plan is not on sale")
+    balance_usd: Money
+    covered: bool
+
+
 class BalanceEntryEnvelope(BaseModel):
     entry: BalanceEntryOut
     balance_usd: Money
@@ -335,3 +344,12 @@ class AdminPromoCodeEnvelope(BaseModel):
 
 class AdminPromoCodeList(BaseModel):
     promo_codes: list[AdminPromoCodeOut]
+
+
+class ReferralsOut(BaseModel):
+    code: str = Field(description="your referral code (case-insensitive)")
+    link: str = Field(description="`APP_BASE_URL/r/<code>`: the sign-up page with your code")
+    invited: int = Field(description="customers who signed up with your code")
+    paid: int = Field(description="of them, those whose first paid invoice rewarded you")
+    reward_total_usd: Money = Field(description="credited to your balance, less any taken back")
+    reward_total_days: int = Field(description="days added to your subscription, likewise")
