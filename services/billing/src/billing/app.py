@@ -22,7 +22,8 @@ def create_api(settings: Settings) -> FastAPI:
     app.state.webhooks = parts.webhooks
     app.include_router(router)
     app.include_router(operations_router(Operations(settings, job_queues=[PAYMENT_WATCH_QUEUE],
-                                                    consumer_queues=[consumers.QUEUE])))
+                                                    consumer_queues=[consumers.QUEUE,
+                                                                     consumers.IDENTITY_QUEUE])))
     if settings.is_sandbox:
         app.include_router(sandbox_router)
     return app

@@ -26,6 +26,12 @@ class Settings(service_settings("billing", port=8101)):
     # What one top-up of the balance may add.
     top_up_min_usd: Decimal = Field(Decimal("1"), alias="TOP_UP_MIN_USD", gt=0)
     top_up_max_usd: Decimal = Field(Decimal("1000"), alias="TOP_UP_MAX_USD", gt=0)
+    # The referrer's reward for a referred customer's first paid invoice: this percent of what
+    # was paid, credited to the balance; or, when REFERRAL_REWARD_DAYS is above 0, those days
+    # added to the referrer's subscription instead.
+    referral_reward_percent: Decimal = Field(Decimal("10"), alias="REFERRAL_REWARD_PERCENT",
+                                             ge=0, le=100)
+    referral_reward_days: int = Field(0, alias="REFERRAL_REWARD_DAYS", ge=0, le=365)
 
     btcpay_url: str = Field("http://127.0.0.1:23000", alias="BTCPAY_URL")
     btcpay_api_key: str = Field("", alias="BTCPAY_API_KEY")

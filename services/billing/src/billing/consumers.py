@@ -1,15 +1,20 @@
 """Events billing consumes: Telegram account links, kept as `telegram_links` (which Telegram
-account each customer linked: a trial is once per person, across accounts)."""
+account each customer linked: a trial is once per person, across accounts); the referral code a
+new account signed up with (`billing.referrals`)."""
 
 from __future__ import annotations
 
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from billing.config import Settings
 from billing.models import TelegramLink, inbox
+from billing.service import referrals
 from contracts import Envelope
+from contracts.identity import UserRegisteredV1
 from contracts.telegram import AccountLinkedV1
 from runtime.broker import Subscription
+from runtime.clock import now as utcnow
 from runtime.db import Database
 
 QUEUE = "billing.telegram-links"
@@ -25,5 +30,21 @@ def build_subscription(db: Database) -> Subscription:
         await s.execute(insert(TelegramLink).values(user_id=event.user_id, **values)
                         .on_conflict_do_update(index_elements=[TelegramLink.user_id],
                                                set_=values))
+
+    return sub
+
+
+IDENTITY_QUEUE = "billing.identity-events"
+
+
+def build_identity_subscription(db: Database, settings: Settings) -> Subscription:
+    sub = Subscription(IDENTITY_QUEUE, db=db, inbox=inbox,
+                       description="New accounts' referral codes: who referred whom, once.")
+
+    @sub.once(UserRegisteredV1)
+    async def on_registered(s: AsyncSession, env: Envelope, event: UserRegisteredV1) -> None:
+        if event.referral_code:
+            await referrals.attach(s, referred_user_id=event.user_id, code=event.referral_code,
+                                   now=utcnow(), settings=settings)
 
     return sub

@@ -50,7 +50,8 @@ from billing.schemas import (
     plan_view,
     promo_view,
 )
-from billing.service import BillingService, ledger, new_id, plan_service, promos
+from billing.service import BillingService, ledger, new_id, plan_service, promos, referrals
+from contracts.public.billing import ReferralsOut
 from runtime.clock import now
 from runtime.deps import Admin, Ident, Session
 from runtime.errors import NotFound, ValidationFailed
@@ -176,6 +177,13 @@ async def get_balance(s: Session, ident: Ident, limit: Limit = 20, cursor: Curso
     return await _balance(s, ident.user_id, limit, cursor)
 
 
+@router.get("/referrals", response_model=ReferralsOut)
+async def get_referrals(request: Request, s: Session, ident: Ident):
+    """The caller's referral code (made on first ask), link, counts and rewards."""
+    return await referrals.summary(s, ident.user_id, now(),
+                                   base_url=request.app.state.settings.app_base_url)
+
+
 @router.post("/webhooks/{provider}", response_model=WebhookAck)
 async def provider_webhook(provider: str, request: Request, _: Ident):
     """A provider's webhook as relayed by the gateway: the raw body and the delivery's headers,
@@ -261,7 +269,7 @@ async def admin_adjust_balance(user_id: UserId, body: AdjustmentBody, s: Session
                               kind="ADJUSTMENT", key=f"adjustment:{user_id}:{key}",
                               note=body.note, actor_id=ident.user_id)
     answer = {"entry": entry_view(moved.entry),
-              "balance_usd": format(moved.entry.balance_after_usd, "f")}
+              "balance_usd": format(moved.balance_usd, "f")}
     if moved.applied:
         return answer
     return Response(orjson.dumps(answer), status_code=200, media_type="application/json",

@@ -1,5 +1,6 @@
 """Tables of the `billing` schema: plans, invoices, payments, idempotency keys, provider events,
-customers' balances and their ledger, the sandbox chain, and the service's outbox and inbox."""
+customers' balances and their ledger, promo codes, trials, referrals, the sandbox chain, and the
+service's outbox and inbox."""
 
 from __future__ import annotations
 
@@ -266,9 +267,13 @@ class Balance(Base):
     user_id: Mapped[str] = mapped_column(sa.Text, primary_key=True)
     balance_usd: Mapped[Decimal] = mapped_column(USD)
     updated_at: Mapped[datetime] = mapped_column(TS)
+    # Taken back but not covered by the balance (a reversed referral reward): every credit
+    # pays it first. While it is above zero the balance is zero.
+    owed_usd: Mapped[Decimal] = mapped_column(USD, default=Decimal("0.00"), server_default="0")
 
     __table_args__ = (
         sa.CheckConstraint("balance_usd >= 0", name="ck_balances_never_negative"),
+        sa.CheckConstraint("owed_usd >= 0", name="ck_balances_owed_positive"),
     )
 
 
@@ -296,6 +301,50 @@ class BalanceEntry(Base):
             "kind IN ('TOP_UP', 'PURCHASE', 'REFUND', 'REFERRAL_REWARD', 'ADJUSTMENT')",
             name="ck_balance_entries_kind"),
         sa.Index("ix_balance_entries_user", "user_id", "id"),
+    )
+
+
+class ReferralCode(Base):
+    """A customer's referral code: one each, made when first asked for; stored lower-case
+    (codes are case-insensitive)."""
+
+    __tablename__ = "referral_codes"
+
+    user_id: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    code: Mapped[str] = mapped_column(sa.Text, unique=True)
+    created_at: Mapped[datetime] = mapped_column(TS)
+
+    __table_args__ = (
+        sa.CheckConstraint("code = lower(code)", name="ck_referral_codes_lower"),
+    )
+
+
+class Referral(Base):
+    """One referred customer (the key: referred once) and the reward for their first paid
+    invoice: PENDING until it is paid, then REWARDED (`reward_usd` credited or `reward_days`
+    granted), REVERSED when that invoice is refunded, or REFUSED (the referrer is the same
+    person: their linked Telegram accounts are the same)."""
+
+    __tablename__ = "referrals"
+
+    referred_user_id: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    referrer_user_id: Mapped[str] = mapped_column(sa.Text)
+    code: Mapped[str] = mapped_column(sa.Text)
+    status: Mapped[str] = mapped_column(sa.Text)
+    invoice_id: Mapped[str | None] = mapped_column(sa.Text)
+    reward_usd: Mapped[Decimal] = mapped_column(USD, default=Decimal("0.00"), server_default="0")
+    reward_days: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
+    created_at: Mapped[datetime] = mapped_column(TS)
+    rewarded_at: Mapped[datetime | None] = mapped_column(TS)
+    reversed_at: Mapped[datetime | None] = mapped_column(TS)
+
+    __table_args__ = (
+        sa.CheckConstraint("status IN ('PENDING', 'REWARDED', 'REVERSED', 'REFUSED')",
+                           name="ck_referrals_status"),
+        sa.CheckConstraint("referrer_user_id <> referred_user_id", name="ck_referrals_not_self"),
+        sa.CheckConstraint("reward_usd >= 0 AND reward_days >= 0",
+                           name="ck_referrals_reward_positive"),
+        sa.Index("ix_referrals_referrer", "referrer_user_id", "status"),
     )
 
 

@@ -25,6 +25,7 @@ from billing.models import Invoice, Payment, Plan, TelegramLink, Trial, outbox
 from billing.promo import Offer, PromoService
 from billing.providers.base import CheckoutRequest, ObservedPayment, PaymentProvider, ProviderError
 from billing.rates import RateSource, asset_amount
+from billing.referrals import ReferralService
 from billing.repository import IdempotencyRepository, InvoiceRepository, PlanRepository
 from billing.schemas import (
     InvoiceCreate,
@@ -61,6 +62,7 @@ log = get_logger(__name__)
 events = Outbox(outbox, producer="billing", publishes=events_of("billing"))
 ledger = Ledger(events)
 promos = PromoService(events)
+referrals = ReferralService(events, ledger)
 
 PLAN_KIND, TOP_UP_KIND, TRIAL_KIND = "PLAN", "TOP_UP", "TRIAL"
 ZERO_USD = Decimal("0.00")
@@ -549,6 +551,7 @@ class BillingService:
         transition_invoice(invoice, REFUNDED, now)
         invoice.refunded_at = now
         invoice.refund_reason = reason
+        await referrals.on_refunded(session, invoice, now)
         for p in await InvoiceRepository(session).payments(invoice.id):
             if p.status == SETTLED and not p.late:
                 transition_payment(p, REFUNDED, now)
@@ -642,6 +645,7 @@ class BillingService:
         invoice.paid_at = now
         if invoice.promo_code:
             await promos.count(session, invoice, now)
+        await referrals.on_paid(session, invoice, now, self.settings)
         if invoice.kind == TOP_UP_KIND:  # its money goes to the balance, once
             await ledger.move(session, user_id=invoice.user_id, amount=invoice.amount_usd,
                               kind="TOP_UP", key=f"invoice:{invoice.id}:top-up",
