@@ -1,4 +1,5 @@
-"""Events the provisioner consumes: paid/refunded invoices (billing) and blocked users (identity).
+"""Events the provisioner consumes: paid/refunded invoices and referral reward days (billing),
+and blocked users (identity).
 
 A paid invoice is applied inline: one transaction claims the inbox row, records the grant,
 brings the backend to the new state and commits with the outbox events, so the happy path
@@ -7,11 +8,11 @@ and the message takes the queued path below. After a backend failure, paid invoi
 straight to it for `PROVISION_INLINE_COOLDOWN_SECONDS` rather than each waiting on the backend
 first.
 
-The queued path (refunds and blocks always take it): the handler records the work in its inbox
-transaction and queues the `provision` job only after that commits. A redelivered message
-(inbox says "seen") still re-queues work that is not done yet, because a crash between commit
-and enqueue must not lose it; the periodic `provision_sweep` covers the case where no
-redelivery comes.
+The queued path (refunds, referral rewards and blocks always take it): the handler records the
+work in its inbox transaction and queues the `provision` job only after that commits. A
+redelivered message (inbox says "seen") still re-queues work that is not done yet, because a
+crash between commit and enqueue must not lose it; the periodic `provision_sweep` covers the
+case where no redelivery comes.
 """
 
 from __future__ import annotations
@@ -20,7 +21,12 @@ import asyncio
 import time
 
 from contracts import Envelope
-from contracts.billing import InvoicePaidV1, InvoiceRefundedV1
+from contracts.billing import (
+    InvoicePaidV1,
+    InvoiceRefundedV1,
+    ReferralReversedV1,
+    ReferralRewardedV1,
+)
 from contracts.identity import UserBlockedV1, UserUnblockedV1
 from provisioner.backends import BackendError
 from provisioner.jobs import ProvisionJobs, describe, observe_grant
@@ -61,7 +67,8 @@ class InlineGate:
 def build_billing_subscription(db: Database, service: ProvisioningService, jobs: ProvisionJobs,
                                gate: InlineGate) -> Subscription:
     sub = Subscription(BILLING_QUEUE, db=db, inbox=inbox,
-                       description="Paid invoices granted or extended, refunds revoked.")
+                       description="Paid invoices granted or extended, refunds revoked, "
+                                   "referral reward days added and taken back.")
 
     async def apply_inline(env: Envelope, event: InvoicePaidV1) -> bool:
         """True when the invoice's grant was recorded and applied here (and committed)."""
@@ -105,6 +112,25 @@ def build_billing_subscription(db: Database, service: ProvisioningService, jobs:
                 pending = grant is not None and grant.status == REFUND_PENDING
         if pending:
             await jobs.refund(event.invoice_id)
+
+    # A referral reward in days, and its reversal, take the queued path. Both are idempotent by
+    # the referred customer (a redelivery or a duplicate changes nothing), so they run on a
+    # redelivery too, to re-queue work whose enqueue was lost.
+    @sub.on(ReferralRewardedV1)
+    async def on_referral_rewarded(env: Envelope, event: ReferralRewardedV1) -> None:
+        async with db.transaction() as s:
+            await sub.claim(s, env)
+            key = await service.record_referral(s, event, now())
+        if key:
+            await jobs.grant(key)
+
+    @sub.on(ReferralReversedV1)
+    async def on_referral_reversed(env: Envelope, event: ReferralReversedV1) -> None:
+        async with db.transaction() as s:
+            await sub.claim(s, env)
+            key = await service.record_referral_reversal(s, event, now())
+        if key:
+            await jobs.refund(key)
 
     return sub
 

@@ -62,7 +62,9 @@ class Subscription(Base):
 
 
 class Grant(Base):
-    """Time bought (kind INVOICE) or given by an admin (kind ADMIN), and its refund."""
+    """Time bought (kind INVOICE), given by an admin (kind ADMIN) or earned by referring a
+    customer (kind REFERRAL, its key `referral:<referred user>` in `invoice_id`), and its
+    refund."""
 
     __tablename__ = "grants"
 

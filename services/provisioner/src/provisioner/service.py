@@ -22,7 +22,12 @@ from datetime import datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts import events_of
-from contracts.billing import InvoicePaidV1, InvoiceRefundedV1
+from contracts.billing import (
+    InvoicePaidV1,
+    InvoiceRefundedV1,
+    ReferralReversedV1,
+    ReferralRewardedV1,
+)
 from contracts.provisioning import (
     ProvisionFailedV1,
     SubscriptionActivatedV1,
@@ -60,6 +65,9 @@ ACTIVE, EXPIRED, CANCELED, SUSPENDED = "ACTIVE", "EXPIRED", "CANCELED", "SUSPEND
 PENDING, APPLIED, FAILED = "PENDING", "APPLIED", "FAILED"
 REFUND_PENDING, REFUNDED = "REFUND_PENDING", "REFUNDED"
 USER_BLOCKED, BY_ADMIN = "USER_BLOCKED", "ADMIN"
+# A referral reward's days (kind REFERRAL); SKIPPED: its referrer had no running subscription,
+# so it was recorded and nothing was added.
+REFERRAL, SKIPPED = "REFERRAL", "SKIPPED"
 
 # Allowed subscription transitions; anything else is refused (409), never applied.
 TRANSITIONS = {
@@ -80,6 +88,12 @@ def subscription_id_for(seed: str) -> str:
 def provision_ref(subscription_id: str) -> str:
     """The opaque account id on the backend (also a valid Marzban username and Outline key id)."""
     return REF_PREFIX + hashlib.sha256(f"ref:{subscription_id}".encode()).hexdigest()[:24]
+
+
+def referral_grant_key(referred_user_id: str) -> str:
+    """A referral reward's grant key (kept in `grants.invoice_id`, unique): one reward per
+    referred customer, however often its event comes."""
+    return f"referral:{referred_user_id}"
 
 
 def grant_job_id(invoice_id: str) -> str:
@@ -151,7 +165,7 @@ def transition(sub: Subscription, to: str) -> None:
 
 @dataclass
 class GrantResult:
-    outcome: str  # activated | extended | duplicate | refunded | missing
+    outcome: str  # activated | extended | duplicate | refunded | missing | skipped
     latency_seconds: float | None = None
 
 
@@ -293,6 +307,8 @@ class ProvisioningService:
             return GrantResult("refunded")
         if grant.status not in (PENDING, FAILED):
             return GrantResult("duplicate")
+        if grant.kind == REFERRAL:
+            return await self._apply_referral(s, repo, grant, ts)
         return await self._apply(s, repo, grant, ts)
 
     async def _apply(self, s: AsyncSession, repo: ProvisioningRepository, grant: Grant,
@@ -374,6 +390,8 @@ class ProvisioningService:
             return "duplicate"
         sub = (await repo.subscription(grant.subscription_id, for_update=True)
                if grant.subscription_id else None)
+        if grant.kind == REFERRAL:
+            return await self._take_back_referral(s, sub, grant, ts)
         taken = timedelta(0)
         outcome = "nothing_left"
         if sub is not None and sub.status in (ACTIVE, SUSPENDED) and sub.expires_at > ts:
@@ -406,6 +424,94 @@ class ProvisioningService:
         grant.status, grant.refunded_at, grant.updated_at = REFUNDED, ts, ts
         grant.refunded_seconds = int(taken.total_seconds())
         LIFECYCLE.labels(f"refund_{outcome}").inc()
+        return outcome
+
+    # ------------------------------------------------------------------ referral rewards
+
+    async def record_referral(self, s: AsyncSession, event: ReferralRewardedV1, ts: datetime
+                              ) -> str | None:
+        """Record a referrer's reward days, once per referred customer (a money reward is
+        billing's alone: nothing); returns the grant's key while it still needs applying."""
+        if event.days <= 0:
+            return None
+        key = referral_grant_key(event.referred_user_id)
+        repo = ProvisioningRepository(s)
+        # The subscription's plan is filled in when the days are added to it.
+        await repo.insert_grant(invoice_id=key, kind=REFERRAL, user_id=event.referrer_user_id,
+                                plan_id="referral", plan={}, duration_days=event.days,
+                                max_devices=0, status=PENDING, job_id=grant_job_id(key),
+                                attempts=0, created_at=ts, updated_at=ts)
+        grant = await repo.grant_by_invoice(key)
+        return key if grant is not None and grant.status == PENDING else None
+
+    async def _apply_referral(self, s: AsyncSession, repo: ProvisioningRepository, grant: Grant,
+                              ts: datetime) -> GrantResult:
+        """Add the days to the referrer's running (ACTIVE or SUSPENDED) subscription. With
+        none, the reward is recorded as SKIPPED and adds nothing (it does not start one)."""
+        sub = await repo.subscription_for_user(grant.user_id, for_update=True)
+        grant.updated_at = ts
+        if sub is None or sub.status not in (ACTIVE, SUSPENDED):
+            grant.status, grant.subscription_id = SKIPPED, sub.id if sub else None
+            log.info("referral_reward_skipped", user_id=grant.user_id, key=grant.invoice_id)
+            return GrantResult("skipped")
+        sub, kind, previous = await self._add_time(
+            s, sub, user_id=grant.user_id, days=grant.duration_days, ts=ts, reason="referral",
+            invoice_id=None, plan=None, blocked=False)
+        grant.status, grant.subscription_id = APPLIED, sub.id
+        grant.plan_id, grant.plan, grant.max_devices = sub.plan_id, sub.plan, sub.max_devices
+        grant.previous_expires_at, grant.new_expires_at = previous, sub.expires_at
+        grant.applied_at, grant.last_error = ts, None
+        return GrantResult(kind, max(0.0, (ts - grant.created_at).total_seconds()))
+
+    async def record_referral_reversal(self, s: AsyncSession, event: ReferralReversedV1,
+                                       ts: datetime) -> str | None:
+        """The referred customer's invoice was refunded: the days go back. Returns the key
+        while applied days must be taken back; a reward not applied yet never will be."""
+        if event.days <= 0:
+            return None
+        key = referral_grant_key(event.referred_user_id)
+        repo = ProvisioningRepository(s)
+        if await repo.insert_grant(invoice_id=key, kind=REFERRAL, user_id=event.referrer_user_id,
+                                   plan_id="referral", plan={}, duration_days=event.days,
+                                   max_devices=0, status=REFUNDED, job_id=grant_job_id(key),
+                                   attempts=0, refund_reason="referral reversed",
+                                   refunded_at=ts, refunded_seconds=0, created_at=ts,
+                                   updated_at=ts):
+            return None  # reversed before its reward arrived
+        grant = await repo.grant_by_invoice(key, for_update=True)
+        if grant.status in (PENDING, FAILED, SKIPPED):
+            grant.status, grant.refund_reason = REFUNDED, "referral reversed"
+            grant.refunded_at = grant.updated_at = ts
+            grant.refunded_seconds = 0
+            return None
+        if grant.status == APPLIED:
+            grant.status, grant.refund_reason = REFUND_PENDING, "referral reversed"
+            grant.updated_at = ts
+        return key if grant.status == REFUND_PENDING else None
+
+    async def _take_back_referral(self, s: AsyncSession, sub: Subscription | None, grant: Grant,
+                                  ts: datetime) -> str:
+        """Take a reversed reward's days back, never past now (the subscription then ends at
+        the next expiry sweep); the user's lock is held."""
+        taken = timedelta(0)
+        outcome = "nothing_left"
+        if sub is not None and sub.status in (ACTIVE, SUSPENDED) and sub.expires_at > ts:
+            previous = sub.expires_at
+            added = timedelta(days=grant.duration_days)
+            if grant.new_expires_at and grant.previous_expires_at:
+                added = min(added, grant.new_expires_at - grant.previous_expires_at)
+            sub.expires_at = max(ts, previous - added)
+            sub.updated_at = ts
+            taken = previous - sub.expires_at
+            await self._apply_backend(s, sub, ts)
+            await events.add(s, SubscriptionExtendedV1(
+                subscription_id=sub.id, user_id=sub.user_id, invoice_id=None,
+                previous_expires_at=previous, expires_at=sub.expires_at,
+                days_added=-grant.duration_days, reason="referral_reversed"))
+            outcome = "shortened"
+        grant.status, grant.refunded_at, grant.updated_at = REFUNDED, ts, ts
+        grant.refunded_seconds = int(taken.total_seconds())
+        LIFECYCLE.labels(f"referral_reversal_{outcome}").inc()
         return outcome
 
     # ------------------------------------------------------------------ blocked users
