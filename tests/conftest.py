@@ -54,6 +54,7 @@ def test_env() -> dict[str, str]:
         "PROVISION_BACKOFF_MS": "300",
         "PROVISION_SWEEP_SECONDS": "1",
         "PROVISION_SWEEP_GRACE_SECONDS": "2",
+        "RENEWAL_SWEEP_SECONDS": "1",
     })
     return env
 

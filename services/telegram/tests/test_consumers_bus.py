@@ -51,7 +51,7 @@ CASES = {
     "renewal reminder": (lambda u: RenewalReminderV1(
         subscription_id="s1", user_id=u, expires_at=UNTIL, days_left=3, plan_id="p1",
         price_usd="5.00", balance_usd="0.00", auto_renew=False,
-        pay_url="https://vpn.example/panel/buy/p1"), ["user_notice"], ["deliver_one"]),
+        pay_url="https://vpn.example/app/buy/p1"), ["user_notice"], ["deliver_one"]),
     "expired": (lambda u: SubscriptionExpiredV1(subscription_id="s1", user_id=u,
                                                 expired_at=UNTIL),
                 ["user_notice", "EXPIRED"], ["deliver_one"]),

@@ -56,19 +56,19 @@ EVENTS = {
     "reminder, 7 days, auto-renewal off": (lambda u: RenewalReminderV1(
         subscription_id="s1", user_id=u, expires_at=UNTIL, days_left=7, plan_id="p1",
         price_usd="5.00", balance_usd="0.00", auto_renew=False,
-        pay_url=f"{BASE}/panel/buy/p1"), None,
+        pay_url=f"{BASE}/app/buy/p1"), None,
         "⏳ Your subscription ends in 7 days (2026-03-31). "
-        f"Renew in one click: {BASE}/panel/buy/p1"),
+        f"Renew in one click: {BASE}/app/buy/p1"),
     "reminder, 1 day, balance short": (lambda u: RenewalReminderV1(
         subscription_id="s1", user_id=u, expires_at=UNTIL, days_left=1, plan_id="p1",
         price_usd="5.00", balance_usd="2.5", auto_renew=True, invoice_id="i9",
-        pay_url=f"{BASE}/panel/invoices/i9"), None,
+        pay_url=f"{BASE}/app/invoices/i9"), None,
         "⏳ Your subscription ends in 1 day (2026-03-31). Auto-renewal needs $5.00 and your "
-        f"balance holds $2.50: top up, or pay the renewal here: {BASE}/panel/invoices/i9"),
+        f"balance holds $2.50: top up, or pay the renewal here: {BASE}/app/invoices/i9"),
     "expired": (lambda u: SubscriptionExpiredV1(subscription_id="s1", user_id=u,
                                                 expired_at=UNTIL),
                 "EXPIRED", f"⌛ Your subscription has expired. Renew it in one click: "
-                f"{BASE}/panel/buy"),
+                f"{BASE}/app/buy"),
     "suspended": (lambda u: SubscriptionSuspendedV1(subscription_id="s1", user_id=u,
                                                     reason="ADMIN", suspended_at=T0),
                   "SUSPENDED",

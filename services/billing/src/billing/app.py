@@ -20,9 +20,11 @@ def create_api(settings: Settings) -> FastAPI:
     app = internal_api(settings, db, on_close=[parts.close])
     app.state.billing = parts.billing
     app.state.webhooks = parts.webhooks
+    app.state.renewals = parts.renewals
     app.include_router(router)
     app.include_router(operations_router(Operations(settings, job_queues=[PAYMENT_WATCH_QUEUE],
                                                     consumer_queues=[consumers.QUEUE,
+                                                                     consumers.PROVISIONING_QUEUE,
                                                                      consumers.IDENTITY_QUEUE])))
     if settings.is_sandbox:
         app.include_router(sandbox_router)

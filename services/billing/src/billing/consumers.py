@@ -1,6 +1,7 @@
 """Events billing consumes: Telegram account links, kept as `telegram_links` (which Telegram
-account each customer linked: a trial is once per person, across accounts); the referral code a
-new account signed up with (`billing.referrals`)."""
+account each customer linked: a trial is once per person, across accounts); the provisioner's
+renewals due (charged once per period) and expiry reminders (passed on unless auto-renewal
+covers them); the referral code a new account signed up with (`billing.referrals`)."""
 
 from __future__ import annotations
 
@@ -9,15 +10,21 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.config import Settings
 from billing.models import TelegramLink, inbox
+from billing.renewals import RenewalService
 from billing.service import referrals
 from contracts import Envelope
 from contracts.identity import UserRegisteredV1
+from contracts.provisioning import SubscriptionExpiringV1, SubscriptionRenewalDueV1
 from contracts.telegram import AccountLinkedV1
 from runtime.broker import Subscription
 from runtime.clock import now as utcnow
 from runtime.db import Database
+from runtime.logging import get_logger
+
+log = get_logger(__name__)
 
 QUEUE = "billing.telegram-links"
+PROVISIONING_QUEUE = "billing.provisioning-events"
 
 
 def build_subscription(db: Database) -> Subscription:
@@ -30,6 +37,25 @@ def build_subscription(db: Database) -> Subscription:
         await s.execute(insert(TelegramLink).values(user_id=event.user_id, **values)
                         .on_conflict_do_update(index_elements=[TelegramLink.user_id],
                                                set_=values))
+
+    return sub
+
+
+def build_provisioning_subscription(db: Database, renewals: RenewalService) -> Subscription:
+    sub = Subscription(PROVISIONING_QUEUE, db=db, inbox=inbox,
+                       description="Renewals due charged once per period; expiry reminders "
+                                   "passed on to the customer unless auto-renewal covers them.")
+
+    @sub.on(SubscriptionRenewalDueV1)
+    async def on_renewal_due(env: Envelope, event: SubscriptionRenewalDueV1) -> None:
+        # Not claimed in the inbox: it calls the payment provider outside a transaction. The
+        # period's unique key makes a redelivery change nothing.
+        outcome = await renewals.renew(db, event)
+        log.info("renewal", subscription_id=event.subscription_id, outcome=outcome)
+
+    @sub.once(SubscriptionExpiringV1)
+    async def on_expiring(s: AsyncSession, env: Envelope, event: SubscriptionExpiringV1) -> None:
+        await renewals.remind(s, event)
 
     return sub
 

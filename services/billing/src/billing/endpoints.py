@@ -39,6 +39,7 @@ from billing.schemas import (
     PromoCodeUpdate,
     PromoPreview,
     RefundBody,
+    RenewalCoverOut,
     SandboxFaultBody,
     SandboxFaultOut,
     TopUpCreate,
@@ -182,6 +183,15 @@ async def get_referrals(request: Request, s: Session, ident: Ident):
     """The caller's referral code (made on first ask), link, counts and rewards."""
     return await referrals.summary(s, ident.user_id, now(),
                                    base_url=request.app.state.settings.app_base_url)
+
+
+@router.get("/renewal-cover", response_model=RenewalCoverOut)
+async def renewal_cover(request: Request, s: Session, ident: Ident,
+                        plan_id: str = Query(..., min_length=1, max_length=64)):
+    """Whether the caller's balance pays a renewal of `plan_id` (the web panel's banner)."""
+    cover = await request.app.state.renewals.cover(s, ident.user_id, plan_id)
+    return {"plan_id": cover.plan_id, "price_usd": cover.price_usd,
+            "balance_usd": cover.balance_usd, "covered": cover.covered}
 
 
 @router.post("/webhooks/{provider}", response_model=WebhookAck)

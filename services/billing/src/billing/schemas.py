@@ -44,6 +44,7 @@ from contracts.public.billing import (
     PromoCodeUpdate,
     PromoPreview,
     RefundBody,
+    RenewalCoverOut,
     TopUpCreate,
     TransferBody,
     TransferOut,
@@ -57,7 +58,8 @@ __all__ = ["AdjustmentBody", "AdminInvoiceEnvelope", "AdminInvoiceList", "AdminP
            "BalanceEntryEnvelope", "BalanceEntryKind", "BalanceOut", "BlocksBody", "BlocksOut",
            "CURSOR_PATTERN", "InvoiceCreate", "InvoiceEnvelope", "InvoiceList", "InvoiceStatus",
            "PaymentOptions", "PlanCreate", "PlanDeleted", "PlanList", "PlanUpdate",
-           "PromoCodeCreate", "PromoCodeUpdate", "PromoPreview", "RefundBody", "SandboxFaultBody",
+           "PromoCodeCreate", "PromoCodeUpdate", "PromoPreview", "RefundBody", "RenewalCoverOut",
+           "SandboxFaultBody",
            "SandboxFaultOut", "TopUpCreate", "TransferBody", "TransferOut", "WebhookAck",
            "entry_view", "invoice_view", "plan_view", "promo_view"]
 

@@ -64,7 +64,7 @@ ledger = Ledger(events)
 promos = PromoService(events)
 referrals = ReferralService(events, ledger)
 
-PLAN_KIND, TOP_UP_KIND, TRIAL_KIND = "PLAN", "TOP_UP", "TRIAL"
+PLAN_KIND, TOP_UP_KIND, TRIAL_KIND, RENEWAL_KIND = "PLAN", "TOP_UP", "TRIAL", "RENEWAL"
 ZERO_USD = Decimal("0.00")
 TRIAL_PROVIDER, TRIAL_PLAN_ID = "trial", "trial"
 # An invoice paid from the customer's balance: in USD, settled in its creating transaction.
@@ -450,15 +450,23 @@ class BillingService:
                 amount_asset=invoice.amount_asset, rate_locked_until=now,
                 provider=invoice.provider))
             if from_balance:
-                await ledger.move(s, user_id=user_id, amount=-amount, kind="PURCHASE",
-                                  key=f"invoice:{invoice.id}:purchase", invoice_id=invoice.id)
-            await self._mark_paid(s, invoice, now)
+                await self.pay_from_balance(s, invoice, now)
+            else:
+                await self._mark_paid(s, invoice, now)
             await s.flush()
             answer = _json_text({"invoice": invoice_view(invoice, [])})
             if not await IdempotencyRepository(s).complete(user_id=user_id, key=key, token=token,
                                                            status=201, body=answer, now=now):
                 raise IdempotencyInProgress()
         return answer
+
+    async def pay_from_balance(self, s: AsyncSession, invoice: Invoice, now: datetime) -> None:
+        """Pay a new invoice from its owner's balance (a PURCHASE entry, once per invoice) and
+        mark it PAID; a balance that is short is `InsufficientBalance` and changes nothing."""
+        await ledger.move(s, user_id=invoice.user_id, amount=-invoice.amount_usd,
+                          kind="PURCHASE", key=f"invoice:{invoice.id}:purchase",
+                          invoice_id=invoice.id)
+        await self._mark_paid(s, invoice, now)
 
     @staticmethod
     async def _locked_offer(s: AsyncSession, code: str | None, plan: Plan | None,
@@ -655,7 +663,8 @@ class BillingService:
             invoice_id=invoice.id, user_id=invoice.user_id, plan=plan_snapshot(invoice),
             amount_usd=invoice.amount_usd, asset=invoice.asset, network=invoice.network,
             amount_asset=invoice.amount_asset, amount_paid_asset=invoice.amount_received_asset,
-            paid_at=now, bonus_days=invoice.bonus_days or 0))
+            paid_at=now, bonus_days=invoice.bonus_days or 0, kind=invoice.kind,
+            subscription_id=invoice.subscription_id))
 
     async def _expire(self, session: AsyncSession, invoice: Invoice, now: datetime) -> None:
         transition_invoice(invoice, EXPIRED, now)

@@ -17,6 +17,7 @@ from billing.providers.base import PaymentProvider, WebhookSource
 from billing.providers.btcpay import BTCPayProvider, BTCPayWebhooks
 from billing.providers.sandbox import SandboxProvider
 from billing.rates import FixedRateSource
+from billing.renewals import RenewalService
 from billing.service import BillingService
 from billing.watch import PaymentWatcher
 from billing.webhooks import WebhookService
@@ -63,6 +64,7 @@ class Components:
     billing: BillingService
     watcher: PaymentWatcher
     webhooks: WebhookService
+    renewals: RenewalService
 
     async def close(self) -> None:
         await self.billing.provider.close()
@@ -73,4 +75,4 @@ def build_components(settings: Settings, db: Database) -> Components:
                              FixedRateSource(settings.fixed_rates_usd))
     watcher = PaymentWatcher(db, billing, settings)
     webhooks = WebhookService(db, watcher, build_webhook_sources(settings))
-    return Components(billing, watcher, webhooks)
+    return Components(billing, watcher, webhooks, RenewalService(billing))

@@ -1,5 +1,6 @@
-"""The billing worker process: the Telegram-link and identity (referral codes) consumers, the
-`payment_watch` and `invoice_expiry` schedules, the outbox relay.
+"""The billing worker process: the Telegram-link, identity (referral codes) and
+provisioning-event consumers, the `payment_watch` and `invoice_expiry` schedules, the outbox
+relay.
 
 (`retention_cleanup` is scheduled by the runtime from `billing.retention.rules`.)
 """
@@ -7,7 +8,11 @@
 from __future__ import annotations
 
 from billing.config import Settings
-from billing.consumers import build_identity_subscription, build_subscription
+from billing.consumers import (
+    build_identity_subscription,
+    build_provisioning_subscription,
+    build_subscription,
+)
 from billing.jobs import PAYMENT_WATCH_QUEUE, watch_handlers
 from billing.service import events
 from billing.wiring import build_components
@@ -20,6 +25,7 @@ async def build_worker(ctx: WorkerContext) -> None:
     parts = build_components(settings, ctx.db)
     ctx.outbox = events
     ctx.subscriptions.append(build_subscription(ctx.db))
+    ctx.subscriptions.append(build_provisioning_subscription(ctx.db, parts.renewals))
     ctx.subscriptions.append(build_identity_subscription(ctx.db, settings))
     watch = JobQueue(PAYMENT_WATCH_QUEUE, settings.redis_url, settings.jobs_prefix)
     ctx.queues.append(watch)

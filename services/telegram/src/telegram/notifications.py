@@ -58,7 +58,7 @@ def notice_text(event, base_url: str) -> tuple[str | None, str | None]:
         return None, None  # billing's reminder says it, when auto-renewal will not pay
     if isinstance(event, SubscriptionExpiredV1):
         return (f"⌛ Your subscription has expired. Renew it in one click: "
-                f"{base_url.rstrip('/')}/panel/buy", "EXPIRED")
+                f"{base_url.rstrip('/')}/app/buy", "EXPIRED")
     if isinstance(event, SubscriptionSuspendedV1):
         return "⏸ Your subscription is suspended. Contact support if this is unexpected.", \
             "SUSPENDED"
