@@ -265,6 +265,11 @@ class Delivery:
 
 
 START_RE = re.compile(r"^/start(?:@\w+)?\s+([A-Za-z0-9_-]{1,64})\s*$")
+# `/start ref_<code>`: a referral link of the bot. Link tokens never start with a deep link's
+# prefix (`create_link_token`), so the two never meet.
+REFERRAL_PREFIX = "ref_"
+DEEP_LINK_PREFIXES = (REFERRAL_PREFIX, "pay_")
+REFERRAL_CODE_RE = re.compile(r"^[A-Za-z0-9]{1,32}$")
 
 HELP_TEXT = ("I am the support bot. Write your question here and our team will answer.\n"
              "/status — your subscription\n/help — this message")
@@ -342,6 +347,9 @@ class UpdateService:
             return [oid] if oid else []
 
         match = START_RE.match(text.strip())
+        if match and match.group(1).startswith(REFERRAL_PREFIX):
+            return await self._referral(repo, match.group(1)[len(REFERRAL_PREFIX):], tg_user,
+                                        reply)
         if match:
             return await self._link(s, repo, match.group(1), sender, chat_id, reply)
         link = await repo.link_for_telegram(tg_user)
@@ -362,6 +370,21 @@ class UpdateService:
             update_id=update_id, received_at=now(),
         ))
         return "user_message", await reply("✉️ Got it — support will answer here.", "bot_ack")
+
+    async def _referral(self, repo, code, tg_user, reply):
+        """A referral deep link. Accounts are made on the web for now: the bot answers with the
+        sign-up link that carries the code (the web remembers it and sends it at sign-up)."""
+        if await repo.link_for_telegram(tg_user) is not None:
+            return "referral_linked", await reply(
+                "You already have an account, so this invitation is for someone new. Share "
+                "your own link from “Invite friends” in the web panel.")
+        if not REFERRAL_CODE_RE.match(code):
+            return "referral_invalid", await reply(f"{HELP_TEXT}\n\n{UNLINKED_TEXT}")
+        link = f"{self.settings.app_base_url.rstrip('/')}/r/{code.lower()}"
+        return "referral", await reply(
+            f"👋 You were invited. Create your account here: {link}\nYour friend is rewarded "
+            "when you buy your first plan. Then link this Telegram in Settings to reach "
+            "support here.")
 
     async def _status_text(self, s: AsyncSession, user_id: str) -> str:
         view = await s.get(SubscriptionView, user_id)
@@ -403,6 +426,8 @@ class UpdateService:
 async def create_link_token(s: AsyncSession, user_id: str, bot_username: str
                             ) -> tuple[str, datetime]:
     token = secrets.token_urlsafe(32)[:43]
+    while token.startswith(DEEP_LINK_PREFIXES):  # `/start ref_…` and `/start pay_…` are not links
+        token = secrets.token_urlsafe(32)[:43]
     expires = now() + LINK_TOKEN_TTL
     s.add(LinkToken(token_hash=hash_token(token), user_id=user_id, expires_at=expires))
     await s.flush()
