@@ -50,7 +50,8 @@ async def test_a_trial_is_granted_once_through_the_paid_path(sandbox, db, pg):
     settings = make_settings()
     assert await paid_plans(pg, invoice["id"]) == [{
         "plan_id": "trial", "name": "Trial", "duration_days": settings.trial_days,
-        "max_devices": settings.trial_max_devices, "price_usd": "0.00"}]
+        "max_devices": settings.trial_max_devices, "price_usd": "0.00",
+        "traffic_limit_gb": None}]
     with pytest.raises(TrialUnavailable):
         await sandbox.billing.grant_trial(db, user_id=u)
 
@@ -88,6 +89,16 @@ async def test_no_trial_after_a_paid_plan(sandbox, db, pg):
         body=InvoiceCreate(plan_id=plan.id, asset="USDT", network="TRON", pay_with="balance"))
     with pytest.raises(TrialUnavailable):
         await sandbox.billing.grant_trial(db, user_id=u)
+
+
+async def test_a_trials_traffic_allowance_travels_with_its_grant(db, pg):
+    parts = build_components(make_settings(TRIAL_TRAFFIC_GB="5"), db)
+    try:
+        invoice = await parts.billing.grant_trial(db, user_id=user())
+    finally:
+        await parts.close()
+    [plan] = await paid_plans(pg, invoice["id"])
+    assert plan["traffic_limit_gb"] == 5
 
 
 async def test_no_trial_when_it_is_switched_off(db):

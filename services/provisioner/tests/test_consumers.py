@@ -41,7 +41,7 @@ class CountingBackend(SandboxBackend):
     in_flight = 0
     most_in_flight = 0
 
-    async def ensure_active(self, ref, *, expires_at, max_devices):
+    async def ensure_active(self, ref, *, expires_at, max_devices, data_limit_bytes=None):
         self.calls += 1
         self.in_flight += 1
         self.most_in_flight = max(self.most_in_flight, self.in_flight)

@@ -105,3 +105,12 @@ async def test_accounts_pages_through_every_user(driver, marzban, monkeypatch):
     for i in range(5):
         await driver.ensure_active(f"vpn_p{i}", expires_at=LATER, max_devices=1)
     assert set(await driver.accounts()) == {f"vpn_p{i}" for i in range(5)}
+
+
+async def test_a_grants_own_traffic_limit_overrides_the_default(driver, marzban):
+    state, _ = marzban
+    await driver.ensure_active("vpn_m9", expires_at=LATER, max_devices=1,
+                               data_limit_bytes=5 * 2**30)
+    assert state.users["vpn_m9"].data_limit == 5 * 2**30
+    await driver.ensure_active("vpn_m9", expires_at=LATER, max_devices=1)  # a paid plan after
+    assert state.users["vpn_m9"].data_limit == 10 * 2**30

@@ -129,3 +129,12 @@ def test_fingerprint_formats():
             parse_fingerprint(bad)
     with pytest.raises(ValueError):
         OutlineBackend("http://127.0.0.1/x", hexpin, key_secret="k")
+
+
+async def test_a_grants_own_traffic_limit_overrides_the_default(driver, outline):
+    state, _ = outline
+    await driver.ensure_active("vpn_ccc", expires_at=LATER, max_devices=1,
+                               data_limit_bytes=5 * 2**30)
+    assert state.keys["vpn_ccc"].data_limit == 5 * 2**30
+    await driver.ensure_active("vpn_ccc", expires_at=LATER, max_devices=1)  # 409: fixed
+    assert state.keys["vpn_ccc"].data_limit == 50 * 2**30

@@ -508,3 +508,15 @@ async def test_reminders_carry_the_renewal_plan_and_whether_auto_renew_is_on(db,
     async with db.transaction() as s:
         row = await s.scalar(sa.select(Subscription).where(Subscription.id == sub.id))
         assert row.reminders_sent == [7]
+
+
+async def test_a_trials_traffic_limit_reaches_the_backend_and_a_paid_plan_lifts_it(db, service):
+    trial = paid("tl1", days=3, plan="trial")
+    trial.plan.traffic_limit_gb = 5
+    await buy(db, service, trial, T0)
+    sub = await subscription(db, "tl1")
+    assert sub.data_limit_bytes == 5 * 1024 ** 3
+    assert (await sandbox_account(db, sub.provision_ref)).data_limit_bytes == 5 * 1024 ** 3
+    await buy(db, service, paid("tl1"), T0 + DAY)
+    assert (await subscription(db, "tl1")).data_limit_bytes is None
+    assert (await sandbox_account(db, sub.provision_ref)).data_limit_bytes is None

@@ -16,6 +16,9 @@ class PlanSnapshot(BaseModel):
     duration_days: int
     max_devices: int
     price_usd: Money
+    # Traffic the grant allows, in GB (the trial's `TRIAL_TRAFFIC_GB`); None: the backend's
+    # default (`VPN_DATA_LIMIT_BYTES`). Released in v1 without it: optional.
+    traffic_limit_gb: int | None = None
 
 
 class InvoiceCreatedV1(EventPayload):

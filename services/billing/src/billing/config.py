@@ -23,6 +23,8 @@ class Settings(service_settings("billing", port=8101)):
     trial_enabled: bool = Field(True, alias="TRIAL_ENABLED")
     trial_days: int = Field(3, alias="TRIAL_DAYS", ge=1, le=90)
     trial_max_devices: int = Field(1, alias="TRIAL_MAX_DEVICES", ge=1, le=10)
+    # Traffic a trial allows, in GB; 0: the VPN backend's default (VPN_DATA_LIMIT_BYTES).
+    trial_traffic_gb: int = Field(0, alias="TRIAL_TRAFFIC_GB", ge=0, le=100_000)
     # What one top-up of the balance may add.
     top_up_min_usd: Decimal = Field(Decimal("1"), alias="TOP_UP_MIN_USD", gt=0)
     top_up_max_usd: Decimal = Field(Decimal("1000"), alias="TOP_UP_MAX_USD", gt=0)

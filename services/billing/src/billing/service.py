@@ -137,11 +137,12 @@ def _promo_fields(offer: Offer | None) -> dict:
             "bonus_days": offer.bonus_days}
 
 
-def plan_snapshot(invoice: Invoice) -> PlanSnapshot:
+def plan_snapshot(invoice: Invoice, traffic_limit_gb: int | None = None) -> PlanSnapshot:
     """The plan the invoice granted; a trial's is its terms, under the plan id `trial`."""
     return PlanSnapshot(plan_id=invoice.plan_id or TRIAL_PLAN_ID, name=invoice.plan_name,
                         duration_days=invoice.plan_duration_days,
-                        max_devices=invoice.plan_max_devices, price_usd=invoice.plan_price_usd)
+                        max_devices=invoice.plan_max_devices, price_usd=invoice.plan_price_usd,
+                        traffic_limit_gb=traffic_limit_gb)
 
 
 def request_fingerprint(operation: str, body: dict) -> str:
@@ -659,8 +660,10 @@ class BillingService:
                               kind="TOP_UP", key=f"invoice:{invoice.id}:top-up",
                               invoice_id=invoice.id)
             return
+        trial_traffic = self.settings.trial_traffic_gb if invoice.kind == TRIAL_KIND else 0
         await events.add(session, InvoicePaidV1(
-            invoice_id=invoice.id, user_id=invoice.user_id, plan=plan_snapshot(invoice),
+            invoice_id=invoice.id, user_id=invoice.user_id,
+            plan=plan_snapshot(invoice, trial_traffic or None),
             amount_usd=invoice.amount_usd, asset=invoice.asset, network=invoice.network,
             amount_asset=invoice.amount_asset, amount_paid_asset=invoice.amount_received_asset,
             paid_at=now, bonus_days=invoice.bonus_days or 0, kind=invoice.kind,

@@ -109,6 +109,7 @@ def block_job_id(user_id: str, changed_at: datetime) -> str:
 
 
 MAX_YEARS_AHEAD = 10
+GB = 1024 ** 3
 
 
 def latest_expiry(ts: datetime) -> datetime:
@@ -198,7 +199,8 @@ class ProvisioningService:
         await repo.lock_ref(sub.provision_ref)
         if sub.status == ACTIVE:
             await self.backend.ensure_active(sub.provision_ref, expires_at=sub.expires_at,
-                                             max_devices=sub.max_devices)
+                                             max_devices=sub.max_devices,
+                                             data_limit_bytes=sub.data_limit_bytes)
             state = "ACTIVE"
         else:
             await self.backend.disable(sub.provision_ref)
@@ -241,6 +243,8 @@ class ProvisioningService:
             sub.status, sub.suspend_reason = SUSPENDED, USER_BLOCKED
         if plan is not None:
             sub.plan_id, sub.plan, sub.max_devices = plan["plan_id"], plan, plan["max_devices"]
+            traffic_gb = plan.get("traffic_limit_gb")
+            sub.data_limit_bytes = traffic_gb * GB if traffic_gb else None
         sub.backend = self.backend.name
         sub.reminders_sent = []
         sub.updated_at = ts

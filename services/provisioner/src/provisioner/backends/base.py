@@ -70,8 +70,10 @@ class VpnBackend(ABC):
     name: str
 
     @abstractmethod
-    async def ensure_active(self, ref: str, *, expires_at: datetime, max_devices: int) -> None:
-        """Create the account if missing (same ref = same account), enabled until `expires_at`."""
+    async def ensure_active(self, ref: str, *, expires_at: datetime, max_devices: int,
+                            data_limit_bytes: int | None = None) -> None:
+        """Create the account if missing (same ref = same account), enabled until `expires_at`,
+        allowed `data_limit_bytes` of traffic (None: the backend's configured default)."""
 
     @abstractmethod
     async def disable(self, ref: str) -> None:

@@ -89,11 +89,13 @@ class MarzbanBackend(VpnBackend):
         return f"/api/user/{quote(ref, safe='')}"
 
     @operation("ensure_active")
-    async def ensure_active(self, ref: str, *, expires_at: datetime, max_devices: int) -> None:
+    async def ensure_active(self, ref: str, *, expires_at: datetime, max_devices: int,
+                            data_limit_bytes: int | None = None) -> None:
         expire = int(expires_at.timestamp())
+        limit = data_limit_bytes if data_limit_bytes is not None else self.data_limit_bytes
         body: dict[str, Any] = {
             "username": ref, "proxies": {p: {} for p in self.proxies}, "inbounds": {},
-            "expire": expire, "data_limit": self.data_limit_bytes,
+            "expire": expire, "data_limit": limit,
             "data_limit_reset_strategy": "no_reset", "status": "active",
             "note": f"max_devices={max_devices}",
         }
@@ -104,7 +106,7 @@ class MarzbanBackend(VpnBackend):
             raise self._fail("ensure_active", resp)
         # 409 "User already exists": created by an earlier try or before a disable.
         resp = await self._call("ensure_active", "PUT", self._user_path(ref),
-                                json={"expire": expire, "data_limit": self.data_limit_bytes,
+                                json={"expire": expire, "data_limit": limit,
                                       "status": "active"})
         if resp.status_code != 200:
             raise self._fail("ensure_active", resp)

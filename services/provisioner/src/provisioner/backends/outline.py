@@ -149,11 +149,13 @@ class OutlineBackend(VpnBackend):
         return BackendError(self.name, op, f"HTTP {resp.status_code}", status=resp.status_code)
 
     @operation("ensure_active")
-    async def ensure_active(self, ref: str, *, expires_at: datetime, max_devices: int) -> None:
+    async def ensure_active(self, ref: str, *, expires_at: datetime, max_devices: int,
+                            data_limit_bytes: int | None = None) -> None:
         # Outline keys have no expiry: the expiry sweep deletes the key when time runs out.
+        wanted = data_limit_bytes if data_limit_bytes is not None else self.data_limit_bytes
         body: dict[str, Any] = {"name": ref, "password": self.password_for(ref)}
-        if self.data_limit_bytes:
-            body["limit"] = {"bytes": self.data_limit_bytes}
+        if wanted:
+            body["limit"] = {"bytes": wanted}
         resp = await self._call("ensure_active", "PUT", self._key_path(ref), json=body)
         if resp.status_code == 201:
             return
@@ -164,12 +166,12 @@ class OutlineBackend(VpnBackend):
         if current.status_code != 200:
             raise self._fail("ensure_active", current)
         limit = (current.json().get("dataLimit") or {}).get("bytes")
-        if self.data_limit_bytes and limit != self.data_limit_bytes:
+        if wanted and limit != wanted:
             r = await self._call("ensure_active", "PUT", self._key_path(ref) + "/data-limit",
-                                 json={"limit": {"bytes": self.data_limit_bytes}})
+                                 json={"limit": {"bytes": wanted}})
             if r.status_code != 204:
                 raise self._fail("ensure_active", r)
-        elif not self.data_limit_bytes and limit is not None:
+        elif not wanted and limit is not None:
             r = await self._call("ensure_active", "DELETE", self._key_path(ref) + "/data-limit")
             if r.status_code != 204:
                 raise self._fail("ensure_active", r)
