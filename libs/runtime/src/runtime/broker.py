@@ -155,11 +155,12 @@ class Delivery(BaseMiddleware):
             return result
 
     async def after_processed(self, exc_type=None, exc_val=None, exc_tb=None) -> bool:
-        MESSAGE_DURATION.labels(self._queue()).observe(time.perf_counter() - self.started)
+        queue = self._queue()
+        MESSAGE_DURATION.labels(queue).observe(time.perf_counter() - self.started)
         if exc_val is None or self.reached or not isinstance(exc_val, Exception):
             return False
         # Raised before any handler was chosen: none of this queue's takes it, or it is not JSON.
-        self._rejected(self._queue(), self._key(), exc_val)
+        self._rejected(queue, self._key(), exc_val)
         await self.msg.reject(requeue=False)  # settles it, so the ack policy leaves it alone
         return True
 

@@ -115,8 +115,10 @@ class PromoService:
                                     updated_at=now))
         await session.flush()
 
-    async def _redemption(self, session: AsyncSession,
-                          invoice: Invoice) -> tuple[PromoRedemption, PromoCode] | None:
+    async def _settle(self, session: AsyncSession, invoice: Invoice, status: str,
+                      now: datetime) -> PromoCode | None:
+        """End the invoice's reservation as `status` (COUNTED or RELEASED); its code, locked,
+        or None when there was no reservation left to end."""
         row = await session.scalar(sa.select(PromoRedemption)
                                    .where(PromoRedemption.invoice_id == invoice.id)
                                    .with_for_update())
@@ -124,31 +126,24 @@ class PromoService:
             return None  # no code, or already counted or released: nothing happens twice
         promo = await session.scalar(sa.select(PromoCode).where(PromoCode.id == row.code_id)
                                      .with_for_update())
-        return row, promo
+        row.status, row.updated_at = status, now
+        promo.uses_reserved -= 1
+        promo.updated_at = now
+        return promo
 
     async def count(self, session: AsyncSession, invoice: Invoice, now: datetime) -> None:
         """The invoice was paid: its reserved use is counted, once."""
-        found = await self._redemption(session, invoice)
-        if found is None:
+        promo = await self._settle(session, invoice, COUNTED, now)
+        if promo is None:
             return
-        row, promo = found
-        row.status, row.updated_at = COUNTED, now
-        promo.uses_reserved -= 1
         promo.uses_counted += 1
-        promo.updated_at = now
         await self.events.add(session, PromoCodeRedeemedV1(
             code_id=promo.id, code=promo.code, user_id=invoice.user_id, invoice_id=invoice.id,
             discount_usd=invoice.discount_usd, bonus_days=invoice.bonus_days, redeemed_at=now))
 
     async def release(self, session: AsyncSession, invoice: Invoice, now: datetime) -> None:
         """The invoice expired or was canceled: its reserved use is free again, once."""
-        found = await self._redemption(session, invoice)
-        if found is None:
-            return
-        row, promo = found
-        row.status, row.updated_at = RELEASED, now
-        promo.uses_reserved -= 1
-        promo.updated_at = now
+        await self._settle(session, invoice, RELEASED, now)
 
     # ---- admin ------------------------------------------------------------------------------
     async def create(self, session: AsyncSession, body: PromoCodeCreate, code_id: str,

@@ -16,7 +16,7 @@ from pydantic import (
     model_validator,
 )
 
-from contracts.public.common import Code, Ident, Money, NotNull, Strict, Text, Whole, _integral
+from contracts.public.common import Code, Ident, Money, NotNull, Strict, Text, Whole, integral
 
 InvoiceStatus = Literal["CREATED", "PENDING", "PAID", "EXPIRED", "CANCELED", "REFUNDED"]
 PaymentStatus = Literal["CREATED", "PENDING", "DETECTED", "CONFIRMED", "SETTLED", "FAILED",
@@ -39,7 +39,7 @@ PromoCodeIn = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{3,32}$")
 # The bounds before the whole-number coercion, so the schema names them as minimum/maximum.
 # A moment in a strict body: an ISO 8601 string with its offset, as JSON carries it.
 Moment = Annotated[AwareDatetime, Field(strict=False)]
-MaxUses = Annotated[int, Field(ge=1, le=10_000_000), BeforeValidator(_integral)]
+MaxUses = Annotated[int, Field(ge=1, le=10_000_000), BeforeValidator(integral)]
 InvoiceKind = Literal["PLAN", "TOP_UP", "TRIAL", "RENEWAL"]
 BalanceEntryKind = Literal["TOP_UP", "PURCHASE", "REFUND", "REFERRAL_REWARD", "ADJUSTMENT"]
 PayWith = Literal["balance"]

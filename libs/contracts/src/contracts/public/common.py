@@ -32,7 +32,7 @@ def _no_nul(value: str) -> str:
 Text = Annotated[str, AfterValidator(_no_nul)]
 
 
-def _integral(value):
+def integral(value):
     """JSON Schema's `integer` includes 2.0: accept a float that is a whole number."""
     if isinstance(value, float) and value.is_integer():
         return int(value)
@@ -40,7 +40,7 @@ def _integral(value):
 
 
 # An integer field of a strict model that takes `2.0` too, as the document's `integer` promises.
-Whole = Annotated[int, BeforeValidator(_integral)]
+Whole = Annotated[int, BeforeValidator(integral)]
 
 
 def _no_default(schema: dict) -> None:
