@@ -1,4 +1,10 @@
-"""Purchase pipeline under load, measured two ways, with the CPU it costs.
+"""Purchase pipeline under load, measured two ways, with the CPU it costs, on three paths.
+
+Paths: **plain** (an invoice paid on the sandbox chain), **promo** (the same with a 25 % code
+that an admin created for the run, so every invoice takes the code's row lock and its use is
+reserved, then counted when paid) and **balance** (customers topped up on the chain before the
+run, then each purchase `pay_with: "balance"`: PAID in the request that creates it). Setup (the
+code, the top-ups until credited) happens before the measured window.
 
 - **Sustained throughput**: customers keep buying for `seconds` with at most `in_flight`
   purchases unfinished (bought but not yet active); the figure is grants applied per second
@@ -6,7 +12,8 @@
 - **Latency at a fixed rate**: purchases start at `rate`/s for `seconds`; settle -> active is
   `invoices.paid_at` to `grants.applied_at` (both database time).
 
-Both report exactly-once (invoices with exactly one grant) and the machine's CPU seconds per
+Both report exactly-once (invoices with exactly one grant; on the promo path also uses counted
+once, on the balance path one PURCHASE ledger entry each) and the machine's CPU seconds per
 purchase, split by process (services, Postgres, RabbitMQ, Redis, this load generator), which is
 what bounds throughput on a machine where everything runs together.
 """
@@ -15,14 +22,34 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import os
 import time
+import uuid
+from decimal import Decimal
 
 import asyncpg
+import httpx
 
-from tests.e2e.purchases import catalogue, mine, new_customer, pay_invoice
+from tests.e2e.purchases import (
+    call,
+    catalogue,
+    mine,
+    new_customer,
+    pay_invoice,
+    post_once,
+    send_amount,
+)
 
 TICKS = os.sysconf("SC_CLK_TCK")
+PATHS = ("plain", "promo", "balance")
+ADMIN_EMAIL = "bench-admin@example.com"  # the bench stack's ADMIN_BOOTSTRAP_EMAIL
+ADMIN_PASSWORD = "bench admin password 1"
+# Sizing the promo code's uses and the top-ups for a sustained run, whose count is not known
+# ahead: twice the 100 purchases/s target, so a faster system never runs dry mid-run.
+MOST_PER_S = 200
+TOP_UP_MAX_USD = Decimal("1000")  # billing's default TOP_UP_MAX_USD
+PROMO_PER_USER_MAX = 1000  # the most max_uses_per_user a code takes
 
 
 def pct(values: list[float], p: float) -> float:
@@ -84,12 +111,31 @@ def cpu_per_purchase(before: dict[str, float], after: dict[str, float], n: int) 
 
 
 # --------------------------------------------------------------------------- shared
+async def admin_client(gw: str) -> httpx.AsyncClient:
+    """The bench's ADMIN, signed in (registered on the first call of a run)."""
+    c = httpx.AsyncClient(base_url=gw + "/api/v1", timeout=60,
+                          headers={"Content-Type": "application/json"})
+    creds = {"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
+    r = await call(c, "POST", "/auth/register", json=creds)
+    if r.status_code == 409:
+        r = await call(c, "POST", "/auth/login", json=creds)
+    assert r.status_code in (200, 201), r.text
+    return c
+
+
 class Pipeline:
-    def __init__(self, stack, customers: int):
+    """Customers, the catalogue, a miner, and what `path` needs set up before the window:
+    `purchases` is the most the run may make (it sizes the code's uses and the top-ups)."""
+
+    def __init__(self, stack, customers: int, path: str = "plain", purchases: int = 0):
+        assert path in PATHS, path
         self.gw = stack.api_url("gateway")
         self.db_url = stack.env["DATABASE_URL"]
         self.n_customers = customers
         self.customers: list = []
+        self.path = path
+        self.purchases = purchases
+        self.promo_code: str | None = None
 
     async def __aenter__(self):
         self.customers = await asyncio.gather(*(new_customer(self.gw)
@@ -98,7 +144,60 @@ class Pipeline:
         self.conn = await asyncpg.connect(self.db_url)
         self.stop_mining = asyncio.Event()
         self.mining = asyncio.create_task(self._miner())
+        if self.path == "promo":
+            await self._create_code()
+        elif self.path == "balance":
+            await self._top_up()
         return self
+
+    def _each(self) -> int:
+        """The most purchases one customer makes in the run (customers are used in turn)."""
+        return math.ceil(max(self.purchases, 1) / self.n_customers) + 1
+
+    async def _create_code(self) -> None:
+        per_user = min(self._each(), PROMO_PER_USER_MAX)
+        admin = await admin_client(self.gw)
+        try:
+            r = await call(admin, "POST", "/admin/promo-codes", json={
+                "code": f"BENCH{uuid.uuid4().hex[:8]}", "kind": "PERCENT", "value": "25",
+                "max_uses": per_user * self.n_customers, "max_uses_per_user": per_user})
+            assert r.status_code == 201, r.text
+            self.promo_code = r.json()["promo_code"]["code"]
+        finally:
+            await admin.aclose()
+
+    async def _top_up(self) -> None:
+        """Every customer tops up enough for their share of the run, paid on the chain, and
+        the bench waits until every top-up is credited."""
+        need = Decimal(self.plan["price_usd"]) * self._each()
+        amounts = []
+        while need > 0:
+            amounts.append(min(need, TOP_UP_MAX_USD))
+            need -= amounts[-1]
+
+        async def one(c: httpx.AsyncClient, amount: Decimal) -> str:
+            r = await post_once(c, "/balance/top-ups", {"amount_usd": str(amount), **self.option})
+            assert r.status_code == 201, r.text
+            invoice = r.json()["invoice"]
+            await send_amount(c, invoice)
+            return invoice["id"]
+
+        top_ups = await asyncio.gather(*(one(c, a) for c in self.customers for a in amounts))
+        deadline = time.monotonic() + 180
+        while await self.conn.fetchval(
+                "SELECT count(*) FROM billing.balance_entries WHERE kind = 'TOP_UP' AND "
+                "invoice_id = ANY($1::text[])", top_ups) < len(top_ups):
+            assert time.monotonic() < deadline, "the top-ups were not credited in 180 s"
+            await asyncio.sleep(0.2)
+
+    async def buy(self, c: httpx.AsyncClient) -> str:
+        """One purchase on this pipeline's path; the invoice's id."""
+        if self.path == "balance":
+            r = await post_once(c, "/invoices", {"plan_id": self.plan["id"], **self.option,
+                                                 "pay_with": "balance"})
+            assert r.status_code == 201 and r.json()["invoice"]["status"] == "PAID", r.text
+            return r.json()["invoice"]["id"]
+        return (await pay_invoice(c, self.plan, self.option, promo_code=self.promo_code))["id"]
 
     async def __aexit__(self, *exc):
         self.stop_mining.set()
@@ -139,17 +238,33 @@ class Pipeline:
         lat = [float(r["ms"]) for r in rows]
         at = sorted(float(r["at"]) for r in rows)
         span = at[-1] - at[0] if len(at) > 1 else float("nan")
-        return {"n": len(invoices), "applied": len(rows), "provisioned_once": once,
+        return {"path": self.path, "n": len(invoices), "applied": len(rows),
+                "provisioned_once": once,
                 "applied_per_s": (len(at) - 1) / span if len(at) > 1 and span > 0 else None,
                 "settle_to_active_p50_ms": pct(lat, 50), "settle_to_active_p95_ms": pct(lat, 95),
-                "settle_to_active_p99_ms": pct(lat, 99)}
+                "settle_to_active_p99_ms": pct(lat, 99), **await self._money_once(invoices)}
+
+    async def _money_once(self, invoices: list[str]) -> dict:
+        """The path's own exactly-once: a code's use counted once per invoice, or one
+        PURCHASE entry per invoice paid from the balance."""
+        if self.path == "promo":
+            return {"promo_counted_once": await self.conn.fetchval(
+                "SELECT count(*) FROM billing.promo_redemptions WHERE status = 'COUNTED' "
+                "AND invoice_id = ANY($1::text[])", invoices)}
+        if self.path == "balance":
+            return {"debited_once": await self.conn.fetchval(
+                "SELECT count(*) FROM (SELECT invoice_id FROM billing.balance_entries WHERE "
+                "kind = 'PURCHASE' AND invoice_id = ANY($1::text[]) GROUP BY invoice_id "
+                "HAVING count(*) = 1) x", invoices)}
+        return {}
 
 
 # --------------------------------------------------------------------------- the two runs
 async def purchase_throughput(stack, seconds: float, in_flight: int, customers: int = 64,
-                              buyers: int = 32) -> dict:
+                              buyers: int = 32, path: str = "plain") -> dict:
     """Buy as fast as the system finishes, with at most `in_flight` purchases unfinished."""
-    async with Pipeline(stack, customers) as p:
+    most = math.ceil(seconds * MOST_PER_S) + in_flight + buyers
+    async with Pipeline(stack, customers, path, most) as p:
         invoices: list[str] = []
         finished = 0
         who = itertools.cycle(p.customers)
@@ -167,8 +282,7 @@ async def purchase_throughput(stack, seconds: float, in_flight: int, customers: 
                 if len(invoices) - finished >= in_flight:
                     await asyncio.sleep(0.05)
                     continue
-                inv = await pay_invoice(next(who), p.plan, p.option)
-                invoices.append(inv["id"])
+                invoices.append(await p.buy(next(who)))
 
         before = cpu_snapshot()
         await asyncio.gather(poll(), *(buyer() for _ in range(buyers)))
@@ -179,17 +293,17 @@ async def purchase_throughput(stack, seconds: float, in_flight: int, customers: 
             **cpu_per_purchase(before, after, max(result["applied"], 1))}
 
 
-async def purchase_latency(stack, rate: float, seconds: float, customers: int = 64) -> dict:
+async def purchase_latency(stack, rate: float, seconds: float, customers: int = 64,
+                           path: str = "plain") -> dict:
     """Start purchases at `rate`/s for `seconds`; settle -> active percentiles."""
-    async with Pipeline(stack, customers) as p:
-        n = max(1, int(rate * seconds))
+    n = max(1, int(rate * seconds))
+    async with Pipeline(stack, customers, path, n) as p:
         invoices: list[str] = []
         started = time.perf_counter()
 
         async def buy(i: int):
             await asyncio.sleep(i / rate)
-            inv = await pay_invoice(p.customers[i % len(p.customers)], p.plan, p.option)
-            invoices.append(inv["id"])
+            invoices.append(await p.buy(p.customers[i % len(p.customers)]))
 
         before = cpu_snapshot()
         await asyncio.gather(*(buy(i) for i in range(n)))

@@ -2,8 +2,9 @@
 
 Starts the whole system (its own ports, database and broker prefix), measures the baselines
 (pgbench tpcb-like, raw aio-pika publish-with-confirm, a bare FastAPI + asyncpg endpoint) and
-the system's paths (gateway reads, Telegram webhook, support path, purchase pipeline), prints a
-table with each figure's ratio to its baseline and writes a JSON report.
+the system's paths (gateway reads, Telegram webhook, support path, purchase pipeline: plain,
+with a promo code, paid from the balance), prints a table with each figure's ratio to its
+baseline and writes a JSON report.
 """
 
 from __future__ import annotations
@@ -30,7 +31,11 @@ sys.path.insert(0, str(ROOT))
 
 from stack import Stack, check_infra, default_env  # noqa: E402
 
-from tests.bench.purchase import purchase_latency, purchase_throughput  # noqa: E402
+from tests.bench.purchase import (  # noqa: E402
+    ADMIN_EMAIL,
+    purchase_latency,
+    purchase_throughput,
+)
 
 BENCH_DB = "vpn_bench"
 PREFIX = "bench."
@@ -50,7 +55,8 @@ def bench_env() -> dict[str, str]:
     env = default_env(port_offset=OFFSET, db_name=BENCH_DB, redis_db=9, broker_prefix=PREFIX)
     # The sandbox chain mines a block every 200 ms in the bench; billing polls it every second.
     env.update({"RATE_LIMITS_ENABLED": "false", "LOG_LEVEL": "WARNING",
-                "OUTBOX_POLL_SECONDS": "0.5", "PAYMENT_WATCH_INTERVAL_MS": "1000"})
+                "OUTBOX_POLL_SECONDS": "0.5", "PAYMENT_WATCH_INTERVAL_MS": "1000",
+                "ADMIN_BOOTSTRAP_EMAIL": ADMIN_EMAIL})  # the promo path's code is an admin's
     return env
 
 
@@ -213,6 +219,40 @@ async def support_path(stack: Stack, tickets: int) -> dict:
             "reply_to_ticket_p50_ms": pct(reply, 50), "reply_to_ticket_p99_ms": pct(reply, 99)}
 
 
+# The purchase paths after the plain one: (report key, label, flag of the sustained run's seconds,
+# flag of the latency run's seconds). Unset flags take the plain path's; 0 skips the run.
+PURCHASE_PATHS = (("promo", "with a promo code", "promo_seconds", "promo_latency_seconds"),
+                  ("balance", "paid from the balance", "balance_seconds",
+                   "balance_latency_seconds"))
+
+
+def purchase_rows(label: str, p: dict | None, q: dict | None, pub: float
+                  ) -> list[tuple[str, str, str, str]]:
+    """The table's rows of one purchase path: its sustained run `p`, its latency run `q`."""
+    rows = []
+
+    def once(r: dict) -> str:
+        text = f"exactly-once {r['provisioned_once']}/{r['n']}"
+        for field, what in (("promo_counted_once", "code counted once"),
+                            ("debited_once", "debited once")):
+            if field in r:
+                text += f", {what} {r[field]}/{r['n']}"
+        return text
+
+    if p:
+        rows.append((f"{label}, sustained", f"{p['applied_per_s']:.1f}/s for "
+                     f"{p['seconds']:.0f} s {once(p)}; CPU "
+                     f"{p['cpu_ms_per_purchase']['machine busy']:.0f} ms each (ceiling "
+                     f"{p['ceiling_per_s']}/s)", "publish+confirm",
+                     f"{p['applied_per_s'] / pub:.4f}"))
+    if q:
+        rows.append((f"{label}: settle -> active at {q['rate']:.0f}/s",
+                     f"p50 {q['settle_to_active_p50_ms']:.0f} ms p99 "
+                     f"{q['settle_to_active_p99_ms']:.0f} ms {once(q)}; CPU "
+                     f"{q['cpu_ms_per_purchase']['machine busy']:.0f} ms each", "-", "-"))
+    return rows
+
+
 def table(rows: list[tuple[str, str, str, str]]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows)
@@ -233,6 +273,13 @@ def main() -> int:
                     help="purchases started per s in the latency run")
     ap.add_argument("--latency-seconds", type=float, default=10,
                     help="how long purchases start at --purchase-rate")
+    for _, what, sustained, latency in PURCHASE_PATHS:
+        ap.add_argument(f"--{sustained.replace('_', '-')}", type=float, default=None,
+                        help=f"how long customers keep buying {what} in its sustained run "
+                             "(default: --purchase-seconds; 0 skips it)")
+        ap.add_argument(f"--{latency.replace('_', '-')}", type=float, default=None,
+                        help=f"how long purchases {what} start at --purchase-rate "
+                             "(default: --latency-seconds; 0 skips it)")
     ap.add_argument("--report", default=str(ROOT / ".run" / "bench" / "report.json"))
     ns = ap.parse_args()
     if not shutil.which("wrk"):
@@ -300,6 +347,19 @@ def main() -> int:
         print("purchases, latency at a fixed rate...", flush=True)
         report["purchase_latency"] = asyncio.run(purchase_latency(stack, ns.purchase_rate,
                                                                   ns.latency_seconds))
+        for key, what, sustained, latency in PURCHASE_PATHS:
+            seconds = getattr(ns, sustained)
+            seconds = ns.purchase_seconds if seconds is None else seconds
+            if seconds:
+                print(f"purchases {what}, sustained...", flush=True)
+                report[f"{key}_purchase"] = asyncio.run(purchase_throughput(
+                    stack, seconds, ns.purchase_in_flight, path=key))
+            seconds = getattr(ns, latency)
+            seconds = ns.latency_seconds if seconds is None else seconds
+            if seconds:
+                print(f"purchases {what}, latency at a fixed rate...", flush=True)
+                report[f"{key}_purchase_latency"] = asyncio.run(purchase_latency(
+                    stack, ns.purchase_rate, seconds, path=key))
     finally:
         stack.stop()
     bare_rps = report["bare"]["rps"]
@@ -328,17 +388,11 @@ def main() -> int:
     rows.append(("operator reply -> ticket", f"p50 {s['reply_to_ticket_p50_ms']:.0f} ms p99 "
                  f"{s['reply_to_ticket_p99_ms']:.0f} ms ({s['reply_visible']}/{s['replies']})",
                  "-", "-"))
-    p, q = report["purchase"], report["purchase_latency"]
     pub = report["publish_confirm"]["msgs_per_s"]
-    rows.append(("purchases, sustained", f"{p['applied_per_s']:.1f}/s for {p['seconds']:.0f} s "
-                 f"exactly-once {p['provisioned_once']}/{p['n']}; CPU "
-                 f"{p['cpu_ms_per_purchase']['machine busy']:.0f} ms each (ceiling "
-                 f"{p['ceiling_per_s']}/s)", "publish+confirm",
-                 f"{p['applied_per_s'] / pub:.4f}"))
-    rows.append((f"settle -> active at {q['rate']:.0f}/s",
-                 f"p50 {q['settle_to_active_p50_ms']:.0f} ms p99 "
-                 f"{q['settle_to_active_p99_ms']:.0f} ms exactly-once "
-                 f"{q['provisioned_once']}/{q['n']}", "-", "-"))
+    rows += purchase_rows("purchases", report["purchase"], report["purchase_latency"], pub)
+    for key, what, _, _ in PURCHASE_PATHS:
+        rows += purchase_rows(f"purchases {what}", report.get(f"{key}_purchase"),
+                              report.get(f"{key}_purchase_latency"), pub)
     print(table(rows))
     Path(ns.report).parent.mkdir(parents=True, exist_ok=True)
     Path(ns.report).write_text(json.dumps(report, indent=2, default=str))

@@ -45,21 +45,36 @@ async def catalogue(c: httpx.AsyncClient) -> tuple[dict, dict]:
     return plans[0], options[0]
 
 
-async def pay_invoice(c: httpx.AsyncClient, plan: dict, option: dict) -> dict:
-    """Create an invoice and send its exact amount on the sandbox chain (0 confirmations)."""
+async def post_once(c: httpx.AsyncClient, url: str, body: dict) -> httpx.Response:
+    """POST a money-moving request under one Idempotency-Key, retried until it is answered."""
     key = uuid.uuid4().hex
-    body = {"plan_id": plan["id"], **option}
-    r = await call(c, "POST", "/invoices", json=body, headers={"Idempotency-Key": key})
+    r = await call(c, "POST", url, json=body, headers={"Idempotency-Key": key})
     while r.status_code == 409 and r.json().get("code") == "IDEMPOTENCY_IN_PROGRESS":
         await asyncio.sleep(0.5)
-        r = await call(c, "POST", "/invoices", json=body, headers={"Idempotency-Key": key})
+        r = await call(c, "POST", url, json=body, headers={"Idempotency-Key": key})
+    return r
+
+
+async def pay_invoice(c: httpx.AsyncClient, plan: dict, option: dict,
+                      promo_code: str | None = None) -> dict:
+    """Create an invoice (with `promo_code`, at its price) and send its exact amount on the
+    sandbox chain (0 confirmations)."""
+    body = {"plan_id": plan["id"], **option}
+    if promo_code:
+        body["promo_code"] = promo_code
+    r = await post_once(c, "/invoices", body)
     assert r.status_code == 201, r.text
     invoice = r.json()["invoice"]
+    await send_amount(c, invoice)
+    return invoice
+
+
+async def send_amount(c: httpx.AsyncClient, invoice: dict) -> None:
+    """Send an invoice's (a plan's or a top-up's) exact amount on the sandbox chain."""
     t = await call(c, "POST", "/sandbox/transfers", json={
         "address": invoice["address"], "amount_asset": invoice["amount_asset"],
         "asset": invoice["asset"], "network": invoice["network"]})
     assert t.status_code == 201, t.text
-    return invoice
 
 
 async def mine(c: httpx.AsyncClient, blocks: int = 3) -> None:
