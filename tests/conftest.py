@@ -84,7 +84,8 @@ def reset_infrastructure(env: dict[str, str], db_name: str, broker_prefix: str) 
 # Every consumer queue of every service (deleted before a run so each run starts empty).
 CONSUMER_QUEUES = [
     "tickets.telegram-events", "telegram.ticket-events", "gateway.identity-projections",
-    "billing.events", "billing.telegram-links", "provisioner.billing-events",
+    "billing.events", "billing.telegram-links", "billing.identity-events",
+    "provisioner.billing-events",
     "provisioner.identity-events",
     "telegram.notifications", "telegram.identity-events",
 ]
@@ -178,6 +179,16 @@ def register(gateway_url: str, email: str | None = None, password: str = "correc
     r = client.post("/auth/register", json={"email": email or unique_email(), "password": password})
     assert r.status_code == 201, r.text
     return client
+
+
+def payment_fields(option: dict) -> dict:
+    """What `POST /invoices` takes of a payment option (its `label` is for people)."""
+    return {k: option[k] for k in ("provider", "asset", "network") if k in option}
+
+
+def payment_option(client: httpx.Client) -> dict:
+    """The first payment option, as `POST /invoices` and top-ups take it."""
+    return payment_fields(client.get("/payment-options").json()["options"][0])
 
 
 @pytest.fixture(scope="session")

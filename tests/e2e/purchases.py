@@ -42,7 +42,7 @@ async def catalogue(c: httpx.AsyncClient) -> tuple[dict, dict]:
     plans = (await call(c, "GET", "/plans")).json()["plans"]
     options = (await call(c, "GET", "/payment-options")).json()["options"]
     assert plans and options
-    return plans[0], options[0]
+    return plans[0], {k: options[0][k] for k in ("provider", "asset", "network")}
 
 
 async def post_once(c: httpx.AsyncClient, url: str, body: dict) -> httpx.Response:

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import uuid
 
-from tests.conftest import register, sql, wait_for
+from tests.conftest import payment_option, register, sql, wait_for
 
 
 def test_top_up_then_buy_from_the_balance_then_adjust(stack, gateway_url, admin_client):
     customer = register(gateway_url)
     user_id = customer.get("/auth/me").json()["user"]["id"]
-    option = customer.get("/payment-options").json()["options"][0]
+    option = payment_option(customer)
     plan = customer.get("/plans").json()["plans"][0]
 
     # A top-up is an invoice paid on the chain; once PAID its amount is credited, once.

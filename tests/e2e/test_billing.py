@@ -72,7 +72,8 @@ def test_purchase_paid_by_payment_watch_alone(gateway_url, admin_client, plan):
 
     customer = register(gateway_url)
     options = customer.get("/payment-options").json()["options"]
-    assert {"asset": "USDT", "network": "TRON"} in options
+    assert {"provider": "sandbox", "asset": "USDT", "network": "TRON",
+            "label": "USDT · TRON · Sandbox chain"} in options
     r = create_invoice(customer, plan["id"])
     assert r.status_code == 201, r.text
     invoice = r.json()["invoice"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 
-from tests.conftest import register, sql, wait_for
+from tests.conftest import payment_option, register, sql, wait_for
 
 
 def create_code(admin_client, **fields) -> dict:
@@ -22,7 +22,7 @@ def test_preview_buy_with_a_code_and_its_limits(stack, gateway_url, admin_client
         "max_devices": 2}).json()["plan"]
     quarter = create_code(admin_client, max_uses=1)
     first, second = register(gateway_url), register(gateway_url)
-    option = first.get("/payment-options").json()["options"][0]
+    option = payment_option(first)
 
     preview = first.get(f"/promo-codes/{quarter['code'].upper()}", params={"plan_id": plan["id"]})
     assert preview.status_code == 200, preview.text

@@ -87,7 +87,8 @@ async def create_invoice(billing_url: str) -> tuple[dict, str]:
     pid = await plan_id(billing_url)
     async with httpx.AsyncClient(base_url=billing_url, timeout=10) as c:
         options = (await c.get("/internal/payment-options", headers=as_user())).json()
-        assert options == {"options": [{"asset": "BTC", "network": "BITCOIN"}]}
+        assert options == {"options": [{"provider": "btcpay", "asset": "BTC",
+                                        "network": "BITCOIN", "label": "BTC · BITCOIN · BTCPay"}]}
         r = await c.post("/internal/invoices",
                          headers={**as_user(), "Idempotency-Key": uuid.uuid4().hex},
                          json={"plan_id": pid, "asset": "BTC", "network": "BITCOIN"})

@@ -39,7 +39,7 @@ async def processes(migrated, db) -> AsyncIterator[tuple[httpx.AsyncClient, obje
         yield api, worker
         await api.delete("/internal/sandbox/faults")
     await worker.close()
-    await app.state.billing.provider.close()
+    await app.state.billing.providers.close()
     await app.state.db.dispose()
 
 

@@ -284,7 +284,7 @@ async def test_provider_outage_refuses_new_invoices_and_delays_settling_without_
     plan_id = await new_plan(db)
     body = InvoiceCreate(plan_id=plan_id, asset="USDT", network="TRON")
     key = uuid.uuid4().hex
-    faults = sandbox.billing.provider.faults
+    faults = sandbox.billing.providers.get("sandbox").faults
     try:
         await faults.add("create_checkout", message="timed out", delay_ms=50)
         with pytest.raises(ServiceUnavailable):

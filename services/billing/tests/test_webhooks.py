@@ -63,8 +63,8 @@ async def billing(migrated) -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest.fixture
 async def with_testpay(migrated, monkeypatch) -> AsyncIterator[httpx.AsyncClient]:
-    monkeypatch.setattr(wiring, "WEBHOOK_SOURCES",
-                        (*wiring.WEBHOOK_SOURCES, lambda settings: TestpayWebhooks()))
+    monkeypatch.setattr(wiring, "PROVIDERS", {**wiring.PROVIDERS, "testpay": wiring.Registration(
+        wiring.PROVIDERS["sandbox"].build, lambda settings: TestpayWebhooks())})
     async for client in client_for(make_settings(BTCPAY_WEBHOOK_SECRET=SECRET)):
         yield client
 

@@ -166,3 +166,11 @@ def _with_credentials(url: str, user: str, password: str) -> str:
     if parts.port:
         netloc += f":{parts.port}"
     return _asyncpg_url(urlunsplit((parts.scheme, netloc, parts.path, parts.query, "")))
+
+
+def provider_names(single: str, listed: str | list[str]) -> list[str]:
+    """The enabled payment providers: `PAYMENT_PROVIDERS` (comma separated, in order) or, when
+    it is not set, the one `PAYMENT_PROVIDER` names. Read alike by billing and the gateway."""
+    names = listed.split(",") if isinstance(listed, str) else listed
+    names = [n.strip() for n in names if n and n.strip()]
+    return names or [single]

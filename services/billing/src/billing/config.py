@@ -1,16 +1,22 @@
 """Settings of the billing service: provider choice, rate lock, sandbox chain, watch schedules."""
 
 from decimal import Decimal
+from typing import Annotated
 
-from pydantic import Field
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode
 
-from runtime.settings import service_settings
+from runtime.settings import provider_names, service_settings
 
 DEV_BTCPAY_WEBHOOK_SECRET = "dev-btcpay-webhook-secret"
 
 
 class Settings(service_settings("billing", port=8101)):
+    # The providers customers may pay with, in the order they are offered (comma separated);
+    # PAYMENT_PROVIDER (one name) stays accepted when PAYMENT_PROVIDERS is not set.
     payment_provider: str = Field("sandbox", alias="PAYMENT_PROVIDER")
+    payment_providers_setting: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, alias="PAYMENT_PROVIDERS")
     rate_lock_minutes: int = Field(15, alias="RATE_LOCK_MINUTES", ge=1)
     # USD per unit of each asset, used by the fixed-rate source (the default rate source).
     fixed_rates_usd: dict[str, Decimal] = Field(
@@ -53,16 +59,30 @@ class Settings(service_settings("billing", port=8101)):
     # instead of exhausting the server's connection slots.
     api_pool_size: int = Field(5, alias="BILLING_DB_POOL_SIZE", ge=1)
 
+    @field_validator("payment_providers_setting", mode="before")
+    @classmethod
+    def _split_providers(cls, v):
+        names = provider_names("", v)
+        names = [n for n in names if n]
+        if len(set(names)) != len(names):
+            raise ValueError("PAYMENT_PROVIDERS names a provider twice")
+        return names
+
+    @property
+    def payment_providers(self) -> list[str]:
+        return provider_names(self.payment_provider, self.payment_providers_setting)
+
     @property
     def is_sandbox(self) -> bool:
-        return self.payment_provider == "sandbox"
+        return "sandbox" in self.payment_providers
 
     def sandbox_adapters(self) -> dict[str, bool]:
-        return {**super().sandbox_adapters(), "PAYMENT_PROVIDER": self.is_sandbox}
+        name = "PAYMENT_PROVIDERS" if self.payment_providers_setting else "PAYMENT_PROVIDER"
+        return {**super().sandbox_adapters(), name: self.is_sandbox}
 
     def secret_defaults(self) -> dict[str, bool]:
         weak = super().secret_defaults()
-        if self.payment_provider == "btcpay":
+        if "btcpay" in self.payment_providers:
             weak["BTCPAY_WEBHOOK_SECRET"] = self.btcpay_webhook_secret in (
                 DEV_BTCPAY_WEBHOOK_SECRET, "")
         return weak

@@ -69,6 +69,12 @@ async def idempotency_key(request: Request) -> str:
     return key
 
 
+def option_label(billing: BillingService, provider: str, asset: str, network: str) -> str:
+    """How the customer sees a payment option: the asset, its network, and the method."""
+    title = getattr(billing.providers.get(provider), "title", provider)
+    return f"{asset} · {network} · {title}"
+
+
 async def billing_service(request: Request) -> BillingService:
     return request.app.state.billing
 
@@ -77,9 +83,10 @@ Billing = Annotated[BillingService, Depends(billing_service)]
 
 
 async def sandbox_provider(billing: Billing) -> SandboxProvider:
-    if not isinstance(billing.provider, SandboxProvider):  # the router is mounted only for it
+    sandbox = billing.providers.get(SandboxProvider.name)
+    if not isinstance(sandbox, SandboxProvider):  # the router is mounted only for it
         raise NotFound("The sandbox payment provider is not in use")
-    return billing.provider
+    return sandbox
 
 
 Sandbox = Annotated[SandboxProvider, Depends(sandbox_provider)]
@@ -100,7 +107,9 @@ async def list_plans(s: Session, _: Ident):
 
 @router.get("/payment-options", response_model=PaymentOptions)
 async def payment_options(billing: Billing, _: Ident):
-    return {"options": [{"asset": a, "network": n} for a, n in billing.options()]}
+    return {"options": [
+        {"provider": p, "asset": a, "network": n, "label": option_label(billing, p, a, n)}
+        for p, a, n in billing.options()]}
 
 
 @router.post("/invoices", status_code=201, response_model=InvoiceEnvelope)
@@ -287,8 +296,8 @@ async def admin_adjust_balance(user_id: UserId, body: AdjustmentBody, s: Session
 
 
 @sandbox_router.post("/transfers", status_code=201, response_model=TransferOut)
-async def sandbox_transfer(body: TransferBody, s: Session, billing: Billing, _: Ident):
-    if (body.asset, body.network) not in billing.options():
+async def sandbox_transfer(body: TransferBody, s: Session, sandbox: Sandbox, _: Ident):
+    if (body.asset, body.network) not in sandbox.options():
         raise ValidationFailed("This asset/network is not on the sandbox chain",
                                {"asset": body.asset, "network": body.network})
     transfer = await sandbox_chain.transfer(s, address=body.address, asset=body.asset,

@@ -22,9 +22,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.exceptions import InsufficientBalance
-from billing.metrics import INVOICE_TRANSITIONS, PROVIDER_ERRORS
+from billing.metrics import INVOICE_TRANSITIONS
 from billing.models import Invoice, Plan
-from billing.providers.base import CheckoutRequest, ProviderError
 from billing.rates import asset_amount
 from billing.repository import PlanRepository
 from billing.service import (
@@ -44,6 +43,7 @@ from contracts.billing import InvoiceCreatedV1, RenewalReminderV1
 from contracts.provisioning import SubscriptionExpiringV1, SubscriptionRenewalDueV1
 from runtime.clock import now as utcnow
 from runtime.db import Database
+from runtime.errors import ServiceUnavailable
 from runtime.logging import get_logger
 
 log = get_logger(__name__)
@@ -114,23 +114,20 @@ class RenewalService:
                                    key: str, now: datetime) -> str:
         async with db.transaction() as s:
             plan = await self._plan(s, event.plan_id)
-            asset, network = await self._payment_choice(s, event.user_id)
+            provider, asset, network = await self._payment_choice(s, event.user_id)
         if plan is None:
             return "plan_unavailable"
         billing = self.billing
-        rate = await billing.rates.usd_per_unit(asset)
+        adapter = billing.providers.choose(asset, network, provider)
         invoice = self._invoice(event, key, plan, now, asset=asset, network=network,
-                                provider=billing.provider.name, rate=rate)
+                                provider=adapter.name)
         invoice.rate_locked_until = now + timedelta(minutes=billing.settings.rate_lock_minutes)
-        try:
-            checkout = await billing.provider.create_checkout(CheckoutRequest(
-                invoice_id=invoice.id, amount_usd=invoice.amount_usd, asset=asset,
-                network=network, amount_asset=invoice.amount_asset,
-                expires_at=invoice.rate_locked_until))
-        except ProviderError as exc:  # raised: the message is delivered again later
-            PROVIDER_ERRORS.labels(exc.provider, exc.operation).inc()
-            log.warning("renewal_checkout_failed", subscription_id=event.subscription_id,
-                        error=str(exc)[:300])
+        try:  # a failure raises: the message is delivered again later
+            checkout, invoice.rate_usd, invoice.amount_asset = await billing.checkout(
+                adapter, invoice_id=invoice.id, amount_usd=invoice.amount_usd, asset=asset,
+                network=network, expires_at=invoice.rate_locked_until)
+        except ServiceUnavailable:
+            log.warning("renewal_checkout_failed", subscription_id=event.subscription_id)
             raise
         invoice.address, invoice.payment_url = checkout.address, checkout.payment_url
         invoice.provider_ref = checkout.provider_ref
@@ -189,21 +186,23 @@ class RenewalService:
         plan = await PlanRepository(s).get(plan_id) if plan_id else None
         return plan if plan is not None and plan.is_active else None
 
-    async def _payment_choice(self, s: AsyncSession, user_id: str) -> tuple[str, str]:
-        """The asset the customer last paid with, while it is accepted; else the first one."""
+    async def _payment_choice(self, s: AsyncSession, user_id: str) -> tuple[str, str, str]:
+        """(provider, asset, network) the customer last paid with, while it is offered; else
+        the first option."""
         options = self.billing.options()
-        rows = await s.execute(sa.select(Invoice.asset, Invoice.network).where(
-            Invoice.user_id == user_id, Invoice.status == PAID,
-            Invoice.provider == self.billing.provider.name)
-            .order_by(Invoice.paid_at.desc()).limit(1))
+        rows = await s.execute(sa.select(Invoice.provider, Invoice.asset, Invoice.network)
+                               .where(Invoice.user_id == user_id, Invoice.status == PAID,
+                                      Invoice.provider.in_([p for p, _, _ in options]))
+                               .order_by(Invoice.paid_at.desc()).limit(1))
         last = rows.first()
-        if last is not None and (last.asset, last.network) in options:
-            return last.asset, last.network
+        if last is not None and tuple(last) in options:
+            return last.provider, last.asset, last.network
         return options[0]
 
     @staticmethod
     def _invoice(event: SubscriptionRenewalDueV1, key: str, plan: Plan, now: datetime, *,
                  asset: str, network: str, provider: str, rate: Decimal = Decimal(1)) -> Invoice:
+        """A RENEWAL invoice of the period `key` (priced at `rate`; the checkout may reprice)."""
         price = plan.price_usd
         return Invoice(
             id=new_id(), user_id=event.user_id, kind=RENEWAL_KIND, plan_id=plan.id,

@@ -23,7 +23,14 @@ from billing.ledger import Ledger
 from billing.metrics import INVOICE_TRANSITIONS, PAYMENT_SETTLE_SECONDS, PROVIDER_ERRORS
 from billing.models import Invoice, Payment, Plan, TelegramLink, Trial, outbox
 from billing.promo import Offer, PromoService
-from billing.providers.base import CheckoutRequest, ObservedPayment, PaymentProvider, ProviderError
+from billing.providers.base import (
+    Checkout,
+    CheckoutRequest,
+    ObservedPayment,
+    PaymentProvider,
+    ProviderError,
+    Providers,
+)
 from billing.rates import RateSource, asset_amount
 from billing.referrals import ReferralService
 from billing.repository import IdempotencyRepository, InvoiceRepository, PlanRepository
@@ -232,26 +239,28 @@ class PlanService:
 
 
 class BillingService:
-    """Invoices and payments; the provider and rate source are the configured adapters."""
+    """Invoices and payments; the enabled providers and the rate source are the configured
+    adapters. No provider is named here: an invoice's `provider` picks its adapter."""
 
-    def __init__(self, settings: Settings, provider: PaymentProvider, rates: RateSource):
+    def __init__(self, settings: Settings, providers: Providers, rates: RateSource):
         self.settings = settings
-        self.provider = provider
+        self.providers = providers
         self.rates = rates
 
-    def options(self) -> list[tuple[str, str]]:
-        return self.provider.options()
+    def options(self) -> list[tuple[str, str, str]]:
+        """(provider, asset, network) of every enabled provider."""
+        return self.providers.options()
 
     # ---------------------------------------------------------------- invoice creation
 
-    def orderable_payment(self, asset: str, network: str) -> None:
-        if (asset, network) not in self.options():
-            raise ValidationFailed("This asset/network is not accepted",
-                                   {"asset": asset, "network": network})
+    def orderable_payment(self, asset: str, network: str,
+                          provider: str | None = None) -> PaymentProvider:
+        """The provider that takes this payment (400 when none does)."""
+        return self.providers.choose(asset, network, provider)
 
     async def orderable_plan(self, session: AsyncSession, body: InvoiceCreate) -> Plan:
         """Checks that make a request invalid (400, nothing stored under the idempotency key)."""
-        self.orderable_payment(body.asset, body.network)
+        self.orderable_payment(body.asset, body.network, body.provider)
         plan = await PlanRepository(session).get(body.plan_id)
         if plan is None or not plan.is_active:
             raise ValidationFailed("Unknown or inactive plan", {"plan_id": body.plan_id})
@@ -281,7 +290,7 @@ class BillingService:
         amount = Decimal(body.amount_usd)
 
         async def validate(s: AsyncSession) -> None:
-            self.orderable_payment(body.asset, body.network)
+            self.orderable_payment(body.asset, body.network, body.provider)
             low, high = self.settings.top_up_min_usd, self.settings.top_up_max_usd
             if not low <= amount <= high:
                 raise ValidationFailed("A top-up is between the minimum and the maximum", {
@@ -291,11 +300,13 @@ class BillingService:
         async def create(token: str, _: None) -> str:
             return await self._open_invoice(db, user_id=user_id, key=key, token=token,
                                             asset=body.asset, network=body.network,
-                                            amount_usd=amount, plan=None)
+                                            provider=body.provider, amount_usd=amount,
+                                            plan=None)
 
         return await self._idempotent(
             db, user_id=user_id, key=key, validate=validate, create=create,
-            fingerprint=request_fingerprint("POST /balance/top-ups", body.model_dump()))
+            fingerprint=request_fingerprint("POST /balance/top-ups",
+                                            body.model_dump(exclude_none=True)))
 
     async def _idempotent(self, db: Database, *, user_id: str, key: str, fingerprint: str,
                           validate: Callable[[AsyncSession], Awaitable[Any]],
@@ -364,26 +375,42 @@ class BillingService:
                                             body=body, amount=amount)
         return await self._open_invoice(db, user_id=user_id, key=key, token=token,
                                         asset=body.asset, network=body.network,
-                                        amount_usd=amount, plan=plan,
+                                        provider=body.provider, amount_usd=amount, plan=plan,
                                         promo_code=body.promo_code)
 
-    async def _open_invoice(self, db: Database, *, user_id: str, key: str, token: str,
-                            asset: str, network: str, amount_usd: Decimal,
-                            plan: Plan | None, promo_code: str | None = None) -> str:
-        """An invoice paid through the provider: of the plan, or (no plan) a TOP_UP."""
+    async def checkout(self, provider: PaymentProvider, *, invoice_id: str, amount_usd: Decimal,
+                       asset: str, network: str, expires_at: datetime
+                       ) -> tuple[Checkout, Decimal, Decimal]:
+        """Open the provider's checkout for a new invoice: (checkout, USD per unit, amount of
+        the asset). The amount is ours at the rate source's rate unless the provider prices
+        the invoice itself. A provider that fails is 503 and nothing is stored."""
         rate = await self.rates.usd_per_unit(asset)
         amount = asset_amount(amount_usd, rate)
-        invoice_id = new_id()
-        now = utcnow()
-        locked_until = now + timedelta(minutes=self.settings.rate_lock_minutes)
         try:
-            checkout = await self.provider.create_checkout(CheckoutRequest(
+            checkout = await provider.create_checkout(CheckoutRequest(
                 invoice_id=invoice_id, amount_usd=amount_usd, asset=asset, network=network,
-                amount_asset=amount, expires_at=locked_until))
+                amount_asset=amount, expires_at=expires_at))
         except ProviderError as exc:
             PROVIDER_ERRORS.labels(exc.provider, exc.operation).inc()
             log.warning("provider_create_failed", provider=exc.provider, error=str(exc)[:300])
             raise ServiceUnavailable("The payment provider is unavailable") from exc
+        if checkout.amount_asset is not None and checkout.amount_asset > 0:
+            amount = checkout.amount_asset
+            rate = (amount_usd / amount).quantize(Decimal("0.00000001"))
+        return checkout, rate, amount
+
+    async def _open_invoice(self, db: Database, *, user_id: str, key: str, token: str,
+                            asset: str, network: str, provider: str | None,
+                            amount_usd: Decimal, plan: Plan | None,
+                            promo_code: str | None = None) -> str:
+        """An invoice paid through a provider: of the plan, or (no plan) a TOP_UP."""
+        adapter = self.providers.choose(asset, network, provider)
+        invoice_id = new_id()
+        now = utcnow()
+        locked_until = now + timedelta(minutes=self.settings.rate_lock_minutes)
+        checkout, rate, amount = await self.checkout(
+            adapter, invoice_id=invoice_id, amount_usd=amount_usd, asset=asset,
+            network=network, expires_at=locked_until)
         async with db.transaction() as s:
             if plan is not None:
                 plan_id = plan.id
@@ -396,7 +423,7 @@ class BillingService:
                 **_promo_fields(offer),
                 status=CREATED, amount_usd=amount_usd, asset=asset, network=network,
                 rate_usd=rate, amount_asset=amount, address=checkout.address,
-                payment_url=checkout.payment_url, provider=self.provider.name,
+                payment_url=checkout.payment_url, provider=adapter.name,
                 provider_ref=checkout.provider_ref, rate_locked_until=locked_until,
                 created_at=now, updated_at=now, amount_received_asset=Decimal(0),
                 overpaid_asset=Decimal(0), underpaid_asset=Decimal(0),

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from billing.config import Settings
 from billing.metrics import PROVIDER_ERRORS
 from billing.models import Invoice
-from billing.providers.base import ObservedPayment, ProviderError
+from billing.providers.base import ObservedPayment, PaymentProvider, ProviderError
 from billing.repository import InvoiceRepository
 from billing.service import OPEN, BillingService, utcnow
 from runtime.db import Database
@@ -30,17 +30,21 @@ class PaymentWatcher:
     def __init__(self, db: Database, billing: BillingService, settings: Settings):
         self.db = db
         self.billing = billing
-        self.provider = billing.provider
+        self.providers = billing.providers
         self.settings = settings
 
     async def watch_one(self, invoice_id: str, now: datetime | None = None) -> str:
-        """Observe one invoice at its provider and settle what changed; returns its status."""
+        """Observe one invoice at its provider and settle what changed; returns its status
+        (`provider_not_active` when its provider is not enabled: nothing is asked)."""
         async with self.db.transaction() as s:
             invoice = await InvoiceRepository(s).get(invoice_id)
         if invoice is None:
             return "missing"
+        provider = self.providers.get(invoice.provider)
+        if provider is None:
+            return "provider_not_active"
         try:
-            observed = await self.provider.observe(invoice)
+            observed = await provider.observe(invoice)
         except ProviderError as exc:
             return self._provider_failed(invoice_id, exc)
         return await self._settle(invoice, observed, now)
@@ -63,12 +67,14 @@ class PaymentWatcher:
             await self.billing.reconcile(s, locked, observed, at)
             return locked.status
 
-    async def _watch_all(self, ids: list[str]) -> dict[str, int]:
+    async def _watch_all(self, provider: PaymentProvider, ids: list[str]) -> dict[str, int]:
         """One read of the invoices, one batch observation, then a locked reconcile for each
         invoice that may have changed (at most `watch_concurrency` at once)."""
+        if not ids:
+            return {}
         async with self.db.transaction() as s:
             invoices = await InvoiceRepository(s).get_many(ids)
-        observed = await self.provider.observe_many(invoices)
+        observed = await provider.observe_many(invoices)
         gate = asyncio.Semaphore(self.settings.watch_concurrency)
         outcomes: dict[str, int] = {}
 
@@ -88,17 +94,25 @@ class PaymentWatcher:
         await asyncio.gather(*(one(i) for i in invoices))
         return outcomes
 
+    async def _each_provider(self, find) -> dict[str, int]:
+        """`_watch_all` for every enabled provider, one after the other; the outcomes summed."""
+        total: dict[str, int] = {}
+        for provider in self.providers:
+            async with self.db.transaction() as s:
+                ids = await find(InvoiceRepository(s), provider.name)
+            for status, n in (await self._watch_all(provider, ids)).items():
+                total[status] = total.get(status, 0) + n
+        return total
+
     async def payment_watch(self) -> dict[str, int]:
-        """Every open invoice, every invoice with a payment still confirming, recent closed ones."""
+        """Every open invoice, every invoice with a payment still confirming, recent closed ones,
+        of every enabled provider."""
         late_since = utcnow() - timedelta(hours=self.settings.late_payment_watch_hours)
-        async with self.db.transaction() as s:
-            ids = await InvoiceRepository(s).ids_to_watch(self.provider.name, late_since,
-                                                          WATCH_BATCH)
-        return await self._watch_all(ids)
+        return await self._each_provider(
+            lambda repo, name: repo.ids_to_watch(name, late_since, WATCH_BATCH))
 
     async def invoice_expiry(self) -> dict[str, int]:
         """Open invoices whose rate lock has passed: a last look at the provider, then expire."""
-        async with self.db.transaction() as s:
-            ids = await InvoiceRepository(s).ids_past_lock(self.provider.name, utcnow(),
-                                                           WATCH_BATCH)
-        return await self._watch_all(ids)
+        now = utcnow()
+        return await self._each_provider(
+            lambda repo, name: repo.ids_past_lock(name, now, WATCH_BATCH))

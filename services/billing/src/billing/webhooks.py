@@ -51,7 +51,7 @@ class WebhookService:
             invoice = await InvoiceRepository(s).by_provider_ref(provider, ref) if ref else None
         if invoice is None:
             outcome = "unknown_invoice"
-        elif self.watcher.provider.name != provider:
+        elif provider not in self.watcher.providers:
             outcome = "provider_not_active"
         else:
             outcome = f"invoice:{await self.watcher.watch_one(invoice.id)}"

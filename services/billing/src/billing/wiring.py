@@ -1,10 +1,10 @@
 """Builds the configured adapters and services once per process (API and worker alike).
 
 The payment providers are registered here by name: `PROVIDERS` holds how to build each one
-`PAYMENT_PROVIDER` may name, `WEBHOOK_SOURCES` the providers whose webhooks billing accepts (at
-`/internal/webhooks/{name}`, whichever provider is active: a delivery about another provider's
-invoice is stored and answered with the outcome `provider_not_active`). A new provider is its
-module under `billing.providers` plus its lines here.
+`PAYMENT_PROVIDERS` may name and, for one that sends webhooks, its webhook source (accepted at
+`/internal/webhooks/{name}` whether or not it is enabled: a delivery about an invoice of a
+provider that is not enabled is stored and answered `provider_not_active`). A new provider is
+its module under `billing.providers` plus its line here.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from billing.config import Settings
-from billing.providers.base import PaymentProvider, WebhookSource
+from billing.providers.base import PaymentProvider, Providers, WebhookSource
 from billing.providers.btcpay import BTCPayProvider, BTCPayWebhooks
 from billing.providers.sandbox import SandboxProvider
 from billing.rates import FixedRateSource
@@ -36,26 +36,33 @@ def _btcpay(settings: Settings, db: Database) -> PaymentProvider:
                           concurrency=settings.watch_concurrency)
 
 
-PROVIDERS: dict[str, Callable[[Settings, Database], PaymentProvider]] = {
-    "sandbox": _sandbox,
-    "btcpay": _btcpay,
+@dataclass(frozen=True)
+class Registration:
+    """How to build a provider, and its webhooks when it sends any."""
+
+    build: Callable[[Settings, Database], PaymentProvider]
+    webhooks: Callable[[Settings], WebhookSource] | None = None
+
+
+PROVIDERS: dict[str, Registration] = {
+    "sandbox": Registration(_sandbox),
+    "btcpay": Registration(_btcpay, lambda s: BTCPayWebhooks(s.btcpay_webhook_secret)),
 }
 
-WEBHOOK_SOURCES: tuple[Callable[[Settings], WebhookSource], ...] = (
-    lambda settings: BTCPayWebhooks(settings.btcpay_webhook_secret),
-)
 
-
-def build_provider(settings: Settings, db: Database) -> PaymentProvider:
-    build = PROVIDERS.get(settings.payment_provider)
-    if build is None:
-        raise ValueError(f"unknown PAYMENT_PROVIDER {settings.payment_provider!r}")
-    return build(settings, db)
+def build_providers(settings: Settings, db: Database) -> Providers:
+    """The providers PAYMENT_PROVIDERS enables, in its order (an unknown name: ValueError)."""
+    unknown = [n for n in settings.payment_providers if n not in PROVIDERS]
+    if unknown:
+        raise ValueError(f"unknown payment provider(s) {', '.join(unknown)}; known: "
+                         f"{', '.join(PROVIDERS)}")
+    return Providers([PROVIDERS[n].build(settings, db) for n in settings.payment_providers])
 
 
 def build_webhook_sources(settings: Settings) -> dict[str, WebhookSource]:
-    """The webhook sources by the name each declares (the name in the webhook's URL)."""
-    sources = [build(settings) for build in WEBHOOK_SOURCES]
+    """Every registered provider's webhooks, by the name in their URL: a delivery about a
+    provider that is not enabled is stored and answered `provider_not_active`."""
+    sources = [r.webhooks(settings) for r in PROVIDERS.values() if r.webhooks is not None]
     return {source.name: source for source in sources}
 
 
@@ -67,11 +74,11 @@ class Components:
     renewals: RenewalService
 
     async def close(self) -> None:
-        await self.billing.provider.close()
+        await self.billing.providers.close()
 
 
 def build_components(settings: Settings, db: Database) -> Components:
-    billing = BillingService(settings, build_provider(settings, db),
+    billing = BillingService(settings, build_providers(settings, db),
                              FixedRateSource(settings.fixed_rates_usd))
     watcher = PaymentWatcher(db, billing, settings)
     webhooks = WebhookService(db, watcher, build_webhook_sources(settings))

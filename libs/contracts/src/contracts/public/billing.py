@@ -51,10 +51,16 @@ SignedUsdIn = Annotated[str,
                         Field(examples=["5.00", "-2.50"])]
 
 
+ProviderName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$", examples=["btcpay"])]
+
+
 class InvoiceCreate(Strict):
     plan_id: Ident
     asset: Code
     network: Code
+    provider: ProviderName | None = Field(
+        None, description="an enabled provider (`GET /payment-options`); missing: the first "
+                          "that accepts `asset` and `network`")
     promo_code: PromoCodeIn | None = Field(
         None, description="a refused code is 422 `PROMO_CODE_INVALID` with `details.reason`")
     pay_with: PayWith | None = Field(
@@ -66,6 +72,7 @@ class TopUpCreate(Strict):
     amount_usd: UsdIn = Field(description="between TOP_UP_MIN_USD (1) and TOP_UP_MAX_USD (1000)")
     asset: Code
     network: Code
+    provider: ProviderName | None = None
 
 
 class PromoCodeCreate(Strict):
@@ -189,8 +196,10 @@ class PlanDeleted(BaseModel):
 
 
 class PaymentOption(BaseModel):
+    provider: str = Field(description="the payment method, as `POST /invoices` takes it")
     asset: str
     network: str
+    label: str = Field(description="how the option is shown to the customer")
 
 
 class PaymentOptions(BaseModel):

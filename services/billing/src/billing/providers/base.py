@@ -40,6 +40,9 @@ class Checkout:
     provider_ref: str | None
     address: str | None
     payment_url: str | None
+    # What the provider itself asks for, when it prices the invoice (its own rate): the
+    # invoice then records this amount of `asset` instead of the one at our locked rate.
+    amount_asset: Decimal | None = None
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,8 @@ class ObservedPayment:
 
 class PaymentProvider(Protocol):
     name: str
+    # How the customer knows the method ("Crypto Bot", "BTCPay"), shown next to each option.
+    title: str
 
     def options(self) -> list[tuple[str, str]]:
         """The (asset, network) pairs this provider accepts."""
@@ -140,3 +145,48 @@ async def observe_each(provider: PaymentProvider, invoices: Sequence[Invoice],
 
     await asyncio.gather(*(one(i) for i in invoices))
     return out
+
+
+class Providers:
+    """The enabled payment providers, in `PAYMENT_PROVIDERS` order: what the customer may pay
+    with, and which adapter an invoice's `provider` names."""
+
+    def __init__(self, providers: Sequence[PaymentProvider]):
+        if not providers:
+            raise ValueError("at least one payment provider must be enabled")
+        self._by_name = {p.name: p for p in providers}
+
+    def __iter__(self):
+        return iter(self._by_name.values())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._by_name
+
+    def get(self, name: str) -> PaymentProvider | None:
+        return self._by_name.get(name)
+
+    @property
+    def first(self) -> PaymentProvider:
+        return next(iter(self._by_name.values()))
+
+    def options(self) -> list[tuple[str, str, str]]:
+        """(provider, asset, network) of every enabled provider, in their order."""
+        return [(p.name, asset, network) for p in self for asset, network in p.options()]
+
+    def choose(self, asset: str, network: str, provider: str | None = None) -> PaymentProvider:
+        """The provider an invoice in `asset`/`network` goes to: the one named, or the first
+        that accepts the pair (clients from before several providers name none). Refused:
+        ValidationFailed (400), nothing stored."""
+        candidates = [self._by_name[provider]] if provider in self._by_name else (
+            [] if provider is not None else list(self))
+        for p in candidates:
+            if (asset, network) in p.options():
+                return p
+        details = {"asset": asset, "network": network}
+        if provider is not None:
+            details["provider"] = provider
+        raise ValidationFailed("This payment method is not accepted", details)
+
+    async def close(self) -> None:
+        for p in self:
+            await p.close()

@@ -73,6 +73,7 @@ class BTCPayWebhooks:
 
 class BTCPayProvider:
     name = "btcpay"
+    title = "BTCPay"
 
     def __init__(self, base_url: str, api_key: str, store_id: str, timeout: float,
                  monitoring_minutes: int = 24 * 60,

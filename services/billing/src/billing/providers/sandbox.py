@@ -42,6 +42,7 @@ def derive_address(network: str, invoice_id: str) -> str:
 
 class SandboxProvider:
     name = "sandbox"
+    title = "Sandbox chain"
 
     def __init__(self, db: Database, confirmations: int, faults: FaultSwitch):
         self.db = db
