@@ -116,3 +116,21 @@ async def test_retrying_a_failed_provision_job_reopens_its_grant_and_provisions(
 
         again = await client.post(f"/internal/admin/jobs/provision/{job_id}/retry")
         assert again.status_code == 409  # completed, no longer failed
+
+
+async def test_a_customer_reads_their_own_invoices_grant_only(app):
+    event = paid("grant-owner")
+    async with app.state.db.transaction() as s:
+        await app.state.service.record_and_apply(s, event, datetime.now(UTC))
+    own = admin(app, "USER")  # signed as admin-1: not the owner
+    owner_header = identity.sign(app.state.settings.internal_signing_key, "grant-owner", "USER",
+                                 audience="provisioner")
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://prov",
+                                 headers={identity.HEADER: owner_header}) as owner, own:
+        r = await owner.get(f"/internal/grants/{event.invoice_id}")
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert (body["status"], body["invoice_id"]) == ("APPLIED", event.invoice_id)
+        assert body["new_expires_at"] is not None and body["subscription_id"]
+        assert (await own.get(f"/internal/grants/{event.invoice_id}")).status_code == 404
+        assert (await owner.get("/internal/grants/no-such-invoice")).status_code == 404

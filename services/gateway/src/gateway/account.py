@@ -24,10 +24,10 @@ class AccountService:
         self.clients = clients
 
     async def register(self, email: str, password: str, ip: str,
-                       user_agent: str | None) -> SignedIn:
+                       user_agent: str | None, ref: str | None = None) -> SignedIn:
         await self.limits.register(ip)
         async with self.db.transaction() as s:
-            return await self.auth.register(s, email, password, ip, user_agent)
+            return await self.auth.register(s, email, password, ip, user_agent, ref=ref)
 
     async def login(self, email: str, password: str, ip: str, user_agent: str | None) -> SignedIn:
         await self.limits.login(ip, email)

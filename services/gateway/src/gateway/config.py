@@ -51,3 +51,8 @@ class Settings(service_settings("gateway", port=8000, schema="identity")):
     def anon_cookie(self) -> str:
         """The web pages' anonymous cookie (binds CSRF tokens before sign-in)."""
         return self._cookie("web_anon")
+
+    @property
+    def referral_cookie(self) -> str:
+        """The referral code a visitor came with (`/r/<code>`), kept until they sign up."""
+        return self._cookie("ref")

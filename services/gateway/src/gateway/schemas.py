@@ -11,12 +11,18 @@ from datetime import datetime
 from pydantic import BaseModel, EmailStr, Field
 
 from contracts.common import Role
-from contracts.public.common import Strict
+from contracts.public.common import Strict, Text
 
 
 class Credentials(Strict):
     email: EmailStr = Field(max_length=254)
     password: str = Field(min_length=10, max_length=256)
+
+
+class RegisterBody(Credentials):
+    ref: Text | None = Field(None, max_length=64, description=(
+        "a referral code (from `/r/<code>`); an unknown code is ignored, never an error, and "
+        "one's own is never a referral"))
 
 
 class LoginBody(Strict):

@@ -58,7 +58,9 @@ class AuthService:
         self.admin_email = (admin_email or "").strip().lower() or None
 
     async def register(self, s: AsyncSession, email: str, password: str, ip: str | None,
-                       user_agent: str | None) -> SignedIn:
+                       user_agent: str | None, ref: str | None = None) -> SignedIn:
+        """A new account, signed in. `ref` (a referral code) goes to billing in the event,
+        which records the referral or ignores a code it does not know."""
         email = email.strip()
         repo = UserRepository(s)
         check_new_password(password, email)
@@ -73,7 +75,8 @@ class AuthService:
         except IntegrityError as exc:
             raise Conflict("Email already registered", {"field": "email"}) from exc
         await events.add(s, UserRegisteredV1(user_id=user.id, email=user.email, role=role,
-                                             registered_at=user.created_at))
+                                             registered_at=user.created_at,
+                                             referral_code=(ref or "").strip() or None))
         token = await self._new_session(s, user, ip, user_agent)
         return SignedIn(user, token)
 

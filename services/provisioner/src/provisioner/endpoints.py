@@ -17,6 +17,7 @@ from provisioner.schemas import (
     AutoRenewBody,
     ExtendBody,
     FailedJobList,
+    GrantOut,
     RetriedJob,
     SandboxFaultBody,
     SubscriptionEnvelope,
@@ -46,6 +47,16 @@ def _admin_out(svc: ProvisioningService, sub) -> AdminSubscriptionOut:
 @router.get("/subscriptions", response_model=SubscriptionList)
 async def list_subscriptions(request: Request, ident: Ident, svc: Service):
     return {"subscriptions": await svc.list_own(request.app.state.db, ident)}
+
+
+@router.get("/grants/{invoice_id}", response_model=GrantOut)
+async def invoice_grant(invoice_id: str, s: Session, ident: Ident):
+    """The caller's own paid invoice's grant (another user's, or none yet: 404)."""
+    grant = await ProvisioningRepository(s).grant_by_invoice(invoice_id)
+    if grant is None or grant.user_id != ident.user_id:
+        raise NotFound("No grant for this invoice")
+    return {"invoice_id": invoice_id, "status": grant.status,
+            "subscription_id": grant.subscription_id, "new_expires_at": grant.new_expires_at}
 
 
 @router.get("/subscriptions/{sub_id}/access", response_model=AccessOut)

@@ -18,6 +18,7 @@ from contracts.public.subscriptions import (
     AdminSubscriptionOut,
     AutoRenewBody,
     ExtendBody,
+    GrantOut,
     SubscriptionEnvelope,
     SubscriptionList,
     SubscriptionOut,
@@ -26,7 +27,7 @@ from contracts.public.subscriptions import (
 
 __all__ = ["AccessOut", "AdminSubscriptionEnvelope", "AdminSubscriptionList",
            "AdminSubscriptionOut", "AutoRenewBody", "ExtendBody", "FailedJobList", "FailedJobOut",
-           "RetriedJob", "SandboxFaultBody", "SubscriptionEnvelope", "SubscriptionList",
+           "GrantOut", "RetriedJob", "SandboxFaultBody", "SubscriptionEnvelope", "SubscriptionList",
            "SubscriptionOut", "SubscriptionStatus"]
 
 

@@ -37,6 +37,16 @@ class SubscriptionEnvelope(BaseModel):
     subscription: SubscriptionOut
 
 
+class GrantOut(BaseModel):
+    """What became of a paid invoice's time: `APPLIED` once it is on the subscription, with
+    the `expires_at` it gave."""
+
+    invoice_id: str
+    status: Literal["PENDING", "APPLIED", "FAILED", "REFUND_PENDING", "REFUNDED", "SKIPPED"]
+    subscription_id: str | None
+    new_expires_at: datetime | None
+
+
 class AccessOut(BaseModel):
     backend: str
     access_url: str = Field(description="The access key / subscription URL to import in a client")

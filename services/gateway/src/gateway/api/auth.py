@@ -11,7 +11,7 @@ from gateway.account import delete_session_cookie, set_session_cookie
 from gateway.api.deps import Account, Caller, CurrentCaller, client_ip, current_caller_even_blocked
 from gateway.models import User
 from gateway.repository import SignedInUser
-from gateway.schemas import Credentials, LoginBody, UserEnvelope
+from gateway.schemas import LoginBody, RegisterBody, UserEnvelope
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
@@ -22,9 +22,9 @@ def user_out(user: User | SignedInUser) -> dict:
 
 
 @router.post("/register", status_code=201, response_model=UserEnvelope)
-async def register(body: Credentials, request: Request, response: Response, account: Account):
+async def register(body: RegisterBody, request: Request, response: Response, account: Account):
     signed = await account.register(body.email, body.password, client_ip(request),
-                                    request.headers.get("user-agent"))
+                                    request.headers.get("user-agent"), ref=body.ref)
     set_session_cookie(request, response, signed.token)
     return {"user": user_out(signed.user)}
 

@@ -1,5 +1,5 @@
-"""`/plans`, `/payment-options`, `/invoices/*`, `/balance/*`, `/sandbox/*`, `/payments/webhooks/*`,
-admin billing.
+"""`/plans`, `/payment-options`, `/invoices/*`, `/balance/*`, `/referrals`, `/sandbox/*`,
+`/payments/webhooks/*`, admin billing.
 
 Thin: bodies are validated against the public schemas, then the billing client is called and its
 answer handed on unchanged. The `Idempotency-Key` header goes through as sent (billing owns the
@@ -38,6 +38,7 @@ from contracts.public.billing import (
     PromoCodeCreate,
     PromoCodeUpdate,
     PromoPreview,
+    ReferralsOut,
     RefundBody,
     TopUpCreate,
     TransferBody,
@@ -119,6 +120,13 @@ async def get_balance(clients: Clients, caller: CurrentCaller,
                       cursor: str | None = CursorQuery):
     """The balance and its ledger, newest first (`amount_usd` signed)."""
     return (await clients.billing.balance(caller, limit, cursor)).response()
+
+
+@router.get("/referrals", response_model=ReferralsOut, responses=ERRORS)
+async def get_referrals(clients: Clients, caller: CurrentCaller):
+    """Your referral code and link (`APP_BASE_URL/r/<code>`), how many signed up with it, how
+    many paid, and what you were rewarded (taken back when their invoice was refunded)."""
+    return (await clients.billing.referrals(caller)).response()
 
 
 @router.post("/balance/top-ups", status_code=201, response_model=InvoiceEnvelope,

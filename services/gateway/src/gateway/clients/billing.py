@@ -23,6 +23,7 @@ from contracts.public.billing import (
     PlanList,
     PromoCodeCreate,
     PromoPreview,
+    ReferralsOut,
     RefundBody,
     TopUpCreate,
     TransferBody,
@@ -53,6 +54,9 @@ class BillingClient(ServiceClient):
                       cursor: str | None = None) -> Reply[BalanceOut]:
         return await self.call(BalanceOut, "GET", "/internal/balance", who,
                                params={"limit": limit, "cursor": cursor or None})
+
+    async def referrals(self, who: Who) -> Reply[ReferralsOut]:
+        return await self.call(ReferralsOut, "GET", "/internal/referrals", who)
 
     async def top_up(self, who: Who, body: TopUpCreate,
                      idempotency_key: str | None) -> Reply[InvoiceEnvelope]:

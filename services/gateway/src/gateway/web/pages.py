@@ -80,6 +80,9 @@ class Pages:
     async def balance(self, caller: Caller, cursor: str | None = None) -> dict:
         return (await self.clients.billing.balance(caller, 20, cursor)).json()
 
+    async def referrals(self, caller: Caller) -> dict:
+        return (await self.clients.billing.referrals(caller)).json()
+
     async def top_up(self, caller: Caller, body: TopUpCreate, idempotency_key: str) -> dict:
         await self.state.limits.invoice(caller.id)  # a top-up is an invoice
         reply = await self.clients.billing.top_up(caller, body, idempotency_key)

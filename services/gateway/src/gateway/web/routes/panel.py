@@ -163,6 +163,11 @@ async def _balance_page(request: Request, caller, cursor: str | None, *, errors:
                   form=form, idempotency_key=uuid.uuid4().hex)
 
 
+@router.get("/referrals")
+async def referrals(request: Request, caller: SignedIn):
+    return render(request, "panel/referrals.html", referrals=await Pages(request).referrals(caller))
+
+
 @router.post("/balance/top-ups")
 async def top_up(request: Request, caller: SignedIn, form: Form):
     pages = Pages(request)

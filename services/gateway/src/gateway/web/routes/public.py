@@ -1,13 +1,16 @@
-"""The public site: landing page, register, sign in, sign out, language switch."""
+"""The public site: landing page, a referral link, register, sign in, sign out, language
+switch."""
 
 from __future__ import annotations
+
+import re
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse
 
 from gateway.account import delete_session_cookie, set_session_cookie
 from gateway.api.deps import STAFF, client_ip
-from gateway.schemas import Credentials, LoginBody
+from gateway.schemas import LoginBody, RegisterBody
 from gateway.web.deps import Form, OptionalCaller
 from gateway.web.forms import FormInvalid, password_errors, validate
 from gateway.web.i18n import LANGUAGES
@@ -30,6 +33,9 @@ from runtime.errors import (
 )
 
 router = APIRouter(route_class=WebRoute)
+# A referral link's code is remembered this long, for a sign-up that follows the visit.
+REFERRAL_COOKIE_SECONDS = 86400
+REFERRAL_CODE = re.compile(r"^[A-Za-z0-9]{1,32}$")
 # Unknown pages under the web prefixes get the 404 page rather than a JSON error.
 fallback = APIRouter(route_class=WebRoute)
 
@@ -54,21 +60,42 @@ async def landing(request: Request, caller: OptionalCaller):
     return render(request, "public/landing.html", plans=plans)
 
 
+def _referral(request: Request) -> str:
+    code = request.cookies.get(request.app.state.settings.referral_cookie, "")
+    return code if REFERRAL_CODE.match(code) else ""
+
+
+@router.get("/r/{code}")
+async def referral_link(request: Request, code: str):
+    """A referral link: its code remembered in a cookie, then on to sign up (which sends it;
+    billing ignores a code it does not know)."""
+    response = see_other("/register")
+    if REFERRAL_CODE.match(code):
+        st = request.app.state.settings
+        response.set_cookie(st.referral_cookie, code.lower(), max_age=REFERRAL_COOKIE_SECONDS,
+                            httponly=True, samesite="lax", secure=st.cookie_secure, path="/")
+    return response
+
+
 @router.get("/register")
 async def register_page(request: Request, caller: OptionalCaller, next: str | None = None):
     if caller:
         return see_other(_home_of(caller.user))
-    return render(request, "public/register.html", errors={}, values={}, next=safe_next(next))
+    return render(request, "public/register.html", errors={}, values={"ref": _referral(request)},
+                  next=safe_next(next))
 
 
 @router.post("/register")
 async def register(request: Request, caller: OptionalCaller, form: Form):
     t = translator(request)
     nxt = safe_next(form.get("next"))
+    # A referral code that cannot be one is left out: it never stops a sign-up.
+    ref = form.get("ref", "") if REFERRAL_CODE.match(form.get("ref", "")) else ""
     try:
-        body = validate(Credentials, form, t)
+        body = validate(RegisterBody, {**form, "ref": ref}, t)
         signed = await request.app.state.account.register(
-            body.email, body.password, client_ip(request), request.headers.get("user-agent"))
+            body.email, body.password, client_ip(request), request.headers.get("user-agent"),
+            ref=body.ref)
     except FormInvalid as exc:
         errors = exc.errors
     except Conflict:
@@ -78,9 +105,13 @@ async def register(request: Request, caller: OptionalCaller, form: Form):
     except RateLimited as exc:
         errors = {"form": exc.message}
     else:
-        return _signed_in(request, signed, nxt)
+        response = _signed_in(request, signed, nxt)
+        st = request.app.state.settings
+        response.delete_cookie(st.referral_cookie, path="/", secure=st.cookie_secure,
+                               httponly=True, samesite="lax")
+        return response
     return render(request, "public/register.html", http_status=400, errors=errors,
-                  values={"email": form.get("email", "")}, next=nxt)
+                  values={"email": form.get("email", ""), "ref": ref}, next=nxt)
 
 
 @router.get("/login")
