@@ -10,7 +10,15 @@ Owns the fake side of the Telegram integration and nothing else:
 * webhook delivery: updates injected by tests are POSTed with httpx to the URL registered with
   ``setWebhook``, carrying ``X-Telegram-Bot-Api-Secret-Token`` like the real platform;
 * a control API under ``/_emulator`` (no token) for tests: call log, topics, stored messages,
-  fault injection (429 with ``retry_after``, 5xx), update injection, reset.
+  fault injection (429 with ``retry_after``, 5xx), update injection, reset;
+* Telegram Stars payments: ``createInvoiceLink`` / ``sendInvoice`` (currency ``XTR``, exactly one
+  price), ``answerPreCheckoutQuery`` (accepted only within ``pre_checkout_timeout``, 10 s as on
+  the platform), ``refundStarPayment`` (a charge of this emulator, by its payer, once) and
+  ``getStarTransactions``; ``POST /_emulator/stars/pay`` makes a user pay an invoice: the
+  ``pre_checkout_query`` goes to the webhook, and when the bot answers yes in time the
+  ``successful_payment`` message follows (a refund sends ``refunded_payment``). The error
+  descriptions of these methods copy the platform's style (``CHARGE_ALREADY_REFUNDED`` is the
+  real one; the others are not documented and are this emulator's guess).
 
 Chats: ids listed in ``EMULATOR_FORUM_CHAT_IDS`` are forum supergroups; any other negative id is
 a plain (non-forum) group - ``supergroup`` for ``-100...`` ids, ``group`` otherwise, as on the
@@ -31,6 +39,7 @@ import json
 import logging
 import os
 import re
+import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -64,6 +73,15 @@ PARSE_MODES = {"html": "HTML", "markdown": "Markdown", "markdownv2": "MarkdownV2
 SUPERGROUP_ID_LIMIT = -1_000_000_000_000  # "-100..." ids belong to supergroups/channels
 GENERAL_TOPIC_ID = 1
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+# Telegram Stars (Bot API "Payments"): title 1-32 characters, description 1-255, payload 1-128
+# bytes, one price in XTR, a subscription period of exactly 30 days at most 10000 Stars.
+STARS_CURRENCY = "XTR"
+MAX_INVOICE_TITLE = 32
+MAX_INVOICE_DESCRIPTION = 255
+MAX_INVOICE_PAYLOAD_BYTES = 128
+STARS_SUBSCRIPTION_PERIOD = 2592000
+MAX_STARS_SUBSCRIPTION_PRICE = 10000
+QUERY_TOO_OLD = "query is too old and response timeout expired or query ID is invalid"
 
 
 # --------------------------------------------------------------------------- configuration
@@ -82,6 +100,8 @@ class EmulatorConfig:
     forum_chat_ids: frozenset[int] = frozenset(DEFAULT_FORUM_CHAT_IDS)
     bot_first_name: str = "VPN Support"
     webhook_timeout: float = 10.0
+    # How long the platform waits for answerPreCheckoutQuery (10 s on Telegram).
+    pre_checkout_timeout: float = 10.0
 
     @property
     def bot_id(self) -> int:
@@ -409,6 +429,47 @@ class Webhook:
 
 
 @dataclass
+class PreCheckout:
+    """A pre_checkout_query sent to the bot, and its answer once given."""
+
+    id: str
+    invoice_key: str
+    user: dict[str, Any]
+    total_amount: int
+    currency: str
+    payload: str
+    sent_at: float  # time.monotonic()
+    deadline: float
+    answered: asyncio.Event = field(default_factory=asyncio.Event)
+    ok: bool | None = None
+    error_message: str | None = None
+    answered_after: float | None = None
+
+    def public(self) -> dict[str, Any]:
+        return {"id": self.id, "from_id": self.user["id"], "total_amount": self.total_amount,
+                "currency": self.currency, "invoice_payload": self.payload,
+                "answered": self.ok is not None, "ok": self.ok,
+                "error_message": self.error_message, "answered_after": self.answered_after}
+
+
+@dataclass
+class StarCharge:
+    """A Stars payment the emulator took (its id is the ``telegram_payment_charge_id``)."""
+
+    id: str
+    user: dict[str, Any]
+    total_amount: int
+    payload: str
+    date: int
+    refunded_at: int | None = None
+
+    def public(self) -> dict[str, Any]:
+        return {"telegram_payment_charge_id": self.id, "user_id": self.user["id"],
+                "total_amount": self.total_amount, "invoice_payload": self.payload,
+                "date": self.date, "refunded": self.refunded_at is not None}
+
+
+@dataclass
 class KnownUser:
     first_name: str
     last_name: str | None = None
@@ -432,6 +493,13 @@ class EmulatorState:
     last_update_id: int = 0
     deliveries: list[dict[str, Any]] = field(default_factory=list)
     webhook: Webhook = field(default_factory=Webhook)
+    # Stars: invoices by link slug (createInvoiceLink) or "<chat>:<message>" (sendInvoice),
+    # pre-checkout queries by id, charges by telegram_payment_charge_id.
+    invoices: dict[str, dict[str, Any]] = field(default_factory=dict)
+    pre_checkouts: dict[str, PreCheckout] = field(default_factory=dict)
+    charges: dict[str, StarCharge] = field(default_factory=dict)
+    # Updates a call makes the platform send (a refund's refunded_payment), sent after it.
+    outbound: list[dict[str, Any]] = field(default_factory=list)
 
 
 Handler = Callable[["TelegramEmulator", Params], Any]
@@ -745,6 +813,186 @@ class TelegramEmulator:
         info["max_reaction_count"] = 11
         return info
 
+    # ----------------------------------------------------------------- Telegram Stars
+
+    def _stars_invoice(self, params: Params) -> dict[str, Any]:
+        """The invoice fields createInvoiceLink and sendInvoice share, checked as for XTR."""
+        title = params.get_str("title")
+        description = params.get_str("description")
+        payload = params.get_str("payload")
+        currency = params.get_str("currency")
+        provider_token = params.get_str("provider_token")
+        prices = params.get_list("prices")
+        period = params.get_int("subscription_period")
+        if not title or len(title) > MAX_INVOICE_TITLE:
+            raise bad_request("TITLE_INVALID" if title else "title is empty")
+        if not description or len(description) > MAX_INVOICE_DESCRIPTION:
+            raise bad_request("DESCRIPTION_INVALID" if description else "description is empty")
+        if not payload or len(payload.encode()) > MAX_INVOICE_PAYLOAD_BYTES:
+            raise bad_request("INVOICE_PAYLOAD_INVALID" if payload else "payload is empty")
+        if not currency:
+            raise bad_request("currency is empty")
+        if currency != STARS_CURRENCY:
+            # Only Stars are emulated: a provider_token payment needs a payment provider.
+            raise bad_request("PAYMENT_PROVIDER_INVALID")
+        if provider_token:
+            raise bad_request("PAYMENT_PROVIDER_INVALID")
+        if prices is None:
+            raise bad_request("prices is empty")
+        if len(prices) != 1:
+            raise bad_request("STARS_INVOICE_INVALID")  # exactly one price for XTR
+        price = prices[0]
+        amount = _as_int(price.get("amount")) if isinstance(price, dict) else None
+        label = price.get("label") if isinstance(price, dict) else None
+        if not isinstance(label, str) or not label or amount is None or amount <= 0:
+            raise bad_request("CURRENCY_TOTAL_AMOUNT_INVALID")
+        if period is not None and (period != STARS_SUBSCRIPTION_PERIOD
+                                   or amount > MAX_STARS_SUBSCRIPTION_PRICE):
+            raise bad_request("SUBSCRIPTION_PERIOD_INVALID")
+        for name in ("need_name", "need_phone_number", "need_email", "need_shipping_address",
+                     "is_flexible", "send_phone_number_to_provider",
+                     "send_email_to_provider"):
+            params.get_bool(name)  # accepted, ignored for XTR
+        return {"title": title, "description": description, "payload": payload,
+                "currency": currency, "total_amount": amount, "label": label,
+                "subscription_period": period}
+
+    def create_invoice_link(self, params: Params) -> str:
+        invoice = self._stars_invoice(params)
+        slug = secrets.token_urlsafe(12)
+        self.state.invoices[slug] = invoice
+        return f"https://t.me/${slug}"
+
+    def send_invoice(self, params: Params) -> dict[str, Any]:
+        chat_id = params.get_chat_id()
+        invoice = self._stars_invoice(params)
+        if invoice["subscription_period"] is not None:
+            raise bad_request("subscription_period is supported only in createInvoiceLink")
+        thread_id = params.get_int("message_thread_id")
+        params.get_str("start_parameter")
+        reply_markup = params.get_obj("reply_markup")
+        if reply_markup is not None:
+            rows = reply_markup.get("inline_keyboard")
+            first = rows[0][0] if isinstance(rows, list) and rows and isinstance(
+                rows[0], list) and rows[0] else None
+            if not isinstance(first, dict) or first.get("pay") is not True:
+                raise bad_request("first button in the inline keyboard must be a Pay button")
+        if self.is_forum(chat_id) and thread_id is not None:
+            self.topic(chat_id, thread_id)
+        message: dict[str, Any] = {"message_id": self.next_message_id(chat_id)}
+        if thread_id is not None and self.is_forum(chat_id):
+            message["message_thread_id"] = thread_id
+            message["is_topic_message"] = True
+        message["from"] = self.bot_user()
+        message["chat"] = self.chat(chat_id)
+        message["date"] = int(time.time())
+        message["invoice"] = {"title": invoice["title"], "description": invoice["description"],
+                              "start_parameter": params.clean.get("start_parameter") or "",
+                              "currency": invoice["currency"],
+                              "total_amount": invoice["total_amount"]}
+        if reply_markup is not None:
+            message["reply_markup"] = reply_markup
+        self.store_message(chat_id, message)
+        self.state.invoices[f"{chat_id}:{message['message_id']}"] = invoice
+        return message
+
+    def answer_pre_checkout_query(self, params: Params) -> bool:
+        query_id = params.get_str("pre_checkout_query_id")
+        ok = params.get_bool("ok")
+        error_message = params.get_str("error_message")
+        if not query_id:
+            raise bad_request("pre_checkout_query_id is empty")
+        if ok is None:
+            raise bad_request("ok is empty")
+        if not ok and not error_message:
+            raise bad_request("error_message is empty")
+        query = self.state.pre_checkouts.get(query_id)
+        now = time.monotonic()
+        if query is None or query.ok is not None or now > query.deadline:
+            raise bad_request(QUERY_TOO_OLD)
+        query.ok = ok
+        query.error_message = None if ok else error_message
+        query.answered_after = round(now - query.sent_at, 3)
+        query.answered.set()
+        return True
+
+    def refund_star_payment(self, params: Params) -> bool:
+        user_id = params.get_int("user_id", required=True)
+        charge_id = params.get_str("telegram_payment_charge_id")
+        if not charge_id:
+            raise bad_request("telegram_payment_charge_id is empty")
+        charge = self.state.charges.get(charge_id)
+        if charge is None or charge.user["id"] != user_id:
+            raise bad_request("CHARGE_NOT_FOUND")
+        if charge.refunded_at is not None:
+            raise bad_request("CHARGE_ALREADY_REFUNDED")
+        charge.refunded_at = int(time.time())
+        # The payer's chat gets the refunded_payment service message (sent after this call).
+        message = {"message_id": self.next_message_id(user_id), "from": charge.user,
+                   "chat": self.chat(user_id), "date": charge.refunded_at,
+                   "refunded_payment": {"currency": STARS_CURRENCY,
+                                        "total_amount": charge.total_amount,
+                                        "invoice_payload": charge.payload,
+                                        "telegram_payment_charge_id": charge.id}}
+        self.store_message(user_id, message)
+        self.state.outbound.append({"update_id": self.next_update_id(), "message": message})
+        return True
+
+    def get_star_transactions(self, params: Params) -> dict[str, Any]:
+        offset = params.get_int("offset") or 0
+        limit = params.get_int("limit")
+        limit = 100 if limit is None else limit
+        if not 1 <= limit <= 100:
+            raise bad_request("limit must be between 1 and 100")
+        rows: list[tuple[int, dict[str, Any]]] = []
+        for charge in self.state.charges.values():
+            partner = {"type": "user", "user": charge.user}
+            rows.append((charge.date, {"id": charge.id, "amount": charge.total_amount,
+                                       "date": charge.date, "source": partner}))
+            if charge.refunded_at is not None:
+                rows.append((charge.refunded_at, {"id": charge.id,
+                                                  "amount": charge.total_amount,
+                                                  "date": charge.refunded_at,
+                                                  "receiver": partner}))
+        rows.sort(key=lambda r: r[0], reverse=True)  # newest first, as on the platform
+        return {"transactions": [t for _, t in rows[offset:offset + limit]]}
+
+    def start_pre_checkout(self, key: str, user: dict[str, Any], total_amount: int | None,
+                           currency: str | None) -> tuple[PreCheckout, dict[str, Any]]:
+        """The pre_checkout_query of a user about to pay invoice `key` (KeyError: no such
+        invoice); `total_amount`/`currency` stand in for what a client would report."""
+        invoice = self.state.invoices[key]
+        self.remember_user(user)
+        now = time.monotonic()
+        query = PreCheckout(id=str(secrets.randbits(63)), invoice_key=key, user=user,
+                            total_amount=invoice["total_amount"] if total_amount is None
+                            else total_amount,
+                            currency=currency or invoice["currency"],
+                            payload=invoice["payload"], sent_at=now,
+                            deadline=now + self.config.pre_checkout_timeout)
+        self.state.pre_checkouts[query.id] = query
+        update = {"update_id": self.next_update_id(), "pre_checkout_query": {
+            "id": query.id, "from": user, "currency": query.currency,
+            "total_amount": query.total_amount, "invoice_payload": query.payload}}
+        return query, update
+
+    def take_payment(self, query: PreCheckout) -> tuple[StarCharge, dict[str, Any]]:
+        """The charge of an approved query and the successful_payment message update."""
+        charge = StarCharge(id=f"stxEMU{secrets.token_urlsafe(24)}", user=query.user,
+                            total_amount=query.total_amount, payload=query.payload,
+                            date=int(time.time()))
+        self.state.charges[charge.id] = charge
+        chat_id = query.user["id"]
+        message = {"message_id": self.next_message_id(chat_id), "from": query.user,
+                   "chat": self.chat(chat_id), "date": charge.date,
+                   "successful_payment": {"currency": query.currency,
+                                          "total_amount": query.total_amount,
+                                          "invoice_payload": query.payload,
+                                          "telegram_payment_charge_id": charge.id,
+                                          "provider_payment_charge_id": ""}}
+        self.store_message(chat_id, message)
+        return charge, {"update_id": self.next_update_id(), "message": message}
+
     METHODS: dict[str, tuple[str, Handler]] = {}
 
     # ----------------------------------------------------------------- dispatch
@@ -891,6 +1139,11 @@ TelegramEmulator.METHODS = {
         "reopenForumTopic": TelegramEmulator.reopen_forum_topic,
         "editForumTopic": TelegramEmulator.edit_forum_topic,
         "getChat": TelegramEmulator.get_chat,
+        "createInvoiceLink": TelegramEmulator.create_invoice_link,
+        "sendInvoice": TelegramEmulator.send_invoice,
+        "answerPreCheckoutQuery": TelegramEmulator.answer_pre_checkout_query,
+        "refundStarPayment": TelegramEmulator.refund_star_payment,
+        "getStarTransactions": TelegramEmulator.get_star_transactions,
     }.items()
 }
 
@@ -935,6 +1188,25 @@ class ShorthandUpdate(BaseModel):
     reply_to_message_id: int | None = None
     chat_type: Literal["private", "group", "supergroup"] | None = None
     secret_token: str | None = None
+
+
+class StarsPayment(BaseModel):
+    """Body of ``POST /_emulator/stars/pay``: who pays which invoice (a link of
+    createInvoiceLink, or the chat and message of sendInvoice). `total_amount` and `currency`
+    replace what the client reports, to test the bot's check; `deliver: false` keeps the
+    successful_payment update back (it is returned)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    link: str | None = None
+    chat_id: int | None = None
+    message_id: int | None = None
+    from_id: int = Field(gt=0)
+    from_first_name: str | None = None
+    from_username: str | None = None
+    total_amount: int | None = None
+    currency: str | None = None
+    deliver: bool = True
 
 
 # --------------------------------------------------------------------------- HTTP layer
@@ -1032,6 +1304,7 @@ def create_app(config: EmulatorConfig | None = None) -> FastAPI:
             return _error_response(bad_request(str(exc)))
         async with emulator.lock:
             status, body = emulator.invoke(method, raw)
+            send_outbound()
         return JSONResponse(body, status_code=status)
 
     # ----------------------------------------------------------------- control API
@@ -1149,17 +1422,21 @@ def create_app(config: EmulatorConfig | None = None) -> FastAPI:
                 if spec is None
                 else emulator.build_update(spec)
             )
+        status, answer = await send_update(url, secret, allowed, update)
+        return JSONResponse(answer, status_code=status)
 
+    async def send_update(url: str, secret: str | None, allowed: list[str] | None,
+                          update: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """POST one update to the webhook as the platform does: (control status, what
+        happened). An update kind not in allowed_updates is not sent."""
         kind = next((key for key in update if key != "update_id"), None)
         if allowed and kind not in allowed:
-            return JSONResponse(
-                {
-                    "update_id": update["update_id"],
-                    "status_code": None,
-                    "update": update,
-                    "skipped": f"{kind} is not in allowed_updates",
-                }
-            )
+            return 200, {
+                "update_id": update["update_id"],
+                "status_code": None,
+                "update": update,
+                "skipped": f"{kind} is not in allowed_updates",
+            }
         headers = {SECRET_HEADER: str(secret)} if secret is not None else {}
         try:
             async with httpx.AsyncClient(timeout=config.webhook_timeout) as client:
@@ -1169,19 +1446,93 @@ def create_app(config: EmulatorConfig | None = None) -> FastAPI:
             log.warning("%s (update %s -> %s)", error, update["update_id"], url)
             async with emulator.lock:
                 emulator.record_delivery(update, None, error)
-            return JSONResponse(
-                {"detail": error, "update_id": update["update_id"], "update": update},
-                status_code=502,
-            )
+            return 502, {"detail": error, "update_id": update["update_id"], "update": update}
         async with emulator.lock:
             emulator.record_delivery(update, response.status_code, None)
-        return JSONResponse(
-            {
-                "update_id": update["update_id"],
-                "status_code": response.status_code,
-                "update": update,
-            }
-        )
+        return 200, {
+            "update_id": update["update_id"],
+            "status_code": response.status_code,
+            "update": update,
+        }
+
+    async def send_to_webhook(update: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """`send_update` to the webhook registered now (409 when there is none)."""
+        async with emulator.lock:
+            hook = state.webhook
+            url, secret, allowed = hook.url, hook.secret_token, hook.allowed_updates
+        if not url:
+            return 409, {"detail": "no webhook set", "update": update}
+        return await send_update(url, secret, allowed, update)
+
+    background: set[asyncio.Task] = set()
+
+    def send_outbound() -> None:
+        """Updates the last calls made the platform send, each in a task of its own."""
+        for update in state.outbound:
+            task = asyncio.create_task(send_to_webhook(update))
+            background.add(task)
+            task.add_done_callback(background.discard)
+        state.outbound.clear()
+
+    # ----------------------------------------------------------------- Stars control API
+
+    @app.post("/_emulator/stars/pay")
+    async def stars_pay(spec: StarsPayment) -> JSONResponse:
+        """A user pays an invoice: the pre_checkout_query goes to the bot, which must answer
+        in time; on yes the successful_payment message follows (unless `deliver` is false:
+        the charge is made and its update returned, for the test to deliver)."""
+        if spec.link is not None:
+            key = spec.link.rsplit("$", 1)[-1] if "$" in spec.link else spec.link
+        elif spec.chat_id is not None and spec.message_id is not None:
+            key = f"{spec.chat_id}:{spec.message_id}"
+        else:
+            return JSONResponse({"detail": "give link, or chat_id and message_id"},
+                                status_code=422)
+        user: dict[str, Any] = {"id": spec.from_id, "is_bot": False,
+                                "first_name": spec.from_first_name or f"User {spec.from_id}"}
+        if spec.from_username:
+            user["username"] = spec.from_username
+        async with emulator.lock:
+            try:
+                query, update = emulator.start_pre_checkout(key, user, spec.total_amount,
+                                                            spec.currency)
+            except KeyError:
+                return JSONResponse({"detail": "no such invoice"}, status_code=404)
+        status, delivery = await send_to_webhook(update)
+        if status == 409:
+            return JSONResponse(delivery, status_code=409)
+        try:
+            await asyncio.wait_for(query.answered.wait(),
+                                   max(0.0, query.deadline - time.monotonic()))
+        except TimeoutError:
+            pass
+        async with emulator.lock:
+            answer = query.public()
+            if query.ok is not True:
+                return JSONResponse({"status": "refused" if query.ok is False else "no_answer",
+                                     "pre_checkout_query": answer,
+                                     "delivery": delivery})
+            charge, paid = emulator.take_payment(query)
+        out: dict[str, Any] = {"status": "paid", "pre_checkout_query": answer,
+                               "telegram_payment_charge_id": charge.id, "update": paid}
+        if spec.deliver:
+            out["payment_delivery"] = (await send_to_webhook(paid))[1]
+        return JSONResponse(out)
+
+    @app.get("/_emulator/stars/queries")
+    async def stars_queries() -> dict:
+        async with emulator.lock:
+            return {"pre_checkout_queries": [q.public() for q in state.pre_checkouts.values()]}
+
+    @app.get("/_emulator/stars/charges")
+    async def stars_charges() -> dict:
+        async with emulator.lock:
+            return {"charges": [c.public() for c in state.charges.values()]}
+
+    @app.get("/_emulator/stars/invoices")
+    async def stars_invoices() -> dict:
+        async with emulator.lock:
+            return {"invoices": [{"key": k, **v} for k, v in state.invoices.items()]}
 
     @app.post("/_emulator/reset")
     async def reset(request: Request) -> JSONResponse:
