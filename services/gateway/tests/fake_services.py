@@ -45,8 +45,11 @@ ADMIN_SUBSCRIPTION = {**SUBSCRIPTION, "user_id": "u1", "backend": "sandbox",
 ANSWERS: dict[str, dict[tuple[str, str], tuple[int, Any]]] = {
     "billing": {
         ("GET", r"/internal/plans"): (200, {"plans": [PLAN]}),
-        ("GET", r"/internal/payment-options"): (200, {"options": [{"asset": "USDT",
-                                                                   "network": "TRON"}]}),
+        ("GET", r"/internal/payment-options"): (200, {"options": [
+            {"provider": "sandbox", "asset": "USDT", "network": "TRON",
+             "label": "USDT · TRON · Sandbox chain"},
+            {"provider": "btcpay", "asset": "USDT", "network": "TRON",
+             "label": "USDT · TRON · BTCPay"}]}),
         ("POST", r"/internal/invoices"): (201, {"invoice": INVOICE}),
         ("GET", r"/internal/invoices/[^/]+"): (200, {"invoice": INVOICE}),
         ("GET", r"/internal/balance"): (200, {"balance_usd": "0.00", "entries": [],

@@ -28,3 +28,6 @@ async def test_the_document_names_the_payment_options_billing_accepts(app, servi
         doc = (await c.get("/api/v1/openapi.json")).json()
     invoice = doc["components"]["schemas"]["InvoiceCreate"]["properties"]
     assert invoice["asset"]["enum"] == ["USDT"] and invoice["network"]["enum"] == ["TRON"]
+    assert invoice["provider"]["anyOf"][0]["enum"] == ["sandbox", "btcpay"]
+    # two providers take the same pair: it is one pair of the document
+    assert len(doc["components"]["schemas"]["InvoiceCreate"]["anyOf"]) == 1

@@ -2,7 +2,7 @@
 
 from pydantic import Field
 
-from runtime.settings import service_settings
+from runtime.settings import provider_names, service_settings
 
 
 class Settings(service_settings("gateway", port=8000, schema="identity")):
@@ -26,10 +26,12 @@ class Settings(service_settings("gateway", port=8000, schema="identity")):
     telegram_links_per_user_per_hour: int = Field(10, alias="TELEGRAM_LINKS_PER_USER_PER_HOUR")
     # Read by the web pages too (web/config.py): a sandbox chain there lets anyone pay for free.
     payment_provider: str = Field("sandbox", alias="PAYMENT_PROVIDER")
+    payment_providers: str = Field("", alias="PAYMENT_PROVIDERS")
 
     def sandbox_adapters(self) -> dict[str, bool]:
-        return {**super().sandbox_adapters(),
-                "PAYMENT_PROVIDER": self.payment_provider == "sandbox"}
+        name = "PAYMENT_PROVIDERS" if self.payment_providers.strip() else "PAYMENT_PROVIDER"
+        return {**super().sandbox_adapters(), name: "sandbox" in provider_names(
+            self.payment_provider, self.payment_providers)}
 
     @property
     def cookie_secure(self) -> bool:

@@ -192,24 +192,30 @@ def _refine(app: FastAPI, doc: dict) -> None:
             _plain_strings(body.get("schema"))
 
 
-async def _payment_options(app: FastAPI) -> list[tuple[str, str]] | None:
-    """The asset/network pairs billing accepts, or None while billing cannot say."""
+async def _payment_options(app: FastAPI) -> list[tuple[str, str, str]] | None:
+    """The (provider, asset, network) options billing offers, or None while it cannot say."""
     try:
         options = (await app.state.clients.billing.payment_options(ANONYMOUS)).data.options
     except (AppError, ValueError):
         return None
-    return [(o.asset, o.network) for o in options]
+    return [(o.provider, o.asset, o.network) for o in options]
 
 
-def with_payment_options(doc: dict, pairs: list[tuple[str, str]]) -> dict:
+def with_payment_options(doc: dict, options: list[tuple[str, str, str]]) -> dict:
     """The document with `asset`/`network` of InvoiceCreate, TransferBody and TopUpCreate as
-    those pairs."""
+    the pairs offered, and `provider` as the providers enabled."""
     doc = copy.deepcopy(doc)
+    pairs = sorted({(a, n) for _, a, n in options})
     for name in ("InvoiceCreate", "TransferBody", "TopUpCreate"):
         schema = doc["components"]["schemas"].get(name)
         if schema is None or not pairs:
             continue
         props = schema["properties"]
+        if "provider" in props:
+            providers = list(dict.fromkeys(p for p, _, _ in options))
+            props["provider"] = {"anyOf": [{"type": "string", "enum": providers},
+                                           {"type": "null"}],
+                                 "description": props["provider"].get("description", "")}
         props["asset"] = {"type": "string", "enum": sorted({a for a, _ in pairs})}
         props["network"] = {"type": "string", "enum": sorted({n for _, n in pairs})}
         schema["anyOf"] = [{"properties": {"asset": {"const": a}, "network": {"const": n}}}

@@ -68,6 +68,9 @@ class Limits:
         await self.limiter.hit("reply-ticket", f"{user_id}:{ticket_id}",
                                st.ticket_replies_per_ticket_per_hour, 3600)
 
+    async def auto_renew(self, user_id: str) -> None:
+        await self.limiter.hit("auto-renew-user", user_id, 60, 3600)
+
     async def telegram_link(self, user_id: str) -> None:
         await self.limiter.hit("telegram-link-user", user_id,
                                self.settings.telegram_links_per_user_per_hour, 3600)

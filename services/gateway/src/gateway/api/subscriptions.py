@@ -17,13 +17,14 @@ from contracts.public.subscriptions import (
     AccessOut,
     AdminSubscriptionEnvelope,
     AdminSubscriptionList,
+    AutoRenewBody,
     ExtendBody,
     SubscriptionEnvelope,
     SubscriptionList,
     SubscriptionStatus,
 )
 from gateway.api.deps import Actions, AdminCaller, Clients, CurrentCaller, Limits
-from gateway.commerce import start_trial
+from gateway.commerce import set_auto_renew, start_trial
 
 router = APIRouter(tags=["subscriptions"])
 admin = APIRouter(prefix="/admin", tags=["admin"])
@@ -54,6 +55,20 @@ async def list_subscriptions(clients: Clients, caller: CurrentCaller):
 async def subscription_access(clients: Clients, caller: CurrentCaller,
                               subscription_id: SubscriptionId):
     return (await clients.provisioner.access(caller, subscription_id)).response()
+
+
+@router.put("/subscriptions/{subscription_id}/auto-renew", response_model=SubscriptionEnvelope,
+            responses={400: {"model": ErrorOut}, 401: {"model": ErrorOut},
+                       404: {"model": ErrorOut}, 409: {"model": ErrorOut},
+                       429: {"model": ErrorOut}})
+async def auto_renew(body: AutoRenewBody, clients: Clients, limits: Limits,
+                     caller: CurrentCaller, subscription_id: SubscriptionId):
+    """Auto-renewal on or off (opt-in): `AUTO_RENEW_HOURS_BEFORE` (24) before `expires_at` the
+    renewal is charged from the balance, once per period; when the balance is short, one
+    RENEWAL invoice is made and its pay link sent. A trial's subscription names the plan to
+    renew with (`plan_id`, 400 otherwise); an ended one is 409."""
+    await limits.auto_renew(caller.id)
+    return await set_auto_renew(clients, caller, subscription_id, body)
 
 
 @admin.get("/subscriptions", response_model=AdminSubscriptionList)

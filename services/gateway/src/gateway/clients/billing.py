@@ -25,6 +25,7 @@ from contracts.public.billing import (
     PromoPreview,
     ReferralsOut,
     RefundBody,
+    RenewalCoverOut,
     TopUpCreate,
     TransferBody,
     TransferOut,
@@ -67,6 +68,10 @@ class BillingClient(ServiceClient):
     async def promo_preview(self, who: Who, code: str, plan_id: str) -> Reply[PromoPreview]:
         return await self.call(PromoPreview, "GET", f"/internal/promo-codes/{segment(code)}",
                                who, params={"plan_id": plan_id})
+
+    async def renewal_cover(self, who: Who, plan_id: str) -> Reply[RenewalCoverOut]:
+        return await self.call(RenewalCoverOut, "GET", "/internal/renewal-cover", who,
+                               params={"plan_id": plan_id})
 
     async def invoices(self, who: Who, limit: int = 20,
                        cursor: str | None = None) -> Reply[InvoiceList]:

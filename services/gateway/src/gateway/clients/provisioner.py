@@ -6,7 +6,10 @@ from contracts.public.subscriptions import (
     AccessOut,
     AdminSubscriptionEnvelope,
     AdminSubscriptionList,
+    AutoRenewBody,
     ExtendBody,
+    GrantOut,
+    SubscriptionEnvelope,
     SubscriptionList,
 )
 from gateway.clients.base import Reply, ServiceClient, Who
@@ -19,9 +22,18 @@ class ProvisionerClient(ServiceClient):
     async def subscriptions(self, who: Who) -> Reply[SubscriptionList]:
         return await self.call(SubscriptionList, "GET", "/internal/subscriptions", who)
 
+    async def grant(self, who: Who, invoice_id: str) -> Reply[GrantOut]:
+        """What became of the caller's paid invoice (404 while the provisioner has none)."""
+        return await self.call(GrantOut, "GET", f"/internal/grants/{segment(invoice_id)}", who)
+
     async def access(self, who: Who, subscription_id: str) -> Reply[AccessOut]:
         path = f"/internal/subscriptions/{segment(subscription_id)}/access"
         return await self.call(AccessOut, "GET", path, who)
+
+    async def set_auto_renew(self, who: Who, subscription_id: str,
+                             body: AutoRenewBody) -> Reply[SubscriptionEnvelope]:
+        path = f"/internal/subscriptions/{segment(subscription_id)}/auto-renew"
+        return await self.call(SubscriptionEnvelope, "PUT", path, who, json=body.model_dump())
 
     async def admin_subscriptions(self, who: Who, *, user_id: str | None = None,
                                   status: str | None = None, limit: int = 20,

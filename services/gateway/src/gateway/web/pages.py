@@ -35,7 +35,7 @@ from gateway.clients import ANONYMOUS
 from gateway.models import User
 from gateway.service import user_admin_service
 from gateway.web.config import web_settings
-from runtime.errors import Conflict, NotFound, ServiceUnavailable
+from runtime.errors import AppError, Conflict, NotFound, ServiceUnavailable
 
 
 class Pages:
@@ -76,6 +76,9 @@ class Pages:
     async def update_promo_code(self, caller: Caller, code_id: str,
                                 body: PromoCodeUpdate) -> dict:
         return (await self.actions.update_promo_code(caller, code_id, body)).json()["promo_code"]
+
+    async def renewal_cover(self, caller: Caller, plan_id: str) -> dict:
+        return (await self.clients.billing.renewal_cover(caller, plan_id)).json()
 
     async def balance(self, caller: Caller, cursor: str | None = None) -> dict:
         return (await self.clients.billing.balance(caller, 20, cursor)).json()
@@ -124,6 +127,16 @@ class Pages:
     # ---- subscriptions ----------------------------------------------------------------------
     async def subscriptions(self, caller: Caller) -> list[dict]:
         return (await self.clients.provisioner.subscriptions(caller)).json()["subscriptions"]
+
+    async def applied_grant(self, caller: Caller, invoice_id: str) -> dict | None:
+        """The paid invoice's grant once its time is on the subscription, else None."""
+        try:
+            grant = (await self.clients.provisioner.grant(caller, invoice_id)).json()
+        except AppError as exc:
+            if exc.status != 404:
+                raise
+            return None
+        return grant if grant["status"] == "APPLIED" else None
 
     async def access(self, caller: Caller, subscription_id: str) -> dict:
         return (await self.clients.provisioner.access(caller, subscription_id)).json()

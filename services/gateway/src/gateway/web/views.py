@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import get_args
 
 from contracts.public.billing import InvoiceStatus
@@ -27,21 +27,26 @@ def current(subscriptions: list[dict]) -> dict | None:
     return max(pool, key=lambda s: s["expires_at"])
 
 
-def granted_by(invoice: dict, plan: dict | None, subscriptions: list[dict]) -> dict | None:
-    """The active subscription that already includes a paid invoice's time, if any yet.
+RENEWAL_BANNER_DAYS = 7  # the first expiry reminder's day
 
-    Provisioning follows payment asynchronously: until the provisioner has applied the invoice,
-    no active subscription reaches `paid_at + duration_days`.
-    """
-    paid_at = _time(invoice.get("paid_at"))
-    active = [s for s in subscriptions if s["status"] == "ACTIVE"]
-    if paid_at is None or not active:
+
+def renewal_due(subscription: dict | None, now: datetime | None = None) -> dict | None:
+    """What the dashboard's renewal banner is about: a subscription that ends within
+    `RENEWAL_BANNER_DAYS`, or has ended; None when there is nothing to say. `auto_renew`: the
+    renewal will be tried, so the banner shows only if the balance is short."""
+    if subscription is None or subscription["status"] not in ("ACTIVE", "EXPIRED"):
         return None
-    if plan is None:
-        return current(active)
-    needed = paid_at + timedelta(days=plan["duration_days"]) - timedelta(minutes=1)
-    covering = [s for s in active if _time(s["expires_at"]) >= needed]
-    return current(covering) if covering else None
+    ends = _time(subscription["expires_at"])
+    now = now or datetime.now(UTC)
+    if subscription["status"] == "ACTIVE" and ends - now > timedelta(days=RENEWAL_BANNER_DAYS):
+        return None
+    auto = subscription.get("auto_renew") or {}
+    plan_id = auto.get("plan_id") or subscription["plan_id"]
+    plan_id = None if plan_id == "trial" else plan_id
+    return {"expired": subscription["status"] == "EXPIRED", "expires_at": ends,
+            "plan_id": plan_id, "auto_renew": bool(auto.get("enabled")) and plan_id is not None
+            and subscription["status"] == "ACTIVE",
+            "pay_url": f"/app/buy/{plan_id}" if plan_id else "/app/buy"}
 
 
 def invoice_version(invoice: dict, subscription: dict | None) -> str:

@@ -9,8 +9,9 @@ import uuid
 from fastapi import APIRouter, Request, Response
 
 from contracts.public.billing import InvoiceCreate, TopUpCreate
+from contracts.public.subscriptions import AutoRenewBody
 from contracts.public.tickets import MessageCreate, TicketCreate
-from gateway.commerce import start_trial
+from gateway.commerce import set_auto_renew, start_trial
 from gateway.web import views
 from gateway.web.deps import Form, SignedIn
 from gateway.web.forms import FormInvalid, PasswordForm, password_errors, upstream_errors, validate
@@ -30,8 +31,34 @@ def _is_htmx(request: Request) -> bool:
 async def dashboard(request: Request, caller: SignedIn):
     pages = Pages(request)
     subscriptions, plans = await asyncio.gather(pages.subscriptions(caller), pages.plans(caller))
-    return render(request, "panel/dashboard.html", subscription=views.current(subscriptions),
-                  subscriptions=subscriptions, plans={p["id"]: p for p in plans})
+    subscription = views.current(subscriptions)
+    renewal = views.renewal_due(subscription)
+    if renewal is not None and renewal["auto_renew"]:
+        cover = await pages.renewal_cover(caller, renewal["plan_id"])
+        renewal = None if cover["covered"] else {**renewal, "cover": cover}
+    return render(request, "panel/dashboard.html", subscription=subscription,
+                  subscriptions=subscriptions, plans={p["id"]: p for p in plans},
+                  renewal=renewal)
+
+
+@router.post("/subscriptions/{subscription_id}/auto-renew")
+async def auto_renew(request: Request, caller: SignedIn, form: Form, subscription_id: str):
+    """The dashboard's auto-renewal switch, as `PUT /api/v1/subscriptions/{id}/auto-renew`."""
+    pages = Pages(request)
+    t = translator(request)
+    await pages.state.limits.auto_renew(caller.id)
+    enabled = form.get("enabled") == "1"
+    try:
+        body = validate(AutoRenewBody, {"enabled": enabled,
+                                        "plan_id": form.get("plan_id") or None}, t)
+        await set_auto_renew(pages.clients, caller, subscription_id, body)
+    except FormInvalid:
+        return see_other("/app?done=auto_renew_invalid")
+    except AppError as exc:
+        if exc.status >= 500 or exc.status == 404:
+            raise
+        return see_other("/app?done=auto_renew_invalid")
+    return see_other("/app?done=" + ("auto_renew_on" if enabled else "auto_renew_off"))
 
 
 @router.post("/trial")
@@ -108,8 +135,16 @@ def _payment_choice(form: dict, options: list[dict]) -> dict:
     if form.get("option") == "balance":
         first = options[0] if options else {"asset": "", "network": ""}
         return {"asset": first["asset"], "network": first["network"], "pay_with": "balance"}
-    asset, _, network = form.get("option", "").partition("/")
-    return {"asset": asset, "network": network}
+    return option_fields(form)
+
+
+def option_fields(form: dict) -> dict:
+    """A payment option as the form sends it (`provider/asset/network`) as the API's fields."""
+    parts = form.get("option", "").split("/")
+    provider = parts.pop(0) if len(parts) == 3 else None
+    asset, network = (parts + ["", ""])[:2]
+    return {"asset": asset, "network": network,
+            **({"provider": provider} if provider else {})}
 
 
 def _refusal(exc: FormInvalid | AppError, t, field: str) -> tuple[int, dict | None, dict]:
@@ -172,10 +207,9 @@ async def referrals(request: Request, caller: SignedIn):
 async def top_up(request: Request, caller: SignedIn, form: Form):
     pages = Pages(request)
     t = translator(request)
-    asset, _, network = form.get("option", "").partition("/")
     try:
         body = validate(TopUpCreate, {"amount_usd": form.get("amount_usd", "").strip(),
-                                      "asset": asset, "network": network}, t)
+                                      **option_fields(form)}, t)
         invoice = await pages.top_up(caller, body,
                                      form.get("idempotency_key") or uuid.uuid4().hex)
     except (FormInvalid, AppError) as exc:
@@ -200,8 +234,11 @@ async def _invoice_view(request: Request, caller, invoice_id: str) -> dict:
     invoice, plans = await asyncio.gather(pages.invoice(caller, invoice_id), pages.plans(caller))
     plan = next((p for p in plans if p["id"] == invoice["plan_id"]), None)
     subscription = None
-    if invoice["status"] == "PAID":
-        subscription = views.granted_by(invoice, plan, await pages.subscriptions(caller))
+    if invoice["status"] == "PAID" and invoice.get("kind") != "TOP_UP":
+        # The time this invoice bought, once the provisioner has it: its grant's own expiry
+        # (a later purchase or an early renewal would make the subscription's misleading).
+        grant = await pages.applied_grant(caller, invoice["id"])
+        subscription = {"expires_at": grant["new_expires_at"]} if grant else None
     target = views.payment_target(invoice)
     qr = qr_svg(target, translator(request)("invoice.qr_title")) if target else None
     return {"invoice": invoice, "plan": plan, "subscription": subscription, "qr": qr,
