@@ -22,6 +22,10 @@ ROOT = Path(__file__).resolve().parents[2]
 SERVICES = {"gateway": 8000, "billing": 8101, "provisioner": 8102, "tickets": 8103,
             "telegram": 8104}
 EMULATOR_PORT = 8081
+# Fakes of payment providers `PAYMENT_FAKES` can start (`all`, or names), with their ports.
+PAYMENT_FAKES = {"cryptopay": 8091, "nowpayments": 8092}
+# Stars needs no fake of its own: the Telegram emulator takes its payments.
+FAKE_PROVIDERS = (*PAYMENT_FAKES, "stars")
 
 HOW_TO_START = {
     "PostgreSQL": "start it with `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) "
@@ -48,6 +52,7 @@ def default_env(port_offset: int = 0, db_name: str = "vpn", redis_db: int = 0,
         "TELEGRAM_OPERATOR_IDS": "1001,1002",
         "EMULATOR_FORUM_CHAT_IDS": "-1001000000001",
         "PAYMENT_PROVIDER": "sandbox",
+        "PAYMENT_FAKES": "",
         "VPN_BACKEND": "sandbox",
     }
     for name, port in SERVICES.items():
@@ -55,7 +60,59 @@ def default_env(port_offset: int = 0, db_name: str = "vpn", redis_db: int = 0,
         if name != "gateway":
             env[f"{name.upper()}_URL"] = f"http://127.0.0.1:{port + port_offset}"
     env["APP_BASE_URL"] = f"http://127.0.0.1:{SERVICES['gateway'] + port_offset}"
+    env["FAKES_PORT_OFFSET"] = str(port_offset)
     return env
+
+
+def payment_fakes(env: dict[str, str]) -> list[str]:
+    """The providers whose fakes `PAYMENT_FAKES` asks for (`all`: every one)."""
+    wanted = [n.strip() for n in env.get("PAYMENT_FAKES", "").split(",") if n.strip()]
+    if wanted == ["all"]:
+        return list(FAKE_PROVIDERS)
+    unknown = [n for n in wanted if n not in FAKE_PROVIDERS]
+    if unknown:
+        raise ValueError(f"PAYMENT_FAKES: unknown {', '.join(unknown)}; "
+                         f"known: all, {', '.join(FAKE_PROVIDERS)}")
+    return wanted
+
+
+def fake_port(env: dict[str, str], name: str) -> int:
+    return PAYMENT_FAKES[name] + int(env.get("FAKES_PORT_OFFSET", "0"))
+
+
+def with_payment_fakes(env: dict[str, str]) -> dict[str, str]:
+    """The environment with the fakes `PAYMENT_FAKES` names enabled as providers after the
+    sandbox chain (still the first, so the default), each pointed at its local fake with
+    development credentials, and its webhooks sent to the gateway."""
+    names = payment_fakes(env)
+    if not names:
+        return env
+    out = dict(env)
+    hooks = f"{env['APP_BASE_URL']}/api/v1/payments/webhooks"
+    out["PAYMENT_PROVIDERS"] = ",".join(["sandbox", *names])
+    if "cryptopay" in names:
+        out.update({"CRYPTOPAY_API_BASE": f"http://127.0.0.1:{fake_port(env, 'cryptopay')}/api",
+                    "CRYPTOPAY_TOKEN": "12345:dev-cryptopay-token"})
+    if "nowpayments" in names:
+        out.update({
+            "NOWPAYMENTS_API_BASE": f"http://127.0.0.1:{fake_port(env, 'nowpayments')}/v1",
+            "NOWPAYMENTS_API_KEY": "dev-nowpayments-api-key",
+            "NOWPAYMENTS_IPN_SECRET": "dev-nowpayments-ipn-secret",
+            "NOWPAYMENTS_IPN_URL": f"{hooks}/nowpayments"})
+    return out
+
+
+def fake_argv(env: dict[str, str], name: str) -> list[str]:
+    """How to start a provider's fake, with the credentials `with_payment_fakes` gave billing."""
+    hook = f"{env['APP_BASE_URL']}/api/v1/payments/webhooks/{name}"
+    argv = [sys.executable, "-m", f"fakes.{name}", "--host", "127.0.0.1",
+            "--port", str(fake_port(env, name)), "--webhook-url", hook]
+    if name == "cryptopay":
+        argv += ["--token", env["CRYPTOPAY_TOKEN"]]
+    if name == "nowpayments":
+        argv += ["--api-key", env["NOWPAYMENTS_API_KEY"],
+                 "--ipn-secret", env["NOWPAYMENTS_IPN_SECRET"]]
+    return argv
 
 
 def _reachable(url: str, default_port: int) -> bool:
@@ -133,6 +190,22 @@ class Stack:
         self.procs[name] = proc
         return proc
 
+    def start_payment_fakes(self) -> None:
+        for name in payment_fakes(self.env):
+            if name in PAYMENT_FAKES:
+                self.start_process(f"{name}-fake", fake_argv(self.env, name))
+        for name in payment_fakes(self.env):
+            if name in PAYMENT_FAKES:
+                self.wait_port(fake_port(self.env, name))
+
+    def wait_port(self, port: int, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while not _reachable(f"http://127.0.0.1:{port}", port):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nothing listens on port {port}")
+            self.raise_if_dead()
+            time.sleep(0.1)
+
     def start_emulator(self) -> None:
         port = int(urlsplit(self.env["TELEGRAM_API_BASE"]).port or EMULATOR_PORT)
         self.start_process("telegram-emulator", [sys.executable, "-m", "fakes.telegram",
@@ -153,6 +226,7 @@ class Stack:
         try:
             if self.with_emulator:
                 self.start_emulator()
+            self.start_payment_fakes()
             for name in SERVICES:
                 self.start_service(name, "api")
                 self.start_service(name, "worker")
@@ -217,6 +291,7 @@ class Stack:
 
 def main() -> int:
     env = {**default_env(), **{k: v for k, v in os.environ.items() if k in default_env()}}
+    env = with_payment_fakes(env)
     problems = check_infra(env)
     if problems:
         sys.stderr.write("Cannot start: infrastructure is missing.\n")
@@ -251,6 +326,9 @@ def main() -> int:
                     role = name.rsplit("-", 1)
                     if name == "telegram-emulator":
                         stack.start_emulator()
+                    elif name.endswith("-fake"):
+                        fake = name.removesuffix("-fake")
+                        stack.start_process(name, fake_argv(stack.env, fake))
                     else:
                         stack.start_service(role[0], role[1])
     except KeyboardInterrupt:
