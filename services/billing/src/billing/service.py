@@ -384,8 +384,11 @@ class BillingService:
         """Open the provider's checkout for a new invoice: (checkout, USD per unit, amount of
         the asset). The amount is ours at the rate source's rate unless the provider prices
         the invoice itself. A provider that fails is 503 and nothing is stored."""
-        rate = await self.rates.usd_per_unit(asset)
-        amount = asset_amount(amount_usd, rate)
+        # A provider that always prices the invoice itself (`prices_invoices`) is asked in USD
+        # only: its assets need no rate of ours.
+        own_price = getattr(provider, "prices_invoices", False)
+        rate = Decimal(0) if own_price else await self.rates.usd_per_unit(asset)
+        amount = Decimal(0) if own_price else asset_amount(amount_usd, rate)
         try:
             checkout = await provider.create_checkout(CheckoutRequest(
                 invoice_id=invoice_id, amount_usd=amount_usd, asset=asset, network=network,
@@ -397,6 +400,9 @@ class BillingService:
         if checkout.amount_asset is not None and checkout.amount_asset > 0:
             amount = checkout.amount_asset
             rate = (amount_usd / amount).quantize(Decimal("0.00000001"))
+        elif own_price:
+            log.warning("provider_create_unpriced", provider=provider.name)
+            raise ServiceUnavailable("The payment provider is unavailable")
         return checkout, rate, amount
 
     async def _open_invoice(self, db: Database, *, user_id: str, key: str, token: str,

@@ -31,6 +31,8 @@ class CheckoutRequest:
     amount_usd: Decimal
     asset: str
     network: str
+    # At our locked rate; 0 for a provider that sets `prices_invoices = True` (it always
+    # prices the invoice itself, in USD, and answers `Checkout.amount_asset`).
     amount_asset: Decimal
     expires_at: datetime
 
