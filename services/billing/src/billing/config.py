@@ -46,6 +46,12 @@ class Settings(service_settings("billing", port=8101)):
     btcpay_store_id: str = Field("", alias="BTCPAY_STORE_ID")
     btcpay_webhook_secret: str = Field(DEV_BTCPAY_WEBHOOK_SECRET, alias="BTCPAY_WEBHOOK_SECRET")
     provider_timeout_seconds: float = Field(10.0, alias="PROVIDER_TIMEOUT_SECONDS", gt=0)
+    # Crypto Pay (@CryptoBot): the API base (testnet: https://testnet-pay.crypt.bot/api), the
+    # app's token (it also signs the webhooks), the coins a customer may pay a USD invoice with.
+    cryptopay_api_base: str = Field("https://pay.crypt.bot/api", alias="CRYPTOPAY_API_BASE")
+    cryptopay_token: str = Field("", alias="CRYPTOPAY_TOKEN")
+    cryptopay_accepted_assets: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["USDT", "TON", "BTC"], alias="CRYPTOPAY_ACCEPTED_ASSETS")
 
     payment_watch_interval_ms: int = Field(5000, alias="PAYMENT_WATCH_INTERVAL_MS", ge=100)
     invoice_expiry_interval_ms: int = Field(10000, alias="INVOICE_EXPIRY_INTERVAL_MS", ge=100)
@@ -68,6 +74,15 @@ class Settings(service_settings("billing", port=8101)):
             raise ValueError("PAYMENT_PROVIDERS names a provider twice")
         return names
 
+    @field_validator("cryptopay_accepted_assets", mode="before")
+    @classmethod
+    def _split_assets(cls, v):
+        items = v.split(",") if isinstance(v, str) else list(v)
+        assets = [str(a).strip().upper() for a in items if str(a).strip()]
+        if not assets or not all(a.isalnum() and len(a) <= 10 for a in assets):
+            raise ValueError("CRYPTOPAY_ACCEPTED_ASSETS must list asset codes, comma separated")
+        return assets
+
     @property
     def payment_providers(self) -> list[str]:
         return provider_names(self.payment_provider, self.payment_providers_setting)
@@ -85,4 +100,7 @@ class Settings(service_settings("billing", port=8101)):
         if "btcpay" in self.payment_providers:
             weak["BTCPAY_WEBHOOK_SECRET"] = self.btcpay_webhook_secret in (
                 DEV_BTCPAY_WEBHOOK_SECRET, "")
+        if "cryptopay" in self.payment_providers:
+            # the token signs Crypto Pay's webhooks: without one, nothing could be verified
+            weak["CRYPTOPAY_TOKEN"] = not self.cryptopay_token
         return weak

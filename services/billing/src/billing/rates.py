@@ -8,6 +8,7 @@ from typing import Protocol
 from runtime.errors import ValidationFailed
 
 ASSET_QUANTUM = Decimal("0.00000001")
+USD = "USD"
 
 
 class RateSource(Protocol):
@@ -25,6 +26,8 @@ class FixedRateSource:
         self.rates = {k.upper(): Decimal(v) for k, v in rates.items()}
 
     async def usd_per_unit(self, asset: str) -> Decimal:
+        if asset.upper() == USD:  # an invoice priced in USD by its provider
+            return Decimal(1)
         rate = self.rates.get(asset.upper())
         if rate is None or rate <= 0:
             raise ValidationFailed("No exchange rate for this asset", {"asset": asset})

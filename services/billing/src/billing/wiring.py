@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from billing.config import Settings
 from billing.providers.base import PaymentProvider, Providers, WebhookSource
 from billing.providers.btcpay import BTCPayProvider, BTCPayWebhooks
+from billing.providers.cryptopay import CryptoPayProvider, CryptoPayWebhooks
 from billing.providers.sandbox import SandboxProvider
 from billing.rates import FixedRateSource
 from billing.renewals import RenewalService
@@ -36,6 +37,12 @@ def _btcpay(settings: Settings, db: Database) -> PaymentProvider:
                           concurrency=settings.watch_concurrency)
 
 
+def _cryptopay(settings: Settings, db: Database) -> PaymentProvider:
+    return CryptoPayProvider(settings.cryptopay_api_base, settings.cryptopay_token,
+                             settings.provider_timeout_seconds,
+                             settings.cryptopay_accepted_assets)
+
+
 @dataclass(frozen=True)
 class Registration:
     """How to build a provider, and its webhooks when it sends any."""
@@ -47,6 +54,7 @@ class Registration:
 PROVIDERS: dict[str, Registration] = {
     "sandbox": Registration(_sandbox),
     "btcpay": Registration(_btcpay, lambda s: BTCPayWebhooks(s.btcpay_webhook_secret)),
+    "cryptopay": Registration(_cryptopay, lambda s: CryptoPayWebhooks(s.cryptopay_token)),
 }
 
 
