@@ -13,17 +13,24 @@ from decimal import Decimal
 from tests.conftest import payment_option, register, sql, wait_for
 
 
-def buy_from_balance(customer, admin_client, user_id: str, plan: dict, option: dict,
-                     credit: Decimal) -> dict:
+def subscribed(gateway_url: str, admin_client, periods: int = 1):
+    """A new customer who bought the first plan from a balance credited with `periods` times
+    its price: (client, user id, plan, subscription)."""
+    customer = register(gateway_url)
+    user_id = customer.get("/auth/me").json()["user"]["id"]
+    plan = customer.get("/plans").json()["plans"][0]
     r = admin_client.post(f"/admin/users/{user_id}/balance/adjustments",
                           headers={"Idempotency-Key": uuid.uuid4().hex},
-                          json={"amount_usd": format(credit, "f"), "note": "test credit"})
+                          json={"amount_usd": format(Decimal(plan["price_usd"]) * periods, "f"),
+                                "note": "test credit"})
     assert r.status_code == 201, r.text
     r = customer.post("/invoices", headers={"Idempotency-Key": uuid.uuid4().hex},
-                      json={"plan_id": plan["id"], **option, "pay_with": "balance"})
+                      json={"plan_id": plan["id"], **payment_option(customer),
+                            "pay_with": "balance"})
     assert r.status_code == 201 and r.json()["invoice"]["status"] == "PAID", r.text
-    return wait_for(lambda: [s for s in customer.get("/subscriptions").json()["subscriptions"]
-                             if s["status"] == "ACTIVE"], message="the subscription active")[0]
+    sub = wait_for(lambda: [s for s in customer.get("/subscriptions").json()["subscriptions"]
+                            if s["status"] == "ACTIVE"], message="the subscription active")[0]
+    return customer, user_id, plan, sub
 
 
 def make_due(subscription_id: str) -> None:
@@ -44,12 +51,8 @@ def renewals(user_id: str) -> list[dict]:
 
 def test_auto_renewal_charges_the_balance_once_and_extends_once(stack, gateway_url,
                                                                 admin_client):
-    customer = register(gateway_url)
-    user_id = customer.get("/auth/me").json()["user"]["id"]
-    plan = customer.get("/plans").json()["plans"][0]
-    option = payment_option(customer)
+    customer, user_id, plan, sub = subscribed(gateway_url, admin_client, periods=2)
     price = Decimal(plan["price_usd"])
-    sub = buy_from_balance(customer, admin_client, user_id, plan, option, price * 2)
     assert sub["auto_renew"] == {"enabled": False, "plan_id": None, "next_attempt_at": None}
 
     r = customer.put(f"/subscriptions/{sub['id']}/auto-renew", json={"enabled": True})
@@ -84,12 +87,7 @@ def test_auto_renewal_charges_the_balance_once_and_extends_once(stack, gateway_u
 
 def test_a_short_balance_gets_one_renewal_invoice_and_a_reminder(stack, gateway_url,
                                                                  admin_client):
-    customer = register(gateway_url)
-    user_id = customer.get("/auth/me").json()["user"]["id"]
-    plan = customer.get("/plans").json()["plans"][0]
-    option = payment_option(customer)
-    sub = buy_from_balance(customer, admin_client, user_id, plan, option,
-                           Decimal(plan["price_usd"]))
+    customer, user_id, plan, sub = subscribed(gateway_url, admin_client)
     assert customer.put(f"/subscriptions/{sub['id']}/auto-renew",
                         json={"enabled": True}).status_code == 200
     make_due(sub["id"])
@@ -105,12 +103,7 @@ def test_a_short_balance_gets_one_renewal_invoice_and_a_reminder(stack, gateway_
 
 
 def test_the_dashboard_banner_and_switch(stack, gateway_url, admin_client):
-    customer = register(gateway_url)
-    user_id = customer.get("/auth/me").json()["user"]["id"]
-    plan = customer.get("/plans").json()["plans"][0]
-    option = payment_option(customer)
-    sub = buy_from_balance(customer, admin_client, user_id, plan, option,
-                           Decimal(plan["price_usd"]))
+    customer, user_id, plan, sub = subscribed(gateway_url, admin_client)
     web = customer.base_url.copy_with(path="/")
     page = customer.get(str(web.join("app")), headers={"Accept": "text/html"})
     assert page.status_code == 200 and 'data-testid="renewal-banner"' not in page.text

@@ -186,10 +186,14 @@ def test_settings_production_needs_the_token_and_assets_are_a_list():
     with pytest.raises(PydanticValidationError) as refused:
         Settings(**PRODUCTION, PAYMENT_PROVIDERS="cryptopay")
     assert "CRYPTOPAY_TOKEN" in str(refused.value)
+    with pytest.raises(PydanticValidationError):
+        Settings(**PRODUCTION, PAYMENT_PROVIDERS="btcpay", BTCPAY_WEBHOOK_SECRET="w" * 32,
+                 RATE_SOURCE="cryptopay")
     ok = Settings(**PRODUCTION, PAYMENT_PROVIDERS="cryptopay", CRYPTOPAY_TOKEN=TOKEN,
                   CRYPTOPAY_ACCEPTED_ASSETS=" usdt, ton ,BTC")
     assert ok.cryptopay_accepted_assets == ["USDT", "TON", "BTC"]
     assert ok.cryptopay_api_base == "https://pay.crypt.bot/api"
+    assert ok.rate_source == "fixed" and ok.rates_max_age_seconds == 300
     with pytest.raises(PydanticValidationError):
         make_settings(CRYPTOPAY_ACCEPTED_ASSETS="USDT;TON")
 

@@ -1,7 +1,7 @@
 """Settings of the billing service: provider choice, rate lock, sandbox chain, watch schedules."""
 
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
@@ -52,6 +52,10 @@ class Settings(service_settings("billing", port=8101)):
     cryptopay_token: str = Field("", alias="CRYPTOPAY_TOKEN")
     cryptopay_accepted_assets: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["USDT", "TON", "BTC"], alias="CRYPTOPAY_ACCEPTED_ASSETS")
+    # Where the USD rate of an asset comes from: `fixed` (FIXED_RATES_USD) or `cryptopay`
+    # (Crypto Pay's getExchangeRates, never used older than RATES_MAX_AGE_SECONDS).
+    rate_source: Literal["fixed", "cryptopay"] = Field("fixed", alias="RATE_SOURCE")
+    rates_max_age_seconds: int = Field(300, alias="RATES_MAX_AGE_SECONDS", ge=1, le=86400)
 
     payment_watch_interval_ms: int = Field(5000, alias="PAYMENT_WATCH_INTERVAL_MS", ge=100)
     invoice_expiry_interval_ms: int = Field(10000, alias="INVOICE_EXPIRY_INTERVAL_MS", ge=100)
@@ -100,7 +104,7 @@ class Settings(service_settings("billing", port=8101)):
         if "btcpay" in self.payment_providers:
             weak["BTCPAY_WEBHOOK_SECRET"] = self.btcpay_webhook_secret in (
                 DEV_BTCPAY_WEBHOOK_SECRET, "")
-        if "cryptopay" in self.payment_providers:
+        if "cryptopay" in self.payment_providers or self.rate_source == "cryptopay":
             # the token signs Crypto Pay's webhooks: without one, nothing could be verified
             weak["CRYPTOPAY_TOKEN"] = not self.cryptopay_token
         return weak

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from billing.config import Settings
 from billing.providers.base import PaymentProvider, Providers, WebhookSource
 from billing.providers.btcpay import BTCPayProvider, BTCPayWebhooks
-from billing.providers.cryptopay import CryptoPayProvider, CryptoPayWebhooks
+from billing.providers.cryptopay import CryptoPayClient, CryptoPayProvider, CryptoPayWebhooks
 from billing.providers.sandbox import SandboxProvider
-from billing.rates import FixedRateSource
+from billing.rates import CryptoPayRateSource, FixedRateSource, RateSource
 from billing.renewals import RenewalService
 from billing.service import BillingService
 from billing.watch import PaymentWatcher
@@ -83,11 +83,21 @@ class Components:
 
     async def close(self) -> None:
         await self.billing.providers.close()
+        await self.billing.rates.close()
+
+
+def build_rates(settings: Settings) -> RateSource:
+    """RATE_SOURCE: the fixed rates, or Crypto Pay's live ones."""
+    if settings.rate_source == "cryptopay":
+        return CryptoPayRateSource(
+            CryptoPayClient(settings.cryptopay_api_base, settings.cryptopay_token,
+                            settings.provider_timeout_seconds),
+            settings.rates_max_age_seconds)
+    return FixedRateSource(settings.fixed_rates_usd)
 
 
 def build_components(settings: Settings, db: Database) -> Components:
-    billing = BillingService(settings, build_providers(settings, db),
-                             FixedRateSource(settings.fixed_rates_usd))
+    billing = BillingService(settings, build_providers(settings, db), build_rates(settings))
     watcher = PaymentWatcher(db, billing, settings)
     webhooks = WebhookService(db, watcher, build_webhook_sources(settings))
     return Components(billing, watcher, webhooks, RenewalService(billing))
