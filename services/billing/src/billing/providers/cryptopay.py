@@ -161,6 +161,7 @@ def expires_in(expires_at: datetime, now: datetime | None = None) -> int:
 class CryptoPayProvider:
     name = NAME
     title = "Crypto Bot"
+    prices_invoices = True  # Crypto Bot prices the coin: no exchange rate of ours is needed
 
     def __init__(self, api_base: str, token: str, timeout: float, accepted_assets: Sequence[str],
                  transport: httpx.AsyncBaseTransport | None = None):
