@@ -9,6 +9,7 @@ from pydantic_settings import NoDecode
 from runtime.settings import provider_names, service_settings
 
 DEV_BTCPAY_WEBHOOK_SECRET = "dev-btcpay-webhook-secret"
+DEV_NOWPAYMENTS_IPN_SECRET = "dev-nowpayments-ipn-secret"
 
 
 class Settings(service_settings("billing", port=8101)):
@@ -69,6 +70,18 @@ class Settings(service_settings("billing", port=8101)):
     # instead of exhausting the server's connection slots.
     api_pool_size: int = Field(5, alias="BILLING_DB_POOL_SIZE", ge=1)
 
+    # NOWPayments: the API base (sandbox: https://api-sandbox.nowpayments.io/v1), the API key,
+    # the IPN secret that signs its webhooks, the currencies a customer may pay in (its codes,
+    # comma separated) and where IPNs go (default: APP_BASE_URL's webhook route).
+    nowpayments_api_base: str = Field("https://api.nowpayments.io/v1",
+                                      alias="NOWPAYMENTS_API_BASE")
+    nowpayments_api_key: str = Field("", alias="NOWPAYMENTS_API_KEY")
+    nowpayments_ipn_secret: str = Field(DEV_NOWPAYMENTS_IPN_SECRET,
+                                        alias="NOWPAYMENTS_IPN_SECRET")
+    nowpayments_pay_currencies: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["usdttrc20", "btc"], alias="NOWPAYMENTS_PAY_CURRENCIES")
+    nowpayments_ipn_url_setting: str = Field("", alias="NOWPAYMENTS_IPN_URL")
+
     @field_validator("payment_providers_setting", mode="before")
     @classmethod
     def _split_providers(cls, v):
@@ -91,6 +104,23 @@ class Settings(service_settings("billing", port=8101)):
     def payment_providers(self) -> list[str]:
         return provider_names(self.payment_provider, self.payment_providers_setting)
 
+    @field_validator("nowpayments_pay_currencies", mode="before")
+    @classmethod
+    def _split_pay_currencies(cls, v):
+        items = v.split(",") if isinstance(v, str) else list(v)
+        codes = [str(c).strip().lower() for c in items if str(c).strip()]
+        if not codes or not all(c.isascii() and c.isalnum() and len(c) <= 32 for c in codes):
+            raise ValueError("NOWPAYMENTS_PAY_CURRENCIES must list currency codes, comma "
+                             "separated")
+        if len(set(codes)) != len(codes):
+            raise ValueError("NOWPAYMENTS_PAY_CURRENCIES names a currency twice")
+        return codes
+
+    @property
+    def nowpayments_ipn_url(self) -> str:
+        return self.nowpayments_ipn_url_setting or (
+            f"{self.app_base_url.rstrip('/')}/api/v1/payments/webhooks/nowpayments")
+
     @property
     def is_sandbox(self) -> bool:
         return "sandbox" in self.payment_providers
@@ -101,6 +131,9 @@ class Settings(service_settings("billing", port=8101)):
 
     def secret_defaults(self) -> dict[str, bool]:
         weak = super().secret_defaults()
+        if "nowpayments" in self.payment_providers:
+            weak["NOWPAYMENTS_IPN_SECRET"] = self.nowpayments_ipn_secret in (
+                DEV_NOWPAYMENTS_IPN_SECRET, "")
         if "btcpay" in self.payment_providers:
             weak["BTCPAY_WEBHOOK_SECRET"] = self.btcpay_webhook_secret in (
                 DEV_BTCPAY_WEBHOOK_SECRET, "")

@@ -16,6 +16,7 @@ from billing.config import Settings
 from billing.providers.base import PaymentProvider, Providers, WebhookSource
 from billing.providers.btcpay import BTCPayProvider, BTCPayWebhooks
 from billing.providers.cryptopay import CryptoPayClient, CryptoPayProvider, CryptoPayWebhooks
+from billing.providers.nowpayments import NowPaymentsProvider, NowPaymentsWebhooks
 from billing.providers.sandbox import SandboxProvider
 from billing.rates import CryptoPayRateSource, FixedRateSource, RateSource
 from billing.renewals import RenewalService
@@ -43,6 +44,13 @@ def _cryptopay(settings: Settings, db: Database) -> PaymentProvider:
                              settings.cryptopay_accepted_assets)
 
 
+def _nowpayments(settings: Settings, db: Database) -> PaymentProvider:
+    return NowPaymentsProvider(settings.nowpayments_api_base, settings.nowpayments_api_key,
+                               settings.nowpayments_pay_currencies, settings.nowpayments_ipn_url,
+                               settings.provider_timeout_seconds,
+                               concurrency=settings.watch_concurrency)
+
+
 @dataclass(frozen=True)
 class Registration:
     """How to build a provider, and its webhooks when it sends any."""
@@ -54,6 +62,8 @@ class Registration:
 PROVIDERS: dict[str, Registration] = {
     "sandbox": Registration(_sandbox),
     "btcpay": Registration(_btcpay, lambda s: BTCPayWebhooks(s.btcpay_webhook_secret)),
+    "nowpayments": Registration(_nowpayments,
+                                lambda s: NowPaymentsWebhooks(s.nowpayments_ipn_secret)),
     "cryptopay": Registration(_cryptopay, lambda s: CryptoPayWebhooks(s.cryptopay_token)),
 }
 
