@@ -25,7 +25,7 @@ EXPECTED = {
     "tickets.ticket.opened.v1", "tickets.message.added.v1", "tickets.ticket.status_changed.v1",
     "tickets.ticket.closed.v1",
     "telegram.support_reply.received.v1", "telegram.user_message.received.v1",
-    "telegram.account.linked.v1",
+    "telegram.account.linked.v1", "telegram.stars_payment.received.v1",
 }
 
 

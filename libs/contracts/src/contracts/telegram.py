@@ -37,3 +37,16 @@ class AccountLinkedV1(EventPayload):
     telegram_user_id: int
     telegram_username: str | None
     linked_at: datetime
+
+
+class StarsPaymentReceivedV1(EventPayload):
+    """A Telegram Stars payment the bot received (`message.successful_payment`), once per
+    charge: the invoice it pays is the invoice's payload (billing's invoice id)."""
+
+    event_type = "telegram.stars_payment.received"
+    invoice_id: str
+    telegram_payment_charge_id: str
+    total_amount: int
+    currency: str
+    telegram_user_id: int
+    paid_at: datetime

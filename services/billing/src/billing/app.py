@@ -25,7 +25,8 @@ def create_api(settings: Settings) -> FastAPI:
     app.include_router(operations_router(Operations(settings, job_queues=[PAYMENT_WATCH_QUEUE],
                                                     consumer_queues=[consumers.QUEUE,
                                                                      consumers.PROVISIONING_QUEUE,
-                                                                     consumers.IDENTITY_QUEUE])))
+                                                                     consumers.IDENTITY_QUEUE,
+                                                                     consumers.STARS_QUEUE])))
     if settings.is_sandbox:
         app.include_router(sandbox_router)
     return app

@@ -10,6 +10,8 @@ from runtime.settings import provider_names, service_settings
 
 DEV_BTCPAY_WEBHOOK_SECRET = "dev-btcpay-webhook-secret"
 DEV_NOWPAYMENTS_IPN_SECRET = "dev-nowpayments-ipn-secret"
+# The Telegram emulator's token (the telegram service's development default too).
+DEV_TELEGRAM_BOT_TOKEN = "123456:TEST-TOKEN"
 
 
 class Settings(service_settings("billing", port=8101)):
@@ -47,6 +49,11 @@ class Settings(service_settings("billing", port=8101)):
     btcpay_store_id: str = Field("", alias="BTCPAY_STORE_ID")
     btcpay_webhook_secret: str = Field(DEV_BTCPAY_WEBHOOK_SECRET, alias="BTCPAY_WEBHOOK_SECRET")
     provider_timeout_seconds: float = Field(10.0, alias="PROVIDER_TIMEOUT_SECONDS", gt=0)
+    # Telegram Stars: invoices are made with the shop bot (the telegram service's bot, the same
+    # settings); a plan without `price_stars` costs its USD price × STARS_PER_USD, rounded up.
+    telegram_bot_token: str = Field(DEV_TELEGRAM_BOT_TOKEN, alias="TELEGRAM_BOT_TOKEN")
+    telegram_api_base: str = Field("http://127.0.0.1:8081", alias="TELEGRAM_API_BASE")
+    stars_per_usd: Decimal = Field(Decimal("50"), alias="STARS_PER_USD", gt=0, le=100_000)
     # Crypto Pay (@CryptoBot): the API base (testnet: https://testnet-pay.crypt.bot/api), the
     # app's token (it also signs the webhooks), the coins a customer may pay a USD invoice with.
     cryptopay_api_base: str = Field("https://pay.crypt.bot/api", alias="CRYPTOPAY_API_BASE")
@@ -140,4 +147,6 @@ class Settings(service_settings("billing", port=8101)):
         if "cryptopay" in self.payment_providers or self.rate_source == "cryptopay":
             # the token signs Crypto Pay's webhooks: without one, nothing could be verified
             weak["CRYPTOPAY_TOKEN"] = not self.cryptopay_token
+        if "stars" in self.payment_providers:
+            weak["TELEGRAM_BOT_TOKEN"] = self.telegram_bot_token in (DEV_TELEGRAM_BOT_TOKEN, "")
         return weak

@@ -1,7 +1,8 @@
 """Events billing consumes: Telegram account links, kept as `telegram_links` (which Telegram
 account each customer linked: a trial is once per person, across accounts); the provisioner's
 renewals due (charged once per period) and expiry reminders (passed on unless auto-renewal
-covers them); the referral code a new account signed up with (`billing.referrals`)."""
+covers them); the referral code a new account signed up with (`billing.referrals`); the
+Telegram Stars payments the bot received (stored once per charge, then the invoice settled)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from billing.config import Settings
 from billing.models import TelegramLink, inbox
 from billing.renewals import RenewalService
+from billing.repository import StarsPaymentRepository
 from billing.service import referrals
+from billing.watch import PaymentWatcher
 from contracts import Envelope
 from contracts.identity import UserRegisteredV1
 from contracts.provisioning import SubscriptionExpiringV1, SubscriptionRenewalDueV1
-from contracts.telegram import AccountLinkedV1
+from contracts.telegram import AccountLinkedV1, StarsPaymentReceivedV1
 from runtime.broker import Subscription
 from runtime.clock import now as utcnow
 from runtime.db import Database
@@ -72,5 +75,34 @@ def build_identity_subscription(db: Database, settings: Settings) -> Subscriptio
         if event.referral_code:
             await referrals.attach(s, referred_user_id=event.user_id, code=event.referral_code,
                                    now=utcnow(), settings=settings)
+
+    return sub
+
+
+STARS_QUEUE = "billing.stars-payments"
+
+
+def build_stars_subscription(db: Database, watcher: PaymentWatcher) -> Subscription:
+    sub = Subscription(STARS_QUEUE, db=db, inbox=inbox,
+                       description="Telegram Stars payments the bot received: stored once per "
+                                   "charge, then the invoice they pay is settled.")
+
+    @sub.on(StarsPaymentReceivedV1)
+    async def on_stars_payment(env: Envelope, event: StarsPaymentReceivedV1) -> None:
+        # Not claimed in the inbox: the settle step runs after the payment is committed, in
+        # transactions of its own. The charge id's key makes a redelivery store nothing, and
+        # the settle step changes nothing the second time.
+        async with db.transaction() as s:
+            new = await StarsPaymentRepository(s).insert_once({
+                "telegram_payment_charge_id": event.telegram_payment_charge_id,
+                "invoice_id": event.invoice_id, "amount_stars": event.total_amount,
+                "currency": event.currency, "telegram_user_id": event.telegram_user_id,
+                "paid_at": event.paid_at, "received_at": utcnow()})
+        outcome = await watcher.watch_one(event.invoice_id)
+        if outcome in ("missing", "provider_not_active"):
+            log.error("stars_payment_not_applied", invoice_id=event.invoice_id,
+                      charge_id=event.telegram_payment_charge_id, outcome=outcome)
+        else:
+            log.info("stars_payment", invoice_id=event.invoice_id, new=new, outcome=outcome)
 
     return sub

@@ -30,6 +30,7 @@ from billing.schemas import (
     InvoiceEnvelope,
     InvoiceList,
     InvoiceStatus,
+    PayableOut,
     PaymentOptions,
     PlanCreate,
     PlanDeleted,
@@ -133,6 +134,19 @@ async def list_invoices(s: Session, ident: Ident, limit: Limit = 20, cursor: Cur
 async def get_invoice(invoice_id: str, s: Session, billing: Billing, ident: Ident):
     invoice = await billing.get_visible(s, ident.user_id, invoice_id)
     return {"invoice": (await _views(s, [invoice]))[0]}
+
+
+@router.get("/invoices/{invoice_id}/payable", response_model=PayableOut)
+async def invoice_payable(invoice_id: str, s: Session, _: Ident,
+                          provider: Annotated[str, Query(pattern=r"^[a-z][a-z0-9_]{0,31}$")],
+                          asset: Annotated[str, Query(pattern=r"^[A-Za-z0-9_-]{1,32}$")],
+                          amount: Annotated[Decimal, Query(gt=0, le=Decimal("1e16"))]):
+    """Whether the invoice takes this payment now: asked by the service that must answer a
+    provider before the payment is taken (Telegram Stars' pre-checkout), not by customers."""
+    invoice = await InvoiceRepository(s).get(invoice_id)
+    reason = BillingService.payable_refusal(invoice, provider=provider, asset=asset,
+                                            amount=amount, now=now())
+    return {"payable": reason is None, "reason": reason}
 
 
 @router.post("/invoices/{invoice_id}/cancel", response_model=InvoiceEnvelope)

@@ -1,6 +1,6 @@
 """Tables of the `billing` schema: plans, invoices, payments, idempotency keys, provider events,
-customers' balances and their ledger, promo codes, trials, referrals, the sandbox chain, and the
-service's outbox and inbox."""
+customers' balances and their ledger, promo codes, trials, referrals, Telegram Stars payments,
+the sandbox chain, and the service's outbox and inbox."""
 
 from __future__ import annotations
 
@@ -36,9 +36,13 @@ class Plan(Base):
     is_active: Mapped[bool] = mapped_column(sa.Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(TS)
     updated_at: Mapped[datetime] = mapped_column(TS)
+    # The price in Telegram Stars; None: USD × STARS_PER_USD, rounded up.
+    price_stars: Mapped[int | None] = mapped_column(sa.Integer)
 
     __table_args__ = (
         sa.CheckConstraint("price_usd > 0", name="ck_plans_price_positive"),
+        sa.CheckConstraint("price_stars IS NULL OR price_stars > 0",
+                           name="ck_plans_price_stars_positive"),
         sa.Index("ix_plans_active", "is_active"),
     )
 
@@ -346,6 +350,24 @@ class Referral(Base):
                            name="ck_referrals_reward_positive"),
         sa.Index("ix_referrals_referrer", "referrer_user_id", "status"),
     )
+
+
+class StarsPayment(Base):
+    """A Telegram Stars payment as the bot received it (`telegram.stars_payment.received.v1`),
+    once per charge: what the stars provider reports for the invoice it names. Not a foreign
+    key: a payment naming no invoice of ours is kept, never lost."""
+
+    __tablename__ = "stars_payments"
+
+    telegram_payment_charge_id: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    invoice_id: Mapped[str] = mapped_column(sa.Text)
+    amount_stars: Mapped[int] = mapped_column(sa.BigInteger)
+    currency: Mapped[str] = mapped_column(sa.Text)
+    telegram_user_id: Mapped[int] = mapped_column(sa.BigInteger)
+    paid_at: Mapped[datetime] = mapped_column(TS)
+    received_at: Mapped[datetime] = mapped_column(TS)
+
+    __table_args__ = (sa.Index("ix_stars_payments_invoice", "invoice_id"),)
 
 
 class SandboxChain(Base):

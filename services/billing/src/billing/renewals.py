@@ -125,7 +125,7 @@ class RenewalService:
         try:  # a failure raises: the message is delivered again later
             checkout, invoice.rate_usd, invoice.amount_asset = await billing.checkout(
                 adapter, invoice_id=invoice.id, amount_usd=invoice.amount_usd, asset=asset,
-                network=network, expires_at=invoice.rate_locked_until)
+                network=network, expires_at=invoice.rate_locked_until, plan=plan)
         except ServiceUnavailable:
             log.warning("renewal_checkout_failed", subscription_id=event.subscription_id)
             raise

@@ -17,6 +17,7 @@ from billing.models import (
     ProviderEvent,
     SandboxChain,
     SandboxTransfer,
+    StarsPayment,
 )
 from runtime.pagination import keyset_page
 from runtime.repository import Repository
@@ -219,3 +220,37 @@ class SandboxRepository:
         for t in (await self.session.execute(stmt)).scalars():
             out.setdefault(t.address, []).append(t)
         return out
+
+
+class StarsPaymentRepository:
+    """Telegram Stars payments as the bot received them, one row per charge id."""
+
+    def __init__(self, session: AsyncSession):
+        self.session = session
+
+    async def insert_once(self, values: dict) -> bool:
+        """Store a payment; False when its charge id was stored already."""
+        t = StarsPayment.__table__
+        result = await self.session.execute(
+            insert(t).values(**values)
+            .on_conflict_do_nothing(index_elements=[t.c.telegram_payment_charge_id])
+            .returning(t.c.telegram_payment_charge_id))
+        return result.first() is not None
+
+    async def for_invoices(self, invoice_ids: Sequence[str]) -> dict[str, list[StarsPayment]]:
+        if not invoice_ids:
+            return {}
+        stmt = (sa.select(StarsPayment).where(StarsPayment.invoice_id.in_(list(invoice_ids)))
+                .order_by(StarsPayment.paid_at, StarsPayment.telegram_payment_charge_id))
+        out: dict[str, list[StarsPayment]] = {}
+        for p in (await self.session.execute(stmt)).scalars():
+            out.setdefault(p.invoice_id, []).append(p)
+        return out
+
+    async def by_charge(self, charge_ids: Sequence[str]) -> dict[str, StarsPayment]:
+        if not charge_ids:
+            return {}
+        stmt = sa.select(StarsPayment).where(
+            StarsPayment.telegram_payment_charge_id.in_(list(charge_ids)))
+        return {p.telegram_payment_charge_id: p
+                for p in (await self.session.execute(stmt)).scalars()}

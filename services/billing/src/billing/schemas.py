@@ -57,6 +57,7 @@ __all__ = ["AdjustmentBody", "AdminInvoiceEnvelope", "AdminInvoiceList", "AdminP
            "AdminPlanList", "AdminPromoCodeEnvelope", "AdminPromoCodeList",
            "BalanceEntryEnvelope", "BalanceEntryKind", "BalanceOut", "BlocksBody", "BlocksOut",
            "CURSOR_PATTERN", "InvoiceCreate", "InvoiceEnvelope", "InvoiceList", "InvoiceStatus",
+           "PayableOut",
            "PaymentOptions", "PlanCreate", "PlanDeleted", "PlanList", "PlanUpdate",
            "PromoCodeCreate", "PromoCodeUpdate", "PromoPreview", "RefundBody", "RenewalCoverOut",
            "SandboxFaultBody",
@@ -75,14 +76,29 @@ class SandboxFaultOut(BaseModel):
     id: int
 
 
-def _fields(model: type[BaseModel], obj: object) -> dict:
-    return {name: getattr(obj, name) for name in model.model_fields if name != "payments"}
+class PayableOut(BaseModel):
+    """Whether an invoice takes this payment now (asked before a payment is taken)."""
+
+    payable: bool
+    reason: Literal["unknown_invoice", "other_provider", "already_paid", "closed", "expired",
+                    "wrong_currency", "wrong_amount"] | None = Field(
+        description="why not, when not")
+
+
+# Telegram Stars' currency: an invoice in it shows its amount as whole `amount_stars`.
+STARS_ASSET = "XTR"
+
+
+def _fields(model: type[BaseModel], obj: object, skip: frozenset[str] = frozenset({"payments"})
+            ) -> dict:
+    return {name: getattr(obj, name) for name in model.model_fields if name not in skip}
 
 
 def invoice_view(invoice: object, payments: list, *, admin: bool = False) -> dict:
     """The invoice (with its payments) as the JSON the API answers and idempotency stores."""
     model, payment_model = (AdminInvoiceOut, AdminPaymentOut) if admin else (InvoiceOut, PaymentOut)
-    data = _fields(model, invoice)
+    data = _fields(model, invoice, frozenset({"payments", "amount_stars"}))
+    data["amount_stars"] = int(data["amount_asset"]) if data["asset"] == STARS_ASSET else None
     data["payments"] = [payment_model.model_validate(_fields(payment_model, p)) for p in payments]
     return model.model_validate(data).model_dump(mode="json")
 

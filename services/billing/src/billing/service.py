@@ -186,7 +186,7 @@ class PlanService:
         plan = Plan(id=new_id(), name=body.name, description=body.description,
                     price_usd=Decimal(body.price_usd), duration_days=body.duration_days,
                     max_devices=body.max_devices, is_active=body.is_active, created_at=now,
-                    updated_at=now)
+                    updated_at=now, price_stars=body.price_stars)
         session.add(plan)
         await self._flush_unique_name(session, body.name)
         return plan
@@ -379,7 +379,7 @@ class BillingService:
                                         promo_code=body.promo_code)
 
     async def checkout(self, provider: PaymentProvider, *, invoice_id: str, amount_usd: Decimal,
-                       asset: str, network: str, expires_at: datetime
+                       asset: str, network: str, expires_at: datetime, plan: Plan | None = None
                        ) -> tuple[Checkout, Decimal, Decimal]:
         """Open the provider's checkout for a new invoice: (checkout, USD per unit, amount of
         the asset). The amount is ours at the rate source's rate unless the provider prices
@@ -392,7 +392,7 @@ class BillingService:
         try:
             checkout = await provider.create_checkout(CheckoutRequest(
                 invoice_id=invoice_id, amount_usd=amount_usd, asset=asset, network=network,
-                amount_asset=amount, expires_at=expires_at))
+                amount_asset=amount, expires_at=expires_at, plan=plan))
         except ProviderError as exc:
             PROVIDER_ERRORS.labels(exc.provider, exc.operation).inc()
             log.warning("provider_create_failed", provider=exc.provider, error=str(exc)[:300])
@@ -416,7 +416,7 @@ class BillingService:
         locked_until = now + timedelta(minutes=self.settings.rate_lock_minutes)
         checkout, rate, amount = await self.checkout(
             adapter, invoice_id=invoice_id, amount_usd=amount_usd, asset=asset,
-            network=network, expires_at=locked_until)
+            network=network, expires_at=locked_until, plan=plan)
         async with db.transaction() as s:
             if plan is not None:
                 plan_id = plan.id
@@ -586,7 +586,9 @@ class BillingService:
                      actor_id: str, to: str = "original") -> Invoice:
         """PAID → REFUNDED. What was paid from the balance goes back to it; with
         `to="balance"` what was paid on chain is credited to the balance instead of being sent
-        back (a top-up cannot be refunded that way: its money is the balance)."""
+        back (a top-up cannot be refunded that way: its money is the balance). A provider that
+        sends refunds back itself (`refund`) is asked last, once everything else is done: if it
+        cannot, the refund is refused (503) and the caller's transaction changes nothing."""
         if to == "balance" and invoice.kind == TOP_UP_KIND:
             raise Conflict("A top-up is refunded to where it came from, not to the balance")
         now = utcnow()
@@ -594,9 +596,11 @@ class BillingService:
         invoice.refunded_at = now
         invoice.refund_reason = reason
         await referrals.on_refunded(session, invoice, now)
+        sent_back: list[Payment] = []
         for p in await InvoiceRepository(session).payments(invoice.id):
             if p.status == SETTLED and not p.late:
                 transition_payment(p, REFUNDED, now)
+                sent_back.append(p)
         to_balance = invoice.provider == BALANCE_PROVIDER or to == "balance"
         if to_balance and invoice.amount_usd > 0:  # paid from the balance, or refunded to it
             await ledger.move(session, user_id=invoice.user_id, amount=invoice.amount_usd,
@@ -607,12 +611,50 @@ class BillingService:
                               kind="ADJUSTMENT", key=f"invoice:{invoice.id}:refund",
                               invoice_id=invoice.id, actor_id=actor_id, note=reason)
             await session.flush()
+            await self._send_back(invoice, sent_back, to)
             return invoice
         await session.flush()
         await events.add(session, InvoiceRefundedV1(
             invoice_id=invoice.id, user_id=invoice.user_id, plan=plan_snapshot(invoice),
             reason=reason, refunded_at=now, actor_id=actor_id))
+        await self._send_back(invoice, sent_back, to)
         return invoice
+
+    async def _send_back(self, invoice: Invoice, payments: list[Payment], to: str) -> None:
+        """The provider's own refund of `payments` (when it has one and they go back to where
+        they came from); a failure is 503 and the refund is not made."""
+        hook = getattr(self.providers.get(invoice.provider), "refund", None)
+        if to != "original" or not payments or hook is None:
+            return
+        try:
+            await hook(invoice, payments)
+        except ProviderError as exc:
+            PROVIDER_ERRORS.labels(exc.provider, exc.operation).inc()
+            log.warning("provider_refund_failed", invoice_id=invoice.id, error=str(exc)[:300])
+            raise ServiceUnavailable("The payment provider could not refund this payment; "
+                                     "nothing was changed") from exc
+
+    @staticmethod
+    def payable_refusal(invoice: Invoice | None, *, provider: str, asset: str,
+                        amount: Decimal, now: datetime) -> str | None:
+        """Why `invoice` cannot take a payment of `amount` `asset` through `provider` now
+        (None: it can). A provider that asks before taking a payment (Telegram's pre-checkout)
+        gets this answer."""
+        if invoice is None:
+            return "unknown_invoice"
+        if invoice.provider != provider:
+            return "other_provider"
+        if invoice.status == PAID:
+            return "already_paid"
+        if invoice.status not in OPEN:
+            return "closed"
+        if now >= invoice.rate_locked_until:
+            return "expired"
+        if asset != invoice.asset:
+            return "wrong_currency"
+        if amount != invoice.amount_asset:
+            return "wrong_amount"
+        return None
 
     # ---------------------------------------------------------------- the settle step
 

@@ -18,6 +18,7 @@ from billing.providers.btcpay import BTCPayProvider, BTCPayWebhooks
 from billing.providers.cryptopay import CryptoPayClient, CryptoPayProvider, CryptoPayWebhooks
 from billing.providers.nowpayments import NowPaymentsProvider, NowPaymentsWebhooks
 from billing.providers.sandbox import SandboxProvider
+from billing.providers.stars import StarsProvider
 from billing.rates import CryptoPayRateSource, FixedRateSource, RateSource
 from billing.renewals import RenewalService
 from billing.service import BillingService
@@ -44,6 +45,11 @@ def _cryptopay(settings: Settings, db: Database) -> PaymentProvider:
                              settings.cryptopay_accepted_assets)
 
 
+def _stars(settings: Settings, db: Database) -> PaymentProvider:
+    return StarsProvider(db, settings.telegram_api_base, settings.telegram_bot_token,
+                         settings.stars_per_usd, settings.provider_timeout_seconds)
+
+
 def _nowpayments(settings: Settings, db: Database) -> PaymentProvider:
     return NowPaymentsProvider(settings.nowpayments_api_base, settings.nowpayments_api_key,
                                settings.nowpayments_pay_currencies, settings.nowpayments_ipn_url,
@@ -64,6 +70,8 @@ PROVIDERS: dict[str, Registration] = {
     "btcpay": Registration(_btcpay, lambda s: BTCPayWebhooks(s.btcpay_webhook_secret)),
     "nowpayments": Registration(_nowpayments,
                                 lambda s: NowPaymentsWebhooks(s.nowpayments_ipn_secret)),
+    # Stars payments arrive through the Telegram webhook, relayed as an event (no webhook here).
+    "stars": Registration(_stars),
     "cryptopay": Registration(_cryptopay, lambda s: CryptoPayWebhooks(s.cryptopay_token)),
 }
 

@@ -1,6 +1,6 @@
-"""The billing worker process: the Telegram-link, identity (referral codes) and
-provisioning-event consumers, the `payment_watch` and `invoice_expiry` schedules, the outbox
-relay.
+"""The billing worker process: the Telegram-link, identity (referral codes),
+provisioning-event and Telegram Stars payment consumers, the `payment_watch` and
+`invoice_expiry` schedules, the outbox relay.
 
 (`retention_cleanup` is scheduled by the runtime from `billing.retention.rules`.)
 """
@@ -11,6 +11,7 @@ from billing.config import Settings
 from billing.consumers import (
     build_identity_subscription,
     build_provisioning_subscription,
+    build_stars_subscription,
     build_subscription,
 )
 from billing.jobs import PAYMENT_WATCH_QUEUE, watch_handlers
@@ -27,6 +28,7 @@ async def build_worker(ctx: WorkerContext) -> None:
     ctx.subscriptions.append(build_subscription(ctx.db))
     ctx.subscriptions.append(build_provisioning_subscription(ctx.db, parts.renewals))
     ctx.subscriptions.append(build_identity_subscription(ctx.db, settings))
+    ctx.subscriptions.append(build_stars_subscription(ctx.db, parts.watcher))
     watch = JobQueue(PAYMENT_WATCH_QUEUE, settings.redis_url, settings.jobs_prefix)
     ctx.queues.append(watch)
     ctx.schedules.append((watch, "payment_watch", settings.payment_watch_interval_ms,

@@ -51,6 +51,9 @@ SignedUsdIn = Annotated[str,
                         Field(examples=["5.00", "-2.50"])]
 
 
+# A price in Telegram Stars: whole Stars (XTR has no decimals).
+StarsIn = Annotated[int, Field(ge=1, le=1_000_000, examples=[250]), BeforeValidator(integral)]
+
 ProviderName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$", examples=["btcpay"])]
 
 
@@ -125,6 +128,8 @@ class PlanCreate(Strict):
     duration_days: Whole = Field(ge=1, le=3650)
     max_devices: Whole = Field(ge=1, le=100)
     is_active: bool = True
+    price_stars: StarsIn | None = Field(
+        None, description="the price in Telegram Stars; null: USD × STARS_PER_USD, rounded up")
 
 
 class PlanUpdate(Strict):
@@ -137,6 +142,7 @@ class PlanUpdate(Strict):
     duration_days: Whole = NotNull(ge=1, le=3650)
     max_devices: Whole = NotNull(ge=1, le=100)
     is_active: bool = NotNull()
+    price_stars: StarsIn | None = Field(None, description="null: priced from USD again")
 
     @model_validator(mode="after")
     def _something(self) -> PlanUpdate:
@@ -170,6 +176,7 @@ class PlanOut(BaseModel):
     price_usd: Money
     duration_days: int
     max_devices: int
+    price_stars: int | None = Field(None, description="the price in Telegram Stars when set")
 
 
 class AdminPlanOut(PlanOut):
@@ -232,6 +239,9 @@ class InvoiceOut(BaseModel):
     amount_usd: Money
     asset: str
     network: str
+    provider: str = Field(description="the payment method it is paid with (`sandbox`, "
+                                      "`cryptopay`, ...; `balance` and `promo` when paid at "
+                                      "once, `trial` for the trial)")
     amount_asset: Money
     address: str | None
     payment_url: str | None
@@ -239,6 +249,9 @@ class InvoiceOut(BaseModel):
     created_at: datetime
     paid_at: datetime | None
     payments: list[PaymentOut]
+    amount_stars: int | None = Field(
+        None, description="Telegram Stars: the Stars to pay (`payment_url` opens the invoice "
+                          "in Telegram); null for other providers")
 
 
 class AdminInvoiceOut(InvoiceOut):
@@ -246,7 +259,6 @@ class AdminInvoiceOut(InvoiceOut):
     plan_name: str | None
     plan_duration_days: int | None
     plan_max_devices: int | None
-    provider: str
     provider_ref: str | None
     rate_usd: Money
     amount_received_asset: Money

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from billing.models import Invoice
+from billing.models import Invoice, Payment, Plan
 from runtime.errors import ValidationFailed
 
 
@@ -35,6 +35,8 @@ class CheckoutRequest:
     # prices the invoice itself, in USD, and answers `Checkout.amount_asset`).
     amount_asset: Decimal
     expires_at: datetime
+    # The plan bought (None: a top-up), for a provider that prices or names it itself.
+    plan: Plan | None = None
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,15 @@ class PaymentProvider(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+class RefundingProvider(Protocol):
+    """A provider that sends a refund back itself. Optional: `BillingService.refund` calls
+    `refund` (with the invoice's settled payments) only on a provider that has it."""
+
+    async def refund(self, invoice: Invoice, payments: Sequence[Payment]) -> None:
+        """Return the payments to the payer (raises ProviderError when it cannot)."""
+        ...
 
 
 Observed = dict[str, list[ObservedPayment] | ProviderError]
