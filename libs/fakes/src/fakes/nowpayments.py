@@ -25,7 +25,7 @@ Owns the fake side of the NOWPayments integration and nothing else:
 
 A ``waiting`` payment whose ``valid_until`` passed becomes ``expired`` when next read.
 
-Run it: ``python -m fakes.nowpayments --host 127.0.0.1 --port 23100 --webhook-url URL
+Run it: ``python -m fakes.nowpayments --host 127.0.0.1 --port 23200 --webhook-url URL
 --api-key KEY --ipn-secret SECRET``.
 """
 
@@ -184,7 +184,7 @@ def _address(currency: str) -> str:
 class FakeConfig:
     api_keys: tuple[str, ...] = (DEFAULT_API_KEY,)
     ipn_secret: str = DEFAULT_IPN_SECRET
-    public_url: str = "http://127.0.0.1:23100"
+    public_url: str = "http://127.0.0.1:23200"
     webhook_url: str | None = None  # when set, every IPN goes here
     retry_delays: tuple[float, ...] = REAL_RETRY_DELAYS
     webhook_timeout: float = 3.0  # receivers must answer within 3000 ms
@@ -791,7 +791,7 @@ def create_app(config: FakeConfig | None = None,
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m fakes.nowpayments")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=23100)
+    parser.add_argument("--port", type=int, default=23200)
     parser.add_argument("--webhook-url", default=None,
                         help="send every IPN here instead of the payment's ipn_callback_url")
     parser.add_argument("--api-key", action="append", default=None,
