@@ -19,7 +19,7 @@ from runtime.testing import await_for  # noqa: F401 - the e2e tests import it fr
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "deploy" / "local"))
 
-from stack import Stack, check_infra, default_env  # noqa: E402
+from stack import Stack, check_infra, default_env, with_payment_fakes  # noqa: E402
 
 # TEST_SLOT lets several test runs share this machine's infrastructure without colliding.
 SLOT = int(os.environ.get("TEST_SLOT", "0"))
@@ -55,8 +55,10 @@ def test_env() -> dict[str, str]:
         "PROVISION_SWEEP_SECONDS": "1",
         "PROVISION_SWEEP_GRACE_SECONDS": "2",
         "RENEWAL_SWEEP_SECONDS": "1",
+        # every provider at once, through its fake (the sandbox chain first: the default)
+        "PAYMENT_FAKES": "all",
     })
-    return env
+    return with_payment_fakes(env)
 
 
 test_env.__test__ = False  # a helper, not a test, even when imported into a test module
