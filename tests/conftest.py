@@ -49,6 +49,7 @@ def test_env() -> dict[str, str]:
         # billing settings
         "PAYMENT_WATCH_INTERVAL_MS": "300",
         "INVOICE_EXPIRY_INTERVAL_MS": "1000",
+        "PROVIDER_TIMEOUT_SECONDS": "2",
         # provisioner settings
         "PROVISION_ATTEMPTS": "3",
         "PROVISION_BACKOFF_MS": "300",
