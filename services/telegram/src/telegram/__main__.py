@@ -17,7 +17,8 @@ async def set_webhook(settings: Settings, args: list[str]) -> int:
     bot = BotApi(settings.api_base, settings.bot_token)
     try:
         await bot.call("setWebhook", url=url, secret_token=settings.webhook_secret,
-                       allowed_updates=["message", "edited_message"], max_connections=40)
+                       allowed_updates=["message", "edited_message", "pre_checkout_query"],
+                       max_connections=40)
         info = await bot.call("getWebhookInfo")
     finally:
         await bot.close()

@@ -9,9 +9,11 @@ from runtime.db import Database
 from runtime.operations import Operations, operations_router
 from runtime.service import internal_api
 from telegram import consumers, notifications
+from telegram.botapi import BotApi
 from telegram.config import Settings
 from telegram.endpoints import router
 from telegram.jobs import NOTIFY
+from telegram.payments import BillingClient, PreCheckout
 
 WEBHOOK_AUTH_FAILURES = Counter("telegram_webhook_auth_failures_total",
                                 "Webhook calls refused for a missing or wrong secret")
@@ -21,8 +23,14 @@ UPDATES_DISCARDED = Counter("telegram_updates_discarded_total",
 
 def create_api(settings: Settings) -> FastAPI:
     db = Database(settings)
+    # Stars pre-checkout queries are answered from here, right after the webhook stores them.
+    bot = BotApi(settings.api_base, settings.bot_token)
+    billing = BillingClient(settings.billing_url, settings.internal_signing_key,
+                            settings.pre_checkout_billing_timeout)
     app = internal_api(settings, db, readiness={"postgres": db.ping},
+                       on_close=[bot.close, billing.close],
                        input_guard_exempt={"/internal/webhook"})  # answers 200 to any update
+    app.state.pre_checkout = PreCheckout(bot, billing, settings.pre_checkout_billing_timeout)
     app.state.webhook_auth_failures = WEBHOOK_AUTH_FAILURES
     app.state.updates_discarded = UPDATES_DISCARDED
     app.include_router(router)

@@ -22,6 +22,12 @@ class Settings(service_settings("telegram", port=8104)):
     bot_username: str = Field("vpn_support_bot", alias="TELEGRAM_BOT_USERNAME")
     notify_concurrency: int = Field(20, alias="TELEGRAM_NOTIFY_CONCURRENCY")
     max_retry_after_wait: int = Field(30, alias="TELEGRAM_MAX_INLINE_RETRY_AFTER")
+    # Billing's internal API: a Stars pre-checkout query is answered from its word, and Telegram
+    # waits 10 s for the answer, so billing gets at most this long (then the answer is "try
+    # again").
+    billing_url: str = Field("http://127.0.0.1:8101", alias="BILLING_URL")
+    pre_checkout_billing_timeout: float = Field(4.0, alias="TELEGRAM_PRE_CHECKOUT_BILLING_TIMEOUT",
+                                                gt=0, le=8)
 
     @field_validator("operator_ids", mode="before")
     @classmethod

@@ -5,10 +5,11 @@ from __future__ import annotations
 import hmac
 import json
 import re
+import time
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, BackgroundTasks, Request
 
 from contracts.public.common import WebhookAck
 from contracts.public.telegram import TelegramLinkOut
@@ -65,8 +66,10 @@ SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 
 
 @router.post("/webhook", response_model=WebhookAck)
-async def webhook(request: Request, _: Ident):
-    """Check the secret, store the update once, answer at once (processing comes after)."""
+async def webhook(request: Request, _: Ident, background: BackgroundTasks):
+    """Check the secret, store the update once, answer at once (processing comes after; a
+    Stars pre-checkout query is answered right after this answer, Telegram waits 10 s)."""
+    received_at = time.monotonic()
     settings = request.app.state.settings
     given = request.headers.get(SECRET_HEADER, "")
     if not hmac.compare_digest(given.encode(), settings.webhook_secret.encode()):
@@ -86,6 +89,9 @@ async def webhook(request: Request, _: Ident):
         return {"ok": True}
     # Stored once; the worker's update pump is woken by the insert and processes it.
     await UpdateInbox(request.app.state.db).insert(update_id, orjson.dumps(update).decode())
+    query = update.get("pre_checkout_query")
+    if isinstance(query, dict):  # a redelivery is answered again: Telegram keeps the first
+        background.add_task(request.app.state.pre_checkout.answer, query, received_at)
     return {"ok": True}
 
 

@@ -1,4 +1,5 @@
-"""Tables of the `telegram` schema: received updates, ticket threads, outgoing messages, links."""
+"""Tables of the `telegram` schema: received updates, ticket threads, outgoing messages, links,
+Stars payments."""
 
 from __future__ import annotations
 
@@ -162,6 +163,24 @@ class SubscriptionView(Base):
     expires_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True),
                                                  server_default=sa.func.now())
+
+
+class StarsPayment(Base):
+    """A Telegram Stars payment the bot received (`message.successful_payment`), once per
+    charge id: relayed to billing as `telegram.stars_payment.received.v1` when first recorded.
+    `refunded_at` is set by the `refunded_payment` message that follows a refund."""
+
+    __tablename__ = "stars_payments"
+
+    telegram_payment_charge_id: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    invoice_payload: Mapped[str] = mapped_column(sa.Text)
+    total_amount: Mapped[int] = mapped_column(sa.BigInteger)
+    currency: Mapped[str] = mapped_column(sa.Text)
+    telegram_user_id: Mapped[int] = mapped_column(sa.BigInteger)
+    chat_id: Mapped[int] = mapped_column(sa.BigInteger)
+    update_id: Mapped[int] = mapped_column(sa.BigInteger)
+    paid_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    refunded_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
 
 
 outbox = outbox_table(Base.metadata)

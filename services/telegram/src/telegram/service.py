@@ -41,6 +41,7 @@ from telegram.models import (
     TicketThread,
     outbox,
 )
+from telegram.payments import PAID_TEXT, record_payment, record_refund
 from telegram.repository import TelegramRepository
 
 log = get_logger(__name__)
@@ -272,8 +273,14 @@ DEEP_LINK_PREFIXES = (REFERRAL_PREFIX, "pay_")
 REFERRAL_CODE_RE = re.compile(r"^[A-Za-z0-9]{1,32}$")
 
 HELP_TEXT = ("I am the support bot. Write your question here and our team will answer.\n"
-             "/status — your subscription\n/help — this message")
+             "/status — your subscription\n/paysupport — help with a payment\n"
+             "/help — this message")
 BLOCKED_TEXT = "⛔ Your account is blocked. Support cannot take messages from it."
+# Telegram requires a bot that takes payments to answer /paysupport.
+PAYSUPPORT_TEXT = ("Help with a payment: write here what happened (the date, the amount, what "
+                   "you bought) and our support team answers in this chat, usually within a "
+                   "day. You can also open a ticket in the web panel under Support. Refunds of "
+                   "Telegram Stars go back to your Stars balance in Telegram.")
 UNLINKED_TEXT = ("Your Telegram is not linked to an account yet. Sign in on the web site, open "
                  "Settings and press “Link Telegram”, then follow the link.")
 
@@ -286,9 +293,16 @@ class UpdateService:
 
     async def handle(self, s: AsyncSession, update_id: int, update: dict) -> tuple[str, list[int]]:
         """Apply one update; returns its outcome and outgoing rows to deliver."""
+        if isinstance(update.get("pre_checkout_query"), dict):
+            return "pre_checkout", []  # answered by the webhook as it arrived
         message = update.get("message")
         if not isinstance(message, dict):
             return "ignored:not_a_message", []
+        if isinstance(message.get("successful_payment"), dict):
+            return await self._stars_payment(s, update_id, message)
+        if isinstance(message.get("refunded_payment"), dict):
+            return ("stars_refund" if await record_refund(s, update_id, message)
+                    else "ignored:bad_refund"), []
         chat = message.get("chat") or {}
         sender = message.get("from") or {}
         text = message.get("text")
@@ -303,6 +317,18 @@ class UpdateService:
         if chat.get("type") == "private":
             return await self._private_chat(s, update_id, message, sender, text)
         return "ignored:other_chat", []
+
+    async def _stars_payment(self, s: AsyncSession, update_id: int, message: dict
+                             ) -> tuple[str, list[int]]:
+        if not await record_payment(s, update_id, message, events):
+            return "stars_payment_known", []  # a redelivery, or not readable (logged)
+        chat_id = (message.get("chat") or {}).get("id")
+        if not isinstance(chat_id, int):
+            return "stars_payment", []
+        oid = await TelegramRepository(s).add_outgoing(
+            event_id=f"update-{update_id}", ticket_id=None, chat_id=chat_id, kind="bot_reply",
+            seq=0, text=PAID_TEXT)
+        return "stars_payment", [oid] if oid else []
 
     async def _support_chat(self, s, update_id, message, sender, text):
         if sender.get("is_bot") or sender.get("id") not in self.settings.operator_ids:
@@ -352,6 +378,8 @@ class UpdateService:
                                         reply)
         if match:
             return await self._link(s, repo, match.group(1), sender, chat_id, reply)
+        if text.strip().split("@", 1)[0] == "/paysupport":
+            return "paysupport", await reply(PAYSUPPORT_TEXT)
         link = await repo.link_for_telegram(tg_user)
         if link is not None and await repo.is_blocked(link.user_id):
             return "blocked", await reply(BLOCKED_TEXT)  # no ticket; /status says the same
