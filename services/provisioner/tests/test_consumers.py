@@ -41,7 +41,8 @@ class CountingBackend(SandboxBackend):
     in_flight = 0
     most_in_flight = 0
 
-    async def ensure_active(self, ref, *, expires_at, max_devices, data_limit_bytes=None):
+    async def ensure_active(self, ref, *, expires_at, max_devices, data_limit_bytes=None,
+                            traffic_reset="NONE"):
         self.calls += 1
         self.in_flight += 1
         self.most_in_flight = max(self.most_in_flight, self.in_flight)

@@ -27,6 +27,23 @@ class AccessDetails:
     config: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Usage:
+    """What the panel says of an account's use now; None where it cannot tell."""
+
+    used_bytes: int | None = None
+    limit_bytes: int | None = None
+    resets_at: datetime | None = None
+    devices_limit: int | None = None
+    devices_used: int | None = None
+    # The traffic allowance is used up: the panel refuses connections until a reset.
+    limited: bool = False
+
+
+# How a traffic allowance renews: never (`NONE`), or every calendar month (`MONTH`).
+TRAFFIC_RESETS = ("NONE", "MONTH")
+
+
 class BackendError(Exception):
     """A backend call failed; the message never carries secrets (API URLs, tokens, keys)."""
 
@@ -68,12 +85,18 @@ def operation(name: str):
 
 class VpnBackend(ABC):
     name: str
+    # What the panel itself enforces (the plan page says so instead of promising it).
+    enforces_devices: bool = False
+    enforces_traffic: bool = False
 
     @abstractmethod
     async def ensure_active(self, ref: str, *, expires_at: datetime, max_devices: int,
-                            data_limit_bytes: int | None = None) -> None:
+                            data_limit_bytes: int | None = None,
+                            traffic_reset: str = "NONE") -> None:
         """Create the account if missing (same ref = same account), enabled until `expires_at`,
-        allowed `data_limit_bytes` of traffic (None: the backend's configured default)."""
+        allowed `data_limit_bytes` of traffic (None: the backend's configured default),
+        renewed as `traffic_reset` says. An account whose allowance was used up is usable
+        again afterwards (a re-grant resets it)."""
 
     @abstractmethod
     async def disable(self, ref: str) -> None:
@@ -86,6 +109,11 @@ class VpnBackend(ABC):
     @abstractmethod
     async def accounts(self) -> dict[str, bool]:
         """Every account of ours on the backend (ref → can connect)."""
+
+    async def usage(self, ref: str) -> Usage:
+        """The account's use, live from the panel (raises `AccountMissing` if there is none);
+        a backend that cannot tell answers all None."""
+        return Usage()
 
     async def close(self) -> None:  # noqa: B027  (optional hook)
         pass

@@ -90,7 +90,8 @@ class MarzbanBackend(VpnBackend):
 
     @operation("ensure_active")
     async def ensure_active(self, ref: str, *, expires_at: datetime, max_devices: int,
-                            data_limit_bytes: int | None = None) -> None:
+                            data_limit_bytes: int | None = None,
+                            traffic_reset: str = "NONE") -> None:
         expire = int(expires_at.timestamp())
         limit = data_limit_bytes if data_limit_bytes is not None else self.data_limit_bytes
         body: dict[str, Any] = {

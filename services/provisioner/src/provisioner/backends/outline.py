@@ -150,7 +150,8 @@ class OutlineBackend(VpnBackend):
 
     @operation("ensure_active")
     async def ensure_active(self, ref: str, *, expires_at: datetime, max_devices: int,
-                            data_limit_bytes: int | None = None) -> None:
+                            data_limit_bytes: int | None = None,
+                            traffic_reset: str = "NONE") -> None:
         # Outline keys have no expiry: the expiry sweep deletes the key when time runs out.
         wanted = data_limit_bytes if data_limit_bytes is not None else self.data_limit_bytes
         body: dict[str, Any] = {"name": ref, "password": self.password_for(ref)}

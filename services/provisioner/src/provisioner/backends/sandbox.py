@@ -56,7 +56,8 @@ class SandboxBackend(VpnBackend):
 
     @operation("ensure_active")
     async def ensure_active(self, ref: str, *, expires_at: datetime, max_devices: int,
-                            data_limit_bytes: int | None = None) -> None:
+                            data_limit_bytes: int | None = None,
+                            traffic_reset: str = "NONE") -> None:
         await self._injected_fault("ensure_active")
         limit = data_limit_bytes if data_limit_bytes is not None else self.data_limit_bytes
         await self.db.execute(self.UPSERT, ref, secrets.token_urlsafe(16), expires_at,
