@@ -19,11 +19,12 @@ from billing.exceptions import IdempotencyInProgress, IdempotencyKeyReused
 from billing.models import Invoice, Payment
 from billing.providers.sandbox import sandbox_chain
 from billing.repository import InvoiceRepository, PlanRepository
-from billing.schemas import InvoiceCreate, PlanCreate
+from billing.schemas import InvoiceCreate, PlanCreate, PlanUpdate
 from billing.service import (
     INVOICE_TRANSITIONS_ALLOWED,
     PAYMENT_TRANSITIONS_ALLOWED,
     invoice_fingerprint,
+    ledger,
     plan_service,
     transition_invoice,
     transition_payment,
@@ -382,3 +383,26 @@ async def test_retention_prunes_day_old_keys(db, pg):
     assert purged["idempotency_keys_expired"] >= 1
     left = await pg.fetch("SELECT key FROM billing.idempotency_keys WHERE user_id = 'u-old'")
     assert [r["key"] for r in left] == [fresh]
+
+
+async def test_a_plans_traffic_allowance_is_on_its_invoices_snapshot(sandbox, db, pg):
+    async with db.transaction() as s:
+        plan = await plan_service.create(s, PlanCreate(
+            name=f"traffic-{uuid.uuid4().hex[:8]}", price_usd="3.00", duration_days=30,
+            max_devices=2, traffic_limit_gb=50, traffic_reset="MONTH"))
+    user_id = f"u-{uuid.uuid4().hex[:10]}"
+    async with db.transaction() as s:
+        await ledger.move(s, user_id=user_id, amount=Decimal("3.00"), kind="TOP_UP",
+                          key=uuid.uuid4().hex)
+    result = await sandbox.billing.create_invoice_idempotent(
+        db, user_id=user_id, key=uuid.uuid4().hex,
+        body=InvoiceCreate(plan_id=plan.id, asset="USDT", network="TRON", pay_with="balance"))
+    invoice_id = result.json()["invoice"]["id"]
+    async with db.transaction() as s:  # the plan changes later; the bought snapshot does not
+        await plan_service.update(s, plan.id, PlanUpdate(traffic_limit_gb=None,
+                                                         traffic_reset="NONE"))
+    row = await pg.fetchrow("SELECT envelope FROM billing.outbox WHERE routing_key = "
+                            "'billing.invoice.paid.v1' AND envelope->'payload'->>'invoice_id' = $1",
+                            invoice_id)
+    snapshot = json.loads(row["envelope"])["payload"]["plan"]
+    assert (snapshot["traffic_limit_gb"], snapshot["traffic_reset"]) == (50, "MONTH")

@@ -51,7 +51,7 @@ async def test_a_trial_is_granted_once_through_the_paid_path(sandbox, db, pg):
     assert await paid_plans(pg, invoice["id"]) == [{
         "plan_id": "trial", "name": "Trial", "duration_days": settings.trial_days,
         "max_devices": settings.trial_max_devices, "price_usd": "0.00",
-        "traffic_limit_gb": None}]
+        "traffic_limit_gb": None, "traffic_reset": "NONE"}]
     with pytest.raises(TrialUnavailable):
         await sandbox.billing.grant_trial(db, user_id=u)
 

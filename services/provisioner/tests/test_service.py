@@ -520,3 +520,11 @@ async def test_a_trials_traffic_limit_reaches_the_backend_and_a_paid_plan_lifts_
     await buy(db, service, paid("tl1"), T0 + DAY)
     assert (await subscription(db, "tl1")).data_limit_bytes is None
     assert (await sandbox_account(db, sub.provision_ref)).data_limit_bytes is None
+
+
+async def test_a_plans_monthly_allowance_is_kept_on_the_subscription(db, service):
+    bought = paid("tl2")
+    bought.plan.traffic_limit_gb, bought.plan.traffic_reset = 50, "MONTH"
+    await buy(db, service, bought, T0)
+    sub = await subscription(db, "tl2")
+    assert (sub.data_limit_bytes, sub.traffic_reset) == (50 * 1024 ** 3, "MONTH")

@@ -16,9 +16,11 @@ class PlanSnapshot(BaseModel):
     duration_days: int
     max_devices: int
     price_usd: Money
-    # Traffic the grant allows, in GB (the trial's `TRIAL_TRAFFIC_GB`); None: the backend's
-    # default (`VPN_DATA_LIMIT_BYTES`). Released in v1 without it: optional.
+    # Traffic the grant allows, in GB (the plan's, or the trial's `TRIAL_TRAFFIC_GB`); None:
+    # the backend's default (`VPN_DATA_LIMIT_BYTES`). Released in v1 without it: optional.
     traffic_limit_gb: int | None = None
+    # How that allowance renews: NONE, or MONTH (every month from the grant).
+    traffic_reset: str = "NONE"
 
 
 class InvoiceCreatedV1(EventPayload):

@@ -38,9 +38,14 @@ class Plan(Base):
     updated_at: Mapped[datetime] = mapped_column(TS)
     # The price in Telegram Stars; None: USD × STARS_PER_USD, rounded up.
     price_stars: Mapped[int | None] = mapped_column(sa.Integer)
+    # The traffic allowance in GB (None: unlimited) and how it renews (NONE, MONTH).
+    traffic_limit_gb: Mapped[int | None] = mapped_column(sa.Integer)
+    traffic_reset: Mapped[str] = mapped_column(sa.Text, default="NONE", server_default="NONE")
 
     __table_args__ = (
         sa.CheckConstraint("price_usd > 0", name="ck_plans_price_positive"),
+        sa.CheckConstraint("(traffic_limit_gb IS NULL OR traffic_limit_gb > 0) AND "
+                           "traffic_reset IN ('NONE', 'MONTH')", name="ck_plans_traffic"),
         sa.CheckConstraint("price_stars IS NULL OR price_stars > 0",
                            name="ck_plans_price_stars_positive"),
         sa.Index("ix_plans_active", "is_active"),
@@ -61,6 +66,8 @@ class Invoice(Base):
     plan_duration_days: Mapped[int | None] = mapped_column(sa.Integer)
     plan_max_devices: Mapped[int | None] = mapped_column(sa.Integer)
     plan_price_usd: Mapped[Decimal | None] = mapped_column(USD)
+    plan_traffic_limit_gb: Mapped[int | None] = mapped_column(sa.Integer)
+    plan_traffic_reset: Mapped[str | None] = mapped_column(sa.Text)
     status: Mapped[str] = mapped_column(sa.Text)
     amount_usd: Mapped[Decimal] = mapped_column(USD)
     asset: Mapped[str] = mapped_column(sa.Text)

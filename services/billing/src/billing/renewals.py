@@ -207,7 +207,9 @@ class RenewalService:
         return Invoice(
             id=new_id(), user_id=event.user_id, kind=RENEWAL_KIND, plan_id=plan.id,
             plan_name=plan.name, plan_duration_days=plan.duration_days,
-            plan_max_devices=plan.max_devices, plan_price_usd=price, status=CREATED,
+            plan_max_devices=plan.max_devices, plan_price_usd=price,
+            plan_traffic_limit_gb=plan.traffic_limit_gb, plan_traffic_reset=plan.traffic_reset,
+            status=CREATED,
             amount_usd=price, asset=asset, network=network, rate_usd=rate,
             amount_asset=asset_amount(price, rate), address=None,
             payment_url=None, provider=provider, provider_ref=None, rate_locked_until=now,

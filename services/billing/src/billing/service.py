@@ -134,7 +134,9 @@ def _plan_fields(plan: Plan | None) -> dict:
     if plan is None:
         return {}
     return {"plan_id": plan.id, "plan_name": plan.name, "plan_duration_days": plan.duration_days,
-            "plan_max_devices": plan.max_devices, "plan_price_usd": plan.price_usd}
+            "plan_max_devices": plan.max_devices, "plan_price_usd": plan.price_usd,
+            "plan_traffic_limit_gb": plan.traffic_limit_gb,
+            "plan_traffic_reset": plan.traffic_reset}
 
 
 def _promo_fields(offer: Offer | None) -> dict:
@@ -144,12 +146,13 @@ def _promo_fields(offer: Offer | None) -> dict:
             "bonus_days": offer.bonus_days}
 
 
-def plan_snapshot(invoice: Invoice, traffic_limit_gb: int | None = None) -> PlanSnapshot:
+def plan_snapshot(invoice: Invoice) -> PlanSnapshot:
     """The plan the invoice granted; a trial's is its terms, under the plan id `trial`."""
     return PlanSnapshot(plan_id=invoice.plan_id or TRIAL_PLAN_ID, name=invoice.plan_name,
                         duration_days=invoice.plan_duration_days,
                         max_devices=invoice.plan_max_devices, price_usd=invoice.plan_price_usd,
-                        traffic_limit_gb=traffic_limit_gb)
+                        traffic_limit_gb=invoice.plan_traffic_limit_gb,
+                        traffic_reset=invoice.plan_traffic_reset or "NONE")
 
 
 def request_fingerprint(operation: str, body: dict) -> str:
@@ -186,7 +189,8 @@ class PlanService:
         plan = Plan(id=new_id(), name=body.name, description=body.description,
                     price_usd=Decimal(body.price_usd), duration_days=body.duration_days,
                     max_devices=body.max_devices, is_active=body.is_active, created_at=now,
-                    updated_at=now, price_stars=body.price_stars)
+                    updated_at=now, price_stars=body.price_stars,
+                    traffic_limit_gb=body.traffic_limit_gb, traffic_reset=body.traffic_reset)
         session.add(plan)
         await self._flush_unique_name(session, body.name)
         return plan
@@ -542,6 +546,8 @@ class BillingService:
                     id=new_id(), user_id=user_id, kind=TRIAL_KIND, plan_id=None,
                     plan_name="Trial", plan_duration_days=st.trial_days,
                     plan_max_devices=st.trial_max_devices, plan_price_usd=ZERO_USD,
+                    plan_traffic_limit_gb=st.trial_traffic_gb or None,
+                    plan_traffic_reset="NONE",
                     status=CREATED, amount_usd=ZERO_USD, asset=BALANCE_ASSET,
                     network="TRIAL", rate_usd=Decimal(1), amount_asset=ZERO_USD,
                     address=None, payment_url=None, provider=TRIAL_PROVIDER, provider_ref=None,
@@ -735,10 +741,8 @@ class BillingService:
                               kind="TOP_UP", key=f"invoice:{invoice.id}:top-up",
                               invoice_id=invoice.id)
             return
-        trial_traffic = self.settings.trial_traffic_gb if invoice.kind == TRIAL_KIND else 0
         await events.add(session, InvoicePaidV1(
-            invoice_id=invoice.id, user_id=invoice.user_id,
-            plan=plan_snapshot(invoice, trial_traffic or None),
+            invoice_id=invoice.id, user_id=invoice.user_id, plan=plan_snapshot(invoice),
             amount_usd=invoice.amount_usd, asset=invoice.asset, network=invoice.network,
             amount_asset=invoice.amount_asset, amount_paid_asset=invoice.amount_received_asset,
             paid_at=now, bonus_days=invoice.bonus_days or 0, kind=invoice.kind,

@@ -37,8 +37,10 @@ class Subscription(Base):
     started_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
     expires_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
     max_devices: Mapped[int] = mapped_column(sa.Integer)
-    # Traffic the last grant allows (a trial's); None: the backend's default.
+    # Traffic the last grant's plan allows, and how it renews (NONE, MONTH); None: the
+    # backend's default.
     data_limit_bytes: Mapped[int | None] = mapped_column(sa.BigInteger)
+    traffic_reset: Mapped[str] = mapped_column(sa.Text, default="NONE", server_default="NONE")
     # Opaque id of the account on the VPN backend; access configs are never stored.
     provision_ref: Mapped[str] = mapped_column(sa.Text, unique=True)
     backend: Mapped[str] = mapped_column(sa.Text)

@@ -200,7 +200,8 @@ class ProvisioningService:
         if sub.status == ACTIVE:
             await self.backend.ensure_active(sub.provision_ref, expires_at=sub.expires_at,
                                              max_devices=sub.max_devices,
-                                             data_limit_bytes=sub.data_limit_bytes)
+                                             data_limit_bytes=sub.data_limit_bytes,
+                                             traffic_reset=sub.traffic_reset or "NONE")
             state = "ACTIVE"
         else:
             await self.backend.disable(sub.provision_ref)
@@ -245,6 +246,7 @@ class ProvisioningService:
             sub.plan_id, sub.plan, sub.max_devices = plan["plan_id"], plan, plan["max_devices"]
             traffic_gb = plan.get("traffic_limit_gb")
             sub.data_limit_bytes = traffic_gb * GB if traffic_gb else None
+            sub.traffic_reset = plan.get("traffic_reset") or "NONE"
         sub.backend = self.backend.name
         sub.reminders_sent = []
         sub.updated_at = ts

@@ -54,6 +54,10 @@ SignedUsdIn = Annotated[str,
 # A price in Telegram Stars: whole Stars (XTR has no decimals).
 StarsIn = Annotated[int, Field(ge=1, le=1_000_000, examples=[250]), BeforeValidator(integral)]
 
+# A plan's traffic allowance in whole GB, and how it renews.
+TrafficGb = Annotated[int, Field(ge=1, le=1_000_000), BeforeValidator(integral)]
+TrafficReset = Literal["NONE", "MONTH"]
+
 ProviderName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$", examples=["btcpay"])]
 
 
@@ -130,6 +134,8 @@ class PlanCreate(Strict):
     is_active: bool = True
     price_stars: StarsIn | None = Field(
         None, description="the price in Telegram Stars; null: USD × STARS_PER_USD, rounded up")
+    traffic_limit_gb: TrafficGb | None = Field(None, description="null: unlimited")
+    traffic_reset: TrafficReset = Field("NONE", description="how the allowance renews")
 
 
 class PlanUpdate(Strict):
@@ -143,6 +149,8 @@ class PlanUpdate(Strict):
     max_devices: Whole = NotNull(ge=1, le=100)
     is_active: bool = NotNull()
     price_stars: StarsIn | None = Field(None, description="null: priced from USD again")
+    traffic_limit_gb: TrafficGb | None = Field(None, description="null: unlimited")
+    traffic_reset: TrafficReset = NotNull()
 
     @model_validator(mode="after")
     def _something(self) -> PlanUpdate:
@@ -177,6 +185,9 @@ class PlanOut(BaseModel):
     duration_days: int
     max_devices: int
     price_stars: int | None = Field(None, description="the price in Telegram Stars when set")
+    traffic_limit_gb: int | None = Field(None, description="the traffic allowance; null: "
+                                                           "unlimited")
+    traffic_reset: TrafficReset = "NONE"
 
 
 class AdminPlanOut(PlanOut):
