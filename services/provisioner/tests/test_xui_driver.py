@@ -302,3 +302,21 @@ async def test_the_fakes_control_api_over_http(driver, panel):
         assert [c["email"] for c in snapshot["clients"]] == ["vpn_c1"]
         assert snapshot["logins"] == 2
         assert json.dumps(snapshot)  # plain JSON
+
+
+def test_settings_name_what_the_xui_backend_needs_and_build_it():
+    from provisioner.backends import build_backend
+    from provisioner.config import Settings
+    from runtime.testing import unit_database_url
+
+    with pytest.raises(ValueError, match="XUI_INBOUND_IDS, XUI_SUB_BASE_URL"):
+        Settings(DATABASE_URL=unit_database_url("provisioner"), VPN_BACKEND="xui",
+                 XUI_BASE_URL="https://panel.example:2053/path/", XUI_USERNAME="admin",
+                 XUI_PASSWORD="pw")
+    settings = Settings(DATABASE_URL=unit_database_url("provisioner"), VPN_BACKEND="xui",
+                        XUI_BASE_URL="https://panel.example:2053/path", XUI_USERNAME="admin",
+                        XUI_PASSWORD="pw", XUI_INBOUND_IDS="1, 3", XUI_SUB_BASE_URL=SUB)
+    backend = build_backend(settings, None)
+    assert isinstance(backend, XuiBackend)
+    assert backend.inbound_ids == [1, 3] and backend.sub_base_url == SUB
+    assert str(backend._client.base_url) == "https://panel.example:2053/path/"

@@ -13,8 +13,9 @@ DEV_KEY_SECRET = "dev-vpn-key-secret-change-me"
 
 
 class Settings(service_settings("provisioner", port=8102, schema="provisioning")):
-    # VPN backend (sandbox | outline | marzban) and what every driver shares
-    vpn_backend: Literal["sandbox", "outline", "marzban"] = Field("sandbox", alias="VPN_BACKEND")
+    # VPN backend (sandbox | outline | marzban | xui) and what every driver shares
+    vpn_backend: Literal["sandbox", "outline", "marzban", "xui"] = Field(
+        "sandbox", alias="VPN_BACKEND")
     vpn_timeout_seconds: float = Field(10.0, alias="VPN_BACKEND_TIMEOUT_SECONDS", gt=0)
     vpn_data_limit_bytes: int = Field(0, alias="VPN_DATA_LIMIT_BYTES", ge=0)  # 0 = unlimited
     # Derives stable per-account secrets (Outline key passwords) so a re-created key keeps its URL.
@@ -28,6 +29,14 @@ class Settings(service_settings("provisioner", port=8102, schema="provisioning")
     marzban_password: str | None = Field(None, alias="MARZBAN_PASSWORD")
     marzban_proxies: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["vless"], alias="MARZBAN_PROXIES")
+    # 3x-ui: the panel URL with its web base path, the admin login, the inbounds (ids, comma
+    # separated) every client is put on, and the public prefix of subscription links
+    xui_base_url: str | None = Field(None, alias="XUI_BASE_URL")
+    xui_username: str | None = Field(None, alias="XUI_USERNAME")
+    xui_password: str | None = Field(None, alias="XUI_PASSWORD")
+    xui_inbound_ids: Annotated[list[int], NoDecode] = Field(
+        default_factory=list, alias="XUI_INBOUND_IDS")
+    xui_sub_base_url: str | None = Field(None, alias="XUI_SUB_BASE_URL")
 
     # the `provision` job queue
     provision_attempts: int = Field(8, alias="PROVISION_ATTEMPTS", ge=1)
@@ -60,6 +69,13 @@ class Settings(service_settings("provisioner", port=8102, schema="provisioning")
             return [p for p in v.replace(" ", "").split(",") if p]
         return v
 
+    @field_validator("xui_inbound_ids", mode="before")
+    @classmethod
+    def _split_inbound_ids(cls, v):
+        if isinstance(v, str):
+            return [int(i) for i in v.replace(" ", "").split(",") if i]
+        return v
+
     @field_validator("reminder_days", mode="before")
     @classmethod
     def _split_days(cls, v):
@@ -77,6 +93,12 @@ class Settings(service_settings("provisioner", port=8102, schema="provisioning")
             missing = [n for n, v in (("MARZBAN_BASE_URL", self.marzban_base_url),
                                       ("MARZBAN_USERNAME", self.marzban_username),
                                       ("MARZBAN_PASSWORD", self.marzban_password)) if not v]
+        elif self.vpn_backend == "xui":
+            missing = [n for n, v in (("XUI_BASE_URL", self.xui_base_url),
+                                      ("XUI_USERNAME", self.xui_username),
+                                      ("XUI_PASSWORD", self.xui_password),
+                                      ("XUI_INBOUND_IDS", self.xui_inbound_ids),
+                                      ("XUI_SUB_BASE_URL", self.xui_sub_base_url)) if not v]
         if missing:
             raise ValueError(f"VPN_BACKEND={self.vpn_backend} needs {', '.join(missing)}")
         return self

@@ -24,6 +24,14 @@ def build_backend(settings: Settings, db: Database) -> VpnBackend:
                               settings.marzban_password or "", proxies=settings.marzban_proxies,
                               data_limit_bytes=settings.vpn_data_limit_bytes,
                               timeout=settings.vpn_timeout_seconds)
+    if settings.vpn_backend == "xui":
+        from provisioner.backends.xui import XuiBackend
+
+        return XuiBackend(settings.xui_base_url or "", settings.xui_username or "",
+                          settings.xui_password or "", inbound_ids=settings.xui_inbound_ids,
+                          sub_base_url=settings.xui_sub_base_url or "",
+                          data_limit_bytes=settings.vpn_data_limit_bytes,
+                          timeout=settings.vpn_timeout_seconds)
     from provisioner.backends.sandbox import SandboxBackend
     from runtime.faults import sandbox_faults
 
