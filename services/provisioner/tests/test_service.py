@@ -528,3 +528,17 @@ async def test_a_plans_monthly_allowance_is_kept_on_the_subscription(db, service
     await buy(db, service, bought, T0)
     sub = await subscription(db, "tl2")
     assert (sub.data_limit_bytes, sub.traffic_reset) == (50 * 1024 ** 3, "MONTH")
+
+
+async def test_usage_comes_live_from_the_backend_for_the_owner_only(db, service):
+    bought = paid("us1", devices=2)
+    bought.plan.traffic_limit_gb = 5
+    await buy(db, service, bought, T0)
+    sub = await subscription(db, "us1")
+    async with db.transaction() as s:
+        used = await service.usage(s, Identity("us1", "USER"), sub.id)
+        with pytest.raises(NotFound):
+            await service.usage(s, Identity("someone-else", "USER"), sub.id)
+    assert (used["limit_bytes"], used["used_bytes"], used["devices"]) == (
+        5 * 1024 ** 3, None, {"limit": 2, "used": None})
+    assert used["limited"] is False

@@ -23,6 +23,7 @@ from provisioner.schemas import (
     SubscriptionEnvelope,
     SubscriptionList,
     SubscriptionStatus,
+    UsageOut,
 )
 from provisioner.service import ProvisioningService
 from runtime.clock import now
@@ -70,6 +71,11 @@ async def set_auto_renew(sub_id: str, body: AutoRenewBody, s: Session, ident: Id
     sub = await svc.set_auto_renew(s, ident, sub_id, enabled=body.enabled,
                                    plan_id=body.plan_id, ts=now())
     return {"subscription": svc.view(sub)}
+
+
+@router.get("/subscriptions/{sub_id}/usage", response_model=UsageOut)
+async def subscription_usage(sub_id: str, s: Session, ident: Ident, svc: Service):
+    return await svc.usage(s, ident, sub_id)
 
 
 @router.get("/admin/subscriptions", response_model=AdminSubscriptionList)

@@ -23,12 +23,13 @@ from contracts.public.subscriptions import (
     SubscriptionList,
     SubscriptionOut,
     SubscriptionStatus,
+    UsageOut,
 )
 
 __all__ = ["AccessOut", "AdminSubscriptionEnvelope", "AdminSubscriptionList",
            "AdminSubscriptionOut", "AutoRenewBody", "ExtendBody", "FailedJobList", "FailedJobOut",
            "GrantOut", "RetriedJob", "SandboxFaultBody", "SubscriptionEnvelope", "SubscriptionList",
-           "SubscriptionOut", "SubscriptionStatus"]
+           "SubscriptionOut", "SubscriptionStatus", "UsageOut"]
 
 
 class FailedJobOut(BaseModel):
@@ -51,6 +52,6 @@ class RetriedJob(BaseModel):
 
 
 class SandboxFaultBody(Strict):
-    operation: Literal["*", "ensure_active", "disable", "access", "accounts"] = "*"
+    operation: Literal["*", "ensure_active", "disable", "access", "accounts", "usage"] = "*"
     count: int | None = Field(None, ge=1, le=1000, description="None: until removed")
     message: str = Field("injected sandbox failure", min_length=1, max_length=200)

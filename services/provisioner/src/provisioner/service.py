@@ -623,6 +623,22 @@ class ProvisioningService:
         return {"backend": self.backend.name, "access_url": details.access_url,
                 "config": details.config, "fetched_at": now()}
 
+    async def usage(self, s: AsyncSession, identity: Identity, sub_id: str) -> dict:
+        """The subscription's use, live from the panel; another user's id is not found."""
+        sub = await ProvisioningRepository(s).subscription(sub_id)
+        if sub is None or sub.user_id != identity.user_id:
+            raise NotFound("Subscription not found")
+        try:
+            used = await self.backend.usage(sub.provision_ref)
+        except AccountMissing as exc:
+            raise ServiceUnavailable("Your access is being set up; try again shortly") from exc
+        except BackendError as exc:
+            raise ServiceUnavailable("The VPN backend is unavailable") from exc
+        return {"used_bytes": used.used_bytes, "limit_bytes": used.limit_bytes,
+                "resets_at": used.resets_at, "limited": used.limited,
+                "devices": {"limit": used.devices_limit, "used": used.devices_used},
+                "fetched_at": now()}
+
     async def _locked(self, s: AsyncSession, sub_id: str) -> Subscription:
         repo = ProvisioningRepository(s)
         sub = await repo.subscription(sub_id)

@@ -47,6 +47,22 @@ class GrantOut(BaseModel):
     new_expires_at: datetime | None
 
 
+class DevicesOut(BaseModel):
+    limit: int | None
+    used: int | None
+
+
+class UsageOut(BaseModel):
+    """An account's use, live from the VPN panel; null where the panel cannot tell."""
+
+    used_bytes: int | None
+    limit_bytes: int | None = Field(description="null: unlimited (or unknown)")
+    resets_at: datetime | None = Field(description="when a monthly allowance renews")
+    devices: DevicesOut
+    limited: bool = Field(False, description="the allowance is used up until it resets")
+    fetched_at: datetime
+
+
 class AccessOut(BaseModel):
     backend: str
     access_url: str = Field(description="The access key / subscription URL to import in a client")

@@ -22,6 +22,7 @@ from contracts.public.subscriptions import (
     SubscriptionEnvelope,
     SubscriptionList,
     SubscriptionStatus,
+    UsageOut,
 )
 from gateway.api.deps import Actions, AdminCaller, Clients, CurrentCaller, Limits
 from gateway.commerce import set_auto_renew, start_trial
@@ -55,6 +56,16 @@ async def list_subscriptions(clients: Clients, caller: CurrentCaller):
 async def subscription_access(clients: Clients, caller: CurrentCaller,
                               subscription_id: SubscriptionId):
     return (await clients.provisioner.access(caller, subscription_id)).response()
+
+
+@router.get("/subscriptions/{subscription_id}/usage", response_model=UsageOut,
+            responses={401: {"model": ErrorOut}, 404: {"model": ErrorOut},
+                       503: {"model": ErrorOut}})
+async def subscription_usage(clients: Clients, caller: CurrentCaller,
+                             subscription_id: SubscriptionId):
+    """Traffic used and allowed, when it resets, and devices, live from the VPN panel (null
+    where the panel cannot tell); 503 while the panel cannot be reached."""
+    return (await clients.provisioner.usage(caller, subscription_id)).response()
 
 
 @router.put("/subscriptions/{subscription_id}/auto-renew", response_model=SubscriptionEnvelope,

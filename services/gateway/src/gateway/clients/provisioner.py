@@ -11,6 +11,7 @@ from contracts.public.subscriptions import (
     GrantOut,
     SubscriptionEnvelope,
     SubscriptionList,
+    UsageOut,
 )
 from gateway.clients.base import Reply, ServiceClient, Who
 from gateway.upstream import segment
@@ -25,6 +26,10 @@ class ProvisionerClient(ServiceClient):
     async def grant(self, who: Who, invoice_id: str) -> Reply[GrantOut]:
         """What became of the caller's paid invoice (404 while the provisioner has none)."""
         return await self.call(GrantOut, "GET", f"/internal/grants/{segment(invoice_id)}", who)
+
+    async def usage(self, who: Who, subscription_id: str) -> Reply[UsageOut]:
+        path = f"/internal/subscriptions/{segment(subscription_id)}/usage"
+        return await self.call(UsageOut, "GET", path, who)
 
     async def access(self, who: Who, subscription_id: str) -> Reply[AccessOut]:
         path = f"/internal/subscriptions/{segment(subscription_id)}/access"

@@ -128,6 +128,13 @@ class Pages:
     async def subscriptions(self, caller: Caller) -> list[dict]:
         return (await self.clients.provisioner.subscriptions(caller)).json()["subscriptions"]
 
+    async def usage(self, caller: Caller, subscription_id: str) -> dict | None:
+        """The subscription's use, or None while the panel cannot say (the page goes on)."""
+        try:
+            return (await self.clients.provisioner.usage(caller, subscription_id)).json()
+        except ServiceUnavailable:
+            return None
+
     async def applied_grant(self, caller: Caller, invoice_id: str) -> dict | None:
         """The paid invoice's grant once its time is on the subscription, else None."""
         try:

@@ -20,6 +20,7 @@ from provisioner.backends.base import (
     AccessDetails,
     AccountMissing,
     BackendError,
+    Usage,
     VpnBackend,
     operation,
 )
@@ -82,6 +83,16 @@ class SandboxBackend(VpnBackend):
         return AccessDetails(url, {"method": METHOD, "host": self.host, "port": self.port,
                                    "enabled": acc.enabled, "max_devices": acc.max_devices,
                                    "data_limit_bytes": acc.data_limit_bytes})
+
+    @operation("usage")
+    async def usage(self, ref: str) -> Usage:
+        """The sandbox carries no traffic: it knows its limits, not what was used."""
+        await self._injected_fault("usage")
+        async with self.db.transaction() as s:
+            acc = await s.get(SandboxAccount, ref)
+        if acc is None:
+            raise AccountMissing(self.name, "usage", "no such account", status=404)
+        return Usage(limit_bytes=acc.data_limit_bytes, devices_limit=acc.max_devices)
 
     @operation("accounts")
     async def accounts(self) -> dict[str, bool]:

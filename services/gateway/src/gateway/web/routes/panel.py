@@ -32,13 +32,15 @@ async def dashboard(request: Request, caller: SignedIn):
     pages = Pages(request)
     subscriptions, plans = await asyncio.gather(pages.subscriptions(caller), pages.plans(caller))
     subscription = views.current(subscriptions)
+    usage = (await pages.usage(caller, subscription["id"])
+             if subscription and subscription["status"] == "ACTIVE" else None)
     renewal = views.renewal_due(subscription)
     if renewal is not None and renewal["auto_renew"]:
         cover = await pages.renewal_cover(caller, renewal["plan_id"])
         renewal = None if cover["covered"] else {**renewal, "cover": cover}
     return render(request, "panel/dashboard.html", subscription=subscription,
                   subscriptions=subscriptions, plans={p["id"]: p for p in plans},
-                  renewal=renewal)
+                  renewal=renewal, usage=usage)
 
 
 @router.post("/subscriptions/{subscription_id}/auto-renew")
