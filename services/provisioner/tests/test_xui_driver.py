@@ -262,7 +262,10 @@ async def test_usage_maps_the_clients_traffic_and_limits(driver, panel):
     state.set_traffic("vpn_u1", 123, 456)
     usage = await driver.usage("vpn_u1")
     assert (usage.used_bytes, usage.limit_bytes, usage.devices_limit) == (579, 8 * GB, 3)
-    assert not usage.limited and usage.devices_used is None
+    assert not usage.limited and usage.devices_used is None  # no IP seen: cannot tell
+    async with httpx.AsyncClient(base_url=panel[1] + "_fake/") as http:
+        await http.post("clients/vpn_u1/ips", json={"ips": ["10.0.0.1", "10.0.0.2"]})
+    assert (await driver.usage("vpn_u1")).devices_used == 2
     now = datetime.now(UTC)
     assert usage.resets_at > now and usage.resets_at.day == 1 and usage.resets_at.hour == 0
     assert usage.resets_at - now <= timedelta(days=31)

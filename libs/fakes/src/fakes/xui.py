@@ -17,7 +17,7 @@ Owns the fake side of the 3x-ui integration and copies what the real v3.6.0 pane
   `del/{email}`, `{email}/attach`, `get/{email}` (`{client, inboundIds, externalLinks,
   usedTraffic}`, unknown: `Obtain (record not found)`), `traffic/{email}` (the counters; an
   unknown email is `success` with `obj: null`), `resetTraffic/{email}` (zeroes and re-enables),
-  `updateTraffic/{email}`, `list`, `ips/{email}`;
+  `updateTraffic/{email}`, `list`, `ips/{email}` (`[{ip, time, node}]` the IP-limit job saw);
 * `{base}panel/api/inbounds/list` and `get/{id}`: `settings`, `streamSettings` and `sniffing` are
   JSON documents **in strings**; a client's counters (`clientStats`) sit under its first inbound;
 * `totalGB` is bytes, `expiryTime` unix ms; a client over its `totalGB` or past its
@@ -25,6 +25,7 @@ Owns the fake side of the 3x-ui integration and copies what the real v3.6.0 pane
   settings), checked on every call where the real panel's job runs every few seconds.
 
 Control API under `{base}_fake/` (no login): `POST clients/{email}/traffic` `{up, down}`,
+`POST clients/{email}/ips` `{ips: [...]}`,
 `POST clients/{email}/use-up`, `POST clients/{email}/expire`, `POST fail` `{count, status,
 msg}` (status 200 answers `success: false` with msg), `POST hang` `{count, seconds, after}`
 (after: the call is carried out, then its answer hangs, as a lost answer), `POST
@@ -84,6 +85,7 @@ class Client:
     fields: dict[str, Any]  # limitIp, totalGB, expiryTime, enable, flow, comment, ...
     up: int = 0
     down: int = 0
+    ips: list[str] = field(default_factory=list)  # seen by the panel's IP-limit job
     created_at: int = field(default_factory=_ms)
     updated_at: int = field(default_factory=_ms)
 
@@ -104,7 +106,7 @@ class Client:
                 "resetDay": int(f.get("resetDay") or 0), "resetMax": int(f.get("resetMax") or 0),
                 "trafficReset": f.get("trafficReset") or "never",
                 "trafficResetDay": int(f.get("trafficResetDay") or 1),
-                "createdAt": self.created_at, "updatedAt": self.updated_at}
+                "createdAt": self.created_at, "updatedAt": self.updated_at, "reverse": None}
 
     def in_settings(self, inbound: Inbound) -> dict[str, Any]:
         """The client as the inbound's `settings` JSON holds it."""
@@ -538,7 +540,11 @@ def create_app(*, username: str = "admin", password: str = "admin", base_path: s
 
     @app.post(api + "clients/ips/{email}")
     async def client_ips(email: str):
-        return _ok(obj="No IP Record")
+        with state.lock:
+            c = state.client(email)
+            ips = list(c.ips) if c else []
+        return _ok(obj=[{"ip": ip, "time": time.strftime("%Y-%m-%d %H:%M:%S"), "node": ""}
+                        for ip in ips])
 
     # -- control API ---------------------------------------------------------------------
 
@@ -559,6 +565,16 @@ def create_app(*, username: str = "admin", password: str = "admin", base_path: s
             state.set_traffic(email, int(body.get("up") or 0), int(body.get("down") or 0))
         except KeyError:
             return missing(email)
+        return {"ok": True}
+
+    @app.post(control + "clients/{email}/ips")
+    async def control_ips(email: str, request: Request):
+        body = await control_body(request)
+        with state.lock:
+            c = state.client(email)
+            if c is None:
+                return missing(email)
+            c.ips = [str(ip) for ip in body.get("ips") or []]
         return {"ok": True}
 
     @app.post(control + "clients/{email}/use-up")

@@ -273,9 +273,14 @@ class XuiBackend(VpnBackend):
         total = int(traffic.get("total") or client.get("totalGB") or 0)
         resets_at = (_next_month_start(datetime.now(UTC))
                      if total and client.get("trafficReset") == "monthly" else None)
+        # The IPs the panel's IP-limit job saw lately (what limitIp counts); none recorded may
+        # as well mean that job has no access log to read, so it tells nothing.
+        ips = await self._ok("usage", "POST", f"clients/ips/{self._email(ref)}")
+        seen = len({str(i.get("ip")) for i in ips if isinstance(i, dict)}) \
+            if isinstance(ips, list) else 0
         return Usage(used_bytes=used, limit_bytes=total or None, resets_at=resets_at,
-                     devices_limit=int(client.get("limitIp") or 0) or None, devices_used=None,
-                     limited=total > 0 and used >= total)
+                     devices_limit=int(client.get("limitIp") or 0) or None,
+                     devices_used=seen or None, limited=total > 0 and used >= total)
 
     async def close(self) -> None:
         await self._client.aclose()
