@@ -5,13 +5,19 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
+from contracts.billing import InvoicePaidV1, InvoiceRefundedV1, PlanSnapshot
 from fakes.marzban import create_app
 from provisioner.backends import AccountMissing, BackendError
 from provisioner.backends.marzban import MarzbanBackend
+from provisioner.models import Subscription
+from provisioner.service import ProvisioningService
+from runtime.identity import Identity
 from runtime.testing import serve_in_thread
 
 LATER = datetime.now(UTC).replace(microsecond=0) + timedelta(days=30)
@@ -351,3 +357,65 @@ async def test_the_next_reset_counts_from_the_drivers_own_reset(driver, marzban)
     assert state.users["vpn_nr"].used_traffic == 300  # not due an hour before
     state.run_reset_job(now=resets_at.timestamp() + 1)
     assert state.users["vpn_nr"].used_traffic == 0  # Marzban's own job renews it then
+
+
+async def test_the_service_grants_shows_usage_and_revokes_on_marzban(db, marzban):
+    """Grant → access → usage → a limited user re-granted → refund, through the service."""
+    state, url = marzban
+    state.users.clear()
+    backend = MarzbanBackend(url, "admin", "pw", proxies=["vless"], timeout=5)
+    service = ProvisioningService(backend)
+    ts = datetime.now(UTC)
+
+    def paid(invoice_id: str) -> InvoicePaidV1:
+        return InvoicePaidV1(
+            invoice_id=invoice_id, user_id="mz-user",
+            plan=PlanSnapshot(plan_id="plan-m", name="Monthly", duration_days=30, max_devices=3,
+                              price_usd=Decimal("9.99"), traffic_limit_gb=1,
+                              traffic_reset="MONTH"),
+            amount_usd=Decimal("9.99"), asset="USDT", network="TRON",
+            amount_asset=Decimal("9.99"), amount_paid_asset=Decimal("9.99"), paid_at=ts)
+
+    async def buy(event: InvoicePaidV1) -> None:
+        async with db.transaction() as s:
+            await service.record_paid(s, event, ts)
+        async with db.transaction() as s:
+            await service.apply_grant(s, event.invoice_id, ts)
+
+    try:
+        first = paid("inv-mz-1")
+        await buy(first)
+        async with db.transaction() as s:
+            sub = (await s.execute(sa.select(Subscription)
+                                   .where(Subscription.user_id == "mz-user"))).scalar_one()
+        user = state.users[sub.provision_ref]
+        assert user.status == "active" and user.data_limit == GB
+        assert user.data_limit_reset_strategy == "month"
+        me = Identity("mz-user", "USER")
+        async with db.transaction() as s:
+            out = await service.access(s, me, sub.id)
+            assert out["backend"] == "marzban" and out["access_url"].startswith(f"{url}/sub/")
+        state.use_traffic(sub.provision_ref, GB)
+        state.review()
+        async with db.transaction() as s:
+            used = await service.usage(s, me, sub.id)
+        assert used["used_bytes"] == GB and used["limit_bytes"] == GB and used["limited"]
+        assert used["devices"] == {"limit": None, "used": None}
+        await buy(paid("inv-mz-2"))  # a re-grant: usable again
+        assert user.status == "active" and user.used_traffic == 0
+        async with db.transaction() as s:
+            await service.record_refund(s, InvoiceRefundedV1(
+                invoice_id=first.invoice_id, user_id="mz-user", plan=first.plan,
+                reason="customer asked", refunded_at=ts), ts)
+        async with db.transaction() as s:
+            await service.apply_refund(s, first.invoice_id, ts)
+        async with db.transaction() as s:
+            await service.record_refund(s, InvoiceRefundedV1(
+                invoice_id="inv-mz-2", user_id="mz-user", plan=first.plan,
+                reason="customer asked", refunded_at=ts), ts)
+        async with db.transaction() as s:
+            assert await service.apply_refund(s, "inv-mz-2", ts) == "revoked"
+        assert user.status == "disabled"
+        assert await backend.accounts() == {sub.provision_ref: False}
+    finally:
+        await backend.close()
