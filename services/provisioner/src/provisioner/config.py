@@ -13,8 +13,8 @@ DEV_KEY_SECRET = "dev-vpn-key-secret-change-me"
 
 
 class Settings(service_settings("provisioner", port=8102, schema="provisioning")):
-    # VPN backend (sandbox | outline | marzban | xui) and what every driver shares
-    vpn_backend: Literal["sandbox", "outline", "marzban", "xui"] = Field(
+    # VPN backend (sandbox | outline | marzban | remnawave | xui) and what every driver shares
+    vpn_backend: Literal["sandbox", "outline", "marzban", "remnawave", "xui"] = Field(
         "sandbox", alias="VPN_BACKEND")
     vpn_timeout_seconds: float = Field(10.0, alias="VPN_BACKEND_TIMEOUT_SECONDS", gt=0)
     vpn_data_limit_bytes: int = Field(0, alias="VPN_DATA_LIMIT_BYTES", ge=0)  # 0 = unlimited
@@ -29,6 +29,12 @@ class Settings(service_settings("provisioner", port=8102, schema="provisioning")
     marzban_password: str | None = Field(None, alias="MARZBAN_PASSWORD")
     marzban_proxies: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["vless"], alias="MARZBAN_PROXIES")
+    remnawave_base_url: str | None = Field(None, alias="REMNAWAVE_BASE_URL")
+    remnawave_api_token: str | None = Field(None, alias="REMNAWAVE_API_TOKEN")
+    # internal squad uuids (comma separated) every account is given: they grant the nodes
+    remnawave_squads: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, alias="REMNAWAVE_SQUADS")
+    remnawave_webhook_secret: str | None = Field(None, alias="REMNAWAVE_WEBHOOK_SECRET")
     # 3x-ui: the panel URL with its web base path, the admin login, the inbounds (ids, comma
     # separated) every client is put on, and the public prefix of subscription links
     xui_base_url: str | None = Field(None, alias="XUI_BASE_URL")
@@ -62,7 +68,7 @@ class Settings(service_settings("provisioner", port=8102, schema="provisioning")
     renewal_sweep_seconds: int = Field(60, alias="RENEWAL_SWEEP_SECONDS", ge=1)
     sweep_batch: int = Field(200, alias="PROVISIONER_SWEEP_BATCH", ge=1)
 
-    @field_validator("marzban_proxies", mode="before")
+    @field_validator("marzban_proxies", "remnawave_squads", mode="before")
     @classmethod
     def _split_proxies(cls, v):
         if isinstance(v, str):
@@ -93,6 +99,10 @@ class Settings(service_settings("provisioner", port=8102, schema="provisioning")
             missing = [n for n, v in (("MARZBAN_BASE_URL", self.marzban_base_url),
                                       ("MARZBAN_USERNAME", self.marzban_username),
                                       ("MARZBAN_PASSWORD", self.marzban_password)) if not v]
+        elif self.vpn_backend == "remnawave":
+            missing = [n for n, v in (("REMNAWAVE_BASE_URL", self.remnawave_base_url),
+                                      ("REMNAWAVE_API_TOKEN", self.remnawave_api_token),
+                                      ("REMNAWAVE_SQUADS", self.remnawave_squads)) if not v]
         elif self.vpn_backend == "xui":
             missing = [n for n, v in (("XUI_BASE_URL", self.xui_base_url),
                                       ("XUI_USERNAME", self.xui_username),

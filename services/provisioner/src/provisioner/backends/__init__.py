@@ -24,6 +24,14 @@ def build_backend(settings: Settings, db: Database) -> VpnBackend:
                               settings.marzban_password or "", proxies=settings.marzban_proxies,
                               data_limit_bytes=settings.vpn_data_limit_bytes,
                               timeout=settings.vpn_timeout_seconds)
+    if settings.vpn_backend == "remnawave":
+        from provisioner.backends.remnawave import RemnawaveBackend
+
+        return RemnawaveBackend(settings.remnawave_base_url or "",
+                                settings.remnawave_api_token or "",
+                                squads=settings.remnawave_squads,
+                                data_limit_bytes=settings.vpn_data_limit_bytes,
+                                timeout=settings.vpn_timeout_seconds)
     if settings.vpn_backend == "xui":
         from provisioner.backends.xui import XuiBackend
 
