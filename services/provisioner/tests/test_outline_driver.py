@@ -138,3 +138,46 @@ async def test_a_grants_own_traffic_limit_overrides_the_default(driver, outline)
     assert state.keys["vpn_ccc"].data_limit == 5 * 2**30
     await driver.ensure_active("vpn_ccc", expires_at=LATER, max_devices=1)  # 409: fixed
     assert state.keys["vpn_ccc"].data_limit == 50 * 2**30
+
+
+async def test_usage_is_the_keys_30_day_transfer_against_its_limit(driver, outline):
+    state, _ = outline
+    state.transfer.clear()
+    state.default_data_limit = None
+    assert driver.enforces_traffic and not driver.enforces_devices
+    await driver.ensure_active("vpn_use", expires_at=LATER, max_devices=2,
+                               data_limit_bytes=2 * 2**30)
+    usage = await driver.usage("vpn_use")
+    assert (usage.used_bytes, usage.limit_bytes, usage.limited) == (0, 2 * 2**30, False)
+    assert usage.resets_at is None  # a rolling 30-day window: no reset date
+    assert usage.devices_limit is None and usage.devices_used is None
+    state.transfer.update({"vpn_use": 2 * 2**30, "vpn_other": 7})
+    usage = await driver.usage("vpn_use")
+    assert usage.used_bytes == 2 * 2**30 and not usage.limited  # the server drops it past it
+    state.transfer["vpn_use"] = 2 * 2**30 + 1
+    assert (await driver.usage("vpn_use")).limited
+    with pytest.raises(AccountMissing):
+        await driver.usage("vpn_nobody")
+
+
+async def test_usage_of_a_key_without_a_limit_shows_the_servers_default(outline, certs):
+    state, api_url = outline
+    state.keys.clear()
+    state.transfer.clear()
+    unlimited = OutlineBackend(api_url, certs[0].sha256, key_secret="test-secret", timeout=5)
+    try:
+        await unlimited.ensure_active("vpn_def", expires_at=LATER, max_devices=1)
+        assert (await unlimited.usage("vpn_def")).limit_bytes is None
+        state.default_data_limit = 3 * 2**30
+        usage = await unlimited.usage("vpn_def")
+        assert usage.limit_bytes == 3 * 2**30 and usage.used_bytes == 0
+    finally:
+        state.default_data_limit = None
+        await unlimited.close()
+    wrong = OutlineBackend(api_url + "x", certs[0].sha256, key_secret="test-secret", timeout=5)
+    try:  # a wrong API prefix is a configuration error, never "no such key"
+        with pytest.raises(BackendError) as info:
+            await wrong.usage("vpn_def")
+        assert not isinstance(info.value, AccountMissing) and info.value.status == 404
+    finally:
+        await wrong.close()

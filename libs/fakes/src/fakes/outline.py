@@ -10,8 +10,10 @@ Owns the fake side of the Outline integration and copies the real server's behav
 * `GET /access-keys` → `{"accessKeys": [...]}`; `GET|DELETE /access-keys/{id}` → 200/204, or 404
   `{"code": "NotFoundError", "message": ...}`; `PUT /access-keys/{id}/name` → 204;
   `PUT|DELETE /access-keys/{id}/data-limit` with `{"limit": {"bytes": N}}` → 204 (400 on a bad
-  limit); `dataLimit` is omitted from a key that has none; `GET /server`; `PUT /name`;
-  `GET /metrics/transfer` → `{"bytesTransferredByUserId": {...}}`;
+  limit); `dataLimit` is omitted from a key that has none; `GET /server` (with
+  `accessKeyDataLimit` once `PUT /server/access-key-data-limit` set a server-wide default);
+  `PUT /name`; `GET /metrics/transfer` → `{"bytesTransferredByUserId": {...}}` (bytes over the
+  last 30 days, set by tests in `state.transfer`);
 * access URLs are SIP002 `ss://<base64url(method:password)>@host:port/?outline=1`.
 
 Serve it over HTTPS with a self-signed certificate (uvicorn's `ssl_certfile`/`ssl_keyfile`), as a
@@ -79,6 +81,8 @@ class OutlineState:
     name: str = "Outline Server"
     keys: dict[str, AccessKey] = field(default_factory=dict)
     transfer: dict[str, int] = field(default_factory=dict)
+    # the server-wide data limit for keys without their own (`accessKeyDataLimit`)
+    default_data_limit: int | None = None
     requests: list[tuple[str, str]] = field(default_factory=list)
     fail_next: int = 0
     fail_status: int = 500
@@ -176,7 +180,22 @@ def create_app(secret: str | None = None, *, hostname: str = "127.0.0.1",
         return {"name": state.name, "serverId": "00000000-fake-4000-8000-outline00000",
                 "metricsEnabled": False, "createdTimestampMs": 1700000000000,
                 "version": "1.12.0", "portForNewAccessKeys": state.port_for_new_keys,
-                "hostnameForAccessKeys": state.hostname}
+                "hostnameForAccessKeys": state.hostname,
+                **({"accessKeyDataLimit": {"bytes": state.default_data_limit}}
+                   if state.default_data_limit is not None else {})}
+
+    @app.put(prefix + "/server/access-key-data-limit")
+    async def set_default_data_limit(request: Request):
+        limit = _valid_limit((await params(request)).get("limit"))
+        if limit is None:
+            return _error(400, "InvalidArgument", "`limit.bytes` must be an non-negative integer")
+        state.default_data_limit = limit
+        return Response(status_code=204)
+
+    @app.delete(prefix + "/server/access-key-data-limit")
+    async def remove_default_data_limit():
+        state.default_data_limit = None
+        return Response(status_code=204)
 
     @app.put(prefix + "/name")
     async def rename_server(request: Request):

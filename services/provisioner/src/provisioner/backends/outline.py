@@ -30,6 +30,7 @@ from provisioner.backends.base import (
     AccessDetails,
     AccountMissing,
     BackendError,
+    Usage,
     VpnBackend,
     operation,
 )
@@ -118,6 +119,10 @@ def pinned_transport(fingerprint: bytes) -> httpx.AsyncHTTPTransport:
 
 class OutlineBackend(VpnBackend):
     name = "outline"
+    # A key's data limit is enforced by the server (over it, the relay drops the key); Outline
+    # has no device limit.
+    enforces_devices = False
+    enforces_traffic = True
 
     def __init__(self, api_url: str, cert_sha256: str, *, key_secret: str,
                  data_limit_bytes: int = 0, timeout: float = 10.0):
@@ -195,6 +200,29 @@ class OutlineBackend(VpnBackend):
             "method": key.get("method"), "port": key.get("port"), "name": key.get("name"),
             "data_limit_bytes": (key.get("dataLimit") or {}).get("bytes"),
         })
+
+    @operation("usage")
+    async def usage(self, ref: str) -> Usage:
+        """Bytes over the last 30 days (`GET /metrics/transfer`, the window the server's limit
+        applies to, so there is no reset date) against the key's own limit or else the
+        server-wide default; the server drops a key once it is over (not at) its limit."""
+        key = await self._call("usage", "GET", self._key_path(ref))
+        if key.status_code == 404 and key.json().get("code") != "ResourceNotFound":
+            raise AccountMissing(self.name, "usage", "no such access key", status=404)
+        if key.status_code != 200:
+            raise self._fail("usage", key)
+        limit = (key.json().get("dataLimit") or {}).get("bytes")
+        if limit is None:
+            server = await self._call("usage", "GET", "/server")
+            if server.status_code != 200:
+                raise self._fail("usage", server)
+            limit = (server.json().get("accessKeyDataLimit") or {}).get("bytes")
+        transfer = await self._call("usage", "GET", "/metrics/transfer")
+        if transfer.status_code != 200:
+            raise self._fail("usage", transfer)
+        used = int((transfer.json().get("bytesTransferredByUserId") or {}).get(ref) or 0)
+        return Usage(used_bytes=used, limit_bytes=limit, resets_at=None, devices_limit=None,
+                     devices_used=None, limited=limit is not None and used > limit)
 
     @operation("accounts")
     async def accounts(self) -> dict[str, bool]:
