@@ -82,6 +82,22 @@ async def test_disable_keeps_the_client_and_a_re_grant_brings_it_back(driver, pa
     await driver.disable("vpn_missing")  # nothing to disable is fine
 
 
+async def test_a_disabled_client_keeps_no_reset_cycle_that_would_re_enable_it(driver, panel):
+    state, _ = panel
+    await driver.ensure_active("vpn_r1", expires_at=LATER, max_devices=1,
+                               data_limit_bytes=GB, traffic_reset="MONTH")
+    state.use_up("vpn_r1")  # off for its allowance; the panel's monthly job would turn it on
+    await driver.disable("vpn_r1")
+    rec = state.client("vpn_r1").record()
+    assert not rec["enable"] and rec["trafficReset"] == "never"
+    assert state.run_traffic_reset("monthly") == []
+    assert not state.client("vpn_r1").enable
+    await driver.ensure_active("vpn_r1", expires_at=LATER, max_devices=1,
+                               data_limit_bytes=GB, traffic_reset="MONTH")
+    rec = state.client("vpn_r1").record()
+    assert rec["enable"] and rec["trafficReset"] == "monthly"
+
+
 async def test_access_is_the_subscription_link_of_the_clients_sub_id(driver, panel):
     state, _ = panel
     await driver.ensure_active("vpn_x3", expires_at=LATER, max_devices=1)
@@ -289,13 +305,16 @@ async def test_a_grants_own_traffic_limit_overrides_the_default(driver, panel):
 
 async def test_the_fakes_control_api_over_http(driver, panel):
     state, url = panel
-    await driver.ensure_active("vpn_c1", expires_at=LATER, max_devices=1)
+    await driver.ensure_active("vpn_c1", expires_at=LATER, max_devices=1, traffic_reset="MONTH")
     async with httpx.AsyncClient(base_url=url + "_fake/") as http:
         assert (await http.post("clients/vpn_c1/traffic", json={"up": 7, "down": 8})).is_success
         assert (await driver.usage("vpn_c1")).used_bytes == 15
         assert (await http.post("clients/vpn_c1/use-up")).is_success
         assert (await driver.usage("vpn_c1")).limited
         assert (await http.post("clients/vpn_nobody/expire")).status_code == 404
+        assert (await http.post("traffic-reset", json={"period": "monthly"})).json() == {
+            "reset": ["vpn_c1"]}
+        assert not (await driver.usage("vpn_c1")).limited
         assert (await http.post("sessions/expire")).is_success
         assert (await http.post("fail", json={"count": 1, "status": 200,
                                               "msg": "nope"})).is_success

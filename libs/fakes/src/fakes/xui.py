@@ -25,7 +25,9 @@ Owns the fake side of the 3x-ui integration and copies what the real v3.6.0 pane
   settings), checked on every call where the real panel's job runs every few seconds.
 
 Control API under `{base}_fake/` (no login): `POST clients/{email}/traffic` `{up, down}`,
-`POST clients/{email}/ips` `{ips: [...]}`,
+`POST clients/{email}/ips` `{ips: [...]}`, `POST traffic-reset` `{period}` (the panel's
+periodic reset of clients on that cycle: zeroed and re-enabled unless switched off by hand
+below the allowance),
 `POST clients/{email}/use-up`, `POST clients/{email}/expire`, `POST fail` `{count, status,
 msg}` (status 200 answers `success: false` with msg), `POST hang` `{count, seconds, after}`
 (after: the call is carried out, then its answer hangs, as a lost answer), `POST
@@ -211,6 +213,22 @@ class XuiState:
             if c.enable and ((total > 0 and c.up + c.down >= total) or 0 < expiry <= now):
                 c.fields["enable"] = False
                 c.updated_at = now
+
+    def run_traffic_reset(self, period: str = "monthly") -> list[str]:
+        """The panel's periodic reset of clients on their own cycle: zeroed and re-enabled,
+        except a client switched off by hand below its allowance."""
+        done = []
+        with self.lock:
+            for c in self.clients.values():
+                total = int(c.fields.get("totalGB") or 0)
+                depleted = total > 0 and c.up + c.down >= total
+                if c.fields.get("trafficReset") != period or (not c.enable and not depleted):
+                    continue
+                c.up = c.down = 0
+                c.fields["enable"] = True
+                done.append(c.email)
+            self.check_depleted()
+        return done
 
     def reset(self) -> None:
         with self.lock:
@@ -606,6 +624,11 @@ def create_app(*, username: str = "admin", password: str = "admin", base_path: s
         state.hang(int(body.get("count", 1)), float(body.get("seconds", 30)),
                    after=bool(body.get("after")))
         return {"ok": True}
+
+    @app.post(f"{control}traffic-reset")
+    async def control_traffic_reset(request: Request):
+        body = await control_body(request)
+        return {"reset": state.run_traffic_reset(str(body.get("period") or "monthly"))}
 
     @app.post(f"{control}sessions/expire")
     async def control_sessions():

@@ -17,7 +17,8 @@ out; a re-grant of such a client resets its traffic (which also re-enables it). 
 that exists is an error ("email already in use", or "Duplicate email" when two adds race), so
 ensure_active then reads the client and updates it; `update` replaces the whole client, so the
 fields we do not own are sent back as read. The access URL is `XUI_SUB_BASE_URL` + the client's
-`subId`, read live.
+`subId`, read live. A disabled client keeps no traffic reset cycle: the panel's monthly reset
+re-enables a client that its allowance switched off, a suspended one too.
 """
 
 from __future__ import annotations
@@ -207,12 +208,15 @@ class XuiBackend(VpnBackend):
         if current is None:
             return
         client = current.get("client") or {}
-        if not client.get("enable", True):
+        # The panel's own reset cycle re-enables a client whose allowance is used up, so a
+        # switched-off client keeps no cycle (a re-grant sets it again).
+        if not client.get("enable", True) and client.get("trafficReset") in (None, "", "never"):
             return
         update = {k: client[k] for k in (*KEPT_FIELDS, "limitIp", "totalGB", "expiryTime",
-                                         "trafficReset", "trafficResetDay") if k in client}
+                                         "trafficResetDay") if k in client}
         body = await self._call("disable", "POST", f"clients/update/{self._email(ref)}",
-                                json=update | {"email": ref, "enable": False})
+                                json=update | {"email": ref, "enable": False,
+                                               "trafficReset": "never"})
         if not body.get("success") and not self._missing(body):
             raise self._fail("disable", body)
 
