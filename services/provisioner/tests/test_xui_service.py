@@ -92,3 +92,29 @@ async def test_the_expiry_sweep_switches_the_client_off(db, service, panel):
     assert await service.expiry_sweep(db, NOW + 3 * DAY, 100) == 1
     assert (await subscription(db, "x-u2")).status == "EXPIRED"
     assert not state.client(sub.provision_ref).enable
+
+
+async def test_reconciliation_repairs_drift_on_3x_ui_and_leaves_a_used_up_client_alone(
+        db, service, panel):
+    state, _ = panel
+    for user in ("x-r1", "x-r2", "x-r3", "x-r4"):
+        await buy(db, service, paid(user), NOW)
+    off, gone, ended, limited = [await subscription(db, u)
+                                 for u in ("x-r1", "x-r2", "x-r3", "x-r4")]
+    with state.lock:  # drift made on the panel by hand, and a subscription ended meanwhile
+        state.client(off.provision_ref).fields["enable"] = False
+        state.clients.pop(gone.provision_ref.lower())
+    async with db.transaction() as s:
+        await s.execute(sa.update(Subscription).where(Subscription.id == ended.id)
+                        .values(status="EXPIRED"))
+    await service.backend.ensure_active("vpn_orphan_x", expires_at=NOW + DAY, max_devices=1)
+    state.clients[limited.provision_ref.lower()].fields["totalGB"] = 100
+    state.use_up(limited.provision_ref)  # the panel enforcing the allowance: not drift
+    fixes = await service.reconcile(db, NOW)
+    assert fixes == {"enabled": 1, "recreated": 1, "disabled": 1, "orphan_disabled": 1}
+    assert state.client(off.provision_ref).enable and state.client(gone.provision_ref).enable
+    assert not state.client(ended.provision_ref).enable
+    assert not state.client("vpn_orphan_x").enable
+    used_up = state.client(limited.provision_ref)
+    assert not used_up.enable and used_up.up + used_up.down == 100  # no traffic reset
+    assert await service.reconcile(db, NOW) == {}
