@@ -249,6 +249,59 @@ async def test_the_device_limit_is_the_panels_hwid_limit_and_usage_counts_device
     assert (await driver.usage("vpn_r10")).devices_used == 3
 
 
+async def test_the_panels_signed_webhook_tells_of_a_limited_and_an_expired_user(driver,
+                                                                                control):
+    from starlette.applications import Starlette
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    from provisioner.backends.remnawave import PanelEvent, WebhookRejected, parse_webhook
+
+    received: list[tuple[bytes, dict]] = []
+    failed_once: list[bool] = []
+
+    async def hook(request):
+        if not failed_once:  # the panel tries again after a failed delivery
+            failed_once.append(True)
+            return Response(status_code=503)
+        received.append((await request.body(), dict(request.headers)))
+        return Response(status_code=200)
+
+    secret = "s" * 64
+    with serve_in_thread(Starlette(routes=[Route("/hook", hook, methods=["POST"])]),
+                         lifespan="off") as hook_url:
+        await control.post("/settings", json={"webhook_url": f"{hook_url}/hook",
+                                              "webhook_secret": secret,
+                                              "webhook_retry_delay_ms": 50})
+        await driver.ensure_active("vpn_w1", expires_at=LATER, max_devices=1,
+                                   data_limit_bytes=GB)
+        await control.post("/users/vpn_w1/traffic", json={"used_bytes": GB})
+        for _ in range(100):
+            if received:
+                break
+            await asyncio.sleep(0.05)
+        await driver.ensure_active("vpn_w2", expires_at=LATER, max_devices=1)
+        await control.post("/users/vpn_w2/expired")
+        for _ in range(100):
+            if len(received) == 2:
+                break
+            await asyncio.sleep(0.05)
+    assert len(received) == 2
+    (raw, headers), (raw2, headers2) = received
+    assert headers["user-agent"] == "Remnawave" and headers["x-remnawave-timestamp"]
+    event = parse_webhook(raw, headers["x-remnawave-signature"], secret)
+    assert event == PanelEvent("user.limited", "vpn_w1", "LIMITED",
+                               headers["x-remnawave-timestamp"])
+    assert parse_webhook(raw2, headers2["x-remnawave-signature"], secret).event == "user.expired"
+    with pytest.raises(WebhookRejected):  # a changed body
+        parse_webhook(raw.replace(b"vpn_w1", b"vpn_w9"), headers["x-remnawave-signature"],
+                      secret)
+    with pytest.raises(WebhookRejected):  # another secret
+        parse_webhook(raw, headers["x-remnawave-signature"], "t" * 64)
+    with pytest.raises(WebhookRejected):
+        parse_webhook(raw, None, secret)
+
+
 # ---------------------------------------------------------------- through the service
 
 NOW = datetime.now(UTC).replace(microsecond=0)

@@ -26,7 +26,11 @@ Owns the fake side of the Remnawave integration and copies the real panel's beha
   ``GET /api/sub/{shortUuid}`` (public) answers the links with ``subscription-userinfo``;
 * HWID devices: ``GET /api/hwid/devices/{userId}`` → ``{"total", "devices"}``, ``POST
   /api/hwid/devices`` (add), ``/devices/delete``, ``/devices/delete-all``;
-* a user whose ``expireAt`` has passed is EXPIRED; one whose traffic reaches its limit LIMITED.
+* a user whose ``expireAt`` has passed is EXPIRED; one whose traffic reaches its limit LIMITED;
+  with a webhook URL set, each sends ``user.expired`` / ``user.limited`` as the panel does:
+  ``{"scope": "user", "event", "timestamp", "data": <user>, "meta": null}`` as compact JSON,
+  ``X-Remnawave-Signature: hex(HMAC-SHA256(secret, raw body))``, ``X-Remnawave-Timestamp``,
+  3 tries 5 s apart.
 
 A duplicate create races as the real one does: with ``create_delay`` set, creates of the same
 username are in flight together and every one but the first answers 400 ``A019``.
@@ -39,10 +43,12 @@ limit makes the user LIMITED, as the panel's traffic check does); ``POST
 with 409 once the user's ``hwidDeviceLimit`` is reached); ``POST /_fake/faults`` ``{"op",
 "status", "error_code", "delay_ms", "times", "after", "drop"}`` (ops: create, update, get,
 list, delete, enable, disable, reset-traffic, revoke, hwid, or ``*``); ``DELETE
-/_fake/faults``; ``POST /_fake/settings`` ``{"create_delay_ms", "development"}``; ``GET
+/_fake/faults``; ``POST /_fake/settings`` ``{"create_delay_ms", "development", "webhook_url",
+"webhook_secret", "webhook_retry_delay_ms"}``; ``GET /_fake/webhooks`` (deliveries); ``GET
 /_fake/calls``; ``POST /_fake/reset``.
 
-Run: ``python -m fakes.remnawave --host 127.0.0.1 --port 23300 --token T``.
+Run: ``python -m fakes.remnawave --host 127.0.0.1 --port 23300 --token T`` (add
+``--webhook-url URL --webhook-secret S`` for webhooks, ``--development`` to skip the proxy check).
 """
 
 from __future__ import annotations
@@ -50,6 +56,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import hashlib
+import hmac
+import json
 import re
 import secrets
 import uuid
@@ -57,6 +66,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -163,6 +173,12 @@ class RemnawaveFake:
     calls: list[dict[str, Any]] = field(default_factory=list)
     next_id: int = 1
     creating: dict[str, asyncio.Event] = field(default_factory=dict)
+    # Webhooks (WEBHOOK_URL, WEBHOOK_SECRET_HEADER on the panel): none sent without a URL.
+    webhook_url: str | None = None
+    webhook_secret: str = ""
+    webhook_retry_delay: float = 5.0
+    outbox: list[tuple[str, User]] = field(default_factory=list)
+    deliveries: list[dict[str, Any]] = field(default_factory=list)
 
     def reset(self) -> None:
         self.users.clear()
@@ -170,6 +186,8 @@ class RemnawaveFake:
         self.faults.clear()
         self.calls.clear()
         self.creating.clear()
+        self.outbox.clear()
+        self.deliveries.clear()
         self.create_delay = 0.0
         self.next_id = 1
 
@@ -178,10 +196,47 @@ class RemnawaveFake:
     def refresh(self, user: User) -> None:
         """The panel's own checks: expiry and used-up traffic change the status."""
         if user.status == "ACTIVE" and user.expire_at <= datetime.now(UTC):
-            user.status = "EXPIRED"
+            self.set_status(user, "EXPIRED")
         if (user.status == "ACTIVE" and user.traffic_limit_bytes
                 and user.used_bytes >= user.traffic_limit_bytes):
-            user.status = "LIMITED"
+            self.set_status(user, "LIMITED")
+
+    def set_status(self, user: User, status: str) -> None:
+        """A status the panel sets itself, with its webhook event."""
+        if user.status != status:
+            user.status = status
+            self.outbox.append((f"user.{status.lower()}", user))
+
+    def flush_webhooks(self) -> None:
+        """Deliver what happened, as the panel's webhook queue does (3 tries, 5 s apart)."""
+        events, self.outbox[:] = list(self.outbox), []
+        if not self.webhook_url:
+            return
+        for event, user in events:
+            body = json.dumps({"scope": "user", "event": event,
+                               "timestamp": iso(datetime.now(UTC)), "data": self.public(user),
+                               "meta": None}, separators=(",", ":"))
+            asyncio.get_running_loop().create_task(self._deliver(self.webhook_url, body))
+
+    async def _deliver(self, url: str, body: str) -> None:
+        signature = hmac.new(self.webhook_secret.encode(), body.encode(),
+                             hashlib.sha256).hexdigest()
+        headers = {"Content-Type": "application/json", "X-Remnawave-Signature": signature,
+                   "X-Remnawave-Timestamp": json.loads(body)["timestamp"],
+                   "User-Agent": "Remnawave"}
+        record = {"url": url, "body": body, "attempts": 0, "status": None}
+        self.deliveries.append(record)
+        async with httpx.AsyncClient(timeout=10) as client:
+            for attempt in range(3):
+                record["attempts"] = attempt + 1
+                try:
+                    resp = await client.post(url, content=body.encode(), headers=headers)
+                    record["status"] = resp.status_code
+                    if resp.status_code < 300:
+                        return
+                except httpx.HTTPError:
+                    record["status"] = None
+                await asyncio.sleep(self.webhook_retry_delay)
 
     def by_username(self, username: str) -> User | None:
         return next((u for u in self.users.values() if u.username == username), None)
@@ -299,7 +354,10 @@ class ProxyCheck:
             headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
             if not headers.get("x-forwarded-for") or headers.get("x-forwarded-proto") != "https":
                 return _drop(scope)
-        await self.app(scope, receive, send)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.fake.flush_webhooks()
 
 
 def _drop(scope) -> None:
@@ -677,7 +735,7 @@ def create_app(fake: RemnawaveFake | None = None) -> Any:
             if user.traffic_limit_bytes:
                 user.lifetime_used_bytes += max(0, user.traffic_limit_bytes - user.used_bytes)
                 user.used_bytes = max(user.used_bytes, user.traffic_limit_bytes)
-            user.status = "LIMITED"
+            fake.set_status(user, "LIMITED")
             return fake.public(user)
 
     @app.post("/_fake/users/{key}/expired")
@@ -685,7 +743,7 @@ def create_app(fake: RemnawaveFake | None = None) -> Any:
         async with lock:
             user = control_user(key)
             user.expire_at = min(user.expire_at, datetime.now(UTC) - timedelta(seconds=1))
-            user.status = "EXPIRED"
+            fake.set_status(user, "EXPIRED")
             return fake.public(user)
 
     @app.post("/_fake/users/{key}/devices")
@@ -728,7 +786,18 @@ def create_app(fake: RemnawaveFake | None = None) -> Any:
             fake.create_delay = float(body["create_delay_ms"] or 0) / 1000
         if "development" in body:
             fake.development = bool(body["development"])
-        return {"create_delay_ms": fake.create_delay * 1000, "development": fake.development}
+        if "webhook_url" in body:
+            fake.webhook_url = body["webhook_url"] or None
+        if "webhook_secret" in body:
+            fake.webhook_secret = str(body["webhook_secret"] or "")
+        if "webhook_retry_delay_ms" in body:
+            fake.webhook_retry_delay = float(body["webhook_retry_delay_ms"] or 0) / 1000
+        return {"create_delay_ms": fake.create_delay * 1000, "development": fake.development,
+                "webhook_url": fake.webhook_url}
+
+    @app.get("/_fake/webhooks")
+    async def control_webhooks():
+        return {"deliveries": fake.deliveries}
 
     @app.get("/_fake/calls")
     async def control_calls(op: str | None = None):
@@ -769,13 +838,18 @@ def main(argv: list[str] | None = None) -> None:
                         help="skip the proxy check (no forwarded headers needed)")
     parser.add_argument("--sub-public-domain", default=None,
                         help="host and path of subscription URLs (default HOST:PORT/api/sub)")
+    parser.add_argument("--webhook-url", default=None,
+                        help="where user.limited / user.expired events are posted (none: off)")
+    parser.add_argument("--webhook-secret", default="",
+                        help="the panel's WEBHOOK_SECRET_HEADER (REMNAWAVE_WEBHOOK_SECRET)")
     parser.add_argument("--squads", default=",".join(DEFAULT_SQUADS),
                         help="the internal squad uuids that exist (comma separated)")
     ns = parser.parse_args(argv)
     squads = {s.strip(): f"Squad-{i + 1}" for i, s in enumerate(ns.squads.split(",")) if s.strip()}
     fake = RemnawaveFake(token=ns.token, admin_token=ns.admin_token, development=ns.development,
                          sub_public_domain=ns.sub_public_domain or f"{ns.host}:{ns.port}/api/sub",
-                         squads=squads)
+                         squads=squads, webhook_url=ns.webhook_url,
+                         webhook_secret=ns.webhook_secret)
     uvicorn.run(create_app(fake), host=ns.host, port=ns.port, log_level="warning")
 
 

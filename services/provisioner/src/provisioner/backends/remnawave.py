@@ -15,11 +15,16 @@ A user whose traffic is used up (LIMITED, or over the new limit) is reset first
 Access is granted through the internal squads of `REMNAWAVE_SQUADS`, given on every grant (an
 unknown squad makes the panel answer 500 `A018`: a configuration error). Disabling is
 `actions/disable` (the user is kept, so re-enabling keeps its subscription URL). The access URL
-is the user's `subscriptionUrl`, read live.
+is the user's `subscriptionUrl`, read live. `parse_webhook` checks and reads the panel's
+signed webhook (`user.limited`, `user.expired`); no endpoint receives it yet.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -55,6 +60,44 @@ def next_month_start(now: datetime) -> datetime:
     """When a MONTH allowance renews: the panel resets it at the start of each calendar month."""
     year, month = (now.year + 1, 1) if now.month == 12 else (now.year, now.month + 1)
     return datetime(year, month, 1, tzinfo=UTC)
+
+
+class WebhookRejected(ValueError):
+    """Not a webhook from our panel: a bad signature or body."""
+
+
+@dataclass(frozen=True)
+class PanelEvent:
+    """A user event the panel posted (`user.limited`, `user.expired`, ...) for one of ours."""
+
+    event: str
+    ref: str
+    status: str | None
+    timestamp: str | None
+
+
+def parse_webhook(raw: bytes, signature: str | None, secret: str) -> PanelEvent | None:
+    """The panel's webhook checked and read; None when it is not a user event of ours.
+
+    The panel signs the exact body it sends (`X-Remnawave-Signature: hex(HMAC-SHA256(secret,
+    body))`), so the check runs over the raw bytes, never a re-serialized body."""
+    if not secret:
+        raise WebhookRejected("no REMNAWAVE_WEBHOOK_SECRET configured")
+    wanted = hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
+    if not signature or not hmac.compare_digest(wanted, signature.strip().lower()):
+        raise WebhookRejected("bad signature")
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise WebhookRejected("body is not JSON") from None
+    if not isinstance(body, dict) or body.get("scope") != "user":
+        return None
+    data = body.get("data") if isinstance(body.get("data"), dict) else {}
+    ref = str(data.get("username") or "")
+    if not ref.startswith(REF_PREFIX):
+        return None
+    return PanelEvent(str(body.get("event") or ""), ref, data.get("status"),
+                      body.get("timestamp"))
 
 
 class RemnawaveBackend(VpnBackend):
