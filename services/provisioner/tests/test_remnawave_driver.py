@@ -307,23 +307,28 @@ async def test_the_panels_signed_webhook_tells_of_a_limited_and_an_expired_user(
 NOW = datetime.now(UTC).replace(microsecond=0)
 
 
-def paid(user_id: str, days: int = 30) -> InvoicePaidV1:
+def paid(user_id: str, days: int = 30, traffic_gb: int | None = None) -> InvoicePaidV1:
     return InvoicePaidV1(
         invoice_id=uuid.uuid4().hex, user_id=user_id,
         plan=PlanSnapshot(plan_id="plan-m", name="Monthly", duration_days=days, max_devices=3,
-                          price_usd=Decimal("9.99")),
+                          price_usd=Decimal("9.99"), traffic_limit_gb=traffic_gb,
+                          traffic_reset="MONTH" if traffic_gb else "NONE"),
         amount_usd=Decimal("9.99"), asset="USDT", network="TRON", amount_asset=Decimal("9.99"),
         amount_paid_asset=Decimal("9.99"), paid_at=NOW)
 
 
-async def test_grant_access_refund_and_expiry_through_the_service(db, driver, control):
+async def buy(db, service, ev: InvoicePaidV1) -> None:
+    async with db.transaction() as s:
+        await service.record_paid(s, ev, NOW)
+    async with db.transaction() as s:
+        assert (await service.apply_grant(s, ev.invoice_id, NOW)).outcome
+
+
+async def test_grant_access_usage_refund_and_expiry_through_the_service(db, driver, control):
     service = ProvisioningService(driver)
     first, second = paid("rw-u1"), paid("rw-u2", days=2)
     for ev in (first, second):
-        async with db.transaction() as s:
-            await service.record_paid(s, ev, NOW)
-        async with db.transaction() as s:
-            assert (await service.apply_grant(s, ev.invoice_id, NOW)).outcome
+        await buy(db, service, ev)
     async with db.transaction() as s:
         subs = {x.user_id: x for x in (await s.execute(sa.select(Subscription))).scalars()}
     ref = subs["rw-u1"].provision_ref
@@ -352,6 +357,29 @@ async def test_grant_access_refund_and_expiry_through_the_service(db, driver, co
 
     assert await service.expiry_sweep(db, NOW + timedelta(days=3), 100) == 1
     assert (await users(control))[subs["rw-u2"].provision_ref]["status"] == "DISABLED"
+
+
+async def test_usage_through_the_service_and_a_renewal_lifts_a_used_up_allowance(db, driver,
+                                                                                 control):
+    service = ProvisioningService(driver)
+    await buy(db, service, paid("rw-u3", traffic_gb=10))
+    async with db.transaction() as s:
+        sub = (await s.execute(sa.select(Subscription)
+                               .where(Subscription.user_id == "rw-u3"))).scalar_one()
+    user = (await users(control))[sub.provision_ref]
+    assert (user["trafficLimitBytes"], user["trafficLimitStrategy"]) == (10 * GB, "MONTH")
+    await control.post(f"/users/{sub.provision_ref}/traffic", json={"used_bytes": 10 * GB})
+    await control.post(f"/users/{sub.provision_ref}/devices", json={"hwid": "phone"})
+    async with db.transaction() as s:
+        out = await service.usage(s, Identity("rw-u3", "USER"), sub.id)
+    assert out["limited"] and (out["used_bytes"], out["limit_bytes"]) == (10 * GB, 10 * GB)
+    assert out["devices"] == {"limit": 3, "used": 1}
+    assert out["resets_at"] == next_month_start(datetime.now(UTC))
+    await buy(db, service, paid("rw-u3", traffic_gb=10))  # the renewal
+    user = (await users(control))[sub.provision_ref]
+    assert user["status"] == "ACTIVE" and user["userTraffic"]["usedTrafficBytes"] == 0
+    async with db.transaction() as s:
+        assert not (await service.usage(s, Identity("rw-u3", "USER"), sub.id))["limited"]
 
 
 def test_settings_name_what_the_remnawave_backend_needs_and_build_it():
