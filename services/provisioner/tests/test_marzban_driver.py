@@ -401,6 +401,9 @@ async def test_the_service_grants_shows_usage_and_revokes_on_marzban(db, marzban
             used = await service.usage(s, me, sub.id)
         assert used["used_bytes"] == GB and used["limit_bytes"] == GB and used["limited"]
         assert used["devices"] == {"limit": None, "used": None}
+        # reconciliation leaves a limited user alone: no reset behind the customer's plan
+        assert await service.reconcile(db, ts) == {}
+        assert resets(state, sub.provision_ref) == 0 and user.status == "limited"
         await buy(paid("inv-mz-2"))  # a re-grant: usable again
         assert user.status == "active" and user.used_traffic == 0
         async with db.transaction() as s:
