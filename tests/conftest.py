@@ -88,6 +88,7 @@ def reset_infrastructure(env: dict[str, str], db_name: str, broker_prefix: str) 
 CONSUMER_QUEUES = [
     "tickets.telegram-events", "telegram.ticket-events", "gateway.identity-projections",
     "billing.events", "billing.telegram-links", "billing.identity-events",
+    "billing.provisioning-events", "billing.stars-payments",
     "provisioner.billing-events",
     "provisioner.identity-events",
     "telegram.notifications", "telegram.identity-events",
