@@ -161,6 +161,10 @@ async def test_panel_failures_and_a_hang_are_backend_errors_without_secrets(driv
     assert info.value.status == 500 and TOKEN not in str(info.value)
     await driver.ensure_active("vpn_r6", expires_at=LATER, max_devices=1)  # a retry succeeds
     assert (await users(control))["vpn_r6"]["status"] == "ACTIVE"
+    with pytest.raises(BackendError) as info:  # the panel refuses a past expiry on an update
+        await driver.ensure_active("vpn_r6", expires_at=datetime.now(UTC) - timedelta(days=1),
+                                   max_devices=1)
+    assert info.value.status == 400 and "invalid expireAt" in str(info.value)
 
     await control.post("/faults", json={"op": "*", "delay_ms": 2000, "status": None,
                                         "times": 1})

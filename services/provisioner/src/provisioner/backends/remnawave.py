@@ -14,7 +14,9 @@ A user whose traffic is used up (LIMITED, or over the new limit) is reset first
 `trafficLimitStrategy` (NO_RESET or MONTH) its traffic allowance: the panel enforces both.
 Access is granted through the internal squads of `REMNAWAVE_SQUADS`, given on every grant (an
 unknown squad makes the panel answer 500 `A018`: a configuration error). Disabling is
-`actions/disable` (the user is kept, so re-enabling keeps its subscription URL). The access URL
+`actions/disable` (the user is kept, so re-enabling keeps its subscription URL). The user list
+is paged newest first, so a user created while `accounts()` pages may be seen twice (harmless)
+or missed until the next reconciliation. The access URL
 is the user's `subscriptionUrl`, read live. `parse_webhook` checks and reads the panel's
 signed webhook (`user.limited`, `user.expired`); no endpoint receives it yet.
 """
@@ -121,17 +123,27 @@ class RemnawaveBackend(VpnBackend):
             raise BackendError(self.name, op, f"transport error: {type(exc).__name__}") from None
 
     @staticmethod
-    def _error_code(resp: httpx.Response) -> str | None:
+    def _body(resp: httpx.Response) -> dict[str, Any]:
         try:
             body = resp.json()
         except ValueError:
-            return None
-        return body.get("errorCode") if isinstance(body, dict) else None
+            return {}
+        return body if isinstance(body, dict) else {}
+
+    def _error_code(self, resp: httpx.Response) -> str | None:
+        return self._body(resp).get("errorCode")
 
     def _fail(self, op: str, resp: httpx.Response) -> BackendError:
-        code = self._error_code(resp)
+        body = self._body(resp)
+        code = body.get("errorCode")
         detail = f" {code}" if code else ""
-        if code in CONFIG_ERRORS:
+        errors = body.get("errors")
+        if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+            # a validation failure: name the fields (never their values)
+            fields = sorted({".".join(map(str, e.get("path") or [])) for e in errors
+                             if isinstance(e, dict)})
+            detail += f": invalid {', '.join(fields)[:120]}"
+        elif code in CONFIG_ERRORS:
             detail += f": {CONFIG_ERRORS[code]}"
         elif resp.status_code == 401:
             detail += ": the API token was refused (check REMNAWAVE_API_TOKEN)"
