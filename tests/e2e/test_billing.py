@@ -68,7 +68,8 @@ def test_purchase_paid_by_payment_watch_alone(gateway_url, admin_client, plan):
     assert listed.status_code == 200
     mine = [p for p in listed.json()["plans"] if p["id"] == plan["id"]]
     assert mine == [{"id": plan["id"], "name": plan["name"], "description": "e2e plan",
-                     "price_usd": "9.99", "duration_days": 30, "max_devices": 3}]
+                     "price_usd": "9.99", "duration_days": 30, "max_devices": 3,
+                     "price_stars": None, "traffic_limit_gb": None, "traffic_reset": "NONE"}]
 
     customer = register(gateway_url)
     options = customer.get("/payment-options").json()["options"]

@@ -246,3 +246,52 @@ async def test_a_postgres_restart_mid_handler_is_retried_in_place_and_applied_on
 
 async def _ok_since(before: float, n: int) -> bool:
     return counted("ok") - before >= n
+
+
+def restart_rabbitmq() -> None:
+    for action in ("stop_app", "start_app"):
+        subprocess.run(["rabbitmqctl", action], check=True, capture_output=True, timeout=120)
+
+
+@pytest.mark.skipif(subprocess.run(["which", "rabbitmqctl"], capture_output=True).returncode != 0,
+                    reason="needs a local rabbitmqctl")
+async def test_after_a_broker_restart_it_consumes_again_and_stops_in_bounded_time(db):
+    """A worker's broker reconnects and takes messages again; and its graceful stop ends
+    within its bound even after the restart (it once hung there and never exited)."""
+    b = Broker(RABBITMQ_URL, f"brokertest{SLOT}-{uuid.uuid4().hex[:8]}.", delivery_limit=2,
+               service="things", graceful_timeout=2)
+    seen: list[str] = []
+    sub = Subscription(QUEUE, db=db, inbox=inbox)
+
+    @sub.once(UserRegisteredV1)
+    async def on_registered(s, env, event):
+        seen.append(event.user_id)
+
+    b.subscribe(sub)
+    await b.connect()
+    await b.start()
+    try:
+        await asyncio.to_thread(restart_rabbitmq)
+
+        async def delivered() -> bool:
+            try:
+                await b.publish(make_envelope(registered(f"r{len(seen)}"), producer="things"))
+            except Exception:  # still reconnecting
+                return False
+            await asyncio.sleep(1)
+            return bool(seen)
+
+        await await_for(delivered, timeout=90, interval=1, message="consuming again")
+    finally:
+        started = asyncio.get_running_loop().time()
+        await b.drain()
+        await b.close()
+        took = asyncio.get_running_loop().time() - started
+        conn = await aio_pika.connect(RABBITMQ_URL)
+        async with conn:
+            ch = await conn.channel()
+            for name in (QUEUE, f"{QUEUE}.dlq"):
+                await ch.queue_delete(b.queue_name(name))
+            await ch.exchange_delete(b.exchange_name)
+            await ch.exchange_delete(b.dlx_name)
+    assert took < b.graceful_timeout + 2 + 5 + 1

@@ -92,12 +92,14 @@ def as_user(user: str = "np-buyer", role: str = "USER") -> dict[str, str]:
     return {identity.HEADER: identity.sign(SIGNING_KEY, user, role, audience="billing")}
 
 
-ADMIN = as_user("admin", "ADMIN")
+def admin() -> dict[str, str]:
+    """Signed when used: a header lives a minute, a module outlives that."""
+    return as_user("admin", "ADMIN")
 
 
 async def plan_id(billing_url: str, price: str = "30.00") -> str:
     async with httpx.AsyncClient(base_url=billing_url, timeout=10) as c:
-        r = await c.post("/internal/admin/plans", headers=ADMIN, json={
+        r = await c.post("/internal/admin/plans", headers=admin(), json={
             "name": f"np-{uuid.uuid4().hex[:8]}", "price_usd": price, "duration_days": 30,
             "max_devices": 1})
         assert r.status_code == 201, r.text
@@ -113,13 +115,13 @@ async def create_invoice(billing_url: str, asset: str = "BTC", network: str = "N
                          json={"plan_id": pid, "asset": asset, "network": network, **extra})
         assert r.status_code == 201, r.text
         invoice = r.json()["invoice"]
-        admin = await c.get(f"/internal/admin/invoices/{invoice['id']}", headers=ADMIN)
-        return invoice, admin.json()["invoice"]["provider_ref"]
+        staff = await c.get(f"/internal/admin/invoices/{invoice['id']}", headers=admin())
+        return invoice, staff.json()["invoice"]["provider_ref"]
 
 
 async def admin_invoice(billing_url: str, invoice_id: str) -> dict:
     async with httpx.AsyncClient(base_url=billing_url, timeout=10) as c:
-        r = await c.get(f"/internal/admin/invoices/{invoice_id}", headers=ADMIN)
+        r = await c.get(f"/internal/admin/invoices/{invoice_id}", headers=admin())
         assert r.status_code == 200, r.text
         return r.json()["invoice"]
 
@@ -424,7 +426,7 @@ async def test_refunds(servers, fake, pg):
     got = await admin_invoice(billing_url, invoice["id"])
     assert got["status"] == "PAID" and [p["status"] for p in got["payments"]] == ["SETTLED"]
     async with httpx.AsyncClient(base_url=billing_url, timeout=10) as c:
-        r = await c.post(f"/internal/admin/invoices/{invoice['id']}/refund", headers=ADMIN,
+        r = await c.post(f"/internal/admin/invoices/{invoice['id']}/refund", headers=admin(),
                          json={"reason": "refunded in NOWPayments"})
         assert r.status_code == 200, r.text
     got = await admin_invoice(billing_url, invoice["id"])

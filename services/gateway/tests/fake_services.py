@@ -24,7 +24,8 @@ PLAN = {"id": "p1", "name": "Month", "description": None, "price_usd": "4.99",
         "duration_days": 30, "max_devices": 3}
 ADMIN_PLAN = {**PLAN, "is_active": True, "created_at": NOW, "updated_at": NOW}
 INVOICE = {"id": "inv-new", "status": "PENDING", "plan_id": "p1", "amount_usd": "4.99",
-           "asset": "USDT", "network": "TRON", "amount_asset": "4.99", "address": "TAddr",
+           "asset": "USDT", "network": "TRON", "provider": "sandbox", "amount_asset": "4.99",
+           "address": "TAddr",
            "payment_url": None, "rate_locked_until": NOW, "created_at": NOW, "paid_at": None,
            "payments": []}
 ADMIN_INVOICE = {**INVOICE, "status": "REFUNDED", "user_id": "u1", "plan_name": "Month",

@@ -204,6 +204,7 @@ class Broker:
         self.prefix = prefix
         self.delivery_limit = delivery_limit
         self.service = service
+        self.graceful_timeout = graceful_timeout
         self.stopping = False
         self.short_names: dict[str, str] = {}
         self.subscriptions: list[Subscription] = []
@@ -334,10 +335,20 @@ class Broker:
 
     async def drain(self) -> None:
         """Stop taking messages and wait (up to the graceful timeout) for those being handled;
-        what was taken but not started goes back to its queue."""
+        what was taken but not started goes back to its queue. Bounded: a channel left broken
+        by a broker restart must not keep the process from stopping (an unsettled message is
+        delivered again, and the inbox makes that harmless)."""
         self.stopping = True
-        await asyncio.gather(*(s.stop() for s in self.rabbit.subscribers),
-                             return_exceptions=True)
+        stops = asyncio.gather(*(s.stop() for s in self.rabbit.subscribers),
+                               return_exceptions=True)
+        await self._bounded(stops, self.graceful_timeout + 2, "broker_drain_timed_out")
+
+    @staticmethod
+    async def _bounded(work: Awaitable[Any], seconds: float, event: str) -> None:
+        try:
+            await asyncio.wait_for(work, seconds)
+        except TimeoutError:
+            log.warning(event, timeout_seconds=seconds)
 
     async def queue_depths(self, names: list[str]) -> dict[str, int]:
         out = {}
@@ -351,4 +362,4 @@ class Broker:
         return out
 
     async def close(self) -> None:
-        await self.rabbit.stop()
+        await self._bounded(self.rabbit.stop(), 5, "broker_close_timed_out")

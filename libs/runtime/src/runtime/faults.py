@@ -79,19 +79,28 @@ class FaultSwitch:
         until_ms = int((time.time() + for_seconds) * 1000) if for_seconds is not None else None
         fault = {"operation": operation, "message": message, "delay_ms": delay_ms,
                  "until_ms": until_ms, "remaining": count}
-        try:
+
+        async def write() -> int:
             fault_id = int(await self.redis.incr(f"{self.key}:ids"))
             await self.redis.hset(self.key, str(fault_id), json.dumps(fault))
-        except (RedisError, OSError) as exc:
-            raise ServiceUnavailable("Redis cannot be written right now") from exc
-        return fault_id
+            return fault_id
+
+        return await self._written(write)
 
     async def clear(self) -> None:
         """Remove every injected fault (ids start again from 1)."""
-        try:
-            await self.redis.delete(self.key, f"{self.key}:ids")
-        except (RedisError, OSError) as exc:
-            raise ServiceUnavailable("Redis cannot be written right now") from exc
+        await self._written(lambda: self.redis.delete(self.key, f"{self.key}:ids"))
+
+    @staticmethod
+    async def _written(write):
+        """A control write, tried again once: the first use of a pooled connection that a
+        Redis restart closed fails (the hot path, `take`, is never retried)."""
+        for attempt in (1, 2):
+            try:
+                return await write()
+            except (RedisError, OSError) as exc:
+                if attempt == 2:
+                    raise ServiceUnavailable("Redis cannot be written right now") from exc
 
     async def take(self, operation: str) -> Fault | None:
         """The fault this call of `operation` is to suffer, if any (one of its calls spent)."""

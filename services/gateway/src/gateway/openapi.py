@@ -205,9 +205,12 @@ def with_payment_options(doc: dict, options: list[tuple[str, str, str]]) -> dict
     """The document with `asset`/`network` of InvoiceCreate, TransferBody and TopUpCreate as
     the pairs offered, and `provider` as the providers enabled."""
     doc = copy.deepcopy(doc)
-    pairs = sorted({(a, n) for _, a, n in options})
+    every = sorted({(a, n) for _, a, n in options})
+    on_chain = sorted({(a, n) for p, a, n in options if p == "sandbox"})
     for name in ("InvoiceCreate", "TransferBody", "TopUpCreate"):
         schema = doc["components"]["schemas"].get(name)
+        # a sandbox transfer moves coins on the sandbox chain only
+        pairs = on_chain if name == "TransferBody" else every
         if schema is None or not pairs:
             continue
         props = schema["properties"]

@@ -250,9 +250,11 @@ class InvoiceOut(BaseModel):
     amount_usd: Money
     asset: str
     network: str
-    provider: str = Field(description="the payment method it is paid with (`sandbox`, "
-                                      "`cryptopay`, ...; `balance` and `promo` when paid at "
-                                      "once, `trial` for the trial)")
+    # Optional only so that an answer stored under an Idempotency-Key before the field existed
+    # still reads; billing always sets it.
+    provider: str | None = Field(None, description="the payment method it is paid with "
+                                 "(`sandbox`, `cryptopay`, ...; `balance` and `promo` when "
+                                 "paid at once, `trial` for the trial)")
     amount_asset: Money
     address: str | None
     payment_url: str | None
