@@ -118,7 +118,8 @@ def test_purchase_paid_by_payment_watch_alone(gateway_url, admin_client, plan):
     assert event["producer"] == "billing"
     assert event["payload"]["plan"] == {"plan_id": plan["id"], "name": plan["name"],
                                         "duration_days": 30, "max_devices": 3,
-                                        "price_usd": "9.99"}
+                                        "price_usd": "9.99", "traffic_limit_gb": None,
+                                        "traffic_reset": "NONE"}
     assert event["payload"]["amount_paid_asset"] == "9.99000000"
 
     assert [i["id"] for i in customer.get("/invoices").json()["invoices"]] == [invoice["id"]]
