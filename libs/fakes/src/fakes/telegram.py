@@ -19,6 +19,14 @@ Owns the fake side of the Telegram integration and nothing else:
   ``successful_payment`` message follows (a refund sends ``refunded_payment``). The error
   descriptions of these methods copy the platform's style (``CHARGE_ALREADY_REFUNDED`` is the
   real one; the others are not documented and are this emulator's guess).
+* the shop bot's calls: inline keyboards (checked as Telegram checks them), ``editMessageText`` /
+  ``editMessageReplyMarkup`` (400 "message is not modified" when nothing changes; an edit
+  without ``reply_markup`` drops the keyboard), ``deleteMessage``, ``sendPhoto`` (a multipart
+  upload, recorded by size and SHA-256, or a known ``file_id`` / URL), ``answerCallbackQuery``
+  (once per query), ``setMyCommands`` / ``getMyCommands`` per scope and language;
+  ``POST /_emulator/press`` presses a button as a user would (the ``callback_query`` goes to the
+  webhook) and ``POST /_emulator/users/{id}/block`` makes a user block the bot: writes into
+  that chat are 403 "Forbidden: bot was blocked by the user" until the user writes again.
 
 Chats: ids listed in ``EMULATOR_FORUM_CHAT_IDS`` are forum supergroups; any other negative id is
 a plain (non-forum) group - ``supergroup`` for ``-100...`` ids, ``group`` otherwise, as on the
@@ -34,6 +42,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import copy
+import hashlib
 import itertools
 import json
 import logging
@@ -82,6 +91,20 @@ MAX_INVOICE_PAYLOAD_BYTES = 128
 STARS_SUBSCRIPTION_PERIOD = 2592000
 MAX_STARS_SUBSCRIPTION_PRICE = 10000
 QUERY_TOO_OLD = "query is too old and response timeout expired or query ID is invalid"
+# The shop bot's world: inline keyboards, callback queries, edits, photos, commands, blocks.
+NOT_MODIFIED = ("message is not modified: specified new message content and reply markup are "
+                "exactly the same as a current content and reply markup of the message")
+BLOCKED_BY_USER = "Forbidden: bot was blocked by the user"
+MAX_CAPTION_LENGTH = 1024
+MAX_CALLBACK_DATA_BYTES = 64
+MAX_CALLBACK_ANSWER_LENGTH = 200
+BOT_COMMAND_RE = re.compile(r"^[a-z0-9_]{1,32}$")
+MAX_COMMANDS = 100
+# Methods that write into a chat: a private chat whose user blocked the bot refuses them (403).
+CHAT_WRITES = frozenset(m.lower() for m in (
+    "sendMessage", "sendPhoto", "sendInvoice", "sendDocument", "sendChatAction",
+    "editMessageText", "editMessageReplyMarkup", "editMessageCaption", "forwardMessage",
+    "copyMessage"))
 
 
 # --------------------------------------------------------------------------- configuration
@@ -470,6 +493,27 @@ class StarCharge:
 
 
 @dataclass
+class CallbackQuery:
+    """A callback_query sent to the bot (a user pressed an inline button), and its answer."""
+
+    id: str
+    user: dict[str, Any]
+    chat_id: int
+    message_id: int
+    data: str
+    sent_at: float
+    answered: bool = False
+    text: str | None = None
+    show_alert: bool = False
+    url: str | None = None
+
+    def public(self) -> dict[str, Any]:
+        return {"id": self.id, "from_id": self.user["id"], "chat_id": self.chat_id,
+                "message_id": self.message_id, "data": self.data, "answered": self.answered,
+                "text": self.text, "show_alert": self.show_alert, "url": self.url}
+
+
+@dataclass
 class KnownUser:
     first_name: str
     last_name: str | None = None
@@ -500,6 +544,14 @@ class EmulatorState:
     charges: dict[str, StarCharge] = field(default_factory=dict)
     # Updates a call makes the platform send (a refund's refunded_payment), sent after it.
     outbound: list[dict[str, Any]] = field(default_factory=list)
+    # Callback queries sent to the bot (a button pressed), by id; their answers once given.
+    callback_queries: dict[str, CallbackQuery] = field(default_factory=dict)
+    # setMyCommands: the lists by (scope type, language code).
+    commands: dict[tuple[str, str], list[dict[str, str]]] = field(default_factory=dict)
+    # Users who blocked the bot (private chat ids): writes to them are 403 until they write.
+    blocked: set[int] = field(default_factory=set)
+    deleted: list[dict[str, int]] = field(default_factory=list)
+    photos: dict[str, dict[str, Any]] = field(default_factory=dict)  # sent photos by file_id
 
 
 Handler = Callable[["TelegramEmulator", Params], Any]
@@ -716,7 +768,7 @@ class TelegramEmulator:
         if entities:
             extra["entities"] = entities
         if reply_markup is not None and "inline_keyboard" in reply_markup:
-            extra["reply_markup"] = reply_markup
+            extra["reply_markup"] = self.check_keyboard(reply_markup)
         return self.build_message(
             chat_id,
             self.bot_user(),
@@ -993,6 +1045,238 @@ class TelegramEmulator:
         self.store_message(chat_id, message)
         return charge, {"update_id": self.next_update_id(), "message": message}
 
+    # ----------------------------------------------------------------- shop bot: keyboards
+
+    @staticmethod
+    def check_keyboard(reply_markup: dict[str, Any] | None) -> dict[str, Any] | None:
+        """An inline keyboard as Telegram checks it (None: no inline keyboard)."""
+        if reply_markup is None or "inline_keyboard" not in reply_markup:
+            return None
+        rows = reply_markup["inline_keyboard"]
+        if not isinstance(rows, list) or not all(isinstance(r, list) for r in rows):
+            raise bad_request("can't parse inline keyboard button: InlineKeyboardButton must "
+                              "be an Object")
+        for row in rows:
+            for button in row:
+                if not isinstance(button, dict) or not isinstance(button.get("text"), str):
+                    raise bad_request("can't parse inline keyboard button: Text must be a "
+                                      "String")
+                if not button["text"].strip():
+                    raise bad_request("BUTTON_TEXT_INVALID")
+                kinds = [k for k in ("callback_data", "url", "pay", "copy_text", "web_app",
+                                     "switch_inline_query", "login_url") if k in button]
+                if len(kinds) != 1:
+                    raise bad_request("can't parse inline keyboard button: exactly one of the "
+                                      "optional fields must be used")
+                data = button.get("callback_data")
+                if data is not None and (not isinstance(data, str) or not data or len(
+                        data.encode()) > MAX_CALLBACK_DATA_BYTES):
+                    raise bad_request("BUTTON_DATA_INVALID")
+                url = button.get("url")
+                if url is not None and (not isinstance(url, str) or urlsplit(url).scheme not in {
+                        "http", "https", "tg"}):
+                    raise bad_request("BUTTON_URL_INVALID")
+        return {"inline_keyboard": rows}
+
+    def bot_message(self, params: Params) -> dict[str, Any]:
+        """The bot's own message named by chat_id + message_id (for edits and deletes)."""
+        if params.get_str("inline_message_id"):
+            raise bad_request("MESSAGE_ID_INVALID")  # inline messages are not emulated
+        chat_id = params.get_chat_id()
+        message_id = params.get_int("message_id", required=True)
+        assert message_id is not None
+        message = self.find_message(chat_id, message_id)
+        if message is None:
+            raise bad_request("message to edit not found")
+        if not message.get("from", {}).get("is_bot") or message["from"]["id"] != \
+                self.config.bot_id:
+            raise bad_request("message can't be edited")
+        return message
+
+    def edit_message_text(self, params: Params) -> dict[str, Any]:
+        message = self.bot_message(params)
+        text = params.get_str("text")
+        parse_mode = params.get_str("parse_mode")
+        if parse_mode and parse_mode.lower() not in PARSE_MODES:
+            raise bad_request("unsupported parse_mode")
+        entities: list[dict[str, Any]] = []
+        if text is not None and parse_mode and parse_mode.lower() == "html":
+            text, entities = parse_html(text)
+        if text is None or not text.strip():
+            raise bad_request("message text is empty")
+        if _utf16_len(text) > MAX_TEXT_LENGTH:
+            raise bad_request("MESSAGE_TOO_LONG")
+        if "text" not in message:
+            raise bad_request("there is no text in the message to edit")
+        params.get_obj("link_preview_options")
+        # Without reply_markup the edited message loses its inline keyboard, as on Telegram.
+        markup = self.check_keyboard(params.get_obj("reply_markup"))
+        if (text == message["text"] and entities == message.get("entities", [])
+                and markup == message.get("reply_markup")):
+            raise bad_request(NOT_MODIFIED)
+        message["text"] = text
+        message.pop("entities", None)
+        if entities:
+            message["entities"] = entities
+        message.pop("reply_markup", None)
+        if markup is not None:
+            message["reply_markup"] = markup
+        message["edit_date"] = int(time.time())
+        return copy.deepcopy(message)
+
+    def edit_message_reply_markup(self, params: Params) -> dict[str, Any]:
+        message = self.bot_message(params)
+        markup = self.check_keyboard(params.get_obj("reply_markup"))
+        if markup == message.get("reply_markup"):
+            raise bad_request(NOT_MODIFIED)
+        message.pop("reply_markup", None)
+        if markup is not None:
+            message["reply_markup"] = markup
+        message["edit_date"] = int(time.time())
+        return copy.deepcopy(message)
+
+    def delete_message(self, params: Params) -> bool:
+        chat_id = params.get_chat_id()
+        message_id = params.get_int("message_id", required=True)
+        assert message_id is not None
+        if self.state.messages.get(chat_id, {}).pop(message_id, None) is None:
+            raise bad_request("message to delete not found")
+        self.state.deleted.append({"chat_id": chat_id, "message_id": message_id})
+        return True
+
+    def send_photo(self, params: Params) -> dict[str, Any]:
+        chat_id = params.get_chat_id()
+        photo = params.raw.get("photo")
+        if photo is None or photo == "":
+            raise bad_request("there is no photo in the request")
+        if isinstance(photo, dict) and "size" in photo:  # a multipart upload
+            if not photo["size"]:
+                raise bad_request("file must be non-empty")
+            size = {"file_size": photo["size"], "width": photo.get("width", 0),
+                    "height": photo.get("height", 0)}
+            unique = str(photo.get("sha256", ""))[:16] or secrets.token_hex(8)
+        elif isinstance(photo, str) and (photo.startswith(("http://", "https://"))
+                                         or photo in self.state.photos):
+            size = dict(self.state.photos.get(photo, {"file_size": 0, "width": 0,
+                                                      "height": 0}))
+            unique = size.pop("file_unique_id", secrets.token_hex(8))
+            size.pop("file_id", None)
+        else:
+            raise bad_request("wrong remote file identifier specified: Wrong string length")
+        caption = params.get_str("caption")
+        parse_mode = params.get_str("parse_mode")
+        entities: list[dict[str, Any]] = []
+        if caption is not None and parse_mode and parse_mode.lower() == "html":
+            caption, entities = parse_html(caption)
+        if caption is not None and _utf16_len(caption) > MAX_CAPTION_LENGTH:
+            raise bad_request("message caption is too long")
+        markup = self.check_keyboard(params.get_obj("reply_markup"))
+        file_id = f"AgAC{unique}{secrets.token_urlsafe(12)}"
+        sizes = {"file_id": file_id, "file_unique_id": unique, **size}
+        self.state.photos[file_id] = sizes
+        extra: dict[str, Any] = {"photo": [sizes]}
+        if caption:
+            extra["caption"] = caption
+            if entities:
+                extra["caption_entities"] = entities
+        if markup is not None:
+            extra["reply_markup"] = markup
+        thread_id = params.get_int("message_thread_id")
+        message: dict[str, Any] = {"message_id": self.next_message_id(chat_id)}
+        if thread_id is not None and self.is_forum(chat_id):
+            self.topic(chat_id, thread_id)
+            message["message_thread_id"] = thread_id
+            message["is_topic_message"] = True
+        message |= {"from": self.bot_user(), "chat": self.chat(chat_id),
+                    "date": int(time.time()), **extra}
+        self.store_message(chat_id, message)
+        return message
+
+    def answer_callback_query(self, params: Params) -> bool:
+        query_id = params.get_str("callback_query_id")
+        if not query_id:
+            raise bad_request("callback_query_id is empty")
+        text = params.get_str("text")
+        show_alert = params.get_bool("show_alert")
+        url = params.get_str("url")
+        params.get_int("cache_time")
+        if text is not None and len(text) > MAX_CALLBACK_ANSWER_LENGTH:
+            raise bad_request("MESSAGE_TOO_LONG")
+        query = self.state.callback_queries.get(query_id)
+        if query is None or query.answered:
+            raise bad_request(QUERY_TOO_OLD)
+        if url is not None:
+            raise bad_request("URL_INVALID")  # only games may open a URL from a callback
+        query.answered, query.text, query.show_alert = True, text, bool(show_alert)
+        return True
+
+    def set_my_commands(self, params: Params) -> bool:
+        commands = params.get_list("commands")
+        if commands is None:
+            raise bad_request("commands is empty")
+        if len(commands) > MAX_COMMANDS:
+            raise bad_request("too many commands specified")
+        clean: list[dict[str, str]] = []
+        for item in commands:
+            name = item.get("command") if isinstance(item, dict) else None
+            text = item.get("description") if isinstance(item, dict) else None
+            if not isinstance(name, str) or not BOT_COMMAND_RE.fullmatch(name):
+                raise bad_request("BOT_COMMAND_INVALID")
+            if not isinstance(text, str) or not 1 <= len(text.strip()) <= 256:
+                raise bad_request("command description is empty" if not text
+                                  else "BOT_COMMAND_DESCRIPTION_INVALID")
+            clean.append({"command": name, "description": text})
+        self.state.commands[self._commands_key(params)] = clean
+        return True
+
+    def _commands_key(self, params: Params) -> tuple[str, str]:
+        scope = params.get_obj("scope") or {"type": "default"}
+        language = params.get_str("language_code") or ""
+        if language and not re.fullmatch(r"[a-z]{2}", language):
+            raise bad_request("invalid language code specified")
+        return str(scope.get("type") or "default"), language
+
+    def get_my_commands(self, params: Params) -> list[dict[str, str]]:
+        return copy.deepcopy(self.state.commands.get(self._commands_key(params), []))
+
+    def delete_my_commands(self, params: Params) -> bool:
+        self.state.commands.pop(self._commands_key(params), None)
+        return True
+
+    def check_blocked(self, method: str, raw: Mapping[str, Any]) -> BotApiError | None:
+        """403 for a write into the private chat of a user who blocked the bot."""
+        if method.lower() not in CHAT_WRITES:
+            return None
+        chat_id = _as_int(raw.get("chat_id"))
+        if chat_id is not None and chat_id in self.state.blocked:
+            return BotApiError(403, BLOCKED_BY_USER)
+        return None
+
+    def press(self, chat_id: int, message_id: int, user: dict[str, Any],
+              data: str | None, text: str | None) -> tuple[dict[str, Any] | None, str | None]:
+        """A user presses a button of the bot's message: (the callback_query update, or None
+        with the URL a link button opens). LookupError: no such message or button."""
+        message = self.find_message(chat_id, message_id)
+        if message is None or not message.get("from", {}).get("is_bot"):
+            raise LookupError("no such message of the bot")
+        rows = (message.get("reply_markup") or {}).get("inline_keyboard") or []
+        button = next((b for row in rows for b in row
+                       if (data is not None and b.get("callback_data") == data)
+                       or (data is None and b.get("text") == text)), None)
+        if button is None:
+            raise LookupError("the message has no such button")
+        if "callback_data" not in button:
+            return None, button.get("url") or button.get("copy_text", {}).get("text")
+        self.remember_user(user)
+        query = CallbackQuery(id=str(secrets.randbits(63)), user=user, chat_id=chat_id,
+                              message_id=message_id, data=button["callback_data"],
+                              sent_at=time.monotonic())
+        self.state.callback_queries[query.id] = query
+        return {"update_id": self.next_update_id(), "callback_query": {
+            "id": query.id, "from": user, "message": self.quoted(message),
+            "chat_instance": str(abs(hash((chat_id, self.config.bot_id))) % 10**18),
+            "data": query.data}}, None
+
     METHODS: dict[str, tuple[str, Handler]] = {}
 
     # ----------------------------------------------------------------- dispatch
@@ -1019,6 +1303,10 @@ class TelegramEmulator:
         if fault is not None:
             self.state.failed += 1
             return fault.status, fault.error().body()
+        blocked = self.check_blocked(name, raw)
+        if blocked is not None:
+            self.state.failed += 1
+            return blocked.status, blocked.body()
         params = Params(raw)
         try:
             result = handler(self, params)
@@ -1080,6 +1368,7 @@ class TelegramEmulator:
         if spec.language_code:
             sender["language_code"] = spec.language_code
         self.remember_user(sender)
+        self.state.blocked.discard(spec.from_id)  # writing to the bot means it is unblocked
         if spec.chat_type is not None:
             self.state.chat_types[spec.chat_id] = spec.chat_type
 
@@ -1144,6 +1433,14 @@ TelegramEmulator.METHODS = {
         "answerPreCheckoutQuery": TelegramEmulator.answer_pre_checkout_query,
         "refundStarPayment": TelegramEmulator.refund_star_payment,
         "getStarTransactions": TelegramEmulator.get_star_transactions,
+        "editMessageText": TelegramEmulator.edit_message_text,
+        "editMessageReplyMarkup": TelegramEmulator.edit_message_reply_markup,
+        "deleteMessage": TelegramEmulator.delete_message,
+        "sendPhoto": TelegramEmulator.send_photo,
+        "answerCallbackQuery": TelegramEmulator.answer_callback_query,
+        "setMyCommands": TelegramEmulator.set_my_commands,
+        "getMyCommands": TelegramEmulator.get_my_commands,
+        "deleteMyCommands": TelegramEmulator.delete_my_commands,
     }.items()
 }
 
@@ -1209,11 +1506,41 @@ class StarsPayment(BaseModel):
     deliver: bool = True
 
 
+class PressButton(BaseModel):
+    """Body of ``POST /_emulator/press``: who presses which button (its callback_data, or its
+    text) of which of the bot's messages."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    chat_id: int
+    message_id: int
+    from_id: int = Field(gt=0)
+    data: str | None = None
+    text: str | None = None
+    from_first_name: str | None = None
+    from_username: str | None = None
+    language_code: str | None = None
+
+    @model_validator(mode="after")
+    def _one_button(self) -> PressButton:
+        if (self.data is None) == (self.text is None):
+            raise ValueError("give either data or text")
+        return self
+
+
 # --------------------------------------------------------------------------- HTTP layer
 
 
 class ParamsError(Exception):
     pass
+
+
+def _png_size(data: bytes) -> dict[str, int]:
+    """A PNG's width and height from its IHDR chunk (nothing for other files)."""
+    if data[:8] != b"\x89PNG\r\n\x1a\n" or len(data) < 24:
+        return {}
+    return {"width": int.from_bytes(data[16:20], "big"),
+            "height": int.from_bytes(data[20:24], "big")}
 
 
 def _parse_multipart(content_type: str, body: bytes) -> dict[str, Any]:
@@ -1228,8 +1555,9 @@ def _parse_multipart(content_type: str, body: bytes) -> dict[str, Any]:
             continue
         payload = part.get_payload(decode=True) or b""
         filename = part.get_filename()
-        if filename:  # uploads are recorded by name and size only
-            out[str(name)] = {"filename": filename, "size": len(payload)}
+        if filename:  # uploads are recorded by name, size and digest only
+            out[str(name)] = {"filename": filename, "size": len(payload),
+                              "sha256": hashlib.sha256(payload).hexdigest(), **_png_size(payload)}
         else:
             charset = part.get_content_charset() or "utf-8"
             out[str(name)] = payload.decode(charset, errors="replace")
@@ -1533,6 +1861,62 @@ def create_app(config: EmulatorConfig | None = None) -> FastAPI:
     async def stars_invoices() -> dict:
         async with emulator.lock:
             return {"invoices": [{"key": k, **v} for k, v in state.invoices.items()]}
+
+    # ----------------------------------------------------------------- shop control API
+
+    @app.post("/_emulator/press")
+    async def press(spec: PressButton) -> JSONResponse:
+        """A user presses an inline button of the bot's message (by its callback_data, or by
+        its text): the callback_query goes to the webhook, its id is returned. A link button
+        sends nothing: its URL is returned."""
+        user: dict[str, Any] = {"id": spec.from_id, "is_bot": False,
+                                "first_name": spec.from_first_name or f"User {spec.from_id}"}
+        if spec.from_username:
+            user["username"] = spec.from_username
+        if spec.language_code:
+            user["language_code"] = spec.language_code
+        async with emulator.lock:
+            try:
+                update, url = emulator.press(spec.chat_id, spec.message_id, user, spec.data,
+                                             spec.text)
+            except LookupError as exc:
+                return JSONResponse({"detail": str(exc)}, status_code=404)
+        if update is None:
+            return JSONResponse({"opened": url})
+        status, delivery = await send_to_webhook(update)
+        return JSONResponse({**delivery, "callback_query_id": update["callback_query"]["id"]},
+                            status_code=status)
+
+    @app.get("/_emulator/callback-queries")
+    async def callback_queries(chat_id: int | None = None) -> dict:
+        async with emulator.lock:
+            return {"callback_queries": [q.public() for q in state.callback_queries.values()
+                                         if chat_id is None or q.chat_id == chat_id]}
+
+    @app.post("/_emulator/users/{user_id}/block")
+    async def block_user(user_id: int, request: Request) -> JSONResponse:
+        """The user blocks (`{"blocked": true}`, the default) or unblocks the bot."""
+        try:
+            body = await _json_body(request)
+        except ValueError as exc:
+            return JSONResponse({"detail": f"invalid JSON body: {exc}"}, status_code=422)
+        async with emulator.lock:
+            if body.get("blocked", True):
+                state.blocked.add(user_id)
+            else:
+                state.blocked.discard(user_id)
+            return JSONResponse({"user_id": user_id, "blocked": user_id in state.blocked})
+
+    @app.get("/_emulator/commands")
+    async def list_commands() -> dict:
+        async with emulator.lock:
+            return {"commands": [{"scope": scope, "language_code": lang, "commands": cmds}
+                                 for (scope, lang), cmds in state.commands.items()]}
+
+    @app.get("/_emulator/deleted")
+    async def list_deleted() -> dict:
+        async with emulator.lock:
+            return {"deleted": list(state.deleted)}
 
     @app.post("/_emulator/reset")
     async def reset(request: Request) -> JSONResponse:
