@@ -24,6 +24,7 @@ from contracts.public import subscriptions as public_subscriptions
 from contracts.public import tickets as public_tickets
 from gateway.clients import ANONYMOUS, Clients
 from gateway.clients.provisioner import SUBSCRIPTION_ACTIONS
+from runtime.periods import Periods
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVICES = ("billing", "tickets", "provisioner", "telegram")
@@ -52,6 +53,8 @@ def _dummy(param: inspect.Parameter):
         return b"{}"
     if "dict" in annotation:
         return {}
+    if annotation == "Periods":
+        return Periods.between(None, None)
     for module in (public_billing, public_tickets, public_subscriptions):
         model = getattr(module, annotation.split(" ")[0].split("|")[0].strip(), None)
         if isinstance(model, type) and issubclass(model, BaseModel):

@@ -53,10 +53,13 @@ from billing.schemas import (
     promo_view,
 )
 from billing.service import BillingService, ledger, new_id, plan_service, promos, referrals
+from billing.stats import StatsRepository
 from contracts.public.billing import ReferralsOut
+from contracts.public.insight import BillingStatsOut
 from runtime.clock import now
 from runtime.deps import Admin, Ident, Session
 from runtime.errors import NotFound, ValidationFailed
+from runtime.periods import PeriodQuery
 
 router = APIRouter(prefix="/internal")
 # Mounted only when PAYMENT_PROVIDER=sandbox, so these paths are 404 everywhere else.
@@ -307,6 +310,12 @@ async def admin_adjust_balance(user_id: UserId, body: AdjustmentBody, s: Session
         return answer
     return Response(orjson.dumps(answer), status_code=200, media_type="application/json",
                     headers={"Idempotent-Replayed": "true"})
+
+
+@router.get("/admin/stats", response_model=BillingStatsOut)
+async def admin_stats(s: Session, _: Admin, periods: PeriodQuery):
+    """Billing's KPI figures per period (docs/06-adr/0008)."""
+    return await StatsRepository(s).stats(periods)
 
 
 @sandbox_router.post("/transfers", status_code=201, response_model=TransferOut)

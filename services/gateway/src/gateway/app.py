@@ -9,6 +9,7 @@ from gateway import web
 from gateway.account import AccountService
 from gateway.actions import AdminActions
 from gateway.api import admin, auth, billing, ops, subscriptions, telegram, tickets
+from gateway.api.insight import router as insight
 from gateway.asyncapi import install_asyncapi
 from gateway.clients import Clients
 from gateway.config import Settings
@@ -101,7 +102,7 @@ def create_api(settings: Settings) -> FastAPI:
     api = APIRouter(prefix=API_PREFIX)
     for r in (auth.router, subscriptions.router, billing.router, tickets.router,
               telegram.router, tickets.admin, subscriptions.admin, billing.admin, admin.router,
-              ops.router):
+              ops.router, insight):
         api.include_router(r)
     app.include_router(api)
     install_openapi(app)

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
+from contracts.public.insight import ProvisionerStatsOut
 from provisioner.backends.sandbox import SandboxBackend
 from provisioner.jobs import list_failed_jobs, retry_failed_job
 from provisioner.repository import ProvisioningRepository
@@ -26,9 +27,11 @@ from provisioner.schemas import (
     UsageOut,
 )
 from provisioner.service import ProvisioningService
+from provisioner.stats import StatsRepository
 from runtime.clock import now
 from runtime.deps import Admin, Ident, Session
 from runtime.errors import NotFound
+from runtime.periods import PeriodQuery
 
 router = APIRouter(prefix="/internal")
 
@@ -132,3 +135,9 @@ async def add_sandbox_fault(body: SandboxFaultBody, ident: Admin, svc: Service):
 async def clear_sandbox_faults(ident: Admin, svc: Service):
     await _sandbox(svc).clear_faults()
     return Response(status_code=204)
+
+
+@router.get("/admin/stats", response_model=ProvisionerStatsOut)
+async def admin_stats(s: Session, _: Admin, periods: PeriodQuery):
+    """The provisioner's KPI figures per period (docs/06-adr/0008)."""
+    return await StatsRepository(s).stats(periods)

@@ -8,7 +8,9 @@ from fastapi import APIRouter, Query
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.common import TicketStatus
-from runtime.deps import Ident, Session, Staff
+from contracts.public.insight import TicketsStatsOut
+from runtime.deps import Admin, Ident, Session, Staff
+from runtime.periods import PeriodQuery
 from tickets.models import Ticket
 from tickets.repository import TicketRepository
 from tickets.schemas import (
@@ -24,6 +26,7 @@ from tickets.schemas import (
     TicketOut,
 )
 from tickets.service import ticket_service
+from tickets.stats import StatsRepository
 
 router = APIRouter(prefix="/internal")
 
@@ -105,3 +108,9 @@ async def admin_close(ticket_id: str, s: Session, ident: Staff):
     await ticket_service.close(s, ticket, by_role=ident.role)
     return {"ticket": await _out(s, ticket, AdminTicketOut)}
 
+
+
+@router.get("/admin/stats", response_model=TicketsStatsOut)
+async def admin_stats(s: Session, _: Admin, periods: PeriodQuery):
+    """The tickets service's KPI figures per period (docs/06-adr/0008)."""
+    return await StatsRepository(s).stats(periods)

@@ -31,8 +31,10 @@ from contracts.public.billing import (
     TransferOut,
 )
 from contracts.public.common import WebhookAck
+from contracts.public.insight import BillingStatsOut
 from gateway.clients.base import ANONYMOUS, Anonymous, Reply, ServiceClient, Who
 from gateway.upstream import segment
+from runtime.periods import Periods
 
 
 class BillingClient(ServiceClient):
@@ -159,3 +161,8 @@ class BillingClient(ServiceClient):
                                 changes: dict) -> Reply[AdminPromoCodeEnvelope]:
         path = f"/internal/admin/promo-codes/{segment(code_id)}"
         return await self.call(AdminPromoCodeEnvelope, "PATCH", path, who, json=changes)
+
+    async def stats(self, who: Who, periods: Periods) -> Reply[BillingStatsOut]:
+        """Billing's KPI figures per period (docs/06-adr/0008)."""
+        return await self.call(BillingStatsOut, "GET", "/internal/admin/stats", who,
+                               params=periods.params())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contracts.public.insight import ProvisionerStatsOut
 from contracts.public.subscriptions import (
     AccessOut,
     AdminSubscriptionEnvelope,
@@ -15,6 +16,7 @@ from contracts.public.subscriptions import (
 )
 from gateway.clients.base import Reply, ServiceClient, Who
 from gateway.upstream import segment
+from runtime.periods import Periods
 
 SUBSCRIPTION_ACTIONS = ("extend", "suspend", "resume")
 
@@ -55,3 +57,8 @@ class ProvisionerClient(ServiceClient):
         path = f"/internal/admin/subscriptions/{segment(subscription_id)}/{action}"
         return await self.call(AdminSubscriptionEnvelope, "POST", path, who,
                                json=body.model_dump() if body is not None else None)
+
+    async def stats(self, who: Who, periods: Periods) -> Reply[ProvisionerStatsOut]:
+        """The provisioner's KPI figures per period (docs/06-adr/0008)."""
+        return await self.call(ProvisionerStatsOut, "GET", "/internal/admin/stats", who,
+                               params=periods.params())

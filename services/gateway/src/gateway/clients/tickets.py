@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contracts.public.insight import TicketsStatsOut
 from contracts.public.tickets import (
     AdminTicketEnvelope,
     AdminTicketList,
@@ -13,6 +14,7 @@ from contracts.public.tickets import (
 )
 from gateway.clients.base import Reply, ServiceClient, Who
 from gateway.upstream import segment
+from runtime.periods import Periods
 
 
 class TicketsClient(ServiceClient):
@@ -57,3 +59,8 @@ class TicketsClient(ServiceClient):
     async def staff_close(self, who: Who, ticket_id: str) -> Reply[AdminTicketEnvelope]:
         path = f"/internal/admin/tickets/{segment(ticket_id)}/close"
         return await self.call(AdminTicketEnvelope, "POST", path, who)
+
+    async def stats(self, who: Who, periods: Periods) -> Reply[TicketsStatsOut]:
+        """The tickets service's KPI figures per period (docs/06-adr/0008)."""
+        return await self.call(TicketsStatsOut, "GET", "/internal/admin/stats", who,
+                               params=periods.params())

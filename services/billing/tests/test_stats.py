@@ -1,0 +1,97 @@
+"""Billing's KPI figures (`GET /internal/admin/stats`) over a known history in March 2001: no
+other test writes rows that old, so every figure is checked exactly."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+from billing.models import Invoice, Trial
+from billing.stats import StatsRepository
+from runtime.periods import Periods
+
+from .test_service import new_plan
+
+
+def at(day: int, hour: int = 12, month: int = 3) -> datetime:
+    return datetime(2001, month, day, hour, tzinfo=UTC)
+
+
+def invoice(user: str, kind: str, plan_id: str | None, amount: str, *, paid: datetime | None,
+            refunded: datetime | None = None) -> Invoice:
+    created = paid or at(1)
+    status = "REFUNDED" if refunded else "PAID" if paid else "CREATED"
+    return Invoice(
+        id=uuid.uuid4().hex, user_id=user, kind=kind, plan_id=plan_id, status=status,
+        amount_usd=Decimal(amount), asset="USDT", network="TRON", rate_usd=Decimal(1),
+        amount_asset=Decimal(amount), provider="sandbox", rate_locked_until=created,
+        created_at=created, updated_at=created, paid_at=paid, refunded_at=refunded,
+        renewal_key=uuid.uuid4().hex if kind == "RENEWAL" else None,
+        subscription_id="sub" if kind == "RENEWAL" else None)
+
+
+async def history(db) -> None:
+    """A: trial on the 5th, first plan on the 6th (new, converted), renewal on the 13th.
+    B: plan on the 6th refunded on the 7th. C: a trial on the 8th, never pays. D: paid in
+    February, again on the 14th (a renewal). Not counted: a top-up, an unpaid invoice, a
+    payment just after the range."""
+    plan = await new_plan(db)
+    a, b, c, d, e = (f"stats-{n}-{uuid.uuid4().hex[:6]}" for n in "abcde")
+    rows = [
+        invoice(a, "PLAN", plan, "10.00", paid=at(6, 12)),
+        invoice(a, "RENEWAL", plan, "10.00", paid=at(13, 9)),
+        invoice(b, "PLAN", plan, "5.50", paid=at(6, 15), refunded=at(7, 8)),
+        invoice(d, "PLAN", plan, "10.00", paid=at(20, month=2)),
+        invoice(d, "PLAN", plan, "7.25", paid=at(14, 23)),
+        invoice(b, "TOP_UP", None, "50.00", paid=at(6, 16)),
+        invoice(c, "PLAN", plan, "10.00", paid=None),
+        invoice(e, "PLAN", plan, "10.00", paid=datetime(2001, 3, 19, tzinfo=UTC)),
+    ]
+    trial_a = invoice(a, "TRIAL", None, "0.00", paid=at(5, 10))
+    trial_c = invoice(c, "TRIAL", None, "0.00", paid=at(8, 10))
+    async with db.transaction() as s:
+        s.add_all([*rows, trial_a, trial_c])
+        await s.flush()
+        s.add_all([Trial(user_id=a, invoice_id=trial_a.id, created_at=at(5, 10)),
+                   Trial(user_id=c, invoice_id=trial_c.id, created_at=at(8, 10))])
+
+
+async def test_figures_per_day_week_and_total_over_a_known_history(sandbox, db):
+    await history(db)
+    async with db.transaction() as s:
+        days = await StatsRepository(s).stats(Periods.between(date(2001, 3, 5),
+                                                              date(2001, 3, 18)))
+        weeks = await StatsRepository(s).stats(Periods.between(date(2001, 3, 7),
+                                                               date(2001, 3, 18), "week"))
+
+    by_day = {r["period"]: r for r in days["series"]}
+    assert len(by_day) == 14 and min(by_day) == "2001-03-05" and max(by_day) == "2001-03-18"
+    zero = {"revenue_usd": Decimal("0.00"), "paid_invoices": 0, "new_customers": 0,
+            "renewals": 0, "trials": 0, "trial_conversions": 0, "refunds": 0}
+    expected = {
+        "2001-03-05": {**zero, "trials": 1},
+        "2001-03-06": {**zero, "revenue_usd": Decimal("15.50"), "paid_invoices": 2,
+                       "new_customers": 2, "trial_conversions": 1},
+        "2001-03-07": {**zero, "refunds": 1},
+        "2001-03-08": {**zero, "trials": 1},
+        "2001-03-13": {**zero, "revenue_usd": Decimal("10.00"), "paid_invoices": 1,
+                       "renewals": 1},
+        "2001-03-14": {**zero, "revenue_usd": Decimal("7.25"), "paid_invoices": 1,
+                       "renewals": 1},
+    }
+    for period, row in by_day.items():
+        assert {k: v for k, v in row.items() if k != "period"} == expected.get(period, zero), \
+            period
+
+    assert [r["period"] for r in weeks["series"]] == ["2001-03-05", "2001-03-12"]
+    first, second = weeks["series"]
+    assert first == {"period": "2001-03-05", "revenue_usd": Decimal("15.50"), "paid_invoices": 2,
+                     "new_customers": 2, "renewals": 0, "trials": 2, "trial_conversions": 1,
+                     "refunds": 1}
+    assert second == {"period": "2001-03-12", "revenue_usd": Decimal("17.25"),
+                      "paid_invoices": 2, "new_customers": 0, "renewals": 2, "trials": 0,
+                      "trial_conversions": 0, "refunds": 0}
+    assert days["total"] == {"period": "2001-03-05", "revenue_usd": Decimal("32.75"),
+                             "paid_invoices": 4, "new_customers": 2, "renewals": 2,
+                             "trials": 2, "trial_conversions": 1, "refunds": 1}
