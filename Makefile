@@ -41,6 +41,11 @@ bench: setup ## benchmark the hot paths beside the machine's baselines (BENCH_AR
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	@$(PY) tests/bench/run.py $(BENCH_ARGS)
 
+SCALE ?= 10k
+.PHONY: seed-scale bench-scale
+seed-scale: setup ## a consistent history of SCALE=10k|100k|1m customers in the vpn_scale database
+	@$(PY) tests/bench/scale/seed.py --scale $(SCALE)
+
 clean:
 	rm -rf .run .pytest_cache
 
