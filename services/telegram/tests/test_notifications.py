@@ -26,6 +26,7 @@ from runtime.jobs import JobWorker
 from telegram import notifications
 from telegram.jobs import NOTIFY, notify_handlers
 from telegram.models import Outgoing, SubscriptionView
+from telegram.shopapi import ShopApi
 
 from .helpers import T0, Bot, link, next_forum, private_message
 
@@ -47,8 +48,7 @@ def activated(user_id: str) -> SubscriptionActivatedV1:
 
 
 EVENTS = {
-    "activated": (activated, "ACTIVE", "✅ Your VPN subscription is active until 2026-03-31. "
-                  "Open the web panel to get your access key."),
+    "activated": (activated, "ACTIVE", "✅ Your VPN subscription is active until 2026-03-31."),
     "extended": (lambda u: SubscriptionExtendedV1(
         subscription_id="s1", user_id=u, invoice_id="i2", previous_expires_at=T0,
         expires_at=UNTIL, days_added=30, reason="RENEWAL"),
@@ -57,18 +57,16 @@ EVENTS = {
         subscription_id="s1", user_id=u, expires_at=UNTIL, days_left=7, plan_id="p1",
         price_usd="5.00", balance_usd="0.00", auto_renew=False,
         pay_url=f"{BASE}/app/buy/p1"), None,
-        "⏳ Your subscription ends in 7 days (2026-03-31). "
-        f"Renew in one click: {BASE}/app/buy/p1"),
+        "⏳ Your subscription ends in 7 days (2026-03-31)."),
     "reminder, 1 day, balance short": (lambda u: RenewalReminderV1(
         subscription_id="s1", user_id=u, expires_at=UNTIL, days_left=1, plan_id="p1",
         price_usd="5.00", balance_usd="2.5", auto_renew=True, invoice_id="i9",
         pay_url=f"{BASE}/app/invoices/i9"), None,
-        "⏳ Your subscription ends in 1 day (2026-03-31). Auto-renewal needs $5.00 and your "
-        f"balance holds $2.50: top up, or pay the renewal here: {BASE}/app/invoices/i9"),
+        "⏳ Your subscription ends in 1 day (2026-03-31).\nAuto-renewal needs $5.00 and your "
+        "balance holds $2.50: top up, or renew here."),
     "expired": (lambda u: SubscriptionExpiredV1(subscription_id="s1", user_id=u,
                                                 expired_at=UNTIL),
-                "EXPIRED", f"⌛ Your subscription has expired. Renew it in one click: "
-                f"{BASE}/app/buy"),
+                "EXPIRED", "⌛ Your subscription has expired."),
     "suspended": (lambda u: SubscriptionSuspendedV1(subscription_id="s1", user_id=u,
                                                     reason="ADMIN", suspended_at=T0),
                   "SUSPENDED",
@@ -82,8 +80,10 @@ EVENTS = {
 async def consume(db, jobs, event, env=None):
     """The event as the broker hands it to the `telegram.notifications` consumer."""
     env = env or make_envelope(event, producer="provisioner")
-    await notifications.build_subscription(db, jobs, BASE).handlers[event.routing_key()](
+    api = ShopApi("http://127.0.0.1:9", "http://127.0.0.1:9", "unused")  # not called here
+    await notifications.build_subscription(db, jobs, BASE, api).handlers[event.routing_key()](
         env, event)
+    await api.close()
     return env
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
@@ -38,6 +39,29 @@ class BotApi:
             resp = await self._client.post(self._url + method, json=payload)
         except httpx.HTTPError as exc:
             raise TelegramError(599, f"transport error: {type(exc).__name__}") from exc
+        try:
+            data = resp.json()
+        except ValueError:
+            raise TelegramError(resp.status_code, resp.text[:200]) from None
+        if data.get("ok"):
+            return data.get("result")
+        retry_after = (data.get("parameters") or {}).get("retry_after")
+        raise TelegramError(int(data.get("error_code") or resp.status_code),
+                            str(data.get("description", "")), retry_after)
+
+    async def upload(self, method: str, files: dict[str, tuple[str, bytes, str]],
+                     **params: Any) -> Any:
+        """A call with files (multipart/form-data); objects go as JSON text, as Telegram
+        reads them."""
+        data = {k: v if isinstance(v, str) else json.dumps(v) for k, v in params.items()
+                if v is not None}
+        try:
+            resp = await self._client.post(self._url + method, data=data, files=files)
+        except httpx.HTTPError as exc:
+            raise TelegramError(599, f"transport error: {type(exc).__name__}") from exc
+        return self._result(resp)
+
+    def _result(self, resp: httpx.Response) -> Any:
         try:
             data = resp.json()
         except ValueError:

@@ -28,6 +28,9 @@ class Settings(service_settings("telegram", port=8104)):
     billing_url: str = Field("http://127.0.0.1:8101", alias="BILLING_URL")
     pre_checkout_billing_timeout: float = Field(4.0, alias="TELEGRAM_PRE_CHECKOUT_BILLING_TIMEOUT",
                                                 gt=0, le=8)
+    # The shop bot calls billing and the provisioner for the customer (as the gateway does).
+    provisioner_url: str = Field("http://127.0.0.1:8102", alias="PROVISIONER_URL")
+    shop_api_timeout: float = Field(5.0, alias="TELEGRAM_SHOP_API_TIMEOUT", gt=0, le=30)
 
     @field_validator("operator_ids", mode="before")
     @classmethod

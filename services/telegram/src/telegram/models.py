@@ -1,5 +1,5 @@
 """Tables of the `telegram` schema: received updates, ticket threads, outgoing messages, links,
-Stars payments."""
+Stars payments, the shop bot's users and invoice messages."""
 
 from __future__ import annotations
 
@@ -104,6 +104,10 @@ class Outgoing(Base):
     seq: Mapped[int] = mapped_column(sa.Integer, default=0)
     text: Mapped[str | None] = mapped_column(sa.Text)
     parse_mode: Mapped[str | None] = mapped_column(sa.Text)  # "HTML", or None: plain text
+    # A Bot API call other than sendMessage (the shop bot's edits, photos, callback answers):
+    # the method and its parameters; None: sendMessage of `text`.
+    method: Mapped[str | None] = mapped_column(sa.Text)
+    params: Mapped[dict | None] = mapped_column(JSONB)
     status: Mapped[str] = mapped_column(sa.Text, default="PENDING")
     attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
     telegram_message_id: Mapped[int | None] = mapped_column(sa.BigInteger)
@@ -181,6 +185,46 @@ class StarsPayment(Base):
     update_id: Mapped[int] = mapped_column(sa.BigInteger)
     paid_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
     refunded_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+
+
+class BotUser(Base):
+    """A Telegram user the bot talked to: the language chosen (None: from `language_code`), the
+    menu's state (the purchase being put together), and whether they blocked the bot (no
+    notices until they write again)."""
+
+    __tablename__ = "bot_users"
+
+    telegram_user_id: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True,
+                                                  autoincrement=False)
+    chat_id: Mapped[int] = mapped_column(sa.BigInteger)
+    language: Mapped[str | None] = mapped_column(sa.Text)
+    language_code: Mapped[str | None] = mapped_column(sa.Text)
+    state: Mapped[dict | None] = mapped_column(JSONB)
+    bot_blocked_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True),
+                                                 server_default=sa.func.now())
+
+    __table_args__ = (sa.Index("ix_bot_users_chat", "chat_id"),)
+
+
+class ShopInvoice(Base):
+    """An invoice created in the bot and the message that shows it (its status line is edited
+    as billing's events arrive; `access_sent` once the access message followed)."""
+
+    __tablename__ = "shop_invoices"
+
+    invoice_id: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    user_id: Mapped[str] = mapped_column(sa.Text)
+    chat_id: Mapped[int] = mapped_column(sa.BigInteger)
+    message_id: Mapped[int] = mapped_column(sa.BigInteger)
+    title: Mapped[str] = mapped_column(sa.Text)  # what was bought, as the message names it
+    status: Mapped[str] = mapped_column(sa.Text)
+    access_sent: Mapped[bool] = mapped_column(sa.Boolean, default=False,
+                                              server_default=sa.false())
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True),
+                                                 server_default=sa.func.now())
+
+    __table_args__ = (sa.Index("ix_shop_invoices_user", "user_id", "created_at"),)
 
 
 outbox = outbox_table(Base.metadata)

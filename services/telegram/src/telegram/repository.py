@@ -7,13 +7,16 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from runtime.db import Database
 from telegram.models import (
     AccountLink,
+    BotUser,
     MessageMap,
     Outgoing,
     ReceivedUpdate,
+    ShopInvoice,
     TicketThread,
     UserBlock,
 )
@@ -125,6 +128,15 @@ class TelegramRepository:
             stmt = stmt.where(Outgoing.id == outgoing_id)
         return (await self.session.execute(stmt.limit(1).with_for_update())).scalar_one_or_none()
 
+    async def pending_predecessor(self, outgoing_id: int) -> int | None:
+        """The still pending row this pending row must follow (`params.after`), if any."""
+        before = aliased(Outgoing)
+        stmt = (sa.select(before.id).select_from(Outgoing)
+                .join(before, before.id == Outgoing.params["after"].as_integer())
+                .where(Outgoing.id == outgoing_id, Outgoing.status == "PENDING",
+                       before.status == "PENDING"))
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
     async def pending_for_event(self, event_id: str) -> list[Outgoing]:
         stmt = sa.select(Outgoing).where(Outgoing.event_id == event_id,
                                          Outgoing.status == "PENDING")
@@ -157,3 +169,59 @@ class TelegramRepository:
             index_elements=[UserBlock.user_id],
             set_={"blocked": stmt.excluded.blocked, "changed_at": stmt.excluded.changed_at},
             where=UserBlock.changed_at <= stmt.excluded.changed_at))
+
+
+class ShopRepository:
+    """The shop bot's queries: its users (language, menu state, blocked) and invoice messages."""
+
+    def __init__(self, session: AsyncSession):
+        self.session = session
+
+    async def bot_user(self, telegram_user_id: int, chat_id: int, language_code: str | None
+                       ) -> BotUser:
+        """The user's row, made on first contact, row-locked; any contact means the bot is
+        not blocked (a user who blocked it cannot write)."""
+        stmt = insert(BotUser).values(telegram_user_id=telegram_user_id, chat_id=chat_id,
+                                      language_code=language_code)
+        await self.session.execute(stmt.on_conflict_do_update(
+            index_elements=[BotUser.telegram_user_id],
+            set_={"chat_id": chat_id, "bot_blocked_at": None, "updated_at": sa.func.now(),
+                  "language_code": sa.func.coalesce(stmt.excluded.language_code,
+                                                    BotUser.language_code)}))
+        return (await self.session.execute(
+            sa.select(BotUser).where(BotUser.telegram_user_id == telegram_user_id)
+            .with_for_update().execution_options(populate_existing=True))).scalar_one()
+
+    async def bot_user_by_chat(self, chat_id: int) -> BotUser | None:
+        stmt = sa.select(BotUser).where(BotUser.chat_id == chat_id).limit(1)
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def mark_blocked(self, chat_id: int, at: datetime) -> None:
+        """The private chat's user blocked the bot (a private chat's id is its user's id)."""
+        if chat_id <= 0:
+            return
+        stmt = insert(BotUser).values(telegram_user_id=chat_id, chat_id=chat_id,
+                                      bot_blocked_at=at)
+        await self.session.execute(stmt.on_conflict_do_update(
+            index_elements=[BotUser.telegram_user_id], set_={"bot_blocked_at": at}))
+
+    async def add_invoice(self, **values) -> bool:
+        """True when the invoice message is new (a double tap finds it there)."""
+        res = await self.session.execute(insert(ShopInvoice).values(**values)
+                                         .on_conflict_do_nothing()
+                                         .returning(ShopInvoice.invoice_id))
+        return res.scalar_one_or_none() is not None
+
+    async def invoice(self, invoice_id: str, *, for_update: bool = False) -> ShopInvoice | None:
+        stmt = sa.select(ShopInvoice).where(ShopInvoice.invoice_id == invoice_id)
+        if for_update:
+            stmt = stmt.with_for_update()
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def access_due(self, user_id: str) -> list[ShopInvoice]:
+        """Paid invoice messages of the user whose access message has not followed yet."""
+        stmt = (sa.select(ShopInvoice)
+                .where(ShopInvoice.user_id == user_id, ShopInvoice.status == "PAID",
+                       ShopInvoice.access_sent.is_(False))
+                .order_by(ShopInvoice.created_at).with_for_update())
+        return list((await self.session.execute(stmt)).scalars())

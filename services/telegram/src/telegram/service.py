@@ -31,6 +31,7 @@ from runtime.clock import now
 from runtime.db import Database
 from runtime.logging import get_logger
 from runtime.outbox import Outbox
+from telegram import shop
 from telegram.botapi import BotApi, TelegramError
 from telegram.config import Settings
 from telegram.models import (
@@ -42,7 +43,7 @@ from telegram.models import (
     outbox,
 )
 from telegram.payments import PAID_TEXT, record_payment, record_refund
-from telegram.repository import TelegramRepository
+from telegram.repository import ShopRepository, TelegramRepository
 
 log = get_logger(__name__)
 
@@ -181,6 +182,12 @@ class Delivery:
 
     async def deliver_one(self, outgoing_id: int) -> None:
         async with self.db.transaction() as s:
+            # A shop row follows the row before it in its update (`params.after`): that one
+            # goes first, whichever job runs first.
+            after = await TelegramRepository(s).pending_predecessor(outgoing_id)
+        if after is not None:
+            await self.deliver_one(after)
+        async with self.db.transaction() as s:
             repo = TelegramRepository(s)
             row = await repo.next_pending(None, outgoing_id)
             if row is None:
@@ -197,6 +204,9 @@ class Delivery:
                 assert thread is not None
                 if not await self._support_step(repo, thread, row):
                     return False
+            elif row.method is not None:  # the shop bot's calls
+                msg = await shop.perform(self.bot, row)
+                row.telegram_message_id = msg.get("message_id") if msg else None
             else:
                 msg = await self.bot.send_message(row.chat_id, row.text or "",
                                                   thread_id=row.thread_id,
@@ -206,6 +216,9 @@ class Delivery:
             if exc.is_permanent:
                 row.status, row.last_error = "FAILED", exc.description[:500]
                 row.attempts += 1
+                if exc.status == 403 and shop.BLOCKED in exc.description and row.chat_id:
+                    # no more notices until the customer writes again
+                    await ShopRepository(repo.session).mark_blocked(row.chat_id, now())
                 log.error("telegram_send_failed", outgoing_id=row.id, kind=row.kind,
                           error=exc.description)
                 return True
@@ -288,13 +301,16 @@ UNLINKED_TEXT = ("Your Telegram is not linked to an account yet. Sign in on the 
 class UpdateService:
     """Handles webhook updates after the webhook has answered."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, shop_bot: shop.Shop | None = None):
         self.settings = settings
+        self.shop = shop_bot or shop.Shop(settings)
 
     async def handle(self, s: AsyncSession, update_id: int, update: dict) -> tuple[str, list[int]]:
         """Apply one update; returns its outcome and outgoing rows to deliver."""
         if isinstance(update.get("pre_checkout_query"), dict):
             return "pre_checkout", []  # answered by the webhook as it arrived
+        if isinstance(update.get("callback_query"), dict):
+            return await self.shop.on_callback(s, update_id, update["callback_query"])
         message = update.get("message")
         if not isinstance(message, dict):
             return "ignored:not_a_message", []
@@ -384,6 +400,12 @@ class UpdateService:
         if link is not None and await repo.is_blocked(link.user_id):
             return "blocked", await reply(BLOCKED_TEXT)  # no ticket; /status says the same
         stripped = text.strip()
+        if link is not None:
+            bought = await self.shop.on_text(s, update_id, message, stripped, link.user_id)
+            if bought is not None:
+                return bought
+        else:  # the language and "writes again" (not blocked) are known for unlinked users too
+            await ShopRepository(s).bot_user(tg_user, chat_id, sender.get("language_code"))
         if stripped.startswith("/help") or stripped == "/start":
             return "help", await reply(HELP_TEXT if link else f"{HELP_TEXT}\n\n{UNLINKED_TEXT}")
         if link is None:

@@ -21,14 +21,16 @@ async def build_worker(ctx: WorkerContext) -> None:
     ctx.queues += [jobs.notify]
     ctx.outbox = events
     ctx.subscriptions.append(build_subscription(ctx.db, MirrorService(settings), jobs))
-    ctx.subscriptions.append(notifications.build_subscription(ctx.db, jobs, settings.app_base_url))
+    updates = UpdateService(settings)
+    ctx.subscriptions.append(notifications.build_subscription(ctx.db, jobs, settings.app_base_url,
+                                                              updates.shop.api))
     ctx.subscriptions.append(build_identity_subscription(ctx.db))
     delivery = Delivery(ctx.db, bot, settings)
     ctx.job_workers.append(JobWorker(NOTIFY, settings.redis_url,
                                      notify_handlers(delivery, settings.max_retry_after_wait),
                                      concurrency=settings.notify_concurrency,
                                      prefix=settings.jobs_prefix))
-    pump = UpdatePump(ctx.db, UpdateService(settings), jobs)
+    pump = UpdatePump(ctx.db, updates, jobs)
 
     async def update_pump():
         await pump.run()
@@ -38,3 +40,4 @@ async def build_worker(ctx: WorkerContext) -> None:
 
     ctx.background += [update_pump, sweeper]
     ctx.on_close.append(bot.close)
+    ctx.on_close.append(updates.shop.api.close)

@@ -1,0 +1,111 @@
+"""The shop bot's calls to billing and the provisioner, made for one customer.
+
+Each call carries the signed identity of the customer whose Telegram account is linked (role
+`USER`, audience the called service), exactly as the gateway's calls do, so billing and the
+provisioner apply the same ownership checks, idempotency and rules to the bot as to the web.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from runtime import identity
+
+
+class ShopApiError(Exception):
+    """A refusal (4xx with the product's `{code, message, details}`) or an outage (status 503:
+    the service did not answer usably)."""
+
+    def __init__(self, status: int, code: str, message: str = "", details: Any = None):
+        super().__init__(f"{status} {code}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details
+
+    @property
+    def unavailable(self) -> bool:
+        return self.status >= 500
+
+
+class ShopApi:
+    def __init__(self, billing_url: str, provisioner_url: str, signing_key: str,
+                 timeout: float = 5.0):
+        self.key = signing_key
+        self.billing = httpx.AsyncClient(base_url=billing_url.rstrip("/"), timeout=timeout)
+        self.provisioner = httpx.AsyncClient(base_url=provisioner_url.rstrip("/"),
+                                             timeout=timeout)
+
+    async def _call(self, client: httpx.AsyncClient, audience: str, user_id: str, method: str,
+                    path: str, *, json: Any = None, params: dict | None = None,
+                    key: str | None = None) -> Any:
+        headers = {identity.HEADER: identity.sign(self.key, user_id, "USER", audience=audience)}
+        if key is not None:
+            headers["Idempotency-Key"] = key
+        try:
+            r = await client.request(method, "/internal" + path, json=json, params=params,
+                                     headers=headers)
+        except httpx.HTTPError as exc:
+            raise ShopApiError(503, "SERVICE_UNAVAILABLE", type(exc).__name__) from exc
+        try:
+            body = r.json()
+        except ValueError:
+            body = None
+        if r.status_code >= 400 or not isinstance(body, dict):
+            err = body if isinstance(body, dict) else {}
+            status = r.status_code if r.status_code >= 400 else 503
+            raise ShopApiError(status, str(err.get("code") or "SERVICE_UNAVAILABLE"),
+                               str(err.get("message") or ""), err.get("details"))
+        return body
+
+    async def bill(self, user_id: str, method: str, path: str, **kw) -> Any:
+        return await self._call(self.billing, "billing", user_id, method, path, **kw)
+
+    async def provision(self, user_id: str, method: str, path: str, **kw) -> Any:
+        return await self._call(self.provisioner, "provisioner", user_id, method, path, **kw)
+
+    # billing
+    async def plans(self, user_id: str) -> list[dict]:
+        return (await self.bill(user_id, "GET", "/plans"))["plans"]
+
+    async def options(self, user_id: str) -> list[dict]:
+        return (await self.bill(user_id, "GET", "/payment-options"))["options"]
+
+    async def create_invoice(self, user_id: str, key: str, body: dict) -> dict:
+        return (await self.bill(user_id, "POST", "/invoices", json=body, key=key))["invoice"]
+
+    async def top_up(self, user_id: str, key: str, body: dict) -> dict:
+        return (await self.bill(user_id, "POST", "/balance/top-ups", json=body,
+                                key=key))["invoice"]
+
+    async def invoice(self, user_id: str, invoice_id: str) -> dict:
+        return (await self.bill(user_id, "GET",
+                                f"/invoices/{quote(invoice_id, safe='')}"))["invoice"]
+
+    async def promo(self, user_id: str, code: str, plan_id: str) -> dict:
+        return await self.bill(user_id, "GET", f"/promo-codes/{quote(code, safe='')}",
+                               params={"plan_id": plan_id})
+
+    async def trial(self, user_id: str) -> dict:
+        return (await self.bill(user_id, "POST", "/trial"))["invoice"]
+
+    async def balance(self, user_id: str) -> dict:
+        return await self.bill(user_id, "GET", "/balance", params={"limit": 5})
+
+    async def referrals(self, user_id: str) -> dict:
+        return await self.bill(user_id, "GET", "/referrals")
+
+    # provisioner
+    async def subscriptions(self, user_id: str) -> list[dict]:
+        return (await self.provision(user_id, "GET", "/subscriptions"))["subscriptions"]
+
+    async def access(self, user_id: str, subscription_id: str) -> dict:
+        return await self.provision(user_id, "GET",
+                                    f"/subscriptions/{quote(subscription_id, safe='')}/access")
+
+    async def close(self) -> None:
+        await self.billing.aclose()
+        await self.provisioner.aclose()
