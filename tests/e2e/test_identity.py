@@ -36,7 +36,7 @@ def test_register_me_logout_and_uniform_login_failures(gateway_url):
     assert me.status_code == 200
     user = me.json()["user"]
     assert user["email"] == email and user["role"] == "USER"
-    assert user["telegram"] == {"linked": False, "username": None}
+    assert user["telegram"] == {"linked": False, "username": None, "id": None}
     cookie = client.cookies.get("sid")
     assert cookie
     assert client.post("/auth/logout").status_code == 204

@@ -26,6 +26,7 @@ EXPECTED = {
     "tickets.ticket.closed.v1",
     "telegram.support_reply.received.v1", "telegram.user_message.received.v1",
     "telegram.account.linked.v1", "telegram.stars_payment.received.v1",
+    "telegram.account.created.v1",
 }
 
 

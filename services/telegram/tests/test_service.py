@@ -375,22 +375,6 @@ async def test_a_customer_who_blocked_the_bot_does_not_hold_up_the_ticket(db, fo
     assert (await forum.shown())[-1]["text"] == "💬 Customer:\nI see it on the site, thanks"
 
 
-# --- the private chat: a referral deep link ------------------------------------------------------
-
-async def test_a_referral_deep_link_answers_with_the_sign_up_link_of_the_code(db, forum):
-    tg_user = next_id()
-    outcome, texts = await forum.answer(private_message(tg_user, "/start ref_AbC23xyz"))
-    assert outcome == "referral"
-    sign_up = f"{forum.settings.app_base_url.rstrip('/')}/r/abc23xyz"
-    assert texts == [f"👋 You were invited. Create your account here: {sign_up}\nYour friend is "
-                     "rewarded when you buy your first plan. Then link this Telegram in "
-                     "Settings to reach support here."]
-    assert (await forum.answer(private_message(tg_user, "/start ref_")))[0] == "referral_invalid"
-    _, linked_tg = await link(db)
-    assert (await forum.answer(private_message(linked_tg, "/start ref_abc23xyz")))[0] == \
-        "referral_linked"
-
-
 async def test_a_link_token_never_looks_like_a_deep_link(db, monkeypatch):
     tokens = iter(["ref_" + "a" * 39, "pay_" + "b" * 39, "c" * 43])
     monkeypatch.setattr("telegram.service.secrets.token_urlsafe", lambda n: next(tokens))

@@ -11,6 +11,7 @@ from contracts.envelope import EventPayload
 class UserRegisteredV1(EventPayload):
     event_type = "identity.user.registered"
     user_id: str
+    # Empty for an account made from Telegram (`telegram.account.created.v1`): it has none.
     email: str
     role: Role
     registered_at: datetime

@@ -50,3 +50,18 @@ class StarsPaymentReceivedV1(EventPayload):
     currency: str
     telegram_user_id: int
     paid_at: datetime
+
+
+class AccountCreatedV1(EventPayload):
+    """A Telegram user with no account pressed /start: the bot linked them to a new account id.
+    The gateway, which owns accounts, makes the account (no email, no password) and announces
+    it as `identity.user.registered.v1` with the referral code it came with."""
+
+    event_type = "telegram.account.created"
+    user_id: str
+    telegram_user_id: int
+    telegram_username: str | None = None
+    first_name: str | None = None
+    language_code: str | None = None
+    referral_code: str | None = None
+    created_at: datetime

@@ -91,7 +91,7 @@ def create_api(settings: Settings) -> FastAPI:
     app.state.limits = Limits(app.state.limiter, settings)
     app.state.auth = AuthService(settings.session_ttl_days, settings.admin_bootstrap_email)
     app.state.clients = clients
-    app.state.account = AccountService(db, app.state.auth, app.state.limits, clients)
+    app.state.account = AccountService(db, app.state.auth, app.state.limits, clients, settings)
     app.state.actions = AdminActions(db, clients)
     app.state.ops = Ops(settings, db, clients)
 

@@ -4,6 +4,9 @@ from pydantic import Field
 
 from runtime.settings import provider_names, service_settings
 
+# The Telegram emulator's token (the telegram service's default too).
+DEV_BOT_TOKEN = "123456:TEST-TOKEN"
+
 
 class Settings(service_settings("gateway", port=8000, schema="identity")):
     session_cookie_name: str = Field("sid", alias="SESSION_COOKIE_NAME")
@@ -24,9 +27,27 @@ class Settings(service_settings("gateway", port=8000, schema="identity")):
         60, alias="TICKET_REPLIES_PER_TICKET_PER_HOUR")
     invoices_per_user_per_hour: int = Field(30, alias="INVOICES_PER_USER_PER_HOUR")
     telegram_links_per_user_per_hour: int = Field(10, alias="TELEGRAM_LINKS_PER_USER_PER_HOUR")
+    # Telegram sign-in (Login Widget, Mini App): their hashes are checked with the bot token.
+    telegram_bot_token: str = Field(DEV_BOT_TOKEN, alias="TELEGRAM_BOT_TOKEN")
+    telegram_bot_username: str = Field("vpn_support_bot", alias="TELEGRAM_BOT_USERNAME")
+    telegram_oauth_url: str = Field("https://oauth.telegram.org/auth", alias="TELEGRAM_OAUTH_URL")
+    telegram_login_max_age: int = Field(86400, alias="TELEGRAM_LOGIN_MAX_AGE_SECONDS", gt=0)
+    telegram_sign_ins_per_ip_per_minute: int = Field(30,
+                                                     alias="TELEGRAM_SIGN_INS_PER_IP_PER_MINUTE")
+    password_resets_per_email_per_hour: int = Field(3, alias="PASSWORD_RESETS_PER_EMAIL_PER_HOUR")
+    password_resets_per_ip_per_hour: int = Field(20, alias="PASSWORD_RESETS_PER_IP_PER_HOUR")
     # Read by the web pages too (web/config.py): a sandbox chain there lets anyone pay for free.
     payment_provider: str = Field("sandbox", alias="PAYMENT_PROVIDER")
     payment_providers: str = Field("", alias="PAYMENT_PROVIDERS")
+
+    def secret_defaults(self) -> dict[str, bool]:
+        return {**super().secret_defaults(),
+                "TELEGRAM_BOT_TOKEN": self.telegram_bot_token in (DEV_BOT_TOKEN, "")}
+
+    @property
+    def telegram_bot_id(self) -> str:
+        """The bot's numeric id: the part of its token before the colon."""
+        return self.telegram_bot_token.split(":", 1)[0]
 
     def sandbox_adapters(self) -> dict[str, bool]:
         name = "PAYMENT_PROVIDERS" if self.payment_providers.strip() else "PAYMENT_PROVIDER"

@@ -1,4 +1,5 @@
-"""Tables of the `identity` schema: users, sessions, the admin audit log, outbox and inbox."""
+"""Tables of the `identity` schema: users, sessions, password resets, the admin audit log,
+outbox and inbox."""
 
 from __future__ import annotations
 
@@ -22,13 +23,16 @@ class User(Base):
     __tablename__ = "users"
 
     id: Mapped[str] = mapped_column(sa.Text, primary_key=True)
-    email: Mapped[str] = mapped_column(sa.Text)
-    password_hash: Mapped[str] = mapped_column(sa.Text)
+    # Both null for an account made from Telegram (it signs in through Telegram).
+    email: Mapped[str | None] = mapped_column(sa.Text)
+    password_hash: Mapped[str | None] = mapped_column(sa.Text)
     role: Mapped[str] = mapped_column(sa.Text, default="USER")
     is_blocked: Mapped[bool] = mapped_column(sa.Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
     telegram_linked: Mapped[bool] = mapped_column(sa.Boolean, default=False)
     telegram_username: Mapped[str | None] = mapped_column(sa.Text)
+    # The linked Telegram user (projected from the telegram service's events).
+    telegram_id: Mapped[int | None] = mapped_column(sa.BigInteger)
 
     __table_args__ = (
         sa.Index("ux_users_email_lower", sa.func.lower(sa.text("email")), unique=True),
@@ -51,6 +55,21 @@ class Session(Base):
         sa.Index("ix_sessions_user", "user_id"),
         sa.Index("ix_sessions_expires", "expires_at"),
     )
+
+
+class PasswordReset(Base):
+    """A "forgot password" link sent to the linked Telegram chat: single use, short-lived, only
+    the SHA-256 of its token stored."""
+
+    __tablename__ = "password_resets"
+
+    token_hash: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    user_id: Mapped[str] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    used_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+
+    __table_args__ = (sa.Index("ix_password_resets_user", "user_id"),)
 
 
 class AuditEntry(Base):

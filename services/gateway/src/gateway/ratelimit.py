@@ -71,6 +71,22 @@ class Limits:
     async def auto_renew(self, user_id: str) -> None:
         await self.limiter.hit("auto-renew-user", user_id, 60, 3600)
 
+    async def telegram_sign_in(self, ip: str) -> None:
+        """A one-time link, the Login Widget or the Mini App: each checks a secret."""
+        await self.limiter.hit("telegram-sign-in-ip", ip,
+                               self.settings.telegram_sign_ins_per_ip_per_minute, 60)
+
+    async def password_reset(self, ip: str, email: str) -> None:
+        st = self.settings
+        await self.limiter.hit("reset-ip", ip, st.password_resets_per_ip_per_hour, 3600)
+        await self.limiter.hit("reset-email", email.strip(), st.password_resets_per_email_per_hour,
+                               3600)
+
+    async def password_reset_try(self, ip: str) -> None:
+        """Each try of a reset link checks a secret."""
+        await self.limiter.hit("reset-try-ip", ip,
+                               self.settings.telegram_sign_ins_per_ip_per_minute, 60)
+
     async def telegram_link(self, user_id: str) -> None:
         await self.limiter.hit("telegram-link-user", user_id,
                                self.settings.telegram_links_per_user_per_hour, 3600)

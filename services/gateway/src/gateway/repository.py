@@ -6,9 +6,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.models import AuditEntry, Session, User
+from gateway.models import AuditEntry, PasswordReset, Session, User
 from runtime.db import Database
 from runtime.repository import Repository
 
@@ -18,12 +19,13 @@ class SignedInUser:
     """The user behind a live session, as every request sees it (read-only)."""
 
     id: str
-    email: str
+    email: str | None
     role: str
     is_blocked: bool
     created_at: datetime
     telegram_linked: bool
     telegram_username: str | None
+    telegram_id: int | None = None
 
 
 class SessionReader:
@@ -32,7 +34,7 @@ class SessionReader:
 
     QUERY = (
         "SELECT u.id, u.email, u.role, u.is_blocked, u.created_at, u.telegram_linked,"
-        " u.telegram_username FROM users u JOIN sessions s ON s.user_id = u.id"
+        " u.telegram_username, u.telegram_id FROM users u JOIN sessions s ON s.user_id = u.id"
         " WHERE s.token_hash = $1 AND s.expires_at > $2"
     )
 
@@ -59,10 +61,20 @@ class UserRepository(Repository[User]):
                 .order_by(User.id).with_for_update())
         return list((await self.session.execute(stmt)).scalars())
 
-    async def link_telegram(self, user_id: str, username: str | None) -> None:
+    async def link_telegram(self, user_id: str, username: str | None,
+                            telegram_id: int | None = None) -> None:
         """The projection of the telegram service's `AccountLinkedV1`."""
         await self.session.execute(sa.update(User).where(User.id == user_id).values(
-            telegram_linked=True, telegram_username=username))
+            telegram_linked=True, telegram_username=username, telegram_id=telegram_id))
+
+    async def add_telegram_user(self, user_id: str, telegram_id: int, username: str | None,
+                                at: datetime) -> bool:
+        """An account made from Telegram (no email, no password); False when it exists."""
+        stmt = (insert(User).values(id=user_id, email=None, password_hash=None, role="USER",
+                                    is_blocked=False, created_at=at, telegram_linked=True,
+                                    telegram_username=username, telegram_id=telegram_id)
+                .on_conflict_do_nothing(index_elements=[User.id]).returning(User.id))
+        return (await self.session.execute(stmt)).first() is not None
 
     async def emails(self, user_ids: set[str]) -> dict[str, str]:
         if not user_ids:
@@ -72,11 +84,17 @@ class UserRepository(Repository[User]):
         return dict(rows.tuples().all())
 
     async def search(self, q: str | None, limit: int, cursor: str | None) -> list[User]:
+        """Users whose email or Telegram username starts with `q` (case-insensitive; an `@`
+        before a username is ignored), or whose id is `q`, in id order. Prefixes, so each
+        is one range of an index (`ix_users_email_prefix`, `ix_users_telegram_username_prefix`)
+        however many users there are."""
         stmt = sa.select(User)
         if q:
             escaped = q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            like = f"%{escaped}%"
-            stmt = stmt.where(sa.or_(sa.func.lower(User.email).like(like), User.id == q))
+            stmt = stmt.where(sa.or_(
+                sa.func.lower(User.email).like(f"{escaped}%"),
+                sa.func.lower(User.telegram_username).like(f"{escaped.removeprefix('@')}%"),
+                User.id == q))
         if cursor:
             stmt = stmt.where(User.id > cursor)
         return list((await self.session.execute(stmt.order_by(User.id).limit(limit + 1))).scalars())
@@ -96,6 +114,26 @@ class SessionRepository:
             stmt = stmt.where(Session.token_hash != keep)
         res = await self.session.execute(stmt)
         return res.rowcount or 0
+
+
+class PasswordResetRepository:
+    def __init__(self, session: AsyncSession):
+        self.session = session
+
+    async def add(self, token_hash: str, user_id: str, at: datetime, expires: datetime) -> None:
+        self.session.add(PasswordReset(token_hash=token_hash, user_id=user_id, created_at=at,
+                                       expires_at=expires))
+        await self.session.flush()
+
+    async def get(self, token_hash: str) -> PasswordReset | None:
+        stmt = (sa.select(PasswordReset).where(PasswordReset.token_hash == token_hash)
+                .with_for_update())
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def spend_all(self, user_id: str, at: datetime) -> None:
+        """Every open reset link of the user is void (a password was just set)."""
+        await self.session.execute(sa.update(PasswordReset).where(
+            PasswordReset.user_id == user_id, PasswordReset.used_at.is_(None)).values(used_at=at))
 
 
 class AuditRepository:

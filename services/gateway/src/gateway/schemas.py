@@ -33,11 +33,12 @@ class LoginBody(Strict):
 class TelegramInfo(BaseModel):
     linked: bool
     username: str | None
+    id: int | None = Field(None, description="the linked Telegram user's id")
 
 
 class UserOut(BaseModel):
     id: str
-    email: str
+    email: str | None = Field(description="null for an account made in the Telegram bot")
     role: Role
     created_at: datetime
     telegram: TelegramInfo
@@ -45,6 +46,24 @@ class UserOut(BaseModel):
 
 class UserEnvelope(BaseModel):
     user: UserOut
+
+
+class TelegramWidgetBody(BaseModel):
+    """The fields the Telegram Login Widget gives (as it gives them: unknown ones are refused,
+    since they would be part of the signed data)."""
+
+    model_config = {"extra": "forbid"}
+    id: int = Field(ge=1, lt=2**63)
+    first_name: str | None = Field(None, max_length=256)
+    last_name: str | None = Field(None, max_length=256)
+    username: str | None = Field(None, max_length=64)
+    photo_url: str | None = Field(None, max_length=2048)
+    auth_date: int = Field(ge=0, lt=2**63)
+    hash: str = Field(min_length=64, max_length=64, pattern=r"^[0-9a-fA-F]{64}$")
+
+    def signed_fields(self) -> dict[str, str]:
+        """The fields as the widget signed them (those it sent, as text)."""
+        return {k: str(v) for k, v in self.model_dump(exclude_none=True).items()}
 
 
 class AdminUserOut(UserOut):

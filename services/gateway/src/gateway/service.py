@@ -1,4 +1,5 @@
-"""Identity: registration, sign-in, sessions, roles and blocking, and the admin audit log."""
+"""Identity: registration, sign-in (password or Telegram), sessions, password resets, roles and
+blocking, and the admin audit log."""
 
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts import events_of
 from contracts.identity import UserBlockedV1, UserRegisteredV1, UserUnblockedV1
+from contracts.telegram import AccountCreatedV1
 from gateway.models import AuditEntry, Session, User, outbox
 from gateway.repository import (
     AuditRepository,
+    PasswordResetRepository,
     SessionReader,
     SessionRepository,
     SignedInUser,
@@ -36,6 +39,7 @@ from runtime.outbox import Outbox
 events = Outbox(outbox, producer="gateway", publishes=events_of("identity"))
 
 GENESIS = "0" * 64
+PASSWORD_RESET_TTL = timedelta(minutes=30)
 
 
 def check_new_password(password: str, email: str | None, field: str = "password") -> None:
@@ -91,6 +95,55 @@ class AuthService:
         token = await self._new_session(s, user, ip, user_agent)
         return SignedIn(user, token)
 
+    async def telegram_sign_in(self, s: AsyncSession, account: dict, ip: str | None,
+                               user_agent: str | None) -> SignedIn:
+        """A session for the account the telegram service vouches for (`user_id`,
+        `telegram_user_id`, `telegram_username`). An account made from Telegram whose creation
+        event has not arrived yet is made now (the event announces it when it comes)."""
+        repo = UserRepository(s)
+        user = await repo.get(account["user_id"])
+        if user is None:
+            await repo.add_telegram_user(account["user_id"], account["telegram_user_id"],
+                                         account.get("telegram_username"), now())
+            user = await repo.get(account["user_id"])
+        if user is None:
+            raise Unauthenticated("No account for this Telegram user")
+        if user.is_blocked:
+            raise Forbidden("Account blocked")
+        token = await self._new_session(s, user, ip, user_agent)
+        return SignedIn(user, token)
+
+    async def start_password_reset(self, s: AsyncSession, email: str) -> tuple[User, str] | None:
+        """A reset token for the account of `email` when it has Telegram linked (the only way
+        the link can reach its owner); None otherwise, and the caller says the same either
+        way."""
+        user = await UserRepository(s).by_email(email.strip())
+        if user is None or not user.telegram_linked or user.is_blocked:
+            return None
+        token = new_session_token()
+        ts = now()
+        await PasswordResetRepository(s).add(token_hash(token), user.id, ts,
+                                             ts + PASSWORD_RESET_TTL)
+        return user, token
+
+    async def reset_password(self, s: AsyncSession, token: str, new: str) -> User:
+        """Set the password a valid reset link allows; the link and every other open one are
+        spent and every session of the account ends."""
+        repo = PasswordResetRepository(s)
+        row = await repo.get(token_hash(token))
+        if row is None or row.used_at is not None or row.expires_at <= now():
+            raise ValidationFailed("This reset link is invalid, used or expired",
+                                   {"field": "token", "reason": "invalid"})
+        user = await UserRepository(s).get(row.user_id, for_update=True)
+        if user is None or user.is_blocked:
+            raise ValidationFailed("This reset link is invalid, used or expired",
+                                   {"field": "token", "reason": "invalid"})
+        check_new_password(new, user.email)
+        user.password_hash = hash_password(new)
+        await repo.spend_all(user.id, now())
+        await SessionRepository(s).delete_for_user(user.id)
+        return user
+
     async def _new_session(self, s: AsyncSession, user: User, ip, user_agent) -> str:
         token = new_session_token()
         ts = now()
@@ -114,6 +167,16 @@ class AuthService:
         check_new_password(new, user.email, field="new_password")
         user.password_hash = hash_password(new)
         await SessionRepository(s).delete_for_user(user.id, keep=token_hash(keep_token))
+
+
+async def telegram_account_created(s: AsyncSession, event: AccountCreatedV1) -> None:
+    """The account the bot linked a new Telegram user to (made already if they signed in on
+    the web first), announced once with its referral code."""
+    await UserRepository(s).add_telegram_user(event.user_id, event.telegram_user_id,
+                                              event.telegram_username, event.created_at)
+    await events.add(s, UserRegisteredV1(user_id=event.user_id, email="", role="USER",
+                                         registered_at=event.created_at,
+                                         referral_code=event.referral_code))
 
 
 class UserAdminService:

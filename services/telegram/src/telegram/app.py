@@ -31,6 +31,7 @@ def create_api(settings: Settings) -> FastAPI:
                        on_close=[bot.close, billing.close],
                        input_guard_exempt={"/internal/webhook"})  # answers 200 to any update
     app.state.pre_checkout = PreCheckout(bot, billing, settings.pre_checkout_billing_timeout)
+    app.state.bot = bot  # password-reset links are sent at once, never stored
     app.state.webhook_auth_failures = WEBHOOK_AUTH_FAILURES
     app.state.updates_discarded = UPDATES_DISCARDED
     app.include_router(router)

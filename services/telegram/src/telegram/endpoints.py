@@ -1,4 +1,5 @@
-"""Internal HTTP API of the telegram service: the webhook receiver and account-link tokens."""
+"""Internal HTTP API of the telegram service: the webhook receiver, account-link tokens, and
+Telegram sign-in and password-reset messages for the gateway."""
 
 from __future__ import annotations
 
@@ -6,16 +7,26 @@ import hmac
 import json
 import re
 import time
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, BackgroundTasks, Request
+from fastapi import APIRouter, BackgroundTasks, Path, Request
+from pydantic import BaseModel, Field
 
 from contracts.public.common import WebhookAck
 from contracts.public.telegram import TelegramLinkOut
 from runtime.deps import Ident
-from runtime.errors import Unauthenticated, ValidationFailed
+from runtime.errors import (
+    Forbidden,
+    NotFound,
+    ServiceUnavailable,
+    Unauthenticated,
+    ValidationFailed,
+)
+from runtime.identity import Identity
 from runtime.logging import get_logger
+from telegram import accounts
+from telegram.botapi import TelegramError
 from telegram.repository import TelegramRepository, UpdateInbox
 from telegram.service import create_link_token
 
@@ -110,3 +121,64 @@ async def link_status(user_id: str, request: Request, ident: Ident):
     async with request.app.state.db.transaction() as s:
         link = await TelegramRepository(s).link_for_user(user_id)
     return {"linked": link is not None, "username": link.telegram_username if link else None}
+
+
+# --- Telegram sign-in and password resets, for the gateway (telegram.accounts) -------------
+
+def _gateway_only(ident: Identity) -> None:
+    if ident.role != "SERVICE":
+        raise Forbidden("For the gateway only")
+
+
+class LoginTokenIn(BaseModel):
+    token: str = Field(min_length=1, max_length=128)
+
+
+@router.post("/login-tokens/redeem")
+async def redeem_login_token(body: LoginTokenIn, request: Request, ident: Ident):
+    """The account a `/login` link signs in; the link is spent (401 for one that is unknown,
+    spent or expired)."""
+    _gateway_only(ident)
+    async with request.app.state.db.transaction() as s:
+        link = await accounts.redeem_login_token(s, body.token)
+        if link is None:
+            raise Unauthenticated("This sign-in link is invalid, used or expired")
+        return accounts.account_out(link)
+
+
+@router.get("/accounts/by-telegram/{telegram_user_id}")
+async def account_by_telegram(telegram_user_id: Annotated[int, Path(ge=1, lt=2**63)],
+                              request: Request, ident: Ident):
+    """The account a Telegram user is linked to (Login Widget, Mini App); 404 when none."""
+    _gateway_only(ident)
+    async with request.app.state.db.transaction() as s:
+        link = await TelegramRepository(s).link_for_telegram(telegram_user_id)
+    if link is None:
+        raise NotFound("No account is linked to this Telegram user")
+    return accounts.account_out(link)
+
+
+class ResetNoticeIn(BaseModel):
+    user_id: str = Field(min_length=1, max_length=64)
+    url: str = Field(min_length=1, max_length=1000)
+    minutes: int = Field(ge=1, le=1440)
+
+
+@router.post("/password-reset-notices", status_code=202)
+async def password_reset_notice(body: ResetNoticeIn, request: Request, ident: Ident):
+    """Send the reset link to the account's linked chat now (never stored here): 404 when the
+    account has no Telegram, 503 when Telegram did not take the message."""
+    _gateway_only(ident)
+    async with request.app.state.db.transaction() as s:
+        link = await TelegramRepository(s).link_for_user(body.user_id)
+    if link is None:
+        raise NotFound("No Telegram account is linked to this account")
+    text = (f"🔐 A password reset was asked for your account. Set a new password here "
+            f"(works once, for {body.minutes} minutes):\n{body.url}\n\n"
+            "Did not ask for it? Ignore this message: your password stays as it is.")
+    try:
+        await request.app.state.bot.send_message(link.chat_id, text)
+    except TelegramError as exc:
+        log.warning("password_reset_notice_failed", error=exc.description[:200])
+        raise ServiceUnavailable("Telegram did not take the message, try again") from exc
+    return {"sent": True}

@@ -227,5 +227,21 @@ class ShopInvoice(Base):
     __table_args__ = (sa.Index("ix_shop_invoices_user", "user_id", "created_at"),)
 
 
+class LoginToken(Base):
+    """One-time web sign-in links the bot gives on `/login`, stored only as a SHA-256 hash:
+    the gateway redeems one once, before `expires_at`, for a session of `user_id`."""
+
+    __tablename__ = "login_tokens"
+
+    token_hash: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    user_id: Mapped[str] = mapped_column(sa.Text)
+    telegram_user_id: Mapped[int] = mapped_column(sa.BigInteger)
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    used_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+
+    __table_args__ = (sa.Index("ix_login_tokens_telegram", "telegram_user_id", "created_at"),)
+
+
 outbox = outbox_table(Base.metadata)
 inbox = inbox_table(Base.metadata)

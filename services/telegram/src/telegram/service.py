@@ -32,6 +32,7 @@ from runtime.db import Database
 from runtime.logging import get_logger
 from runtime.outbox import Outbox
 from telegram import shop
+from telegram.accounts import PAY_PREFIX, REFERRAL_PREFIX, SECRET_KINDS, Accounts
 from telegram.botapi import BotApi, TelegramError
 from telegram.config import Settings
 from telegram.models import (
@@ -212,6 +213,8 @@ class Delivery:
                                                   thread_id=row.thread_id,
                                                   parse_mode=row.parse_mode)
                 row.telegram_message_id = msg["message_id"]
+                if row.kind in SECRET_KINDS:
+                    row.text = None  # a sign-in link is not kept once it is delivered
         except TelegramError as exc:
             if exc.is_permanent:
                 row.status, row.last_error = "FAILED", exc.description[:500]
@@ -279,14 +282,13 @@ class Delivery:
 
 
 START_RE = re.compile(r"^/start(?:@\w+)?\s+([A-Za-z0-9_-]{1,64})\s*$")
-# `/start ref_<code>`: a referral link of the bot. Link tokens never start with a deep link's
-# prefix (`create_link_token`), so the two never meet.
-REFERRAL_PREFIX = "ref_"
-DEEP_LINK_PREFIXES = (REFERRAL_PREFIX, "pay_")
-REFERRAL_CODE_RE = re.compile(r"^[A-Za-z0-9]{1,32}$")
+# `/start ref_<code>` and `/start pay_<invoice>` (telegram.accounts). Link tokens never start
+# with a deep link's prefix (`create_link_token`), so the two never meet.
+DEEP_LINK_PREFIXES = (REFERRAL_PREFIX, PAY_PREFIX)
 
 HELP_TEXT = ("I am the support bot. Write your question here and our team will answer.\n"
-             "/status — your subscription\n/paysupport — help with a payment\n"
+             "/status — your subscription\n/login — sign in on the web site\n"
+             "/paysupport — help with a payment\n"
              "/help — this message")
 BLOCKED_TEXT = "⛔ Your account is blocked. Support cannot take messages from it."
 # Telegram requires a bot that takes payments to answer /paysupport.
@@ -294,7 +296,8 @@ PAYSUPPORT_TEXT = ("Help with a payment: write here what happened (the date, the
                    "you bought) and our support team answers in this chat, usually within a "
                    "day. You can also open a ticket in the web panel under Support. Refunds of "
                    "Telegram Stars go back to your Stars balance in Telegram.")
-UNLINKED_TEXT = ("Your Telegram is not linked to an account yet. Sign in on the web site, open "
+UNLINKED_TEXT = ("Your Telegram is not linked to an account yet. Press /start to create one "
+                 "here, or, if you have an account on the web site, sign in there, open "
                  "Settings and press “Link Telegram”, then follow the link.")
 
 
@@ -303,6 +306,7 @@ class UpdateService:
 
     def __init__(self, settings: Settings, shop_bot: shop.Shop | None = None):
         self.settings = settings
+        self.accounts = Accounts(settings, events, BLOCKED_TEXT)
         self.shop = shop_bot or shop.Shop(settings)
 
     async def handle(self, s: AsyncSession, update_id: int, update: dict) -> tuple[str, list[int]]:
@@ -388,10 +392,10 @@ class UpdateService:
                                           kind=kind, seq=0, text=body)
             return [oid] if oid else []
 
+        account = await self.accounts.handle(s, text.strip(), sender, chat_id, reply)
+        if account is not None:
+            return account
         match = START_RE.match(text.strip())
-        if match and match.group(1).startswith(REFERRAL_PREFIX):
-            return await self._referral(repo, match.group(1)[len(REFERRAL_PREFIX):], tg_user,
-                                        reply)
         if match:
             return await self._link(s, repo, match.group(1), sender, chat_id, reply)
         if text.strip().split("@", 1)[0] == "/paysupport":
@@ -420,21 +424,6 @@ class UpdateService:
             update_id=update_id, received_at=now(),
         ))
         return "user_message", await reply("✉️ Got it — support will answer here.", "bot_ack")
-
-    async def _referral(self, repo, code, tg_user, reply):
-        """A referral deep link. Accounts are made on the web for now: the bot answers with the
-        sign-up link that carries the code (the web remembers it and sends it at sign-up)."""
-        if await repo.link_for_telegram(tg_user) is not None:
-            return "referral_linked", await reply(
-                "You already have an account, so this invitation is for someone new. Share "
-                "your own link from “Invite friends” in the web panel.")
-        if not REFERRAL_CODE_RE.match(code):
-            return "referral_invalid", await reply(f"{HELP_TEXT}\n\n{UNLINKED_TEXT}")
-        link = f"{self.settings.app_base_url.rstrip('/')}/r/{code.lower()}"
-        return "referral", await reply(
-            f"👋 You were invited. Create your account here: {link}\nYour friend is rewarded "
-            "when you buy your first plan. Then link this Telegram in Settings to reach "
-            "support here.")
 
     async def _status_text(self, s: AsyncSession, user_id: str) -> str:
         view = await s.get(SubscriptionView, user_id)

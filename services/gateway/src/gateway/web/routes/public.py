@@ -23,6 +23,7 @@ from gateway.web.rendering import (
     set_language_cookie,
     translator,
 )
+from gateway.web.routes.signin import telegram_auth_url
 from runtime.errors import (
     AppError,
     Conflict,
@@ -118,7 +119,8 @@ async def register(request: Request, caller: OptionalCaller, form: Form):
 async def login_page(request: Request, caller: OptionalCaller, next: str | None = None):
     if caller:
         return see_other(safe_next(next, _home_of(caller.user)))
-    return render(request, "public/login.html", errors={}, values={}, next=next or "")
+    return render(request, "public/login.html", errors={}, values={}, next=next or "",
+                  telegram_auth_url=telegram_auth_url(request))
 
 
 @router.post("/login")
@@ -141,7 +143,8 @@ async def login(request: Request, caller: OptionalCaller, form: Form):
     else:
         return _signed_in(request, signed, safe_next(form.get("next"), _home_of(signed.user)))
     return render(request, "public/login.html", http_status=status, errors=errors,
-                  values={"email": form.get("email", "")}, next=form.get("next", ""))
+                  values={"email": form.get("email", "")}, next=form.get("next", ""),
+                  telegram_auth_url=telegram_auth_url(request))
 
 
 @router.post("/logout")
