@@ -11,6 +11,7 @@ from provisioner.config import Settings
 from provisioner.consumers import BILLING_QUEUE, IDENTITY_QUEUE
 from provisioner.endpoints import router
 from provisioner.jobs import PROVISION, SCHEDULES, ProvisionJobs, retry_failed_job
+from provisioner.servers import ServerPool
 from provisioner.service import ProvisioningService
 from runtime.db import Database
 from runtime.jobs import JobQueue
@@ -22,8 +23,9 @@ def create_api(settings: Settings) -> FastAPI:
     db = Database(settings)
     backend = build_backend(settings, db)
     jobs = ProvisionJobs(JobQueue(PROVISION, settings.redis_url, settings.jobs_prefix), settings)
-    app = internal_api(settings, db, on_close=[jobs.queue.close, backend.close])
-    app.state.service = ProvisioningService(backend, settings.auto_renew_hours_before)
+    pool = ServerPool(db, settings, backend)
+    app = internal_api(settings, db, on_close=[jobs.queue.close, pool.close, backend.close])
+    app.state.service = ProvisioningService(backend, settings.auto_renew_hours_before, pool)
     app.state.jobs = jobs
     app.include_router(router)
     app.include_router(operations_router(Operations(

@@ -10,6 +10,7 @@ from pydantic_settings import NoDecode
 from runtime.settings import service_settings
 
 DEV_KEY_SECRET = "dev-vpn-key-secret-change-me"
+DEV_SERVER_CREDENTIALS_KEY = "dev-server-credentials-key-change-me"
 
 
 class Settings(service_settings("provisioner", port=8102, schema="provisioning")):
@@ -43,6 +44,19 @@ class Settings(service_settings("provisioner", port=8102, schema="provisioning")
     xui_inbound_ids: Annotated[list[int], NoDecode] = Field(
         default_factory=list, alias="XUI_INBOUND_IDS")
     xui_sub_base_url: str | None = Field(None, alias="XUI_SUB_BASE_URL")
+
+    # The server pool: servers' credentials are encrypted at rest with a Fernet key derived
+    # from this secret (production stores none under the default key; a single seeded server
+    # needs no key at all); the server `VPN_BACKEND` describes is seeded (once) with this
+    # name, location and capacity; a new subscription is placed in `SERVER_DEFAULT_LOCATION`
+    # (empty: any location).
+    server_credentials_key: str = Field(DEV_SERVER_CREDENTIALS_KEY,
+                                        alias="SERVER_CREDENTIALS_KEY", min_length=16)
+    seed_server_name: str = Field("default", alias="SEED_SERVER_NAME", min_length=1)
+    seed_server_location: str = Field("default", alias="SEED_SERVER_LOCATION",
+                                      pattern=r"^[a-z0-9][a-z0-9-]{0,31}$")
+    seed_server_capacity: int = Field(100_000, alias="SEED_SERVER_CAPACITY", ge=0)
+    server_default_location: str = Field("", alias="SERVER_DEFAULT_LOCATION")
 
     # the `provision` job queue
     provision_attempts: int = Field(8, alias="PROVISION_ATTEMPTS", ge=1)
@@ -112,6 +126,10 @@ class Settings(service_settings("provisioner", port=8102, schema="provisioning")
         if missing:
             raise ValueError(f"VPN_BACKEND={self.vpn_backend} needs {', '.join(missing)}")
         return self
+
+    @property
+    def credentials_key_is_default(self) -> bool:
+        return self.server_credentials_key == DEV_SERVER_CREDENTIALS_KEY
 
     def sandbox_adapters(self) -> dict[str, bool]:
         return {**super().sandbox_adapters(), "VPN_BACKEND": self.vpn_backend == "sandbox"}

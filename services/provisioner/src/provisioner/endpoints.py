@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from contracts.public.insight import ProvisionerStatsOut
+from contracts.public.servers import ServerCreate, ServerEnvelope, ServerList, ServerUpdate
 from provisioner.backends.sandbox import SandboxBackend
 from provisioner.jobs import list_failed_jobs, retry_failed_job
 from provisioner.repository import ProvisioningRepository
@@ -141,3 +142,28 @@ async def clear_sandbox_faults(ident: Admin, svc: Service):
 async def admin_stats(s: Session, _: Admin, periods: PeriodQuery):
     """The provisioner's KPI figures per period (docs/06-adr/0008)."""
     return await StatsRepository(s).stats(periods)
+
+
+# ---- the server pool (ADMIN) ------------------------------------------------------------------
+ServerId = Annotated[str, Path(min_length=1, max_length=64)]
+
+
+@router.get("/admin/servers", response_model=ServerList)
+async def list_servers(s: Session, ident: Admin, svc: Service):
+    return {"servers": await svc.pool.list(s)}
+
+
+@router.post("/admin/servers", status_code=201, response_model=ServerEnvelope)
+async def create_server(body: ServerCreate, s: Session, ident: Admin, svc: Service):
+    return {"server": await svc.pool.create(s, body)}
+
+
+@router.get("/admin/servers/{server_id}", response_model=ServerEnvelope)
+async def get_server(server_id: ServerId, s: Session, ident: Admin, svc: Service):
+    return {"server": await svc.pool.one(s, server_id)}
+
+
+@router.patch("/admin/servers/{server_id}", response_model=ServerEnvelope)
+async def update_server(server_id: ServerId, body: ServerUpdate, s: Session, ident: Admin,
+                        svc: Service):
+    return {"server": await svc.pool.update(s, server_id, body)}

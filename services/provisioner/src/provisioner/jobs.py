@@ -6,7 +6,8 @@
   marked FAILED, `provisioning.provision.failed.v1` is published, and the job stays in BullMQ's
   failed set, where an admin can list it and retry it (`retry_failed_job`).
 * `provisioner_schedules`: the periodic sweeps registered through `ctx.schedules`
-  (`provision_sweep` re-queues work whose enqueue was lost, `expiry_sweep`, `expiry_reminders`,
+  (`provision_sweep` re-queues work whose enqueue was lost and places grants waiting for a
+  server with room, `expiry_sweep`, `expiry_reminders`,
   `renewal_sweep` (asks billing to charge due auto-renewals), `reconciliation`).
 """
 
@@ -129,7 +130,11 @@ def provision_handlers(db: Database, service: ProvisioningService):
 def schedule_handlers(db: Database, service: ProvisioningService, jobs: ProvisionJobs,
                       settings: Settings):
     async def provision_sweep(job: Job, token: str = ""):
-        """Re-queue committed work whose job was never queued (same ids: no duplicates)."""
+        """Re-queue committed work whose job was never queued (same ids: no duplicates), and
+        place grants waiting for a server with room (capacity may have been added)."""
+        placed = await service.place_waiting(db, now(), settings.sweep_batch)
+        if placed:
+            log.info("waiting_grants_placed", placed=placed)
         cutoff = now() - timedelta(seconds=settings.provision_sweep_grace_seconds)
         async with db.transaction() as s:
             work = await service.stale_work(s, cutoff, settings.sweep_batch)

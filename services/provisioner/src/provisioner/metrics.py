@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 PROVISIONS = Counter(
     "provisioner_provisions_total",
@@ -28,4 +28,18 @@ RECONCILIATION_FIXES = Counter(
 LIFECYCLE = Counter(
     "provisioner_subscription_transitions_total",
     "Subscription state changes (expired, suspended, resumed, refunded, ...)", ["transition"],
+)
+PLACEMENTS = Counter(
+    "provisioner_placements_total",
+    "New subscriptions placed on a server of the pool (placed) or left waiting (waiting)",
+    ["outcome"],
+)
+POOL_FULL = Gauge(
+    "provisioner_server_pool_full",
+    "1 while the last placement in a location (or `any`) found no server with room",
+    ["location"],
+)
+SERVER_LOAD = Gauge(
+    "provisioner_server_load",
+    "Subscriptions a server holds, as of its last placement", ["server"],
 )

@@ -2,7 +2,8 @@
 
 Domain: subscriptions (one per user), grants (one row per applied invoice or admin extension;
 `invoice_id` is unique, so an invoice is applied at most once), backend accounts (what we believe
-exists on the VPN backend), user blocks (the latest block state seen from identity events).
+exists on the VPN backend), user blocks (the latest block state seen from identity events),
+servers (the pool accounts are placed on).
 The sandbox VPN backend keeps its accounts in `sandbox_vpn_accounts`: it stands in for an
 external system, so it is written in its own transactions, never in the domain's.
 """
@@ -44,6 +45,9 @@ class Subscription(Base):
     # Opaque id of the account on the VPN backend; access configs are never stored.
     provision_ref: Mapped[str] = mapped_column(sa.Text, unique=True)
     backend: Mapped[str] = mapped_column(sa.Text)
+    # The server of the pool its access lives on (None: placed before the pool existed, until
+    # the seeded server adopts it).
+    server_id: Mapped[str | None] = mapped_column(sa.Text)
     suspend_reason: Mapped[str | None] = mapped_column(sa.Text)
     # Expiry reminders (days before expiry) already sent for the current `expires_at`.
     reminders_sent: Mapped[list[int]] = mapped_column(ARRAY(sa.Integer), default=list,
@@ -60,6 +64,7 @@ class Subscription(Base):
     __table_args__ = (
         sa.Index("ix_subscriptions_status_expires", "status", "expires_at"),
         sa.Index("ix_subscriptions_created", "created_at", "id"),
+        sa.Index("ix_subscriptions_server", "server_id", "status"),
         sa.Index("ix_subscriptions_auto_renew_due", "expires_at",
                  postgresql_where=sa.text("auto_renew_enabled AND status = 'ACTIVE'")),
     )
@@ -115,11 +120,37 @@ class BackendAccount(Base):
     backend: Mapped[str] = mapped_column(sa.Text)
     ref: Mapped[str] = mapped_column(sa.Text)
     subscription_id: Mapped[str | None] = mapped_column(sa.Text)
+    server_id: Mapped[str | None] = mapped_column(sa.Text)
     state: Mapped[str] = mapped_column(sa.Text)  # ACTIVE | DISABLED
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
 
     __table_args__ = (sa.UniqueConstraint("backend", "ref", name="uq_backend_accounts_ref"),)
+
+
+class Server(Base):
+    """A VPN server of the pool: where accounts are placed, by location and free capacity.
+
+    `credentials` holds the panel's secrets as a Fernet token (`provisioner.servers`), never in
+    the clear; `settings` holds the driver's other options."""
+
+    __tablename__ = "servers"
+
+    id: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    name: Mapped[str] = mapped_column(sa.Text, unique=True)
+    location: Mapped[str] = mapped_column(sa.Text)
+    backend: Mapped[str] = mapped_column(sa.Text)
+    base_url: Mapped[str | None] = mapped_column(sa.Text)
+    settings: Mapped[dict] = mapped_column(JSONB, default=dict, server_default="{}")
+    credentials: Mapped[str | None] = mapped_column(sa.Text)
+    capacity: Mapped[int] = mapped_column(sa.Integer)
+    status: Mapped[str] = mapped_column(sa.Text)  # ACTIVE | DRAINING | DISABLED
+    healthy: Mapped[bool] = mapped_column(sa.Boolean, default=True, server_default=sa.true())
+    checked_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+
+    __table_args__ = (sa.Index("ix_servers_location_status", "location", "status"),)
 
 
 class UserBlock(Base):

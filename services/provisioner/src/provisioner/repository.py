@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from provisioner.models import BackendAccount, Grant, Subscription, UserBlock
+from provisioner.models import BackendAccount, Grant, Server, Subscription, UserBlock
 from runtime.db import Database
 from runtime.pagination import keyset_page
 
@@ -116,6 +116,12 @@ class ProvisioningRepository:
         stmt = sa.select(Grant).where(Grant.job_id == job_id).limit(1)
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
+    async def waiting_grants(self, limit: int) -> list[str]:
+        """Invoices whose grant waits for a server with room, oldest first."""
+        stmt = (sa.select(Grant.invoice_id).where(Grant.status == "WAITING")
+                .order_by(Grant.created_at, Grant.id).limit(limit))
+        return list((await self.session.execute(stmt)).scalars())
+
     async def stale_grants(self, older_than: datetime, limit: int) -> list[Grant]:
         stmt = (sa.select(Grant)
                 .where(Grant.status.in_(["PENDING", "REFUND_PENDING"]),
@@ -140,16 +146,84 @@ class ProvisioningRepository:
 
     # backend accounts
     async def record_account(self, *, backend: str, ref: str, subscription_id: str | None,
-                             state: str, now: datetime) -> None:
+                             state: str, now: datetime, server_id: str | None = None) -> None:
         stmt = insert(BackendAccount).values(backend=backend, ref=ref,
                                              subscription_id=subscription_id, state=state,
-                                             created_at=now, updated_at=now)
+                                             server_id=server_id, created_at=now, updated_at=now)
         await self.session.execute(stmt.on_conflict_do_update(
             constraint="uq_backend_accounts_ref",
             set_={"state": state, "updated_at": now,
                   "subscription_id": sa.func.coalesce(stmt.excluded.subscription_id,
-                                                      BackendAccount.subscription_id)},
+                                                      BackendAccount.subscription_id),
+                  "server_id": sa.func.coalesce(stmt.excluded.server_id,
+                                                BackendAccount.server_id)},
         ))
+
+    def add(self, obj) -> None:
+        self.session.add(obj)
+
+
+# the statuses whose subscriptions hold room on their server
+HOLDING = ("ACTIVE", "SUSPENDED")
+
+
+class ServerRepository:
+    """The server pool's rows and what each server holds."""
+
+    def __init__(self, session: AsyncSession):
+        self.session = session
+
+    async def get(self, server_id: str, *, for_update: bool = False) -> Server | None:
+        stmt = sa.select(Server).where(Server.id == server_id)
+        if for_update:
+            stmt = stmt.with_for_update().execution_options(populate_existing=True)
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def by_name(self, name: str) -> Server | None:
+        stmt = sa.select(Server).where(Server.name == name)
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def all(self) -> list[Server]:
+        stmt = sa.select(Server).order_by(Server.location, Server.name)
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def lock_placeable(self, location: str | None) -> list[Server]:
+        """The servers taking placements (ACTIVE, healthy), locked in id order (so concurrent
+        placements queue rather than deadlock) until the transaction ends."""
+        stmt = sa.select(Server).where(Server.status == "ACTIVE", Server.healthy)
+        if location:
+            stmt = stmt.where(Server.location == location)
+        stmt = (stmt.order_by(Server.id).with_for_update()
+                .execution_options(populate_existing=True))
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def loads(self, server_ids: list[str]) -> dict[str, int]:
+        """How many running subscriptions each server holds (read after its lock is taken, so
+        every placement committed before is counted)."""
+        if not server_ids:
+            return {}
+        stmt = (sa.select(Subscription.server_id, sa.func.count())
+                .where(Subscription.server_id.in_(server_ids),
+                       Subscription.status.in_(HOLDING))
+                .group_by(Subscription.server_id))
+        return {sid: n for sid, n in (await self.session.execute(stmt)).all()}
+
+    async def insert_if_absent(self, **values) -> str:
+        """Insert the server unless one has its name; the id of the server of that name."""
+        await self.session.execute(insert(Server).values(**values)
+                                   .on_conflict_do_nothing(index_elements=[Server.name]))
+        stmt = sa.select(Server.id).where(Server.name == values["name"])
+        return (await self.session.execute(stmt)).scalar_one()
+
+    async def adopt_unplaced(self, server_id: str) -> int:
+        """Subscriptions and accounts made before the pool move onto `server_id`."""
+        subs = await self.session.execute(sa.update(Subscription)
+                                          .where(Subscription.server_id.is_(None))
+                                          .values(server_id=server_id))
+        await self.session.execute(sa.update(BackendAccount)
+                                   .where(BackendAccount.server_id.is_(None))
+                                   .values(server_id=server_id))
+        return subs.rowcount or 0
 
     def add(self, obj) -> None:
         self.session.add(obj)

@@ -43,6 +43,7 @@ from provisioner.backends.base import REF_PREFIX
 from provisioner.metrics import LIFECYCLE, RECONCILIATION_FIXES
 from provisioner.models import Grant, Subscription, UserBlock, outbox
 from provisioner.repository import ProvisioningRepository, SubscriptionReader
+from provisioner.servers import PoolFull, ServerPool
 from runtime.clock import now
 from runtime.db import Database
 from runtime.errors import (
@@ -63,6 +64,8 @@ events = Outbox(outbox, producer="provisioner", publishes=events_of("provisionin
 
 ACTIVE, EXPIRED, CANCELED, SUSPENDED = "ACTIVE", "EXPIRED", "CANCELED", "SUSPENDED"
 PENDING, APPLIED, FAILED = "PENDING", "APPLIED", "FAILED"
+# A new subscription's grant while no server of the pool has room; placed when room appears.
+WAITING = "WAITING"
 REFUND_PENDING, REFUNDED = "REFUND_PENDING", "REFUNDED"
 USER_BLOCKED, BY_ADMIN = "USER_BLOCKED", "ADMIN"
 # A referral reward's days (kind REFERRAL); SKIPPED: its referrer had no running subscription,
@@ -177,9 +180,20 @@ class StaleWork:
 
 
 class ProvisioningService:
-    def __init__(self, backend: VpnBackend, auto_renew_hours_before: int = 24):
+    """`backend` drives every account unless a server `pool` is given; then each subscription's
+    account is on the server it was placed on (`backend` is the seeded server's driver)."""
+
+    def __init__(self, backend: VpnBackend, auto_renew_hours_before: int = 24,
+                 pool: ServerPool | None = None):
         self.backend = backend
         self.auto_renew_hours_before = auto_renew_hours_before
+        self.pool = pool
+
+    async def _driver(self, s: AsyncSession, sub: Subscription) -> VpnBackend:
+        """The driver of the server `sub`'s account lives on."""
+        if self.pool is None:
+            return self.backend
+        return await self.pool.driver(sub.server_id, s)
 
     def view(self, sub: Subscription) -> dict:
         """A subscription as the public shapes show it (with its `auto_renew`)."""
@@ -197,17 +211,19 @@ class ProvisioningService:
         """Make the backend account match the subscription (under the ref's lock)."""
         repo = ProvisioningRepository(s)
         await repo.lock_ref(sub.provision_ref)
+        backend = await self._driver(s, sub)
         if sub.status == ACTIVE:
-            await self.backend.ensure_active(sub.provision_ref, expires_at=sub.expires_at,
+            await backend.ensure_active(sub.provision_ref, expires_at=sub.expires_at,
                                              max_devices=sub.max_devices,
                                              data_limit_bytes=sub.data_limit_bytes,
                                              traffic_reset=sub.traffic_reset or "NONE")
             state = "ACTIVE"
         else:
-            await self.backend.disable(sub.provision_ref)
+            await backend.disable(sub.provision_ref)
             state = "DISABLED"
-        await repo.record_account(backend=self.backend.name, ref=sub.provision_ref,
-                                  subscription_id=sub.id, state=state, now=ts)
+        await repo.record_account(backend=backend.name, ref=sub.provision_ref,
+                                  subscription_id=sub.id, state=state, now=ts,
+                                  server_id=sub.server_id)
 
     async def _add_time(self, s: AsyncSession, sub: Subscription | None, *, user_id: str,
                         days: int, ts: datetime, reason: str, invoice_id: str | None,
@@ -217,17 +233,20 @@ class ProvisioningService:
         Time past `latest_expiry(ts)` is not added: a paid grant is applied up to that bound
         (logged), and `admin_extend` refuses beforehand."""
         if sub is None:
+            server = await self.pool.place(s) if self.pool is not None else None
             sid = subscription_id_for(f"invoice:{invoice_id}" if invoice_id else f"user:{user_id}")
             sub = Subscription(id=sid, user_id=user_id, plan_id=plan["plan_id"], plan=plan,
                                status=ACTIVE, started_at=ts, expires_at=ts,
                                max_devices=plan["max_devices"], provision_ref=provision_ref(sid),
                                backend=self.backend.name, reminders_sent=[], created_at=ts,
-                               updated_at=ts)
+                               updated_at=ts, server_id=server.id if server else None)
             s.add(sub)
             kind = "activated"
         elif sub.status in (ACTIVE, SUSPENDED):
             kind = "extended"
         else:
+            if self.pool is not None:  # an ended one takes room again: its server, if it can
+                sub.server_id = (await self.pool.place(s, prefer=sub.server_id)).id
             transition(sub, ACTIVE)
             sub.started_at = ts
             sub.expires_at = ts
@@ -247,7 +266,7 @@ class ProvisioningService:
             traffic_gb = plan.get("traffic_limit_gb")
             sub.data_limit_bytes = traffic_gb * GB if traffic_gb else None
             sub.traffic_reset = plan.get("traffic_reset") or "NONE"
-        sub.backend = self.backend.name
+        sub.backend = (await self._driver(s, sub)).name
         sub.reminders_sent = []
         sub.updated_at = ts
         await s.flush()
@@ -311,7 +330,7 @@ class ProvisioningService:
         grant = await repo.grant_by_invoice(invoice_id, for_update=True)
         if grant.status == REFUNDED:
             return GrantResult("refunded")
-        if grant.status not in (PENDING, FAILED):
+        if grant.status not in (PENDING, FAILED, WAITING):
             return GrantResult("duplicate")
         if grant.kind == REFERRAL:
             return await self._apply_referral(s, repo, grant, ts)
@@ -323,9 +342,13 @@ class ProvisioningService:
         invoice_id = grant.invoice_id
         blocked = await repo.is_blocked(grant.user_id)
         sub = await repo.subscription_for_user(grant.user_id, for_update=True)
-        sub, kind, previous = await self._add_time(
-            s, sub, user_id=grant.user_id, days=grant.duration_days, ts=ts, reason="invoice",
-            invoice_id=invoice_id, plan=grant.plan, blocked=blocked)
+        try:
+            sub, kind, previous = await self._add_time(
+                s, sub, user_id=grant.user_id, days=grant.duration_days, ts=ts,
+                reason="invoice", invoice_id=invoice_id, plan=grant.plan, blocked=blocked)
+        except PoolFull as exc:  # nothing was changed but the grant, which now waits
+            grant.status, grant.last_error, grant.updated_at = WAITING, exc.message, ts
+            return GrantResult("waiting")
         grant.status, grant.subscription_id = APPLIED, sub.id
         grant.previous_expires_at, grant.new_expires_at = previous, sub.expires_at
         grant.applied_at = grant.updated_at = ts
@@ -374,7 +397,7 @@ class ProvisioningService:
             LIFECYCLE.labels("refunded_before_applied").inc()
             return None
         grant = await repo.grant_by_invoice(event.invoice_id, for_update=True)
-        if grant.status in (PENDING, FAILED):
+        if grant.status in (PENDING, FAILED, WAITING):
             grant.status, grant.refund_reason = REFUNDED, event.reason
             grant.refunded_at = grant.updated_at = ts
             grant.refunded_seconds = 0
@@ -614,13 +637,14 @@ class ProvisioningService:
         if sub.status != ACTIVE:
             raise Conflict(f"Access is available only while the subscription is ACTIVE "
                            f"(it is {sub.status})", {"status": sub.status})
+        backend = await self._driver(s, sub)
         try:
-            details: AccessDetails = await self.backend.access(sub.provision_ref)
+            details: AccessDetails = await backend.access(sub.provision_ref)
         except AccountMissing as exc:
             raise ServiceUnavailable("Your access is being set up; try again shortly") from exc
         except BackendError as exc:
             raise ServiceUnavailable("The VPN backend is unavailable") from exc
-        return {"backend": self.backend.name, "access_url": details.access_url,
+        return {"backend": backend.name, "access_url": details.access_url,
                 "config": details.config, "fetched_at": now()}
 
     async def usage(self, s: AsyncSession, identity: Identity, sub_id: str) -> dict:
@@ -629,7 +653,7 @@ class ProvisioningService:
         if sub is None or sub.user_id != identity.user_id:
             raise NotFound("Subscription not found")
         try:
-            used = await self.backend.usage(sub.provision_ref)
+            used = await (await self._driver(s, sub)).usage(sub.provision_ref)
         except AccountMissing as exc:
             raise ServiceUnavailable("Your access is being set up; try again shortly") from exc
         except BackendError as exc:
@@ -777,6 +801,22 @@ class ProvisioningService:
                   for g in await repo.stale_grants(older_than, batch) if g.invoice_id]
         blocks = [(b.user_id, b.changed_at) for b in await repo.unsynced_blocks(older_than, batch)]
         return StaleWork(grants, blocks)
+
+    async def place_waiting(self, db: Database, ts: datetime, batch: int) -> int:
+        """Apply grants waiting for room, oldest first, each in its own transaction, until one
+        still finds no room; returns how many were placed."""
+        if self.pool is None:
+            return 0
+        async with db.transaction() as s:
+            waiting = await ProvisioningRepository(s).waiting_grants(batch)
+        placed = 0
+        for invoice_id in waiting:
+            async with db.transaction() as s:
+                result = await self.apply_grant(s, invoice_id, ts)
+            if result.outcome == "waiting":
+                break
+            placed += result.outcome in ("activated", "extended")
+        return placed
 
     async def reconcile(self, db: Database, ts: datetime) -> dict[str, int]:
         """Compare subscriptions with the backend's accounts and repair drift."""

@@ -18,6 +18,7 @@ from provisioner.jobs import (
     schedule_handlers,
     schedules,
 )
+from provisioner.servers import ServerPool
 from provisioner.service import ProvisioningService, events
 from runtime.jobs import JobQueue, JobWorker
 from runtime.service import WorkerContext
@@ -26,7 +27,8 @@ from runtime.service import WorkerContext
 async def build_worker(ctx: WorkerContext) -> None:
     settings: Settings = ctx.settings  # type: ignore[assignment]
     backend = build_backend(settings, ctx.db)
-    service = ProvisioningService(backend, settings.auto_renew_hours_before)
+    pool = ServerPool(ctx.db, settings, backend)
+    service = ProvisioningService(backend, settings.auto_renew_hours_before, pool)
     jobs = ProvisionJobs(JobQueue(PROVISION, settings.redis_url, settings.jobs_prefix), settings)
     sweeps = JobQueue(SCHEDULES, settings.redis_url, settings.jobs_prefix)
     ctx.queues += [jobs.queue, sweeps]
@@ -43,4 +45,4 @@ async def build_worker(ctx: WorkerContext) -> None:
                                      schedule_handlers(ctx.db, service, jobs, settings),
                                      concurrency=2, prefix=settings.jobs_prefix))
     ctx.schedules += schedules(sweeps, settings)
-    ctx.on_close.append(backend.close)
+    ctx.on_close += [pool.close, backend.close]

@@ -39,10 +39,11 @@ class SubscriptionEnvelope(BaseModel):
 
 class GrantOut(BaseModel):
     """What became of a paid invoice's time: `APPLIED` once it is on the subscription, with
-    the `expires_at` it gave."""
+    the `expires_at` it gave; `WAITING` while no VPN server has room for a new subscription."""
 
     invoice_id: str
-    status: Literal["PENDING", "APPLIED", "FAILED", "REFUND_PENDING", "REFUNDED", "SKIPPED"]
+    status: Literal["PENDING", "APPLIED", "FAILED", "REFUND_PENDING", "REFUNDED", "SKIPPED",
+                    "WAITING"]
     subscription_id: str | None
     new_expires_at: datetime | None
 

@@ -6,7 +6,8 @@ from provisioner.backends.base import AccessDetails, AccountMissing, BackendErro
 from provisioner.config import Settings
 from runtime.db import Database
 
-__all__ = ["AccessDetails", "AccountMissing", "BackendError", "VpnBackend", "build_backend"]
+__all__ = ["AccessDetails", "AccountMissing", "BackendError", "VpnBackend", "build_backend",
+           "build_server_backend"]
 
 
 def build_backend(settings: Settings, db: Database) -> VpnBackend:
@@ -46,3 +47,43 @@ def build_backend(settings: Settings, db: Database) -> VpnBackend:
     return SandboxBackend(db, host=settings.sandbox_vpn_host, port=settings.sandbox_vpn_port,
                           faults=sandbox_faults(settings),
                           data_limit_bytes=settings.vpn_data_limit_bytes)
+
+def build_server_backend(kind: str, base_url: str | None, options: dict, credentials: dict,
+                         settings: Settings, db: Database, env_backend: VpnBackend) -> VpnBackend:
+    """The driver of one server of the pool, from its row (options and decrypted credentials);
+    what a row does not say (timeouts, the default data limit) comes from the settings. Sandbox
+    servers share the sandbox's fault switch (one simulated store)."""
+    limit, timeout = settings.vpn_data_limit_bytes, settings.vpn_timeout_seconds
+    if kind == "outline":
+        from provisioner.backends.outline import OutlineBackend
+
+        return OutlineBackend(credentials["api_url"], options["cert_sha256"],
+                              key_secret=settings.vpn_key_secret, data_limit_bytes=limit,
+                              timeout=timeout)
+    if kind == "marzban":
+        from provisioner.backends.marzban import MarzbanBackend
+
+        return MarzbanBackend(base_url or "", credentials["username"], credentials["password"],
+                              proxies=list(options.get("proxies") or ["vless"]),
+                              data_limit_bytes=limit, timeout=timeout)
+    if kind == "remnawave":
+        from provisioner.backends.remnawave import RemnawaveBackend
+
+        return RemnawaveBackend(base_url or "", credentials["api_token"],
+                                squads=list(options["squads"]), data_limit_bytes=limit,
+                                timeout=timeout)
+    if kind == "xui":
+        from provisioner.backends.xui import XuiBackend
+
+        return XuiBackend(base_url or "", credentials["username"], credentials["password"],
+                          inbound_ids=[int(i) for i in options["inbound_ids"]],
+                          sub_base_url=options["sub_base_url"], data_limit_bytes=limit,
+                          timeout=timeout)
+    from provisioner.backends.sandbox import SandboxBackend
+    from runtime.faults import sandbox_faults
+
+    faults = env_backend.faults if isinstance(env_backend, SandboxBackend) else (
+        sandbox_faults(settings))
+    return SandboxBackend(db, host=options.get("host") or settings.sandbox_vpn_host,
+                          port=int(options.get("port") or settings.sandbox_vpn_port),
+                          faults=faults, data_limit_bytes=limit)
