@@ -81,6 +81,10 @@ class Settings(service_settings("provisioner", port=8102, schema="provisioning")
     auto_renew_hours_before: int = Field(24, alias="AUTO_RENEW_HOURS_BEFORE", ge=1, le=24 * 30)
     renewal_sweep_seconds: int = Field(60, alias="RENEWAL_SWEEP_SECONDS", ge=1)
     sweep_batch: int = Field(200, alias="PROVISIONER_SWEEP_BATCH", ge=1)
+    # A sweep run works batch after batch for at most this long (the queue's job lock is 30 s);
+    # the expiry sweep revokes this many subscriptions at once.
+    sweep_budget_seconds: float = Field(20, alias="SWEEP_BUDGET_SECONDS", gt=0, le=25)
+    expiry_concurrency: int = Field(4, alias="EXPIRY_CONCURRENCY", ge=1, le=32)
 
     @field_validator("marzban_proxies", "remnawave_squads", mode="before")
     @classmethod

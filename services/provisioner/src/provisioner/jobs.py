@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -146,17 +147,31 @@ def schedule_handlers(db: Database, service: ProvisioningService, jobs: Provisio
             log.info("provision_sweep_requeued", grants=len(work.grants), blocks=len(work.blocks))
         return {"grants": len(work.grants), "blocks": len(work.blocks)}
 
+    async def drain(batch_run) -> int:
+        """Run one bounded batch after another while each comes back full and the run's
+        budget lasts: a run never stops after one batch while more are due, and never holds
+        the queue longer than `SWEEP_BUDGET_SECONDS` (the next run goes on from there)."""
+        done, deadline = 0, time.monotonic() + settings.sweep_budget_seconds
+        while True:
+            n = await batch_run()
+            done += n
+            if n < settings.sweep_batch or time.monotonic() >= deadline:
+                return done
+
     async def expiry_sweep(job: Job, token: str = ""):
-        expired = await service.expiry_sweep(db, now(), settings.sweep_batch)
+        expired = await drain(lambda: service.expiry_sweep(
+            db, now(), settings.sweep_batch, settings.expiry_concurrency))
         if expired:
             log.info("expiry_sweep", expired=expired)
         return expired
 
     async def expiry_reminders(job: Job, token: str = ""):
-        async with db.transaction() as s:
-            sent = await service.send_reminders(s, now(), settings.reminder_days,
-                                                settings.sweep_batch)
-        return sent
+        async def batch() -> int:
+            async with db.transaction() as s:
+                return await service.send_reminders(s, now(), settings.reminder_days,
+                                                    settings.sweep_batch)
+
+        return await drain(batch)
 
     async def renewal_sweep(job: Job, token: str = ""):
         async with db.transaction() as s:

@@ -63,13 +63,21 @@ class ProvisioningRepository:
                 .order_by(Subscription.expires_at).limit(limit))
         return list((await self.session.execute(stmt)).scalars())
 
-    async def expiring_within(self, now: datetime, until: datetime, limit: int
-                              ) -> list[Subscription]:
+    async def expiring_within(self, now: datetime, until: datetime, limit: int,
+                              days: list[int] | None = None) -> list[Subscription]:
+        """Running subscriptions ending by `until`; with `days`, only those with one of those
+        reminders due and not sent yet (so a window holding more than `limit` is worked
+        through, not the same soonest `limit` read again each run)."""
         stmt = (sa.select(Subscription)
                 .where(Subscription.status == "ACTIVE", Subscription.expires_at > now,
                        Subscription.expires_at <= until)
                 .order_by(Subscription.expires_at).limit(limit)
                 .with_for_update(skip_locked=True))
+        if days:
+            stmt = stmt.where(sa.text(
+                "EXISTS (SELECT 1 FROM unnest(CAST(:days AS integer[])) AS d WHERE "
+                "subscriptions.expires_at <= CAST(:now AS timestamptz) + make_interval(days => d)"
+                " AND NOT d = ANY(subscriptions.reminders_sent))").bindparams(days=days, now=now))
         return list((await self.session.execute(stmt)).scalars())
 
     async def due_for_renewal(self, now: datetime, until: datetime, limit: int

@@ -13,6 +13,7 @@ once and for all whether an invoice's time was added.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import uuid
 from collections import Counter
@@ -737,17 +738,24 @@ class ProvisioningService:
         LIFECYCLE.labels("expired").inc()
         return True
 
-    async def expiry_sweep(self, db: Database, ts: datetime, batch: int) -> int:
+    async def expiry_sweep(self, db: Database, ts: datetime, batch: int,
+                           concurrency: int = 1) -> int:
+        """Expire at most `batch` due subscriptions, `concurrency` at a time (each in its own
+        transaction under its user's lock, so two never touch one customer)."""
         async with db.transaction() as s:
             due = [sub.id for sub in await ProvisioningRepository(s).due_for_expiry(ts, batch)]
-        expired = 0
-        for sub_id in due:
-            try:
-                async with db.transaction() as s:
-                    expired += await self.expire_one(s, sub_id, ts)
-            except Exception as exc:  # one backend failure must not stop the sweep
-                log.warning("expiry_failed", subscription_id=sub_id, error=str(exc)[:300])
-        return expired
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one(sub_id: str) -> bool:
+            async with gate:
+                try:
+                    async with db.transaction() as s:
+                        return await self.expire_one(s, sub_id, ts)
+                except Exception as exc:  # one backend failure must not stop the sweep
+                    log.warning("expiry_failed", subscription_id=sub_id, error=str(exc)[:300])
+                    return False
+
+        return sum(await asyncio.gather(*(one(sub_id) for sub_id in due)))
 
     async def send_reminders(self, s: AsyncSession, ts: datetime, days: list[int],
                              batch: int) -> int:
@@ -756,7 +764,7 @@ class ProvisioningService:
             return 0
         sent = 0
         rows = await ProvisioningRepository(s).expiring_within(
-            ts, ts + timedelta(days=max(days)), batch)
+            ts, ts + timedelta(days=max(days)), batch, days)
         for sub in rows:
             already = set(sub.reminders_sent or [])
             due = [d for d in days
