@@ -293,7 +293,8 @@ def test_an_overlay_runs_a_sandbox_in_production_only_as_an_allowed_staging(over
         return
     assert overlay.name in ("staging", "dev"), f"{overlay.name} sells with {sandboxes}"
     assert config.get("ALLOW_SANDBOX_IN_PRODUCTION") == "true"
-    real_secrets = {"INTERNAL_SIGNING_KEY": "k" * 40, "TELEGRAM_WEBHOOK_SECRET": "w" * 40}
+    real_secrets = {"INTERNAL_SIGNING_KEY": "k" * 40, "TELEGRAM_WEBHOOK_SECRET": "w" * 40,
+                    "TELEGRAM_BOT_TOKEN": "42:real-token"}
     for name in sandboxes:
         for svc in SANDBOX_SETTINGS[name]:
             settings = _settings_of(svc, config, {**real_secrets,

@@ -8,7 +8,14 @@ from pydantic import ValidationError
 from gateway.config import Settings
 from runtime.testing import production_settings
 
-PRODUCTION = production_settings("gateway")
+# The gateway checks Telegram sign-in hashes with the bot token: production refuses the default.
+PRODUCTION = {**production_settings("gateway"), "TELEGRAM_BOT_TOKEN": "42:real-token"}
+
+
+def test_production_refuses_the_emulators_bot_token():
+    with pytest.raises(ValidationError, match="TELEGRAM_BOT_TOKEN"):
+        Settings(**{**PRODUCTION, "TELEGRAM_BOT_TOKEN": "123456:TEST-TOKEN"},
+                 PAYMENT_PROVIDER="btcpay")
 
 
 def test_production_refuses_the_sandbox_payment_provider():
