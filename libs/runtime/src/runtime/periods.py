@@ -20,6 +20,8 @@ from runtime.errors import ValidationFailed
 Granularity = Literal["day", "week"]
 MAX_PERIODS = 366
 DEFAULT_DAYS = 30
+# Dates outside these bounds are refused (a period's end must stay a valid date).
+EARLIEST, LATEST = date(1970, 1, 1), date(9998, 12, 31)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,9 +36,14 @@ class Periods:
     def between(cls, start: date | None, end: date | None,
                 granularity: Granularity = "day") -> Periods:
         """The periods holding `start` to `end` (defaults: the last 30 days up to today);
-        `start` after `end`, or more than `MAX_PERIODS` periods, is a `ValidationFailed`."""
+        `start` after `end`, a date out of bounds, or more than `MAX_PERIODS` periods, is a
+        `ValidationFailed`."""
+        for value in (start, end):
+            if value is not None and not EARLIEST <= value <= LATEST:
+                raise ValidationFailed(f"Dates go from {EARLIEST} to {LATEST}",
+                                       {"date": value.isoformat()})
         end = end or now().date()
-        start = start or end - timedelta(days=DEFAULT_DAYS - 1)
+        start = start or max(EARLIEST, end - timedelta(days=DEFAULT_DAYS - 1))
         if start > end:
             raise ValidationFailed("`from` is after `to`",
                                    {"from": start.isoformat(), "to": end.isoformat()})
