@@ -105,6 +105,7 @@ class Invoice(Base):
 
     __table_args__ = (
         sa.Index("ix_invoices_user_created", "user_id", "created_at", "id"),
+        sa.Index("ix_invoices_created", "created_at", "id"),
         sa.Index("ix_invoices_status_created", "status", "created_at", "id"),
         sa.Index("ix_invoices_open_lock", "rate_locked_until",
                  postgresql_where=sa.text("status IN ('CREATED', 'PENDING')")),
