@@ -25,6 +25,7 @@ from contracts.public.billing import (
     PromoCodeUpdate,
     RefundBody,
 )
+from contracts.public.servers import ServerCreate, ServerEnvelope, ServerUpdate
 from contracts.public.subscriptions import AdminSubscriptionEnvelope, ExtendBody
 from contracts.public.tickets import AdminTicketEnvelope, MessageCreate, MessageEnvelope
 from gateway.audit import audited
@@ -137,3 +138,20 @@ class AdminActions:
             caller, f"subscription.{action}", "subscription", subscription_id,
             lambda: self.clients.provisioner.change(caller, subscription_id, action, body),
             body.model_dump() if body is not None else None)
+
+    # ---- the server pool (provisioner); credentials are never in the audit log ---------------
+    async def create_server(self, caller: Who, body: ServerCreate) -> Reply[ServerEnvelope]:
+        details = {"name": body.name, "location": body.location, "backend": body.backend}
+        async with audited(self.db, caller, "server.create", "server", "new", details) as audit:
+            reply = await self.clients.provisioner.create_server(caller, body)
+            audit.result(reply.status_code, {**details, "server_id": reply.data.server.id})
+        return reply
+
+    async def update_server(self, caller: Who, server_id: str,
+                            body: ServerUpdate) -> Reply[ServerEnvelope]:
+        changes = body.model_dump(exclude_unset=True, exclude={"credentials", "settings"})
+        fields = sorted(body.model_fields_set)
+        return await self._remote(
+            caller, "server.update", "server", server_id,
+            lambda: self.clients.provisioner.update_server(caller, server_id, body),
+            {**changes, "fields": fields})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from contracts.public.insight import ProvisionerStatsOut
+from contracts.public.servers import ServerCreate, ServerEnvelope, ServerList, ServerUpdate
 from contracts.public.subscriptions import (
     AccessOut,
     AdminSubscriptionEnvelope,
@@ -62,3 +63,21 @@ class ProvisionerClient(ServiceClient):
         """The provisioner's KPI figures per period (docs/06-adr/0008)."""
         return await self.call(ProvisionerStatsOut, "GET", "/internal/admin/stats", who,
                                params=periods.params())
+
+    # ---- the server pool (ADMIN) ------------------------------------------------------------
+    async def servers(self, who: Who) -> Reply[ServerList]:
+        return await self.call(ServerList, "GET", "/internal/admin/servers", who)
+
+    async def server(self, who: Who, server_id: str) -> Reply[ServerEnvelope]:
+        return await self.call(ServerEnvelope, "GET",
+                               f"/internal/admin/servers/{segment(server_id)}", who)
+
+    async def create_server(self, who: Who, body: ServerCreate) -> Reply[ServerEnvelope]:
+        return await self.call(ServerEnvelope, "POST", "/internal/admin/servers", who,
+                               json=body.model_dump(mode="json"))
+
+    async def update_server(self, who: Who, server_id: str,
+                            body: ServerUpdate) -> Reply[ServerEnvelope]:
+        return await self.call(ServerEnvelope, "PATCH",
+                               f"/internal/admin/servers/{segment(server_id)}", who,
+                               json=body.model_dump(mode="json", exclude_unset=True))

@@ -28,6 +28,7 @@ from contracts.public.billing import (
     TopUpCreate,
     TransferBody,
 )
+from contracts.public.servers import ServerCreate, ServerUpdate
 from contracts.public.subscriptions import ExtendBody
 from contracts.public.tickets import MessageCreate, TicketCreate
 from gateway.api.deps import Caller
@@ -233,6 +234,15 @@ class Pages:
                                 cursor: str | None) -> dict:
         return (await self.clients.provisioner.admin_subscriptions(
             caller, user_id=user_id, status=status, limit=25, cursor=cursor)).json()
+
+    async def servers(self, caller: Caller) -> list[dict]:
+        return (await self.clients.provisioner.servers(caller)).json()["servers"]
+
+    async def create_server(self, caller: Caller, body: ServerCreate) -> dict:
+        return (await self.actions.create_server(caller, body)).json()["server"]
+
+    async def update_server(self, caller: Caller, server_id: str, body: ServerUpdate) -> dict:
+        return (await self.actions.update_server(caller, server_id, body)).json()["server"]
 
     async def change_subscription(self, caller: Caller, subscription_id: str, action: str,
                                   body: ExtendBody | None = None) -> dict:

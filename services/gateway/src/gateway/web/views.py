@@ -6,12 +6,15 @@ from datetime import UTC, datetime, timedelta
 from typing import get_args
 
 from contracts.public.billing import InvoiceStatus
+from contracts.public.servers import ServerBackend, ServerStatus
 from contracts.public.subscriptions import SubscriptionStatus
 from contracts.public.tickets import TicketStatus
 
 TICKET_STATUSES = get_args(TicketStatus)
 INVOICE_STATUSES = get_args(InvoiceStatus)
 SUBSCRIPTION_STATUSES = get_args(SubscriptionStatus)
+SERVER_BACKENDS = get_args(ServerBackend)
+SERVER_STATUSES = get_args(ServerStatus)
 
 
 def _time(value: str | None) -> datetime | None:

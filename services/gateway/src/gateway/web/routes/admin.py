@@ -1,4 +1,5 @@
-"""The admin panel (`/admin`): users, plans, invoices, subscriptions, support, audit, system.
+"""The admin panel (`/admin`): users, plans, invoices, subscriptions, servers, support, audit,
+system.
 
 SUPPORT staff see only the support queue; everything else needs ADMIN. Every mutation goes
 through `Pages`, which records it in the audit log exactly as the API does.
@@ -7,11 +8,13 @@ through `Pages`, which records it in the audit log exactly as the API does.
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
+from pydantic import ValidationError
 
 from contracts.public.billing import (
     AdjustmentBody,
@@ -21,12 +24,13 @@ from contracts.public.billing import (
     PromoCodeUpdate,
     RefundBody,
 )
+from contracts.public.servers import ServerCreate, ServerUpdate
 from contracts.public.subscriptions import ExtendBody
 from contracts.public.tickets import MessageCreate
 from gateway.schemas import RoleBody
 from gateway.web import views
 from gateway.web.deps import Admin, Form, Staff
-from gateway.web.forms import FormInvalid, upstream_errors, validate
+from gateway.web.forms import FormInvalid, field_errors, upstream_errors, validate
 from gateway.web.pages import Pages
 from gateway.web.rendering import WebRoute, render, render_thread, see_other, translator
 from runtime.errors import AppError, NotFound, ValidationFailed
@@ -314,6 +318,77 @@ async def suspend(request: Request, caller: Admin, form: Form, subscription_id: 
 async def resume(request: Request, caller: Admin, form: Form, subscription_id: str):
     await Pages(request).change_subscription(caller, subscription_id, "resume")
     return _back(request, "/admin/subscriptions", "subscription_resumed")
+
+
+# ---- the server pool -----------------------------------------------------------------------
+CREDENTIAL_FIELDS = ("username", "password", "api_token", "api_url")
+
+
+def _server_form(form: dict) -> dict:
+    """The form as a `ServerCreate` body: driver settings as a JSON object, each credential
+    field sent only when filled in (they are never shown again)."""
+    raw = (form.get("settings") or "").strip()
+    try:
+        settings = json.loads(raw) if raw else {}
+    except ValueError:
+        settings = None
+    values = {k: form.get(k) for k in ("name", "location", "backend", "base_url", "capacity",
+                                        "status") if form.get(k)}
+    values["settings"] = settings
+    values["credentials"] = {k: form[k] for k in CREDENTIAL_FIELDS if form.get(k)}
+    return values
+
+
+async def _servers_page(request: Request, caller, http_status: int = 200,
+                        errors: dict | None = None, values: dict | None = None):
+    return render(request, "admin/servers.html", http_status=http_status,
+                  servers=await Pages(request).servers(caller), errors=errors or {},
+                  values=values or {}, backends=views.SERVER_BACKENDS,
+                  statuses=views.SERVER_STATUSES)
+
+
+@router.get("/servers")
+async def servers(request: Request, caller: Admin):
+    return await _servers_page(request, caller)
+
+
+@router.post("/servers")
+async def create_server(request: Request, caller: Admin, form: Form):
+    t = translator(request)
+    try:
+        values = _server_form(form)
+        if values["settings"] is None or not isinstance(values["settings"], dict):
+            raise FormInvalid({"settings": t("servers.settings_json")})
+        body = ServerCreate.model_validate(values, strict=False)
+        await Pages(request).create_server(caller, body)
+    except FormInvalid as exc:
+        errors = exc.errors
+    except ValidationError as exc:
+        errors = field_errors(exc.errors(), t)
+    except AppError as exc:
+        if exc.status >= 500:
+            raise
+        errors = upstream_errors(exc, t)
+    else:
+        return see_other("/admin/servers?done=server_created")
+    kept = {k: v for k, v in form.items() if k not in CREDENTIAL_FIELDS}
+    return await _servers_page(request, caller, 400, errors, kept)
+
+
+@router.post("/servers/{server_id}")
+async def update_server(request: Request, caller: Admin, form: Form, server_id: str):
+    t = translator(request)
+    try:
+        body = validate(ServerUpdate, {k: form.get(k) for k in ("capacity", "status")}, t)
+        await Pages(request).update_server(caller, server_id, body)
+    except FormInvalid as exc:
+        return await _servers_page(request, caller, 400, {server_id: next(
+            iter(exc.errors.values()), "")})
+    except AppError as exc:
+        if exc.status >= 500 or exc.status == 404:
+            raise
+        return await _servers_page(request, caller, 400, {server_id: exc.message})
+    return see_other("/admin/servers?done=server_saved")
 
 
 # ---- support queue -------------------------------------------------------------------------
