@@ -24,7 +24,7 @@ run: setup ## migrate and start every service's api + worker and the Telegram em
 
 test: setup browser promtool ## run the whole test suite against local Postgres/RabbitMQ/Redis
 	@$(PY) deploy/local/check_infra.py
-	@$(PY) -m pytest $(PYTEST_ARGS)
+	@$(PY) deploy/local/run_tests.py $(PYTEST_ARGS)
 	@$(UV) run --frozen lint-imports
 
 lint: setup

@@ -20,6 +20,8 @@ from tests.conftest import ADMIN_DSN, queue_depth
 from tests.e2e.purchases import call, catalogue, new_customer, pay_invoice
 from tests.e2e.test_purchase_faults import _rabbitmq, _restart_redis
 
+pytestmark = pytest.mark.serial  # its faults restart the shared Postgres, RabbitMQ and Redis
+
 SUPPORT_CHAT = -1001000000001
 DLQS = ["tickets.telegram-events.dlq", "telegram.ticket-events.dlq",
         "provisioner.billing-events.dlq"]

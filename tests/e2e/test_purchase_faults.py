@@ -87,6 +87,7 @@ def _rabbitmq(action: str) -> None:
 @pytest.mark.skipif(subprocess.run(["which", "rabbitmqctl", "redis-server"],
                                    capture_output=True).returncode != 0,
                     reason="needs local rabbitmqctl and redis-server")
+@pytest.mark.serial
 @pytest.mark.timeout(900)
 async def test_purchases_while_workers_killed_and_broker_and_redis_restart(
         stack, gateway_url, db):

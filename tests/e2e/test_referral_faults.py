@@ -21,9 +21,9 @@ from tests.e2e.test_scaling import _metrics_up
 
 PAIRS = 4  # referrers, each with one referred customer
 
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.serial, pytest.mark.skipif(
     subprocess.run(["which", "rabbitmqctl"], capture_output=True).returncode != 0,
-    reason="needs a local rabbitmqctl")
+    reason="needs a local rabbitmqctl")]
 
 
 @contextmanager

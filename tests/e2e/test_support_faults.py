@@ -84,6 +84,7 @@ def _rabbitmq(action: str) -> None:
 
 @pytest.mark.skipif(subprocess.run(["which", "rabbitmqctl"], capture_output=True).returncode,
                     reason="rabbitmqctl not available")
+@pytest.mark.serial
 def test_rabbitmq_restart_while_tickets_are_created(stack, gateway_url, emulator_url):
     customer = register(gateway_url)
     run = uuid.uuid4().hex[:8]

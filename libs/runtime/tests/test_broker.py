@@ -221,6 +221,7 @@ def restart_postgres() -> None:
                    check=True, timeout=120, capture_output=True)
 
 
+@pytest.mark.serial
 async def test_a_postgres_restart_mid_handler_is_retried_in_place_and_applied_once(db, broker):
     calls: list[str] = []
     sub = Subscription(QUEUE, db=db, inbox=inbox)
@@ -255,6 +256,7 @@ def restart_rabbitmq() -> None:
 
 @pytest.mark.skipif(subprocess.run(["which", "rabbitmqctl"], capture_output=True).returncode != 0,
                     reason="needs a local rabbitmqctl")
+@pytest.mark.serial
 async def test_after_a_broker_restart_it_consumes_again_and_stops_in_bounded_time(db):
     """A worker's broker reconnects and takes messages again; and its graceful stop ends
     within its bound even after the restart (it once hung there and never exited)."""
