@@ -36,6 +36,10 @@ class User(Base):
 
     __table_args__ = (
         sa.Index("ux_users_email_lower", sa.func.lower(sa.text("email")), unique=True),
+        # admin search by prefix (`LIKE 'q%'`): the collation is not C, so text_pattern_ops
+        sa.Index("ix_users_email_prefix", sa.text("lower(email) text_pattern_ops")),
+        sa.Index("ix_users_telegram_username_prefix",
+                 sa.text("lower(telegram_username) text_pattern_ops")),
     )
 
 
