@@ -66,7 +66,8 @@ def test_admin_blocks_answers_manages_plans_refunds_extends_and_audits(
                      "System"]:
             expect(admin_nav.get_by_role("link", name=item)).to_be_visible()
 
-        # block a user
+        # block a user (an admin lands on the dashboard)
+        admin_nav.get_by_role("link", name="Users").click()
         page.get_by_label("Email or id").fill(victim_email)
         page.get_by_role("button", name="Search").click()
         row = page.locator(f'tr[data-user="{victim_email}"]')

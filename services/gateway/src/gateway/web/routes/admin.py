@@ -27,14 +27,16 @@ from contracts.public.billing import (
 from contracts.public.servers import ServerCreate, ServerUpdate
 from contracts.public.subscriptions import ExtendBody
 from contracts.public.tickets import MessageCreate
+from gateway.insight import Insight
 from gateway.schemas import RoleBody
-from gateway.web import views
+from gateway.web import dashboard, views
 from gateway.web.deps import Admin, Form, Staff
 from gateway.web.forms import FormInvalid, field_errors, upstream_errors, validate
 from gateway.web.pages import Pages
 from gateway.web.rendering import WebRoute, render, render_thread, see_other, translator
 from runtime.errors import AppError, NotFound, ValidationFailed
 from runtime.pagination import decode_int_cursor
+from runtime.periods import PeriodQuery
 
 router = APIRouter(prefix="/admin", route_class=WebRoute)
 
@@ -66,7 +68,18 @@ async def _owned_record(request: Request, template: str, name: str, record: dict
 
 @router.get("")
 async def home(request: Request, caller: Staff):
-    return see_other("/admin/users" if caller.role == "ADMIN" else "/admin/tickets")
+    return see_other("/admin/dashboard" if caller.role == "ADMIN" else "/admin/tickets")
+
+
+# ---- dashboard -----------------------------------------------------------------------------
+@router.get("/dashboard")
+async def dashboard_page(request: Request, caller: Admin, periods: PeriodQuery):
+    """The KPIs of the range (default: the last 30 days up to today) as cards and charts."""
+    kpis = await Insight(request.app.state.clients).kpis(caller, periods)
+    t = translator(request)
+    return render(request, "admin/dashboard.html", periods=periods, series=kpis["series"],
+                  cards=dashboard.cards(kpis["series"][-1], kpis["total"], t),
+                  charts=dashboard.chart_set(kpis["series"], t))
 
 
 # ---- users ---------------------------------------------------------------------------------
