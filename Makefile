@@ -46,6 +46,9 @@ SCALE ?= 10k
 seed-scale: setup ## a consistent history of SCALE=10k|100k|1m customers in the vpn_scale database
 	@$(PY) tests/bench/scale/seed.py --scale $(SCALE)
 
+bench-scale: setup ## searches, lists and sweeps on the seed-scale database (BENCH_SCALE_ARGS=--help)
+	@$(PY) tests/bench/scale/run.py $(BENCH_SCALE_ARGS)
+
 clean:
 	rm -rf .run .pytest_cache
 

@@ -139,7 +139,7 @@ STATES = {
 
 @pytest.fixture(scope="module")
 def seeded():
-    scale.prepare(scale.scale_env(DB, port_offset=4000 + 10 * SLOT))
+    scale.prepare(scale.scale_env(DB, port_offset=6000 + 10 * SLOT))
     out = asyncio.run(scale.seed(DSN, CUSTOMERS, progress=False))
     yield out
 

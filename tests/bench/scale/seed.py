@@ -444,10 +444,11 @@ async def seed(dsn: str, customers: int, seed_value: int = 24, chunk_size: int =
     return {"customers": customers, "rows": written, "seconds": time.monotonic() - started}
 
 
-def scale_env(db_name: str = SCALE_DB, port_offset: int = 4000) -> dict[str, str]:
+def scale_env(db_name: str = SCALE_DB, port_offset: int = 6000) -> dict[str, str]:
+    """The scale stack's environment: ports, Redis database and broker prefix of its own."""
     from stack import default_env
 
-    return default_env(port_offset=port_offset, db_name=db_name, redis_db=10,
+    return default_env(port_offset=port_offset, db_name=db_name, redis_db=12,
                        broker_prefix="scale.")
 
 
