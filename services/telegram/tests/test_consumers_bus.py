@@ -25,6 +25,7 @@ from runtime.testing import in_memory_bus
 from telegram import notifications
 from telegram.consumers import build_identity_subscription, build_subscription
 from telegram.service import MirrorService
+from telegram.shopapi import ShopApi
 
 from .conftest import make_settings
 from .helpers import T0, Story, link
@@ -41,26 +42,26 @@ CASES = {
                       ["deliver_ticket"]),
     "activated": (lambda u: SubscriptionActivatedV1(
         subscription_id="s1", user_id=u, plan_id="p1", invoice_id="i1", started_at=T0,
-        expires_at=UNTIL, max_devices=2), ["user_notice", "ACTIVE"], ["deliver_one"]),
+        expires_at=UNTIL, max_devices=2), ["shop:0:sendMessage", "ACTIVE"], ["deliver_one"]),
     "extended": (lambda u: SubscriptionExtendedV1(
         subscription_id="s1", user_id=u, invoice_id="i2", previous_expires_at=T0,
-        expires_at=UNTIL, days_added=30, reason="RENEWAL"), ["user_notice", "ACTIVE"],
+        expires_at=UNTIL, days_added=30, reason="RENEWAL"), ["shop:0:sendMessage", "ACTIVE"],
         ["deliver_one"]),
     "expiring": (lambda u: SubscriptionExpiringV1(
         subscription_id="s1", user_id=u, expires_at=UNTIL, days_left=3), [], []),
     "renewal reminder": (lambda u: RenewalReminderV1(
         subscription_id="s1", user_id=u, expires_at=UNTIL, days_left=3, plan_id="p1",
         price_usd="5.00", balance_usd="0.00", auto_renew=False,
-        pay_url="https://vpn.example/app/buy/p1"), ["user_notice"], ["deliver_one"]),
+        pay_url="https://vpn.example/app/buy/p1"), ["shop:0:sendMessage"], ["deliver_one"]),
     "expired": (lambda u: SubscriptionExpiredV1(subscription_id="s1", user_id=u,
                                                 expired_at=UNTIL),
-                ["user_notice", "EXPIRED"], ["deliver_one"]),
+                ["shop:0:sendMessage", "EXPIRED"], ["deliver_one"]),
     "suspended": (lambda u: SubscriptionSuspendedV1(subscription_id="s1", user_id=u,
                                                     reason="ADMIN", suspended_at=T0),
-                  ["user_notice", "SUSPENDED"], ["deliver_one"]),
+                  ["shop:0:sendMessage", "SUSPENDED"], ["deliver_one"]),
     "resumed": (lambda u: SubscriptionResumedV1(subscription_id="s1", user_id=u,
                                                 expires_at=UNTIL, resumed_at=T0),
-                ["user_notice", "ACTIVE"], ["deliver_one"]),
+                ["shop:0:sendMessage", "ACTIVE"], ["deliver_one"]),
     "blocked": (lambda u: UserBlockedV1(user_id=u, blocked_at=T0), ["blocked"], []),
     "unblocked": (lambda u: UserUnblockedV1(user_id=u, unblocked_at=T0), ["unblocked"], []),
 }
@@ -69,11 +70,15 @@ NAMES = list(CASES)
 
 @pytest.fixture
 async def bus(db, jobs):
-    """The consumers as worker.py builds them, on the conftest's notify queue."""
+    """The consumers as worker.py builds them, on the conftest's notify queue (billing and the
+    provisioner are not called by these events)."""
+    api = ShopApi("http://127.0.0.1:9", "http://127.0.0.1:9", "unused")
     async with in_memory_bus(build_subscription(db, MirrorService(make_settings()), jobs),
-                             notifications.build_subscription(db, jobs, "https://vpn.example"),
+                             notifications.build_subscription(db, jobs, "https://vpn.example",
+                                                              api),
                              build_identity_subscription(db)) as bus:
         yield bus
+    await api.close()
 
 
 async def effect(pg, env) -> list[str]:

@@ -30,7 +30,7 @@ from telegram.service import UpdateService
 from telegram.shop import qr_png
 from telegram.texts import TEXTS
 
-from .helpers import T0, Bot, link, next_forum, next_id
+from .helpers import T0, Bot, Story, link, next_forum, next_id
 
 PLAN = {"id": "month", "name": "Month", "description": "30 days", "price_usd": "5.00",
         "duration_days": 30, "max_devices": 3}
@@ -490,3 +490,23 @@ async def sub_redeliver(customer: Customer, jobs, env, event) -> None:
                                            customer.bot.updates.shop.api)
     await sub.handlers[event.routing_key()](env, event)
     assert await jobs.notify.queue.getJobs(["waiting", "delayed"]) == []
+
+
+async def test_a_support_reply_in_the_customers_language_and_none_while_blocked(
+        customer, db) -> None:
+    customer.lang = "ru"
+    await customer.write("/menu")
+    story = Story(user_id=customer.user_id)
+    await customer.bot.tell(story, story.opened(),
+                            *story.message("Перезагрузите роутер", author="SUPPORT"))
+    texts = [m["text"] for m in await customer.messages() if "text" in m]
+    assert "💬 Поддержка ответила на «VPN is slow»:\n\nПерезагрузите роутер" in texts
+    async with db.transaction() as s:
+        await ShopRepository(s).mark_blocked(customer.tg, datetime.now(UTC))
+    events = story.message("Ещё вопрос?", author="SUPPORT")
+    await customer.bot.tell(story, *events)
+    async with db.transaction() as s:
+        replies = (await s.execute(sa.select(sa.func.count()).where(
+            Outgoing.chat_id == customer.tg, Outgoing.kind == "user_reply"))).scalar_one()
+    assert replies == 1  # the first reply only
+    assert not [m for m in await customer.messages() if "Ещё вопрос" in m.get("text", "")]

@@ -17,6 +17,7 @@ they encode (`params.qr`), with `segno`.
 from __future__ import annotations
 
 import hashlib
+import html
 import io
 import re
 from decimal import Decimal
@@ -229,13 +230,14 @@ class Screen:
         try:
             outcome = await handler(arg)
         except ShopApiError as exc:
-            if not exc.unavailable:
-                raise
-            log.warning("shop_api_unavailable", screen=head, code=exc.code)
-            await self.answer(self.t("unavailable"), alert=True)
+            # nothing is stored; the customer is told, and may press again
+            log.warning("shop_api_refused", screen=head, code=exc.code, status=exc.status)
+            text = self.t("unavailable") if exc.unavailable else html.escape(
+                exc.message or exc.code, quote=False)
+            await self.answer(text, alert=True)
             if self.query_id is None:
-                await self.calls.send(self.t("unavailable"))
-            return "unavailable"
+                await self.calls.send(text)
+            return "unavailable" if exc.unavailable else "refused"
         await self.answer()  # every press is answered, whatever the screen did
         return outcome
 

@@ -105,6 +105,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "notice_suspended": "⏸ Your subscription is suspended. Contact support if this is "
                             "unexpected.",
         "btn_renew": "🔄 Renew",
+        "support_replied": "💬 Support replied to “{subject}”:\n\n",
         "btn_web": "🌐 On the web",
         "notice_short": ("Auto-renewal needs ${price} and your balance holds ${balance}: top "
                          "up, or renew here."),
@@ -199,6 +200,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "notice_suspended": "⏸ Подписка приостановлена. Если это неожиданно, напишите в "
                             "поддержку.",
         "btn_renew": "🔄 Продлить",
+        "support_replied": "💬 Поддержка ответила на «{subject}»:\n\n",
         "btn_web": "🌐 На сайте",
         "notice_short": ("Для автопродления нужно ${price}, на балансе ${balance}: пополните "
                          "баланс или продлите здесь."),
