@@ -8,7 +8,8 @@ Admin user search matches a prefix of the email or of the Telegram username (cas
 each is one range of its `text_pattern_ops` index on the lower-cased column, so a search reads
 only the matching rows (a substring search read the whole table). `text_pattern_ops`: the
 database's collation is not C, so a plain index cannot serve `LIKE 'prefix%'`. Built
-CONCURRENTLY so a large table keeps taking writes while they build.
+CONCURRENTLY so a large table keeps taking writes while they build, then the table analyzed
+so the planner knows the expressions' values.
 """
 
 from alembic import op
@@ -27,6 +28,9 @@ def upgrade() -> None:
         for name, expression in INDEXES.items():
             op.execute(f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} ON identity.users "
                        f"({expression})")
+    # An expression index has no statistics until the table is analyzed: until then the
+    # planner guesses, and walked the primary key through every user instead (0.6 s at 100k).
+    op.execute("ANALYZE identity.users")
 
 
 def downgrade() -> None:
