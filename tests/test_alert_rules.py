@@ -29,6 +29,8 @@ REQUIRED_COVERAGE = {
     "webhook auth failures": "telegram_webhook_auth_failures_total",
     "dead letters": "broker_dead_letters",
     "outbox lag": "outbox_lag_seconds",
+    "payment webhook auth failures": "billing_webhook_signature_failures_total",
+    "first response": "tickets_first_response_seconds_bucket",
 }
 BUILTIN_SERIES = {"up", "ALERTS"}
 METRIC_DEFINITION = re.compile(r"\b(Counter|Gauge|Histogram|Summary)\(\s*\"([a-zA-Z_:][\w:]*)\"")
@@ -154,7 +156,8 @@ def test_dashboard_queries_parse_and_use_metrics_the_code_defines():
     wanted = {"http_requests_total", "http_request_duration_seconds_bucket",
               "broker_queue_messages", "broker_dead_letters", "outbox_lag_seconds",
               "jobs_handled_total", "job_queue_jobs", "provisioner_provisions_total",
-              "messages_handled_total"}
+              "messages_handled_total", "billing_revenue_usd_total",
+              "provisioner_active_subscriptions", "tickets_first_response_seconds_bucket"}
     assert wanted <= watched, f"dashboard lacks {sorted(wanted - watched)}"
 
 

@@ -7,11 +7,12 @@ import uuid
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
+from billing.metrics import REVENUE_USD
 from billing.models import Invoice, Trial
 from billing.stats import StatsRepository
 from runtime.periods import Periods
 
-from .test_service import new_plan
+from .test_service import new_invoice, new_plan, pay
 
 
 def at(day: int, hour: int = 12, month: int = 3) -> datetime:
@@ -95,3 +96,13 @@ async def test_figures_per_day_week_and_total_over_a_known_history(sandbox, db):
     assert days["total"] == {"period": "2001-03-05", "revenue_usd": Decimal("32.75"),
                              "paid_invoices": 4, "new_customers": 2, "renewals": 2,
                              "trials": 2, "trial_conversions": 1, "refunds": 1}
+
+
+async def test_the_revenue_counter_grows_by_a_paid_plan_once(sandbox, db):
+    plan_id = await new_plan(db, price="12.50")
+    inv = await new_invoice(sandbox, db, plan_id, user=f"stats-rev-{uuid.uuid4().hex[:6]}")
+    before = REVENUE_USD.labels("PLAN")._value.get()
+    await pay(db, inv, Decimal(inv["amount_asset"]), blocks=2)
+    assert await sandbox.watcher.watch_one(inv["id"]) == "PAID"
+    assert await sandbox.watcher.watch_one(inv["id"]) == "PAID"  # seen again: counted once
+    assert REVENUE_USD.labels("PLAN")._value.get() - before == 12.5

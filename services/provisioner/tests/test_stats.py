@@ -43,6 +43,8 @@ async def test_active_churn_and_paid_to_active_over_a_known_history(db, service)
                                                               date(2026, 1, 14)))
         weeks = await StatsRepository(s).stats(Periods.between(date(2026, 1, 5),
                                                                date(2026, 1, 18), "week"))
+        # the gauge's figure: running now by the subscriptions' own state (u1 and u3)
+        assert await StatsRepository(s).running(on(10)) == 2
 
     series = days["series"]
     assert [r["period"] for r in series] == [f"2026-01-{d:02d}" for d in range(1, 15)]

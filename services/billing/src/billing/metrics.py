@@ -21,3 +21,8 @@ PROVIDER_ERRORS = Counter(
     "billing_provider_errors_total", "Failed calls to a payment provider",
     ["provider", "operation"],
 )
+# Plan and renewal invoices as they are marked PAID (a top-up is counted when it buys a plan);
+# `increase()` over it is revenue. The KPI endpoint's figures of record are in `billing.stats`.
+REVENUE_USD = Counter(
+    "billing_revenue_usd", "USD of plan and renewal invoices paid", ["kind"],
+)

@@ -20,7 +20,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from billing.config import Settings
 from billing.exceptions import IdempotencyInProgress, IdempotencyKeyReused, TrialUnavailable
 from billing.ledger import Ledger
-from billing.metrics import INVOICE_TRANSITIONS, PAYMENT_SETTLE_SECONDS, PROVIDER_ERRORS
+from billing.metrics import (
+    INVOICE_TRANSITIONS,
+    PAYMENT_SETTLE_SECONDS,
+    PROVIDER_ERRORS,
+    REVENUE_USD,
+)
 from billing.models import Invoice, Payment, Plan, TelegramLink, Trial, outbox
 from billing.promo import Offer, PromoService
 from billing.providers.base import (
@@ -741,6 +746,8 @@ class BillingService:
                               kind="TOP_UP", key=f"invoice:{invoice.id}:top-up",
                               invoice_id=invoice.id)
             return
+        if invoice.kind in (PLAN_KIND, RENEWAL_KIND):
+            REVENUE_USD.labels(invoice.kind).inc(float(invoice.amount_usd))
         await events.add(session, InvoicePaidV1(
             invoice_id=invoice.id, user_id=invoice.user_id, plan=plan_snapshot(invoice),
             amount_usd=invoice.amount_usd, asset=invoice.asset, network=invoice.network,

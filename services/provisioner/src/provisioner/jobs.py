@@ -22,7 +22,7 @@ from bullmq import Job
 
 from provisioner.backends import BackendError
 from provisioner.config import Settings
-from provisioner.metrics import PROVISION_LATENCY, PROVISIONS
+from provisioner.metrics import ACTIVE_SUBSCRIPTIONS, PROVISION_LATENCY, PROVISIONS
 from provisioner.repository import ProvisioningRepository
 from provisioner.service import (
     GrantResult,
@@ -31,6 +31,7 @@ from provisioner.service import (
     grant_job_id,
     refund_job_id,
 )
+from provisioner.stats import StatsRepository
 from runtime.clock import now
 from runtime.db import Database
 from runtime.errors import Conflict, NotFound
@@ -163,6 +164,8 @@ def schedule_handlers(db: Database, service: ProvisioningService, jobs: Provisio
             db, now(), settings.sweep_batch, settings.expiry_concurrency))
         if expired:
             log.info("expiry_sweep", expired=expired)
+        async with db.transaction() as s:
+            ACTIVE_SUBSCRIPTIONS.set(await StatsRepository(s).running(now()))
         return expired
 
     async def expiry_reminders(job: Job, token: str = ""):

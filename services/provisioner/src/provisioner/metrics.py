@@ -43,3 +43,8 @@ SERVER_LOAD = Gauge(
     "provisioner_server_load",
     "Subscriptions a server holds, as of its last placement", ["server"],
 )
+ACTIVE_SUBSCRIPTIONS = Gauge(
+    "provisioner_active_subscriptions",
+    "Subscriptions running now (ACTIVE or LIMITED, not past their expiry), sampled by the "
+    "expiry sweep",
+)

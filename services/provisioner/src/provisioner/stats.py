@@ -18,11 +18,12 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from provisioner.models import Grant
+from provisioner.models import Grant, Subscription
 from runtime.clock import now
 from runtime.periods import Periods
 
 COVERING = ("APPLIED", "REFUND_PENDING")
+RUNNING = ("ACTIVE", "LIMITED")
 FIGURES = ("active_subscriptions", "churned", "paid_grants", "paid_grants_active")
 
 
@@ -43,6 +44,12 @@ class StatsRepository:
                                             if paid else None)
         return {"series": [{**r, "period": r["period"].isoformat()} for r in rows.values()],
                 "total": {**total, "period": total["period"].isoformat()}}
+
+    async def running(self, at) -> int:
+        """Subscriptions running at `at` by their current state (the gauge Grafana shows)."""
+        return await self.session.scalar(
+            sa.select(sa.func.count()).select_from(Subscription)
+            .where(Subscription.status.in_(RUNNING), Subscription.expires_at > at))
 
     async def _active(self, periods: Periods, rows: dict, total: dict) -> None:
         ends = periods.ends()
