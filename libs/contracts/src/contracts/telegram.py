@@ -29,6 +29,8 @@ class UserMessageReceivedV1(EventPayload):
     text: str
     update_id: int
     received_at: datetime
+    # The sender's Telegram `language_code` (e.g. "ru"), when Telegram tells it.
+    language_code: str | None = None
 
 
 class AccountLinkedV1(EventPayload):
@@ -50,6 +52,23 @@ class StarsPaymentReceivedV1(EventPayload):
     currency: str
     telegram_user_id: int
     paid_at: datetime
+
+
+class SupportCommandReceivedV1(EventPayload):
+    """An operator's command in a ticket's support topic (`/note`, `/r`, `/close`, `/assign`,
+    `/unassign`): the tickets service carries it out. `argument` is the text after the
+    command (the note, the canned reply's name), empty when there is none."""
+
+    event_type = "telegram.support_command.received"
+    ticket_id: str
+    command: str
+    argument: str
+    operator_telegram_id: int
+    operator_name: str | None = None
+    chat_id: int
+    telegram_message_id: int
+    update_id: int
+    received_at: datetime
 
 
 class AccountCreatedV1(EventPayload):

@@ -46,6 +46,8 @@ class MessageAddedV1(EventPayload):
     created_at: datetime
     ticket_status: TicketStatus
     seq: int
+    # The canned reply's name when the message is one (`/r <name>` in the topic).
+    canned: str | None = None
 
 
 class TicketStatusChangedV1(EventPayload):
@@ -64,4 +66,31 @@ class TicketClosedV1(EventPayload):
     user_id: str
     closed_by_role: str
     closed_at: datetime
+    seq: int
+
+
+class NoteAddedV1(EventPayload):
+    """An internal note on a ticket: for staff only, never for the customer's chat."""
+
+    event_type = "tickets.note.added"
+    ticket_id: str
+    user_id: str
+    message_id: str
+    origin: MessageOrigin
+    body: str
+    author_name: str | None = None
+    created_at: datetime
+    seq: int
+
+
+class TicketAssignedV1(EventPayload):
+    """A ticket's assignee changed: `assignee_id` is a staff user id, or `tg:<telegram id>` for
+    an operator known only in the support chat; None when unassigned."""
+
+    event_type = "tickets.ticket.assigned"
+    ticket_id: str
+    user_id: str
+    assignee_id: str | None
+    assignee_name: str | None = None
+    assigned_at: datetime
     seq: int

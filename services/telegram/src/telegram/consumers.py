@@ -9,6 +9,8 @@ from contracts import Envelope
 from contracts.identity import UserBlockedV1, UserUnblockedV1
 from contracts.tickets import (
     MessageAddedV1,
+    NoteAddedV1,
+    TicketAssignedV1,
     TicketClosedV1,
     TicketOpenedV1,
     TicketStatusChangedV1,
@@ -38,7 +40,8 @@ def build_subscription(db: Database, mirror: MirrorService, jobs: TelegramJobs) 
         # Only after commit: the job must never run before its rows exist.
         await jobs.enqueue_outgoing([(i, event.ticket_id) for i in ids])
 
-    for contract in (TicketOpenedV1, MessageAddedV1, TicketStatusChangedV1, TicketClosedV1):
+    for contract in (TicketOpenedV1, MessageAddedV1, TicketStatusChangedV1, TicketClosedV1,
+                     NoteAddedV1, TicketAssignedV1):
         sub.on(contract)(on_ticket_event)
     return sub
 

@@ -31,10 +31,11 @@ from runtime.clock import now
 from runtime.db import Database
 from runtime.logging import get_logger
 from runtime.outbox import Outbox
-from telegram import shop, texts
+from telegram import shop
 from telegram.accounts import PAY_PREFIX, REFERRAL_PREFIX, SECRET_KINDS, Accounts
 from telegram.botapi import BotApi, TelegramError
 from telegram.config import Settings
+from telegram.desk import DESK_KINDS, canned_text, record_desk_event, topic_command
 from telegram.models import (
     AccountLink,
     LinkToken,
@@ -50,7 +51,7 @@ log = get_logger(__name__)
 
 events = Outbox(outbox, producer="telegram", publishes=events_of("telegram"))
 
-SUPPORT_KINDS = {"ticket_opened", "ticket_message", "ticket_closed", "noop"}
+SUPPORT_KINDS = {"ticket_opened", "ticket_message", "ticket_closed", "noop"} | DESK_KINDS
 LINK_TOKEN_TTL = timedelta(minutes=15)
 
 
@@ -99,8 +100,8 @@ def message_text(e: MessageAddedV1) -> str:
     return quoted("👤 Support (web panel):\n", e.body)
 
 
-def reply_text(e: MessageAddedV1, lang: str = "en") -> str:
-    return quoted(texts.t(lang, "support_replied", subject=_line(e.subject)), e.body)
+def reply_text(e: MessageAddedV1) -> str:
+    return quoted(f"💬 Support replied to “{_esc(_line(e.subject))}”:\n\n", e.body)
 
 
 @dataclass
@@ -113,6 +114,9 @@ class MirrorService:
         chat = self.settings.support_chat_id
         ids: list[int | None] = []
         eid = str(env.event_id)
+        desk_row = await record_desk_event(repo, chat, eid, event)  # notes, assignment
+        if desk_row is not None:
+            return [desk_row]
         if isinstance(event, TicketOpenedV1):
             await repo.ensure_thread(event.ticket_id, event.user_id, chat, event.subject)
             ids.append(await repo.add_outgoing(event_id=eid, ticket_id=event.ticket_id,
@@ -120,22 +124,22 @@ class MirrorService:
                                                text=opened_text(event), parse_mode="HTML"))
         elif isinstance(event, MessageAddedV1):
             await repo.ensure_thread(event.ticket_id, event.user_id, chat, None)
-            echo = event.author_role == "SUPPORT" and event.origin == "TELEGRAM"
+            echo = (event.author_role == "SUPPORT" and event.origin == "TELEGRAM"
+                    and event.canned is None)  # a canned reply is shown in the topic
             # an operator's own Telegram reply is not echoed: a no-op keeps `seq` contiguous
             ids.append(await repo.add_outgoing(event_id=eid, ticket_id=event.ticket_id,
                                                chat_id=chat, kind="noop" if echo else
                                                "ticket_message", seq=event.seq,
-                                               text=None if echo else message_text(event),
+                                               text=None if echo else
+                                               canned_text(event) if event.canned else
+                                               message_text(event),
                                                parse_mode="HTML"))
             if event.author_role == "SUPPORT":
                 link = await repo.link_for_user(event.user_id)
-                # in the customer's language; nothing while they have blocked the bot
-                user = await ShopRepository(s).bot_user_by_chat(link.chat_id) if link else None
-                if link is not None and (user is None or user.bot_blocked_at is None):
-                    lang = texts.language_of(user.language, user.language_code) if user else "en"
+                if link is not None:
                     ids.append(await repo.add_outgoing(
                         event_id=eid, ticket_id=event.ticket_id, chat_id=link.chat_id,
-                        kind="user_reply", seq=event.seq, text=reply_text(event, lang),
+                        kind="user_reply", seq=event.seq, text=reply_text(event),
                         parse_mode="HTML"))
         elif isinstance(event, TicketStatusChangedV1):
             await repo.ensure_thread(event.ticket_id, event.user_id, chat, None)
@@ -256,6 +260,11 @@ class Delivery:
                                               thread_id=thread.message_thread_id if forum else None,
                                               reply_to=None if forum else thread.root_message_id,
                                               parse_mode=row.parse_mode)
+        elif row.kind in DESK_KINDS:  # into the topic as it is: a note never reopens it
+            msg = await self.bot.send_message(chat, row.text or "",
+                                              thread_id=thread.message_thread_id if forum else None,
+                                              reply_to=None if forum else thread.root_message_id,
+                                              parse_mode=row.parse_mode)
         else:  # ticket_closed
             if thread.closed:
                 return True
@@ -362,6 +371,13 @@ class UpdateService:
         if message.get("is_topic_message") and message.get("message_thread_id"):
             thread = await repo.thread_by_topic(chat_id, message["message_thread_id"])
             ticket_id = thread.ticket_id if thread else None
+            if thread is not None:  # an operator's command (telegram.desk), closed or not
+                command = await topic_command(
+                    s, events, ticket_id=thread.ticket_id, thread_id=message["message_thread_id"],
+                    chat_id=chat_id, update_id=update_id, message=message, sender=sender,
+                    text=text, received_at=now())
+                if command is not None:
+                    return command
             if thread is not None and thread.closed:
                 oid = await repo.add_outgoing(
                     event_id=f"update-{update_id}", ticket_id=None, chat_id=chat_id,
@@ -424,7 +440,7 @@ class UpdateService:
         await events.add(s, UserMessageReceivedV1(
             user_id=link.user_id, ticket_id=None, telegram_user_id=tg_user, chat_id=chat_id,
             telegram_message_id=message["message_id"], text=stripped[:4000],
-            update_id=update_id, received_at=now(),
+            update_id=update_id, received_at=now(), language_code=sender.get("language_code"),
         ))
         return "user_message", await reply("✉️ Got it — support will answer here.", "bot_ack")
 

@@ -1,4 +1,5 @@
-"""Tables of the `tickets` schema: tickets, their messages, outbox and inbox."""
+"""Tables of the `tickets` schema: tickets, their messages (and staff notes), canned replies,
+outbox and inbox."""
 
 from __future__ import annotations
 
@@ -29,6 +30,13 @@ class Ticket(Base):
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
     last_message_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
     closed_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    # A staff user id, or `tg:<telegram id>` for an operator known only in the support chat.
+    assignee_id: Mapped[str | None] = mapped_column(sa.Text)
+    assignee_name: Mapped[str | None] = mapped_column(sa.Text)
+    # The first staff answer's time (a note is no answer).
+    first_response_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    # The customer's language as last seen ("en", "ru"): canned replies are sent in it.
+    language: Mapped[str | None] = mapped_column(sa.Text)
 
     __table_args__ = (
         sa.Index("ix_tickets_user_created", "user_id", "created_at", "id"),
@@ -45,10 +53,26 @@ class Message(Base):
     origin: Mapped[str] = mapped_column(sa.Text)
     body: Mapped[str] = mapped_column(sa.Text)
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    # MESSAGE, or NOTE: an internal note, shown to staff only.
+    kind: Mapped[str] = mapped_column(sa.Text, default="MESSAGE", server_default="MESSAGE")
+    author_name: Mapped[str | None] = mapped_column(sa.Text)
     # Where the message came from outside (e.g. a Telegram message), unique so it lands once.
     external_ref: Mapped[str | None] = mapped_column(sa.Text, unique=True)
 
     __table_args__ = (sa.Index("ix_messages_ticket_created", "ticket_id", "created_at"),)
+
+
+class CannedReply(Base):
+    """A ready answer operators send with `/r <name>`, in the customer's language."""
+
+    __tablename__ = "canned_replies"
+
+    id: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    name: Mapped[str] = mapped_column(sa.Text, unique=True)
+    body_en: Mapped[str] = mapped_column(sa.Text)
+    body_ru: Mapped[str] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
 
 
 outbox = outbox_table(Base.metadata)

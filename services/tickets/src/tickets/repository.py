@@ -6,7 +6,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from runtime.pagination import keyset_page
-from tickets.models import Message, Ticket
+from tickets.models import CannedReply, Message, Ticket
 
 
 class TicketRepository:
@@ -27,9 +27,12 @@ class TicketRepository:
             stmt = stmt.with_for_update()
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
-    async def messages(self, ticket_id: str) -> list[Message]:
-        stmt = (sa.select(Message).where(Message.ticket_id == ticket_id)
-                .order_by(Message.created_at, Message.id))
+    async def messages(self, ticket_id: str, *, notes: bool = False) -> list[Message]:
+        """The ticket's messages oldest first; internal notes only when `notes` (staff)."""
+        stmt = sa.select(Message).where(Message.ticket_id == ticket_id)
+        if not notes:
+            stmt = stmt.where(Message.kind == "MESSAGE")
+        stmt = stmt.order_by(Message.created_at, Message.id)
         return list((await self.session.execute(stmt)).scalars())
 
     async def message_by_ref(self, ref: str) -> Message | None:
@@ -53,3 +56,17 @@ class TicketRepository:
 
     def add(self, obj) -> None:
         self.session.add(obj)
+
+
+class CannedReplyRepository:
+    def __init__(self, session: AsyncSession):
+        self.session = session
+
+    async def by_name(self, name: str) -> CannedReply | None:
+        """The reply of that name, case-insensitively (operators type it in the topic)."""
+        stmt = sa.select(CannedReply).where(sa.func.lower(CannedReply.name) == name.lower())
+        return (await self.session.execute(stmt.limit(1))).scalar_one_or_none()
+
+    async def all(self) -> list[CannedReply]:
+        stmt = sa.select(CannedReply).order_by(CannedReply.name)
+        return list((await self.session.execute(stmt)).scalars())

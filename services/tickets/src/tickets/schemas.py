@@ -7,15 +7,24 @@ from contracts.public.tickets import (
     AdminTicketEnvelope,
     AdminTicketList,
     AdminTicketOut,
+    AssignBody,
+    CannedReplyCreate,
+    CannedReplyDeleted,
+    CannedReplyEnvelope,
+    CannedReplyList,
+    CannedReplyOut,
+    CannedReplyUpdate,
     MessageCreate,
     MessageEnvelope,
     MessageOut,
+    NoteCreate,
     TicketCreate,
     TicketEnvelope,
     TicketList,
     TicketOut,
 )
 
-__all__ = ["AdminTicketEnvelope", "AdminTicketList", "AdminTicketOut", "MessageCreate",
-           "MessageEnvelope", "MessageOut", "TicketCreate", "TicketEnvelope", "TicketList",
-           "TicketOut"]
+__all__ = ["AdminTicketEnvelope", "AdminTicketList", "AdminTicketOut", "AssignBody",
+           "CannedReplyCreate", "CannedReplyDeleted", "CannedReplyEnvelope", "CannedReplyList",
+           "CannedReplyOut", "CannedReplyUpdate", "MessageCreate", "MessageEnvelope", "MessageOut",
+           "NoteCreate", "TicketCreate", "TicketEnvelope", "TicketList", "TicketOut"]

@@ -11,6 +11,7 @@ from contracts import events_of
 from contracts.text import clean_untrusted, has_visible
 from contracts.tickets import (
     MessageAddedV1,
+    TicketAssignedV1,
     TicketClosedV1,
     TicketMessage,
     TicketOpenedV1,
@@ -21,6 +22,7 @@ from runtime.errors import IllegalTransition, NotFound
 from runtime.identity import Identity
 from runtime.logging import get_logger
 from runtime.outbox import Outbox
+from tickets.metrics import FIRST_RESPONSE_SECONDS
 from tickets.models import Message, Ticket, outbox
 from tickets.repository import TicketRepository
 
@@ -66,6 +68,17 @@ def readable(text: str) -> str | None:
     return cleaned if has_visible(cleaned) else None
 
 
+LANGUAGES = ("en", "ru")
+
+
+def language_of(code: str | None) -> str | None:
+    """A Telegram `language_code` (or a web language) as one of ours; None when not told."""
+    if not code:
+        return None
+    primary = code.split("-", 1)[0].lower()
+    return primary if primary in LANGUAGES else "en"
+
+
 def subject_from(text: str) -> str:
     """The subject of a ticket a chat message opens: its first 80 characters on one line, and
     never below the API's 3-character minimum."""
@@ -103,11 +116,16 @@ class TicketService:
         return ticket
 
     async def add_message(self, session: AsyncSession, ticket: Ticket, *, author: str, origin: str,
-                          body: str, external_ref: str | None = None) -> Message:
+                          body: str, external_ref: str | None = None, canned: str | None = None,
+                          author_id: str | None = None,
+                          author_name: str | None = None) -> Message:
+        """A message on the ticket. The first staff answer sets `first_response_at` and, when
+        the ticket has no assignee and the author is known (`author_id`), assigns it to them."""
         new_status = status_after_message(author, ticket.status)
         ts = now()
         message = Message(id=new_id(), ticket_id=ticket.id, author_role=author, origin=origin,
-                          body=body, created_at=ts, external_ref=external_ref)
+                          body=body, created_at=ts, external_ref=external_ref,
+                          author_name=author_name)
         session.add(message)
         old_status = ticket.status
         ticket.status = new_status
@@ -119,8 +137,13 @@ class TicketService:
         await events.add(session, MessageAddedV1(
             ticket_id=ticket.id, user_id=ticket.user_id, subject=ticket.subject,
             message_id=message.id, author_role=author, origin=origin, body=body, created_at=ts,
-            ticket_status=new_status, seq=ticket.seq,
+            ticket_status=new_status, seq=ticket.seq, canned=canned,
         ))
+        if author == "SUPPORT" and ticket.first_response_at is None:
+            ticket.first_response_at = ts
+            FIRST_RESPONSE_SECONDS.observe(max(0.0, (ts - ticket.created_at).total_seconds()))
+            if ticket.assignee_id is None and author_id is not None:
+                await self.assign(session, ticket, author_id, author_name)
         if new_status != old_status:
             ticket.seq += 1
             await events.add(session, TicketStatusChangedV1(
@@ -128,6 +151,20 @@ class TicketService:
                 to_status=new_status, changed_at=ts, seq=ticket.seq,
             ))
         return message
+
+    async def assign(self, session: AsyncSession, ticket: Ticket, assignee_id: str | None,
+                     assignee_name: str | None = None) -> Ticket:
+        """Assign (or with None unassign); the same assignee again changes nothing."""
+        if ticket.assignee_id == assignee_id:
+            return ticket
+        ticket.assignee_id = assignee_id
+        ticket.assignee_name = assignee_name if assignee_id else None
+        ticket.seq += 1
+        await session.flush()
+        await events.add(session, TicketAssignedV1(
+            ticket_id=ticket.id, user_id=ticket.user_id, assignee_id=assignee_id,
+            assignee_name=ticket.assignee_name, assigned_at=now(), seq=ticket.seq))
+        return ticket
 
     async def close(self, session: AsyncSession, ticket: Ticket, *, by_role: str) -> Ticket:
         if ticket.status == CLOSED:
@@ -151,7 +188,8 @@ class TicketService:
 
     async def message_from_telegram(self, session: AsyncSession, *, user_id: str,
                                     ticket_id: str | None, chat_id: int, message_id: int,
-                                    text: str) -> Ticket | None:
+                                    text: str, language_code: str | None = None
+                                    ) -> Ticket | None:
         """A linked customer wrote to the bot: the message goes to the ticket the bot named if
         it is theirs, else to their latest open ticket, else it opens a ticket whose subject is
         taken from the text. Returns the ticket it landed on; None when nothing was added (the
@@ -170,15 +208,19 @@ class TicketService:
         if ticket is None:
             ticket = await repo.latest_open_for_user(user_id)
         if ticket is None:
-            return await self.open(session, user_id=user_id, subject=subject_from(body),
-                                   body=body, source="TELEGRAM", origin="TELEGRAM",
+            ticket = await self.open(session, user_id=user_id, subject=subject_from(body),
+                                     body=body, source="TELEGRAM", origin="TELEGRAM",
+                                     external_ref=ref)
+        else:
+            await self.add_message(session, ticket, author="USER", origin="TELEGRAM", body=body,
                                    external_ref=ref)
-        await self.add_message(session, ticket, author="USER", origin="TELEGRAM", body=body,
-                               external_ref=ref)
+        ticket.language = language_of(language_code) or ticket.language
         return ticket
 
     async def reply_from_telegram(self, session: AsyncSession, *, ticket_id: str, chat_id: int,
-                                  message_id: int, body: str) -> Ticket | None:
+                                  message_id: int, body: str,
+                                  operator_telegram_id: int | None = None,
+                                  operator_name: str | None = None) -> Ticket | None:
         """An operator answered a ticket in the support chat. Returns the ticket; None when
         nothing was added: the reply already landed, nothing visible is left of it, or the
         ticket is closed (an event cannot be refused, so it is dropped with a warning). An
@@ -195,8 +237,10 @@ class TicketService:
             log.warning("telegram_text_not_visible", ticket_id=ticket.id, ref=ref)
             return None
         try:
-            await self.add_message(session, ticket, author="SUPPORT", origin="TELEGRAM",
-                                   body=text, external_ref=ref)
+            await self.add_message(
+                session, ticket, author="SUPPORT", origin="TELEGRAM", body=text,
+                external_ref=ref, author_name=operator_name,
+                author_id=None if operator_telegram_id is None else f"tg:{operator_telegram_id}")
         except IllegalTransition:
             log.warning("support_reply_on_closed_ticket", ticket_id=ticket.id)
             return None

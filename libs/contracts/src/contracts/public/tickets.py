@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from contracts.common import AuthorRole, MessageOrigin, TicketSource, TicketStatus
 from contracts.public.common import Strict
@@ -14,9 +15,14 @@ from contracts.text import VisibleText
 Subject = VisibleText(3, 120)
 Body = VisibleText(1, 4000)
 
-__all__ = ["AdminTicketEnvelope", "AdminTicketList", "AdminTicketOut", "MessageCreate",
-           "MessageEnvelope", "MessageOut", "TicketCreate", "TicketEnvelope", "TicketList",
-           "TicketOut", "TicketStatus"]
+__all__ = ["AdminTicketEnvelope", "AdminTicketList", "AdminTicketOut", "AssignBody",
+           "AssigneeOut", "AttachmentOut", "CannedReplyCreate", "CannedReplyDeleted",
+           "CannedReplyEnvelope", "CannedReplyList", "CannedReplyOut", "CannedReplyUpdate",
+           "MessageCreate", "MessageEnvelope", "MessageOut", "NoteCreate", "TicketCreate",
+           "TicketEnvelope", "TicketList", "TicketOut", "TicketStatus"]
+
+MessageKind = Literal["MESSAGE", "NOTE"]
+CannedName = VisibleText(1, 64)
 
 
 class TicketCreate(Strict):
@@ -28,12 +34,22 @@ class MessageCreate(Strict):
     body: Body
 
 
+class AttachmentOut(BaseModel):
+    id: str
+    name: str
+    content_type: str
+    size: int
+
+
 class MessageOut(BaseModel):
     id: str
     author_role: AuthorRole
     body: str
     origin: MessageOrigin
     created_at: datetime
+    # NOTE (an internal note) appears in staff views only.
+    kind: MessageKind = "MESSAGE"
+    attachments: list[AttachmentOut] = Field(default_factory=list)
 
 
 class TicketOut(BaseModel):
@@ -46,8 +62,57 @@ class TicketOut(BaseModel):
     messages: list[MessageOut]
 
 
+class AssigneeOut(BaseModel):
+    id: str  # a staff user id, or `tg:<telegram id>` for an operator of the support chat
+    name: str | None = None
+
+
 class AdminTicketOut(TicketOut):
     user_id: str
+    assignee: AssigneeOut | None = None
+    first_response_at: datetime | None = None
+    rating: int | None = None
+
+
+class NoteCreate(Strict):
+    body: Body
+
+
+class AssignBody(Strict):
+    user_id: str | None
+
+
+class CannedReplyCreate(Strict):
+    name: CannedName
+    body_en: Body
+    body_ru: Body
+
+
+class CannedReplyUpdate(Strict):
+    name: CannedName | None = None
+    body_en: Body | None = None
+    body_ru: Body | None = None
+
+
+class CannedReplyOut(BaseModel):
+    id: str
+    name: str
+    body_en: str
+    body_ru: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class CannedReplyEnvelope(BaseModel):
+    canned_reply: CannedReplyOut
+
+
+class CannedReplyList(BaseModel):
+    canned_replies: list[CannedReplyOut]
+
+
+class CannedReplyDeleted(BaseModel):
+    deleted: bool
 
 
 class TicketEnvelope(BaseModel):

@@ -7,13 +7,21 @@ from fastapi import APIRouter, Query
 from contracts.public.tickets import (
     AdminTicketEnvelope,
     AdminTicketList,
+    AssignBody,
+    CannedReplyCreate,
+    CannedReplyDeleted,
+    CannedReplyEnvelope,
+    CannedReplyList,
+    CannedReplyUpdate,
     MessageCreate,
     MessageEnvelope,
+    NoteCreate,
     TicketCreate,
     TicketEnvelope,
     TicketList,
     TicketStatus,
 )
+from gateway import desk
 from gateway.api.deps import Actions, Clients, CurrentCaller, Limits, StaffCaller
 
 router = APIRouter(tags=["tickets"])
@@ -72,3 +80,40 @@ async def admin_answer(ticket_id: str, body: MessageCreate, actions: Actions,
 @admin.post("/tickets/{ticket_id}/close", response_model=AdminTicketEnvelope)
 async def admin_close(ticket_id: str, actions: Actions, caller: StaffCaller):
     return (await actions.close_ticket(caller, ticket_id)).response()
+
+
+# ---- the support desk (api.md "Support desk") ----------------------------------------------
+@admin.post("/tickets/{ticket_id}/notes", status_code=201, response_model=MessageEnvelope)
+async def admin_note(ticket_id: str, body: NoteCreate, actions: Actions, limits: Limits,
+                     caller: StaffCaller):
+    """An internal note: shown to staff only, never sent to the customer."""
+    await limits.reply(caller.id, ticket_id)
+    return (await desk.add_note(actions, caller, ticket_id, body)).response()
+
+
+@admin.post("/tickets/{ticket_id}/assign", response_model=AdminTicketEnvelope)
+async def admin_assign(ticket_id: str, body: AssignBody, actions: Actions,
+                       caller: StaffCaller):
+    """Assign to a SUPPORT or ADMIN user, or unassign with `{"user_id": null}`."""
+    return (await desk.assign(actions, caller, ticket_id, body)).response()
+
+
+@admin.get("/canned-replies", response_model=CannedReplyList)
+async def canned_list(clients: Clients, caller: StaffCaller):
+    return (await clients.tickets.canned_replies(caller)).response()
+
+
+@admin.post("/canned-replies", status_code=201, response_model=CannedReplyEnvelope)
+async def canned_create(body: CannedReplyCreate, actions: Actions, caller: StaffCaller):
+    return (await desk.create_canned(actions, caller, body)).response()
+
+
+@admin.patch("/canned-replies/{reply_id}", response_model=CannedReplyEnvelope)
+async def canned_update(reply_id: str, body: CannedReplyUpdate, actions: Actions,
+                        caller: StaffCaller):
+    return (await desk.update_canned(actions, caller, reply_id, body)).response()
+
+
+@admin.delete("/canned-replies/{reply_id}", response_model=CannedReplyDeleted)
+async def canned_delete(reply_id: str, actions: Actions, caller: StaffCaller):
+    return (await desk.delete_canned(actions, caller, reply_id)).response()

@@ -6,8 +6,14 @@ from contracts.public.insight import TicketsStatsOut
 from contracts.public.tickets import (
     AdminTicketEnvelope,
     AdminTicketList,
+    AssignBody,
+    CannedReplyCreate,
+    CannedReplyDeleted,
+    CannedReplyEnvelope,
+    CannedReplyList,
     MessageCreate,
     MessageEnvelope,
+    NoteCreate,
     TicketCreate,
     TicketEnvelope,
     TicketList,
@@ -64,3 +70,31 @@ class TicketsClient(ServiceClient):
         """The tickets service's KPI figures per period (docs/06-adr/0008)."""
         return await self.call(TicketsStatsOut, "GET", "/internal/admin/stats", who,
                                params=periods.params())
+
+    # ---- the support desk: notes, assignment, canned replies --------------------------------
+    async def note(self, who: Who, ticket_id: str, body: NoteCreate) -> Reply[MessageEnvelope]:
+        path = f"/internal/admin/tickets/{segment(ticket_id)}/notes"
+        return await self.call(MessageEnvelope, "POST", path, who, json=body.model_dump())
+
+    async def assign(self, who: Who, ticket_id: str, body: AssignBody,
+                     name: str | None) -> Reply[AdminTicketEnvelope]:
+        path = f"/internal/admin/tickets/{segment(ticket_id)}/assign"
+        return await self.call(AdminTicketEnvelope, "POST", path, who, json=body.model_dump(),
+                               params={"name": name})
+
+    async def canned_replies(self, who: Who) -> Reply[CannedReplyList]:
+        return await self.call(CannedReplyList, "GET", "/internal/admin/canned-replies", who)
+
+    async def create_canned(self, who: Who,
+                            body: CannedReplyCreate) -> Reply[CannedReplyEnvelope]:
+        return await self.call(CannedReplyEnvelope, "POST", "/internal/admin/canned-replies",
+                               who, json=body.model_dump())
+
+    async def update_canned(self, who: Who, reply_id: str,
+                            changes: dict) -> Reply[CannedReplyEnvelope]:
+        path = f"/internal/admin/canned-replies/{segment(reply_id)}"
+        return await self.call(CannedReplyEnvelope, "PATCH", path, who, json=changes)
+
+    async def delete_canned(self, who: Who, reply_id: str) -> Reply[CannedReplyDeleted]:
+        path = f"/internal/admin/canned-replies/{segment(reply_id)}"
+        return await self.call(CannedReplyDeleted, "DELETE", path, who)
