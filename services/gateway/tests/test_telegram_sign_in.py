@@ -151,6 +151,8 @@ async def test_the_bots_login_link_signs_in_once_and_makes_an_account_not_seen_y
         r = await c.get("/api/v1/auth/telegram-login", params={"token": "tok-1"})
         assert (r.status_code, r.headers["location"]) == (303, "/app")
         me = (await c.get("/api/v1/auth/me")).json()["user"]
+        settings = await c.get("/app/settings")  # an account without an email says whose it is
+        assert settings.status_code == 200 and "Telegram @ann" in settings.text
     assert (me["id"], me["email"], me["telegram"]) == (
         uid, None, {"linked": True, "username": "ann", "id": tg})
     [call] = [c for c in services.calls if c.service == "telegram"]
