@@ -22,6 +22,7 @@ EXPECTED = {
     "provisioning.subscription.expiring.v1", "provisioning.subscription.expired.v1",
     "provisioning.subscription.suspended.v1", "provisioning.subscription.resumed.v1",
     "provisioning.subscription.renewal_due.v1", "provisioning.provision.failed.v1",
+    "provisioning.subscription.limited.v1",
     "tickets.ticket.opened.v1", "tickets.message.added.v1", "tickets.ticket.status_changed.v1",
     "tickets.ticket.closed.v1", "tickets.note.added.v1", "tickets.ticket.assigned.v1",
     "telegram.support_reply.received.v1", "telegram.user_message.received.v1",

@@ -77,6 +77,19 @@ class SubscriptionResumedV1(EventPayload):
     resumed_at: datetime
 
 
+class SubscriptionLimitedV1(EventPayload):
+    """The subscription's traffic allowance is used up: the VPN panel refuses connections
+    until `resets_at` (None: until the next renewal). Published once per limit period."""
+
+    event_type = "provisioning.subscription.limited"
+    subscription_id: str
+    user_id: str
+    limited_at: datetime
+    resets_at: datetime | None
+    used_bytes: int | None = None
+    limit_bytes: int | None = None
+
+
 class ProvisionFailedV1(EventPayload):
     event_type = "provisioning.provision.failed"
     invoice_id: str

@@ -75,6 +75,10 @@ class Settings(service_settings("provisioner", port=8102, schema="provisioning")
     expiry_sweep_seconds: int = Field(60, alias="EXPIRY_SWEEP_SECONDS", ge=1)
     expiry_reminder_seconds: int = Field(900, alias="EXPIRY_REMINDER_SECONDS", ge=1)
     reconcile_seconds: int = Field(3600, alias="RECONCILE_SECONDS", ge=1)
+    # The limit check: how often running subscriptions' usage is read (to see a used-up
+    # allowance, and its monthly reset), and how many a run reads.
+    limit_check_seconds: int = Field(300, alias="LIMIT_CHECK_SECONDS", ge=1)
+    limit_check_batch: int = Field(100, alias="LIMIT_CHECK_BATCH", ge=1)
     reminder_days: Annotated[list[int], NoDecode] = Field(
         default_factory=lambda: [7, 3, 1], alias="EXPIRY_REMINDER_DAYS")
     # Auto-renewal: billing is asked to charge the renewal this long before `expires_at`.

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 
 from contracts.public.insight import ProvisionerStatsOut
 from contracts.public.servers import ServerCreate, ServerEnvelope, ServerList, ServerUpdate
+from provisioner.backends.remnawave import WebhookRejected, next_month_start, parse_webhook
 from provisioner.backends.sandbox import SandboxBackend
 from provisioner.jobs import list_failed_jobs, retry_failed_job
 from provisioner.repository import ProvisioningRepository
@@ -17,22 +18,28 @@ from provisioner.schemas import (
     AdminSubscriptionList,
     AdminSubscriptionOut,
     AutoRenewBody,
+    BackendCapabilities,
     ExtendBody,
     FailedJobList,
     GrantOut,
     RetriedJob,
     SandboxFaultBody,
+    SandboxTrafficBody,
     SubscriptionEnvelope,
     SubscriptionList,
     SubscriptionStatus,
     UsageOut,
+    WebhookAck,
 )
 from provisioner.service import ProvisioningService
 from provisioner.stats import StatsRepository
 from runtime.clock import now
 from runtime.deps import Admin, Ident, Session
-from runtime.errors import NotFound
+from runtime.errors import NotFound, Unauthenticated
+from runtime.logging import get_logger
 from runtime.periods import PeriodQuery
+
+log = get_logger(__name__)
 
 router = APIRouter(prefix="/internal")
 
@@ -80,6 +87,32 @@ async def set_auto_renew(sub_id: str, body: AutoRenewBody, s: Session, ident: Id
 @router.get("/subscriptions/{sub_id}/usage", response_model=UsageOut)
 async def subscription_usage(sub_id: str, s: Session, ident: Ident, svc: Service):
     return await svc.usage(s, ident, sub_id)
+
+
+@router.get("/backend", response_model=BackendCapabilities)
+async def backend_capabilities(ident: Ident, svc: Service):
+    """What the configured VPN backend enforces itself (the gateway's plan pages ask)."""
+    return {"backend": svc.backend.name, "enforces_devices": svc.backend.enforces_devices,
+            "enforces_traffic": svc.backend.enforces_traffic}
+
+
+@router.post("/webhooks/remnawave", response_model=WebhookAck)
+async def remnawave_webhook(request: Request, s: Session, ident: Ident, svc: Service,
+                            signature: Annotated[str | None,
+                                                 Header(alias="X-Remnawave-Signature")] = None):
+    """The Remnawave panel's signed webhook, relayed by the gateway as raw bytes: checked in
+    constant time over those bytes with `REMNAWAVE_WEBHOOK_SECRET` (401 and nothing changed
+    when it does not match); `user.limited` of one of ours marks it LIMITED, once."""
+    secret = request.app.state.settings.remnawave_webhook_secret or ""
+    try:
+        event = parse_webhook(await request.body(), signature, secret)
+    except WebhookRejected as exc:
+        log.warning("remnawave_webhook_rejected", reason=str(exc))
+        raise Unauthenticated("The webhook signature does not match") from None
+    if event is not None and event.event == "user.limited":
+        ts = now()
+        await svc.panel_limited(s, event.ref, ts, next_month_start(ts))
+    return {"ok": True}
 
 
 @router.get("/admin/subscriptions", response_model=AdminSubscriptionList)
@@ -130,6 +163,20 @@ def _sandbox(svc: ProvisioningService) -> SandboxBackend:
 async def add_sandbox_fault(body: SandboxFaultBody, ident: Admin, svc: Service):
     fault_id = await _sandbox(svc).add_fault(body.operation, body.count, body.message)
     return {"id": fault_id}
+
+
+@router.post("/sandbox/subscriptions/{sub_id}/traffic", response_model=UsageOut)
+async def set_sandbox_traffic(sub_id: str, body: SandboxTrafficBody, s: Session, ident: Admin,
+                              svc: Service):
+    """The traffic a subscription's sandbox account has used (at its allowance: limited)."""
+    sub = await ProvisioningRepository(s).subscription(sub_id)
+    if sub is None:
+        raise NotFound("Subscription not found")
+    used = await _sandbox(svc).set_used(sub.provision_ref, body.used_bytes)
+    return {"used_bytes": used.used_bytes, "limit_bytes": used.limit_bytes,
+            "resets_at": used.resets_at, "limited": used.limited,
+            "devices": {"limit": used.devices_limit, "used": used.devices_used},
+            "fetched_at": now()}
 
 
 @router.delete("/sandbox/faults", status_code=204)

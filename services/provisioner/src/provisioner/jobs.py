@@ -8,7 +8,8 @@
 * `provisioner_schedules`: the periodic sweeps registered through `ctx.schedules`
   (`provision_sweep` re-queues work whose enqueue was lost and places grants waiting for a
   server with room, `expiry_sweep`, `expiry_reminders`,
-  `renewal_sweep` (asks billing to charge due auto-renewals), `reconciliation`).
+  `renewal_sweep` (asks billing to charge due auto-renewals), `reconciliation`, `limit_check`
+  (reads running subscriptions' usage: a used-up allowance makes one LIMITED, once)).
 """
 
 from __future__ import annotations
@@ -188,9 +189,15 @@ def schedule_handlers(db: Database, service: ProvisioningService, jobs: Provisio
         log.info("reconciliation_done", **fixes)
         return fixes
 
+    async def limit_check(job: Job, token: str = ""):
+        limited = await service.check_limits(db, now(), settings.limit_check_batch)
+        if limited:
+            log.info("limit_check", limited=limited)
+        return limited
+
     return {"provision_sweep": provision_sweep, "expiry_sweep": expiry_sweep,
             "expiry_reminders": expiry_reminders, "renewal_sweep": renewal_sweep,
-            "reconciliation": reconciliation}
+            "reconciliation": reconciliation, "limit_check": limit_check}
 
 
 def schedules(queue: JobQueue, settings: Settings) -> list[tuple[JobQueue, str, int, str]]:
@@ -200,6 +207,7 @@ def schedules(queue: JobQueue, settings: Settings) -> list[tuple[JobQueue, str, 
         (queue, "expiry_reminders", settings.expiry_reminder_seconds * 1000, "expiry_reminders"),
         (queue, "renewal_sweep", settings.renewal_sweep_seconds * 1000, "renewal_sweep"),
         (queue, "reconciliation", settings.reconcile_seconds * 1000, "reconciliation"),
+        (queue, "limit_check", settings.limit_check_seconds * 1000, "limit_check"),
     ]
 
 

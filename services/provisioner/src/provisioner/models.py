@@ -42,6 +42,13 @@ class Subscription(Base):
     # backend's default.
     data_limit_bytes: Mapped[int | None] = mapped_column(sa.BigInteger)
     traffic_reset: Mapped[str] = mapped_column(sa.Text, default="NONE", server_default="NONE")
+    # The traffic allowance is used up (the panel refuses connections): since when, and when it
+    # renews (None: at the next renewal). Set once per limit period (one notice), cleared when
+    # the panel lifts it or a re-grant resets the traffic. Public status: LIMITED.
+    limited_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    limit_resets_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    # When the limit check last read the account's usage from the panel.
+    usage_checked_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
     # Opaque id of the account on the VPN backend; access configs are never stored.
     provision_ref: Mapped[str] = mapped_column(sa.Text, unique=True)
     backend: Mapped[str] = mapped_column(sa.Text)
@@ -176,6 +183,8 @@ class SandboxAccount(Base):
     expires_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
     max_devices: Mapped[int] = mapped_column(sa.Integer)
     data_limit_bytes: Mapped[int | None] = mapped_column(sa.BigInteger)
+    # Traffic "used" (set through the sandbox's control API): over the limit, it is limited.
+    used_bytes: Mapped[int] = mapped_column(sa.BigInteger, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
 

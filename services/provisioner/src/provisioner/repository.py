@@ -52,7 +52,10 @@ class ProvisioningRepository:
         stmt = sa.select(Subscription)
         if user_id:
             stmt = stmt.where(Subscription.user_id == user_id)
-        if status:
+        if status == "LIMITED":  # shown, not stored: ACTIVE with its allowance used up
+            stmt = stmt.where(Subscription.status == "ACTIVE",
+                              Subscription.limited_at.is_not(None))
+        elif status:
             stmt = stmt.where(Subscription.status == status)
         return await keyset_page(self.session, stmt, Subscription, limit, cursor)
 
@@ -91,6 +94,24 @@ class ProvisioningRepository:
                 .order_by(Subscription.expires_at).limit(limit)
                 .with_for_update(skip_locked=True))
         return list((await self.session.execute(stmt)).scalars())
+
+    async def due_for_limit_check(self, now: datetime, limit: int, *, any_allowance: bool
+                                  ) -> list[Subscription]:
+        """Running subscriptions whose allowance the panel may have used up or lifted (with
+        an allowance of their own, or every one when the backend has a default), least
+        recently checked first."""
+        stmt = sa.select(Subscription).where(Subscription.status == "ACTIVE",
+                                             Subscription.expires_at > now)
+        if not any_allowance:
+            stmt = stmt.where(sa.or_(Subscription.data_limit_bytes.is_not(None),
+                                     Subscription.limited_at.is_not(None)))
+        stmt = stmt.order_by(Subscription.usage_checked_at.asc().nulls_first(),
+                             Subscription.id).limit(limit)
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def subscription_by_ref(self, ref: str) -> Subscription | None:
+        return await self._one(sa.select(Subscription).where(Subscription.provision_ref == ref),
+                               False)
 
     async def all_for_reconciliation(self) -> list[Subscription]:
         return list((await self.session.execute(sa.select(Subscription))).scalars())
@@ -242,7 +263,8 @@ class SubscriptionReader:
     connections (`Database.fetch`), no ORM and no transaction."""
 
     OWN = ("SELECT id, plan_id, status, started_at, expires_at, max_devices, auto_renew_enabled,"
-           " auto_renew_plan_id FROM subscriptions WHERE user_id = $1 ORDER BY created_at DESC")
+           " auto_renew_plan_id, limited_at, limit_resets_at FROM subscriptions"
+           " WHERE user_id = $1 ORDER BY created_at DESC")
 
     def __init__(self, db: Database):
         self.db = db

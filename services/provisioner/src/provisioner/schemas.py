@@ -10,13 +10,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from contracts.public.common import Strict
+from contracts.public.common import Strict, WebhookAck
 from contracts.public.subscriptions import (
     AccessOut,
     AdminSubscriptionEnvelope,
     AdminSubscriptionList,
     AdminSubscriptionOut,
     AutoRenewBody,
+    BackendCapabilities,
     ExtendBody,
     GrantOut,
     SubscriptionEnvelope,
@@ -27,9 +28,10 @@ from contracts.public.subscriptions import (
 )
 
 __all__ = ["AccessOut", "AdminSubscriptionEnvelope", "AdminSubscriptionList",
-           "AdminSubscriptionOut", "AutoRenewBody", "ExtendBody", "FailedJobList", "FailedJobOut",
-           "GrantOut", "RetriedJob", "SandboxFaultBody", "SubscriptionEnvelope", "SubscriptionList",
-           "SubscriptionOut", "SubscriptionStatus", "UsageOut"]
+           "AdminSubscriptionOut", "AutoRenewBody", "BackendCapabilities", "ExtendBody",
+           "FailedJobList", "FailedJobOut", "GrantOut", "RetriedJob", "SandboxFaultBody",
+           "SandboxTrafficBody", "SubscriptionEnvelope", "SubscriptionList", "SubscriptionOut",
+           "SubscriptionStatus", "UsageOut", "WebhookAck"]
 
 
 class FailedJobOut(BaseModel):
@@ -55,3 +57,7 @@ class SandboxFaultBody(Strict):
     operation: Literal["*", "ensure_active", "disable", "access", "accounts", "usage"] = "*"
     count: int | None = Field(None, ge=1, le=1000, description="None: until removed")
     message: str = Field("injected sandbox failure", min_length=1, max_length=200)
+
+
+class SandboxTrafficBody(Strict):
+    used_bytes: int = Field(ge=0, le=2**62)

@@ -35,12 +35,13 @@ from contracts.provisioning import (
     SubscriptionExpiredV1,
     SubscriptionExpiringV1,
     SubscriptionExtendedV1,
+    SubscriptionLimitedV1,
     SubscriptionRenewalDueV1,
     SubscriptionResumedV1,
     SubscriptionSuspendedV1,
 )
 from provisioner.backends import AccessDetails, AccountMissing, BackendError, VpnBackend
-from provisioner.backends.base import REF_PREFIX
+from provisioner.backends.base import REF_PREFIX, Usage
 from provisioner.metrics import LIFECYCLE, RECONCILIATION_FIXES
 from provisioner.models import Grant, Subscription, UserBlock, outbox
 from provisioner.repository import ProvisioningRepository, SubscriptionReader
@@ -64,6 +65,8 @@ log = get_logger(__name__)
 events = Outbox(outbox, producer="provisioner", publishes=events_of("provisioning"))
 
 ACTIVE, EXPIRED, CANCELED, SUSPENDED = "ACTIVE", "EXPIRED", "CANCELED", "SUSPENDED"
+# Shown, never stored: an ACTIVE subscription whose traffic allowance is used up (`limited_at`).
+LIMITED = "LIMITED"
 PENDING, APPLIED, FAILED = "PENDING", "APPLIED", "FAILED"
 # A new subscription's grant while no server of the pool has room; placed when room appears.
 WAITING = "WAITING"
@@ -157,6 +160,12 @@ def auto_renew_view(*, enabled: bool, plan_id: str | None, status: str, expires_
             "next_attempt_at": expires_at - timedelta(hours=hours_before) if runs else None}
 
 
+def public_status(status: str, limited_at: datetime | None) -> str:
+    """The status the customer sees: LIMITED while an ACTIVE subscription's allowance is used
+    up (it still runs: time counts, access stays, a renewal lifts it)."""
+    return LIMITED if status == ACTIVE and limited_at is not None else status
+
+
 def _check_plan(event: InvoicePaidV1) -> None:
     if event.plan.duration_days <= 0 or event.plan.max_devices <= 0:
         raise ValueError(f"invoice {event.invoice_id}: plan snapshot has no time to grant")
@@ -204,6 +213,8 @@ class ProvisioningService:
         out["auto_renew"] = auto_renew_view(
             enabled=sub.auto_renew_enabled, plan_id=sub.auto_renew_plan_id, status=sub.status,
             expires_at=sub.expires_at, hours_before=self.auto_renew_hours_before)
+        out["status"] = public_status(sub.status, sub.limited_at)
+        out["limited_until"] = sub.limit_resets_at if out["status"] == LIMITED else None
         return out
 
     # ------------------------------------------------------------------ backend state
@@ -219,6 +230,8 @@ class ProvisioningService:
                                              data_limit_bytes=sub.data_limit_bytes,
                                              traffic_reset=sub.traffic_reset or "NONE")
             state = "ACTIVE"
+            if self.backend.grant_resets_traffic:  # a used-up allowance is fresh again
+                sub.limited_at = sub.limit_resets_at = None
         else:
             await backend.disable(sub.provision_ref)
             state = "DISABLED"
@@ -607,6 +620,9 @@ class ProvisioningService:
                 enabled=row.pop("auto_renew_enabled"), plan_id=row.pop("auto_renew_plan_id"),
                 status=row["status"], expires_at=row["expires_at"],
                 hours_before=self.auto_renew_hours_before)
+            row["status"] = public_status(row["status"], row.pop("limited_at"))
+            resets_at = row.pop("limit_resets_at")
+            row["limited_until"] = resets_at if row["status"] == LIMITED else None
         return rows
 
     async def set_auto_renew(self, s: AsyncSession, identity: Identity, sub_id: str, *,
@@ -649,8 +665,10 @@ class ProvisioningService:
                 "config": details.config, "fetched_at": now()}
 
     async def usage(self, s: AsyncSession, identity: Identity, sub_id: str) -> dict:
-        """The subscription's use, live from the panel; another user's id is not found."""
-        sub = await ProvisioningRepository(s).subscription(sub_id)
+        """The subscription's use, live from the panel; another user's id is not found. What
+        the panel says of its allowance is kept (`note_limit`): a used-up one makes it LIMITED."""
+        repo = ProvisioningRepository(s)
+        sub = await repo.subscription(sub_id)
         if sub is None or sub.user_id != identity.user_id:
             raise NotFound("Subscription not found")
         try:
@@ -659,10 +677,83 @@ class ProvisioningService:
             raise ServiceUnavailable("Your access is being set up; try again shortly") from exc
         except BackendError as exc:
             raise ServiceUnavailable("The VPN backend is unavailable") from exc
+        if used.limited != (sub.limited_at is not None):
+            await repo.lock_user(sub.user_id)
+            locked = await repo.subscription(sub_id, for_update=True)
+            await self.note_limit(s, locked, used, now())
         return {"used_bytes": used.used_bytes, "limit_bytes": used.limit_bytes,
                 "resets_at": used.resets_at, "limited": used.limited,
                 "devices": {"limit": used.devices_limit, "used": used.devices_used},
                 "fetched_at": now()}
+
+    # ------------------------------------------------------------------ traffic limits
+
+    async def note_limit(self, s: AsyncSession, sub: Subscription, usage: Usage,
+                         ts: datetime) -> bool:
+        """Keep the LIMITED mark in step with the panel (the row is locked). The first time an
+        ACTIVE subscription is seen used up in a limit period it is marked and
+        `subscription.limited` is published (the customer's one notice); seen again (another
+        read, a redelivered webhook) nothing more happens. Lifted by the panel (its monthly
+        reset) the mark goes, so the next period's limit is told again. True when published."""
+        if usage.limited and sub.status == ACTIVE and sub.expires_at > ts:
+            if sub.limited_at is not None:
+                return False
+            sub.limited_at, sub.limit_resets_at, sub.updated_at = ts, usage.resets_at, ts
+            await s.flush()
+            await events.add(s, SubscriptionLimitedV1(
+                subscription_id=sub.id, user_id=sub.user_id, limited_at=ts,
+                resets_at=usage.resets_at, used_bytes=usage.used_bytes,
+                limit_bytes=usage.limit_bytes))
+            LIFECYCLE.labels("limited").inc()
+            log.info("subscription_limited", subscription_id=sub.id,
+                     resets_at=usage.resets_at.isoformat() if usage.resets_at else None)
+            return True
+        if not usage.limited and sub.limited_at is not None:
+            sub.limited_at = sub.limit_resets_at = None
+            sub.updated_at = ts
+            await s.flush()
+        return False
+
+    async def check_limits(self, db: Database, ts: datetime, batch: int) -> int:
+        """The periodic limit check: the usage of up to `batch` running subscriptions with an
+        allowance (the least recently checked first) read from the panel and noted. A panel
+        that does not enforce traffic is not asked. Returns how many became LIMITED."""
+        if not self.backend.enforces_traffic:
+            return 0
+        async with db.transaction() as s:
+            due = [(x.id, x.user_id) for x in await ProvisioningRepository(s).due_for_limit_check(
+                ts, batch, any_allowance=self.backend.default_data_limit)]
+        limited = 0
+        for sub_id, user_id in due:
+            try:
+                async with db.transaction() as s:
+                    repo = ProvisioningRepository(s)
+                    await repo.lock_user(user_id)
+                    sub = await repo.subscription(sub_id, for_update=True)
+                    if sub is None or sub.status != ACTIVE:
+                        continue
+                    sub.usage_checked_at = ts
+                    try:
+                        used = await self.backend.usage(sub.provision_ref)
+                    except AccountMissing:
+                        continue  # reconciliation re-creates it
+                    limited += await self.note_limit(s, sub, used, ts)
+            except Exception as exc:  # one panel failure must not stop the check
+                log.warning("limit_check_failed", subscription_id=sub_id, error=str(exc)[:300])
+        return limited
+
+    async def panel_limited(self, s: AsyncSession, ref: str, ts: datetime,
+                            resets_at: datetime | None) -> bool:
+        """The panel said (its webhook) that the account `ref` used up its allowance."""
+        repo = ProvisioningRepository(s)
+        found = await repo.subscription_by_ref(ref)
+        if found is None:
+            return False
+        await repo.lock_user(found.user_id)
+        sub = await repo.subscription(found.id, for_update=True)
+        if sub.traffic_reset != "MONTH":
+            resets_at = None
+        return await self.note_limit(s, sub, Usage(limited=True, resets_at=resets_at), ts)
 
     async def _locked(self, s: AsyncSession, sub_id: str) -> Subscription:
         repo = ProvisioningRepository(s)

@@ -7,6 +7,9 @@ blocked the bot is told nothing until they write again. An invoice created in th
 message's status line edited as the payment is detected, settles, expires or is refunded; when
 its subscription is active, the access message follows (key, import buttons, QR), fetched live.
 
+A used-up traffic allowance (`provisioning.subscription.limited`, once per limit period) is
+told with the date it renews and the Renew button.
+
 Expiry reminders come from billing (`billing.renewal.reminder`), which leaves out the ones
 auto-renewal will pay; the provisioner's own `expiring` event tells nothing here.
 """
@@ -31,6 +34,7 @@ from contracts.provisioning import (
     SubscriptionExpiredV1,
     SubscriptionExpiringV1,
     SubscriptionExtendedV1,
+    SubscriptionLimitedV1,
     SubscriptionResumedV1,
     SubscriptionSuspendedV1,
 )
@@ -90,6 +94,10 @@ def notice(lang: str, event, base_url: str) -> tuple[str | None, dict | None]:
         return t(lang, "notice_suspended"), None
     if isinstance(event, SubscriptionResumedV1):
         return t(lang, "notice_resumed", until=_day(event.expires_at)), access
+    if isinstance(event, SubscriptionLimitedV1):
+        if event.resets_at is None:
+            return t(lang, "notice_limited_renewal"), renew
+        return t(lang, "notice_limited", until=_day(event.resets_at)), renew
     if isinstance(event, InvoicePaidV1) and event.kind != "TRIAL":
         return t(lang, "notice_paid", id=event.invoice_id), None
     if isinstance(event, InvoiceRefundedV1):
@@ -184,6 +192,6 @@ def build_subscription(db: Database, jobs, base_url: str, api: ShopApi) -> Subsc
     for contract in (SubscriptionActivatedV1, SubscriptionExtendedV1, SubscriptionExpiringV1,
                      SubscriptionExpiredV1, SubscriptionSuspendedV1, SubscriptionResumedV1,
                      RenewalReminderV1, PaymentDetectedV1, InvoicePaidV1, InvoiceExpiredV1,
-                     InvoiceRefundedV1):
+                     InvoiceRefundedV1, SubscriptionLimitedV1):
         sub.on(contract)(on_event)
     return sub

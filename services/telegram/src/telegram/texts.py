@@ -104,6 +104,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "notice_resumed": "▶️ Your subscription is active again until {until}.",
         "notice_suspended": "⏸ Your subscription is suspended. Contact support if this is "
                             "unexpected.",
+        "notice_limited": ("📵 Your traffic allowance is used up: the VPN will not connect "
+                           "until it renews on {until}. Renew now for a fresh allowance."),
+        "notice_limited_renewal": ("📵 Your traffic allowance is used up: the VPN will not "
+                                   "connect until you renew your plan."),
         "btn_renew": "🔄 Renew",
         "support_replied": "💬 Support replied to “{subject}”:\n\n",
         "btn_web": "🌐 On the web",
@@ -199,6 +203,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "notice_resumed": "▶️ Подписка снова активна до {until}.",
         "notice_suspended": "⏸ Подписка приостановлена. Если это неожиданно, напишите в "
                             "поддержку.",
+        "notice_limited": ("📵 Трафик по тарифу исчерпан: VPN не подключится до его "
+                           "обновления {until}. Продлите тариф, чтобы получить новый объём."),
+        "notice_limited_renewal": ("📵 Трафик по тарифу исчерпан: VPN не подключится, пока вы "
+                                   "не продлите тариф."),
         "btn_renew": "🔄 Продлить",
         "support_replied": "💬 Поддержка ответила на «{subject}»:\n\n",
         "btn_web": "🌐 На сайте",

@@ -9,7 +9,8 @@ from pydantic import BaseModel, Field
 
 from contracts.public.common import Strict, Whole
 
-SubscriptionStatus = Literal["ACTIVE", "EXPIRED", "CANCELED", "SUSPENDED"]
+# LIMITED: running, but its traffic allowance is used up until `limited_until`.
+SubscriptionStatus = Literal["ACTIVE", "LIMITED", "EXPIRED", "CANCELED", "SUSPENDED"]
 
 
 class AutoRenewOut(BaseModel):
@@ -27,6 +28,9 @@ class SubscriptionOut(BaseModel):
     expires_at: datetime
     max_devices: int
     auto_renew: AutoRenewOut = Field(default_factory=AutoRenewOut)
+    limited_until: datetime | None = Field(
+        None, description="While LIMITED: when the traffic allowance renews (null: at the "
+                          "next renewal)")
 
 
 class SubscriptionList(BaseModel):
@@ -51,6 +55,14 @@ class GrantOut(BaseModel):
 class DevicesOut(BaseModel):
     limit: int | None
     used: int | None
+
+
+class BackendCapabilities(BaseModel):
+    """What the configured VPN backend enforces itself (the plan pages promise only that)."""
+
+    backend: str
+    enforces_devices: bool
+    enforces_traffic: bool
 
 
 class UsageOut(BaseModel):

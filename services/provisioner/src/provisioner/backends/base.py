@@ -88,6 +88,14 @@ class VpnBackend(ABC):
     # What the panel itself enforces (the plan page says so instead of promising it).
     enforces_devices: bool = False
     enforces_traffic: bool = False
+    # A grant (`ensure_active`) makes a used-up allowance usable again; False where the panel
+    # cannot reset traffic (Outline counts a rolling 30 days).
+    grant_resets_traffic: bool = True
+
+    @property
+    def default_data_limit(self) -> bool:
+        """An account given no allowance of its own still has one (`VPN_DATA_LIMIT_BYTES`)."""
+        return bool(getattr(self, "data_limit_bytes", 0))
 
     @abstractmethod
     async def ensure_active(self, ref: str, *, expires_at: datetime, max_devices: int,

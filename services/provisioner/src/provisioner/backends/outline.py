@@ -123,6 +123,8 @@ class OutlineBackend(VpnBackend):
     # has no device limit.
     enforces_devices = False
     enforces_traffic = True
+    # Its limit counts the last 30 days: a grant cannot reset it, the window rolls on.
+    grant_resets_traffic = False
 
     def __init__(self, api_url: str, cert_sha256: str, *, key_secret: str,
                  data_limit_bytes: int = 0, timeout: float = 10.0):

@@ -5,6 +5,10 @@ connections (one statement each, or a short transaction), exactly as a remote se
 changed independently of our domain transaction. Failures can be injected (the internal
 `/internal/sandbox/faults` endpoint; kept in Redis by `runtime.faults`, never in the
 provisioning schema), so retry and failure paths run without a real backend.
+
+It carries no traffic, but stands in for a panel that enforces both limits: the traffic an
+account "used" is set through its control API (`set_used`), an account at or over its
+allowance is limited (refused until a grant resets it), and its device limit is kept.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ METHOD = "chacha20-ietf-poly1305"
 
 class SandboxBackend(VpnBackend):
     name = "sandbox"
+    enforces_devices = True
+    enforces_traffic = True
 
     def __init__(self, db: Database, *, host: str, port: int, faults: FaultSwitch,
                  data_limit_bytes: int = 0):
@@ -52,7 +58,12 @@ class SandboxBackend(VpnBackend):
         " data_limit_bytes, created_at, updated_at) VALUES ($1, $2, true, $3, $4, $5, $6, $6)"
         " ON CONFLICT (ref) DO UPDATE SET enabled = true, expires_at = EXCLUDED.expires_at,"
         " max_devices = EXCLUDED.max_devices, data_limit_bytes = EXCLUDED.data_limit_bytes,"
-        " updated_at = EXCLUDED.updated_at"
+        " updated_at = EXCLUDED.updated_at,"
+        # a used-up allowance (by the old limit or the new one) is reset, as the panels do
+        # (LEAST ignores a NULL, i.e. unlimited, limit)
+        " used_bytes = CASE WHEN sandbox_vpn_accounts.used_bytes >= LEAST("
+        "sandbox_vpn_accounts.data_limit_bytes, EXCLUDED.data_limit_bytes)"
+        " THEN 0 ELSE sandbox_vpn_accounts.used_bytes END"
     )
 
     @operation("ensure_active")
@@ -86,13 +97,16 @@ class SandboxBackend(VpnBackend):
 
     @operation("usage")
     async def usage(self, ref: str) -> Usage:
-        """The sandbox carries no traffic: it knows its limits, not what was used."""
+        """Its limits, and the traffic "used" when the control API set some (else unknown)."""
         await self._injected_fault("usage")
         async with self.db.transaction() as s:
             acc = await s.get(SandboxAccount, ref)
         if acc is None:
             raise AccountMissing(self.name, "usage", "no such account", status=404)
-        return Usage(limit_bytes=acc.data_limit_bytes, devices_limit=acc.max_devices)
+        limit = acc.data_limit_bytes
+        return Usage(used_bytes=acc.used_bytes or None, limit_bytes=limit,
+                     devices_limit=acc.max_devices,
+                     limited=bool(limit) and acc.used_bytes >= limit)
 
     @operation("accounts")
     async def accounts(self) -> dict[str, bool]:
@@ -107,6 +121,16 @@ class SandboxBackend(VpnBackend):
     async def add_fault(self, operation: str, remaining: int | None, message: str) -> int:
         """Fail the next `remaining` calls of `operation` ('*' = any; None = until cleared)."""
         return await self.faults.add(operation, message=message, count=remaining)
+
+    async def set_used(self, ref: str, used_bytes: int) -> Usage:
+        """Control API: the traffic the account has used (at its allowance: limited)."""
+        async with self.db.transaction() as s:
+            found = await s.execute(sa.update(SandboxAccount).where(SandboxAccount.ref == ref)
+                                    .values(used_bytes=used_bytes, updated_at=datetime.now(UTC))
+                                    .returning(SandboxAccount.ref))
+            if found.first() is None:
+                raise AccountMissing(self.name, "set_used", "no such account", status=404)
+        return await self.usage(ref)
 
     async def clear_faults(self) -> None:
         await self.faults.clear()
