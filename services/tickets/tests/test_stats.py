@@ -17,7 +17,7 @@ def at(day: int, hour: int = 9, minute: int = 0) -> datetime:
 
 
 def ticket(opened: datetime, *, answers: tuple[timedelta, ...] = (),
-           closed: datetime | None = None) -> list:
+           closed: datetime | None = None, note: timedelta | None = None) -> list:
     t = Ticket(id=uuid.uuid4().hex, user_id=f"stats-{uuid.uuid4().hex[:6]}", subject="Help",
                status="CLOSED" if closed else "OPEN", source="WEB", seq=0, created_at=opened,
                last_message_at=opened, closed_at=closed)
@@ -26,6 +26,10 @@ def ticket(opened: datetime, *, answers: tuple[timedelta, ...] = (),
     messages += [Message(id=uuid.uuid4().hex, ticket_id=t.id, author_role="SUPPORT",
                          origin="ADMIN", body="Try this", created_at=opened + after)
                  for after in answers]
+    if note is not None:  # an internal note is no answer
+        messages.append(Message(id=uuid.uuid4().hex, ticket_id=t.id, author_role="SUPPORT",
+                                origin="TELEGRAM", kind="NOTE", body="Asked the team",
+                                created_at=opened + note))
     return [t, *messages]
 
 
@@ -34,8 +38,9 @@ async def test_first_response_and_open_tickets_over_a_known_history(db):
         # the 5th: answered after 10 min and after 30 min (a later answer does not count)
         *ticket(at(5, 9), answers=(timedelta(minutes=10), timedelta(hours=5))),
         *ticket(at(5, 10), answers=(timedelta(minutes=30),), closed=at(6, 12)),
-        # the 6th: answered after 2 h, closed the 7th; a ticket never answered
-        *ticket(at(6, 8), answers=(timedelta(hours=2),), closed=at(7, 8)),
+        # the 6th: a note after 1 min, answered after 2 h, closed the 7th; one never answered
+        *ticket(at(6, 8), answers=(timedelta(hours=2),), closed=at(7, 8),
+                note=timedelta(minutes=1)),
         *ticket(at(6, 9)),
         # opened late on the 7th, answered on the 8th after 3 h 20 min
         *ticket(at(7, 23), answers=(timedelta(hours=3, minutes=20),)),

@@ -2,8 +2,10 @@
 docs/06-adr/0008): its own figures per period, from its tickets and messages.
 
 * **First response**: the time from a ticket being opened to the first staff (`SUPPORT`)
-  message on it; a ticket counts in the period of that answer, and the period's figure is the
-  median over those tickets, in whole seconds.
+  message on it (a note is no answer), as `first_response_at` records it, read from the
+  messages so tickets answered before that column existed count too; a ticket counts in the
+  period of that answer, and the period's figure is the median over those tickets, in whole
+  seconds.
 * **Open tickets** at a period's end: opened before it and not closed by then (a ticket closes
   with `closed_at`; one reopened later counts as open from its creation).
 """
@@ -54,7 +56,8 @@ class StatsRepository:
                 into[p][figure] = count
 
         answered = (sa.select(Message.ticket_id, sa.func.min(Message.created_at).label("at"))
-                    .where(Message.author_role == "SUPPORT").group_by(Message.ticket_id)
+                    .where(Message.author_role == "SUPPORT", Message.kind == "MESSAGE")
+                    .group_by(Message.ticket_id)
                     .subquery("answered"))
         wait = sa.func.extract("epoch", answered.c.at - Ticket.created_at)
         period = group(answered.c.at).label("period")
