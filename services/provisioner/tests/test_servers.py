@@ -18,6 +18,7 @@ from contracts.public.servers import ServerCreate, ServerUpdate
 from provisioner.app import create_api
 from provisioner.backends.sandbox import SandboxBackend
 from provisioner.config import Settings
+from provisioner.metrics import SERVER_UP
 from provisioner.models import BackendAccount, Grant, Server, Subscription, outbox
 from provisioner.servers import CredentialBox, PoolFull, ServerPool
 from provisioner.service import ProvisioningService
@@ -187,6 +188,32 @@ async def test_admin_extend_of_an_ended_subscription_with_no_room_is_refused(db,
     with pytest.raises(PoolFull):
         async with db.transaction() as s:
             await service.admin_extend(s, sub.id, 5, "admin-1", T0)
+
+
+async def test_a_server_that_does_not_answer_takes_no_new_placements_until_it_does(
+        db, pool, service):
+    first = await add_server(db, pool, "de-1", 10)
+    await add_server(db, pool, "de-2", 10)
+    await add_server(db, pool, "de-3", 10, status="DISABLED")  # not probed
+    down = await pool.driver(first)
+    await down.add_fault("accounts", None, "panel down")  # this sandbox server alone fails
+    try:
+        assert await pool.check_health(T0) == {"default": True, "de-1": False, "de-2": True}
+        assert SERVER_UP.labels("de-1")._value.get() == 0
+        for i in range(3):
+            async with db.transaction() as s:
+                assert (await service.record_and_apply(s, paid(f"u-{i}"), T0)).outcome == (
+                    "activated")
+        assert await loads(db) == {"de-2": 3}
+    finally:
+        await down.clear_faults()
+    assert (await pool.check_health(T0))["de-1"] is True
+    assert SERVER_UP.labels("de-1")._value.get() == 1
+    async with db.transaction() as s:
+        await service.record_and_apply(s, paid("u-next"), T0)
+        checked = (await s.execute(sa.select(Server.checked_at)
+                                   .where(Server.id == first))).scalar_one()
+    assert await loads(db) == {"de-1": 1, "de-2": 3} and checked == T0
 
 
 @pytest.fixture

@@ -57,6 +57,10 @@ class Settings(service_settings("provisioner", port=8102, schema="provisioning")
                                       pattern=r"^[a-z0-9][a-z0-9-]{0,31}$")
     seed_server_capacity: int = Field(100_000, alias="SEED_SERVER_CAPACITY", ge=0)
     server_default_location: str = Field("", alias="SERVER_DEFAULT_LOCATION")
+    # The health check of every server (it lists the panel's accounts), and how long it waits.
+    server_health_seconds: int = Field(120, alias="SERVER_HEALTH_SECONDS", ge=1)
+    server_health_timeout_seconds: float = Field(15.0, alias="SERVER_HEALTH_TIMEOUT_SECONDS",
+                                                 gt=0)
 
     # the `provision` job queue
     provision_attempts: int = Field(8, alias="PROVISION_ATTEMPTS", ge=1)

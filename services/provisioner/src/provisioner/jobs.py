@@ -8,7 +8,8 @@
 * `provisioner_schedules`: the periodic sweeps registered through `ctx.schedules`
   (`provision_sweep` re-queues work whose enqueue was lost and places grants waiting for a
   server with room, `expiry_sweep`, `expiry_reminders`,
-  `renewal_sweep` (asks billing to charge due auto-renewals), `reconciliation`, `limit_check`
+  `renewal_sweep` (asks billing to charge due auto-renewals), `server_health` (probes every
+  server of the pool), `reconciliation`, `limit_check`
   (reads running subscriptions' usage: a used-up allowance makes one LIMITED, once)).
 """
 
@@ -25,6 +26,7 @@ from provisioner.backends import BackendError
 from provisioner.config import Settings
 from provisioner.metrics import ACTIVE_SUBSCRIPTIONS, PROVISION_LATENCY, PROVISIONS
 from provisioner.repository import ProvisioningRepository
+from provisioner.servers import ServerPool
 from provisioner.service import (
     GrantResult,
     ProvisioningService,
@@ -260,3 +262,19 @@ async def list_failed_jobs(db: Database, jobs: ProvisionJobs, limit: int) -> lis
             grant = await repo.grant_by_job(str(job.id))
             out.append(failed_job_out(job, grant.status if grant else None))
     return out
+
+
+def server_schedule_handlers(pool: ServerPool):
+    async def server_health(job: Job, token: str = ""):
+        """Probe every server; an unhealthy one takes no new placements (`servers.py`)."""
+        health = await pool.check_health(now())
+        down = sorted(name for name, ok in health.items() if not ok)
+        if down:
+            log.warning("servers_down", servers=down)
+        return {"checked": len(health), "down": len(down)}
+
+    return {"server_health": server_health}
+
+
+def server_schedules(queue: JobQueue, settings: Settings) -> list[tuple[JobQueue, str, int, str]]:
+    return [(queue, "server_health", settings.server_health_seconds * 1000, "server_health")]

@@ -48,3 +48,7 @@ ACTIVE_SUBSCRIPTIONS = Gauge(
     "Subscriptions running now (ACTIVE or LIMITED, not past their expiry), sampled by the "
     "expiry sweep",
 )
+SERVER_UP = Gauge(
+    "provisioner_server_up",
+    "1 when a server of the pool answered its last health check, 0 when it did not", ["server"],
+)

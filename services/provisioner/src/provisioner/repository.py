@@ -254,6 +254,11 @@ class ServerRepository:
                                    .values(server_id=server_id))
         return subs.rowcount or 0
 
+    async def set_health(self, server_id: str, healthy: bool, ts: datetime) -> None:
+        """The health check's outcome (its `updated_at` stays: the driver is unchanged)."""
+        await self.session.execute(sa.update(Server).where(Server.id == server_id)
+                                   .values(healthy=healthy, checked_at=ts))
+
     def add(self, obj) -> None:
         self.session.add(obj)
 

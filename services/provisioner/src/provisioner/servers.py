@@ -6,6 +6,10 @@ in an answer or a log). The server `VPN_BACKEND` describes is seeded once per da
 (`SEED_SERVER_NAME`; idempotent) with `settings = {"from_env": true}`: its driver keeps coming
 from the environment, and it adopts every subscription and account made before the pool.
 
+The health check (`ServerPool.check_health`, the `server_health` schedule) asks every server not
+DISABLED for its accounts, within `SERVER_HEALTH_TIMEOUT_SECONDS`: a server that fails is marked
+unhealthy and takes no new placements until a check succeeds again.
+
 Placement (`ServerPool.place`) runs inside the caller's transaction: it locks the candidate
 servers (ACTIVE, healthy, in the location) in id order, counts what each holds now (running
 subscriptions) and picks the least loaded one with room; the locks are held until the caller
@@ -20,6 +24,7 @@ import base64
 import hashlib
 import json
 import uuid
+from datetime import datetime
 
 from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -27,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from contracts.public.servers import ServerCreate, ServerUpdate
 from provisioner.backends import VpnBackend, build_server_backend
 from provisioner.config import Settings
-from provisioner.metrics import PLACEMENTS, POOL_FULL, SERVER_LOAD
+from provisioner.metrics import PLACEMENTS, POOL_FULL, SERVER_LOAD, SERVER_UP
 from provisioner.models import Server
 from provisioner.repository import ServerRepository
 from runtime.clock import now
@@ -168,7 +173,7 @@ class ServerPool:
             return cached[1]
         backend = build_server_backend(server.backend, server.base_url, server.settings or {},
                                        self.box.open(server.credentials), self.settings,
-                                       self.db, self.env_backend)
+                                       self.db, self.env_backend, server.id)
         if cached is not None:
             self._retired.append(cached[1])
         self._drivers[server.id] = (server.updated_at, backend)
@@ -201,6 +206,36 @@ class ServerPool:
         POOL_FULL.labels(location or "any").set(0)
         SERVER_LOAD.labels(chosen.name).set(loads.get(chosen.id, 0) + 1)
         return chosen
+
+    # ---- health -----------------------------------------------------------------------------
+    async def check_health(self, ts: datetime) -> dict[str, bool]:
+        """Probe every server not DISABLED (all at once, each bounded by the timeout) and
+        record the outcome on its row; returns server name → healthy."""
+        await self.seed()
+        async with self.db.transaction() as s:
+            servers = [x for x in await ServerRepository(s).all() if x.status != DISABLED]
+
+        async def probe(server: Server) -> bool:
+            try:
+                driver = self.driver_for(server)
+                await asyncio.wait_for(driver.accounts(),
+                                       self.settings.server_health_timeout_seconds)
+                return True
+            except Exception as exc:  # any failure or timeout: not answering
+                log.warning("server_unhealthy", server=server.name,
+                            error=type(exc).__name__ if isinstance(exc, TimeoutError)
+                            else str(exc)[:200])
+                return False
+
+        results = await asyncio.gather(*(probe(x) for x in servers))
+        async with self.db.transaction() as s:
+            repo = ServerRepository(s)
+            for server, healthy in zip(servers, results, strict=True):
+                if healthy != server.healthy:
+                    log.warning("server_health_changed", server=server.name, healthy=healthy)
+                await repo.set_health(server.id, healthy, ts)
+                SERVER_UP.labels(server.name).set(1 if healthy else 0)
+        return {x.name: ok for x, ok in zip(servers, results, strict=True)}
 
     # ---- administration ---------------------------------------------------------------------
     def view(self, server: Server, load: int) -> dict:

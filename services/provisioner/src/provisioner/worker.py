@@ -17,6 +17,8 @@ from provisioner.jobs import (
     provision_handlers,
     schedule_handlers,
     schedules,
+    server_schedule_handlers,
+    server_schedules,
 )
 from provisioner.servers import ServerPool
 from provisioner.service import ProvisioningService, events
@@ -42,7 +44,8 @@ async def build_worker(ctx: WorkerContext) -> None:
                                      concurrency=settings.provision_concurrency,
                                      prefix=settings.jobs_prefix))
     ctx.job_workers.append(JobWorker(SCHEDULES, settings.redis_url,
-                                     schedule_handlers(ctx.db, service, jobs, settings),
+                                     {**schedule_handlers(ctx.db, service, jobs, settings),
+                                      **server_schedule_handlers(pool)},
                                      concurrency=2, prefix=settings.jobs_prefix))
-    ctx.schedules += schedules(sweeps, settings)
+    ctx.schedules += schedules(sweeps, settings) + server_schedules(sweeps, settings)
     ctx.on_close += [pool.close, backend.close]

@@ -48,11 +48,14 @@ def build_backend(settings: Settings, db: Database) -> VpnBackend:
                           faults=sandbox_faults(settings),
                           data_limit_bytes=settings.vpn_data_limit_bytes)
 
+
 def build_server_backend(kind: str, base_url: str | None, options: dict, credentials: dict,
-                         settings: Settings, db: Database, env_backend: VpnBackend) -> VpnBackend:
+                         settings: Settings, db: Database, env_backend: VpnBackend,
+                         server_id: str = "") -> VpnBackend:
     """The driver of one server of the pool, from its row (options and decrypted credentials);
     what a row does not say (timeouts, the default data limit) comes from the settings. Sandbox
-    servers share the sandbox's fault switch (one simulated store)."""
+    servers share one simulated store, each with a fault switch of its own (so one of them can
+    be told to fail)."""
     limit, timeout = settings.vpn_data_limit_bytes, settings.vpn_timeout_seconds
     if kind == "outline":
         from provisioner.backends.outline import OutlineBackend
@@ -80,10 +83,19 @@ def build_server_backend(kind: str, base_url: str | None, options: dict, credent
                           sub_base_url=options["sub_base_url"], data_limit_bytes=limit,
                           timeout=timeout)
     from provisioner.backends.sandbox import SandboxBackend
-    from runtime.faults import sandbox_faults
+    from runtime.faults import FaultSwitch
 
-    faults = env_backend.faults if isinstance(env_backend, SandboxBackend) else (
-        sandbox_faults(settings))
+    faults = FaultSwitch(settings.redis_url, f"{sandbox_faults_key(settings, env_backend)}:"
+                                             f"{server_id}")
     return SandboxBackend(db, host=options.get("host") or settings.sandbox_vpn_host,
                           port=int(options.get("port") or settings.sandbox_vpn_port),
                           faults=faults, data_limit_bytes=limit)
+
+
+def sandbox_faults_key(settings: Settings, env_backend: VpnBackend) -> str:
+    """The Redis key of the sandbox's own faults (the seeded server's when it is a sandbox)."""
+    from provisioner.backends.sandbox import SandboxBackend
+
+    if isinstance(env_backend, SandboxBackend):
+        return env_backend.faults.key
+    return f"{settings.jobs_prefix}:{settings.service_name}:sandbox-faults"
