@@ -150,3 +150,17 @@ async def test_a_customers_language_goes_with_their_message(db, forum):
     [event] = [e for e in await published(db, "telegram.user_message.received.v1")
                if e["user_id"] == user_id]
     assert event["language_code"] == "ru"
+
+
+async def test_the_topic_title_follows_the_tickets_state(db, forum):
+    story = Story(subject="Slow\nat night")
+    await forum.tell(story, story.opened())
+    short = story.id[:6]
+    assert [t["name"] for t in await forum.topics()] == [f"#{short} Slow at night"]
+    await forum.tell(story, *story.message("Which server?", author="SUPPORT", origin="ADMIN"))
+    assert [t["name"] for t in await forum.topics()] == [f"🟡 #{short} Slow at night"]
+    await forum.tell(story, *story.message("Frankfurt"))
+    assert [t["name"] for t in await forum.topics()] == [f"🔴 #{short} Slow at night"]
+    await forum.tell(story, *story.closed())
+    [topic] = await forum.topics()
+    assert (topic["name"], topic["closed"]) == (f"✅ #{short} Slow at night", True)

@@ -15,13 +15,17 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.telegram import SupportCommandReceivedV1
-from contracts.tickets import MessageAddedV1, NoteAddedV1, TicketAssignedV1
+from contracts.tickets import MessageAddedV1, NoteAddedV1, TicketAssignedV1, TicketStatusChangedV1
 from runtime.outbox import Outbox
+from telegram.botapi import BotApi, TelegramError
+from telegram.models import Outgoing, TicketThread
 from telegram.repository import TelegramRepository
 
 # Row kinds the desk writes into a ticket's topic (delivered in the ticket's order; they never
-# reopen a closed topic).
-DESK_KINDS = {"topic_note"}
+# reopen a closed topic): a note or notice, and the topic's title following the ticket's state.
+DESK_KINDS = {"topic_note", "topic_title"}
+# The topic title's prefix per ticket status: red waits for support, yellow for the customer.
+STATE_ICONS = {"OPEN": "🔴", "PENDING_SUPPORT": "🔴", "PENDING_USER": "🟡", "CLOSED": "✅"}
 TICKET_COMMANDS = {"note", "r", "close", "assign", "unassign"}
 COMMAND_RE = re.compile(r"^/([A-Za-z_]+)(?:@\w+)?(?:\s+(.*))?$", re.DOTALL)
 
@@ -66,9 +70,21 @@ def canned_text(e: MessageAddedV1) -> str:
             f"<blockquote>{_esc(e.body[:3900])}</blockquote>")
 
 
+def topic_name(ticket_id: str, subject: str, status: str) -> str:
+    """A ticket topic's title in a state: `<icon> #<first 6 of the id> <subject>`."""
+    line = " ".join(subject.split())
+    return f"{STATE_ICONS.get(status, '')} #{ticket_id[:6]} {line}".strip()[:128]
+
+
 async def record_desk_event(repo: TelegramRepository, chat: int, event_id: str,
                             event) -> int | None:
-    """The topic row of a desk event (NoteAddedV1, TicketAssignedV1); None for other events."""
+    """The topic row of a desk event (NoteAddedV1, TicketAssignedV1, and the title change of
+    TicketStatusChangedV1); None for other events."""
+    if isinstance(event, TicketStatusChangedV1):
+        await repo.ensure_thread(event.ticket_id, event.user_id, chat, None)
+        return await repo.add_outgoing(event_id=event_id, ticket_id=event.ticket_id,
+                                       chat_id=chat, kind="topic_title", seq=event.seq,
+                                       text=event.to_status)
     if isinstance(event, NoteAddedV1):
         text = note_text(event)
     elif isinstance(event, TicketAssignedV1):
@@ -79,6 +95,26 @@ async def record_desk_event(repo: TelegramRepository, chat: int, event_id: str,
     return await repo.add_outgoing(event_id=event_id, ticket_id=event.ticket_id, chat_id=chat,
                                    kind="topic_note", seq=event.seq, text=text,
                                    parse_mode="HTML")
+
+
+async def topic_step(bot: BotApi, thread: TicketThread, row: Outgoing, forum: bool
+                     ) -> dict | None:
+    """Deliver a desk row into the ticket's topic; the message sent, None for a title edit (a
+    plain group has no titles: nothing to do)."""
+    if row.kind == "topic_title":
+        if forum and thread.message_thread_id is not None and thread.subject:
+            name = topic_name(thread.ticket_id, thread.subject, row.text or "")
+            try:
+                await bot.call("editForumTopic", chat_id=thread.chat_id,
+                               message_thread_id=thread.message_thread_id, name=name)
+            except TelegramError as exc:
+                if "TOPIC_NOT_MODIFIED" not in exc.description:
+                    raise
+        return None
+    return await bot.send_message(thread.chat_id, row.text or "",
+                                  thread_id=thread.message_thread_id if forum else None,
+                                  reply_to=None if forum else thread.root_message_id,
+                                  parse_mode=row.parse_mode)
 
 
 async def topic_command(s: AsyncSession, events: Outbox, *, ticket_id: str, thread_id: int,

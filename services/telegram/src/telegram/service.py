@@ -35,7 +35,13 @@ from telegram import shop
 from telegram.accounts import PAY_PREFIX, REFERRAL_PREFIX, SECRET_KINDS, Accounts
 from telegram.botapi import BotApi, TelegramError
 from telegram.config import Settings
-from telegram.desk import DESK_KINDS, canned_text, record_desk_event, topic_command
+from telegram.desk import (
+    DESK_KINDS,
+    canned_text,
+    record_desk_event,
+    topic_command,
+    topic_step,
+)
 from telegram.models import (
     AccountLink,
     LinkToken,
@@ -261,10 +267,7 @@ class Delivery:
                                               reply_to=None if forum else thread.root_message_id,
                                               parse_mode=row.parse_mode)
         elif row.kind in DESK_KINDS:  # into the topic as it is: a note never reopens it
-            msg = await self.bot.send_message(chat, row.text or "",
-                                              thread_id=thread.message_thread_id if forum else None,
-                                              reply_to=None if forum else thread.root_message_id,
-                                              parse_mode=row.parse_mode)
+            msg = await topic_step(self.bot, thread, row, forum)
         else:  # ticket_closed
             if thread.closed:
                 return True
