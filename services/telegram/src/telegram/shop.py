@@ -105,8 +105,10 @@ class Calls:
         await self.add("sendMessage", chat_id=self.chat_id, text=text, parse_mode="HTML",
                        reply_markup=markup, link_preview_options={"is_disabled": True})
 
-    async def photo(self, qr: str, caption: str | None = None) -> None:
-        await self.add("sendPhoto", chat_id=self.chat_id, qr=qr, caption=caption)
+    async def photo(self, qr: str, caption: str | None = None, markup: dict | None = None
+                    ) -> None:
+        await self.add("sendPhoto", chat_id=self.chat_id, qr=qr, caption=caption,
+                       reply_markup=markup)
 
     async def answer(self, query_id: str, text: str | None = None, alert: bool = False) -> None:
         await self.add("answerCallbackQuery", callback_query_id=query_id, text=text,
@@ -453,7 +455,9 @@ class Screen:
         await self.calls.edit(self.message_id, self.invoice_text(invoice, state["title"]),
                               self.invoice_markup(invoice))
         if invoice["status"] == "CREATED" and invoice.get("address"):
-            await self.calls.photo(invoice["address"], invoice["address"][:1024])
+            # the QR keeps its Check payment button: pressed after expiry, it says so
+            await self.calls.photo(invoice["address"], invoice["address"][:1024], keyboard(
+                [button(self.t("btn_refresh"), f"r:{invoice['id']}")]))
         if invoice["status"] == "CREATED" and invoice.get("provider") == STARS:
             await self.calls.add(
                 "sendInvoice", chat_id=self.calls.chat_id, title=state["title"][:32],
