@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 
 from contracts.public.billing import InvoiceEnvelope
-from contracts.public.common import ErrorOut
+from contracts.public.common import ErrorOut, WebhookAck
 from contracts.public.subscriptions import (
     AccessOut,
     AdminSubscriptionEnvelope,
@@ -24,6 +24,7 @@ from contracts.public.subscriptions import (
     SubscriptionStatus,
     UsageOut,
 )
+from gateway.api.billing import WEBHOOK_HEADERS_DROPPED
 from gateway.api.deps import Actions, AdminCaller, Clients, CurrentCaller, Limits
 from gateway.commerce import set_auto_renew, start_trial
 
@@ -80,6 +81,19 @@ async def auto_renew(body: AutoRenewBody, clients: Clients, limits: Limits,
     renew with (`plan_id`, 400 otherwise); an ended one is 409."""
     await limits.auto_renew(caller.id)
     return await set_auto_renew(clients, caller, subscription_id, body)
+
+
+@router.post("/vpn/webhooks/remnawave", response_model=WebhookAck, tags=["webhooks"],
+             responses={401: {"model": ErrorOut}, 503: {"model": ErrorOut}})
+async def remnawave_webhook(request: Request, clients: Clients):
+    """The Remnawave panel's webhook (`WEBHOOK_URL` in the panel): relayed to the provisioner
+    as raw bytes, which checks `X-Remnawave-Signature` (401 and nothing changed when it does
+    not match); `user.limited` marks the customer's subscription LIMITED, once."""
+    headers = {k: v for k, v in request.headers.items()
+               if k.lower() not in WEBHOOK_HEADERS_DROPPED}
+    headers.setdefault("content-type", "application/json")
+    return (await clients.provisioner.remnawave_webhook(await request.body(), headers)
+            ).response()
 
 
 @admin.get("/subscriptions", response_model=AdminSubscriptionList)

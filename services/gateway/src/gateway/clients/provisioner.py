@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+
+from contracts.public.common import WebhookAck
 from contracts.public.insight import ProvisionerStatsOut
 from contracts.public.servers import ServerCreate, ServerEnvelope, ServerList, ServerUpdate
 from contracts.public.subscriptions import (
@@ -9,20 +12,25 @@ from contracts.public.subscriptions import (
     AdminSubscriptionEnvelope,
     AdminSubscriptionList,
     AutoRenewBody,
+    BackendCapabilities,
     ExtendBody,
     GrantOut,
     SubscriptionEnvelope,
     SubscriptionList,
     UsageOut,
 )
-from gateway.clients.base import Reply, ServiceClient, Who
+from gateway.clients.base import Anonymous, Reply, ServiceClient, Who
 from gateway.upstream import segment
 from runtime.periods import Periods
 
 SUBSCRIPTION_ACTIONS = ("extend", "suspend", "resume")
+# The configured backend changes only with a deployment: its capabilities are kept this long.
+CAPABILITIES_TTL_SECONDS = 60.0
 
 
 class ProvisionerClient(ServiceClient):
+    _capabilities: tuple[float, Reply[BackendCapabilities]] | None = None
+
     async def subscriptions(self, who: Who) -> Reply[SubscriptionList]:
         return await self.call(SubscriptionList, "GET", "/internal/subscriptions", who)
 
@@ -37,6 +45,23 @@ class ProvisionerClient(ServiceClient):
     async def access(self, who: Who, subscription_id: str) -> Reply[AccessOut]:
         path = f"/internal/subscriptions/{segment(subscription_id)}/access"
         return await self.call(AccessOut, "GET", path, who)
+
+    async def capabilities(self, who: Who) -> Reply[BackendCapabilities]:
+        """What the configured VPN backend enforces itself (devices, traffic), asked once a
+        minute."""
+        cached = self._capabilities
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        reply = await self.call(BackendCapabilities, "GET", "/internal/backend", who)
+        self._capabilities = (time.monotonic() + CAPABILITIES_TTL_SECONDS, reply)
+        return reply
+
+    async def remnawave_webhook(self, raw: bytes,
+                                headers: dict[str, str]) -> Reply[WebhookAck]:
+        """The Remnawave panel's delivery, as the exact bytes and headers it came with (the
+        provisioner checks its signature)."""
+        return await self.call(WebhookAck, "POST", "/internal/webhooks/remnawave",
+                               Anonymous(id="remnawave"), content=raw, headers=headers)
 
     async def set_auto_renew(self, who: Who, subscription_id: str,
                              body: AutoRenewBody) -> Reply[SubscriptionEnvelope]:

@@ -129,6 +129,14 @@ class Pages:
     async def subscriptions(self, caller: Caller) -> list[dict]:
         return (await self.clients.provisioner.subscriptions(caller)).json()["subscriptions"]
 
+    async def backend(self, caller: Caller | None = None) -> dict | None:
+        """What the VPN backend enforces (the plan pages promise only that); None while the
+        provisioner cannot say."""
+        try:
+            return (await self.clients.provisioner.capabilities(caller or ANONYMOUS)).json()
+        except ServiceUnavailable:
+            return None
+
     async def usage(self, caller: Caller, subscription_id: str) -> dict | None:
         """The subscription's use, or None while the panel cannot say (the page goes on)."""
         try:

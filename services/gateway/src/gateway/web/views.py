@@ -15,6 +15,8 @@ INVOICE_STATUSES = get_args(InvoiceStatus)
 SUBSCRIPTION_STATUSES = get_args(SubscriptionStatus)
 SERVER_BACKENDS = get_args(ServerBackend)
 SERVER_STATUSES = get_args(ServerStatus)
+# Running subscriptions: time counts and the access works (LIMITED: once its traffic renews).
+RUNNING = ("ACTIVE", "LIMITED")
 
 
 def _time(value: str | None) -> datetime | None:
@@ -25,7 +27,7 @@ def current(subscriptions: list[dict]) -> dict | None:
     """The subscription the dashboard is about: the active one ending last, else the latest."""
     if not subscriptions:
         return None
-    active = [s for s in subscriptions if s["status"] == "ACTIVE"]
+    active = [s for s in subscriptions if s["status"] in RUNNING]
     pool = active or subscriptions
     return max(pool, key=lambda s: s["expires_at"])
 
@@ -37,18 +39,19 @@ def renewal_due(subscription: dict | None, now: datetime | None = None) -> dict 
     """What the dashboard's renewal banner is about: a subscription that ends within
     `RENEWAL_BANNER_DAYS`, or has ended; None when there is nothing to say. `auto_renew`: the
     renewal will be tried, so the banner shows only if the balance is short."""
-    if subscription is None or subscription["status"] not in ("ACTIVE", "EXPIRED"):
+    if subscription is None or subscription["status"] not in (*RUNNING, "EXPIRED"):
         return None
     ends = _time(subscription["expires_at"])
     now = now or datetime.now(UTC)
-    if subscription["status"] == "ACTIVE" and ends - now > timedelta(days=RENEWAL_BANNER_DAYS):
+    running = subscription["status"] in RUNNING
+    if running and ends - now > timedelta(days=RENEWAL_BANNER_DAYS):
         return None
     auto = subscription.get("auto_renew") or {}
     plan_id = auto.get("plan_id") or subscription["plan_id"]
     plan_id = None if plan_id == "trial" else plan_id
     return {"expired": subscription["status"] == "EXPIRED", "expires_at": ends,
             "plan_id": plan_id, "auto_renew": bool(auto.get("enabled")) and plan_id is not None
-            and subscription["status"] == "ACTIVE",
+            and running,
             "pay_url": f"/app/buy/{plan_id}" if plan_id else "/app/buy"}
 
 

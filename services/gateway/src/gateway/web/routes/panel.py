@@ -33,7 +33,7 @@ async def dashboard(request: Request, caller: SignedIn):
     subscriptions, plans = await asyncio.gather(pages.subscriptions(caller), pages.plans(caller))
     subscription = views.current(subscriptions)
     usage = (await pages.usage(caller, subscription["id"])
-             if subscription and subscription["status"] == "ACTIVE" else None)
+             if subscription and subscription["status"] in views.RUNNING else None)
     renewal = views.renewal_due(subscription)
     if renewal is not None and renewal["auto_renew"]:
         cover = await pages.renewal_cover(caller, renewal["plan_id"])
@@ -80,7 +80,7 @@ async def trial(request: Request, caller: SignedIn, form: Form):
 @router.get("/access")
 async def access(request: Request, caller: SignedIn):
     pages = Pages(request)
-    active = [s for s in await pages.subscriptions(caller) if s["status"] == "ACTIVE"]
+    active = [s for s in await pages.subscriptions(caller) if s["status"] in views.RUNNING]
     configs = await asyncio.gather(*(pages.access(caller, s["id"]) for s in active))
     t = translator(request)
     items = [{"subscription": s, "access": a, "qr": qr_svg(a["access_url"], t("access.qr_title"))}
@@ -90,13 +90,17 @@ async def access(request: Request, caller: SignedIn):
 
 @router.get("/buy")
 async def choose_plan(request: Request, caller: SignedIn):
-    return render(request, "panel/buy_plans.html", plans=await Pages(request).plans(caller))
+    pages = Pages(request)
+    plans, backend = await asyncio.gather(pages.plans(caller), pages.backend(caller))
+    return render(request, "panel/buy_plans.html", plans=plans, backend=backend)
 
 
 async def _buy_options(pages: Pages, caller, plan_id: str) -> dict:
-    plan, options, balance = await asyncio.gather(
-        pages.plan(caller, plan_id), pages.payment_options(caller), pages.balance(caller))
-    return {"plan": plan, "options": options, "balance_usd": balance["balance_usd"]}
+    plan, options, balance, backend = await asyncio.gather(
+        pages.plan(caller, plan_id), pages.payment_options(caller), pages.balance(caller),
+        pages.backend(caller))
+    return {"plan": plan, "options": options, "balance_usd": balance["balance_usd"],
+            "backend": backend}
 
 
 @router.get("/buy/{plan_id}")

@@ -54,11 +54,13 @@ def _signed_in(request: Request, signed, url: str) -> RedirectResponse:
 
 @router.get("/")
 async def landing(request: Request, caller: OptionalCaller):
+    pages = Pages(request)
     try:
-        plans = await Pages(request).plans(caller)
+        plans = await pages.plans(caller)
     except ServiceUnavailable:
         plans = None
-    return render(request, "public/landing.html", plans=plans)
+    backend = await pages.backend(caller) if plans else None
+    return render(request, "public/landing.html", plans=plans, backend=backend)
 
 
 def _referral(request: Request) -> str:
