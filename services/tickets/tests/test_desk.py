@@ -219,3 +219,19 @@ async def test_close_from_the_topic_and_commands_land_once(api, db, pg):
     assert t["status"] == "CLOSED"
     assert [m["body"] for m in t["messages"] if m["kind"] == "NOTE"] == ["Only once"]
     assert (await events(pg, tid)).count("tickets.ticket.closed.v1") == 1
+
+
+async def test_open_tickets_are_counted_by_age(api, db, pg):
+    from prometheus_client import REGISTRY
+
+    from tickets.desk import sample_open_tickets
+
+    before = await sample_open_tickets(db)
+    tid = await open_ticket(api, new_user())
+    await pg.execute("UPDATE tickets.tickets SET created_at = now() - interval '5 hours'"
+                     " WHERE id = $1", tid)
+    after = await sample_open_tickets(db)
+    assert after["4h_24h"] == before["4h_24h"] + 1
+    assert REGISTRY.get_sample_value("tickets_open_by_age", {"age": "4h_24h"}) == after["4h_24h"]
+    await deliver(db, command(tid, "close"))
+    assert (await sample_open_tickets(db))["4h_24h"] == before["4h_24h"]

@@ -8,14 +8,18 @@ for a message to the customer.
 
 from __future__ import annotations
 
+import asyncio
+
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.telegram import SupportCommandReceivedV1
 from contracts.tickets import NoteAddedV1
 from runtime.clock import now
+from runtime.db import Database
 from runtime.errors import Conflict, NotFound
 from runtime.logging import get_logger
+from tickets.metrics import OPEN_TICKETS
 from tickets.models import CannedReply, Message, Ticket
 from tickets.repository import CannedReplyRepository, TicketRepository
 from tickets.service import (
@@ -30,7 +34,10 @@ from tickets.service import (
 
 log = get_logger(__name__)
 
-__all__ = ["SupportDesk", "language_of", "operator_ref", "support_desk"]
+__all__ = ["SupportDesk", "language_of", "operator_ref", "sample_open_tickets", "support_desk"]
+
+AGE_EDGES_HOURS = (1, 4, 24)
+AGE_LABELS = ("lt_1h", "1h_4h", "4h_24h", "gt_24h")
 
 
 def operator_ref(telegram_id: int) -> str:
@@ -157,3 +164,25 @@ class SupportDesk:
 
 
 support_desk = SupportDesk()
+
+
+async def sample_open_tickets(db: Database) -> dict[str, int]:
+    """Set the `tickets_open_by_age` gauge once; returns what it set."""
+    async with db.transaction() as s:
+        counts = await TicketRepository(s).open_by_age(AGE_EDGES_HOURS)
+    out = dict(zip(AGE_LABELS, counts, strict=True))
+    for label, value in out.items():
+        OPEN_TICKETS.labels(label).set(value)
+    return out
+
+
+async def open_tickets_sampler(db: Database, every: float = 30.0) -> None:
+    """The worker's loop around `sample_open_tickets` (a failed sample is logged, not fatal)."""
+    while True:
+        try:
+            await sample_open_tickets(db)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("open_tickets_sample_failed", error=str(exc)[:300])
+        await asyncio.sleep(every)

@@ -54,6 +54,23 @@ class TicketRepository:
             stmt = stmt.where(Ticket.status == status)
         return await keyset_page(self.session, stmt, Ticket, limit, cursor)
 
+    async def open_by_age(self, edges_hours: tuple[int, ...]) -> list[int]:
+        """How many tickets not closed were opened within each age band: below the first edge,
+        between each pair of edges, and above the last (len(edges_hours) + 1 counts)."""
+        age = sa.func.now() - Ticket.created_at
+        bands, lower = [], None
+        for edge in (*edges_hours, None):
+            cond = sa.true()
+            if lower is not None:
+                cond = sa.and_(cond, age >= sa.text(f"interval '{lower} hours'"))
+            if edge is not None:
+                cond = sa.and_(cond, age < sa.text(f"interval '{edge} hours'"))
+            bands.append(sa.func.count().filter(cond))
+            lower = edge
+        row = (await self.session.execute(
+            sa.select(*bands).where(Ticket.status != "CLOSED"))).one()
+        return [int(v) for v in row]
+
     def add(self, obj) -> None:
         self.session.add(obj)
 
