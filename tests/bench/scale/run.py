@@ -252,7 +252,7 @@ async def reconcile(env: dict[str, str], drift: int) -> dict:
                                        "WHERE ref = ANY($1::text[]) AND enabled", refs)
     finally:
         await conn.close()
-        await db.close()
+        await db.dispose()
     return {"accounts": accounts, "drift": len(refs), "repaired": repaired, "fixes": fixes,
             "seconds": seconds}
 
