@@ -18,8 +18,9 @@ ERRORS = {400: {"model": ErrorOut}, 503: {"model": ErrorOut}}
 
 @router.get("/kpis", response_model=KpisOut, responses=ERRORS)
 async def kpis(clients: Clients, caller: AdminCaller, periods: PeriodQuery):
-    """Every KPI per period: `from` and `to` (ISO dates, UTC; default the last 30 days up to
-    today), `granularity` `day` or `week` (ISO weeks from Monday); at most 366 periods."""
+    """Every KPI per period: `from` and `to` (ISO dates, UTC, from 1970-01-01 to 9998-12-31;
+    default the last 30 days up to today), `granularity` `day` or `week` (ISO weeks from
+    Monday). `from` after `to`, or more than 366 periods, is 400 `VALIDATION_ERROR`."""
     return {"series": (await Insight(clients).kpis(caller, periods))["series"]}
 
 
@@ -27,6 +28,7 @@ async def kpis(clients: Clients, caller: AdminCaller, periods: PeriodQuery):
     **ERRORS, 200: {"content": {"text/csv": {"schema": {"type": "string"}}},
                     "description": "The same series as CSV, a header row of the field names"}})
 async def kpis_csv(clients: Clients, caller: AdminCaller, periods: PeriodQuery):
+    """The same series as `GET /admin/kpis`, as CSV (same parameters and refusals)."""
     series = (await Insight(clients).kpis(caller, periods))["series"]
     name = f"kpis-{periods.first.isoformat()}-{periods.last.isoformat()}.csv"
     return Response(to_csv(series), media_type="text/csv; charset=utf-8",
