@@ -55,3 +55,17 @@ def test_a_note_never_reaches_the_customer(gateway_url, emulator_url, admin_clie
     admin_page = httpx.get(f"{gateway_url}/admin/tickets/{ticket_id}",
                            cookies=admin_client.cookies, timeout=15)
     assert secret_bot in admin_page.text and secret_api in admin_page.text
+
+    # CSAT: once the ticket is closed, the web page asks "How did we do?"; a score lands once
+    assert customer.post(f"/tickets/{ticket_id}/close").status_code == 200
+    page = httpx.get(f"{gateway_url}/app/tickets/{ticket_id}", cookies=customer.cookies,
+                     timeout=15)
+    assert 'data-testid="csat-form"' in page.text
+    r = customer.post(f"/tickets/{ticket_id}/rating", json={"score": 5, "comment": "Fast"})
+    assert r.status_code == 201 and r.json()["ticket"]["rating"] == 5, r.text
+    assert customer.post(f"/tickets/{ticket_id}/rating", json={"score": 1}).status_code == 409
+    page = httpx.get(f"{gateway_url}/app/tickets/{ticket_id}", cookies=customer.cookies,
+                     timeout=15)
+    assert 'data-testid="csat-given"' in page.text and "csat-form" not in page.text
+    staff = admin_client.get(f"/admin/tickets/{ticket_id}").json()["ticket"]
+    assert (staff["rating"], staff["rating_comment"]) == (5, "Fast")

@@ -235,3 +235,26 @@ async def test_open_tickets_are_counted_by_age(api, db, pg):
     assert REGISTRY.get_sample_value("tickets_open_by_age", {"age": "4h_24h"}) == after["4h_24h"]
     await deliver(db, command(tid, "close"))
     assert (await sample_open_tickets(db))["4h_24h"] == before["4h_24h"]
+
+
+async def test_a_closed_ticket_is_rated_once_by_its_owner(api):
+    user = new_user()
+    tid = await open_ticket(api, user)
+    r = await api.post(f"/internal/tickets/{tid}/rating", headers=who(user), json={"score": 5})
+    assert r.status_code == 409 and r.json()["details"]["reason"] == "not_closed"
+    assert (await api.post(f"/internal/tickets/{tid}/close", headers=who(user))).status_code == 200
+    other = await api.post(f"/internal/tickets/{tid}/rating", headers=who(new_user()),
+                           json={"score": 1})
+    assert other.status_code == 404  # another user's ticket is not found
+    for bad in ({"score": 0}, {"score": 6}, {"score": "5"}, {"score": 3, "comment": "\u200b"}):
+        r = await api.post(f"/internal/tickets/{tid}/rating", headers=who(user), json=bad)
+        assert r.status_code == 400 and r.json()["code"] == "VALIDATION_ERROR", bad
+    r = await api.post(f"/internal/tickets/{tid}/rating", headers=who(user),
+                       json={"score": 4, "comment": "Quick and kind"})
+    assert r.status_code == 201 and r.json()["ticket"]["rating"] == 4
+    again = await api.post(f"/internal/tickets/{tid}/rating", headers=who(user),
+                           json={"score": 1})
+    assert again.status_code == 409 and again.json()["details"]["reason"] == "already_rated"
+    staff = (await api.get(f"/internal/admin/tickets/{tid}",
+                           headers=who("s", "SUPPORT"))).json()["ticket"]
+    assert (staff["rating"], staff["rating_comment"]) == (4, "Quick and kind")

@@ -70,6 +70,18 @@ class SupportDesk:
                      assignee_name: str | None = None) -> Ticket:
         return await ticket_service.assign(session, ticket, assignee_id, assignee_name)
 
+    async def rate(self, session: AsyncSession, ticket: Ticket, score: int,
+                   comment: str | None) -> Ticket:
+        """The customer's CSAT score, once, on a closed ticket (a reopened ticket keeps the
+        score it was given)."""
+        if ticket.rating is not None:
+            raise Conflict("This ticket is already rated", {"reason": "already_rated"})
+        if ticket.status != CLOSED:
+            raise Conflict("Only a closed ticket can be rated", {"reason": "not_closed"})
+        ticket.rating, ticket.rating_comment, ticket.rated_at = score, comment, now()
+        await session.flush()
+        return ticket
+
     async def send_canned(self, session: AsyncSession, ticket: Ticket, name: str, *,
                           origin: str, external_ref: str | None = None,
                           author_id: str | None = None, author_name: str | None = None

@@ -29,6 +29,7 @@ from tickets.schemas import (
     MessageEnvelope,
     MessageOut,
     NoteCreate,
+    RatingCreate,
     TicketCreate,
     TicketEnvelope,
     TicketList,
@@ -50,10 +51,11 @@ async def _out(s: AsyncSession, ticket: Ticket, model=TicketOut, with_messages=T
     messages = (await TicketRepository(s).messages(ticket.id, notes=staff)
                 if with_messages else [])
     data = {c: getattr(ticket, c) for c in ("id", "subject", "status", "source", "created_at",
-                                             "last_message_at", "user_id")}
+                                             "last_message_at", "user_id", "rating")}
     data["messages"] = [MessageOut.model_validate(m, from_attributes=True) for m in messages]
     if staff:
         data["first_response_at"] = ticket.first_response_at
+        data["rating_comment"] = ticket.rating_comment
         data["assignee"] = ({"id": ticket.assignee_id, "name": ticket.assignee_name}
                             if ticket.assignee_id else None)
     return model.model_validate(data)
@@ -125,6 +127,14 @@ async def admin_close(ticket_id: str, s: Session, ident: Staff):
     await ticket_service.close(s, ticket, by_role=ident.role)
     return {"ticket": await _out(s, ticket, AdminTicketOut)}
 
+
+
+@router.post("/tickets/{ticket_id}/rating", status_code=201, response_model=TicketEnvelope)
+async def rate_ticket(ticket_id: str, body: RatingCreate, s: Session, ident: Ident):
+    """CSAT: the owner rates their closed ticket once (409 before it is closed, or again)."""
+    ticket = await ticket_service.get_visible(s, ident, ticket_id, for_update=True)
+    await support_desk.rate(s, ticket, body.score, body.comment)
+    return {"ticket": await _out(s, ticket)}
 
 
 @router.post("/admin/tickets/{ticket_id}/notes", status_code=201, response_model=MessageEnvelope)

@@ -37,6 +37,10 @@ class Ticket(Base):
     first_response_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
     # The customer's language as last seen ("en", "ru"): canned replies are sent in it.
     language: Mapped[str | None] = mapped_column(sa.Text)
+    # CSAT: the customer's 1-5 score after the ticket was closed, given once.
+    rating: Mapped[int | None] = mapped_column(sa.Integer)
+    rating_comment: Mapped[str | None] = mapped_column(sa.Text)
+    rated_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
 
     __table_args__ = (
         sa.Index("ix_tickets_user_created", "user_id", "created_at", "id"),

@@ -18,6 +18,7 @@ from contracts.public.tickets import (
     MessageEnvelope,
     MessageOut,
     NoteCreate,
+    RatingCreate,
     TicketCreate,
     TicketEnvelope,
     TicketList,
@@ -27,4 +28,5 @@ from contracts.public.tickets import (
 __all__ = ["AdminTicketEnvelope", "AdminTicketList", "AdminTicketOut", "AssignBody",
            "CannedReplyCreate", "CannedReplyDeleted", "CannedReplyEnvelope", "CannedReplyList",
            "CannedReplyOut", "CannedReplyUpdate", "MessageCreate", "MessageEnvelope", "MessageOut",
-           "NoteCreate", "TicketCreate", "TicketEnvelope", "TicketList", "TicketOut"]
+           "NoteCreate", "RatingCreate", "TicketCreate", "TicketEnvelope", "TicketList",
+           "TicketOut"]

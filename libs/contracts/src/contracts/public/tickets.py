@@ -18,8 +18,8 @@ Body = VisibleText(1, 4000)
 __all__ = ["AdminTicketEnvelope", "AdminTicketList", "AdminTicketOut", "AssignBody",
            "AssigneeOut", "AttachmentOut", "CannedReplyCreate", "CannedReplyDeleted",
            "CannedReplyEnvelope", "CannedReplyList", "CannedReplyOut", "CannedReplyUpdate",
-           "MessageCreate", "MessageEnvelope", "MessageOut", "NoteCreate", "TicketCreate",
-           "TicketEnvelope", "TicketList", "TicketOut", "TicketStatus"]
+           "MessageCreate", "MessageEnvelope", "MessageOut", "NoteCreate", "RatingCreate",
+           "TicketCreate", "TicketEnvelope", "TicketList", "TicketOut", "TicketStatus"]
 
 MessageKind = Literal["MESSAGE", "NOTE"]
 CannedName = VisibleText(1, 64)
@@ -60,6 +60,7 @@ class TicketOut(BaseModel):
     created_at: datetime
     last_message_at: datetime
     messages: list[MessageOut]
+    rating: int | None = None  # CSAT, 1-5, once the customer rated the closed ticket
 
 
 class AssigneeOut(BaseModel):
@@ -71,7 +72,12 @@ class AdminTicketOut(TicketOut):
     user_id: str
     assignee: AssigneeOut | None = None
     first_response_at: datetime | None = None
-    rating: int | None = None
+    rating_comment: str | None = None
+
+
+class RatingCreate(Strict):
+    score: int = Field(ge=1, le=5)
+    comment: VisibleText(1, 1000) | None = None
 
 
 class NoteCreate(Strict):

@@ -16,6 +16,7 @@ from contracts.public.tickets import (
     MessageCreate,
     MessageEnvelope,
     NoteCreate,
+    RatingCreate,
     TicketCreate,
     TicketEnvelope,
     TicketList,
@@ -57,6 +58,15 @@ async def add_message(ticket_id: str, body: MessageCreate, clients: Clients, lim
 @router.post("/tickets/{ticket_id}/close", response_model=TicketEnvelope)
 async def close_ticket(ticket_id: str, clients: Clients, caller: CurrentCaller):
     return (await clients.tickets.close(caller, ticket_id)).response()
+
+
+@router.post("/tickets/{ticket_id}/rating", status_code=201, response_model=TicketEnvelope)
+async def rate_ticket(ticket_id: str, body: RatingCreate, clients: Clients, limits: Limits,
+                      caller: CurrentCaller):
+    """CSAT: the owner rates their closed ticket once, 1-5 (409 before it is closed, or
+    again)."""
+    await limits.reply(caller.id, ticket_id)
+    return (await clients.tickets.rate(caller, ticket_id, body)).response()
 
 
 @admin.get("/tickets", response_model=AdminTicketList)

@@ -14,6 +14,7 @@ from contracts.public.tickets import (
     MessageCreate,
     MessageEnvelope,
     NoteCreate,
+    RatingCreate,
     TicketCreate,
     TicketEnvelope,
     TicketList,
@@ -98,3 +99,8 @@ class TicketsClient(ServiceClient):
     async def delete_canned(self, who: Who, reply_id: str) -> Reply[CannedReplyDeleted]:
         path = f"/internal/admin/canned-replies/{segment(reply_id)}"
         return await self.call(CannedReplyDeleted, "DELETE", path, who)
+
+    async def rate(self, who: Who, ticket_id: str, body: RatingCreate) -> Reply[TicketEnvelope]:
+        path = f"/internal/tickets/{segment(ticket_id)}/rating"
+        return await self.call(TicketEnvelope, "POST", path, who,
+                               json=body.model_dump(exclude_none=True))

@@ -22,6 +22,7 @@ router.include_router(signin.router)
 router.include_router(panel.router)
 router.include_router(admin.router)
 router.include_router(desk.router)
+router.include_router(desk.panel)
 router.include_router(public.fallback)
 
 

@@ -4,14 +4,28 @@ operators send with `/r <name>` (managed here, stored by the tickets service).""
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
+from pydantic import ValidationError
 
-from contracts.public.tickets import CannedReplyCreate, NoteCreate
+from contracts.public.tickets import CannedReplyCreate, NoteCreate, RatingCreate
 from gateway import desk
-from gateway.web.deps import Form, Staff
+from gateway.web.deps import Form, SignedIn, Staff
 from gateway.web.forms import FormInvalid, validate
 from gateway.web.rendering import WebRoute, render, see_other, translator
 
 router = APIRouter(prefix="/admin", route_class=WebRoute)
+panel = APIRouter(prefix="/app", route_class=WebRoute)
+
+
+@panel.post("/tickets/{ticket_id}/rating")
+async def rate_ticket(request: Request, caller: SignedIn, form: Form, ticket_id: str):
+    """CSAT from the customer's ticket page: "How did we do?", 1-5, once."""
+    try:
+        body = RatingCreate.model_validate(
+            {"score": int(form.get("score") or 0), "comment": form.get("comment") or None})
+    except (ValueError, ValidationError):
+        return see_other(f"/app/tickets/{ticket_id}?done=rating_invalid")
+    await request.app.state.clients.tickets.rate(caller, ticket_id, body)
+    return see_other(f"/app/tickets/{ticket_id}?done=rating_saved")
 
 
 @router.post("/tickets/{ticket_id}/notes")
