@@ -6,6 +6,7 @@ docs/06-adr/0008): its own figures per period, from its tickets and messages.
   messages so tickets answered before that column existed count too; a ticket counts in the
   period of that answer, and the period's figure is the median over those tickets, in whole
   seconds.
+* **CSAT**: tickets rated in the period (`rated_at`) and their mean score, 2 decimals.
 * **Open tickets** at a period's end: opened before it and not closed by then (a ticket closes
   with `closed_at`; one reopened later counts as open from its creation).
 """
@@ -18,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from runtime.periods import Periods
 from tickets.models import Message, Ticket
 
-FIGURES = ("opened", "closed", "answered", "open_tickets")
+FIGURES = ("opened", "closed", "answered", "open_tickets", "rated")
 
 
 class StatsRepository:
@@ -55,6 +56,13 @@ class StatsRepository:
             for p, count in await self.session.execute(stmt):
                 into[p][figure] = count
 
+        period = group(Ticket.rated_at).label("period")
+        stmt = (sa.select(period, sa.func.count(), sa.func.avg(Ticket.rating))
+                .where(Ticket.rated_at >= periods.since, Ticket.rated_at < periods.until)
+                .group_by(period))
+        for p, count, mean in await self.session.execute(stmt):
+            into[p].update(rated=count, csat_avg=round(float(mean), 2))
+
         answered = (sa.select(Message.ticket_id, sa.func.min(Message.created_at).label("at"))
                     .where(Message.author_role == "SUPPORT", Message.kind == "MESSAGE")
                     .group_by(Message.ticket_id)
@@ -71,4 +79,5 @@ class StatsRepository:
 
 
 def _empty(period) -> dict:
-    return {"period": period, **dict.fromkeys(FIGURES, 0), "median_first_response_s": None}
+    return {"period": period, **dict.fromkeys(FIGURES, 0), "median_first_response_s": None,
+            "csat_avg": None}

@@ -55,6 +55,8 @@ class TicketsStatsRow(BaseModel):
     answered: int = Field(description="Tickets whose first staff answer is in the period")
     median_first_response_s: int | None
     open_tickets: int = Field(description="Tickets open at the period's end")
+    rated: int = Field(0, description="Tickets the customer rated (CSAT) in the period")
+    csat_avg: float | None = Field(None, description="Their mean score (1-5), 2 decimals")
 
 
 class TicketsStatsOut(BaseModel):
