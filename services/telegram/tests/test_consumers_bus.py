@@ -37,7 +37,7 @@ CASES = {
     "ticket opened": (lambda u: Story(user_id=u).opened(), ["ticket_opened"], ["deliver_ticket"]),
     "message added": (lambda u: Story(user_id=u).message("Still slow")[0], ["ticket_message"],
                       ["deliver_ticket"]),
-    "status changed": (lambda u: Story(user_id=u).closed()[0], ["noop"], ["deliver_ticket"]),
+    "status changed": (lambda u: Story(user_id=u).closed()[0], ["topic_title"], ["deliver_ticket"]),
     "ticket closed": (lambda u: Story(user_id=u).closed()[1], ["ticket_closed"],
                       ["deliver_ticket"]),
     "activated": (lambda u: SubscriptionActivatedV1(

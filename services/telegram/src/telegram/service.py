@@ -31,7 +31,7 @@ from runtime.clock import now
 from runtime.db import Database
 from runtime.logging import get_logger
 from runtime.outbox import Outbox
-from telegram import shop
+from telegram import shop, texts
 from telegram.accounts import PAY_PREFIX, REFERRAL_PREFIX, SECRET_KINDS, Accounts
 from telegram.botapi import BotApi, TelegramError
 from telegram.config import Settings
@@ -106,8 +106,8 @@ def message_text(e: MessageAddedV1) -> str:
     return quoted("👤 Support (web panel):\n", e.body)
 
 
-def reply_text(e: MessageAddedV1) -> str:
-    return quoted(f"💬 Support replied to “{_esc(_line(e.subject))}”:\n\n", e.body)
+def reply_text(e: MessageAddedV1, lang: str = "en") -> str:
+    return quoted(texts.t(lang, "support_replied", subject=_line(e.subject)), e.body)
 
 
 @dataclass
@@ -142,10 +142,13 @@ class MirrorService:
                                                parse_mode="HTML"))
             if event.author_role == "SUPPORT":
                 link = await repo.link_for_user(event.user_id)
-                if link is not None:
+                # in the customer's language; nothing while they have blocked the bot
+                user = await ShopRepository(s).bot_user_by_chat(link.chat_id) if link else None
+                if link is not None and (user is None or user.bot_blocked_at is None):
+                    lang = texts.language_of(user.language, user.language_code) if user else "en"
                     ids.append(await repo.add_outgoing(
                         event_id=eid, ticket_id=event.ticket_id, chat_id=link.chat_id,
-                        kind="user_reply", seq=event.seq, text=reply_text(event),
+                        kind="user_reply", seq=event.seq, text=reply_text(event, lang),
                         parse_mode="HTML"))
         elif isinstance(event, TicketStatusChangedV1):
             await repo.ensure_thread(event.ticket_id, event.user_id, chat, None)
