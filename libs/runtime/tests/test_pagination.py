@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from runtime.errors import ValidationFailed
-from runtime.pagination import decode_cursor, decode_int_cursor, encode_cursor
+from runtime.pagination import decode_cursor, decode_id_cursor, decode_int_cursor, encode_cursor
 
 
 def _b64(raw: bytes) -> str:
@@ -44,3 +44,16 @@ def test_int_cursor():
 def test_int_cursor_out_of_range_or_not_ascii_digits_is_a_400(cursor):
     with pytest.raises(ValidationFailed):
         decode_int_cursor(cursor)
+
+
+def test_id_cursor():
+    assert decode_id_cursor(None) is None and decode_id_cursor("") is None
+    row_id = "0123456789abcdef0123456789abcdef"
+    assert decode_id_cursor(row_id) == row_id
+
+
+@pytest.mark.parametrize("cursor", ["9\u00da\U000823f5", "0123456789ABCDEF0123456789ABCDEF",
+                                    "0123456789abcdef0123456789abcde", "x" * 32, "'; --"])
+def test_id_cursor_other_than_a_row_id_is_a_400(cursor):
+    with pytest.raises(ValidationFailed):
+        decode_id_cursor(cursor)

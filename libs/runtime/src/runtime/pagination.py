@@ -46,6 +46,16 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     return parsed, ident
 
 
+def decode_id_cursor(cursor: str | None) -> str | None:
+    """A cursor that is the last row's id (32 lower-case hex digits): None when absent, 400
+    for anything else."""
+    if not cursor:
+        return None
+    if len(cursor) != 32 or not all(c in "0123456789abcdef" for c in cursor):
+        raise _invalid(cursor)
+    return cursor
+
+
 def decode_int_cursor(cursor: str | None) -> int | None:
     """A numeric cursor (a bigint id): None when absent, 400 unless ASCII digits within int64."""
     if not cursor:

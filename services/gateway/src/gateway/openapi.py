@@ -102,7 +102,10 @@ CURSOR = {"type": "string", "pattern": "^[A-Za-z0-9_=-]{0,512}$",
                          "first page). Any other value, even one matching the pattern, is "
                          "refused with 400 VALIDATION_ERROR."}
 # Fields of contracts.text.VisibleText: invisible characters are removed and something must show.
-VISIBLE_FIELDS = {"TicketCreate": ("subject", "body"), "MessageCreate": ("body",)}
+VISIBLE_FIELDS = {"TicketCreate": ("subject", "body"), "MessageCreate": ("body",),
+                  "NoteCreate": ("body",), "RatingCreate": ("comment",),
+                  "CannedReplyCreate": ("name", "body_en", "body_ru"),
+                  "CannedReplyUpdate": ("name", "body_en", "body_ru")}
 
 
 @cache

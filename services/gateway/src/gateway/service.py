@@ -35,6 +35,7 @@ from runtime.clock import now
 from runtime.db import Database
 from runtime.errors import Conflict, Forbidden, NotFound, Unauthenticated, ValidationFailed
 from runtime.outbox import Outbox
+from runtime.pagination import decode_id_cursor
 
 events = Outbox(outbox, producer="gateway", publishes=events_of("identity"))
 
@@ -228,7 +229,7 @@ class UserAdminService:
                      cursor: str | None) -> tuple[list[User], str | None]:
         """A page of users (by email prefix or id) and the next page's cursor."""
         async with db.transaction() as s:
-            users = await UserRepository(s).search(q, limit, cursor)
+            users = await UserRepository(s).search(q, limit, decode_id_cursor(cursor))
         return users[:limit], (users[limit - 1].id if len(users) > limit else None)
 
     async def emails(self, db: Database, user_ids: set[str]) -> dict[str, str]:

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from contracts.common import AuthorRole, MessageOrigin, TicketSource, TicketStatus
-from contracts.public.common import Strict
+from contracts.public.common import Strict, Whole
 from contracts.text import VisibleText
 
 # Ticket text: invisible characters removed, at least one visible character (contracts.text).
@@ -76,7 +76,7 @@ class AdminTicketOut(TicketOut):
 
 
 class RatingCreate(Strict):
-    score: int = Field(ge=1, le=5)
+    score: Whole = Field(ge=1, le=5)
     comment: VisibleText(1, 1000) | None = None
 
 
