@@ -1,13 +1,15 @@
 """`make test`: the whole suite in two phases, so it fits its time budget on a 2-core machine.
 
-1. Every test but the `serial` ones, on `TEST_WORKERS` pytest-xdist workers (whole files per
-   worker). Each worker takes its own TEST_SLOT (the run's slot plus the worker's number, see
-   the root `conftest.py`), so each has its own databases, Redis database, broker queues and,
-   for e2e files, its own stack.
+1. Every test but the `serial` and `browser` ones, on `TEST_WORKERS` pytest-xdist workers
+   (whole files per worker). Each worker takes its own TEST_SLOT (the run's slot plus the
+   worker's number, see the root `conftest.py`), so each has its own databases, Redis database,
+   broker queues and, for e2e files, its own stack.
 2. The `serial` tests alone: they restart the Postgres, RabbitMQ or Redis every worker shares.
+3. The `browser` tests, on the same workers: Playwright leaves an event loop running in its
+   process, so nothing asynchronous may run after them there.
 
-Both phases always run; the exit status is the first failure's. Arguments are passed to both
-phases (a path, `-k`, ...); a phase that selects no test is not a failure. Two workers run two
+Every phase runs; the exit status is the first failure's. Arguments are passed to each phase (a
+path, `-k`, ...); a phase that selects no test is not a failure. Two workers run two
 stacks at once, which needs more Postgres connections than its default 100: with fewer than
 `MIN_CONNECTIONS_PER_WORKER` per worker, phase 1 runs on one worker and says why.
 """
@@ -58,9 +60,10 @@ def pytest(*args: str) -> int:
 def main(argv: list[str]) -> int:
     n = workers()
     parallel = ["-n", str(n), "--dist", "loadfile"] if n > 1 else []
-    first = pytest(*parallel, "-m", "not serial", *argv)
+    first = pytest(*parallel, "-m", "not serial and not browser", *argv)
     second = pytest("-m", "serial", *argv)
-    return first or second
+    third = pytest(*parallel, "-m", "browser", *argv)
+    return first or second or third
 
 
 if __name__ == "__main__":

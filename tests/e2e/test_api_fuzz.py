@@ -57,11 +57,13 @@ def _report(result: subprocess.CompletedProcess) -> str:
     return (result.stdout + result.stderr)[-12000:]
 
 
+@pytest.mark.timeout(900)  # the CLI has 600 s; on a busy 2-core machine a run takes 3-5 min
 def test_api_as_customer(gateway_url, user_cookie):
     result = fuzz(gateway_url, user_cookie, "customer")
     assert result.returncode == 0, _report(result)
 
 
+@pytest.mark.timeout(900)
 def test_api_as_admin(gateway_url, admin_cookie):
     result = fuzz(gateway_url, admin_cookie, "admin")
     assert result.returncode == 0, _report(result)

@@ -11,6 +11,7 @@ BASE = {"name": "de-1", "location": "de-fra", "backend": "sandbox", "capacity": 
 @pytest.mark.parametrize("settings", [
     {"limit": 2**63},  # the answer's JSON encoder refuses integers past 64 bits
     {"limit": -(2**63) - 1},
+    {"limit": 3.0394553552016002e+246},  # JSONB gives it back as a 247-digit integer
     {"nested": [[[[[[[[[["too deep"]]]]]]]]]]},
 ])
 def test_settings_that_could_not_be_answered_back_are_refused(settings):

@@ -40,6 +40,8 @@ def _portable(value: Any, depth: int = 0) -> Any:
     if isinstance(value, float):
         if value != value or value in (float("inf"), float("-inf")):
             raise ValueError("settings numbers must be finite")
+        if abs(value) >= 2**63:  # stored as JSONB, 3e246 comes back as a 247-digit integer
+            raise ValueError("settings numbers must fit in 64 bits")
         return value
     if isinstance(value, list):
         return [_portable(v, depth + 1) for v in value]
