@@ -17,7 +17,7 @@ from provisioner.jobs import schedule_handlers
 from provisioner.models import SandboxAccount, Subscription, outbox
 from provisioner.service import ProvisioningService
 from runtime.faults import FaultSwitch
-from runtime.testing import test_slot
+from runtime.testing import test_slot as slot
 
 T0 = datetime(2026, 1, 10, 12, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -27,7 +27,7 @@ DAY = timedelta(days=1)
 async def faults():
     """The sandbox's fault switch under a key of its own (a Redis database that exists for
     every slot)."""
-    switch = FaultSwitch(f"redis://127.0.0.1:6379/{min(1 + test_slot(), 15)}",
+    switch = FaultSwitch(f"redis://127.0.0.1:6379/{min(1 + slot(), 15)}",
                          f"test-{uuid.uuid4().hex}:sandbox-faults")
     yield switch
     await switch.clear()

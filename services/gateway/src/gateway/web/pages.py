@@ -131,10 +131,10 @@ class Pages:
 
     async def backend(self, caller: Caller | None = None) -> dict | None:
         """What the VPN backend enforces (the plan pages promise only that); None while the
-        provisioner cannot say."""
+        provisioner cannot say (away, or refusing: the page then promises only the days)."""
         try:
             return (await self.clients.provisioner.capabilities(caller or ANONYMOUS)).json()
-        except ServiceUnavailable:
+        except AppError:
             return None
 
     async def usage(self, caller: Caller, subscription_id: str) -> dict | None:
