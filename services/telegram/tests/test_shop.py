@@ -510,3 +510,36 @@ async def test_a_support_reply_in_the_customers_language_and_none_while_blocked(
             Outgoing.chat_id == customer.tg, Outgoing.kind == "user_reply"))).scalar_one()
     assert replies == 1  # the first reply only
     assert not [m for m in await customer.messages() if "Ещё вопрос" in m.get("text", "")]
+
+
+async def test_the_access_message_follows_a_grant_that_comes_before_the_paid_event(
+        customer, standin, jobs, db) -> None:
+    """The provisioner's event and billing's travel apart: the grant may be told first."""
+    services, _ = standin
+    await customer.write("/buy")
+    msg = (await customer.screen())["message_id"]
+    for data in ("p:month", "o:0", "c"):
+        await customer.press(msg, data)
+    (invoice_id,) = [i for i, v in services.invoices.items() if v["user"] == customer.user_id]
+    services.invoices[invoice_id]["status"] = "PAID"
+    services.subs[customer.user_id] = [{
+        "id": "sub7", "plan_id": "month", "status": "ACTIVE",
+        "started_at": "2026-12-01T00:00:00Z", "expires_at": "2026-12-31T00:00:00Z",
+        "max_devices": 3}]
+    activated = SubscriptionActivatedV1(subscription_id="sub7", user_id=customer.user_id,
+                                        plan_id="month", invoice_id=invoice_id, started_at=T0,
+                                        expires_at=T0 + timedelta(days=30), max_devices=3)
+    await consume(customer, jobs, activated, "provisioner")
+    shown = await customer.messages()
+    assert shown[-2]["text"].startswith("🔑") and ACCESS_URL in shown[-2]["text"]
+    assert shown[-1]["photo"]
+    async with db.transaction() as s:
+        assert (await s.get(ShopInvoice, invoice_id)).access_sent is True
+    # billing's paid event after it edits the status line and sends no second access message
+    before = len([m for m in await customer.messages() if m.get("photo")])
+    plan = PlanSnapshot(plan_id="month", name="Month", duration_days=30, max_devices=3,
+                        price_usd="5.00")
+    await consume(customer, jobs, InvoicePaidV1(
+        invoice_id=invoice_id, user_id=customer.user_id, plan=plan, amount_usd="5.00",
+        asset="USDT", network="TRON", amount_asset="4", amount_paid_asset="4", paid_at=T0))
+    assert len([m for m in await customer.messages() if m.get("photo")]) == before

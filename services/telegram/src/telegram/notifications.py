@@ -136,7 +136,7 @@ class Notices:
         if text is not None:
             await calls.send(text, markup)
         if isinstance(event, SubscriptionActivatedV1 | SubscriptionExtendedV1):
-            await self._access_after_purchase(s, calls, lang, event.user_id)
+            await self._access_after_purchase(s, calls, lang, event.user_id, event.invoice_id)
         return calls.ids
 
     async def _invoice_status(self, s: AsyncSession, calls: Calls, lang: str, invoice_id: str,
@@ -153,9 +153,9 @@ class Notices:
                          invoice_markup(lang, invoice, status))
 
     async def _access_after_purchase(self, s: AsyncSession, calls: Calls, lang: str,
-                                     user_id: str) -> None:
+                                     user_id: str, invoice_id: str | None) -> None:
         """After a purchase in the bot, its access message, once."""
-        due = await ShopRepository(s).access_due(user_id)
+        due = await ShopRepository(s).access_due(user_id, invoice_id)
         if not due:
             return
         try:

@@ -218,10 +218,16 @@ class ShopRepository:
             stmt = stmt.with_for_update()
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
-    async def access_due(self, user_id: str) -> list[ShopInvoice]:
-        """Paid invoice messages of the user whose access message has not followed yet."""
+    async def access_due(self, user_id: str, invoice_id: str | None = None
+                         ) -> list[ShopInvoice]:
+        """Invoice messages of the user whose access message has not followed yet: the paid
+        ones, and `invoice_id`'s whatever its status line says (the grant's event may come
+        before billing's paid event)."""
+        paid = ShopInvoice.status == "PAID"
+        if invoice_id is not None:
+            paid = sa.or_(paid, ShopInvoice.invoice_id == invoice_id)
         stmt = (sa.select(ShopInvoice)
-                .where(ShopInvoice.user_id == user_id, ShopInvoice.status == "PAID",
+                .where(ShopInvoice.user_id == user_id, paid,
                        ShopInvoice.access_sent.is_(False))
                 .order_by(ShopInvoice.created_at).with_for_update())
         return list((await self.session.execute(stmt)).scalars())
