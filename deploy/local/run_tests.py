@@ -5,7 +5,7 @@
    worker's number, see the root `conftest.py`), so each has its own databases, Redis database,
    broker queues and, for e2e files, its own stack.
 2. The `serial` tests alone: they restart the Postgres, RabbitMQ or Redis every worker shares.
-3. The `browser` tests, on the same workers: Playwright leaves an event loop running in its
+3. The `browser` tests, on one worker: Playwright leaves an event loop running in its
    process, so nothing asynchronous may run after them there.
 
 Every phase runs; the exit status is the first failure's. Arguments are passed to each phase (a
@@ -62,7 +62,7 @@ def main(argv: list[str]) -> int:
     parallel = ["-n", str(n), "--dist", "loadfile"] if n > 1 else []
     first = pytest(*parallel, "-m", "not serial and not browser", *argv)
     second = pytest("-m", "serial", *argv)
-    third = pytest(*parallel, "-m", "browser", *argv)
+    third = pytest("-m", "browser", *argv)  # one stack: two migrating at once can collide
     return first or second or third
 
 
