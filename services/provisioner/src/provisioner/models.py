@@ -56,6 +56,10 @@ class Subscription(Base):
     # the seeded server adopts it).
     server_id: Mapped[str | None] = mapped_column(sa.Text)
     suspend_reason: Mapped[str | None] = mapped_column(sa.Text)
+    # The stable subscription link's token and its SHA-256 (both None: revoked); see
+    # `provisioner.links`.
+    link_token: Mapped[str | None] = mapped_column(sa.Text)
+    link_hash: Mapped[str | None] = mapped_column(sa.Text)
     # Expiry reminders (days before expiry) already sent for the current `expires_at`.
     reminders_sent: Mapped[list[int]] = mapped_column(ARRAY(sa.Integer), default=list,
                                                       server_default="{}")
@@ -72,6 +76,7 @@ class Subscription(Base):
         sa.Index("ix_subscriptions_status_expires", "status", "expires_at"),
         sa.Index("ix_subscriptions_created", "created_at", "id"),
         sa.Index("ix_subscriptions_server", "server_id", "status"),
+        sa.Index("uq_subscriptions_link_hash", "link_hash", unique=True),
         sa.Index("ix_subscriptions_auto_renew_due", "expires_at",
                  postgresql_where=sa.text("auto_renew_enabled AND status = 'ACTIVE'")),
     )
