@@ -45,6 +45,9 @@ class Ticket(Base):
     __table_args__ = (
         sa.Index("ix_tickets_user_created", "user_id", "created_at", "id"),
         sa.Index("ix_tickets_status_last", "status", "last_message_at"),
+        # the admin list's keyset order, with and without a status filter
+        sa.Index("ix_tickets_created", "created_at", "id"),
+        sa.Index("ix_tickets_status_created", "status", "created_at", "id"),
     )
 
 
