@@ -18,7 +18,7 @@ from runtime.faults import FaultSwitch
 from runtime.testing import database_fixtures, test_slot, unit_database_url
 
 TABLES = ["subscriptions", "grants", "backend_accounts", "user_blocks", "sandbox_vpn_accounts",
-          "outbox", "inbox", "servers"]
+          "outbox", "inbox", "servers", "moves"]
 
 
 def make_settings() -> Settings:

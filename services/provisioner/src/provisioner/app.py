@@ -11,6 +11,7 @@ from provisioner.config import Settings
 from provisioner.consumers import BILLING_QUEUE, IDENTITY_QUEUE
 from provisioner.endpoints import router
 from provisioner.jobs import PROVISION, SCHEDULES, ProvisionJobs, retry_failed_job
+from provisioner.moves import MoveService
 from provisioner.servers import ServerPool
 from provisioner.service import ProvisioningService
 from runtime.db import Database
@@ -27,6 +28,7 @@ def create_api(settings: Settings) -> FastAPI:
     app = internal_api(settings, db, on_close=[jobs.queue.close, pool.close, backend.close])
     app.state.service = ProvisioningService(backend, settings.auto_renew_hours_before, pool)
     app.state.jobs = jobs
+    app.state.moves = MoveService(pool)
     app.include_router(router)
     app.include_router(operations_router(Operations(
         settings, job_queues=[PROVISION, SCHEDULES],

@@ -7,10 +7,12 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 
 from contracts.public.insight import ProvisionerStatsOut
+from contracts.public.moves import DrainOut, LocationBody, LocationChange
 from contracts.public.servers import ServerCreate, ServerEnvelope, ServerList, ServerUpdate
 from provisioner.backends.remnawave import WebhookRejected, next_month_start, parse_webhook
 from provisioner.backends.sandbox import SandboxBackend
 from provisioner.jobs import list_failed_jobs, retry_failed_job
+from provisioner.moves import MoveService
 from provisioner.repository import ProvisioningRepository
 from provisioner.schemas import (
     AccessOut,
@@ -214,3 +216,40 @@ async def get_server(server_id: ServerId, s: Session, ident: Admin, svc: Service
 async def update_server(server_id: ServerId, body: ServerUpdate, s: Session, ident: Admin,
                         svc: Service):
     return {"server": await svc.pool.update(s, server_id, body)}
+
+
+# ---- moving an access (the customer's location, an admin's drain) ----------------------------
+async def _queued(enqueue) -> None:
+    """Queue the work just committed; if Redis refuses, the move sweep picks it up."""
+    try:
+        await enqueue
+    except Exception as exc:
+        log.warning("move_enqueue_failed", error=str(exc)[:200])
+
+
+@router.put("/subscriptions/{sub_id}/location", response_model=LocationChange,
+            responses={202: {"model": LocationChange}})
+async def change_location(sub_id: Annotated[str, Path(min_length=1, max_length=64)],
+                          body: LocationBody, request: Request, response: Response,
+                          ident: Ident):
+    """Move the caller's access to a server of `location_id` (`provisioner.moves`): 202 with
+    the move (started, or the one under way there), 200 with no move when it is there
+    already."""
+    moves: MoveService = request.app.state.moves
+    async with request.app.state.db.transaction() as s:
+        move, what = await moves.change_location(s, ident, sub_id, body.location_id, now())
+        out = await moves.view(s, move) if move is not None else None
+    if what == "started":
+        await _queued(request.app.state.jobs.move(move.id))
+    response.status_code = 200 if move is None else 202
+    return {"location_id": body.location_id, "move": out}
+
+
+@router.post("/admin/servers/{server_id}/drain", status_code=202, response_model=DrainOut)
+async def drain_server(server_id: ServerId, request: Request, ident: Admin):
+    """DRAINING now (no new placements); every access on it is moved off, then DISABLED."""
+    moves: MoveService = request.app.state.moves
+    async with request.app.state.db.transaction() as s:
+        out = await moves.drain(s, server_id, now())
+    await _queued(request.app.state.jobs.drain(server_id))
+    return out

@@ -10,7 +10,10 @@
   server with room, `expiry_sweep`, `expiry_reminders`,
   `renewal_sweep` (asks billing to charge due auto-renewals), `server_health` (probes every
   server of the pool), `reconciliation`, `limit_check`
-  (reads running subscriptions' usage: a used-up allowance makes one LIMITED, once)).
+  (reads running subscriptions' usage: a used-up allowance makes one LIMITED, once)),
+  `move_sweep` (resumes moves of an access left open and drains DRAINING servers,
+  `provisioner.moves`).
+* `provision` also runs `move_access` (one move, `move-<id>`) and `drain_server` (a drain pass).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from bullmq import Job
 from provisioner.backends import BackendError
 from provisioner.config import Settings
 from provisioner.metrics import ACTIVE_SUBSCRIPTIONS, PROVISION_LATENCY, PROVISIONS
+from provisioner.moves import MoveService
 from provisioner.repository import ProvisioningRepository
 from provisioner.servers import ServerPool
 from provisioner.service import (
@@ -38,7 +42,7 @@ from provisioner.stats import StatsRepository
 from runtime.clock import now
 from runtime.db import Database
 from runtime.errors import Conflict, NotFound
-from runtime.jobs import JobQueue, database_away
+from runtime.jobs import JobQueue, database_away, job_id
 from runtime.logging import get_logger
 
 log = get_logger(__name__)
@@ -83,6 +87,16 @@ class ProvisionJobs:
     async def user_block(self, user_id: str, changed_at: datetime) -> None:
         await self.queue.enqueue("sync_user_block", {"user_id": user_id},
                                  job_id=block_job_id(user_id, changed_at), **self.opts)
+
+    async def move(self, move_id: str) -> None:
+        await self.queue.enqueue("move_access", {"move_id": move_id},
+                                 job_id=job_id("move", move_id), **self.opts)
+
+    async def drain(self, server_id: str) -> None:
+        """A drain pass now (the move sweep goes on with it every run)."""
+        await self.queue.enqueue("drain_server", {"server_id": server_id},
+                                 job_id=job_id("drain", server_id, int(time.time() * 1000)),
+                                 attempts=1)
 
     async def failed(self, limit: int) -> list[Job]:
         return await self.queue.queue.getFailed(0, limit - 1)
@@ -262,6 +276,39 @@ async def list_failed_jobs(db: Database, jobs: ProvisionJobs, limit: int) -> lis
             grant = await repo.grant_by_job(str(job.id))
             out.append(failed_job_out(job, grant.status if grant else None))
     return out
+
+
+def move_handlers(db: Database, moves: MoveService, settings: Settings):
+    """`move_access` runs one move to its end (retried with backoff; what is left open is
+    resumed by `move_sweep`); `drain_server` runs a drain pass."""
+
+    async def move_access(job: Job, token: str = ""):
+        status = await moves.run(db, job.data["move_id"])
+        log.info("move_ran", move_id=job.data["move_id"], status=status)
+        return status
+
+    async def drain_server(job: Job, token: str = ""):
+        return await moves.drain_all(db, settings.sweep_batch)
+
+    return {"move_access": move_access, "drain_server": drain_server}
+
+
+def move_schedule_handlers(db: Database, moves: MoveService, settings: Settings):
+    async def move_sweep(job: Job, token: str = ""):
+        """Resume open moves their job left (a crash, attempts run out, waiting for room),
+        and go on draining every DRAINING server (DISABLED once drained)."""
+        cutoff = now() - timedelta(seconds=settings.provision_sweep_grace_seconds)
+        finished = await moves.resume(db, cutoff, settings.sweep_batch)
+        started = await moves.drain_all(db, settings.sweep_batch)
+        if finished or started:
+            log.info("move_sweep", finished=finished, started=started)
+        return {"finished": finished, "started": started}
+
+    return {"move_sweep": move_sweep}
+
+
+def move_schedules(queue: JobQueue, settings: Settings) -> list[tuple[JobQueue, str, int, str]]:
+    return [(queue, "move_sweep", settings.provision_sweep_seconds * 1000, "move_sweep")]
 
 
 def server_schedule_handlers(pool: ServerPool):

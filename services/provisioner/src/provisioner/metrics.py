@@ -52,3 +52,13 @@ SERVER_UP = Gauge(
     "provisioner_server_up",
     "1 when a server of the pool answered its last health check, 0 when it did not", ["server"],
 )
+MOVES = Counter(
+    "provisioner_moves_total",
+    "Steps of moves of an access to another server (started, waiting, switched, done, "
+    "canceled, failed) by reason (LOCATION, DRAIN)", ["reason", "step"],
+)
+MOVES_OPEN = Gauge(
+    "provisioner_moves_open",
+    "Moves not done yet by status (WAITING: no server with room; PENDING; SWITCHED: the old "
+    "account not revoked yet), sampled by the provision sweep", ["status"],
+)

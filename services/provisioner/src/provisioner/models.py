@@ -3,7 +3,7 @@
 Domain: subscriptions (one per user), grants (one row per applied invoice or admin extension;
 `invoice_id` is unique, so an invoice is applied at most once), backend accounts (what we believe
 exists on the VPN backend), user blocks (the latest block state seen from identity events),
-servers (the pool accounts are placed on).
+servers (the pool accounts are placed on), moves (an access moving to another server).
 The sandbox VPN backend keeps its accounts in `sandbox_vpn_accounts`: it stands in for an
 external system, so it is written in its own transactions, never in the domain's.
 """
@@ -165,6 +165,45 @@ class Server(Base):
     __table_args__ = (sa.Index("ix_servers_location_status", "location", "status"),)
 
 
+class Move(Base):
+    """Moving one subscription's access to another server, exactly once (`provisioner.moves`):
+    WAITING (no server with room yet) → PENDING (the target chosen, its room held) → SWITCHED
+    (the account on the target exists and the subscription points to it) → DONE (the old
+    account revoked); CANCELED when the subscription ended before a target was found. At most
+    one open move per subscription."""
+
+    __tablename__ = "moves"
+
+    id: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    subscription_id: Mapped[str] = mapped_column(sa.Text)
+    user_id: Mapped[str] = mapped_column(sa.Text)
+    reason: Mapped[str] = mapped_column(sa.Text)  # LOCATION (the customer) | DRAIN (an admin)
+    # The location asked for (LOCATION); None: the drained server's, else anywhere with room.
+    location: Mapped[str | None] = mapped_column(sa.Text)
+    from_server_id: Mapped[str | None] = mapped_column(sa.Text)
+    from_ref: Mapped[str] = mapped_column(sa.Text)
+    to_server_id: Mapped[str | None] = mapped_column(sa.Text)
+    to_ref: Mapped[str | None] = mapped_column(sa.Text)
+    status: Mapped[str] = mapped_column(sa.Text)
+    attempts: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
+    actor_id: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    switched_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    done_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+
+    __table_args__ = (
+        sa.Index("uq_moves_open_subscription", "subscription_id", unique=True,
+                 postgresql_where=sa.text("status IN ('WAITING', 'PENDING', 'SWITCHED')")),
+        sa.Index("ix_moves_open", "status", "updated_at",
+                 postgresql_where=sa.text("status IN ('WAITING', 'PENDING', 'SWITCHED')")),
+        sa.Index("ix_moves_to_server", "to_server_id",
+                 postgresql_where=sa.text("status = 'PENDING'")),
+        sa.Index("ix_moves_from_server", "from_server_id", "status"),
+    )
+
+
 class UserBlock(Base):
     """The newest block state of a user seen in identity events, and whether it was applied."""
 
@@ -183,6 +222,9 @@ class SandboxAccount(Base):
     __tablename__ = "sandbox_vpn_accounts"
 
     ref: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    # Which sandbox "server" holds it: '' for the seeded one (`VPN_BACKEND=sandbox`), else the
+    # pool server's id, so each sandbox server of the pool answers for its own accounts.
+    server: Mapped[str] = mapped_column(sa.Text, default="", server_default="")
     secret: Mapped[str] = mapped_column(sa.Text)
     enabled: Mapped[bool] = mapped_column(sa.Boolean)
     expires_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))

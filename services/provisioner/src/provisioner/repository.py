@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from provisioner.models import BackendAccount, Grant, Server, Subscription, UserBlock
+from provisioner.models import BackendAccount, Grant, Move, Server, Subscription, UserBlock
 from runtime.db import Database
 from runtime.pagination import keyset_page
 
@@ -113,11 +113,23 @@ class ProvisioningRepository:
         return await self._one(sa.select(Subscription).where(Subscription.provision_ref == ref),
                                False)
 
-    async def all_for_reconciliation(self) -> list[Subscription]:
-        return list((await self.session.execute(sa.select(Subscription))).scalars())
+    async def all_for_reconciliation(self, server_id: str | None = None
+                                     ) -> list[Subscription]:
+        """Every subscription, or those whose access lives on `server_id`."""
+        stmt = sa.select(Subscription)
+        if server_id is not None:
+            stmt = stmt.where(Subscription.server_id == server_id)
+        return list((await self.session.execute(stmt)).scalars())
 
-    async def ref_known(self, ref: str) -> bool:
+    async def ref_known(self, ref: str, server_id: str | None = None) -> bool:
+        """A subscription's access is the account `ref` (on `server_id`, when given), or a
+        move to `server_id` is creating it."""
         stmt = sa.select(sa.literal(1)).where(Subscription.provision_ref == ref)
+        if server_id is not None:
+            stmt = stmt.where(Subscription.server_id == server_id)
+            moving = sa.select(sa.literal(1)).where(
+                Move.to_ref == ref, Move.to_server_id == server_id, Move.status == "PENDING")
+            stmt = stmt.union_all(moving)
         return (await self.session.execute(stmt)).first() is not None
 
     # grants
@@ -227,14 +239,18 @@ class ServerRepository:
         return list((await self.session.execute(stmt)).scalars())
 
     async def loads(self, server_ids: list[str]) -> dict[str, int]:
-        """How many running subscriptions each server holds (read after its lock is taken, so
-        every placement committed before is counted)."""
+        """How many running subscriptions each server holds, and the room moves to it hold
+        until they switch (read after its lock is taken, so every placement committed before
+        is counted)."""
         if not server_ids:
             return {}
-        stmt = (sa.select(Subscription.server_id, sa.func.count())
+        subs = (sa.select(Subscription.server_id.label("sid"))
                 .where(Subscription.server_id.in_(server_ids),
-                       Subscription.status.in_(HOLDING))
-                .group_by(Subscription.server_id))
+                       Subscription.status.in_(HOLDING)))
+        moving = (sa.select(Move.to_server_id.label("sid"))
+                  .where(Move.to_server_id.in_(server_ids), Move.status == "PENDING"))
+        held = sa.union_all(subs, moving).subquery()
+        stmt = sa.select(held.c.sid, sa.func.count()).group_by(held.c.sid)
         return {sid: n for sid, n in (await self.session.execute(stmt)).all()}
 
     async def insert_if_absent(self, **values) -> str:
@@ -276,3 +292,67 @@ class SubscriptionReader:
 
     async def own(self, user_id: str) -> list[dict]:
         return [dict(r) for r in await self.db.fetch(self.OWN, user_id)]
+
+
+OPEN_MOVES = ("WAITING", "PENDING", "SWITCHED")
+
+
+class MoveRepository:
+    """Moves of an access to another server (`provisioner.moves`)."""
+
+    def __init__(self, session: AsyncSession):
+        self.session = session
+
+    async def get(self, move_id: str, *, for_update: bool = False) -> Move | None:
+        stmt = sa.select(Move).where(Move.id == move_id)
+        if for_update:
+            stmt = stmt.with_for_update().execution_options(populate_existing=True)
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def open_for(self, subscription_id: str) -> Move | None:
+        stmt = sa.select(Move).where(Move.subscription_id == subscription_id,
+                                     Move.status.in_(OPEN_MOVES))
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def unmoved_on(self, server_id: str, limit: int) -> list[tuple[str, str]]:
+        """(subscription, user) of up to `limit` subscriptions holding room on `server_id`
+        with no open move."""
+        open_move = sa.select(sa.literal(1)).where(Move.subscription_id == Subscription.id,
+                                                   Move.status.in_(OPEN_MOVES))
+        stmt = (sa.select(Subscription.id, Subscription.user_id)
+                .where(Subscription.server_id == server_id, Subscription.status.in_(HOLDING),
+                       ~open_move.exists())
+                .order_by(Subscription.id).limit(limit))
+        return [(r.id, r.user_id) for r in (await self.session.execute(stmt)).all()]
+
+    async def progress(self, server_id: str) -> dict[str, int]:
+        """What a drain of `server_id` has left: subscriptions it holds, and the open moves off
+        it by status."""
+        holding = await self.session.scalar(
+            sa.select(sa.func.count()).select_from(Subscription)
+            .where(Subscription.server_id == server_id, Subscription.status.in_(HOLDING)))
+        rows = (await self.session.execute(
+            sa.select(Move.status, sa.func.count())
+            .where(Move.from_server_id == server_id, Move.status.in_(OPEN_MOVES))
+            .group_by(Move.status))).all()
+        out = {"holding": int(holding or 0)}
+        out.update({status.lower(): 0 for status in OPEN_MOVES})
+        out.update({status.lower(): n for status, n in rows})
+        return out
+
+    async def due(self, older_than: datetime, limit: int) -> list[str]:
+        """Open moves not advanced since `older_than` (their job lost, failed or out of
+        attempts; WAITING ones waiting for room), the least recently tried first."""
+        stmt = (sa.select(Move.id).where(Move.status.in_(OPEN_MOVES),
+                                         Move.updated_at < older_than)
+                .order_by(Move.updated_at, Move.id).limit(limit))
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def open_counts(self) -> dict[str, int]:
+        rows = (await self.session.execute(
+            sa.select(Move.status, sa.func.count()).where(Move.status.in_(OPEN_MOVES))
+            .group_by(Move.status))).all()
+        return {status: 0 for status in OPEN_MOVES} | dict(rows)
+
+    def add(self, move: Move) -> None:
+        self.session.add(move)

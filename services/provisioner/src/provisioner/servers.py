@@ -186,24 +186,31 @@ class ServerPool:
 
     # ---- placement --------------------------------------------------------------------------
     async def place(self, s: AsyncSession, location: str | None = None,
-                    prefer: str | None = None) -> Server:
+                    prefer: str | None = None, *, exclude: str | None = None,
+                    anywhere: bool = False) -> Server:
         """The server a subscription goes to (locked until the caller commits): `prefer` when
-        it still takes placements and has room, else the least loaded one with room."""
+        it still takes placements and has room, else the least loaded one with room; never
+        `exclude` (the server a move leaves); `anywhere`: in any location, `location`'s first
+        (every candidate locked at once, in id order, so it never deadlocks a placement)."""
         await self.seed()
         location = location or self.default_location
         repo = ServerRepository(s)
-        candidates = await repo.lock_placeable(location)
+        candidates = [c for c in await repo.lock_placeable(None if anywhere else location)
+                      if c.id != exclude]
         loads = await repo.loads([c.id for c in candidates])
         with_room = [c for c in candidates if loads.get(c.id, 0) < c.capacity]
+        if anywhere and location:
+            with_room = [c for c in with_room if c.location == location] or with_room
+        where = None if anywhere else location
         if not with_room:
             PLACEMENTS.labels("waiting").inc()
-            POOL_FULL.labels(location or "any").set(1)
-            log.warning("server_pool_full", location=location)
-            raise PoolFull(location)
+            POOL_FULL.labels(where or "any").set(1)
+            log.warning("server_pool_full", location=where)
+            raise PoolFull(where)
         chosen = next((c for c in with_room if c.id == prefer), None) or min(
             with_room, key=lambda c: (loads.get(c.id, 0) / max(c.capacity, 1), c.id))
         PLACEMENTS.labels("placed").inc()
-        POOL_FULL.labels(location or "any").set(0)
+        POOL_FULL.labels(where or "any").set(0)
         SERVER_LOAD.labels(chosen.name).set(loads.get(chosen.id, 0) + 1)
         return chosen
 

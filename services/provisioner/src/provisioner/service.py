@@ -44,7 +44,7 @@ from provisioner.backends import AccessDetails, AccountMissing, BackendError, Vp
 from provisioner.backends.base import REF_PREFIX, Usage
 from provisioner.metrics import LIFECYCLE, RECONCILIATION_FIXES
 from provisioner.models import Grant, Subscription, UserBlock, outbox
-from provisioner.repository import ProvisioningRepository, SubscriptionReader
+from provisioner.repository import ProvisioningRepository, ServerRepository, SubscriptionReader
 from provisioner.servers import PoolFull, ServerPool
 from runtime.clock import now
 from runtime.db import Database
@@ -918,12 +918,41 @@ class ProvisioningService:
         return placed
 
     async def reconcile(self, db: Database, ts: datetime) -> dict[str, int]:
-        """Compare subscriptions with the backend's accounts and repair drift."""
-        remote = await self.backend.accounts()
+        """Compare subscriptions with the accounts of every server and repair drift: a
+        running subscription's missing or disabled account is (re-)created on its server, an
+        ended one's is disabled, and an enabled account of ours that no subscription points
+        to on that server (an orphan, or what a crashed move left behind) is revoked. A server
+        that does not answer is skipped (`unreachable`); a DISABLED one is looked at only
+        while subscriptions still point to it."""
+        fixes: Counter[str] = Counter()
+        for server_id, name, backend in await self._reconciled_servers(db):
+            try:
+                remote = await backend.accounts()
+            except Exception as exc:
+                fixes["unreachable"] += 1
+                log.warning("reconciliation_server_unreachable", server=name,
+                            error=str(exc)[:300])
+                continue
+            await self._reconcile_server(db, ts, server_id, backend, remote, fixes)
+        return dict(fixes)
+
+    async def _reconciled_servers(self, db: Database
+                                  ) -> list[tuple[str | None, str, VpnBackend]]:
+        if self.pool is None:
+            return [(None, self.backend.name, self.backend)]
+        await self.pool.seed()
+        async with db.transaction() as s:
+            servers = await ServerRepository(s).all()
+            held = await ServerRepository(s).loads([x.id for x in servers])
+        return [(x.id, x.name, self.pool.driver_for(x)) for x in servers
+                if x.status != "DISABLED" or held.get(x.id)]
+
+    async def _reconcile_server(self, db: Database, ts: datetime, server_id: str | None,
+                                backend: VpnBackend, remote: dict[str, bool],
+                                fixes: Counter[str]) -> None:
         async with db.transaction() as s:
             subs = [(x.id, x.user_id, x.provision_ref, x.status, x.expires_at)
-                    for x in await ProvisioningRepository(s).all_for_reconciliation()]
-        fixes: Counter[str] = Counter()
+                    for x in await ProvisioningRepository(s).all_for_reconciliation(server_id)]
         known = {ref for _, _, ref, _, _ in subs}
         for sub_id, user_id, ref, status, expires_at in subs:
             if status == ACTIVE and expires_at <= ts:
@@ -937,7 +966,8 @@ class ProvisioningService:
                     repo = ProvisioningRepository(s)
                     await repo.lock_user(user_id)
                     sub = await repo.subscription(sub_id, for_update=True)
-                    if sub is None or (sub.status == ACTIVE and sub.expires_at <= ts):
+                    if (sub is None or (sub.status == ACTIVE and sub.expires_at <= ts)
+                            or sub.provision_ref != ref):  # moved meanwhile
                         continue
                     await self._apply_backend(s, sub, ts)
             except Exception as exc:
@@ -955,11 +985,13 @@ class ProvisioningService:
                 async with db.transaction() as s:
                     repo = ProvisioningRepository(s)
                     await repo.lock_ref(ref)
-                    if await repo.ref_known(ref):  # its first grant committed meanwhile
+                    # its first grant, or a move switching to it, committed meanwhile
+                    if await repo.ref_known(ref, server_id):
                         continue
-                    await self.backend.disable(ref)
-                    await repo.record_account(backend=self.backend.name, ref=ref,
-                                              subscription_id=None, state="DISABLED", now=ts)
+                    await backend.disable(ref)
+                    await repo.record_account(backend=backend.name, ref=ref,
+                                              subscription_id=None, state="DISABLED", now=ts,
+                                              server_id=server_id)
             except Exception as exc:
                 fixes["failed"] += 1
                 log.warning("reconciliation_fix_failed", ref=ref, kind="orphan_disabled",
@@ -968,4 +1000,3 @@ class ProvisioningService:
             fixes["orphan_disabled"] += 1
             RECONCILIATION_FIXES.labels("orphan_disabled").inc()
             log.warning("reconciliation_fixed", ref=ref, kind="orphan_disabled")
-        return dict(fixes)

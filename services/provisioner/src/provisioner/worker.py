@@ -14,12 +14,16 @@ from provisioner.jobs import (
     PROVISION,
     SCHEDULES,
     ProvisionJobs,
+    move_handlers,
+    move_schedule_handlers,
+    move_schedules,
     provision_handlers,
     schedule_handlers,
     schedules,
     server_schedule_handlers,
     server_schedules,
 )
+from provisioner.moves import MoveService
 from provisioner.servers import ServerPool
 from provisioner.service import ProvisioningService, events
 from runtime.jobs import JobQueue, JobWorker
@@ -31,6 +35,7 @@ async def build_worker(ctx: WorkerContext) -> None:
     backend = build_backend(settings, ctx.db)
     pool = ServerPool(ctx.db, settings, backend)
     service = ProvisioningService(backend, settings.auto_renew_hours_before, pool)
+    moves = MoveService(pool)
     jobs = ProvisionJobs(JobQueue(PROVISION, settings.redis_url, settings.jobs_prefix), settings)
     sweeps = JobQueue(SCHEDULES, settings.redis_url, settings.jobs_prefix)
     ctx.queues += [jobs.queue, sweeps]
@@ -40,12 +45,15 @@ async def build_worker(ctx: WorkerContext) -> None:
     ctx.subscriptions.append(build_billing_subscription(ctx.db, service, jobs, gate))
     ctx.subscriptions.append(build_identity_subscription(ctx.db, service, jobs))
     ctx.job_workers.append(JobWorker(PROVISION, settings.redis_url,
-                                     provision_handlers(ctx.db, service),
+                                     {**provision_handlers(ctx.db, service),
+                                      **move_handlers(ctx.db, moves, settings)},
                                      concurrency=settings.provision_concurrency,
                                      prefix=settings.jobs_prefix))
     ctx.job_workers.append(JobWorker(SCHEDULES, settings.redis_url,
                                      {**schedule_handlers(ctx.db, service, jobs, settings),
-                                      **server_schedule_handlers(pool)},
+                                      **server_schedule_handlers(pool),
+                                      **move_schedule_handlers(ctx.db, moves, settings)},
                                      concurrency=2, prefix=settings.jobs_prefix))
-    ctx.schedules += schedules(sweeps, settings) + server_schedules(sweeps, settings)
+    ctx.schedules += (schedules(sweeps, settings) + server_schedules(sweeps, settings)
+                      + move_schedules(sweeps, settings))
     ctx.on_close += [pool.close, backend.close]

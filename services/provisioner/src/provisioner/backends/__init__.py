@@ -55,7 +55,7 @@ def build_server_backend(kind: str, base_url: str | None, options: dict, credent
     """The driver of one server of the pool, from its row (options and decrypted credentials);
     what a row does not say (timeouts, the default data limit) comes from the settings. Sandbox
     servers share one simulated store, each with a fault switch of its own (so one of them can
-    be told to fail)."""
+    be told to fail) and its own accounts."""
     limit, timeout = settings.vpn_data_limit_bytes, settings.vpn_timeout_seconds
     if kind == "outline":
         from provisioner.backends.outline import OutlineBackend
@@ -89,7 +89,7 @@ def build_server_backend(kind: str, base_url: str | None, options: dict, credent
                                              f"{server_id}")
     return SandboxBackend(db, host=options.get("host") or settings.sandbox_vpn_host,
                           port=int(options.get("port") or settings.sandbox_vpn_port),
-                          faults=faults, data_limit_bytes=limit)
+                          faults=faults, data_limit_bytes=limit, server=server_id)
 
 
 def sandbox_faults_key(settings: Settings, env_backend: VpnBackend) -> str:

@@ -1,7 +1,9 @@
 """The built-in sandbox VPN backend (the default): no outside server, well-formed fake keys.
 
-Its "server" state lives in the `sandbox_vpn_accounts` table and is written on its own
-connections (one statement each, or a short transaction), exactly as a remote server would be
+Its "server" state lives in the `sandbox_vpn_accounts` table (each account marked with the
+sandbox server holding it: every sandbox server of the pool sees only its own) and is written
+on its own connections (one statement each, or a short transaction), exactly as a remote server
+would be
 changed independently of our domain transaction. Failures can be injected (the internal
 `/internal/sandbox/faults` endpoint; kept in Redis by `runtime.faults`, never in the
 provisioning schema), so retry and failure paths run without a real backend.
@@ -41,8 +43,10 @@ class SandboxBackend(VpnBackend):
     enforces_traffic = True
 
     def __init__(self, db: Database, *, host: str, port: int, faults: FaultSwitch,
-                 data_limit_bytes: int = 0):
+                 data_limit_bytes: int = 0, server: str = ""):
         self.db = db
+        # The sandbox "server" it is: its accounts are apart from every other one's.
+        self.server = server
         self.host = host
         self.port = port
         self.faults = faults
@@ -55,8 +59,10 @@ class SandboxBackend(VpnBackend):
 
     UPSERT = (
         "INSERT INTO sandbox_vpn_accounts (ref, secret, enabled, expires_at, max_devices,"
-        " data_limit_bytes, created_at, updated_at) VALUES ($1, $2, true, $3, $4, $5, $6, $6)"
+        " data_limit_bytes, created_at, updated_at, server)"
+        " VALUES ($1, $2, true, $3, $4, $5, $6, $6, $7)"
         " ON CONFLICT (ref) DO UPDATE SET enabled = true, expires_at = EXCLUDED.expires_at,"
+        " server = EXCLUDED.server,"
         " max_devices = EXCLUDED.max_devices, data_limit_bytes = EXCLUDED.data_limit_bytes,"
         " updated_at = EXCLUDED.updated_at,"
         # a used-up allowance (by the old limit or the new one) is reset, as the panels do
@@ -73,20 +79,20 @@ class SandboxBackend(VpnBackend):
         await self._injected_fault("ensure_active")
         limit = data_limit_bytes if data_limit_bytes is not None else self.data_limit_bytes
         await self.db.execute(self.UPSERT, ref, secrets.token_urlsafe(16), expires_at,
-                              max_devices, limit, datetime.now(UTC))
+                              max_devices, limit, datetime.now(UTC), self.server)
 
     @operation("disable")
     async def disable(self, ref: str) -> None:
         await self._injected_fault("disable")
         async with self.db.transaction() as s:
-            await s.execute(sa.update(SandboxAccount).where(SandboxAccount.ref == ref)
+            await s.execute(sa.update(SandboxAccount).where(SandboxAccount.ref == ref,
+                                                            SandboxAccount.server == self.server)
                             .values(enabled=False, updated_at=datetime.now(UTC)))
 
     @operation("access")
     async def access(self, ref: str) -> AccessDetails:
         await self._injected_fault("access")
-        async with self.db.transaction() as s:
-            acc = await s.get(SandboxAccount, ref)
+        acc = await self._account(ref)
         if acc is None:
             raise AccountMissing(self.name, "access", "no such account", status=404)
         userinfo = base64.urlsafe_b64encode(f"{METHOD}:{acc.secret}".encode()).decode().rstrip("=")
@@ -99,10 +105,18 @@ class SandboxBackend(VpnBackend):
     async def usage(self, ref: str) -> Usage:
         """Its limits, and the traffic "used" when the control API set some (else unknown)."""
         await self._injected_fault("usage")
-        async with self.db.transaction() as s:
-            acc = await s.get(SandboxAccount, ref)
+        acc = await self._account(ref)
         if acc is None:
             raise AccountMissing(self.name, "usage", "no such account", status=404)
+        return self._usage_of(acc)
+
+    async def _account(self, ref: str) -> SandboxAccount | None:
+        async with self.db.transaction() as s:
+            acc = await s.get(SandboxAccount, ref)
+        return acc if acc is not None and acc.server == self.server else None
+
+    @staticmethod
+    def _usage_of(acc: SandboxAccount) -> Usage:
         limit = acc.data_limit_bytes
         return Usage(used_bytes=acc.used_bytes or None, limit_bytes=limit,
                      devices_limit=acc.max_devices,
@@ -114,7 +128,8 @@ class SandboxBackend(VpnBackend):
         async with self.db.transaction() as s:
             rows = (await s.execute(
                 sa.select(SandboxAccount.ref, SandboxAccount.enabled)
-                .where(SandboxAccount.ref.startswith(REF_PREFIX)))).all()
+                .where(SandboxAccount.ref.startswith(REF_PREFIX),
+                       SandboxAccount.server == self.server))).all()
         return {r.ref: r.enabled for r in rows}
 
     # control API of the sandbox "server" (used by tests and local runs)
@@ -125,12 +140,13 @@ class SandboxBackend(VpnBackend):
     async def set_used(self, ref: str, used_bytes: int) -> Usage:
         """Control API: the traffic the account has used (at its allowance: limited)."""
         async with self.db.transaction() as s:
-            found = await s.execute(sa.update(SandboxAccount).where(SandboxAccount.ref == ref)
-                                    .values(used_bytes=used_bytes, updated_at=datetime.now(UTC))
-                                    .returning(SandboxAccount.ref))
-            if found.first() is None:
+            found = (await s.execute(
+                sa.update(SandboxAccount).where(SandboxAccount.ref == ref)
+                .values(used_bytes=used_bytes, updated_at=datetime.now(UTC))
+                .returning(SandboxAccount))).scalar_one_or_none()
+            if found is None:
                 raise AccountMissing(self.name, "set_used", "no such account", status=404)
-        return await self.usage(ref)
+            return self._usage_of(found)
 
     async def clear_faults(self) -> None:
         await self.faults.clear()
