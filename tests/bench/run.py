@@ -3,8 +3,8 @@
 Starts the whole system (its own ports, database and broker prefix), measures the baselines
 (pgbench tpcb-like, raw aio-pika publish-with-confirm, a bare FastAPI + asyncpg endpoint) and
 the system's paths (gateway reads, Telegram webhook, support path, purchase pipeline: plain,
-with a promo code, paid from the balance; a broadcast), prints a table with each figure's
-ratio to its baseline and writes a JSON report.
+with a promo code, paid from the balance), prints a table with each figure's ratio to its
+baseline and writes a JSON report.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ sys.path.insert(0, str(ROOT))
 
 from stack import Stack, check_infra, default_env  # noqa: E402
 
-from tests.bench.broadcast import broadcast_path  # noqa: E402
 from tests.bench.purchase import (  # noqa: E402
     ADMIN_EMAIL,
     purchase_latency,
@@ -167,21 +166,6 @@ def register(gw: str) -> httpx.Client:
     return c
 
 
-def subscription_link(c: httpx.Client) -> str:
-    """The bench customer's stable subscription link (`GET /sub/{token}`), from its trial."""
-    c.post("/trial").raise_for_status()
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        subs = [x for x in c.get("/subscriptions").json()["subscriptions"]
-                if x["status"] == "ACTIVE"]
-        if subs:
-            r = c.get(f"/subscriptions/{subs[0]['id']}/access")
-            if r.status_code == 200:
-                return r.json()["subscription_url"]
-        time.sleep(0.5)
-    raise RuntimeError("the bench customer's trial never became ACTIVE")
-
-
 async def support_path(stack: Stack, tickets: int) -> dict:
     gw, emu = stack.api_url("gateway"), stack.env["TELEGRAM_API_BASE"]
     client = register(gw)
@@ -296,11 +280,6 @@ def main() -> int:
         ap.add_argument(f"--{latency.replace('_', '-')}", type=float, default=None,
                         help=f"how long purchases {what} start at --purchase-rate "
                              "(default: --latency-seconds; 0 skips it)")
-    ap.add_argument("--broadcast-recipients", type=int, default=10000,
-                    help="recipients of the broadcast row (0 skips it)")
-    ap.add_argument("--only", choices=("all", "sub-link", "broadcast"), default="all",
-                    help="sub-link: only the bare baseline and GET /sub/{token}; broadcast: "
-                         "only the broadcast row")
     ap.add_argument("--report", default=str(ROOT / ".run" / "bench" / "report.json"))
     ns = ap.parse_args()
     if not shutil.which("wrk"):
@@ -313,11 +292,9 @@ def main() -> int:
         return 2
     report: dict = {"started_at": datetime.now(UTC).isoformat(), "machine": {
         "cores": os.cpu_count()}, "params": vars(ns)}
-    everything = ns.only == "all"
     print("baselines...", flush=True)
-    if everything:
-        report["pgbench"] = baseline_pgbench(ns.duration)
-        report["publish_confirm"] = asyncio.run(baseline_publish(env["RABBITMQ_URL"]))
+    report["pgbench"] = baseline_pgbench(ns.duration)
+    report["publish_confirm"] = asyncio.run(baseline_publish(env["RABBITMQ_URL"]))
     from tests.conftest import reset_infrastructure
 
     reset_infrastructure(env, BENCH_DB, PREFIX)
@@ -326,11 +303,6 @@ def main() -> int:
     stack.seed_plans()
     stack.start()
     try:
-        if ns.only == "broadcast":
-            print("broadcast...", flush=True)
-            report["broadcast"] = asyncio.run(broadcast_path(
-                stack, env["DATABASE_URL"], ns.broadcast_recipients, support_path))
-            return _print(ns, report)
         gw = stack.api_url("gateway")
         client = register(gw)
         sid = client.cookies.get("sid")
@@ -346,14 +318,6 @@ def main() -> int:
         finally:
             bare.terminate()
             bare.wait()
-        # The stable link (a customer of its own, so the reads below see what they always
-        # did): the provisioner finds the token, the content comes from the cache
-        # (SUB_LINK_CACHE_SECONDS) after the first fetch from the sandbox server.
-        print("subscription link...", flush=True)
-        report["sub_link"] = wrk(subscription_link(register(gw)), ns.duration, ns.connections,
-                                 warmup=ns.warmup)
-        if not everything:
-            return _print(ns, report)
         print("gateway reads...", flush=True)
         cookie = {"Cookie": f"sid={sid}"}
         report["auth_me"] = wrk(f"{gw}/api/v1/auth/me", ns.duration, ns.connections, cookie,
@@ -396,30 +360,10 @@ def main() -> int:
                 print(f"purchases {what}, latency at a fixed rate...", flush=True)
                 report[f"{key}_purchase_latency"] = asyncio.run(purchase_latency(
                     stack, ns.purchase_rate, seconds, path=key))
-        if ns.broadcast_recipients:
-            print("broadcast...", flush=True)
-            report["broadcast"] = asyncio.run(broadcast_path(
-                stack, env["DATABASE_URL"], ns.broadcast_recipients, support_path))
     finally:
         stack.stop()
-    return _print(ns, report)
-
-
-def _print(ns: argparse.Namespace, report: dict) -> int:
-    """The table (of what was measured) and the JSON report."""
-    if "bare" not in report:  # --only broadcast
-        print(table([("figure", "value", "baseline", "ratio"), *broadcast_rows(report)]))
-        return _write(ns, report)
     bare_rps = report["bare"]["rps"]
     rows = [("figure", "value", "baseline", "ratio")]
-    r = report["sub_link"]
-    sub_row = ("GET /sub/{token}", f"{r['rps']:.0f} req/s p99 {r['p99_ms']:.1f} ms "
-               f"non2xx {r['non_2xx']}", "bare", f"{r['rps'] / bare_rps:.2f}")
-    if "pgbench" not in report:
-        rows += [("bare FastAPI+asyncpg", f"{bare_rps:.0f} req/s "
-                  f"p99 {report['bare']['p99_ms']:.1f} ms", "-", "1.00"), sub_row]
-        print(table(rows))
-        return _write(ns, report)
     rows.append(("pgbench tpcb-like", f"{report['pgbench']['tps']:.0f} tps", "-", "-"))
     rows.append(("aio-pika publish+confirm", f"{report['publish_confirm']['msgs_per_s']:.0f} msg/s",
                  "-", "-"))
@@ -429,7 +373,6 @@ def _print(ns: argparse.Namespace, report: dict) -> int:
         r = report[key]
         rows.append((label, f"{r['rps']:.0f} req/s p99 {r['p99_ms']:.1f} ms non2xx {r['non_2xx']}",
                      "bare", f"{r['rps'] / bare_rps:.2f}"))
-    rows.append(sub_row)
     for key, conns in (("webhook", ns.connections), ("webhook_telegram", 40)):
         w = report[key]
         rows.append((f"POST /telegram/webhook -c{conns}",
@@ -450,25 +393,7 @@ def _print(ns: argparse.Namespace, report: dict) -> int:
     for key, what, _, _ in PURCHASE_PATHS:
         rows += purchase_rows(f"purchases {what}", report.get(f"{key}_purchase"),
                               report.get(f"{key}_purchase_latency"), pub)
-    rows += broadcast_rows(report)
     print(table(rows))
-    return _write(ns, report)
-
-
-def broadcast_rows(report: dict) -> list[tuple[str, str, str, str]]:
-    b = report.get("broadcast")
-    if not b:
-        return []
-    s = b["notices_beside"]
-    return [(f"broadcast to {b['recipients']}", f"{b['msgs_per_s']:.1f} msg/s sustained "
-             f"({b['sent']} sent in {b['seconds']:.0f} s, {b['status']})",
-             f"rate {b['configured_rate']:.0f}/s", f"{b['msgs_per_s'] / b['configured_rate']:.2f}"),
-            ("  ticket -> support chat beside it", f"p50 {s['ticket_to_chat_p50_ms']:.0f} ms "
-             f"p99 {s['ticket_to_chat_p99_ms']:.0f} ms ({s['delivered']}/{s['tickets']})",
-             "-", "-")]
-
-
-def _write(ns: argparse.Namespace, report: dict) -> int:
     Path(ns.report).parent.mkdir(parents=True, exist_ok=True)
     Path(ns.report).write_text(json.dumps(report, indent=2, default=str))
     print(f"report: {ns.report}")

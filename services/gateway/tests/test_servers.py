@@ -133,3 +133,21 @@ async def test_the_panel_page_shows_the_pool_and_adds_a_server_through_the_same_
     assert sent(services, "PATCH")[-1] == {"capacity": 30, "status": "DRAINING"}
     assert [e["outcome"] for e in await audit(pg, "server.create")
             if '"de-2"' in e["d"]] == ["success"]
+
+
+async def test_a_drain_goes_through_the_audited_action_from_the_api_and_the_panel(
+        admin, services, pg):
+    drained = {"server": {**SERVER, "status": "DRAINING"},
+               "progress": {"holding": 3, "waiting": 0, "pending": 0, "switched": 0}}
+    services.set("provisioner", "POST", r"/internal/admin/servers/[^/]+/drain", 202, drained)
+    r = await admin.post("/api/v1/admin/servers/srv1/drain",
+                         headers={"Content-Type": "application/json"})
+    assert r.status_code == 202 and r.json()["progress"]["holding"] == 3
+    page = await admin.get("/admin/servers")
+    assert 'data-testid="server-drain"' in page.text
+    r = await admin.post("/admin/servers/srv1/drain", data={"csrf_token": admin.csrf})
+    assert r.status_code == 303 and r.headers["location"] == "/admin/servers?done=server_draining"
+    calls = [c.path for c in services.calls if c.method == "POST" and c.path.endswith("/drain")]
+    assert calls == ["/internal/admin/servers/srv1/drain"] * 2
+    assert [(e["target_id"], e["outcome"]) for e in await audit(pg, "server.drain")] == [
+        ("srv1", "success")] * 2

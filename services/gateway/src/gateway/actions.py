@@ -25,6 +25,7 @@ from contracts.public.billing import (
     PromoCodeUpdate,
     RefundBody,
 )
+from contracts.public.moves import DrainOut
 from contracts.public.servers import ServerCreate, ServerEnvelope, ServerUpdate
 from contracts.public.subscriptions import AdminSubscriptionEnvelope, ExtendBody
 from contracts.public.tickets import AdminTicketEnvelope, MessageCreate, MessageEnvelope
@@ -139,15 +140,6 @@ class AdminActions:
             lambda: self.clients.provisioner.change(caller, subscription_id, action, body),
             body.model_dump() if body is not None else None)
 
-    async def link(self, caller: Who, subscription_id: str, action: str):
-        """A customer's subscription link rotated (`rotate`) or revoked (`revoke`) by staff;
-        the token itself is never recorded."""
-        call = (self.clients.provisioner.rotate_link if action == "rotate"
-                else self.clients.provisioner.revoke_link)
-        return await self._remote(caller, f"subscription.link_{action}", "subscription",
-                                  subscription_id,
-                                  lambda: call(caller, subscription_id, staff=True))
-
     # ---- the server pool (provisioner); credentials are never in the audit log ---------------
     async def create_server(self, caller: Who, body: ServerCreate) -> Reply[ServerEnvelope]:
         details = {"name": body.name, "location": body.location, "backend": body.backend}
@@ -155,6 +147,12 @@ class AdminActions:
             reply = await self.clients.provisioner.create_server(caller, body)
             audit.result(reply.status_code, {**details, "server_id": reply.data.server.id})
         return reply
+
+    async def drain_server(self, caller: Who, server_id: str) -> Reply[DrainOut]:
+        """DRAINING, then every access on it moved off, then DISABLED (`provisioner.moves`)."""
+        return await self._remote(
+            caller, "server.drain", "server", server_id,
+            lambda: self.clients.provisioner.drain_server(caller, server_id))
 
     async def update_server(self, caller: Who, server_id: str,
                             body: ServerUpdate) -> Reply[ServerEnvelope]:

@@ -8,17 +8,7 @@ from redis.asyncio import Redis
 from gateway import web
 from gateway.account import AccountService
 from gateway.actions import AdminActions
-from gateway.api import (
-    admin,
-    auth,
-    billing,
-    links,
-    ops,
-    servers,
-    subscriptions,
-    telegram,
-    tickets,
-)
+from gateway.api import admin, auth, billing, ops, servers, subscriptions, telegram, tickets
 from gateway.api.insight import router as insight
 from gateway.asyncapi import install_asyncapi
 from gateway.clients import Clients
@@ -110,9 +100,9 @@ def create_api(settings: Settings) -> FastAPI:
     # (docs/05-ops/performance.md). No two routers share a path, so the order changes nothing
     # else.
     api = APIRouter(prefix=API_PREFIX)
-    for r in (auth.router, links.router, subscriptions.router, billing.router, tickets.router,
-              telegram.router, tickets.admin, subscriptions.admin, links.admin, billing.admin,
-              admin.router, servers.admin, ops.router, insight):
+    for r in (auth.router, subscriptions.router, billing.router, tickets.router,
+              telegram.router, tickets.admin, subscriptions.admin, billing.admin, admin.router,
+              servers.admin, ops.router, insight):
         api.include_router(r)
     app.include_router(api)
     install_openapi(app)

@@ -68,6 +68,10 @@ class Limits:
         await self.limiter.hit("reply-ticket", f"{user_id}:{ticket_id}",
                                st.ticket_replies_per_ticket_per_hour, 3600)
 
+    async def location_change(self, user_id: str) -> None:
+        """Each move of an access creates an account on a server: a few an hour."""
+        await self.limiter.hit("location-user", user_id, 10, 3600)
+
     async def auto_renew(self, user_id: str) -> None:
         await self.limiter.hit("auto-renew-user", user_id, 60, 3600)
 
@@ -86,16 +90,6 @@ class Limits:
         """Each try of a reset link checks a secret."""
         await self.limiter.hit("reset-try-ip", ip,
                                self.settings.telegram_sign_ins_per_ip_per_minute, 60)
-
-    async def sub_link(self, ip: str, token: str) -> None:
-        """`GET /sub/{token}`: per address (guessing tokens) and per token (a leaked link)."""
-        st = self.settings
-        await self.limiter.hit("sub-ip", ip, st.sub_link_per_ip_per_minute, 60)
-        await self.limiter.hit("sub-token", token, st.sub_link_per_token_per_minute, 60)
-
-    async def link_change(self, user_id: str) -> None:
-        """Rotating or revoking one's subscription link."""
-        await self.limiter.hit("link-change-user", user_id, 20, 3600)
 
     async def telegram_link(self, user_id: str) -> None:
         await self.limiter.hit("telegram-link-user", user_id,

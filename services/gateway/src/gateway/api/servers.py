@@ -12,6 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 
 from contracts.public.common import ErrorOut
+from contracts.public.moves import DrainOut
 from contracts.public.servers import ServerCreate, ServerEnvelope, ServerList, ServerUpdate
 from gateway.api.deps import Actions, AdminCaller, Clients
 
@@ -43,5 +44,17 @@ async def create_server(body: ServerCreate, actions: Actions, caller: AdminCalle
 async def update_server(body: ServerUpdate, actions: Actions, caller: AdminCaller,
                         server_id: ServerId):
     """Only the fields sent change: capacity, status (`ACTIVE`, `DRAINING`: no new
-    placements, `DISABLED`), name, location, driver settings, credentials (replaced)."""
+    placements and its accesses moved off, as `POST .../drain` does, `DISABLED`), name,
+    location, driver settings, credentials (replaced)."""
     return (await actions.update_server(caller, server_id, body)).response()
+
+
+@admin.post("/servers/{server_id}/drain", status_code=202, response_model=DrainOut,
+            responses={k: v for k, v in REFUSALS.items() if k != 400})
+async def drain_server(actions: Actions, caller: AdminCaller, server_id: ServerId):
+    """DRAINING at once (no new placements); every access on it is then moved, exactly once,
+    to the least loaded server with room in its location (else in any location), and the
+    server becomes DISABLED when nothing is left on it. With no room anywhere the rest wait
+    (`progress.waiting`) until capacity is added. Asked again: the same drain, its progress.
+    409 `NOTHING_TO_DRAIN` for a DISABLED server that holds nothing."""
+    return (await actions.drain_server(caller, server_id)).response()

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 
 from contracts.public.billing import InvoiceEnvelope
 from contracts.public.common import ErrorOut, WebhookAck
+from contracts.public.moves import LocationBody, LocationChange
 from contracts.public.subscriptions import (
     AccessOut,
     AdminSubscriptionEnvelope,
@@ -67,6 +68,25 @@ async def subscription_usage(clients: Clients, caller: CurrentCaller,
     """Traffic used and allowed, when it resets, and devices, live from the VPN panel (null
     where the panel cannot tell); 503 while the panel cannot be reached."""
     return (await clients.provisioner.usage(caller, subscription_id)).response()
+
+
+@router.put("/subscriptions/{subscription_id}/location", response_model=LocationChange,
+            responses={202: {"model": LocationChange,
+                             "description": "the access is moving (or already was, there)"},
+                       400: {"model": ErrorOut}, 401: {"model": ErrorOut},
+                       404: {"model": ErrorOut}, 409: {"model": ErrorOut},
+                       429: {"model": ErrorOut}})
+async def change_location(body: LocationBody, clients: Clients, limits: Limits,
+                          caller: CurrentCaller, subscription_id: SubscriptionId):
+    """Move the access to a server of `location_id` (`GET /locations`), exactly once: the
+    account is made on the new server, the subscription switched to it, then the old one
+    revoked. 202 with the move (asked again while it runs: the same move); 200 with `move:
+    null` when the access is in that location already. 404 for another's subscription or an
+    unknown location; 409 `SUBSCRIPTION_ENDED`, `MOVE_IN_PROGRESS` (to another location) or
+    `POOL_FULL` (no room there), nothing changed."""
+    await limits.location_change(caller.id)
+    return (await clients.provisioner.change_location(caller, subscription_id, body)
+            ).response()
 
 
 @router.put("/subscriptions/{subscription_id}/auto-renew", response_model=SubscriptionEnvelope,

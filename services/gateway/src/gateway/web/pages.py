@@ -252,6 +252,9 @@ class Pages:
     async def update_server(self, caller: Caller, server_id: str, body: ServerUpdate) -> dict:
         return (await self.actions.update_server(caller, server_id, body)).json()["server"]
 
+    async def drain_server(self, caller: Caller, server_id: str) -> dict:
+        return (await self.actions.drain_server(caller, server_id)).json()
+
     async def change_subscription(self, caller: Caller, subscription_id: str, action: str,
                                   body: ExtendBody | None = None) -> dict:
         reply = await self.actions.change_subscription(caller, subscription_id, action, body)

@@ -404,6 +404,18 @@ async def update_server(request: Request, caller: Admin, form: Form, server_id: 
     return see_other("/admin/servers?done=server_saved")
 
 
+@router.post("/servers/{server_id}/drain")
+async def drain_server(request: Request, caller: Admin, form: Form, server_id: str):
+    """Move every access off the server, then DISABLED (`provisioner.moves`)."""
+    try:
+        await Pages(request).drain_server(caller, server_id)
+    except AppError as exc:
+        if exc.status >= 500 or exc.status == 404:
+            raise
+        return await _servers_page(request, caller, 400, {server_id: exc.message})
+    return see_other("/admin/servers?done=server_draining")
+
+
 # ---- support queue -------------------------------------------------------------------------
 @router.get("/tickets")
 async def queue(request: Request, caller: Staff, status: str | None = None,
