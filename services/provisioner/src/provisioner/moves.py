@@ -296,6 +296,8 @@ class MoveService:
         moves.add(move)
         await s.flush()
         MOVES.labels(DRAIN, "started" if move.status == PENDING else "waiting").inc()
+        log.info("move_started", move_id=move.id, subscription_id=sub.id, reason=DRAIN,
+                 status=move.status)
         return move.id
 
     async def finish_drain(self, db: Database, server_id: str, ts: datetime | None = None
