@@ -35,6 +35,8 @@ class Ticket(Base):
     assignee_name: Mapped[str | None] = mapped_column(sa.Text)
     # The first staff answer's time (a note is no answer).
     first_response_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    # the wait until then counted in support hours (tickets.hours), fixed when answered
+    first_response_business_s: Mapped[int | None] = mapped_column(sa.Integer)
     # The customer's language as last seen ("en", "ru"): canned replies are sent in it.
     language: Mapped[str | None] = mapped_column(sa.Text)
     # CSAT: the customer's 1-5 score after the ticket was closed, given once.

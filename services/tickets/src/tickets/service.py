@@ -22,6 +22,7 @@ from runtime.errors import IllegalTransition, NotFound
 from runtime.identity import Identity
 from runtime.logging import get_logger
 from runtime.outbox import Outbox
+from tickets.hours import support_hours
 from tickets.metrics import FIRST_RESPONSE_SECONDS
 from tickets.models import Message, Ticket, outbox
 from tickets.repository import TicketRepository
@@ -141,7 +142,9 @@ class TicketService:
         ))
         if author == "SUPPORT" and ticket.first_response_at is None:
             ticket.first_response_at = ts
-            FIRST_RESPONSE_SECONDS.observe(max(0.0, (ts - ticket.created_at).total_seconds()))
+            ticket.first_response_business_s = support_hours().seconds_between(
+                ticket.created_at, ts)
+            FIRST_RESPONSE_SECONDS.observe(ticket.first_response_business_s)
             if ticket.assignee_id is None and author_id is not None:
                 await self.assign(session, ticket, author_id, author_name)
         if new_status != old_status:

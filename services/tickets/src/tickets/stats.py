@@ -5,7 +5,8 @@ docs/06-adr/0008): its own figures per period, from its tickets and messages.
   message on it (a note is no answer), as `first_response_at` records it, read from the
   messages so tickets answered before that column existed count too; a ticket counts in the
   period of that answer, and the period's figure is the median over those tickets, in whole
-  seconds.
+  seconds of support hours (`first_response_business_s`, tickets.hours; the whole wait for a
+  ticket answered before that column existed).
 * **CSAT**: tickets rated in the period (`rated_at`) and their mean score, 2 decimals.
 * **Open tickets** at a period's end: opened before it and not closed by then (a ticket closes
   with `closed_at`; one reopened later counts as open from its creation).
@@ -67,7 +68,9 @@ class StatsRepository:
                     .where(Message.author_role == "SUPPORT", Message.kind == "MESSAGE")
                     .group_by(Message.ticket_id)
                     .subquery("answered"))
-        wait = sa.func.extract("epoch", answered.c.at - Ticket.created_at)
+        # in support hours where the ticket recorded them, else the whole wait
+        wait = sa.func.coalesce(Ticket.first_response_business_s,
+                                sa.func.extract("epoch", answered.c.at - Ticket.created_at))
         period = group(answered.c.at).label("period")
         stmt = (sa.select(period, sa.func.count(),
                           sa.func.percentile_cont(0.5).within_group(wait))
