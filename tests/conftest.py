@@ -56,6 +56,8 @@ def test_env() -> dict[str, str]:
         "PROVISION_SWEEP_SECONDS": "1",
         "PROVISION_SWEEP_GRACE_SECONDS": "2",
         "RENEWAL_SWEEP_SECONDS": "1",
+        # new subscriptions stay on the seeded server, whatever servers a test adds elsewhere
+        "SERVER_DEFAULT_LOCATION": "default",
         # every provider at once, through its fake (the sandbox chain first: the default)
         "PAYMENT_FAKES": "all",
     })

@@ -338,3 +338,48 @@ def test_extend_past_ten_years_is_a_conflict_and_changes_nothing(gateway_url, ad
 def test_internal_api_refuses_calls_without_a_signed_identity(stack, path):
     r = httpx.get(stack.api_url("provisioner") + "/internal" + path, timeout=10)
     assert r.status_code == 401 and r.json()["code"] == "UNAUTHENTICATED"
+
+
+def test_a_location_change_moves_the_access_to_the_new_server_and_revokes_the_old(
+        gateway_url, admin_client):
+    """Two servers in two locations: bought on the seeded one (location `default`), moved to
+    another: the access is the new server's, the old account is revoked, the move is done
+    once; another user's subscription and an unknown location are 404."""
+    r = admin_client.post("/admin/servers", json={
+        "name": f"e2e-move-{uuid.uuid4().hex[:6]}", "location": "e2e-move-b",
+        "backend": "sandbox", "capacity": 5, "settings": {"host": "b.vpn.e2e.test"}})
+    assert r.status_code == 201, r.text
+    server_b = r.json()["server"]["id"]
+    owner, stranger = register(gateway_url), register(gateway_url)
+    publish(make_envelope(paid(user_id(owner)), producer="billing"))
+    sub = wait_for(lambda: subscriptions(owner), message="subscription")[0]
+    before = owner.get(f"/subscriptions/{sub['id']}/access").json()
+    assert "b.vpn.e2e.test" not in before["access_url"]
+    old_ref = sql("SELECT provision_ref FROM provisioning.subscriptions WHERE id = $1",
+                  sub["id"])[0]["provision_ref"]
+
+    path = f"/subscriptions/{sub['id']}/location"
+    assert stranger.put(path, json={"location_id": "e2e-move-b"}).status_code == 404
+    assert owner.put(path, json={"location_id": "nowhere-1"}).status_code == 404
+    r = owner.put(path, json={"location_id": "e2e-move-b"})
+    assert r.status_code == 202, r.text
+    move = r.json()["move"]
+    assert (move["from_location"], move["to_location"]) == ("default", "e2e-move-b")
+
+    def moved():
+        rows = sql("SELECT status FROM provisioning.moves WHERE id = $1", move["id"])
+        return rows and rows[0]["status"] == "DONE"
+
+    wait_for(moved, message="the move done")
+    after = owner.get(f"/subscriptions/{sub['id']}/access")
+    assert after.status_code == 200 and "b.vpn.e2e.test" in after.json()["access_url"]
+    accounts = sql("SELECT a.server, a.enabled, a.ref = s.provision_ref AS current "
+                   "FROM provisioning.sandbox_vpn_accounts a, provisioning.subscriptions s "
+                   "WHERE s.id = $1 AND a.ref IN ($2, s.provision_ref) ORDER BY current",
+                   sub["id"], old_ref)
+    assert accounts == [{"server": "", "enabled": False, "current": False},
+                        {"server": server_b, "enabled": True, "current": True}]
+    r = owner.put(path, json={"location_id": "e2e-move-b"})
+    assert (r.status_code, r.json()["move"]) == (200, None)  # there already
+    assert sql("SELECT count(*) AS n FROM provisioning.moves WHERE subscription_id = $1",
+               sub["id"]) == [{"n": 1}]
