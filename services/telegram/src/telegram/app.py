@@ -6,10 +6,12 @@ from fastapi import FastAPI
 from prometheus_client import Counter
 
 from runtime.db import Database
+from runtime.jobs import JobQueue
 from runtime.operations import Operations, operations_router
 from runtime.service import internal_api
-from telegram import consumers, notifications
+from telegram import broadcasts, consumers, notifications
 from telegram.botapi import BotApi
+from telegram.broadcast_endpoints import router as broadcast_router
 from telegram.config import Settings
 from telegram.endpoints import router
 from telegram.jobs import NOTIFY
@@ -27,15 +29,18 @@ def create_api(settings: Settings) -> FastAPI:
     bot = BotApi(settings.api_base, settings.bot_token)
     billing = BillingClient(settings.billing_url, settings.internal_signing_key,
                             settings.pre_checkout_billing_timeout)
+    broadcast_jobs = JobQueue(broadcasts.QUEUE, settings.redis_url, settings.jobs_prefix)
     app = internal_api(settings, db, readiness={"postgres": db.ping},
-                       on_close=[bot.close, billing.close],
+                       on_close=[bot.close, billing.close, broadcast_jobs.close],
                        input_guard_exempt={"/internal/webhook"})  # answers 200 to any update
     app.state.pre_checkout = PreCheckout(bot, billing, settings.pre_checkout_billing_timeout)
     app.state.bot = bot  # password-reset links are sent at once, never stored
     app.state.webhook_auth_failures = WEBHOOK_AUTH_FAILURES
     app.state.updates_discarded = UPDATES_DISCARDED
+    app.state.broadcasts = broadcasts.BroadcastService(db, broadcast_jobs)
     app.include_router(router)
+    app.include_router(broadcast_router)
     app.include_router(operations_router(Operations(
-        settings, job_queues=[NOTIFY],
+        settings, job_queues=[NOTIFY, broadcasts.QUEUE],
         consumer_queues=[consumers.QUEUE, consumers.IDENTITY_QUEUE, notifications.QUEUE])))
     return app

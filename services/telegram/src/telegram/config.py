@@ -31,6 +31,14 @@ class Settings(service_settings("telegram", port=8104)):
     # The shop bot calls billing and the provisioner for the customer (as the gateway does).
     provisioner_url: str = Field("http://127.0.0.1:8102", alias="PROVISIONER_URL")
     shop_api_timeout: float = Field(5.0, alias="TELEGRAM_SHOP_API_TIMEOUT", gt=0, le=30)
+    # Broadcasts (telegram.broadcasts): their fixed share of Telegram's 30 messages/s overall,
+    # shared by every broadcast and worker; the product's own notices keep the rest.
+    broadcast_rate: float = Field(20.0, alias="TELEGRAM_BROADCAST_RATE", gt=0, le=30)
+    broadcast_lanes: int = Field(3, alias="TELEGRAM_BROADCAST_CONCURRENCY", ge=1, le=10)
+    broadcast_lease: float = Field(30.0, alias="TELEGRAM_BROADCAST_LEASE", ge=15, le=600)
+    broadcast_run_seconds: float = Field(60.0, alias="TELEGRAM_BROADCAST_RUN_SECONDS", gt=0)
+    broadcast_plan_batch: int = Field(5000, alias="TELEGRAM_BROADCAST_PLAN_BATCH", ge=1,
+                                      le=50000)
 
     @field_validator("operator_ids", mode="before")
     @classmethod

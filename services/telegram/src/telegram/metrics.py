@@ -16,3 +16,21 @@ PRE_CHECKOUT_ANSWERS = Counter(
     "billing_unavailable",
     ["outcome"],
 )
+
+BROADCAST_MESSAGES = Counter(
+    "telegram_broadcast_messages_total",
+    "Broadcast sends by outcome: sent, failed, blocked (the user blocked the bot), retry "
+    "(transient, tried again), held (Telegram's 429: sent again after retry_after)",
+    ["outcome"],
+)
+
+BROADCAST_HOLDS = Counter(
+    "telegram_broadcast_holds_total",
+    "Telegram 429 answers to a broadcast send: each holds every broadcast for its retry_after",
+)
+
+BROADCAST_RESENT = Counter(
+    "telegram_broadcast_resent_total",
+    "Broadcast recipients whose send was in flight when a worker stopped, sent again (they "
+    "may have the message twice)",
+)

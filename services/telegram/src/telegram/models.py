@@ -1,5 +1,5 @@
 """Tables of the `telegram` schema: received updates, ticket threads, outgoing messages, links,
-Stars payments, the shop bot's users and invoice messages."""
+Stars payments, the shop bot's users and invoice messages, broadcasts and their recipients."""
 
 from __future__ import annotations
 
@@ -241,6 +241,99 @@ class LoginToken(Base):
     used_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
 
     __table_args__ = (sa.Index("ix_login_tokens_telegram", "telegram_user_id", "created_at"),)
+
+
+class CustomerFacts(Base):
+    """What a broadcast's segments need besides `subscription_view`, from events this service
+    already consumes: the first trial and the first paid invoice (`billing.invoice.paid`, by
+    kind) and when the subscription last expired (`provisioning.subscription.expired`)."""
+
+    __tablename__ = "customer_facts"
+
+    user_id: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    trial_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    paid_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    expired_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+
+
+class Broadcast(Base):
+    """An admin's message to a segment of linked customers (`telegram.broadcasts`): DRAFT →
+    SENDING ⇄ PAUSED → DONE / CANCELED. The counters move with each recipient's row;
+    `runner` and `heartbeat_at` fence the one job run that sends it; `held_until` is Telegram's
+    `retry_after` (the whole broadcast waits)."""
+
+    __tablename__ = "broadcasts"
+
+    id: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    segment: Mapped[str] = mapped_column(sa.Text)
+    text_en: Mapped[str] = mapped_column(sa.Text)
+    text_ru: Mapped[str] = mapped_column(sa.Text)
+    buttons: Mapped[list] = mapped_column(JSONB, default=list)
+    status: Mapped[str] = mapped_column(sa.Text, default="DRAFT")
+    created_by: Mapped[str] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True),
+                                                 server_default=sa.func.now())
+    started_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    total: Mapped[int] = mapped_column(sa.Integer, default=0)
+    sent: Mapped[int] = mapped_column(sa.Integer, default=0)
+    failed: Mapped[int] = mapped_column(sa.Integer, default=0)
+    blocked_by_user: Mapped[int] = mapped_column(sa.Integer, default=0)
+    # Recipients whose send was in flight when a worker died: sent again (see the module).
+    resent: Mapped[int] = mapped_column(sa.Integer, default=0)
+    planned: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    plan_cursor: Mapped[str | None] = mapped_column(sa.Text)
+    held_until: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    runner: Mapped[str | None] = mapped_column(sa.Text)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    generation: Mapped[int] = mapped_column(sa.Integer, default=0)
+
+    __table_args__ = (sa.Index("ix_broadcasts_created", "created_at"),
+                      sa.Index("ix_broadcasts_sending", "id",
+                               postgresql_where=sa.text("status = 'SENDING'")))
+
+
+class BroadcastRecipient(Base):
+    """One recipient of a broadcast, planned once: PENDING → SENDING (claimed, the send may be
+    in flight) → SENT, FAILED or BLOCKED (the user blocked the bot)."""
+
+    __tablename__ = "broadcast_recipients"
+
+    broadcast_id: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    user_id: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    chat_id: Mapped[int] = mapped_column(sa.BigInteger)
+    language: Mapped[str] = mapped_column(sa.Text)
+    state: Mapped[str] = mapped_column(sa.Text, default="PENDING")
+    attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
+    telegram_message_id: Mapped[int | None] = mapped_column(sa.BigInteger)
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    sent_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+
+    __table_args__ = (sa.Index("ix_broadcast_recipients_open", "broadcast_id", "user_id",
+                               postgresql_where=sa.text("state IN ('PENDING', 'SENDING')")),)
+
+
+class DeskAction(Base):
+    """An ADMIN operator's `/extend` or `/resend` in a ticket's topic, once per update: who
+    (the operator's Telegram id and name, and the ADMIN account it is linked to), what, and
+    what came of it (the desk's own audit of these commands). `/extend` runs at most once:
+    RUNNING is committed before the provisioner is called, so an interrupted call is reported
+    as UNKNOWN rather than repeated."""
+
+    __tablename__ = "desk_actions"
+
+    update_id: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True, autoincrement=False)
+    ticket_id: Mapped[str] = mapped_column(sa.Text)
+    customer_id: Mapped[str] = mapped_column(sa.Text)
+    command: Mapped[str] = mapped_column(sa.Text)
+    argument: Mapped[str | None] = mapped_column(sa.Text)
+    operator_telegram_id: Mapped[int] = mapped_column(sa.BigInteger)
+    operator_name: Mapped[str | None] = mapped_column(sa.Text)
+    actor_id: Mapped[str] = mapped_column(sa.Text)  # the operator's ADMIN account
+    status: Mapped[str] = mapped_column(sa.Text)  # PENDING RUNNING DONE FAILED UNKNOWN
+    result: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
 
 
 outbox = outbox_table(Base.metadata)

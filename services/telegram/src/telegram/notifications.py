@@ -41,6 +41,7 @@ from contracts.provisioning import (
 from runtime.broker import Subscription
 from runtime.db import Database
 from runtime.logging import get_logger
+from telegram import broadcasts
 from telegram.models import AccountLink, SubscriptionView, inbox
 from telegram.repository import ShopRepository, TelegramRepository
 from telegram.shop import Calls, access_message, button, invoice_markup, invoice_text, keyboard
@@ -181,6 +182,7 @@ def build_subscription(db: Database, jobs, base_url: str, api: ShopApi) -> Subsc
         async with db.transaction() as s:
             if not await sub.claim(s, env):
                 return
+            await broadcasts.record_facts(s, event)  # what broadcast segments read
             status = status_of(event)
             if status is not None:
                 await project(s, event.user_id, status, getattr(event, "expires_at", None))

@@ -1,11 +1,13 @@
 """The telegram worker process: ticket-event consumer, the update pump, notify jobs, sweep,
-outbox."""
+broadcasts (their jobs and sweep), outbox."""
 
 from __future__ import annotations
 
+from redis.asyncio import Redis
+
 from runtime.jobs import JobQueue, JobWorker
 from runtime.service import WorkerContext
-from telegram import notifications
+from telegram import broadcasts, notifications
 from telegram.botapi import BotApi
 from telegram.config import Settings
 from telegram.consumers import build_identity_subscription, build_subscription
@@ -30,6 +32,17 @@ async def build_worker(ctx: WorkerContext) -> None:
                                      notify_handlers(delivery, settings.max_retry_after_wait),
                                      concurrency=settings.notify_concurrency,
                                      prefix=settings.jobs_prefix))
+    broadcast_jobs = JobQueue(broadcasts.QUEUE, settings.redis_url, settings.jobs_prefix)
+    ctx.queues.append(broadcast_jobs)
+    pacer = broadcasts.Pacer(Redis.from_url(settings.redis_url), settings.broadcast_rate,
+                             settings.jobs_prefix)
+    sender = broadcasts.Sender(ctx.db, bot, pacer, broadcast_jobs,
+                               lanes=settings.broadcast_lanes, lease=settings.broadcast_lease,
+                               run_seconds=settings.broadcast_run_seconds,
+                               plan_batch=settings.broadcast_plan_batch)
+    ctx.job_workers.append(JobWorker(broadcasts.QUEUE, settings.redis_url,
+                                     broadcasts.handlers(sender), concurrency=2,
+                                     prefix=settings.jobs_prefix))
     pump = UpdatePump(ctx.db, updates, jobs)
 
     async def update_pump():
@@ -38,6 +51,10 @@ async def build_worker(ctx: WorkerContext) -> None:
     async def sweeper():
         await sweep(ctx.db, jobs)
 
-    ctx.background += [update_pump, sweeper]
+    async def broadcast_sweeper():
+        await broadcasts.sweep(ctx.db, broadcast_jobs, settings.broadcast_lease)
+
+    ctx.background += [update_pump, sweeper, broadcast_sweeper]
+    ctx.on_close.append(pacer.close)
     ctx.on_close.append(bot.close)
     ctx.on_close.append(updates.shop.api.close)
