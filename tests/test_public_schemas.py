@@ -20,6 +20,7 @@ from fastapi.routing import APIRoute, iter_route_contexts
 from pydantic import BaseModel
 
 from contracts.public import billing as public_billing
+from contracts.public import broadcasts as public_broadcasts
 from contracts.public import moves as public_moves
 from contracts.public import servers as public_servers
 from contracts.public import subscriptions as public_subscriptions
@@ -57,8 +58,8 @@ def _dummy(param: inspect.Parameter):
         return {}
     if annotation == "Periods":
         return Periods.between(None, None)
-    for module in (public_billing, public_tickets, public_subscriptions, public_servers,
-                   public_moves):
+    for module in (public_billing, public_broadcasts, public_tickets, public_subscriptions,
+                   public_servers, public_moves):
         model = getattr(module, annotation.split(" ")[0].split("|")[0].strip(), None)
         if isinstance(model, type) and issubclass(model, BaseModel):
             return model.model_construct()

@@ -8,7 +8,17 @@ from redis.asyncio import Redis
 from gateway import web
 from gateway.account import AccountService
 from gateway.actions import AdminActions
-from gateway.api import admin, auth, billing, ops, servers, subscriptions, telegram, tickets
+from gateway.api import (
+    admin,
+    auth,
+    billing,
+    broadcasts,
+    ops,
+    servers,
+    subscriptions,
+    telegram,
+    tickets,
+)
 from gateway.api.insight import router as insight
 from gateway.asyncapi import install_asyncapi
 from gateway.clients import Clients
@@ -102,7 +112,7 @@ def create_api(settings: Settings) -> FastAPI:
     api = APIRouter(prefix=API_PREFIX)
     for r in (auth.router, subscriptions.router, billing.router, tickets.router,
               telegram.router, tickets.admin, subscriptions.admin, billing.admin, admin.router,
-              servers.admin, ops.router, insight):
+              servers.admin, ops.router, insight, broadcasts.router):
         api.include_router(r)
     app.include_router(api)
     install_openapi(app)

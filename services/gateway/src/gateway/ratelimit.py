@@ -94,3 +94,7 @@ class Limits:
     async def telegram_link(self, user_id: str) -> None:
         await self.limiter.hit("telegram-link-user", user_id,
                                self.settings.telegram_links_per_user_per_hour, 3600)
+
+    async def broadcast_write(self, user_id: str) -> None:
+        """Creating and previewing broadcasts (a preview sends a Telegram message at once)."""
+        await self.limiter.hit("broadcast-user", user_id, 60, 3600)

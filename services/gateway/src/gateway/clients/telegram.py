@@ -1,11 +1,19 @@
-"""The telegram service's client: account-linking links, the bot's webhook, and Telegram
-sign-in and password-reset messages."""
+"""The telegram service's client: account-linking links, the bot's webhook, Telegram sign-in
+and password-reset messages, and broadcasts."""
 
 from __future__ import annotations
 
+from contracts.public.broadcasts import (
+    BroadcastCreate,
+    BroadcastEnvelope,
+    BroadcastList,
+    PreviewBody,
+    PreviewOut,
+)
 from contracts.public.common import WebhookAck
 from contracts.public.telegram import TelegramLinkOut
 from gateway.clients.base import Anonymous, Reply, ServiceClient, Who, refusal
+from gateway.upstream import segment
 
 GATEWAY = Anonymous(id="gateway")
 
@@ -40,3 +48,29 @@ class TelegramClient(ServiceClient):
             headers["X-Telegram-Bot-Api-Secret-Token"] = secret_token
         return await self.call(WebhookAck, "POST", "/internal/webhook", Anonymous(id="telegram"),
                                content=raw, headers=headers)
+
+    # ---- broadcasts (ADMIN) ---------------------------------------------------------------
+    async def broadcasts(self, who: Who, limit: int = 50) -> Reply[BroadcastList]:
+        return await self.call(BroadcastList, "GET", "/internal/admin/broadcasts", who,
+                               params={"limit": limit})
+
+    async def broadcast(self, who: Who, broadcast_id: str) -> Reply[BroadcastEnvelope]:
+        return await self.call(BroadcastEnvelope, "GET",
+                               f"/internal/admin/broadcasts/{segment(broadcast_id)}", who)
+
+    async def create_broadcast(self, who: Who, body: BroadcastCreate
+                               ) -> Reply[BroadcastEnvelope]:
+        return await self.call(BroadcastEnvelope, "POST", "/internal/admin/broadcasts", who,
+                               json=body.model_dump(mode="json"))
+
+    async def preview_broadcast(self, who: Who, broadcast_id: str, body: PreviewBody
+                                ) -> Reply[PreviewOut]:
+        return await self.call(PreviewOut, "POST",
+                               f"/internal/admin/broadcasts/{segment(broadcast_id)}/preview",
+                               who, json=body.model_dump(mode="json"))
+
+    async def broadcast_action(self, who: Who, broadcast_id: str, step: str
+                               ) -> Reply[BroadcastEnvelope]:
+        """`step`: `send`, `pause`, `resume` or `cancel`."""
+        return await self.call(BroadcastEnvelope, "POST",
+                               f"/internal/admin/broadcasts/{segment(broadcast_id)}/{step}", who)

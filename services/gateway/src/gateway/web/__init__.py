@@ -12,7 +12,7 @@ from pathlib import Path
 from fastapi import APIRouter
 from fastapi.staticfiles import StaticFiles
 
-from gateway.web.routes import admin, desk, panel, public, signin
+from gateway.web.routes import admin, broadcasts, desk, panel, public, signin
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -23,6 +23,7 @@ router.include_router(panel.router)
 router.include_router(admin.router)
 router.include_router(desk.router)
 router.include_router(desk.panel)
+router.include_router(broadcasts.router)
 router.include_router(public.fallback)
 
 
