@@ -21,19 +21,11 @@ from fastapi import FastAPI, HTTPException, Request
 from runtime import identity
 from runtime.clock import now
 from runtime.testing import free_port, serve_in_thread
-from telegram.accounts import (
-    INVITED_TEXT,
-    INVOICE_UNKNOWN_TEXT,
-    LOGIN_LIMIT_TEXT,
-    LOGINS_PER_HOUR,
-    NO_ACCOUNT_TEXT,
-    PAY_UNLINKED_TEXT,
-    REFERRAL_LINKED_TEXT,
-    WELCOME_TEXT,
-)
+from telegram.accounts import LOGINS_PER_HOUR
 from telegram.app import create_api
-from telegram.models import AccountLink, LoginToken, Outgoing
+from telegram.models import AccountLink, BotUser, LoginToken, Outgoing
 from telegram.service import UpdateService
+from telegram.texts import t
 
 from .conftest import make_settings
 from .helpers import Bot, link, next_forum, next_id, private_message, published
@@ -64,7 +56,8 @@ async def test_start_makes_an_account_for_a_telegram_user_who_has_none_once(db, 
     tg_user = next_id()
     message = private_message(tg_user, "/start")
     message["from"]["language_code"] = "ru"
-    assert await bot.answer(message) == ("account_created", [WELCOME_TEXT])
+    # in the language the customer's app reports
+    assert await bot.answer(message) == ("account_created", [t("ru", "acct_welcome")])
     made = await link_of_telegram(db, tg_user)
     assert (made.chat_id, made.telegram_username) == (tg_user, "ann")
     [event] = await created_for(db, tg_user)
@@ -80,7 +73,8 @@ async def test_start_makes_an_account_for_a_telegram_user_who_has_none_once(db, 
 async def test_start_with_a_referral_code_records_the_referrer(db, bot):
     tg_user = next_id()
     outcome, texts = await bot.answer(private_message(tg_user, "/start ref_AbC23xyz"))
-    assert (outcome, texts) == ("account_created:referral", [f"{INVITED_TEXT}\n\n{WELCOME_TEXT}"])
+    assert (outcome, texts) == ("account_created:referral",
+                                [f"{t('en', 'acct_invited')}\n\n{t('en', 'acct_welcome')}"])
     [event] = await created_for(db, tg_user)
     assert event["referral_code"] == "abc23xyz"
     # a code that cannot be one never stops the account
@@ -90,7 +84,7 @@ async def test_start_with_a_referral_code_records_the_referrer(db, bot):
     # someone with an account already is not referred
     _, linked = await link(db)
     assert await bot.answer(private_message(linked, "/start ref_abc23xyz")) == (
-        "referral_linked", [REFERRAL_LINKED_TEXT])
+        "referral_linked", [t("en", "acct_referral_linked")])
     assert await created_for(db, linked) == []
 
 
@@ -113,8 +107,12 @@ INVOICE = {"id": "inv-1", "status": "PENDING", "kind": "PLAN", "plan_id": "p1",
 
 
 def fake_billing(key: str, owner: dict) -> FastAPI:
-    """Billing's invoice read: the invoice for its owner, 404 for anyone else."""
+    """Billing's invoice read: the invoice for its owner, 404 for anyone else; the plans."""
     app = FastAPI()
+
+    @app.get("/internal/plans")
+    async def plans() -> dict:
+        return {"plans": [{"id": "p1", "name": "Basic month"}]}
 
     @app.get("/internal/invoices/{invoice_id}")
     async def invoice(invoice_id: str, request: Request) -> dict:
@@ -140,15 +138,24 @@ async def test_a_pay_link_opens_the_customers_own_invoice_only(db, bot, billing)
     user_id, tg_user = await link(db)
     owner["user_id"] = user_id
     outcome, [text] = await bot.answer(private_message(tg_user, "/start pay_inv-1"))
-    assert outcome == "invoice"
-    assert text.splitlines()[:3] == ["🧾 Invoice inv-1", "Plan p1: 4.99 USD",
-                                     "Status: 🔎 payment seen, confirming"]
-    assert "Address: TAddr1" in text and "Pay 4.99 USDT (TRON)" in text
+    assert outcome == "invoice"  # as the shop shows an invoice, named by its plan
+    assert text.splitlines()[:3] == ["🧾 Invoice inv-1", "Basic month",
+                                     "Amount: 4.99 USDT ($4.99)"]
+    assert "Address (TRON): TAddr1" in text
+    assert text.endswith("Status: 👀 payment detected, waiting for confirmations")
+    [shown] = [m for m in await bot.shown(tg_user) if m["text"] == text]
+    assert shown["reply_markup"]["inline_keyboard"] == [[{"text": t("en", "btn_menu"),
+                                                          "callback_data": "m"}]]
     _, someone_else = await link(db)
     assert await bot.answer(private_message(someone_else, "/start pay_inv-1")) == (
-        "invoice_unknown", [INVOICE_UNKNOWN_TEXT])
+        "invoice_unknown", [t("en", "acct_invoice_unknown")])
     assert await bot.answer(private_message(next_id(), "/start pay_inv-1")) == (
-        "invoice_unlinked", [PAY_UNLINKED_TEXT])
+        "invoice_unlinked", [t("en", "acct_pay_unlinked")])
+    # a customer who chose Russian in the menu gets Russian
+    async with db.transaction() as s:
+        s.add(BotUser(telegram_user_id=someone_else, chat_id=someone_else, language="ru"))
+    assert await bot.answer(private_message(someone_else, "/start pay_inv-1")) == (
+        "invoice_unknown", [t("ru", "acct_invoice_unknown")])
 
 
 # --- /login and its redemption by the gateway ------------------------------------------------
@@ -209,13 +216,13 @@ async def test_an_expired_login_link_signs_in_nobody(db, bot, api, pg):
 
 
 async def test_login_links_are_limited_and_need_an_account(db, bot):
-    assert await bot.answer(private_message(next_id(), "/login")) == ("login_no_account",
-                                                                      [NO_ACCOUNT_TEXT])
+    assert await bot.answer(private_message(next_id(), "/login")) == (
+        "login_no_account", [t("en", "acct_no_account")])
     _, tg_user = await link(db)
     for _ in range(LOGINS_PER_HOUR):
         assert (await bot.handle(private_message(tg_user, "/login")))[0] == "login_link"
-    assert await bot.answer(private_message(tg_user, "/login")) == ("login_rate_limited",
-                                                                    [LOGIN_LIMIT_TEXT])
+    assert await bot.answer(private_message(tg_user, "/login")) == (
+        "login_rate_limited", [t("en", "acct_login_limit")])
 
 
 async def test_the_gateway_finds_a_telegram_users_account(db, api):

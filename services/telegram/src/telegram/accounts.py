@@ -23,19 +23,19 @@ import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from decimal import Decimal
-from urllib.parse import quote
 
-import httpx
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.telegram import AccountCreatedV1
-from runtime import identity
 from runtime.clock import now
 from runtime.logging import get_logger
 from telegram.config import Settings
-from telegram.models import AccountLink, LoginToken
+from telegram.models import AccountLink, BotUser, LoginToken
 from telegram.repository import TelegramRepository
+from telegram.shop import Calls, button, invoice_text, keyboard
+from telegram.shopapi import ShopApi, ShopApiError
+from telegram.texts import language_of, t
 
 log = get_logger(__name__)
 
@@ -48,22 +48,6 @@ INVOICE_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # Outgoing kinds whose text holds a secret: wiped once the message is sent.
 SECRET_KINDS = frozenset({"login_link"})
 
-WELCOME_TEXT = ("✅ Your account is ready — no email needed.\n"
-                "/login — a one-time link to sign in on the web site\n"
-                "/status — your subscription\n/help — what I can do\n\n"
-                "Already have an account on the web site? Open Settings there and press "
-                "“Link Telegram” instead.")
-INVITED_TEXT = "👋 You joined by invitation: your friend is rewarded when you buy your first plan."
-REFERRAL_LINKED_TEXT = ("You already have an account, so this invitation is for someone new. "
-                        "Share your own link from “Invite friends”.")
-NO_ACCOUNT_TEXT = "You have no account yet: press /start to create one."
-PAY_UNLINKED_TEXT = ("To open this invoice, link this Telegram to your account first: on the web "
-                     "site open Settings and press “Link Telegram”.")
-INVOICE_UNKNOWN_TEXT = "This invoice was not found in your account."
-INVOICE_UNAVAILABLE_TEXT = "The invoice cannot be shown right now. Please try again in a minute."
-LOGIN_LIMIT_TEXT = "You asked for several sign-in links already. Please try again in an hour."
-
-
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -74,38 +58,44 @@ Reply = Callable[..., Awaitable[list[int]]]
 class Accounts:
     """The bot's account commands, called from `UpdateService` for private chats."""
 
-    def __init__(self, settings: Settings, events, blocked_text: str):
+    def __init__(self, settings: Settings, events, blocked_text: str, api: ShopApi):
         self.settings = settings
         self.events = events
         self.blocked_text = blocked_text
+        self.api = api
 
     async def handle(self, s: AsyncSession, text: str, sender: dict, chat_id: int,
-                     reply: Reply) -> tuple[str, list[int]] | None:
+                     reply: Reply, update_id: int) -> tuple[str, list[int]] | None:
         """The outcome and answers of an account command, None when `text` is not one (or
-        is one the rest of the bot answers, e.g. `/start` of a linked customer)."""
+        is one the rest of the bot answers, e.g. `/start` of a linked customer). Answers are
+        in the customer's language (the one chosen in the menu, else their app's)."""
         repo = TelegramRepository(s)
+        user = await s.get(BotUser, sender["id"])
+        lang = language_of(user.language if user else None, sender.get("language_code"))
         command, _, arg = text.partition(" ")
         command, arg = command.split("@", 1)[0], arg.strip()
         if command == "/login" and not arg:
-            return await self._login(s, repo, sender, reply)
+            return await self._login(s, repo, sender, reply, lang)
         if command != "/start" or " " in arg:
             return None
         link = await repo.link_for_telegram(sender["id"])
         if arg.startswith(PAY_PREFIX):
-            return await self._invoice(link, arg[len(PAY_PREFIX):], reply)
+            calls = Calls(repo, f"update-{update_id}", chat_id)
+            return await self._invoice(link, arg[len(PAY_PREFIX):], calls, lang)
         if arg.startswith(REFERRAL_PREFIX):
             code = arg[len(REFERRAL_PREFIX):]
             if link is not None:
-                return "referral_linked", await reply(REFERRAL_LINKED_TEXT)
+                return "referral_linked", await reply(t(lang, "acct_referral_linked"))
             await self.create(s, sender, chat_id,
                               code.lower() if REFERRAL_CODE_RE.match(code) else None)
             valid = REFERRAL_CODE_RE.match(code) is not None
+            welcome = t(lang, "acct_welcome")
             return ("account_created:referral" if valid else "account_created",
-                    await reply(f"{INVITED_TEXT}\n\n{WELCOME_TEXT}" if valid else WELCOME_TEXT))
+                    await reply(f"{t(lang, 'acct_invited')}\n\n{welcome}" if valid else welcome))
         if arg or link is not None:
             return None  # a link token, or a customer who has an account already
         await self.create(s, sender, chat_id, None)
-        return "account_created", await reply(WELCOME_TEXT)
+        return "account_created", await reply(t(lang, "acct_welcome"))
 
     async def create(self, s: AsyncSession, sender: dict, chat_id: int,
                      referral_code: str | None) -> str:
@@ -125,17 +115,17 @@ class Accounts:
         return user_id
 
     async def _login(self, s: AsyncSession, repo: TelegramRepository, sender: dict,
-                     reply: Reply) -> tuple[str, list[int]]:
+                     reply: Reply, lang: str) -> tuple[str, list[int]]:
         link = await repo.link_for_telegram(sender["id"])
         if link is None:
-            return "login_no_account", await reply(NO_ACCOUNT_TEXT)
+            return "login_no_account", await reply(t(lang, "acct_no_account"))
         if await repo.is_blocked(link.user_id):
             return "blocked", await reply(self.blocked_text)
         recent = (await s.execute(sa.select(sa.func.count()).select_from(LoginToken).where(
             LoginToken.telegram_user_id == sender["id"],
             LoginToken.created_at > now() - timedelta(hours=1)))).scalar_one()
         if recent >= LOGINS_PER_HOUR:
-            return "login_rate_limited", await reply(LOGIN_LIMIT_TEXT)
+            return "login_rate_limited", await reply(t(lang, "acct_login_limit"))
         token = secrets.token_urlsafe(32)
         ts = now()
         s.add(LoginToken(token_hash=hash_token(token), user_id=link.user_id,
@@ -145,60 +135,49 @@ class Accounts:
         url = (f"{self.settings.app_base_url.rstrip('/')}/api/v1/auth/telegram-login"
                f"?token={token}")
         minutes = int(LOGIN_TOKEN_TTL.total_seconds() // 60)
-        return "login_link", await reply(
-            f"🔑 Your sign-in link for the web site (works once, for {minutes} minutes; do not "
-            f"share it):\n{url}", "login_link")
+        # a plain-text message: the URL goes in as it is (t escapes only &, < and >, which a
+        # token_urlsafe URL does not hold)
+        return "login_link", await reply(t(lang, "acct_login_link", minutes=minutes, url=url),
+                                         "login_link")
 
-    async def _invoice(self, link: AccountLink | None, invoice_id: str,
-                       reply: Reply) -> tuple[str, list[int]]:
+    async def _invoice(self, link: AccountLink | None, invoice_id: str, calls: Calls,
+                       lang: str) -> tuple[str, list[int]]:
+        """`/start pay_<id>`: the invoice as the shop shows it (amount, address, status, the
+        pay and check buttons), read from billing as the linked account (404 for another's)."""
         if link is None:
-            return "invoice_unlinked", await reply(PAY_UNLINKED_TEXT)
-        if not INVOICE_ID_RE.match(invoice_id):
-            return "invoice_unknown", await reply(INVOICE_UNKNOWN_TEXT)
-        try:
-            invoice = await fetch_invoice(self.settings, link.user_id, invoice_id)
-        except httpx.HTTPError as exc:
-            log.warning("invoice_fetch_failed", error=type(exc).__name__)
-            return "invoice_unavailable", await reply(INVOICE_UNAVAILABLE_TEXT)
+            await calls.send(t(lang, "acct_pay_unlinked"))
+            return "invoice_unlinked", calls.ids
+        invoice = None
+        if INVOICE_ID_RE.match(invoice_id):
+            try:
+                invoice = await self.api.invoice(link.user_id, invoice_id)
+            except ShopApiError as exc:
+                if exc.unavailable:
+                    log.warning("invoice_fetch_failed", error=exc.code)
+                    await calls.send(t(lang, "acct_invoice_unavailable"))
+                    return "invoice_unavailable", calls.ids
         if invoice is None:
-            return "invoice_unknown", await reply(INVOICE_UNKNOWN_TEXT)
-        return "invoice", await reply(invoice_text(invoice, self.settings.app_base_url))
+            await calls.send(t(lang, "acct_invoice_unknown"))
+            return "invoice_unknown", calls.ids
+        # no "Check payment" here: that button belongs to the invoice messages the shop made
+        # (telegram.shop), which it edits as the payment goes; this one is a snapshot
+        pay = invoice.get("payment_url")
+        rows = [[{"text": t(lang, "btn_pay"), "url": pay}]] if pay and invoice["status"] in {
+            "CREATED", "PENDING"} else []
+        await calls.send(invoice_text(lang, invoice, await self._title(lang, link, invoice)),
+                         keyboard(*rows, [button(t(lang, "btn_menu"), "m")]))
+        return "invoice", calls.ids
 
-
-async def fetch_invoice(settings: Settings, user_id: str, invoice_id: str) -> dict | None:
-    """The invoice as billing shows it to `user_id`; None when it is not theirs (404)."""
-    header = identity.sign(settings.internal_signing_key, user_id, "USER", audience="billing")
-    async with httpx.AsyncClient(base_url=settings.billing_url.rstrip("/"), timeout=5) as c:
-        r = await c.get(f"/internal/invoices/{quote(invoice_id, safe='')}",
-                        headers={identity.HEADER: header})
-    if r.status_code == 404:
-        return None
-    r.raise_for_status()
-    return r.json()["invoice"]
-
-
-STATUS_LINES = {"CREATED": "⏳ waiting for payment", "PENDING": "🔎 payment seen, confirming",
-                "PAID": "✅ paid", "EXPIRED": "⌛ expired", "CANCELED": "✖️ canceled",
-                "REFUNDED": "↩️ refunded"}
-
-
-def invoice_text(invoice: dict, app_base_url: str) -> str:
-    """An invoice as a message: what it is for, the amount, where to pay, its status."""
-    what = "Top-up" if invoice.get("kind") == "TOP_UP" else f"Plan {invoice.get('plan_id')}"
-    lines = [f"🧾 Invoice {invoice['id']}", f"{what}: {Decimal(invoice['amount_usd']):.2f} USD",
-             f"Status: {STATUS_LINES.get(invoice['status'], invoice['status'].lower())}"]
-    if invoice["status"] in ("CREATED", "PENDING"):
-        if invoice.get("amount_stars"):
-            lines.append(f"Pay {invoice['amount_stars']} ⭐ Telegram Stars")
-        else:
-            lines.append(f"Pay {invoice['amount_asset']} {invoice['asset']} "
-                         f"({invoice['network']})")
-        if invoice.get("address"):
-            lines.append(f"Address: {invoice['address']}")
-        if invoice.get("payment_url"):
-            lines.append(f"Pay here: {invoice['payment_url']}")
-    lines.append(f"In the panel: {app_base_url.rstrip('/')}/app/invoices/{invoice['id']}")
-    return "\n".join(lines)
+    async def _title(self, lang: str, link: AccountLink, invoice: dict) -> str:
+        """What the invoice buys: the plan's name (its id when the plan is off sale)."""
+        if invoice.get("kind") == "TOP_UP":
+            return t(lang, "topup_plan", amount=f"{Decimal(invoice['amount_usd']):.2f}")
+        try:
+            plans = await self.api.plans(link.user_id)
+        except ShopApiError:
+            plans = []
+        return next((p["name"] for p in plans if p["id"] == invoice.get("plan_id")),
+                    str(invoice.get("plan_id") or ""))
 
 
 # --- what the gateway asks -----------------------------------------------------------------

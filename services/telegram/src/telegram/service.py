@@ -324,8 +324,8 @@ class UpdateService:
 
     def __init__(self, settings: Settings, shop_bot: shop.Shop | None = None):
         self.settings = settings
-        self.accounts = Accounts(settings, events, BLOCKED_TEXT)
         self.shop = shop_bot or shop.Shop(settings)
+        self.accounts = Accounts(settings, events, BLOCKED_TEXT, self.shop.api)
 
     async def handle(self, s: AsyncSession, update_id: int, update: dict) -> tuple[str, list[int]]:
         """Apply one update; returns its outcome and outgoing rows to deliver."""
@@ -417,7 +417,7 @@ class UpdateService:
                                           kind=kind, seq=0, text=body)
             return [oid] if oid else []
 
-        account = await self.accounts.handle(s, text.strip(), sender, chat_id, reply)
+        account = await self.accounts.handle(s, text.strip(), sender, chat_id, reply, update_id)
         if account is not None:
             return account
         match = START_RE.match(text.strip())

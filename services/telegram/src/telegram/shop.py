@@ -590,7 +590,7 @@ def invoice_text(lang: str, invoice: dict, title: str, status: str | None = None
 def invoice_markup(lang: str, invoice: dict, status: str | None = None) -> dict:
     status = status or invoice["status"]
     rows: list[list[dict]] = []
-    if status in {"CREATED", "DETECTED"}:
+    if status in {"CREATED", "DETECTED", "PENDING"}:
         if invoice.get("payment_url") and invoice.get("provider") != STARS:
             rows.append([{"text": t(lang, "btn_pay"), "url": invoice["payment_url"]}])
         rows.append([button(t(lang, "btn_refresh"), f"r:{invoice['id']}")])

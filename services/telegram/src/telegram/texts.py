@@ -120,6 +120,29 @@ TEXTS: dict[str, dict[str, str]] = {
         "cmd_language": "Language",
         "cmd_help": "Help",
         "cmd_paysupport": "Help with a payment",
+        # billing's own status of an invoice whose payment is seen, not yet confirmed
+        "st_PENDING": "👀 payment detected, waiting for confirmations",
+        # accounts made and used from Telegram (telegram.accounts)
+        "acct_welcome": ("✅ Your account is ready, no email needed.\n"
+                         "/menu: buy, renew, your access\n"
+                         "/login: a one-time link to sign in on the web site\n"
+                         "/help: what I can do\n\n"
+                         "Already have an account on the web site? Open Settings there and "
+                         "press “Link Telegram” instead."),
+        "acct_invited": ("👋 You joined by invitation: your friend is rewarded when you buy your "
+                         "first plan."),
+        "acct_referral_linked": ("You already have an account, so this invitation is for "
+                                 "someone new. Share your own link from “Invite friends”."),
+        "acct_no_account": "You have no account yet: press /start to create one.",
+        "acct_pay_unlinked": ("To open this invoice, link this Telegram to your account first: "
+                              "on the web site open Settings and press “Link Telegram”."),
+        "acct_invoice_unknown": "This invoice was not found in your account.",
+        "acct_invoice_unavailable": ("The invoice cannot be shown right now. Please try again "
+                                     "in a minute."),
+        "acct_login_limit": ("You asked for several sign-in links already. Please try again in "
+                             "an hour."),
+        "acct_login_link": ("🔑 Your sign-in link for the web site (it works once, for "
+                            "{minutes} minutes; do not share it):\n{url}"),
     },
     "ru": {
         "menu": "🛡 <b>VPN-магазин</b>\n{status}\n\nВыберите действие:",
@@ -219,6 +242,28 @@ TEXTS: dict[str, dict[str, str]] = {
         "cmd_language": "Язык",
         "cmd_help": "Помощь",
         "cmd_paysupport": "Помощь с оплатой",
+        "st_PENDING": "👀 платёж виден, ждём подтверждений",
+        "acct_welcome": ("✅ Аккаунт создан, почта не нужна.\n"
+                         "/menu: купить, продлить, ваш доступ\n"
+                         "/login: одноразовая ссылка для входа на сайт\n"
+                         "/help: что я умею\n\n"
+                         "Уже есть аккаунт на сайте? Откройте там «Настройки» и нажмите "
+                         "«Привязать Telegram»."),
+        "acct_invited": ("👋 Вы пришли по приглашению: ваш друг получит награду, когда вы купите "
+                         "первый тариф."),
+        "acct_referral_linked": ("У вас уже есть аккаунт, так что это приглашение для новых "
+                                 "пользователей. Поделитесь своей ссылкой из «Пригласить "
+                                 "друзей»."),
+        "acct_no_account": "У вас ещё нет аккаунта: нажмите /start, чтобы создать его.",
+        "acct_pay_unlinked": ("Чтобы открыть этот счёт, сначала привяжите этот Telegram к "
+                              "аккаунту: на сайте откройте «Настройки» и нажмите «Привязать "
+                              "Telegram»."),
+        "acct_invoice_unknown": "Такого счёта в вашем аккаунте нет.",
+        "acct_invoice_unavailable": "Счёт сейчас не показать. Попробуйте через минуту.",
+        "acct_login_limit": ("Вы уже запросили несколько ссылок для входа. Попробуйте через "
+                             "час."),
+        "acct_login_link": ("🔑 Ваша ссылка для входа на сайт (работает один раз, "
+                            "{minutes} мин.; никому её не передавайте):\n{url}"),
     },
 }
 
