@@ -16,8 +16,9 @@ import httpx
 import pytest
 
 from runtime import identity
+from runtime.faults import FaultSwitch
 from tests.conftest import ADMIN_DSN, queue_depth
-from tests.e2e.purchases import call, catalogue, new_customer, pay_invoice
+from tests.e2e.purchases import buy_many, call, catalogue, new_customer, pay_invoice
 from tests.e2e.test_purchase_faults import _rabbitmq, _restart_redis
 
 pytestmark = pytest.mark.serial  # its faults restart the shared Postgres, RabbitMQ and Redis
@@ -238,3 +239,67 @@ async def _check(db, emulator_url, fault, invoices, conversations, markers, repl
     assert pending == 0
     for q in DLQS:
         assert await queue_depth(q) == dlq_before[q], f"new dead letters in {q}"
+
+
+async def test_fault_moves_survive_a_provisioner_worker_kill(stack, gateway_url):
+    """Row `kill:provisioner` during moves of an access: customers change location, the
+    provisioner worker is killed while their moves run and started again; every move ends
+    DONE once, each customer on exactly one enabled account on the new server, none left
+    enabled on the old one."""
+    prov, admin = stack.api_url("provisioner"), _admin_header(stack, "provisioner")
+    location = f"fm-{uuid.uuid4().hex[:6]}"
+    r = httpx.post(f"{prov}/internal/admin/servers", headers=admin, timeout=10, json={
+        "name": location, "location": location, "backend": "sandbox", "capacity": 20})
+    assert r.status_code == 201, r.text
+    target = r.json()["server"]["id"]
+    bought = await buy_many(gateway_url, 6)
+    db = await asyncpg.connect(ADMIN_DSN)
+    try:
+        invoices = [invoice["id"] for _, invoice in bought]
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and await db.fetchval(
+                "SELECT count(*) FROM provisioning.grants WHERE status = 'APPLIED' AND "
+                "invoice_id = ANY($1::text[])", invoices) < len(invoices):
+            await asyncio.sleep(0.5)
+        subs = {r["invoice_id"]: r["subscription_id"] for r in await db.fetch(
+            "SELECT invoice_id, subscription_id FROM provisioning.grants WHERE "
+            "invoice_id = ANY($1::text[])", invoices)}
+        assert len(subs) == len(invoices)
+        old_refs = [r["provision_ref"] for r in await db.fetch(
+            "SELECT provision_ref FROM provisioning.subscriptions WHERE id = ANY($1::text[])",
+            list(subs.values()))]
+        # the new server refuses its first creates, so moves are mid-way when the worker dies
+        faults = FaultSwitch(stack.env["REDIS_URL"],
+                             f"{stack.env['JOBS_PREFIX']}:provisioner:sandbox-faults:{target}")
+        await faults.add("ensure_active", message="new server slow", count=8)
+        answers = await asyncio.gather(*(
+            call(c, "PUT", f"/subscriptions/{subs[invoice['id']]}/location",
+                 json={"location_id": location}) for c, invoice in bought))
+        assert [a.status_code for a in answers] == [202] * len(bought)
+        heal = await asyncio.to_thread(inject, stack, "kill:provisioner")
+        await asyncio.to_thread(heal)
+        await faults.close()
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and await db.fetchval(
+                "SELECT count(*) FROM provisioning.moves WHERE status = 'DONE' AND "
+                "subscription_id = ANY($1::text[])", list(subs.values())) < len(subs):
+            await asyncio.sleep(0.5)
+        moves = await db.fetch("SELECT subscription_id, status FROM provisioning.moves "
+                               "WHERE subscription_id = ANY($1::text[])", list(subs.values()))
+        enabled = await db.fetch(
+            "SELECT s.id, a.server FROM provisioning.subscriptions s JOIN "
+            "provisioning.sandbox_vpn_accounts a ON a.ref = s.provision_ref "
+            "WHERE s.id = ANY($1::text[]) AND a.enabled", list(subs.values()))
+        leftovers = await db.fetchval(
+            "SELECT count(*) FROM provisioning.sandbox_vpn_accounts WHERE enabled AND "
+            "ref = ANY($1::text[])", old_refs)
+    finally:
+        await db.close()
+        for c, _ in bought:
+            await c.aclose()
+    print(f"\nFAULT kill:provisioner during moves: moved={len(moves)} "
+          f"done={sum(m['status'] == 'DONE' for m in moves)} leftovers={leftovers}")
+    assert sorted(m["subscription_id"] for m in moves) == sorted(subs.values())  # once each
+    assert {m["status"] for m in moves} == {"DONE"}
+    assert sorted(e["id"] for e in enabled) == sorted(subs.values())
+    assert {e["server"] for e in enabled} == {target} and leftovers == 0
