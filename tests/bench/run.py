@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from stack import Stack, check_infra, default_env  # noqa: E402
 
+from tests.bench.broadcast import broadcast_path, broadcast_rows  # noqa: E402
 from tests.bench.purchase import (  # noqa: E402
     ADMIN_EMAIL,
     purchase_latency,
@@ -280,6 +281,8 @@ def main() -> int:
         ap.add_argument(f"--{latency.replace('_', '-')}", type=float, default=None,
                         help=f"how long purchases {what} start at --purchase-rate "
                              "(default: --latency-seconds; 0 skips it)")
+    ap.add_argument("--broadcast-recipients", type=int, default=10000,
+                    help="recipients of the broadcast row (0 skips it)")
     ap.add_argument("--report", default=str(ROOT / ".run" / "bench" / "report.json"))
     ns = ap.parse_args()
     if not shutil.which("wrk"):
@@ -360,6 +363,10 @@ def main() -> int:
                 print(f"purchases {what}, latency at a fixed rate...", flush=True)
                 report[f"{key}_purchase_latency"] = asyncio.run(purchase_latency(
                     stack, ns.purchase_rate, seconds, path=key))
+        if ns.broadcast_recipients:
+            print("broadcast...", flush=True)
+            report["broadcast"] = asyncio.run(broadcast_path(
+                stack, env["DATABASE_URL"], ns.broadcast_recipients, support_path))
     finally:
         stack.stop()
     bare_rps = report["bare"]["rps"]
@@ -393,6 +400,7 @@ def main() -> int:
     for key, what, _, _ in PURCHASE_PATHS:
         rows += purchase_rows(f"purchases {what}", report.get(f"{key}_purchase"),
                               report.get(f"{key}_purchase_latency"), pub)
+    rows += broadcast_rows(report)
     print(table(rows))
     Path(ns.report).parent.mkdir(parents=True, exist_ok=True)
     Path(ns.report).write_text(json.dumps(report, indent=2, default=str))

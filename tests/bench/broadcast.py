@@ -1,0 +1,134 @@
+"""The bench's broadcast row: a broadcast to many emulated recipients (linked customers seeded
+straight into the telegram schema), its sustained messages/s against
+`TELEGRAM_BROADCAST_RATE`, and the product's other notices (a ticket reaching the support chat)
+while it runs."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import asyncpg
+import httpx
+
+from runtime import identity
+
+
+def _admin(stack) -> dict[str, str]:
+    key = stack.env.get("INTERNAL_SIGNING_KEY", "dev-internal-signing-key-change-me")
+    return {identity.HEADER: identity.sign(key, "bench", "ADMIN", audience="telegram"),
+            "Content-Type": "application/json"}
+
+
+async def _seed(dsn: str, run: str, n: int) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(
+            "INSERT INTO telegram.account_links (user_id, telegram_user_id, chat_id)"
+            " SELECT 'bench-bc-' || $1 || '-' || i, 8000000000 + i + $3 * 1000000,"
+            " 8000000000 + i + $3 * 1000000 FROM generate_series(1, $2) i", run, n,
+            int(run, 16) % 1000)
+        await conn.execute(
+            "INSERT INTO telegram.subscription_view (user_id, status)"
+            " SELECT 'bench-bc-' || $1 || '-' || i, 'EXPIRED' FROM generate_series(1, $2) i",
+            run, n)
+        await conn.execute(
+            "INSERT INTO telegram.customer_facts (user_id, expired_at)"
+            " SELECT 'bench-bc-' || $1 || '-' || i, now() - interval '1 day'"
+            " FROM generate_series(1, $2) i", run, n)
+    finally:
+        await conn.close()
+
+
+async def broadcast_path(stack, dsn: str, recipients: int, support, tickets: int = 20) -> dict:
+    """Send one broadcast to `recipients` and, once it is under way, the support path's
+    `tickets` (`support(stack, tickets)`, the bench's own) beside it."""
+    run = uuid.uuid4().hex[:6]
+    await _seed(dsn, run, recipients)
+    base = stack.api_url("telegram") + "/internal/admin/broadcasts"
+    async with httpx.AsyncClient(headers=_admin(stack), timeout=30) as c:
+        r = await c.post(base, json={"text_en": f"bench {run}", "text_ru": f"bench {run}",
+                                     "segment": "expired_30d"})
+        r.raise_for_status()
+        bid = r.json()["broadcast"]["id"]
+        started = time.monotonic()
+        (await c.post(f"{base}/{bid}/send")).raise_for_status()
+        while (await c.get(f"{base}/{bid}")).json()["broadcast"]["sent"] < 20:
+            await asyncio.sleep(0.5)
+        beside = asyncio.create_task(support(stack, tickets))
+        while (b := (await c.get(f"{base}/{bid}")).json()["broadcast"])["status"] != "DONE":
+            if time.monotonic() - started > recipients / 2 + 300:
+                break
+            await asyncio.sleep(1)
+        notices = await beside
+    conn = await asyncpg.connect(dsn)
+    try:
+        row = await conn.fetchrow(
+            "SELECT count(*) AS n, extract(epoch FROM max(sent_at) - min(sent_at)) AS s"
+            " FROM telegram.broadcast_recipients WHERE broadcast_id = $1 AND state = 'SENT'",
+            bid)
+    finally:
+        await conn.close()
+    seconds = float(row["s"] or 0)
+    return {"recipients": recipients, "status": b["status"], "sent": b["sent"],
+            "failed": b["failed"], "resent": b["resent"], "seconds": seconds,
+            "msgs_per_s": (row["n"] - 1) / seconds if seconds else 0.0,
+            "configured_rate": float(stack.env.get("TELEGRAM_BROADCAST_RATE", 20)),
+            "notices_beside": notices}
+
+
+def broadcast_rows(report: dict) -> list[tuple[str, str, str, str]]:
+    """The bench table's rows of the broadcast (none when it did not run)."""
+    b = report.get("broadcast")
+    if not b:
+        return []
+    s = b["notices_beside"]
+    rate = b["configured_rate"]
+    return [(f"broadcast to {b['recipients']}", f"{b['msgs_per_s']:.1f} msg/s sustained "
+             f"({b['sent']} sent in {b['seconds']:.0f} s, {b['status']})",
+             f"rate {rate:.0f}/s", f"{b['msgs_per_s'] / rate:.2f}"),
+            ("  ticket -> support chat beside it", f"p50 {s['ticket_to_chat_p50_ms']:.0f} ms "
+             f"p99 {s['ticket_to_chat_p99_ms']:.0f} ms ({s['delivered']}/{s['tickets']})",
+             "-", "-")]
+
+
+def main() -> int:
+    """Only the broadcast row, on a stack of its own (the bench's ports and database):
+    `python -m tests.bench.broadcast [--recipients N]`."""
+    import argparse
+    import json
+    import sys
+    from pathlib import Path
+
+    from tests.bench import run
+
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("--recipients", type=int, default=10000)
+    ap.add_argument("--report", default=str(run.ROOT / ".run" / "bench" / "broadcast.json"))
+    ns = ap.parse_args()
+    env = run.bench_env()
+    problems = run.check_infra(env)
+    if problems:
+        sys.stderr.write("\n".join(problems) + "\n")
+        return 2
+    from tests.conftest import reset_infrastructure
+
+    reset_infrastructure(env, run.BENCH_DB, run.PREFIX)
+    stack = run.Stack(env, log_dir=run.ROOT / ".run" / "bench-logs")
+    stack.migrate()
+    stack.seed_plans()
+    stack.start()
+    try:
+        report = {"broadcast": asyncio.run(broadcast_path(stack, env["DATABASE_URL"],
+                                                          ns.recipients, run.support_path))}
+    finally:
+        stack.stop()
+    print(run.table([("figure", "value", "baseline", "ratio"), *broadcast_rows(report)]))
+    Path(ns.report).parent.mkdir(parents=True, exist_ok=True)
+    Path(ns.report).write_text(json.dumps(report, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
