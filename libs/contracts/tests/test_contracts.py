@@ -14,6 +14,7 @@ from contracts.tickets import TicketClosedV1
 
 EXPECTED = {
     "identity.user.registered.v1", "identity.user.blocked.v1", "identity.user.unblocked.v1",
+    "identity.user.role_changed.v1",
     "billing.invoice.created.v1", "billing.payment.detected.v1", "billing.invoice.paid.v1",
     "billing.invoice.expired.v1", "billing.invoice.refunded.v1",
     "billing.balance.credited.v1", "billing.balance.debited.v1", "billing.promo_code.redeemed.v1",

@@ -43,7 +43,7 @@ async def test_a_ticket_event_is_queued_for_delivery_of_its_ticket(db, jobs, bot
     [(jid, name, data)] = await queued(jobs)
     assert (name, data) == ("deliver_ticket", {"ticket_id": story.id})
     assert jid.startswith("notify-")
-    assert await bot.delivery.deliver_ticket(story.id) == 1  # what the job does
+    assert await bot.delivery.deliver_ticket(story.id) == 2  # the opening and the card
     assert (await bot.shown())[0]["text"].startswith("🆕 New ticket: VPN is slow")
 
 
@@ -58,7 +58,7 @@ async def test_a_redelivered_event_requeues_work_whose_job_was_lost(db, jobs, bo
     await jobs.notify.queue.obliterate(force=True)
     await consume(bot, jobs, story.opened(), env)  # delivered by now: nothing to queue
     assert await queued(jobs) == []
-    assert len(await bot.shown()) == 1
+    assert len(await bot.shown()) == 2  # the opening and the card, once
 
 
 async def test_the_same_event_queues_one_job(db, jobs, bot):
@@ -67,7 +67,7 @@ async def test_the_same_event_queues_one_job(db, jobs, bot):
     await consume(bot, jobs, story.opened(), env)
     assert len(await queued(jobs)) == 1
     await bot.delivery.deliver_ticket(story.id)
-    assert len(await bot.shown()) == 1
+    assert len(await bot.shown()) == 2  # the opening and the card
 
 
 async def identity_event(db, event) -> None:

@@ -34,7 +34,8 @@ UNTIL = T0 + timedelta(days=30)
 
 # contract: (its event for a linked user, what applying it writes, the notify jobs it queues)
 CASES = {
-    "ticket opened": (lambda u: Story(user_id=u).opened(), ["ticket_opened"], ["deliver_ticket"]),
+    "ticket opened": (lambda u: Story(user_id=u).opened(), ["ticket_opened", "topic_card"],
+                      ["deliver_ticket"]),
     "message added": (lambda u: Story(user_id=u).message("Still slow")[0], ["ticket_message"],
                       ["deliver_ticket"]),
     "status changed": (lambda u: Story(user_id=u).closed()[0], ["topic_title"], ["deliver_ticket"]),

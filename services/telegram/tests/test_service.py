@@ -65,10 +65,12 @@ async def outgoing(db, ids: list[int]) -> list[Outgoing]:
 async def test_a_new_ticket_gets_a_topic_and_its_messages_go_into_it(db, forum):
     story = Story(subject="VPN\nis slow")
     assert await forum.tell(story, story.opened("It buffers\nall evening"),
-                            *story.message("Still slow today")) == 2
+                            *story.message("Still slow today")) == 3  # and the card
     [topic] = await forum.topics()
     assert topic["name"] == f"#{story.id[:6]} VPN is slow"
-    opened, customer = await forum.shown()
+    opened, card, customer = await forum.shown()
+    assert card["text"].startswith("🪪 Customer") and card["message_thread_id"] == \
+        topic["message_thread_id"]
     assert opened["message_thread_id"] == customer["message_thread_id"] \
         == topic["message_thread_id"]
     assert opened["text"].startswith("🆕 New ticket: VPN is slow\nFrom: ann@example.com (via web)")
@@ -149,9 +151,9 @@ async def test_events_that_arrive_out_of_order_wait_for_the_earlier_ones(db, for
         await forum.delivery.deliver_ticket(story.id)
     assert await forum.shown() == [] and await forum.topics() == []
     await forum.record(opened)
-    assert await forum.delivery.deliver_ticket(story.id) == 2
+    assert await forum.delivery.deliver_ticket(story.id) == 3
     assert [m["text"].split("\n")[0] for m in await forum.shown()] == [
-        "🆕 New ticket: VPN is slow", "👤 Support (web panel):"]
+        "🆕 New ticket: VPN is slow", "🪪 Customer", "👤 Support (web panel):"]
 
 
 async def test_an_event_recorded_twice_is_sent_once(db, forum):
@@ -162,9 +164,9 @@ async def test_an_event_recorded_twice_is_sent_once(db, forum):
         async with db.transaction() as s:
             ids = await forum.mirror.record_ticket_event(s, env, event)
     assert ids == []
-    assert await forum.delivery.deliver_ticket(story.id) == 1
+    assert await forum.delivery.deliver_ticket(story.id) == 2  # the opening and the card
     assert await forum.delivery.deliver_ticket(story.id) == 0
-    assert len(await forum.shown()) == 1 and len(await forum.topics()) == 1
+    assert len(await forum.shown()) == 2 and len(await forum.topics()) == 1
 
 
 async def test_a_message_telegram_refuses_is_given_up_and_the_ticket_goes_on(db, forum):
@@ -196,8 +198,9 @@ async def test_in_a_plain_group_a_ticket_is_a_reply_thread(db, group):
     story = Story()
     await group.tell(story, story.opened(), *story.message("More details"), *story.closed())
     assert await group.topics() == []
-    root, customer, closed = await group.shown()
+    root, card, customer, closed = await group.shown()
     assert root["text"].startswith("🆕 New ticket: VPN is slow")
+    assert card["reply_to_message"]["message_id"] == root["message_id"]
     assert customer["reply_to_message"]["message_id"] == root["message_id"]
     assert (closed["text"], closed["reply_to_message"]["message_id"]) == (
         "✅ Ticket closed.", root["message_id"])

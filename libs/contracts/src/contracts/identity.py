@@ -33,3 +33,13 @@ class UserUnblockedV1(EventPayload):
     user_id: str
     unblocked_at: datetime
     actor_id: str | None = None
+
+
+class UserRoleChangedV1(EventPayload):
+    """A user's role changed (an admin's change, or `create-admin`)."""
+
+    event_type = "identity.user.role_changed"
+    user_id: str
+    role: Role
+    changed_at: datetime
+    actor_id: str | None = None

@@ -23,7 +23,9 @@ Owns the fake side of the Telegram integration and nothing else:
   ``editMessageReplyMarkup`` (400 "message is not modified" when nothing changes; an edit
   without ``reply_markup`` drops the keyboard), ``deleteMessage``, ``sendPhoto`` (a multipart
   upload, recorded by size and SHA-256, or a known ``file_id`` / URL), ``answerCallbackQuery``
-  (once per query), ``setMyCommands`` / ``getMyCommands`` per scope and language;
+  (once per query), ``pinChatMessage`` (400 "message to pin not found" for an unknown message;
+  ``GET /_emulator/pins?chat_id=`` lists the pins), ``setMyCommands`` / ``getMyCommands`` per
+  scope and language;
   ``POST /_emulator/press`` presses a button as a user would (the ``callback_query`` goes to the
   webhook) and ``POST /_emulator/users/{id}/block`` makes a user block the bot: writes into
   that chat are 403 "Forbidden: bot was blocked by the user" until the user writes again.
@@ -551,6 +553,8 @@ class EmulatorState:
     # Users who blocked the bot (private chat ids): writes to them are 403 until they write.
     blocked: set[int] = field(default_factory=set)
     deleted: list[dict[str, int]] = field(default_factory=list)
+    # pinChatMessage: the pinned message ids per chat, the newest last.
+    pinned: dict[int, list[int]] = field(default_factory=dict)
     photos: dict[str, dict[str, Any]] = field(default_factory=dict)  # sent photos by file_id
 
 
@@ -1144,6 +1148,21 @@ class TelegramEmulator:
         self.state.deleted.append({"chat_id": chat_id, "message_id": message_id})
         return True
 
+    def pin_chat_message(self, params: Params) -> bool:
+        """Pins a message of the chat (no thread parameter: in a forum the message's own topic
+        shows it). Pinning a pinned message again succeeds, as on the platform."""
+        chat_id = params.get_chat_id()
+        message_id = params.get_int("message_id", required=True)
+        assert message_id is not None
+        params.get_bool("disable_notification")
+        if self.find_message(chat_id, message_id) is None:
+            raise bad_request("message to pin not found")
+        pins = self.state.pinned.setdefault(chat_id, [])
+        if message_id in pins:
+            pins.remove(message_id)
+        pins.append(message_id)
+        return True
+
     def send_photo(self, params: Params) -> dict[str, Any]:
         chat_id = params.get_chat_id()
         photo = params.raw.get("photo")
@@ -1436,6 +1455,7 @@ TelegramEmulator.METHODS = {
         "editMessageText": TelegramEmulator.edit_message_text,
         "editMessageReplyMarkup": TelegramEmulator.edit_message_reply_markup,
         "deleteMessage": TelegramEmulator.delete_message,
+        "pinChatMessage": TelegramEmulator.pin_chat_message,
         "sendPhoto": TelegramEmulator.send_photo,
         "answerCallbackQuery": TelegramEmulator.answer_callback_query,
         "setMyCommands": TelegramEmulator.set_my_commands,
@@ -1658,6 +1678,11 @@ def create_app(config: EmulatorConfig | None = None) -> FastAPI:
                 for topic in by_id.values()
             ]
         return {"topics": topics}
+
+    @app.get("/_emulator/pins")
+    async def list_pins(chat_id: int) -> dict:
+        async with emulator.lock:
+            return {"pinned": list(state.pinned.get(chat_id, []))}
 
     @app.get("/_emulator/messages")
     async def list_messages(chat_id: int | None = None) -> dict:

@@ -13,7 +13,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts import events_of
-from contracts.identity import UserBlockedV1, UserRegisteredV1, UserUnblockedV1
+from contracts.identity import (
+    UserBlockedV1,
+    UserRegisteredV1,
+    UserRoleChangedV1,
+    UserUnblockedV1,
+)
 from contracts.telegram import AccountCreatedV1
 from gateway.models import AuditEntry, Session, User, outbox
 from gateway.repository import (
@@ -223,6 +228,8 @@ class UserAdminService:
                                  "You cannot change your own role",
                                  "The last active admin cannot be demoted")
         user.role = role
+        await events.add(s, UserRoleChangedV1(user_id=user.id, role=role, changed_at=now(),
+                                              actor_id=actor_id))
         return user
 
     async def search(self, db: Database, q: str | None, limit: int,
@@ -254,6 +261,9 @@ class UserAdminService:
         if user.role != "ADMIN":
             user.role = "ADMIN"
             done["user.role"] = {"via": "create-admin", "role": "ADMIN"}
+        # told every time, so services that keep roles learn of an admin made before they did
+        await events.add(s, UserRoleChangedV1(user_id=user.id, role="ADMIN", changed_at=now(),
+                                              actor_id=actor_id))
         for action, details in done.items():
             await audit_service.record(
                 s, actor_id=actor_id, actor_role="SYSTEM", action=action, target_type="user",

@@ -30,6 +30,11 @@ class Settings(service_settings("telegram", port=8104)):
                                                 gt=0, le=8)
     # The shop bot calls billing and the provisioner for the customer (as the gateway does).
     provisioner_url: str = Field("http://127.0.0.1:8102", alias="PROVISIONER_URL")
+    # The tickets service: the customer card's open tickets and the bot's CSAT buttons.
+    tickets_url: str = Field("http://127.0.0.1:8103", alias="TICKETS_URL")
+    # The customer card's edits wait this long after an event, so a burst makes one edit.
+    card_debounce_seconds: float = Field(2.0, alias="TELEGRAM_CARD_DEBOUNCE_SECONDS", ge=0,
+                                         le=60)
     shop_api_timeout: float = Field(5.0, alias="TELEGRAM_SHOP_API_TIMEOUT", gt=0, le=30)
     # Broadcasts (telegram.broadcasts): their fixed share of Telegram's 30 messages/s overall,
     # shared by every broadcast and worker; the product's own notices keep the rest.

@@ -3,7 +3,8 @@ topic shows of the desk's ticket events (notes, assignment, canned replies sent)
 
 Commands are for operators (`TELEGRAM_OPERATOR_IDS`) and are answered in the topic:
 `/note <text>`, `/r <name>`, `/close`, `/assign`, `/unassign` go to the tickets service as
-`telegram.support_command.received`; anything else gets a short help. A note is only ever
+`telegram.support_command.received`; `/extend` and `/resend` are the ADMINs'
+(telegram.desk_admin); anything else gets a short help. A note is only ever
 written into the support chat: the desk's rows never target a customer's chat.
 """
 
@@ -34,6 +35,8 @@ HELP = ("ℹ️ Commands in a ticket's topic:\n"
         "/r <name> — send a canned reply in the customer's language\n"
         "/assign — assign the ticket to me · /unassign\n"
         "/close — close the ticket\n"
+        "/extend <days> — add days to the customer's subscription (ADMINs)\n"
+        "/resend — send the customer their access link in the bot (ADMINs)\n"
         "Any other text is sent to the customer.")
 NEEDS_ARGUMENT = {"note": "ℹ️ Write the note after the command: /note <text>",
                   "r": "ℹ️ Name the canned reply: /r <name>"}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from bullmq import Job
 from bullmq.custom_errors import DelayedError
@@ -18,6 +18,7 @@ from runtime.db import Database
 from runtime.jobs import JobQueue, job_id
 from runtime.logging import get_logger
 from telegram.botapi import TelegramError
+from telegram.card import overdue
 from telegram.metrics import UPDATES_UNPROCESSED
 from telegram.models import Outgoing
 from telegram.repository import TelegramRepository
@@ -29,8 +30,19 @@ NOTIFY = "notify"
 
 
 class TelegramJobs:
-    def __init__(self, notify: JobQueue):
+    def __init__(self, notify: JobQueue, card_delay: float = 2.0):
         self.notify = notify
+        self.card_delay = card_delay  # TELEGRAM_CARD_DEBOUNCE_SECONDS
+
+    async def enqueue_cards(self, dues: list[tuple[str, datetime]], suffix: str = "") -> None:
+        """One `card` job per card and due time (the same due time is the same job: a burst
+        of events makes one edit), run when it is due."""
+        for ticket_id, due in dues:
+            delay = max(0, int((due - now()).total_seconds() * 1000))
+            parts = ("card", ticket_id, int(due.timestamp() * 1000)) + ((suffix,) if suffix
+                                                                         else ())
+            await self.notify.enqueue("card", {"ticket_id": ticket_id}, job_id=job_id(*parts),
+                                      delay=delay)
 
     async def enqueue_outgoing(self, rows: list[tuple[int, str | None]], suffix: str = "") -> None:
         for oid, ticket_id in rows:
@@ -44,7 +56,7 @@ class TelegramJobs:
                                           else job_id("notify", oid))
 
 
-def notify_handlers(delivery: Delivery, max_inline_wait: int):
+def notify_handlers(delivery: Delivery, max_inline_wait: int, jobs: TelegramJobs | None = None):
     async def with_retry_after(job: Job, token: str, fn):
         while True:
             try:
@@ -68,7 +80,15 @@ def notify_handlers(delivery: Delivery, max_inline_wait: int):
         return await with_retry_after(job, token,
                                       lambda: delivery.deliver_one(int(job.data["outgoing_id"])))
 
-    return {"deliver_ticket": deliver_ticket, "deliver_one": deliver_one}
+    async def card(job: Job, token: str = ""):
+        ticket_id = job.data["ticket_id"]
+        edited, again = await with_retry_after(
+            job, token, lambda: delivery.cards.refresh(delivery.db, ticket_id))
+        if again is not None and jobs is not None:
+            await jobs.enqueue_cards([(ticket_id, again)])
+        return edited
+
+    return {"deliver_ticket": deliver_ticket, "deliver_one": deliver_one, "card": card}
 
 
 async def sweep(db: Database, jobs: TelegramJobs, every: float = 5.0, age: float = 10.0) -> None:
@@ -83,6 +103,7 @@ async def sweep(db: Database, jobs: TelegramJobs, every: float = 5.0, age: float
                 repo = TelegramRepository(s)
                 stale: list[Outgoing] = await repo.stale_outgoing(cutoff)
                 pending, failing = await repo.unprocessed_counts()
+                cards = await overdue(s, cutoff)
             UPDATES_UNPROCESSED.labels("pending").set(pending)
             UPDATES_UNPROCESSED.labels("failing").set(failing)
             seen: set[str] = set()
@@ -95,6 +116,8 @@ async def sweep(db: Database, jobs: TelegramJobs, every: float = 5.0, age: float
             if rows:
                 await jobs.enqueue_outgoing(rows, suffix=f"s{bucket}")
                 log.info("sweep_requeued", outgoing=len(rows))
+            if cards:  # a card due past its time: its job was lost (or failed)
+                await jobs.enqueue_cards(cards, suffix=f"s{bucket}")
         except asyncio.CancelledError:
             raise
         except Exception as exc:

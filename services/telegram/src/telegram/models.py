@@ -243,6 +243,45 @@ class LoginToken(Base):
     __table_args__ = (sa.Index("ix_login_tokens_telegram", "telegram_user_id", "created_at"),)
 
 
+class CustomerView(Base):
+    """Web accounts as identity announced them (`identity.user.registered`, `.role_changed`):
+    the email and since when, for the customer card in a ticket's topic, and the role, for the
+    desk's ADMIN-only commands (an operator whose Telegram is linked to an ADMIN account)."""
+
+    __tablename__ = "customer_view"
+
+    user_id: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    email: Mapped[str | None] = mapped_column(sa.Text)
+    role: Mapped[str | None] = mapped_column(sa.Text)
+    registered_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    role_changed_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+
+
+class TicketCard(Base):
+    """The customer card pinned at the top of a ticket's topic (telegram.card): its message,
+    posted once (`message_id`), the text it shows, and `due_at` while an edit is wanted (the
+    edit waits that long, so a burst of events makes one edit)."""
+
+    __tablename__ = "ticket_cards"
+
+    ticket_id: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    user_id: Mapped[str] = mapped_column(sa.Text)
+    chat_id: Mapped[int] = mapped_column(sa.BigInteger)
+    message_id: Mapped[int | None] = mapped_column(sa.BigInteger)
+    pinned: Mapped[bool] = mapped_column(sa.Boolean, default=False, server_default=sa.false())
+    text: Mapped[str | None] = mapped_column(sa.Text)
+    due_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    edits: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
+    touches: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
+    updated_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True),
+                                                 server_default=sa.func.now())
+
+    __table_args__ = (
+        sa.Index("ix_ticket_cards_user", "user_id"),
+        sa.Index("ix_ticket_cards_due", "due_at", postgresql_where=sa.text("due_at IS NOT NULL")),
+    )
+
+
 class CustomerFacts(Base):
     """What a broadcast's segments need besides `subscription_view`, from events this service
     already consumes: the first trial and the first paid invoice (`billing.invoice.paid`, by

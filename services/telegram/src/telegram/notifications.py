@@ -12,6 +12,9 @@ told with the date it renews and the Renew button.
 
 Expiry reminders come from billing (`billing.renewal.reminder`), which leaves out the ones
 auto-renewal will pay; the provisioner's own `expiring` event tells nothing here.
+
+Every one of these events (and `billing.invoice.created`, which tells nothing) also makes the
+customer's cards in the support chat due for an edit (telegram.card).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts import Envelope
 from contracts.billing import (
+    InvoiceCreatedV1,
     InvoiceExpiredV1,
     InvoicePaidV1,
     InvoiceRefundedV1,
@@ -42,6 +46,7 @@ from runtime.broker import Subscription
 from runtime.db import Database
 from runtime.logging import get_logger
 from telegram import broadcasts
+from telegram.card import touch
 from telegram.models import AccountLink, SubscriptionView, inbox
 from telegram.repository import ShopRepository, TelegramRepository
 from telegram.shop import Calls, access_message, button, invoice_markup, invoice_text, keyboard
@@ -183,6 +188,7 @@ def build_subscription(db: Database, jobs, base_url: str, api: ShopApi) -> Subsc
             if not await sub.claim(s, env):
                 return
             await broadcasts.record_facts(s, event)  # what broadcast segments read
+            dues = await touch(s, event.user_id, jobs.card_delay)  # the customer's cards
             status = status_of(event)
             if status is not None:
                 await project(s, event.user_id, status, getattr(event, "expires_at", None))
@@ -190,10 +196,11 @@ def build_subscription(db: Database, jobs, base_url: str, api: ShopApi) -> Subsc
             if link is not None:
                 ids = await notices.tell(s, env, event, link)
         await jobs.enqueue_outgoing([(i, None) for i in ids])
+        await jobs.enqueue_cards(dues)
 
     for contract in (SubscriptionActivatedV1, SubscriptionExtendedV1, SubscriptionExpiringV1,
                      SubscriptionExpiredV1, SubscriptionSuspendedV1, SubscriptionResumedV1,
                      RenewalReminderV1, PaymentDetectedV1, InvoicePaidV1, InvoiceExpiredV1,
-                     InvoiceRefundedV1, SubscriptionLimitedV1):
+                     InvoiceRefundedV1, SubscriptionLimitedV1, InvoiceCreatedV1):
         sub.on(contract)(on_event)
     return sub

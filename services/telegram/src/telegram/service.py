@@ -31,9 +31,10 @@ from runtime.clock import now
 from runtime.db import Database
 from runtime.logging import get_logger
 from runtime.outbox import Outbox
-from telegram import shop, texts
+from telegram import csat, shop, texts
 from telegram.accounts import PAY_PREFIX, REFERRAL_PREFIX, SECRET_KINDS, Accounts
 from telegram.botapi import BotApi, TelegramError
+from telegram.card import Cards
 from telegram.config import Settings
 from telegram.desk import (
     DESK_KINDS,
@@ -42,6 +43,7 @@ from telegram.desk import (
     topic_command,
     topic_step,
 )
+from telegram.desk_admin import DeskAdmin
 from telegram.models import (
     AccountLink,
     LinkToken,
@@ -57,7 +59,8 @@ log = get_logger(__name__)
 
 events = Outbox(outbox, producer="telegram", publishes=events_of("telegram"))
 
-SUPPORT_KINDS = {"ticket_opened", "ticket_message", "ticket_closed", "noop"} | DESK_KINDS
+SUPPORT_KINDS = {"ticket_opened", "ticket_message", "ticket_closed", "noop",
+                 "topic_card"} | DESK_KINDS
 LINK_TOKEN_TTL = timedelta(minutes=15)
 
 
@@ -128,6 +131,9 @@ class MirrorService:
             ids.append(await repo.add_outgoing(event_id=eid, ticket_id=event.ticket_id,
                                                chat_id=chat, kind="ticket_opened", seq=event.seq,
                                                text=opened_text(event), parse_mode="HTML"))
+            # the customer card, right under the opening message (telegram.card)
+            ids.append(await repo.add_outgoing(event_id=eid, ticket_id=event.ticket_id,
+                                               chat_id=chat, kind="topic_card", seq=event.seq))
         elif isinstance(event, MessageAddedV1):
             await repo.ensure_thread(event.ticket_id, event.user_id, chat, None)
             echo = (event.author_role == "SUPPORT" and event.origin == "TELEGRAM"
@@ -159,6 +165,8 @@ class MirrorService:
             ids.append(await repo.add_outgoing(event_id=eid, ticket_id=event.ticket_id,
                                                chat_id=chat, kind="ticket_closed", seq=event.seq,
                                                text="✅ Ticket closed."))
+            thread = await repo.thread(event.ticket_id)
+            ids.append(await csat.ask(repo, event, thread.subject if thread else None))
         return [i for i in ids if i is not None]
 
 
@@ -169,6 +177,8 @@ class Delivery:
         self.db = db
         self.bot = bot
         self.settings = settings
+        self.cards = Cards(settings, bot)
+        self.desk_admin = DeskAdmin(self.cards.api)
         self._forum: dict[int, bool] = {}
 
     async def is_forum(self, chat_id: int) -> bool:
@@ -221,6 +231,10 @@ class Delivery:
                 assert thread is not None
                 if not await self._support_step(repo, thread, row):
                     return False
+            elif row.kind == "desk_extend":  # an ADMIN's /extend, carried out once
+                text = await self.desk_admin.run_extend(self.db, row)
+                msg = await self.bot.send_message(row.chat_id, text, thread_id=row.thread_id)
+                row.telegram_message_id = msg["message_id"]
             elif row.method is not None:  # the shop bot's calls
                 msg = await shop.perform(self.bot, row)
                 row.telegram_message_id = msg.get("message_id") if msg else None
@@ -271,6 +285,8 @@ class Delivery:
                                               parse_mode=row.parse_mode)
         elif row.kind in DESK_KINDS:  # into the topic as it is: a note never reopens it
             msg = await topic_step(self.bot, thread, row, forum)
+        elif row.kind == "topic_card":
+            return await self.cards.step(repo.session, thread, forum)
         else:  # ticket_closed
             if thread.closed:
                 return True
@@ -325,6 +341,7 @@ class UpdateService:
     def __init__(self, settings: Settings, shop_bot: shop.Shop | None = None):
         self.settings = settings
         self.shop = shop_bot or shop.Shop(settings)
+        self.desk_admin = DeskAdmin(self.shop.api)
         self.accounts = Accounts(settings, events, BLOCKED_TEXT, self.shop.api)
 
     async def handle(self, s: AsyncSession, update_id: int, update: dict) -> tuple[str, list[int]]:
@@ -377,6 +394,11 @@ class UpdateService:
         if message.get("is_topic_message") and message.get("message_thread_id"):
             thread = await repo.thread_by_topic(chat_id, message["message_thread_id"])
             ticket_id = thread.ticket_id if thread else None
+            if thread is not None:  # an ADMIN's /extend or /resend (telegram.desk_admin)
+                admin = await self.desk_admin.command(s, update_id=update_id, thread=thread,
+                                                      message=message, sender=sender, text=text)
+                if admin is not None:
+                    return admin
             if thread is not None:  # an operator's command (telegram.desk), closed or not
                 command = await topic_command(
                     s, events, ticket_id=thread.ticket_id, thread_id=message["message_thread_id"],

@@ -29,6 +29,7 @@ import segno
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from runtime.logging import get_logger
+from telegram import csat
 from telegram.botapi import BotApi, TelegramError
 from telegram.config import Settings
 from telegram.models import BotUser, Outgoing, SubscriptionView
@@ -139,7 +140,8 @@ class Shop:
     def __init__(self, settings: Settings, api: ShopApi | None = None):
         self.settings = settings
         self.api = api or ShopApi(settings.billing_url, settings.provisioner_url,
-                                  settings.internal_signing_key, settings.shop_api_timeout)
+                                  settings.internal_signing_key, settings.shop_api_timeout,
+                                  settings.tickets_url)
 
     # -------------------------------------------------------------- entry points
 
@@ -224,7 +226,8 @@ class Screen:
                     "promo": self.ask_promo, "c": self.create, "r": self.refresh,
                     "a": self.access, "s": self.subscriptions, "t": self.trial,
                     "bal": self.balance, "tu": self.top_up, "ref": self.invite,
-                    "lang": self.languages, "l": self.set_language, "sup": self.support}
+                    "lang": self.languages, "l": self.set_language, "sup": self.support,
+                    csat.PREFIX: lambda arg: csat.rate(self, arg)}
         handler = handlers.get(head)
         if handler is None:
             await self.answer(self.t("stale_button"), alert=True)

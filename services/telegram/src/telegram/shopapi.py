@@ -1,8 +1,10 @@
-"""The shop bot's calls to billing and the provisioner, made for one customer.
+"""The shop bot's calls to billing, the provisioner and the tickets service, made for one
+customer.
 
 Each call carries the signed identity of the customer whose Telegram account is linked (role
-`USER`, audience the called service), exactly as the gateway's calls do, so billing and the
-provisioner apply the same ownership checks, idempotency and rules to the bot as to the web.
+`USER`, audience the called service), exactly as the gateway's calls do, so the services apply
+the same ownership checks, idempotency and rules to the bot as to the web. The one exception is
+`admin_extend`: the support desk's `/extend`, signed for the operator's own ADMIN account.
 """
 
 from __future__ import annotations
@@ -33,16 +35,17 @@ class ShopApiError(Exception):
 
 class ShopApi:
     def __init__(self, billing_url: str, provisioner_url: str, signing_key: str,
-                 timeout: float = 5.0):
+                 timeout: float = 5.0, tickets_url: str = "http://127.0.0.1:8103"):
         self.key = signing_key
         self.billing = httpx.AsyncClient(base_url=billing_url.rstrip("/"), timeout=timeout)
         self.provisioner = httpx.AsyncClient(base_url=provisioner_url.rstrip("/"),
                                              timeout=timeout)
+        self.tickets_client = httpx.AsyncClient(base_url=tickets_url.rstrip("/"), timeout=timeout)
 
     async def _call(self, client: httpx.AsyncClient, audience: str, user_id: str, method: str,
                     path: str, *, json: Any = None, params: dict | None = None,
-                    key: str | None = None) -> Any:
-        headers = {identity.HEADER: identity.sign(self.key, user_id, "USER", audience=audience)}
+                    key: str | None = None, role: str = "USER") -> Any:
+        headers = {identity.HEADER: identity.sign(self.key, user_id, role, audience=audience)}
         if key is not None:
             headers["Idempotency-Key"] = key
         try:
@@ -106,6 +109,30 @@ class ShopApi:
         return await self.provision(user_id, "GET",
                                     f"/subscriptions/{quote(subscription_id, safe='')}/access")
 
+    async def invoices(self, user_id: str, limit: int = 3) -> list[dict]:
+        return (await self.bill(user_id, "GET", "/invoices", params={"limit": limit}))["invoices"]
+
+    async def usage(self, user_id: str, subscription_id: str) -> dict:
+        return await self.provision(user_id, "GET",
+                                    f"/subscriptions/{quote(subscription_id, safe='')}/usage")
+
+    async def admin_extend(self, admin_id: str, subscription_id: str, days: int) -> dict:
+        """The provisioner's admin extension, by the ADMIN `admin_id` (its actor)."""
+        path = f"/admin/subscriptions/{quote(subscription_id, safe='')}/extend"
+        return (await self._call(self.provisioner, "provisioner", admin_id, "POST", path,
+                                 json={"days": days}, role="ADMIN"))["subscription"]
+
+    # tickets
+    async def tickets(self, user_id: str) -> list[dict]:
+        return (await self._call(self.tickets_client, "tickets", user_id, "GET", "/tickets",
+                                 params={"limit": 100}))["tickets"]
+
+    async def rate(self, user_id: str, ticket_id: str, score: int) -> dict:
+        return (await self._call(self.tickets_client, "tickets", user_id, "POST",
+                                 f"/tickets/{quote(ticket_id, safe='')}/rating",
+                                 json={"score": score}))["ticket"]
+
     async def close(self) -> None:
         await self.billing.aclose()
         await self.provisioner.aclose()
+        await self.tickets_client.aclose()

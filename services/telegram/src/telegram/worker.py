@@ -19,17 +19,19 @@ from telegram.service import Delivery, MirrorService, UpdateService, events
 async def build_worker(ctx: WorkerContext) -> None:
     settings: Settings = ctx.settings  # type: ignore[assignment]
     bot = BotApi(settings.api_base, settings.bot_token)
-    jobs = TelegramJobs(JobQueue(NOTIFY, settings.redis_url, settings.jobs_prefix))
+    jobs = TelegramJobs(JobQueue(NOTIFY, settings.redis_url, settings.jobs_prefix),
+                        settings.card_debounce_seconds)
     ctx.queues += [jobs.notify]
     ctx.outbox = events
     ctx.subscriptions.append(build_subscription(ctx.db, MirrorService(settings), jobs))
     updates = UpdateService(settings)
     ctx.subscriptions.append(notifications.build_subscription(ctx.db, jobs, settings.app_base_url,
                                                               updates.shop.api))
-    ctx.subscriptions.append(build_identity_subscription(ctx.db))
+    ctx.subscriptions.append(build_identity_subscription(ctx.db, jobs))
     delivery = Delivery(ctx.db, bot, settings)
     ctx.job_workers.append(JobWorker(NOTIFY, settings.redis_url,
-                                     notify_handlers(delivery, settings.max_retry_after_wait),
+                                     notify_handlers(delivery, settings.max_retry_after_wait,
+                                                     jobs),
                                      concurrency=settings.notify_concurrency,
                                      prefix=settings.jobs_prefix))
     broadcast_jobs = JobQueue(broadcasts.QUEUE, settings.redis_url, settings.jobs_prefix)
@@ -58,3 +60,4 @@ async def build_worker(ctx: WorkerContext) -> None:
     ctx.on_close.append(pacer.close)
     ctx.on_close.append(bot.close)
     ctx.on_close.append(updates.shop.api.close)
+    ctx.on_close.append(delivery.cards.api.close)
