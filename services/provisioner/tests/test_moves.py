@@ -261,6 +261,19 @@ async def test_a_suspended_subscription_moves_without_an_account_until_resumed(
     await one_working_account(db, sub.id, a, b)
 
 
+async def test_a_move_whose_subscription_was_placed_anew_meanwhile_is_canceled(
+        db, service, moves, two_locations):
+    a, b = two_locations
+    sub = await buy(db, service, "u-replaced")
+    move, _ = await start(db, moves, sub)
+    async with db.transaction() as s:  # ended and bought again elsewhere before the move ran
+        (await s.get(Subscription, sub.id)).server_id = None
+    assert await moves.run(db, move.id, T0) == "CANCELED"
+    async with db.transaction() as s:
+        assert (await ServerRepository(s).loads([b])).get(b, 0) == 0  # its room is given back
+    assert (await accounts_of(db, sub.id, [a, b]))[b] == {}
+
+
 @pytest.fixture
 async def wide_db(db, settings):
     """A connection for each concurrent transaction, so they wait on locks, not the pool."""

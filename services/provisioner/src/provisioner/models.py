@@ -169,8 +169,9 @@ class Move(Base):
     """Moving one subscription's access to another server, exactly once (`provisioner.moves`):
     WAITING (no server with room yet) → PENDING (the target chosen, its room held) → SWITCHED
     (the account on the target exists and the subscription points to it) → DONE (the old
-    account revoked); CANCELED when the subscription ended before a target was found. At most
-    one open move per subscription."""
+    account revoked); CANCELED when the subscription ended before a target was found, or was
+    placed on another server meanwhile (bought again after it ended). At most one open move
+    per subscription."""
 
     __tablename__ = "moves"
 

@@ -18,7 +18,7 @@ resumes from the last committed step and the subscription is never moved twice:
    subscription points to).
 
 A move is run at once by a `move_access` job; an open move its job did not finish (a crash, a
-lost enqueue, attempts run out, no room yet) is resumed by the provision sweep. A drain marks
+lost enqueue, attempts run out, no room yet) is resumed by the `move_sweep` schedule. A drain marks
 the server DRAINING (no placements), starts a move for every subscription holding room on it
 in bounded batches (to the least loaded server with room in its location, else in any), and
 marks it DISABLED once nothing is left on it; with no room anywhere the rest wait as WAITING
@@ -163,7 +163,7 @@ class MoveService:
             MOVES.labels(move.reason, "placed").inc()
             return PENDING
         if move.status == PENDING:
-            if sub is None:
+            if sub is None or sub.server_id != move.from_server_id:  # placed anew meanwhile
                 return self._close(move, CANCELED, ts)
             await self._create_and_switch(s, move, sub, ts)
             return SWITCHED

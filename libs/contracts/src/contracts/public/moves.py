@@ -26,7 +26,7 @@ class MoveOut(BaseModel):
     status: MoveStatus = Field(description=(
         "WAITING: no server with room yet; PENDING: the new server chosen; SWITCHED: the "
         "access is on the new server, the old account not revoked yet; DONE; CANCELED: the "
-        "subscription ended before it could move"))
+        "subscription ended, or was placed anew, before it could move"))
     from_location: str | None
     to_location: str | None
     created_at: datetime
