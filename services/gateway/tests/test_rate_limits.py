@@ -107,3 +107,18 @@ async def test_ticket_creation_is_limited_per_user_on_api_and_web(gateway):
         assert _is_rate_limited(await c.post("/api/v1/tickets", json=body))
         assert _is_rate_limited(await c.post("/app/tickets", data=body))
     assert services.writes("tickets").count("POST /internal/tickets") == 2
+
+
+async def test_location_changes_are_limited_per_user(gateway):
+    app, services = gateway
+    services.set("provisioner", "PUT", r"/internal/subscriptions/[^/]+/location", 202,
+                 {"location_id": "nl-ams", "move": None})
+    async with _client(app) as c:
+        answers = [await c.put("/api/v1/subscriptions/s1/location",
+                               json={"location_id": "nl-ams"}) for _ in range(11)]
+        assert [r.status_code for r in answers[:10]] == [202] * 10
+        assert _is_rate_limited(answers[10]) and answers[10].json()["code"] == "RATE_LIMITED"
+        bad = await c.put("/api/v1/subscriptions/s1/location", json={"location_id": "NL"},
+                          headers={"x-test-user": "u2"})
+        assert bad.status_code == 400 and bad.json()["code"] == "VALIDATION_ERROR"
+    assert services.writes("provisioner").count("PUT /internal/subscriptions/s1/location") == 10
