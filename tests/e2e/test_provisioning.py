@@ -156,7 +156,8 @@ def test_paid_invoice_is_granted_exactly_once_and_a_second_invoice_extends(gatew
     assert access.status_code == 200, access.text
     body = access.json()
     assert body["backend"] == "sandbox" and body["access_url"].startswith("ss://")
-    assert set(body) == {"backend", "access_url", "config", "fetched_at"}
+    assert set(body) == {"backend", "access_url", "config", "fetched_at", "subscription_url",
+                         "apps"}
 
 
 def test_backend_failure_retries_then_fails_and_an_admin_retry_succeeds(gateway_url, stack):

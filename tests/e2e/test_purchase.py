@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 from datetime import datetime, timedelta
 
 from tests.conftest import await_for
@@ -35,6 +36,20 @@ async def test_purchase_grants_access_and_a_second_invoice_extends(gateway_url, 
     access = await c.get(f"/subscriptions/{sub['id']}/access")
     assert access.status_code == 200, access.text
     assert access.json()["access_url"] and access.json()["backend"] == "sandbox"
+
+    # the stable link serves the server's content with the clients' headers; a rotation
+    # refuses the old token at once and the new one works
+    link = access.json()["subscription_url"]
+    served = await c.get(link)
+    assert served.status_code == 200, served.text
+    assert base64.b64decode(served.content).decode().startswith("ss://")
+    assert "expire=" in served.headers["subscription-userinfo"]
+    assert served.headers["profile-update-interval"] and served.headers["content-disposition"]
+    rotated = await c.post(f"/subscriptions/{sub['id']}/link")
+    assert rotated.status_code == 200, rotated.text
+    new_link = rotated.json()["link"]["subscription_url"]
+    assert new_link != link and (await c.get(link)).status_code == 404
+    assert (await c.get(new_link)).content == served.content
 
     second = await pay_invoice(c, plan, option)
     await mine(c)

@@ -72,10 +72,13 @@ def test_trial_then_a_promo_purchase_with_a_double_tap_and_access_with_qr(
     step(emulator_url, chat, msg, "t", "free trial")
     subs = wait_for(lambda: [s for s in client.get("/subscriptions").json()["subscriptions"]
                              if s["status"] == "ACTIVE"], message="the trial active")
-    access_url = client.get(f"/subscriptions/{subs[0]['id']}/access").json()["access_url"]
+    access = client.get(f"/subscriptions/{subs[0]['id']}/access").json()
+    access_url = access["subscription_url"]  # the stable link, with buttons to our import page
     step(emulator_url, chat, msg, "m", "VPN shop")
     screen = step(emulator_url, chat, msg, "a", access_url)
-    assert "📋 Happ" in buttons(screen).values()
+    happ = next(b for row in screen["reply_markup"]["inline_keyboard"] for b in row
+                if b["text"] == "📲 Happ")
+    assert happ["url"] == next(a["open_url"] for a in access["apps"] if a["id"] == "happ")
     wait_for(lambda: hashlib.sha256(qr_png(access_url)).hexdigest()
              in photo_digests(emulator_url, chat), message="the access QR photo")
 
@@ -122,7 +125,7 @@ def test_trial_then_a_promo_purchase_with_a_double_tap_and_access_with_qr(
                        message="the access message after the purchase")
     newest = max((s for s in client.get("/subscriptions").json()["subscriptions"]
                   if s["status"] == "ACTIVE"), key=lambda s: s["expires_at"])
-    live = client.get(f"/subscriptions/{newest['id']}/access").json()["access_url"]
+    live = client.get(f"/subscriptions/{newest['id']}/access").json()["subscription_url"]
     assert digests[-1] == hashlib.sha256(qr_png(live)).hexdigest()
     assert any(m.get("text", "").startswith(f"✅ Invoice {invoice['id']} is paid")
                for m in shown(emulator_url, chat).values())

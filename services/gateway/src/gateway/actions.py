@@ -140,6 +140,15 @@ class AdminActions:
             lambda: self.clients.provisioner.change(caller, subscription_id, action, body),
             body.model_dump() if body is not None else None)
 
+    async def link(self, caller: Who, subscription_id: str, action: str):
+        """A customer's subscription link rotated (`rotate`) or revoked (`revoke`) by staff;
+        the token itself is never recorded."""
+        call = (self.clients.provisioner.rotate_link if action == "rotate"
+                else self.clients.provisioner.revoke_link)
+        return await self._remote(caller, f"subscription.link_{action}", "subscription",
+                                  subscription_id,
+                                  lambda: call(caller, subscription_id, staff=True))
+
     # ---- the server pool (provisioner); credentials are never in the audit log ---------------
     async def create_server(self, caller: Who, body: ServerCreate) -> Reply[ServerEnvelope]:
         details = {"name": body.name, "location": body.location, "backend": body.backend}

@@ -13,6 +13,7 @@ from gateway.api import (
     auth,
     billing,
     broadcasts,
+    links,
     ops,
     servers,
     subscriptions,
@@ -110,9 +111,9 @@ def create_api(settings: Settings) -> FastAPI:
     # (docs/05-ops/performance.md). No two routers share a path, so the order changes nothing
     # else.
     api = APIRouter(prefix=API_PREFIX)
-    for r in (auth.router, subscriptions.router, billing.router, tickets.router,
-              telegram.router, tickets.admin, subscriptions.admin, billing.admin, admin.router,
-              servers.admin, ops.router, insight, broadcasts.router):
+    for r in (auth.router, links.router, subscriptions.router, billing.router, tickets.router,
+              telegram.router, tickets.admin, subscriptions.admin, links.admin, billing.admin,
+              admin.router, servers.admin, ops.router, insight, broadcasts.router):
         api.include_router(r)
     app.include_router(api)
     install_openapi(app)

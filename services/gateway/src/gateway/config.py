@@ -27,6 +27,12 @@ class Settings(service_settings("gateway", port=8000, schema="identity")):
         60, alias="TICKET_REPLIES_PER_TICKET_PER_HOUR")
     invoices_per_user_per_hour: int = Field(30, alias="INVOICES_PER_USER_PER_HOUR")
     telegram_links_per_user_per_hour: int = Field(10, alias="TELEGRAM_LINKS_PER_USER_PER_HOUR")
+    # `GET /sub/{token}`: a customer's apps refresh it every few hours, from a few devices.
+    sub_link_per_token_per_minute: int = Field(30, alias="SUB_LINK_PER_TOKEN_PER_MINUTE")
+    sub_link_per_ip_per_minute: int = Field(120, alias="SUB_LINK_PER_IP_PER_MINUTE")
+    # The profile name the apps' import links carry (the provisioner reads it too).
+    sub_profile_title: str = Field("VPN", alias="SUB_PROFILE_TITLE", min_length=1,
+                                   max_length=64, pattern=r"^[A-Za-z0-9 ._-]+$")
     # Telegram sign-in (Login Widget, Mini App): their hashes are checked with the bot token.
     telegram_bot_token: str = Field(DEV_BOT_TOKEN, alias="TELEGRAM_BOT_TOKEN")
     telegram_bot_username: str = Field("vpn_support_bot", alias="TELEGRAM_BOT_USERNAME")

@@ -91,6 +91,16 @@ class Limits:
         await self.limiter.hit("reset-try-ip", ip,
                                self.settings.telegram_sign_ins_per_ip_per_minute, 60)
 
+    async def sub_link(self, ip: str, token: str) -> None:
+        """`GET /sub/{token}`: per address (guessing tokens) and per token (a leaked link)."""
+        st = self.settings
+        await self.limiter.hit("sub-ip", ip, st.sub_link_per_ip_per_minute, 60)
+        await self.limiter.hit("sub-token", token, st.sub_link_per_token_per_minute, 60)
+
+    async def link_change(self, user_id: str) -> None:
+        """Rotating or revoking one's subscription link."""
+        await self.limiter.hit("link-change-user", user_id, 20, 3600)
+
     async def telegram_link(self, user_id: str) -> None:
         await self.limiter.hit("telegram-link-user", user_id,
                                self.settings.telegram_links_per_user_per_hour, 3600)

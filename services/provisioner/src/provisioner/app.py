@@ -11,6 +11,8 @@ from provisioner.config import Settings
 from provisioner.consumers import BILLING_QUEUE, IDENTITY_QUEUE
 from provisioner.endpoints import router
 from provisioner.jobs import PROVISION, SCHEDULES, ProvisionJobs, retry_failed_job
+from provisioner.link_api import router as link_router
+from provisioner.links import LinkService
 from provisioner.moves import MoveService
 from provisioner.servers import ServerPool
 from provisioner.service import ProvisioningService
@@ -25,11 +27,15 @@ def create_api(settings: Settings) -> FastAPI:
     backend = build_backend(settings, db)
     jobs = ProvisionJobs(JobQueue(PROVISION, settings.redis_url, settings.jobs_prefix), settings)
     pool = ServerPool(db, settings, backend)
-    app = internal_api(settings, db, on_close=[jobs.queue.close, pool.close, backend.close])
+    links = LinkService(settings, db, pool, backend)
+    app = internal_api(settings, db, on_close=[jobs.queue.close, pool.close, backend.close,
+                                               links.close])
     app.state.service = ProvisioningService(backend, settings.auto_renew_hours_before, pool)
     app.state.jobs = jobs
     app.state.moves = MoveService(pool)
+    app.state.links = links
     app.include_router(router)
+    app.include_router(link_router)
     app.include_router(operations_router(Operations(
         settings, job_queues=[PROVISION, SCHEDULES],
         consumer_queues=[BILLING_QUEUE, IDENTITY_QUEUE],

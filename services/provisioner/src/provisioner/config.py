@@ -62,6 +62,17 @@ class Settings(service_settings("provisioner", port=8102, schema="provisioning")
     server_health_timeout_seconds: float = Field(15.0, alias="SERVER_HEALTH_TIMEOUT_SECONDS",
                                                  gt=0)
 
+    # The stable subscription link (`GET /sub/{token}`, `provisioner.links`): how long the
+    # content fetched from a server is kept (0: never), the update interval told to clients
+    # when the panel tells none, the profile name clients show, and locations' display names
+    # (`code=Name`, comma separated; default: the code).
+    sub_link_cache_seconds: int = Field(30, alias="SUB_LINK_CACHE_SECONDS", ge=0, le=3600)
+    sub_update_interval_hours: int = Field(12, alias="SUB_UPDATE_INTERVAL_HOURS", ge=1, le=168)
+    sub_profile_title: str = Field("VPN", alias="SUB_PROFILE_TITLE", min_length=1,
+                                   max_length=64, pattern=r"^[A-Za-z0-9 ._-]+$")
+    location_names: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict, alias="LOCATION_NAMES")
+
     # the `provision` job queue
     provision_attempts: int = Field(8, alias="PROVISION_ATTEMPTS", ge=1)
     provision_backoff_ms: int = Field(2000, alias="PROVISION_BACKOFF_MS", ge=1)
@@ -99,6 +110,14 @@ class Settings(service_settings("provisioner", port=8102, schema="provisioning")
     def _split_proxies(cls, v):
         if isinstance(v, str):
             return [p for p in v.replace(" ", "").split(",") if p]
+        return v
+
+    @field_validator("location_names", mode="before")
+    @classmethod
+    def _split_location_names(cls, v):
+        if isinstance(v, str):
+            pairs = [p.split("=", 1) for p in v.split(",") if "=" in p]
+            return {k.strip(): name.strip() for k, name in pairs if k.strip() and name.strip()}
         return v
 
     @field_validator("xui_inbound_ids", mode="before")

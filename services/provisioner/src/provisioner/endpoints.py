@@ -74,8 +74,11 @@ async def invoice_grant(invoice_id: str, s: Session, ident: Ident):
 
 
 @router.get("/subscriptions/{sub_id}/access", response_model=AccessOut)
-async def subscription_access(sub_id: str, s: Session, ident: Ident, svc: Service):
-    return await svc.access(s, ident, sub_id)
+async def subscription_access(request: Request, sub_id: str, s: Session, ident: Ident,
+                              svc: Service):
+    out = await svc.access(s, ident, sub_id)
+    sub = await ProvisioningRepository(s).subscription(sub_id)
+    return {**out, **request.app.state.links.view(sub.link_token)}
 
 
 @router.put("/subscriptions/{sub_id}/auto-renew", response_model=SubscriptionEnvelope)

@@ -52,6 +52,11 @@ SERVER_UP = Gauge(
     "provisioner_server_up",
     "1 when a server of the pool answered its last health check, 0 when it did not", ["server"],
 )
+SUB_LINK_REQUESTS = Counter(
+    "provisioner_sub_link_requests_total",
+    "GET /sub/{token} answers by outcome: fetched (from the server), cached, not_found, "
+    "unavailable (the server did not answer: 503)", ["outcome"],
+)
 MOVES = Counter(
     "provisioner_moves_total",
     "Steps of moves of an access to another server (started, waiting, switched, done, "

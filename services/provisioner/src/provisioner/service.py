@@ -42,6 +42,7 @@ from contracts.provisioning import (
 )
 from provisioner.backends import AccessDetails, AccountMissing, BackendError, VpnBackend
 from provisioner.backends.base import REF_PREFIX, Usage
+from provisioner.links import new_token
 from provisioner.metrics import LIFECYCLE, RECONCILIATION_FIXES
 from provisioner.models import Grant, Subscription, UserBlock, outbox
 from provisioner.repository import ProvisioningRepository, ServerRepository, SubscriptionReader
@@ -254,6 +255,7 @@ class ProvisioningService:
                                max_devices=plan["max_devices"], provision_ref=provision_ref(sid),
                                backend=self.backend.name, reminders_sent=[], created_at=ts,
                                updated_at=ts, server_id=server.id if server else None)
+            sub.link_token, sub.link_hash = new_token()
             s.add(sub)
             kind = "activated"
         elif sub.status in (ACTIVE, SUSPENDED):

@@ -48,9 +48,13 @@ STARS = "stars"
 SHOP_COMMANDS = {"/menu": "m", "/buy": "b", "/access": "a", "/balance": "bal",
                  "/language": "lang"}
 # Import buttons copy the app's deep link (Telegram opens only http(s) and tg:// links from a
-# button); the templates are the apps' (adapters docs, "VPN client deep links").
+# button); the templates are the apps' (adapters docs, "VPN client deep links"). Used for a
+# bare access key; the stable subscription link's buttons open our import page instead.
 IMPORT_APPS = (("Happ", "happ://add/{url}"), ("v2rayNG", "v2rayng://install-config?url={q}"),
                ("Hiddify", "hiddify://import/{url}"), ("Streisand", "streisand://import/{url}"))
+# The apps the access message has a button for (the phones' and Clash Meta; desktops' are on
+# the web access page).
+LINK_APPS = ("happ", "v2rayng", "hiddify", "streisand", "shadowrocket", "clash-meta")
 
 
 def qr_png(data: str) -> bytes:
@@ -609,26 +613,33 @@ def _plain(text: str) -> str:
 
 async def access_message(api: ShopApi, calls: Calls, user_id: str, lang: str,
                          message_id: int | None, before=None) -> bool:
-    """The customer's access, fetched live: the key or link as copyable text with import
-    buttons (the pressed message edited, or a new message), then its QR as a photo. False
-    when there is no active subscription."""
+    """The customer's access, fetched live: the stable subscription link (or, without one, the
+    backend's key) as copyable text with import buttons (the pressed message edited, or a new
+    message), then its QR as a photo. The link's buttons open our import page (`open_url`,
+    https), which opens the app. False when there is no active subscription."""
     subs = [x for x in await api.subscriptions(user_id) if x["status"] in {"ACTIVE", "LIMITED"}]
     if not subs:
         return False
     sub = max(subs, key=lambda x: x["expires_at"])
     access = await api.access(user_id, sub["id"])
-    url = access["access_url"]
-    text = t(lang, "access", until=sub["expires_at"][:10], url=url)
-    imports = [{"text": f"📋 {name}", "copy_text": {"text": tpl.format(
-        url=url, q=quote(url, safe=""))[:256]}} for name, tpl in IMPORT_APPS]
-    markup = keyboard(imports[:2], imports[2:], [button(t(lang, "btn_menu"), "m")])
+    link = access.get("subscription_url")
+    url = link or access["access_url"]
+    text = t(lang, "access_link" if link else "access", until=sub["expires_at"][:10], url=url)
+    if link:
+        imports = [{"text": f"📲 {app['name']}", "url": app["open_url"]}
+                   for app in access.get("apps") or [] if app["id"] in LINK_APPS]
+    else:
+        imports = [{"text": f"📋 {name}", "copy_text": {"text": tpl.format(
+            url=url, q=quote(url, safe=""))[:256]}} for name, tpl in IMPORT_APPS]
+    markup = keyboard(*(imports[i:i + 2] for i in range(0, len(imports), 2)),
+                      [button(t(lang, "btn_menu"), "m")])
     if before is not None:
         await before()
     if message_id is not None:
         await calls.edit(message_id, text, markup)
     else:
         await calls.send(text, markup)
-    await calls.photo(url, t(lang, "access_caption"))
+    await calls.photo(url, t(lang, "access_link_caption" if link else "access_caption"))
     return True
 
 

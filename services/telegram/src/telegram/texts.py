@@ -75,6 +75,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "access": ("🔑 <b>Your access</b> (until {until})\n<code>{url}</code>\n\n"
                    "Tap the key to copy it, or import it into an app:"),
         "access_caption": "QR code of your access key",
+        "access_link": ("🔑 <b>Your subscription link</b> (until {until})\n<code>{url}</code>\n\n"
+                        "Tap the link to copy it, or open it in your app. It stays the same "
+                        "for good, even when your access moves to another server."),
+        "access_link_caption": "QR code of your subscription link",
         "no_access": "You have no active subscription. Take the trial or buy a plan.",
         "subscriptions": "📄 <b>Your subscriptions</b>\n{lines}",
         "sub_line": "• {status} until {until} · {devices} devices{auto}",
@@ -198,6 +202,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "access": ("🔑 <b>Ваш доступ</b> (до {until})\n<code>{url}</code>\n\n"
                    "Нажмите на ключ, чтобы скопировать, или импортируйте в приложение:"),
         "access_caption": "QR-код вашего ключа доступа",
+        "access_link": ("🔑 <b>Ваша ссылка подписки</b> (до {until})\n<code>{url}</code>\n\n"
+                        "Нажмите на ссылку, чтобы скопировать, или откройте её в приложении. "
+                        "Она не меняется, даже когда доступ переезжает на другой сервер."),
+        "access_link_caption": "QR-код вашей ссылки подписки",
         "no_access": "Активной подписки нет. Возьмите пробный период или купите тариф.",
         "subscriptions": "📄 <b>Ваши подписки</b>\n{lines}",
         "sub_line": "• {status} до {until} · устройств: {devices}{auto}",

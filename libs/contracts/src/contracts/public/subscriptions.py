@@ -76,11 +76,46 @@ class UsageOut(BaseModel):
     fetched_at: datetime
 
 
-class AccessOut(BaseModel):
+class AppLink(BaseModel):
+    """One VPN client app's "import" button for the subscription link."""
+
+    id: str = Field(description="e.g. `happ`, `v2rayng`")
+    name: str
+    platforms: list[str] = Field(description="`ios`, `android`, `macos`, `windows`, `linux`, "
+                                             "`tvos`, `androidtv`")
+    import_url: str = Field(description="The app's own deep link (a custom scheme)")
+    open_url: str = Field(description="An https page of ours that opens `import_url` (for "
+                                      "places that take only http(s) links, like Telegram)")
+
+
+class LinkOut(BaseModel):
+    subscription_url: str | None = Field(
+        None, description="Ours and stable for life: `APP_BASE_URL/api/v1/sub/<token>`, "
+                          "serving the subscription from whichever server holds the access "
+                          "now (null: revoked)")
+    apps: list[AppLink] = Field(default_factory=list,
+                                description="Import buttons (none while revoked)")
+
+
+class AccessOut(LinkOut):
     backend: str
     access_url: str = Field(description="The access key / subscription URL to import in a client")
     config: dict[str, Any] = Field(description="Backend-specific details of the access config")
     fetched_at: datetime
+
+
+class LinkEnvelope(BaseModel):
+    link: LinkOut
+
+
+class LocationOut(BaseModel):
+    id: str = Field(description="The location code servers are placed by, e.g. `de-fra`")
+    name: str
+    country: str | None = Field(description="ISO 3166-1 alpha-2, from the code's first part")
+
+
+class LocationList(BaseModel):
+    locations: list[LocationOut]
 
 
 class AdminSubscriptionOut(SubscriptionOut):

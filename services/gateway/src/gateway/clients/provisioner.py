@@ -16,17 +16,22 @@ from contracts.public.subscriptions import (
     BackendCapabilities,
     ExtendBody,
     GrantOut,
+    LinkEnvelope,
+    LocationList,
     SubscriptionEnvelope,
     SubscriptionList,
     UsageOut,
 )
-from gateway.clients.base import Anonymous, Reply, ServiceClient, Who
-from gateway.upstream import segment
+from gateway.clients.base import ANONYMOUS, Anonymous, Reply, ServiceClient, Who, refusal
+from gateway.upstream import UpstreamResponse, segment
+from runtime.errors import ServiceUnavailable
 from runtime.periods import Periods
 
 SUBSCRIPTION_ACTIONS = ("extend", "suspend", "resume")
 # The configured backend changes only with a deployment: its capabilities are kept this long.
 CAPABILITIES_TTL_SECONDS = 60.0
+# `GET /sub/{token}` while the VPN server (or the provisioner) cannot answer: 503, retry then.
+SUB_RETRY_AFTER_SECONDS = 30
 
 
 class ProvisionerClient(ServiceClient):
@@ -46,6 +51,48 @@ class ProvisionerClient(ServiceClient):
     async def access(self, who: Who, subscription_id: str) -> Reply[AccessOut]:
         path = f"/internal/subscriptions/{segment(subscription_id)}/access"
         return await self.call(AccessOut, "GET", path, who)
+
+    # ---- the stable subscription link -------------------------------------------------------
+    async def subscription_content(self, token: str, user_agent: str = "") -> UpstreamResponse:
+        """The subscription behind a link token, as the provisioner serves it (body, media
+        type, the clients' headers) for the app's `user_agent`; an unknown or revoked token
+        is its 404; anything else that is not the content is a 503 with Retry-After."""
+        retry = {"Retry-After": str(SUB_RETRY_AFTER_SECONDS)}
+        try:
+            r = await self.send("GET", f"/internal/sub/{segment(token)}", ANONYMOUS,
+                                headers={"X-Client-User-Agent": user_agent[:300]})
+        except ServiceUnavailable as exc:
+            raise ServiceUnavailable("The VPN server is unavailable; try again shortly",
+                                     headers=retry) from exc
+        if r.status_code == 200:
+            return r
+        if r.status_code == 404:
+            raise refusal(r)
+        raise ServiceUnavailable("The VPN server is unavailable; try again shortly",
+                                 headers=retry)
+
+    async def rotate_link(self, who: Who, subscription_id: str, *,
+                          staff: bool = False) -> Reply[LinkEnvelope]:
+        """A new link token for the caller's own subscription (`staff`: anyone's)."""
+        return await self.call(LinkEnvelope, "POST", self._link_path(subscription_id, staff),
+                               who)
+
+    async def revoke_link(self, who: Who, subscription_id: str, *,
+                          staff: bool = False) -> UpstreamResponse:
+        """The link refused from now on (204, no body)."""
+        r = await self.send("DELETE", self._link_path(subscription_id, staff), who)
+        if r.status_code >= 400:
+            raise refusal(r)
+        return r
+
+    @staticmethod
+    def _link_path(subscription_id: str, staff: bool) -> str:
+        return (f"/internal{'/admin' if staff else ''}/subscriptions/"
+                f"{segment(subscription_id)}/link")
+
+    async def locations(self) -> Reply[LocationList]:
+        """Locations with a server taking new customers now (public)."""
+        return await self.call(LocationList, "GET", "/internal/locations", ANONYMOUS)
 
     async def capabilities(self, who: Who) -> Reply[BackendCapabilities]:
         """What the configured VPN backend enforces itself (devices, traffic), asked once a

@@ -12,12 +12,13 @@ from pathlib import Path
 from fastapi import APIRouter
 from fastapi.staticfiles import StaticFiles
 
-from gateway.web.routes import admin, broadcasts, desk, panel, public, signin
+from gateway.web.routes import admin, broadcasts, desk, links, panel, public, signin
 
 STATIC_DIR = Path(__file__).parent / "static"
 
 router = APIRouter(include_in_schema=False)
 router.include_router(public.router)
+router.include_router(links.router)
 router.include_router(signin.router)
 router.include_router(panel.router)
 router.include_router(admin.router)

@@ -90,3 +90,32 @@ def invoice_status(value: str | None) -> str | None:
 
 def subscription_status(value: str | None) -> str | None:
     return value if value in SUBSCRIPTION_STATUSES else None
+
+
+def platform_of(user_agent: str | None) -> str | None:
+    """The customer's platform as the VPN apps list them, from the browser's User-Agent (None:
+    it does not say)."""
+    ua = (user_agent or "").lower()
+    if "android" in ua:
+        return "androidtv" if any(k in ua for k in ("android tv", "googletv", "aft", "bravia")) \
+            else "android"
+    if any(k in ua for k in ("iphone", "ipad", "ipod")):
+        return "ios"
+    if "apple tv" in ua or "appletv" in ua or "tvos" in ua:
+        return "tvos"
+    if "windows" in ua:
+        return "windows"
+    if "macintosh" in ua or "mac os x" in ua:
+        return "macos"
+    if "linux" in ua or "x11" in ua:
+        return "linux"
+    return None
+
+
+def apps_for(apps: list[dict], platform: str | None) -> tuple[list[dict], list[dict]]:
+    """The import buttons for the customer's platform first, the others apart (all of them
+    first when the platform is unknown)."""
+    if platform is None:
+        return list(apps), []
+    mine = [a for a in apps if platform in a["platforms"]]
+    return mine, [a for a in apps if platform not in a["platforms"]]

@@ -83,9 +83,27 @@ async def access(request: Request, caller: SignedIn):
     active = [s for s in await pages.subscriptions(caller) if s["status"] in views.RUNNING]
     configs = await asyncio.gather(*(pages.access(caller, s["id"]) for s in active))
     t = translator(request)
-    items = [{"subscription": s, "access": a, "qr": qr_svg(a["access_url"], t("access.qr_title"))}
-             for s, a in zip(active, configs, strict=True)]
+    platform = views.platform_of(request.headers.get("user-agent"))
+    items = []
+    for s, a in zip(active, configs, strict=True):
+        mine, others = views.apps_for(a.get("apps") or [], platform)
+        items.append({"subscription": s, "access": a, "apps": mine, "other_apps": others,
+                      "qr": qr_svg(a.get("subscription_url") or a["access_url"],
+                                   t("access.qr_title"))})
     return render(request, "panel/access.html", items=items)
+
+
+@router.post("/subscriptions/{subscription_id}/link")
+async def change_link(request: Request, caller: SignedIn, form: Form, subscription_id: str):
+    """The access page's "new link" and "revoke link", as `POST` and `DELETE
+    /api/v1/subscriptions/{id}/link`."""
+    pages = Pages(request)
+    await pages.state.limits.link_change(caller.id)
+    if form.get("action") == "revoke":
+        await pages.clients.provisioner.revoke_link(caller, subscription_id)
+        return see_other("/app/access?done=link_revoked")
+    await pages.clients.provisioner.rotate_link(caller, subscription_id)
+    return see_other("/app/access?done=link_rotated")
 
 
 @router.get("/buy")
