@@ -1,6 +1,7 @@
 """The support desk end to end: an internal note, written in the ticket's topic (`/note`) and in
 the API, is shown to staff and never reaches the customer: not their API view, not their web
-ticket page, not their Telegram chat."""
+ticket page, not their Telegram chat; the customer card pinned in the ticket's topic is edited in
+place, never posted again, when the customer pays."""
 
 from __future__ import annotations
 
@@ -9,7 +10,15 @@ import uuid
 import httpx
 
 from tests.conftest import register, wait_for
-from tests.e2e.test_support_flow import get_ticket, messages_in_topic, operator_says, topic_of
+from tests.e2e.test_billing import create_invoice
+from tests.e2e.test_support_flow import (
+    SUPPORT_CHAT,
+    calls,
+    get_ticket,
+    messages_in_topic,
+    operator_says,
+    topic_of,
+)
 from tests.e2e.test_telegram_notifications import bot_texts, link_telegram
 
 
@@ -69,3 +78,41 @@ def test_a_note_never_reaches_the_customer(gateway_url, emulator_url, admin_clie
     assert 'data-testid="csat-given"' in page.text and "csat-form" not in page.text
     staff = admin_client.get(f"/admin/tickets/{ticket_id}").json()["ticket"]
     assert (staff["rating"], staff["rating_comment"]) == (5, "Fast")
+
+
+def test_the_customer_card_is_edited_in_place_when_the_customer_pays(gateway_url, emulator_url):
+    customer = register(gateway_url)
+    email = customer.get("/auth/me").json()["user"]["email"]
+    r = customer.post("/tickets", json={"subject": "Before I pay", "body": "Which plan?"})
+    assert r.status_code == 201, r.text
+    thread = topic_of(emulator_url, r.json()["ticket"]["id"])
+
+    def cards() -> list[dict]:
+        shown = httpx.get(f"{emulator_url}/_emulator/messages", params={"chat_id": SUPPORT_CHAT},
+                          timeout=15).json()["messages"]
+        return [m for m in shown if m.get("message_thread_id") == thread
+                and m.get("text", "").startswith("🪪")]
+
+    [card] = wait_for(cards, message="the customer card in the topic")
+    pins = httpx.get(f"{emulator_url}/_emulator/pins", params={"chat_id": SUPPORT_CHAT},
+                     timeout=15).json()["pinned"]
+    assert card["message_id"] in pins
+
+    plan = customer.get("/plans").json()["plans"][0]
+    invoice = create_invoice(customer, plan["id"]).json()["invoice"]
+    r = customer.post("/sandbox/transfers", json={
+        "address": invoice["address"], "amount_asset": invoice["amount_asset"],
+        "asset": "USDT", "network": "TRON"})
+    assert r.status_code == 201, r.text
+    assert customer.post("/sandbox/blocks", json={"count": 3}).status_code == 200
+
+    def paid_on_card():
+        [now] = cards()  # one card, whatever happens
+        return now if "PAID" in now["text"] and "ACTIVE" in now["text"] else None
+
+    edited = wait_for(paid_on_card, timeout=60, message="the card showing the paid invoice")
+    assert edited["message_id"] == card["message_id"] and edited.get("edit_date")
+    assert email in edited["text"] and plan["name"] in edited["text"]
+    edits = calls(emulator_url, "editMessageText", chat_id=SUPPORT_CHAT)
+    assert any(c["params"]["message_id"] == card["message_id"] for c in edits)
+    assert sum(1 for t in messages_in_topic(emulator_url, thread) if t.startswith("🪪")) == 1
