@@ -288,7 +288,8 @@ def move_handlers(db: Database, moves: MoveService, settings: Settings):
         return status
 
     async def drain_server(job: Job, token: str = ""):
-        return await moves.drain_all(db, settings.sweep_batch)
+        return await moves.drain_all(db, settings.sweep_batch,
+                                     budget_seconds=settings.sweep_budget_seconds)
 
     return {"move_access": move_access, "drain_server": drain_server}
 
@@ -299,7 +300,8 @@ def move_schedule_handlers(db: Database, moves: MoveService, settings: Settings)
         and go on draining every DRAINING server (DISABLED once drained)."""
         cutoff = now() - timedelta(seconds=settings.provision_sweep_grace_seconds)
         finished = await moves.resume(db, cutoff, settings.sweep_batch)
-        started = await moves.drain_all(db, settings.sweep_batch)
+        started = await moves.drain_all(db, settings.sweep_batch,
+                                        budget_seconds=settings.sweep_budget_seconds)
         if finished or started:
             log.info("move_sweep", finished=finished, started=started)
         return {"finished": finished, "started": started}

@@ -28,6 +28,7 @@ moves, shown by the drain's progress.
 from __future__ import annotations
 
 import hashlib
+import time
 import uuid
 from datetime import datetime
 
@@ -316,14 +317,18 @@ class MoveService:
         return True
 
     async def drain_all(self, db: Database, batch: int, budget_batches: int = 10,
-                        ts: datetime | None = None) -> int:
+                        ts: datetime | None = None, budget_seconds: float | None = None) -> int:
         """One bounded pass over every DRAINING server (the sweep and the drain job): up to
-        `budget_batches` batches each, then DISABLED when drained; returns moves started."""
+        `budget_batches` batches each, none started after `budget_seconds`, then DISABLED when
+        drained; returns moves started (the next pass goes on)."""
         async with db.transaction() as s:
             draining = [x.id for x in await ServerRepository(s).all() if x.status == DRAINING]
+        deadline = time.monotonic() + budget_seconds if budget_seconds else None
         started = 0
         for server_id in draining:
             for _ in range(budget_batches):
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
                 found, n = await self.drain_batch(db, server_id, batch, ts)
                 started += n
                 if found < batch:
