@@ -50,7 +50,7 @@ async def update_server(body: ServerUpdate, actions: Actions, caller: AdminCalle
 
 
 @admin.post("/servers/{server_id}/drain", status_code=202, response_model=DrainOut,
-            responses={k: v for k, v in REFUSALS.items() if k != 400})
+            responses=REFUSALS)
 async def drain_server(actions: Actions, caller: AdminCaller, server_id: ServerId):
     """DRAINING at once (no new placements); every access on it is then moved, exactly once,
     to the least loaded server with room in its location (else in any location), and the
