@@ -253,3 +253,24 @@ async def test_a_password_reset_link_reaches_the_linked_chat(db, bot, api):
         stored = await s.scalar(sa.select(sa.func.count()).select_from(Outgoing).where(
             Outgoing.text.contains("secret-token")))
     assert stored == 0
+
+
+# --- the rest of the private chat, in the customer's language ----------------------------------
+
+async def test_a_russian_speaking_customer_is_answered_in_russian(db, bot):
+    user_id, tg_user = await link(db)
+    message = private_message(tg_user, "/status")
+    message["from"]["language_code"] = "ru"
+    assert await bot.answer(message) == ("status", [t("ru", "status_text_none")])
+    message = private_message(tg_user, "Не работает ключ")
+    message["from"]["language_code"] = "ru-RU"
+    assert await bot.answer(message) == ("user_message", [t("ru", "message_taken")])
+    # the language chosen in the menu wins over the app's
+    async with db.transaction() as s:
+        (await s.get(BotUser, tg_user)).language = "en"
+    message = private_message(tg_user, "/help")
+    message["from"]["language_code"] = "ru"
+    assert await bot.answer(message) == ("help", [t("en", "help")])
+    stranger = private_message(next_id(), "hello")
+    stranger["from"]["language_code"] = "uk"
+    assert await bot.answer(stranger) == ("unlinked", [t("ru", "unlinked_chat")])

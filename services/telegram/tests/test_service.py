@@ -314,7 +314,7 @@ async def test_a_linked_customers_message_becomes_a_support_request(db, forum):
     user_id, tg_user = await link(db)
     message = private_message(tg_user, "  My key \u202estopped working  ")
     outcome, texts = await forum.answer(message)
-    assert (outcome, texts) == ("user_message", ["✉️ Got it — support will answer here."])
+    assert (outcome, texts) == ("user_message", ["✉️ Got it: support will answer here."])
     event = (await published(db, "telegram.user_message.received.v1"))[-1]
     assert (event["user_id"], event["chat_id"], event["telegram_message_id"], event["text"],
             event["ticket_id"]) == (user_id, tg_user, message["message_id"],
@@ -337,7 +337,7 @@ async def test_commands_of_a_linked_customer(db, forum):
     assert await forum.answer(private_message(tg_user, "/nope")) == ("unknown_command",
                                                                      [HELP_TEXT])
     assert await forum.answer(private_message(tg_user, "/status")) == ("status", [
-        "You have no subscription yet. Choose a plan in the web panel."])
+        "You have no subscription yet. Press /menu to choose a plan."])
     async with db.transaction() as s:
         s.add(SubscriptionView(user_id=user_id, status="ACTIVE",
                                expires_at=T0 + timedelta(days=30)))

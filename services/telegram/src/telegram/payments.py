@@ -30,6 +30,7 @@ from runtime.logging import get_logger
 from telegram.botapi import BotApi, TelegramError
 from telegram.metrics import PRE_CHECKOUT_ANSWERS
 from telegram.models import StarsPayment
+from telegram.texts import t
 
 log = get_logger(__name__)
 
@@ -49,8 +50,7 @@ REFUSALS = {
     "other_provider": "This invoice is not paid with Telegram Stars.",
     "unknown_invoice": "This invoice is unknown. Open it again from the panel.",
 }
-PAID_TEXT = ("⭐ Payment received, thank you! Your purchase is being applied; the panel shows "
-             "it in a moment. Help with a payment: /paysupport")
+PAID_TEXT = t("en", "stars_paid")  # the service answers in the customer's language
 
 
 class BillingUnavailable(Exception):

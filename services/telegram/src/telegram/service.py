@@ -46,13 +46,14 @@ from telegram.desk import (
 from telegram.desk_admin import DeskAdmin
 from telegram.models import (
     AccountLink,
+    BotUser,
     LinkToken,
     Outgoing,
     SubscriptionView,
     TicketThread,
     outbox,
 )
-from telegram.payments import PAID_TEXT, record_payment, record_refund
+from telegram.payments import record_payment, record_refund
 from telegram.repository import ShopRepository, TelegramRepository
 
 log = get_logger(__name__)
@@ -320,19 +321,13 @@ START_RE = re.compile(r"^/start(?:@\w+)?\s+([A-Za-z0-9_-]{1,64})\s*$")
 # with a deep link's prefix (`create_link_token`), so the two never meet.
 DEEP_LINK_PREFIXES = (REFERRAL_PREFIX, PAY_PREFIX)
 
-HELP_TEXT = ("I am the support bot. Write your question here and our team will answer.\n"
-             "/status — your subscription\n/login — sign in on the web site\n"
-             "/paysupport — help with a payment\n"
-             "/help — this message")
-BLOCKED_TEXT = "⛔ Your account is blocked. Support cannot take messages from it."
+# The private chat's answers are texts.t keys in the customer's language; these are the
+# English ones, for the places that need a text before any customer is known.
+HELP_TEXT = texts.t("en", "help")
+BLOCKED_TEXT = texts.t("en", "blocked")
 # Telegram requires a bot that takes payments to answer /paysupport.
-PAYSUPPORT_TEXT = ("Help with a payment: write here what happened (the date, the amount, what "
-                   "you bought) and our support team answers in this chat, usually within a "
-                   "day. You can also open a ticket in the web panel under Support. Refunds of "
-                   "Telegram Stars go back to your Stars balance in Telegram.")
-UNLINKED_TEXT = ("Your Telegram is not linked to an account yet. Press /start to create one "
-                 "here, or, if you have an account on the web site, sign in there, open "
-                 "Settings and press “Link Telegram”, then follow the link.")
+PAYSUPPORT_TEXT = texts.t("en", "paysupport")
+UNLINKED_TEXT = texts.t("en", "unlinked_chat")
 
 
 class UpdateService:
@@ -380,9 +375,12 @@ class UpdateService:
         chat_id = (message.get("chat") or {}).get("id")
         if not isinstance(chat_id, int):
             return "stars_payment", []
+        user = await s.get(BotUser, chat_id)  # a private chat's id is its user's
+        lang = texts.language_of(user.language if user else None,
+                                 (message.get("from") or {}).get("language_code"))
         oid = await TelegramRepository(s).add_outgoing(
             event_id=f"update-{update_id}", ticket_id=None, chat_id=chat_id, kind="bot_reply",
-            seq=0, text=PAID_TEXT)
+            seq=0, text=texts.t(lang, "stars_paid"))
         return "stars_payment", [oid] if oid else []
 
     async def _support_chat(self, s, update_id, message, sender, text):
@@ -433,6 +431,11 @@ class UpdateService:
         if not isinstance(tg_user, int):
             return "ignored:no_sender", []
         eid = f"update-{update_id}"
+        user = await s.get(BotUser, tg_user)
+        lang = texts.language_of(user.language if user else None, sender.get("language_code"))
+
+        def say(key: str, **values) -> str:
+            return texts.t(lang, key, **values)
 
         async def reply(body: str, kind: str = "bot_reply") -> list[int]:
             oid = await repo.add_outgoing(event_id=eid, ticket_id=None, chat_id=chat_id,
@@ -444,12 +447,12 @@ class UpdateService:
             return account
         match = START_RE.match(text.strip())
         if match:
-            return await self._link(s, repo, match.group(1), sender, chat_id, reply)
+            return await self._link(s, repo, match.group(1), sender, chat_id, reply, say)
         if text.strip().split("@", 1)[0] == "/paysupport":
-            return "paysupport", await reply(PAYSUPPORT_TEXT)
+            return "paysupport", await reply(say("paysupport"))
         link = await repo.link_for_telegram(tg_user)
         if link is not None and await repo.is_blocked(link.user_id):
-            return "blocked", await reply(BLOCKED_TEXT)  # no ticket; /status says the same
+            return "blocked", await reply(say("blocked"))  # no ticket; /status says the same
         stripped = text.strip()
         if link is not None:
             bought = await self.shop.on_text(s, update_id, message, stripped, link.user_id)
@@ -458,40 +461,41 @@ class UpdateService:
         else:  # the language and "writes again" (not blocked) are known for unlinked users too
             await ShopRepository(s).bot_user(tg_user, chat_id, sender.get("language_code"))
         if stripped.startswith("/help") or stripped == "/start":
-            return "help", await reply(HELP_TEXT if link else f"{HELP_TEXT}\n\n{UNLINKED_TEXT}")
+            return "help", await reply(say("help") if link
+                                       else f"{say('help')}\n\n{say('unlinked_chat')}")
         if link is None:
-            return "unlinked", await reply(UNLINKED_TEXT)
+            return "unlinked", await reply(say("unlinked_chat"))
         if stripped.startswith("/status"):
-            return "status", await reply(await self._status_text(s, link.user_id))
+            return "status", await reply(await self._status_text(s, link.user_id, say))
         if stripped.startswith("/"):
-            return "unknown_command", await reply(HELP_TEXT)
+            return "unknown_command", await reply(say("help"))
         await events.add(s, UserMessageReceivedV1(
             user_id=link.user_id, ticket_id=None, telegram_user_id=tg_user, chat_id=chat_id,
             telegram_message_id=message["message_id"], text=stripped[:4000],
             update_id=update_id, received_at=now(), language_code=sender.get("language_code"),
         ))
-        return "user_message", await reply("✉️ Got it — support will answer here.", "bot_ack")
+        return "user_message", await reply(say("message_taken"), "bot_ack")
 
-    async def _status_text(self, s: AsyncSession, user_id: str) -> str:
+    async def _status_text(self, s: AsyncSession, user_id: str, say) -> str:
         view = await s.get(SubscriptionView, user_id)
         if view is None:
-            return "You have no subscription yet. Choose a plan in the web panel."
-        until = f" until {view.expires_at:%Y-%m-%d}" if view.expires_at else ""
-        return f"Subscription: {view.status.lower()}{until}."
+            return say("status_text_none")
+        if view.expires_at is None:
+            return say("status_text", status=view.status.lower())
+        return say("status_text_until", status=view.status.lower(),
+                   until=f"{view.expires_at:%Y-%m-%d}")
 
-    async def _link(self, s, repo, token, sender, chat_id, reply):
+    async def _link(self, s, repo, token, sender, chat_id, reply, say):
         row = (await s.execute(
             sa.select(LinkToken).where(LinkToken.token_hash == hash_token(token))
             .with_for_update())).scalar_one_or_none()
         if row is None or row.used_at is not None or row.expires_at < now():
-            return "link_refused", await reply(
-                "This link is invalid or has expired. Create a new one in the web panel.")
+            return "link_refused", await reply(say("link_invalid"))
         if await repo.is_blocked(row.user_id):
-            return "blocked", await reply(BLOCKED_TEXT)
+            return "blocked", await reply(say("blocked"))
         existing = await repo.link_for_telegram(sender["id"])
         if existing is not None and existing.user_id != row.user_id:
-            return "link_refused", await reply(
-                "This Telegram account is already linked to another account.")
+            return "link_refused", await reply(say("link_taken"))
         row.used_at = now()
         current = await repo.link_for_user(row.user_id)
         if current is None:
@@ -505,8 +509,7 @@ class UpdateService:
         await events.add(s, AccountLinkedV1(user_id=row.user_id, telegram_user_id=sender["id"],
                                             telegram_username=sender.get("username"),
                                             linked_at=now()))
-        return "linked", await reply("✅ Your Telegram account is now linked. "
-                                     "Write here any time to reach support.")
+        return "linked", await reply(say("linked"))
 
 
 async def create_link_token(s: AsyncSession, user_id: str, bot_username: str

@@ -126,6 +126,31 @@ TEXTS: dict[str, dict[str, str]] = {
         "cmd_paysupport": "Help with a payment",
         # billing's own status of an invoice whose payment is seen, not yet confirmed
         "st_PENDING": "👀 payment detected, waiting for confirmations",
+        # the private chat's answers (telegram.service)
+        "help": ("I am the bot of the VPN service: the shop and support in one chat.\n"
+                 "/menu: buy, renew, your access, balance, invite friends\n"
+                 "/status: your subscription\n/login: sign in on the web site\n"
+                 "/paysupport: help with a payment\n/help: this message\n\n"
+                 "Write your question here and our team will answer."),
+        "blocked": "⛔ Your account is blocked. Support cannot take messages from it.",
+        "paysupport": ("Help with a payment: write here what happened (the date, the amount, "
+                       "what you bought) and our support team answers in this chat, usually "
+                       "within a day. You can also open a ticket in the web panel under Support. "
+                       "Refunds of Telegram Stars go back to your Stars balance in Telegram."),
+        "unlinked_chat": ("Your Telegram is not linked to an account yet. Press /start to "
+                          "create one here, or, if you have an account on the web site, sign "
+                          "in there, open Settings and press “Link Telegram”, then follow the "
+                          "link."),
+        "message_taken": "✉️ Got it: support will answer here.",
+        "status_text_none": "You have no subscription yet. Press /menu to choose a plan.",
+        "status_text": "Subscription: {status}.",
+        "status_text_until": "Subscription: {status} until {until}.",
+        "link_invalid": "This link is invalid or has expired. Create a new one in the web panel.",
+        "link_taken": "This Telegram account is already linked to another account.",
+        "linked": ("✅ Your Telegram account is now linked. Write here any time to reach "
+                   "support."),
+        "stars_paid": ("⭐ Payment received, thank you! Your purchase is being applied; the panel "
+                       "shows it in a moment. Help with a payment: /paysupport"),
         # accounts made and used from Telegram (telegram.accounts)
         "acct_welcome": ("✅ Your account is ready, no email needed.\n"
                          "/menu: buy, renew, your access\n"
@@ -251,6 +276,30 @@ TEXTS: dict[str, dict[str, str]] = {
         "cmd_help": "Помощь",
         "cmd_paysupport": "Помощь с оплатой",
         "st_PENDING": "👀 платёж виден, ждём подтверждений",
+        "help": ("Я бот VPN-сервиса: магазин и поддержка в одном чате.\n"
+                 "/menu: купить, продлить, ваш доступ, баланс, пригласить друзей\n"
+                 "/status: ваша подписка\n/login: вход на сайт\n"
+                 "/paysupport: помощь с оплатой\n/help: это сообщение\n\n"
+                 "Напишите вопрос здесь, и наша команда ответит."),
+        "blocked": "⛔ Ваш аккаунт заблокирован. Поддержка не принимает от него сообщения.",
+        "paysupport": ("Помощь с оплатой: напишите здесь, что случилось (дата, сумма, что вы "
+                       "купили), и поддержка ответит в этом чате, обычно в течение дня. Можно "
+                       "также открыть обращение на сайте в разделе «Поддержка». Возврат "
+                       "Telegram Stars приходит на ваш баланс Stars в Telegram."),
+        "unlinked_chat": ("Ваш Telegram ещё не привязан к аккаунту. Нажмите /start, чтобы "
+                          "создать его здесь, или, если у вас есть аккаунт на сайте, войдите "
+                          "туда, откройте «Настройки», нажмите «Привязать Telegram» и перейдите "
+                          "по ссылке."),
+        "message_taken": "✉️ Получили: поддержка ответит здесь.",
+        "status_text_none": "Подписки пока нет. Нажмите /menu, чтобы выбрать тариф.",
+        "status_text": "Подписка: {status}.",
+        "status_text_until": "Подписка: {status} до {until}.",
+        "link_invalid": "Ссылка недействительна или устарела. Создайте новую на сайте.",
+        "link_taken": "Этот аккаунт Telegram уже привязан к другому аккаунту.",
+        "linked": ("✅ Ваш Telegram привязан. Пишите сюда в любое время, чтобы связаться с "
+                   "поддержкой."),
+        "stars_paid": ("⭐ Оплата получена, спасибо! Покупка применяется, через минуту она "
+                       "появится в панели. Помощь с оплатой: /paysupport"),
         "acct_welcome": ("✅ Аккаунт создан, почта не нужна.\n"
                          "/menu: купить, продлить, ваш доступ\n"
                          "/login: одноразовая ссылка для входа на сайт\n"
