@@ -80,12 +80,14 @@ def test_a_note_never_reaches_the_customer(gateway_url, emulator_url, admin_clie
     assert (staff["rating"], staff["rating_comment"]) == (5, "Fast")
 
 
-def test_the_customer_card_is_edited_in_place_when_the_customer_pays(gateway_url, emulator_url):
+def test_the_customer_card_is_edited_in_place_when_the_customer_pays(gateway_url, emulator_url,
+                                                                   admin_client):
     customer = register(gateway_url)
     email = customer.get("/auth/me").json()["user"]["email"]
     r = customer.post("/tickets", json={"subject": "Before I pay", "body": "Which plan?"})
     assert r.status_code == 201, r.text
-    thread = topic_of(emulator_url, r.json()["ticket"]["id"])
+    ticket_id = r.json()["ticket"]["id"]
+    thread = topic_of(emulator_url, ticket_id)
 
     def cards() -> list[dict]:
         shown = httpx.get(f"{emulator_url}/_emulator/messages", params={"chat_id": SUPPORT_CHAT},
@@ -116,3 +118,7 @@ def test_the_customer_card_is_edited_in_place_when_the_customer_pays(gateway_url
     edits = calls(emulator_url, "editMessageText", chat_id=SUPPORT_CHAT)
     assert any(c["params"]["message_id"] == card["message_id"] for c in edits)
     assert sum(1 for t in messages_in_topic(emulator_url, thread) if t.startswith("🪪")) == 1
+    # the same card in the staff view of the ticket
+    card = admin_client.get(f"/admin/tickets/{ticket_id}").json()["ticket"]["customer"]
+    assert card["email"] == email and card["subscription"]["status"] == "ACTIVE"
+    assert card["last_invoices"][0]["status"] == "PAID" and card["open_tickets"] == 1

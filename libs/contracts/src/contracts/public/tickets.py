@@ -8,7 +8,9 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from contracts.common import AuthorRole, MessageOrigin, TicketSource, TicketStatus
-from contracts.public.common import Strict, Whole
+from contracts.public.billing import InvoiceStatus
+from contracts.public.common import Money, Strict, Whole
+from contracts.public.subscriptions import SubscriptionStatus
 from contracts.text import VisibleText
 
 # Ticket text: invisible characters removed, at least one visible character (contracts.text).
@@ -18,6 +20,7 @@ Body = VisibleText(1, 4000)
 __all__ = ["AdminTicketEnvelope", "AdminTicketList", "AdminTicketOut", "AssignBody",
            "AssigneeOut", "AttachmentOut", "CannedReplyCreate", "CannedReplyDeleted",
            "CannedReplyEnvelope", "CannedReplyList", "CannedReplyOut", "CannedReplyUpdate",
+           "CardInvoiceOut", "CardSubscriptionOut", "CustomerCardOut",
            "MessageCreate", "MessageEnvelope", "MessageOut", "NoteCreate", "RatingCreate",
            "TicketCreate", "TicketEnvelope", "TicketList", "TicketOut", "TicketStatus"]
 
@@ -68,11 +71,40 @@ class AssigneeOut(BaseModel):
     name: str | None = None
 
 
+class CardSubscriptionOut(BaseModel):
+    status: SubscriptionStatus
+    plan: str = Field(description="the plan's name (its id when the catalogue has no such plan)")
+    expires_at: datetime
+    devices: int
+
+
+class CardInvoiceOut(BaseModel):
+    id: str
+    status: InvoiceStatus
+    amount_usd: Money
+    created_at: datetime
+
+
+class CustomerCardOut(BaseModel):
+    """The ticket's customer as the support desk shows them (the gateway adds it; a part that
+    could not be read is null)."""
+
+    id: str
+    email: str | None = Field(description="null for an account made in Telegram")
+    telegram: str | None = Field(description="the linked Telegram username (`@name`), or null")
+    registered_at: datetime | None
+    subscription: CardSubscriptionOut | None = Field(description="the newest one; null: none")
+    last_invoices: list[CardInvoiceOut] | None = Field(description="the last 3, newest first")
+    open_tickets: int | None
+
+
 class AdminTicketOut(TicketOut):
     user_id: str
     assignee: AssigneeOut | None = None
     first_response_at: datetime | None = None
     rating_comment: str | None = None
+    customer: CustomerCardOut | None = Field(None, description="the gateway's view of the "
+                                             "customer; null from the tickets service")
 
 
 class RatingCreate(Strict):

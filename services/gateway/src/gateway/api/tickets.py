@@ -77,8 +77,10 @@ async def admin_list(clients: Clients, caller: StaffCaller, status: TicketStatus
 
 
 @admin.get("/tickets/{ticket_id}", response_model=AdminTicketEnvelope)
-async def admin_get(ticket_id: str, clients: Clients, caller: StaffCaller):
-    return (await clients.tickets.staff_ticket(caller, ticket_id)).response()
+async def admin_get(ticket_id: str, actions: Actions, caller: StaffCaller):
+    """The ticket with its `customer` card (account, subscription, last invoices, open
+    tickets)."""
+    return await desk.staff_ticket(actions.db, actions.clients, caller, ticket_id)
 
 
 @admin.post("/tickets/{ticket_id}/messages", status_code=201, response_model=MessageEnvelope)

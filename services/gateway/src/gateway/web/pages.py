@@ -31,6 +31,7 @@ from contracts.public.billing import (
 from contracts.public.servers import ServerCreate, ServerUpdate
 from contracts.public.subscriptions import ExtendBody
 from contracts.public.tickets import MessageCreate, TicketCreate
+from gateway import desk
 from gateway.api.deps import Caller
 from gateway.clients import ANONYMOUS
 from gateway.models import User
@@ -209,7 +210,12 @@ class Pages:
         return (await self.clients.tickets.queue(caller, status=status, limit=25,
                                                  cursor=cursor)).json()
 
-    async def staff_ticket(self, caller: Caller, ticket_id: str) -> dict:
+    async def staff_ticket(self, caller: Caller, ticket_id: str, customer: bool = False) -> dict:
+        """The staff view of a ticket; with `customer`, its customer card too (the ticket
+        page, not its thread's polling)."""
+        if customer:
+            envelope = await desk.staff_ticket(self.state.db, self.clients, caller, ticket_id)
+            return envelope.model_dump(mode="json")["ticket"]
         return (await self.clients.tickets.staff_ticket(caller, ticket_id)).json()["ticket"]
 
     async def answer_ticket(self, caller: Caller, ticket_id: str, body: MessageCreate) -> dict:

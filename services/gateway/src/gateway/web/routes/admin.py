@@ -427,7 +427,7 @@ async def queue(request: Request, caller: Staff, status: str | None = None,
 
 async def _ticket_page(request: Request, caller, ticket_id: str, status: int = 200,
                        errors: dict | None = None, values: dict | None = None):
-    found = await Pages(request).staff_ticket(caller, ticket_id)
+    found = await Pages(request).staff_ticket(caller, ticket_id, customer=True)
     return await _owned_record(request, "admin/ticket.html", "ticket", found, status, errors,
                                values, version=views.ticket_version(found))
 
