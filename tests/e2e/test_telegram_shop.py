@@ -1,11 +1,13 @@
 """The shop in the bot through the whole system, as a Telegram user drives it in the emulator:
-the menu, the trial, a purchase with a typed promo code on the sandbox chain (a double tap
-makes one invoice; the invoice message's status line follows the payment), the access message
-with its QR, and an expired invoice's button answering clearly."""
+a brand-new Telegram user's account made by /start (signed in on the web from /login), the
+menu, the trial, a purchase with a typed promo code on the sandbox chain (a double tap makes one
+invoice; the invoice message's status line follows the payment), the access message with its
+QR, a renewal paid from the balance, and an expired invoice's button answering clearly."""
 
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -14,7 +16,7 @@ import httpx
 from telegram.shop import qr_png
 from tests.conftest import register, sql, wait_for
 from tests.e2e.test_promo import create_code
-from tests.e2e.test_telegram_notifications import link_telegram, say
+from tests.e2e.test_telegram_notifications import bot_texts, link_telegram, say
 
 
 def shown(emulator_url: str, chat: int) -> dict[int, dict]:
@@ -49,21 +51,39 @@ def step(emulator_url: str, chat: int, message_id: int, data: str, until: str) -
                     and shown(emulator_url, chat)[message_id], message=f"screen with {until}")
 
 
+def new_telegram_customer(gateway_url: str, emulator_url: str) -> tuple[int, httpx.Client]:
+    """A Telegram user with no account: /start makes one, the bot's /login link signs a web
+    client in as it (to read what the API says of the account)."""
+    tg_user = 700000 + uuid.uuid4().int % 100000
+    say(emulator_url, tg_user, "/start")
+    wait_for(lambda: any("Your account is ready" in t for t in bot_texts(emulator_url, tg_user)),
+             message="the account made by /start")
+    say(emulator_url, tg_user, "/login")
+    url = wait_for(lambda: next((m.group(0) for t in bot_texts(emulator_url, tg_user)
+                                 for m in [re.search(r"\S+/auth/telegram-login\?token=\S+", t)]
+                                 if m), None), message="the sign-in link")
+    client = httpx.Client(base_url=gateway_url + "/api/v1", timeout=15,
+                          headers={"Content-Type": "application/json"})
+    assert client.get(url).status_code == 303
+    return tg_user, client
+
+
 def photo_digests(emulator_url: str, chat: int) -> list[str]:
     r = httpx.get(f"{emulator_url}/_emulator/calls", params={"method": "sendPhoto",
                                                             "chat_id": chat}, timeout=15)
     return [c["params"]["photo"]["sha256"] for c in r.json()["calls"]]
 
 
-def test_trial_then_a_promo_purchase_with_a_double_tap_and_access_with_qr(
+def test_a_new_telegram_user_takes_the_trial_buys_with_a_promo_code_and_renews_from_balance(
         gateway_url, emulator_url, admin_client):
     plan = admin_client.post("/admin/plans", json={
         "name": f"Bot plan {uuid.uuid4().hex[:6]}", "price_usd": "8.00", "duration_days": 30,
         "max_devices": 2}).json()["plan"]
     code = create_code(admin_client)  # 25 % off
-    client = register(gateway_url)
-    user_id = client.get("/auth/me").json()["user"]["id"]
-    chat = link_telegram(client, emulator_url)
+    chat, client = new_telegram_customer(gateway_url, emulator_url)
+    me = client.get("/auth/me").json()["user"]
+    assert me["email"] is None and me["telegram"]["id"] == chat
+    user_id = me["id"]
 
     say(emulator_url, chat, "/menu")
     menu = wait_for(lambda: next((m for m in shown(emulator_url, chat).values()
@@ -129,6 +149,28 @@ def test_trial_then_a_promo_purchase_with_a_double_tap_and_access_with_qr(
     assert digests[-1] == hashlib.sha256(qr_png(live)).hexdigest()
     assert any(m.get("text", "").startswith(f"✅ Invoice {invoice['id']} is paid")
                for m in shown(emulator_url, chat).values())
+
+    # renew from the balance: credited by an admin, paid at once, extending the subscription
+    r = admin_client.post(f"/admin/users/{user_id}/balance/adjustments",
+                          json={"amount_usd": "10.00", "note": "goodwill"},
+                          headers={"Idempotency-Key": uuid.uuid4().hex})
+    assert r.status_code in (200, 201), r.text
+    until = newest["expires_at"]
+    count = len(client.get("/subscriptions").json()["subscriptions"])
+    step(emulator_url, chat, msg, "m", "VPN shop")
+    step(emulator_url, chat, msg, "b", plan["name"])
+    step(emulator_url, chat, msg, f"p:{plan['id']}", "How do you want to pay?")
+    step(emulator_url, chat, msg, "o:bal", "Promo code")
+    step(emulator_url, chat, msg, "c", "Status: ✅ paid")
+    renewed = wait_for(lambda: next((s for s in client.get("/subscriptions").json()[
+        "subscriptions"] if s["status"] == "ACTIVE" and s["expires_at"] > until), None),
+        timeout=40, message="the subscription renewed from the balance")
+    assert renewed["expires_at"] > until
+    assert len(client.get("/subscriptions").json()["subscriptions"]) == count  # extended
+    paid = sql("SELECT id FROM billing.invoices WHERE user_id = $1 AND plan_id = $2"
+               " AND status = 'PAID'", user_id, plan["id"])
+    assert len(paid) == 2
+    assert client.get("/balance").json()["balance_usd"] == "2.00"  # 10.00 - 8.00, once
 
 
 def test_an_expired_invoices_button_answers_clearly(gateway_url, emulator_url):
