@@ -272,6 +272,21 @@ async def test_429_holds_the_whole_broadcast_and_it_resumes(parts):
     assert (done["sent"], done["failed"], done["held_until"]) == (5, 0, None)
 
 
+async def test_telegram_away_holds_the_broadcast_and_the_row_is_tried_again(parts):
+    db, queue, pacer, bot, control = parts
+    chats = [(await customer(db))[1] for _ in range(3)]
+    service = BroadcastService(db, queue)
+    b = await service.create(body(), "admin")
+    await service.transition(b["id"], "send")
+    await control.post("/_emulator/faults", json={"status": 502, "count": 1,
+                                                  "methods": ["sendMessage"]})
+    assert await sender(db, queue, pacer, bot, lanes=1).run(b["id"]) == "held"
+    await asyncio.sleep(2.1)
+    assert await sender(db, queue, pacer, bot, lanes=1).run(b["id"]) == "done"
+    assert [await texts(control, c) for c in chats] == [["Hello"]] * 3
+    assert (await service.get(b["id"]))["failed"] == 0
+
+
 async def test_a_user_who_blocked_the_bot_is_counted_and_skipped_next_time(parts):
     db, queue, pacer, bot, control = parts
     _, ok = await customer(db)

@@ -31,9 +31,12 @@ is never sent, so sending it again is not a duplicate. Nothing is skipped.
 
 **429**: `retry_after` holds the whole broadcast (`held_until`, and the pacer's hold key, so
 every broadcast waits): the row goes back to PENDING, the run ends and the job comes back when
-the hold ends. **403 "bot was blocked by the user"**: the row is BLOCKED, counted in
-`blocked_by_user`, and the user is marked blocked (`bot_users.bot_blocked_at`, as for notices),
-so the next broadcast's plan leaves them out until they write again.
+the hold ends. A transient failure (5xx, a transport error or timeout) holds it the same way
+for 2, then 4 s and the row is tried again (a timed-out send may have arrived: the same window
+as a crash); its third failure makes it FAILED. **403 "bot was blocked by the user"**: the row
+is BLOCKED, counted in `blocked_by_user`, and the user is marked blocked
+(`bot_users.bot_blocked_at`, as for notices), so the next broadcast's plan leaves them out
+until they write again.
 """
 
 from __future__ import annotations
@@ -452,8 +455,10 @@ class Sender:
         elif outcome == "failed":
             await repo.set_state(b.id, user_id, state="FAILED", error=detail)
             b.failed += 1
-        elif outcome == "retry":  # transient: PENDING again, tried again soon
-            await repo.set_state(b.id, user_id, state="PENDING", error=detail)
+        elif outcome == "retry":  # Telegram away (5xx, timeout): everything waits a moment
+            error, wait = detail
+            await repo.set_state(b.id, user_id, state="PENDING", error=error)
+            b.held_until = max(b.held_until or now(), now() + timedelta(seconds=wait))
         else:  # "held": Telegram sent nothing; the attempt is not counted
             await repo.set_state(b.id, user_id, state="PENDING",
                                  attempts=BroadcastRecipient.attempts - 1)
@@ -492,7 +497,8 @@ class Sender:
                 return row.user_id, "blocked", (row.chat_id, exc.description[:500])
             if exc.is_permanent or row.attempts >= MAX_ATTEMPTS:
                 return row.user_id, "failed", exc.description[:500]
-            return row.user_id, "retry", exc.description[:500]
+            log.warning("broadcast_send_retry", broadcast_id=b.id, error=exc.description[:200])
+            return row.user_id, "retry", (exc.description[:500], 2 ** row.attempts)
         return row.user_id, "sent", (msg or {}).get("message_id")
 
     async def _release(self, bid: str, token: str, reason: str) -> str:
