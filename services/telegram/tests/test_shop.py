@@ -52,6 +52,7 @@ class StandIn:
     subs: dict[str, list[dict]] = field(default_factory=dict)
     balance: dict[str, str] = field(default_factory=dict)
     trials: set[str] = field(default_factory=set)
+    links: dict[str, dict] = field(default_factory=dict)  # the stable link's part of access
 
     def app(self) -> FastAPI:
         app = FastAPI()
@@ -143,7 +144,7 @@ class StandIn:
             user = who(request, "provisioner")
             assert any(x["id"] == sub_id for x in self.subs.get(user, []))
             return {"backend": "sandbox", "access_url": ACCESS_URL, "config": {},
-                    "fetched_at": datetime.now(UTC).isoformat()}
+                    "fetched_at": datetime.now(UTC).isoformat(), **self.links.get(user, {})}
 
         return app
 
@@ -388,6 +389,32 @@ async def test_access_trial_balance_invite(customer, standin) -> None:
     await customer.press(msg, "m")
     await customer.press(msg, "bal")
     assert buttons(await customer.screen())["+$10"]["callback_data"] == "tu:10"
+
+
+async def test_the_access_message_shows_the_stable_link_with_buttons_to_our_import_page(
+        customer, standin) -> None:
+    services, _ = standin
+    link = "https://vpn.example.com/api/v1/sub/" + "T" * 43
+    apps = [{"id": app_id, "name": name, "platforms": ["android"], "import_url": f"{app_id}://x",
+             "open_url": f"https://vpn.example.com/import/{app_id}/{'T' * 43}"}
+            for app_id, name in (("happ", "Happ"), ("v2rayng", "v2rayNG"),
+                                 ("clash-verge", "Clash Verge (Mihomo)"))]
+    services.links[customer.user_id] = {"subscription_url": link, "apps": apps}
+    services.subs[customer.user_id] = [{
+        "id": "sub1", "plan_id": "p1", "status": "ACTIVE",
+        "started_at": "2026-12-01T00:00:00Z", "expires_at": "2027-01-01T00:00:00Z",
+        "max_devices": 1, "auto_renew": {"enabled": False}}]
+    await customer.write("/access")
+    screen = await customer.screen()
+    assert screen["text"].startswith("🔑 Your subscription link") and link in screen["text"]
+    assert ACCESS_URL not in screen["text"]
+    keys = buttons(screen)
+    assert keys["📲 Happ"]["url"] == apps[0]["open_url"]  # https: Telegram opens it
+    assert keys["📲 v2rayNG"]["url"] == apps[1]["open_url"]
+    assert "📲 Clash Verge (Mihomo)" not in keys  # a desktop app: on the web page only
+    calls = (await customer.bot.control.get("/_emulator/calls", params={
+        "method": "sendPhoto", "chat_id": customer.tg})).json()["calls"]
+    assert calls[-1]["params"]["photo"]["sha256"] == hashlib.sha256(qr_png(link)).hexdigest()
 
 
 async def test_unlinked_stale_and_blocked(customer, db, emulator) -> None:
