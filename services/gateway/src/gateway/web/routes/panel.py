@@ -7,8 +7,10 @@ import re
 import uuid
 
 from fastapi import APIRouter, Request, Response
+from pydantic import ValidationError
 
 from contracts.public.billing import InvoiceCreate, TopUpCreate
+from contracts.public.moves import LocationBody
 from contracts.public.subscriptions import AutoRenewBody
 from contracts.public.tickets import MessageCreate, TicketCreate
 from gateway.commerce import set_auto_renew, start_trial
@@ -90,7 +92,42 @@ async def access(request: Request, caller: SignedIn):
         items.append({"subscription": s, "access": a, "apps": mine, "other_apps": others,
                       "qr": qr_svg(a.get("subscription_url") or a["access_url"],
                                    t("access.qr_title"))})
-    return render(request, "panel/access.html", items=items)
+    locations = await _locations(pages) if items else []
+    return render(request, "panel/access.html", items=items, locations=locations)
+
+
+async def _locations(pages: Pages) -> list[dict]:
+    """Where an access can move to now; none (no choice shown) while the provisioner cannot
+    say."""
+    try:
+        return (await pages.clients.provisioner.locations()).json()["locations"]
+    except AppError:
+        return []
+
+
+# The access page's answers to a location change, by the provisioner's refusal code.
+LOCATION_REFUSALS = {"POOL_FULL": "location_full", "MOVE_IN_PROGRESS": "location_busy"}
+
+
+@router.post("/subscriptions/{subscription_id}/location")
+async def change_location(request: Request, caller: SignedIn, form: Form,
+                          subscription_id: str):
+    """The access page's location choice, as `PUT /api/v1/subscriptions/{id}/location` (the
+    same rate limit); a refusal comes back as a notice on the page."""
+    pages = Pages(request)
+    await pages.state.limits.location_change(caller.id)
+    try:
+        body = LocationBody.model_validate({"location_id": form.get("location_id") or ""})
+        reply = await pages.clients.provisioner.change_location(caller, subscription_id, body)
+    except ValidationError:
+        return see_other("/app/access?done=location_refused")
+    except AppError as exc:
+        if exc.status >= 500 or isinstance(exc, RateLimited):
+            raise
+        return see_other("/app/access?done=" + LOCATION_REFUSALS.get(exc.code,
+                                                                    "location_refused"))
+    return see_other("/app/access?done=" + ("location_same" if reply.status_code == 200
+                                            else "location_moving"))
 
 
 @router.post("/subscriptions/{subscription_id}/link")
