@@ -205,6 +205,12 @@ async def test_the_link_serves_the_panel_of_the_server_holding_the_access_now(
             (await s.get(Subscription, sub.id)).server_id = panel["id"]
         with pytest.raises(ServiceUnavailable):
             await uncached.content(sub.link_token)
+        # Its credentials unreadable (SERVER_CREDENTIALS_KEY changed): a 503 too, not a 500.
+        async with db.transaction() as s:
+            await s.execute(sa.text("UPDATE provisioning.servers SET credentials = 'garbage', "
+                                    "updated_at = now() WHERE id = :id"), {"id": panel["id"]})
+        with pytest.raises(ServiceUnavailable):
+            await uncached.content(sub.link_token)
         await uncached.close()
     finally:
         keys = [k async for k in links.redis.scan_iter(f"{links.prefix}:*")]

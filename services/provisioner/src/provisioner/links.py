@@ -187,8 +187,14 @@ class LinkService:
                 SUB_LINK_REQUESTS.labels("not_found").inc()
                 raise NotFound(NOT_FOUND)
             ref, server_id, expires_at = sub.provision_ref, sub.server_id, sub.expires_at
-            driver = (await self.pool.driver(server_id, s) if self.pool is not None
-                      else self.backend)
+            try:
+                driver = (await self.pool.driver(server_id, s) if self.pool is not None
+                          else self.backend)
+            except Exception as exc:  # its row unreadable (credentials under another key)
+                log.warning("sub_link_driver_failed", server_id=server_id,
+                            error=type(exc).__name__)
+                SUB_LINK_REQUESTS.labels("unavailable").inc()
+                raise unavailable("The VPN server is unavailable") from exc
         user_agent = user_agent[:300]
         key = self._key(digest, server_id, user_agent)
         cached = await self._cached(key)
