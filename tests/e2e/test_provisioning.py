@@ -9,6 +9,7 @@ lost-enqueue sweep, and the public `/subscriptions` API through the gateway.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import re
 import uuid
@@ -356,6 +357,14 @@ def test_a_location_change_moves_the_access_to_the_new_server_and_revokes_the_ol
     sub = wait_for(lambda: subscriptions(owner), message="subscription")[0]
     before = owner.get(f"/subscriptions/{sub['id']}/access").json()
     assert "b.vpn.e2e.test" not in before["access_url"]
+    link = before["subscription_url"]  # the stable link: served from A now, from B after
+
+    def served() -> str:
+        r = httpx.get(link, timeout=10)
+        assert r.status_code == 200, r.text
+        return base64.b64decode(r.content).decode()
+
+    assert served().startswith("ss://") and "b.vpn.e2e.test" not in served()
     old_ref = sql("SELECT provision_ref FROM provisioning.subscriptions WHERE id = $1",
                   sub["id"])[0]["provision_ref"]
 
@@ -374,6 +383,7 @@ def test_a_location_change_moves_the_access_to_the_new_server_and_revokes_the_ol
     wait_for(moved, message="the move done")
     after = owner.get(f"/subscriptions/{sub['id']}/access")
     assert after.status_code == 200 and "b.vpn.e2e.test" in after.json()["access_url"]
+    assert after.json()["subscription_url"] == link and "b.vpn.e2e.test" in served()
     accounts = sql("SELECT a.server, a.enabled, a.ref = s.provision_ref AS current "
                    "FROM provisioning.sandbox_vpn_accounts a, provisioning.subscriptions s "
                    "WHERE s.id = $1 AND a.ref IN ($2, s.provision_ref) ORDER BY current",
