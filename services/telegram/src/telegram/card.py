@@ -20,6 +20,7 @@ re-queues cards whose job was lost.
 
 from __future__ import annotations
 
+import asyncio
 import html
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -91,22 +92,17 @@ class Cards:
             name = f"@{link.telegram_username}" if link.telegram_username else \
                 f"id {link.telegram_user_id}"
             lines.append(f"✈️ Telegram {_esc(name)} · linked {_day(link.linked_at)}")
-        try:
-            lines += await self._subscription(user_id)
-        except ShopApiError:
-            complete = False
-            lines.append("📦 Subscription: —")
-        try:
-            lines += await self._invoices(user_id)
-        except ShopApiError:
-            complete = False
-            lines.append("🧾 Invoices: —")
-        try:
-            open_count = sum(1 for x in await self.api.tickets(user_id) if x["status"] != "CLOSED")
-            lines.append(f"🎫 Open tickets: {open_count}")
-        except ShopApiError:
-            complete = False
-            lines.append("🎫 Open tickets: —")
+        parts = await asyncio.gather(self._subscription(user_id), self._invoices(user_id),
+                                     self._open_tickets(user_id), return_exceptions=True)
+        for part, unread in zip(parts, ("📦 Subscription: —", "🧾 Invoices: —",
+                                        "🎫 Open tickets: —"), strict=True):
+            if isinstance(part, ShopApiError):
+                complete = False
+                lines.append(unread)
+            elif isinstance(part, BaseException):
+                raise part
+            else:
+                lines += part
         lines.append(f'🔗 <a href="{_esc(admin_url(self.settings.app_base_url, user_id))}">'
                      "Customer in the admin panel</a>")
         return "\n".join(lines), complete
@@ -137,6 +133,10 @@ class Cards:
                 line += f" · {devices['used']} devices online"
             out.append(line)
         return out
+
+    async def _open_tickets(self, user_id: str) -> list[str]:
+        tickets = await self.api.tickets(user_id)
+        return [f"🎫 Open tickets: {sum(1 for x in tickets if x['status'] != 'CLOSED')}"]
 
     async def _invoices(self, user_id: str) -> list[str]:
         invoices = (await self.api.invoices(user_id, 3))[:3]
