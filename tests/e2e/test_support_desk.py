@@ -1,7 +1,8 @@
 """The support desk end to end: an internal note, written in the ticket's topic (`/note`) and in
 the API, is shown to staff and never reaches the customer: not their API view, not their web
 ticket page, not their Telegram chat; the customer card pinned in the ticket's topic is edited in
-place, never posted again, when the customer pays."""
+place, never posted again, when the customer pays; once the ticket is closed the bot's CSAT
+buttons rate it through the tickets service, once."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from tests.e2e.test_support_flow import (
     topic_of,
 )
 from tests.e2e.test_telegram_notifications import bot_texts, link_telegram
+from tests.e2e.test_telegram_shop import answer, press
 
 
 def test_a_note_never_reaches_the_customer(gateway_url, emulator_url, admin_client):
@@ -84,6 +86,7 @@ def test_the_customer_card_is_edited_in_place_when_the_customer_pays(gateway_url
                                                                    admin_client):
     customer = register(gateway_url)
     email = customer.get("/auth/me").json()["user"]["email"]
+    tg_user = link_telegram(customer, emulator_url)
     r = customer.post("/tickets", json={"subject": "Before I pay", "body": "Which plan?"})
     assert r.status_code == 201, r.text
     ticket_id = r.json()["ticket"]["id"]
@@ -122,3 +125,23 @@ def test_the_customer_card_is_edited_in_place_when_the_customer_pays(gateway_url
     card = admin_client.get(f"/admin/tickets/{ticket_id}").json()["ticket"]["customer"]
     assert card["email"] == email and card["subscription"]["status"] == "ACTIVE"
     assert card["last_invoices"][0]["status"] == "PAID" and card["open_tickets"] == 1
+
+    # CSAT in the bot once the ticket is closed: a press rates it, a second is "already rated"
+    assert customer.post(f"/tickets/{ticket_id}/close").status_code == 200
+
+    def question():
+        found = [c for c in calls(emulator_url, "sendMessage", chat_id=tg_user)
+                 if c["params"]["text"].startswith("⭐ How did we do")]
+        return found[0] if found else None
+
+    asked = wait_for(question, message="the CSAT question in the bot")
+    shown = httpx.get(f"{emulator_url}/_emulator/messages", params={"chat_id": tg_user},
+                      timeout=15).json()["messages"]
+    [message] = [m for m in shown if m.get("text", "").startswith("⭐ How did we do")]
+    assert asked["params"]["reply_markup"]["inline_keyboard"][0][3]["callback_data"] == \
+        f"cs:{ticket_id}:4"
+    pressed = press(emulator_url, tg_user, message["message_id"], f"cs:{ticket_id}:4")
+    assert answer(emulator_url, pressed)["text"] == "Thank you!"
+    assert admin_client.get(f"/admin/tickets/{ticket_id}").json()["ticket"]["rating"] == 4
+    r = customer.post(f"/tickets/{ticket_id}/rating", json={"score": 1})  # once, either way
+    assert r.status_code == 409 and r.json()["details"]["reason"] == "already_rated", r.text
