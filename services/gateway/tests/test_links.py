@@ -191,3 +191,31 @@ async def test_locations_are_public_and_the_import_page_opens_the_app(redis, gat
         assert (await anyone.get("/import/happ/not-a-token")).status_code == 404
     await app.state.clients.close()
     await app.state.db.dispose()
+
+
+async def test_the_admin_panel_rotates_a_customers_link_through_the_same_action(
+        db, redis, gateway_settings, services, pg):
+    services.set("provisioner", "POST", r"/internal/admin/subscriptions/s1/link", 200,
+                 {"link": LINK})
+    services.set("provisioner", "GET", r"/internal/admin/subscriptions", 200,
+                 {"subscriptions": [{"id": "s1", "plan_id": "p1", "status": "ACTIVE",
+                                     "started_at": "2026-12-01T12:00:00+00:00",
+                                     "expires_at": "2026-12-31T12:00:00+00:00",
+                                     "max_devices": 3, "user_id": "u1", "backend": "sandbox",
+                                     "suspend_reason": None,
+                                     "created_at": "2026-12-01T12:00:00+00:00",
+                                     "updated_at": "2026-12-01T12:00:00+00:00"}],
+                  "next_cursor": None})
+    query = ("SELECT count(*) FROM identity.audit_log WHERE action = 'subscription.link_rotate' "
+             "AND outcome = 'success'")
+    before = await pg.fetchval(query)
+    admin = await signed_in(db, gateway_settings, "ADMIN")
+    try:
+        page = await admin.get("/admin/subscriptions")
+        assert page.status_code == 200 and 'action="/admin/subscriptions/s1/link"' in page.text
+        r = await admin.post("/admin/subscriptions/s1/link", data={"csrf_token": admin.csrf})
+        assert r.status_code == 303
+        assert r.headers["location"].endswith("done=subscription_link_rotated")
+    finally:
+        await close(admin)
+    assert await pg.fetchval(query) == before + 1

@@ -333,6 +333,14 @@ async def resume(request: Request, caller: Admin, form: Form, subscription_id: s
     return _back(request, "/admin/subscriptions", "subscription_resumed")
 
 
+@router.post("/subscriptions/{subscription_id}/link")
+async def rotate_link(request: Request, caller: Admin, form: Form, subscription_id: str):
+    """A new subscription link for the customer (a leaked one), as `POST
+    /api/v1/admin/subscriptions/{id}/link` (audited); the old one is refused at once."""
+    await Pages(request).actions.link(caller, subscription_id, "rotate")
+    return _back(request, "/admin/subscriptions", "subscription_link_rotated")
+
+
 # ---- the server pool -----------------------------------------------------------------------
 CREDENTIAL_FIELDS = ("username", "password", "api_token", "api_url")
 
