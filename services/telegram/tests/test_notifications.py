@@ -125,11 +125,14 @@ async def test_status_follows_the_latest_event(db, jobs, bot):
     user_id, tg_user = await link(db)
     await consume(db, jobs, activated(user_id))
     await consume(db, jobs, EVENTS["reminder, 7 days, auto-renewal off"][0](user_id))  # warns
+    # the notices not yet delivered go first: a chat's messages keep their order
     assert (await bot.answer(private_message(tg_user, "/status")))[1] == [
+        "✅ Your VPN subscription is active until 2026-03-31.",
+        "⏳ Your subscription ends in 7 days (2026-03-31).",
         "Subscription: active until 2026-03-31."]
     await consume(db, jobs, EVENTS["suspended"][0](user_id))
-    assert (await bot.answer(private_message(tg_user, "/status")))[1] == [
-        "Subscription: suspended."]
+    assert (await bot.answer(private_message(tg_user, "/status")))[1][-1] == (
+        "Subscription: suspended.")
 
 
 async def test_the_provisioners_expiring_event_tells_nothing(db, jobs, bot):

@@ -39,6 +39,10 @@ class Settings(service_settings("telegram", port=8104)):
     # Broadcasts (telegram.broadcasts): their fixed share of Telegram's 30 messages/s overall,
     # shared by every broadcast and worker; the product's own notices keep the rest.
     broadcast_rate: float = Field(20.0, alias="TELEGRAM_BROADCAST_RATE", gt=0, le=30)
+    # The product's own messages to customers (telegram.pacing): seconds between two new
+    # messages in one chat, and messages a second overall (the rest of the 30 a second).
+    chat_send_interval: float = Field(1.0, alias="TELEGRAM_CHAT_SEND_INTERVAL", ge=0, le=60)
+    send_rate: float = Field(10.0, alias="TELEGRAM_SEND_RATE", gt=0, le=30)
     broadcast_lanes: int = Field(3, alias="TELEGRAM_BROADCAST_CONCURRENCY", ge=1, le=10)
     broadcast_lease: float = Field(30.0, alias="TELEGRAM_BROADCAST_LEASE", ge=15, le=600)
     broadcast_run_seconds: float = Field(60.0, alias="TELEGRAM_BROADCAST_RUN_SECONDS", gt=0)

@@ -120,6 +120,9 @@ class Outgoing(Base):
         sa.UniqueConstraint("event_id", "kind", name="ux_outgoing_event_kind"),
         sa.Index("ix_outgoing_pending", "ticket_id", "seq", "id",
                  postgresql_where=sa.text("status = 'PENDING'")),
+        # a chat's pending rows outside tickets, oldest first (Delivery.deliver_one)
+        sa.Index("ix_outgoing_chat_pending", "chat_id", "id",
+                 postgresql_where=sa.text("status = 'PENDING' AND ticket_id IS NULL")),
     )
 
 

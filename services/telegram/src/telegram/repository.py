@@ -7,7 +7,6 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 
 from runtime.db import Database
 from telegram.models import (
@@ -128,13 +127,20 @@ class TelegramRepository:
             stmt = stmt.where(Outgoing.id == outgoing_id)
         return (await self.session.execute(stmt.limit(1).with_for_update())).scalar_one_or_none()
 
-    async def pending_predecessor(self, outgoing_id: int) -> int | None:
-        """The still pending row this pending row must follow (`params.after`), if any."""
-        before = aliased(Outgoing)
-        stmt = (sa.select(before.id).select_from(Outgoing)
-                .join(before, before.id == Outgoing.params["after"].as_integer())
-                .where(Outgoing.id == outgoing_id, Outgoing.status == "PENDING",
-                       before.status == "PENDING"))
+    async def first_pending_in_chat(self, outgoing_id: int) -> Outgoing | None:
+        """The earliest pending row, outside tickets, of this row's chat, up to this row
+        (this row itself when it is the first), row-locked; None when this row is not pending.
+        A row waiting for the lock sees the row sent meanwhile drop out and gets the next."""
+        me = (await self.session.execute(sa.select(Outgoing.chat_id, Outgoing.status)
+                                         .where(Outgoing.id == outgoing_id))).one_or_none()
+        if me is None or me.status != "PENDING":
+            return None
+        if me.chat_id is None:
+            return await self.next_pending(None, outgoing_id)
+        stmt = (sa.select(Outgoing)
+                .where(Outgoing.chat_id == me.chat_id, Outgoing.ticket_id.is_(None),
+                       Outgoing.status == "PENDING", Outgoing.id <= outgoing_id)
+                .order_by(Outgoing.id).limit(1).with_for_update())
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
     async def pending_for_event(self, event_id: str) -> list[Outgoing]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
+from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts import Envelope, events_of
@@ -53,6 +54,7 @@ from telegram.models import (
     TicketThread,
     outbox,
 )
+from telegram.pacing import SendPacer
 from telegram.payments import record_payment, record_refund
 from telegram.repository import ShopRepository, TelegramRepository
 
@@ -172,12 +174,18 @@ class MirrorService:
 
 
 class Delivery:
-    """Sends outgoing rows through the Bot API."""
+    """Sends outgoing rows through the Bot API: a ticket's rows in its order
+    (`deliver_ticket`), and every other row after the earlier rows of its chat, paced
+    (`deliver_one`, telegram.pacing)."""
 
-    def __init__(self, db: Database, bot: BotApi, settings: Settings):
+    def __init__(self, db: Database, bot: BotApi, settings: Settings,
+                 pacer: SendPacer | None = None):
         self.db = db
         self.bot = bot
         self.settings = settings
+        self.pacer = pacer or SendPacer(Redis.from_url(settings.redis_url),
+                                        per_chat=settings.chat_send_interval,
+                                        overall=settings.send_rate, prefix=settings.jobs_prefix)
         self.cards = Cards(settings, bot)
         self.desk_admin = DeskAdmin(self.cards.api)
         self._forum: dict[int, bool] = {}
@@ -209,18 +217,27 @@ class Delivery:
                     sent += 1
 
     async def deliver_one(self, outgoing_id: int) -> None:
-        async with self.db.transaction() as s:
-            # A shop row follows the row before it in its update (`params.after`): that one
-            # goes first, whichever job runs first.
-            after = await TelegramRepository(s).pending_predecessor(outgoing_id)
-        if after is not None:
-            await self.deliver_one(after)
-        async with self.db.transaction() as s:
-            repo = TelegramRepository(s)
-            row = await repo.next_pending(None, outgoing_id)
-            if row is None:
-                return
-            await self._apply(repo, None, row)
+        """Deliver the row after every earlier pending row of its chat, whichever job runs
+        first: a chat's messages keep their order (the shop's chained calls, notices, bot
+        replies), and each new message waits for the chat's and the product's send slot."""
+        done: set[int] = set()
+        while outgoing_id not in done:
+            async with self.db.transaction() as s:
+                repo = TelegramRepository(s)
+                row = await repo.first_pending_in_chat(outgoing_id)  # locked until commit
+                if row is None:
+                    return
+                if row.id in done:  # still pending after its step: the job is retried
+                    raise NotReady(f"outgoing {row.id}")
+                method = None if row.kind == "noop" else row.method or "sendMessage"
+                await self.pacer.before(row.chat_id, method)
+                try:
+                    await self._apply(repo, None, row)
+                except TelegramError as exc:
+                    if exc.is_retry_after:  # nothing goes into this chat until then
+                        await self.pacer.hold(row.chat_id, exc.retry_after or 1)
+                    raise
+                done.add(row.id)
 
     async def _apply(self, repo: TelegramRepository, thread: TicketThread | None,
                      row: Outgoing) -> bool:
