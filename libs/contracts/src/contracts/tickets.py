@@ -7,10 +7,19 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from contracts.common import AuthorRole, MessageOrigin, TicketSource, TicketStatus
 from contracts.envelope import EventPayload
+
+
+class TicketAttachment(BaseModel):
+    """A file on a message; its bytes are read from the tickets service by id."""
+
+    attachment_id: str
+    name: str
+    content_type: str
+    size: int
 
 
 class TicketMessage(BaseModel):
@@ -19,6 +28,7 @@ class TicketMessage(BaseModel):
     origin: MessageOrigin
     body: str
     created_at: datetime
+    attachments: list[TicketAttachment] = Field(default_factory=list)
 
 
 class TicketOpenedV1(EventPayload):
@@ -48,6 +58,7 @@ class MessageAddedV1(EventPayload):
     seq: int
     # The canned reply's name when the message is one (`/r <name>` in the topic).
     canned: str | None = None
+    attachments: list[TicketAttachment] = Field(default_factory=list)
 
 
 class TicketStatusChangedV1(EventPayload):

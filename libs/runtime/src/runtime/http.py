@@ -114,15 +114,26 @@ class AppMiddleware:
     or not it declared its length (chunked), and the input guard can refuse NUL characters and
     lone surrogates with a 400 before anything parses or stores them. Paths in `guard_exempt`
     (webhooks that must answer 200 to whatever they are sent) skip the guard, not the limit.
+    `uploads` maps path patterns (full matches) of file uploads to their own body limit: a
+    multipart body there skips the byte scan (files hold NUL bytes; the route checks its text
+    fields itself), any other body is guarded as usual.
     """
 
     def __init__(self, app, service: str, max_body: int, extra_headers: list | None = None,
-                 guard_exempt: frozenset[str] = frozenset()):
+                 guard_exempt: frozenset[str] = frozenset(),
+                 uploads: Sequence[tuple[str, int]] = ()):
         self.app = app
         self.service = service
         self.max_body = max_body
         self.extra_headers = extra_headers or []
         self.guard_exempt = guard_exempt
+        self.uploads = [(re.compile(p), limit) for p, limit in uploads]
+
+    def _upload_limit(self, path: str) -> int | None:
+        for pattern, limit in self.uploads:
+            if pattern.fullmatch(path):
+                return limit
+        return None
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -138,18 +149,23 @@ class AppMiddleware:
             problem = guarded and target_problem(scope["path"], scope.get("query_string", b""))
             if problem:
                 return await _refuse(scope, receive, sender, _bad_characters(problem))
+            upload = self._upload_limit(scope["path"])
+            max_body = self.max_body if upload is None else upload
+            ctype = headers.get(b"content-type")
+            if upload is not None and (ctype or b"").lower().startswith(b"multipart/form-data"):
+                guarded = False
             declared = headers.get(b"content-length")
-            if declared is not None and declared.isdigit() and int(declared) > self.max_body:
-                return await _refuse(scope, receive, sender, _too_large(self.max_body))
+            if declared is not None and declared.isdigit() and int(declared) > max_body:
+                return await _refuse(scope, receive, sender, _too_large(max_body))
             if declared in _BODYLESS and b"transfer-encoding" not in headers:
                 return await self.app(scope, receive, sender)
-            body = await self._read_body(receive)
+            body = await self._read_body(receive, max_body)
             if body is None:  # the client went away mid-body: nobody to answer
                 holder["status"] = 499
                 return None
-            if len(body) > self.max_body:
-                return await _refuse(scope, receive, sender, _too_large(self.max_body))
-            problem = guarded and body_problem(body, headers.get(b"content-type"))
+            if len(body) > max_body:
+                return await _refuse(scope, receive, sender, _too_large(max_body))
+            problem = guarded and body_problem(body, ctype)
             if problem:
                 return await _refuse(scope, receive, sender, _bad_characters(problem))
             await self.app(scope, _replay(body, receive), sender)
@@ -157,7 +173,7 @@ class AppMiddleware:
             self._observe(scope, holder["status"], started)
             correlation_id.reset(token)
 
-    async def _read_body(self, receive) -> bytes | None:
+    async def _read_body(self, receive, max_body: int) -> bytes | None:
         """The whole body, or as soon as it passes `max_body` what was read; None on disconnect."""
         chunks: list[bytes] = []
         size = 0
@@ -168,7 +184,7 @@ class AppMiddleware:
             chunk = message.get("body", b"")
             size += len(chunk)
             chunks.append(chunk)
-            if size > self.max_body or not message.get("more_body", False):
+            if size > max_body or not message.get("more_body", False):
                 return b"".join(chunks)
 
     def _send_with_headers(self, send, rid: str, holder: dict):
@@ -225,10 +241,12 @@ def create_app(service: str, *, readiness: dict[str, ReadinessCheck], max_body: 
                title: str | None = None, openapi_url: str | None = "/openapi.json",
                extra_headers: list | None = None, expose_metrics: bool = True,
                input_guard_exempt: frozenset[str] | set[str] = frozenset(),
+               uploads: Sequence[tuple[str, int]] = (),
                on_close: Sequence[Closer] = (), **kwargs) -> FastAPI:
     """The service's app; `input_guard_exempt` lists exact paths that skip the NUL/surrogate
-    guard (only webhooks that must acknowledge any update); `on_close` is awaited in order
-    when the app shuts down (its lifespan: give one or the other)."""
+    guard (only webhooks that must acknowledge any update); `uploads` the file-upload routes
+    with their own body limit (AppMiddleware); `on_close` is awaited in order when the app
+    shuts down (its lifespan: give one or the other)."""
     if on_close:
         if "lifespan" in kwargs:
             raise TypeError("create_app takes on_close or a lifespan, not both")
@@ -263,7 +281,8 @@ def create_app(service: str, *, readiness: dict[str, ReadinessCheck], max_body: 
             return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     app.add_middleware(AppMiddleware, service=service, max_body=max_body,
-                       extra_headers=extra_headers, guard_exempt=frozenset(input_guard_exempt))
+                       extra_headers=extra_headers, guard_exempt=frozenset(input_guard_exempt),
+                       uploads=uploads)
     return app
 
 

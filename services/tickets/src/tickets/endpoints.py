@@ -11,6 +11,7 @@ from contracts.common import TicketStatus
 from contracts.public.insight import TicketsStatsOut
 from runtime.deps import Admin, Ident, Session, Staff
 from runtime.periods import PeriodQuery
+from tickets import attachments
 from tickets.desk import support_desk
 from tickets.models import Ticket
 from tickets.repository import CannedReplyRepository, TicketRepository
@@ -52,7 +53,9 @@ async def _out(s: AsyncSession, ticket: Ticket, model=TicketOut, with_messages=T
                 if with_messages else [])
     data = {c: getattr(ticket, c) for c in ("id", "subject", "status", "source", "created_at",
                                              "last_message_at", "user_id", "rating")}
-    data["messages"] = [MessageOut.model_validate(m, from_attributes=True) for m in messages]
+    files = await attachments.of_messages(s, [m.id for m in messages])
+    data["messages"] = [MessageOut.model_validate(m, from_attributes=True).model_copy(
+        update={"attachments": files.get(m.id, [])}) for m in messages]
     if staff:
         data["first_response_at"] = ticket.first_response_at
         data["rating_comment"] = ticket.rating_comment

@@ -1,5 +1,5 @@
-"""Tables of the `tickets` schema: tickets, their messages (and staff notes), canned replies,
-outbox and inbox."""
+"""Tables of the `tickets` schema: tickets, their messages (and staff notes), the messages'
+attachments and their bytes, canned replies, outbox and inbox."""
 
 from __future__ import annotations
 
@@ -69,6 +69,37 @@ class Message(Base):
     external_ref: Mapped[str | None] = mapped_column(sa.Text, unique=True)
 
     __table_args__ = (sa.Index("ix_messages_ticket_created", "ticket_id", "created_at"),)
+
+
+class Attachment(Base):
+    """A file on a message (tickets.attachments); its bytes are in AttachmentBlob. Both go with
+    their message, and so with their ticket (retention)."""
+
+    __tablename__ = "attachments"
+
+    id: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    ticket_id: Mapped[str] = mapped_column(sa.ForeignKey("tickets.id", ondelete="CASCADE"))
+    message_id: Mapped[str] = mapped_column(sa.ForeignKey("messages.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(sa.Text)
+    content_type: Mapped[str] = mapped_column(sa.Text)
+    size: Mapped[int] = mapped_column(sa.Integer)
+    sha256: Mapped[str] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    position: Mapped[int] = mapped_column(sa.Integer)  # its place among the message's files
+
+    __table_args__ = (sa.Index("ix_attachments_message", "message_id", "position"),
+                      sa.Index("ix_attachments_ticket", "ticket_id"))
+
+
+class AttachmentBlob(Base):
+    """An attachment's bytes, apart from its row so listing attachments never reads them
+    (docs/06-adr/0009)."""
+
+    __tablename__ = "attachment_blobs"
+
+    attachment_id: Mapped[str] = mapped_column(
+        sa.ForeignKey("attachments.id", ondelete="CASCADE"), primary_key=True)
+    data: Mapped[bytes] = mapped_column(sa.LargeBinary)
 
 
 class CannedReply(Base):

@@ -4,6 +4,7 @@ ticket a message from Telegram belongs to."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,6 +23,7 @@ from runtime.errors import IllegalTransition, NotFound
 from runtime.identity import Identity
 from runtime.logging import get_logger
 from runtime.outbox import Outbox
+from tickets import attachments
 from tickets.hours import support_hours
 from tickets.metrics import FIRST_RESPONSE_SECONDS
 from tickets.models import Message, Ticket, outbox
@@ -90,7 +92,8 @@ def subject_from(text: str) -> str:
 class TicketService:
     async def open(self, session: AsyncSession, *, user_id: str, subject: str, body: str,
                    source: str = "WEB", origin: str = "WEB", external_ref: str | None = None,
-                   user_label: str | None = None) -> Ticket:
+                   user_label: str | None = None,
+                   files: Sequence[attachments.Checked] = ()) -> Ticket:
         ts = now()
         ticket = Ticket(id=new_id(), user_id=user_id, subject=subject, status=OPEN, source=source,
                         seq=1, created_at=ts, last_message_at=ts)
@@ -100,10 +103,11 @@ class TicketService:
         await session.flush()
         session.add(message)
         await session.flush()
+        attached = await attachments.store(session, ticket, message, files)
         await events.add(session, TicketOpenedV1(
             ticket_id=ticket.id, user_id=user_id, subject=subject, source=source, status=OPEN,
             message=TicketMessage(message_id=message.id, author_role="USER", origin=origin,
-                                  body=body, created_at=ts),
+                                  body=body, created_at=ts, attachments=attached),
             seq=1, opened_at=ts, user_label=user_label,
         ))
         return ticket
@@ -118,8 +122,8 @@ class TicketService:
 
     async def add_message(self, session: AsyncSession, ticket: Ticket, *, author: str, origin: str,
                           body: str, external_ref: str | None = None, canned: str | None = None,
-                          author_id: str | None = None,
-                          author_name: str | None = None) -> Message:
+                          author_id: str | None = None, author_name: str | None = None,
+                          files: Sequence[attachments.Checked] = ()) -> Message:
         """A message on the ticket. The first staff answer sets `first_response_at` and, when
         the ticket has no assignee and the author is known (`author_id`), assigns it to them."""
         new_status = status_after_message(author, ticket.status)
@@ -135,10 +139,11 @@ class TicketService:
             ticket.closed_at = None
         ticket.seq += 1
         await session.flush()
+        attached = await attachments.store(session, ticket, message, files)
         await events.add(session, MessageAddedV1(
             ticket_id=ticket.id, user_id=ticket.user_id, subject=ticket.subject,
             message_id=message.id, author_role=author, origin=origin, body=body, created_at=ts,
-            ticket_status=new_status, seq=ticket.seq, canned=canned,
+            ticket_status=new_status, seq=ticket.seq, canned=canned, attachments=attached,
         ))
         if author == "SUPPORT" and ticket.first_response_at is None:
             ticket.first_response_at = ts

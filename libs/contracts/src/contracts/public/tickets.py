@@ -18,7 +18,8 @@ Subject = VisibleText(3, 120)
 Body = VisibleText(1, 4000)
 
 __all__ = ["AdminTicketEnvelope", "AdminTicketList", "AdminTicketOut", "AssignBody",
-           "AssigneeOut", "AttachmentOut", "CannedReplyCreate", "CannedReplyDeleted",
+           "AssigneeOut", "AttachmentEnvelope", "AttachmentOut", "CannedReplyCreate",
+           "CannedReplyDeleted",
            "CannedReplyEnvelope", "CannedReplyList", "CannedReplyOut", "CannedReplyUpdate",
            "CardInvoiceOut", "CardSubscriptionOut", "CustomerCardOut",
            "MessageCreate", "MessageEnvelope", "MessageOut", "NoteCreate", "RatingCreate",
@@ -53,6 +54,13 @@ class MessageOut(BaseModel):
     # NOTE (an internal note) appears in staff views only.
     kind: MessageKind = "MESSAGE"
     attachments: list[AttachmentOut] = Field(default_factory=list)
+
+
+class AttachmentEnvelope(BaseModel):
+    """An upload's answer: its (first) file and the message that carries its files."""
+
+    attachment: AttachmentOut
+    message: MessageOut
 
 
 class TicketOut(BaseModel):
