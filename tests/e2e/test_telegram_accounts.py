@@ -4,8 +4,13 @@ an account made by `/start`, signed in on the web from the bot's `/login` link (
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import re
+import time
 import uuid
+from urllib.parse import urlencode
 
 import httpx
 
@@ -67,3 +72,51 @@ def test_forgot_password_sends_the_reset_link_to_the_linked_telegram(gateway_url
     reused = web.post("/reset-password", data={"csrf_token": csrf_of(form.text),
                                                "token": token(), "password": "another pass 3"})
     assert reused.status_code == 400
+
+
+def _widget_fields(token: str, tg_user: int, forged: bool = False) -> dict:
+    """The Login Widget's fields, signed as Telegram signs them (adapters-wave2 §7)."""
+    fields = {"id": str(tg_user), "first_name": "Ann", "username": "ann",
+              "auth_date": str(int(time.time()))}
+    check = "\n".join(f"{k}={v}" for k, v in sorted(fields.items()))
+    digest = hmac.new(hashlib.sha256(token.encode()).digest(), check.encode(),
+                      hashlib.sha256).hexdigest()
+    return {**fields, "hash": "0" * 64 if forged else digest}
+
+
+def _init_data(token: str, tg_user: int, forged: bool = False) -> str:
+    """A Mini App's initData, signed as Telegram signs it (adapters-wave2 §7)."""
+    pairs = {"auth_date": str(int(time.time())), "query_id": "AAH" + uuid.uuid4().hex[:12],
+             "user": json.dumps({"id": tg_user, "first_name": "Ann", "username": "ann"})}
+    check = "\n".join(f"{k}={v}" for k, v in sorted(pairs.items()))
+    secret = hmac.new(b"WebAppData", token.encode(), hashlib.sha256).digest()
+    digest = hmac.new(secret, check.encode(), hashlib.sha256).hexdigest()
+    return urlencode({**pairs, "hash": "f" * 64 if forged else digest})
+
+
+def test_login_widget_and_mini_app_sign_in_with_good_and_forged_hashes(stack, gateway_url,
+                                                                       emulator_url):
+    token = stack.env["TELEGRAM_BOT_TOKEN"]
+    tg_user = 810000 + uuid.uuid4().int % 100000
+    say(emulator_url, tg_user, "/start")
+    wait_for(lambda: any("Your account is ready" in t for t in bot_texts(emulator_url, tg_user)),
+             message="account made")
+    api = httpx.Client(base_url=f"{gateway_url}/api/v1", timeout=15)
+    forged = api.post("/auth/telegram-widget", json=_widget_fields(token, tg_user, forged=True))
+    assert forged.status_code == 401 and "sid" not in forged.cookies
+    signed = api.post("/auth/telegram-widget", json=_widget_fields(token, tg_user))
+    assert signed.status_code == 200, signed.text
+    assert signed.json()["user"]["telegram"]["id"] == tg_user
+    # the Mini App: the page's form posts initData
+    for bad, status in ((True, 401), (False, 303)):
+        web = httpx.Client(base_url=gateway_url, timeout=15)
+        page = web.get("/tg/app")
+        r = web.post("/tg/app", data={"init_data": _init_data(token, tg_user, forged=bad),
+                                      "csrf_token": csrf_of(page.text)})
+        assert r.status_code == status, r.text
+        if status == 303:
+            assert r.headers["location"] == "/app"
+            me = web.get("/api/v1/auth/me").json()["user"]
+            assert me["telegram"]["id"] == tg_user and me["email"] is None
+        else:
+            assert "sid" not in web.cookies
