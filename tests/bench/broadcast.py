@@ -14,11 +14,19 @@ import httpx
 
 from runtime import identity
 
+DB = "vpn_bench_broadcast"  # the row run alone (`main`)
 
-def _admin(stack) -> dict[str, str]:
-    key = stack.env.get("INTERNAL_SIGNING_KEY", "dev-internal-signing-key-change-me")
-    return {identity.HEADER: identity.sign(key, "bench", "ADMIN", audience="telegram"),
-            "Content-Type": "application/json"}
+
+class _Admin(httpx.Auth):
+    """The telegram service's ADMIN identity, signed afresh for each request (it expires)."""
+
+    def __init__(self, stack):
+        self.key = stack.env.get("INTERNAL_SIGNING_KEY", "dev-internal-signing-key-change-me")
+
+    def auth_flow(self, request):
+        request.headers[identity.HEADER] = identity.sign(self.key, "bench", "ADMIN",
+                                                         audience="telegram")
+        yield request
 
 
 async def _seed(dsn: str, run: str, n: int) -> None:
@@ -41,13 +49,49 @@ async def _seed(dsn: str, run: str, n: int) -> None:
         await conn.close()
 
 
-async def broadcast_path(stack, dsn: str, recipients: int, support, tickets: int = 20) -> dict:
-    """Send one broadcast to `recipients` and, once it is under way, the support path's
-    `tickets` (`support(stack, tickets)`, the bench's own) beside it."""
+async def tickets_beside(stack, tickets: int) -> dict:
+    """Tickets opened one by one (as the bench's support path does): how long each takes to
+    reach the support chat while the broadcast runs."""
+    gw, emu = stack.api_url("gateway") + "/api/v1", stack.env["TELEGRAM_API_BASE"]
+    async with httpx.AsyncClient(base_url=gw, timeout=30,
+                                 headers={"Content-Type": "application/json"}) as c:
+        r = await c.post("/auth/register", json={"email": f"bc-{uuid.uuid4().hex[:8]}@example.com",
+                                                 "password": "correct horse 1"})
+        r.raise_for_status()
+        created: dict[str, float] = {}
+        for i in range(tickets):
+            marker = f"[bc{uuid.uuid4().hex[:6]}]"
+            created[marker] = time.time()
+            (await c.post("/tickets", json={"subject": f"beside {i}", "body": marker})
+             ).raise_for_status()
+            await asyncio.sleep(0.5)
+        arrived: dict[str, float] = {}
+        deadline = time.time() + 120
+        while time.time() < deadline and len(arrived) < tickets:
+            calls = (await c.get(f"{emu}/_emulator/calls",
+                                 params={"method": "sendMessage"})).json()["calls"]
+            for call in calls:
+                for marker in created:
+                    if marker in call["params"].get("text", "") and marker not in arrived:
+                        arrived[marker] = float(call["time"])
+            await asyncio.sleep(1)
+    ms = sorted((arrived[m] - created[m]) * 1000 for m in arrived)
+    def pick(p):
+        return (ms[min(len(ms) - 1, round(p / 100 * (len(ms) - 1)))] if ms
+                else float("nan"))
+    return {"tickets": tickets, "delivered": len(arrived), "ticket_to_chat_p50_ms": pick(50),
+            "ticket_to_chat_p99_ms": pick(99)}
+
+
+async def broadcast_path(stack, dsn: str, recipients: int, tickets: int = 20) -> dict:
+    """Send one broadcast to `recipients` and, once it is under way, `tickets` beside it (and
+    the same tickets before it, alone, to compare with)."""
     run = uuid.uuid4().hex[:6]
+    alone = await tickets_beside(stack, tickets)
     await _seed(dsn, run, recipients)
     base = stack.api_url("telegram") + "/internal/admin/broadcasts"
-    async with httpx.AsyncClient(headers=_admin(stack), timeout=30) as c:
+    async with httpx.AsyncClient(auth=_Admin(stack), timeout=30,
+                                 headers={"Content-Type": "application/json"}) as c:
         r = await c.post(base, json={"text_en": f"bench {run}", "text_ru": f"bench {run}",
                                      "segment": "expired_30d"})
         r.raise_for_status()
@@ -56,7 +100,7 @@ async def broadcast_path(stack, dsn: str, recipients: int, support, tickets: int
         (await c.post(f"{base}/{bid}/send")).raise_for_status()
         while (await c.get(f"{base}/{bid}")).json()["broadcast"]["sent"] < 20:
             await asyncio.sleep(0.5)
-        beside = asyncio.create_task(support(stack, tickets))
+        beside = asyncio.create_task(tickets_beside(stack, tickets))
         while (b := (await c.get(f"{base}/{bid}")).json()["broadcast"])["status"] != "DONE":
             if time.monotonic() - started > recipients / 2 + 300:
                 break
@@ -75,7 +119,7 @@ async def broadcast_path(stack, dsn: str, recipients: int, support, tickets: int
             "failed": b["failed"], "resent": b["resent"], "seconds": seconds,
             "msgs_per_s": (row["n"] - 1) / seconds if seconds else 0.0,
             "configured_rate": float(stack.env.get("TELEGRAM_BROADCAST_RATE", 20)),
-            "notices_beside": notices}
+            "notices_beside": notices, "notices_alone": alone}
 
 
 def broadcast_rows(report: dict) -> list[tuple[str, str, str, str]]:
@@ -83,14 +127,16 @@ def broadcast_rows(report: dict) -> list[tuple[str, str, str, str]]:
     b = report.get("broadcast")
     if not b:
         return []
-    s = b["notices_beside"]
+    s, a = b["notices_beside"], b.get("notices_alone")
     rate = b["configured_rate"]
+    alone = (f"alone: p50 {a['ticket_to_chat_p50_ms']:.0f} ms p99 "
+             f"{a['ticket_to_chat_p99_ms']:.0f} ms" if a else "-")
     return [(f"broadcast to {b['recipients']}", f"{b['msgs_per_s']:.1f} msg/s sustained "
              f"({b['sent']} sent in {b['seconds']:.0f} s, {b['status']})",
              f"rate {rate:.0f}/s", f"{b['msgs_per_s'] / rate:.2f}"),
             ("  ticket -> support chat beside it", f"p50 {s['ticket_to_chat_p50_ms']:.0f} ms "
              f"p99 {s['ticket_to_chat_p99_ms']:.0f} ms ({s['delivered']}/{s['tickets']})",
-             "-", "-")]
+             alone, "-")]
 
 
 def main() -> int:
@@ -107,21 +153,23 @@ def main() -> int:
     ap.add_argument("--recipients", type=int, default=10000)
     ap.add_argument("--report", default=str(run.ROOT / ".run" / "bench" / "broadcast.json"))
     ns = ap.parse_args()
-    env = run.bench_env()
+    # ports, database, Redis db and broker prefix of its own: it can run beside `make bench`
+    env = {**run.bench_env(), **run.default_env(port_offset=3500, db_name=DB, redis_db=8,
+                                                broker_prefix="benchbc.")}
     problems = run.check_infra(env)
     if problems:
         sys.stderr.write("\n".join(problems) + "\n")
         return 2
     from tests.conftest import reset_infrastructure
 
-    reset_infrastructure(env, run.BENCH_DB, run.PREFIX)
-    stack = run.Stack(env, log_dir=run.ROOT / ".run" / "bench-logs")
+    reset_infrastructure(env, DB, "benchbc.")
+    stack = run.Stack(env, log_dir=run.ROOT / ".run" / "bench-broadcast-logs")
     stack.migrate()
     stack.seed_plans()
     stack.start()
     try:
         report = {"broadcast": asyncio.run(broadcast_path(stack, env["DATABASE_URL"],
-                                                          ns.recipients, run.support_path))}
+                                                          ns.recipients))}
     finally:
         stack.stop()
     print(run.table([("figure", "value", "baseline", "ratio"), *broadcast_rows(report)]))
