@@ -393,7 +393,7 @@ def main() -> int:
         if ns.broadcast_recipients:
             print("broadcast...", flush=True)
             report["broadcast"] = asyncio.run(broadcast_path(
-                stack, env["DATABASE_URL"], ns.broadcast_recipients, support_path))
+                stack, env["DATABASE_URL"], ns.broadcast_recipients))
     finally:
         stack.stop()
     return _print(ns, report)
