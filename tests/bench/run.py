@@ -296,8 +296,9 @@ def main() -> int:
         ap.add_argument(f"--{latency.replace('_', '-')}", type=float, default=None,
                         help=f"how long purchases {what} start at --purchase-rate "
                              "(default: --latency-seconds; 0 skips it)")
-    ap.add_argument("--broadcast-recipients", type=int, default=10000,
-                    help="recipients of the broadcast row (0 skips it)")
+    ap.add_argument("--broadcast-recipients", type=int, default=2000,
+                    help="recipients of the broadcast row, 100 s at the default rate "
+                         "(0 skips it)")
     ap.add_argument("--only", choices=("all", "sub-link"), default="all",
                     help="sub-link: only the bare baseline and GET /sub/{token}")
     ap.add_argument("--report", default=str(ROOT / ".run" / "bench" / "report.json"))
