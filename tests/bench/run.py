@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 from stack import Stack, check_infra, default_env  # noqa: E402
 
 from tests.bench.broadcast import broadcast_path, broadcast_rows  # noqa: E402
+from tests.bench.callbacks import callback_path, callback_rows  # noqa: E402
 from tests.bench.purchase import (  # noqa: E402
     ADMIN_EMAIL,
     purchase_latency,
@@ -296,6 +297,9 @@ def main() -> int:
         ap.add_argument(f"--{latency.replace('_', '-')}", type=float, default=None,
                         help=f"how long purchases {what} start at --purchase-rate "
                              "(default: --latency-seconds; 0 skips it)")
+    ap.add_argument("--callback-seconds", type=float, default=None,
+                    help="how long customers press the bot's buttons (default: --duration;"
+                         " 0 skips it)")
     ap.add_argument("--broadcast-recipients", type=int, default=2000,
                     help="recipients of the broadcast row, 100 s at the default rate "
                          "(0 skips it)")
@@ -370,6 +374,11 @@ def main() -> int:
                               script=HERE / "webhook.lua")
             report[key].update(asyncio.run(updates_drained(env["DATABASE_URL"], hook_started,
                                                            before)))
+        seconds = ns.duration if ns.callback_seconds is None else ns.callback_seconds
+        if seconds:
+            print("callback queries...", flush=True)
+            report["callbacks"] = asyncio.run(callback_path(stack, env["DATABASE_URL"],
+                                                            seconds))
         print("support path...", flush=True)
         report["support"] = asyncio.run(support_path(stack, ns.support_tickets))
         print("purchases, sustained...", flush=True)
@@ -430,6 +439,7 @@ def _print(ns: argparse.Namespace, report: dict) -> int:
         rows.append(("  updates processed", f"{w['processed_per_s']:.0f} upd/s "
                      f"({w['updates_stored']} stored, {w['unprocessed_left']} left after "
                      f"{w['drained_after_s']:.0f} s)", "-", "-"))
+    rows += callback_rows(report)
     s = report["support"]
     rows.append(("ticket -> support chat", f"p50 {s['ticket_to_chat_p50_ms']:.0f} ms p99 "
                  f"{s['ticket_to_chat_p99_ms']:.0f} ms ({s['delivered']}/{s['tickets']})",

@@ -19,6 +19,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from fakes import telegram as telegram_fake
 from fakes.telegram import EmulatorConfig, create_app
 
 TOKEN = "123456:TEST-TOKEN"
@@ -102,9 +103,11 @@ async def test_keyboard_press_sends_a_callback_query_answered_once(client, hook)
     assert "query is too old" in await refused(client, "answerCallbackQuery", 400,
                                                callback_query_id="42")
     queries = (await client.get("/_emulator/callback-queries")).json()["callback_queries"]
+    answered_after = queries[0].pop("answered_after")
     assert queries == [{"id": query_id, "from_id": USER, "chat_id": USER,
                         "message_id": msg["message_id"], "data": "m:buy", "answered": True,
                         "text": "ok", "show_alert": False, "url": None}]
+    assert 0 <= answered_after < 5
     # a link button opens its URL and sends nothing; an unknown button is a 404
     resp = await client.post("/_emulator/press", json={
         "chat_id": USER, "message_id": msg["message_id"], "from_id": USER, "text": "Site"})
@@ -206,3 +209,15 @@ async def test_blocked_user_is_forbidden_until_they_write(client, hook) -> None:
                                                          "text": "/start"})
     assert resp.status_code == 200
     await ok(client, "sendMessage", chat_id=USER, text="welcome back")
+
+
+async def test_a_callback_query_answered_too_late_is_refused(client, hook, monkeypatch) -> None:
+    url, _ = hook
+    await ok(client, "setWebhook", url=url, allowed_updates=["callback_query"])
+    msg = await ok(client, "sendMessage", chat_id=USER, text="Menu", reply_markup=KEYBOARD)
+    resp = await client.post("/_emulator/press", json={
+        "chat_id": USER, "message_id": msg["message_id"], "from_id": USER, "data": "m:buy"})
+    query_id = resp.json()["callback_query_id"]
+    monkeypatch.setattr(telegram_fake, "CALLBACK_QUERY_TTL", 0.0)  # as if 15 s had passed
+    assert "query is too old" in await refused(client, "answerCallbackQuery", 400,
+                                               callback_query_id=query_id)

@@ -93,6 +93,8 @@ MAX_INVOICE_PAYLOAD_BYTES = 128
 STARS_SUBSCRIPTION_PERIOD = 2592000
 MAX_STARS_SUBSCRIPTION_PRICE = 10000
 QUERY_TOO_OLD = "query is too old and response timeout expired or query ID is invalid"
+# No deadline is documented; answers later than roughly 10-15 s are refused (adapters-wave2 §7).
+CALLBACK_QUERY_TTL = 15.0
 # The shop bot's world: inline keyboards, callback queries, edits, photos, commands, blocks.
 NOT_MODIFIED = ("message is not modified: specified new message content and reply markup are "
                 "exactly the same as a current content and reply markup of the message")
@@ -508,11 +510,14 @@ class CallbackQuery:
     text: str | None = None
     show_alert: bool = False
     url: str | None = None
+    answered_at: float | None = None  # time.monotonic()
 
     def public(self) -> dict[str, Any]:
         return {"id": self.id, "from_id": self.user["id"], "chat_id": self.chat_id,
                 "message_id": self.message_id, "data": self.data, "answered": self.answered,
-                "text": self.text, "show_alert": self.show_alert, "url": self.url}
+                "text": self.text, "show_alert": self.show_alert, "url": self.url,
+                "answered_after": None if self.answered_at is None
+                else round(self.answered_at - self.sent_at, 4)}
 
 
 @dataclass
@@ -1222,11 +1227,13 @@ class TelegramEmulator:
         if text is not None and len(text) > MAX_CALLBACK_ANSWER_LENGTH:
             raise bad_request("MESSAGE_TOO_LONG")
         query = self.state.callback_queries.get(query_id)
-        if query is None or query.answered:
+        if query is None or query.answered or (
+                time.monotonic() - query.sent_at > CALLBACK_QUERY_TTL):
             raise bad_request(QUERY_TOO_OLD)
         if url is not None:
             raise bad_request("URL_INVALID")  # only games may open a URL from a callback
         query.answered, query.text, query.show_alert = True, text, bool(show_alert)
+        query.answered_at = time.monotonic()
         return True
 
     def set_my_commands(self, params: Params) -> bool:
