@@ -40,6 +40,7 @@ def test_env() -> dict[str, str]:
         # the shared stack's fuzz run writes far more than a customer would
         "TICKET_REPLIES_PER_USER_PER_HOUR": "100000",
         "TICKET_REPLIES_PER_TICKET_PER_HOUR": "100000",
+        "TICKET_UPLOADS_PER_USER_PER_HOUR": "100000",
         "INVOICES_PER_USER_PER_HOUR": "100000",
         "REGISTER_PER_IP_PER_HOUR": "100000",
         "LOGIN_PER_IP_PER_MINUTE": "100000",

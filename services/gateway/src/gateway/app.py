@@ -29,6 +29,7 @@ from gateway.openapi import install_docs
 from gateway.ops import Ops
 from gateway.ratelimit import Limits, RateLimiter
 from gateway.service import AuthService
+from gateway.web.routes.attachments import WEB_UPLOAD_PATTERN
 from runtime.db import Database
 from runtime.http import create_app
 from runtime.service import dependency_checks
@@ -86,6 +87,8 @@ def create_api(settings: Settings) -> FastAPI:
         readiness=readiness,
         max_body=settings.max_body_bytes,
         input_guard_exempt={f"{API_PREFIX}/telegram/webhook"},  # relayed as-is
+        uploads=[(API_PREFIX + tickets.UPLOAD_PATTERN, tickets.UPLOAD_MAX_BODY),
+                 (WEB_UPLOAD_PATTERN, tickets.UPLOAD_MAX_BODY)],
         openapi_url=f"{API_PREFIX}/openapi.json",
         docs_url=None,  # served by install_docs with the gateway's own copy of Swagger UI
         redoc_url=None,

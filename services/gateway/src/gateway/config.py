@@ -25,6 +25,7 @@ class Settings(service_settings("gateway", port=8000, schema="identity")):
     ticket_replies_per_user_per_hour: int = Field(120, alias="TICKET_REPLIES_PER_USER_PER_HOUR")
     ticket_replies_per_ticket_per_hour: int = Field(
         60, alias="TICKET_REPLIES_PER_TICKET_PER_HOUR")
+    ticket_uploads_per_user_per_hour: int = Field(30, alias="TICKET_UPLOADS_PER_USER_PER_HOUR")
     invoices_per_user_per_hour: int = Field(30, alias="INVOICES_PER_USER_PER_HOUR")
     telegram_links_per_user_per_hour: int = Field(10, alias="TELEGRAM_LINKS_PER_USER_PER_HOUR")
     # `GET /sub/{token}`: a customer's apps refresh it every few hours, from a few devices.

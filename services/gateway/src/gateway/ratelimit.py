@@ -68,6 +68,12 @@ class Limits:
         await self.limiter.hit("reply-ticket", f"{user_id}:{ticket_id}",
                                st.ticket_replies_per_ticket_per_hour, 3600)
 
+    async def attachment(self, user_id: str, ticket_id: str) -> None:
+        """An upload is a reply, and carries up to 5 files of 5 MB: a bucket of its own too."""
+        await self.reply(user_id, ticket_id)
+        await self.limiter.hit("attachment-user", user_id,
+                               self.settings.ticket_uploads_per_user_per_hour, 3600)
+
     async def location_change(self, user_id: str) -> None:
         """Each move of an access creates an account on a server: a few an hour."""
         await self.limiter.hit("location-user", user_id, 10, 3600)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request, Response
 
 from contracts.public.tickets import (
     AdminTicketEnvelope,
     AdminTicketList,
     AssignBody,
+    AttachmentEnvelope,
     CannedReplyCreate,
     CannedReplyDeleted,
     CannedReplyEnvelope,
@@ -24,6 +25,7 @@ from contracts.public.tickets import (
 )
 from gateway import desk
 from gateway.api.deps import Actions, Clients, CurrentCaller, Limits, StaffCaller
+from runtime.errors import ValidationFailed
 
 router = APIRouter(tags=["tickets"])
 admin = APIRouter(prefix="/admin", tags=["admin"])
@@ -58,6 +60,55 @@ async def add_message(ticket_id: str, body: MessageCreate, clients: Clients, lim
 @router.post("/tickets/{ticket_id}/close", response_model=TicketEnvelope)
 async def close_ticket(ticket_id: str, clients: Clients, caller: CurrentCaller):
     return (await clients.tickets.close(caller, ticket_id)).response()
+
+
+# Files: `file` (png, jpeg, pdf by their bytes, at most 5 MB each) 1-5 times, `body` optional.
+UPLOAD_FORM = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["file"], "properties": {
+        "file": {"type": "array", "minItems": 1, "maxItems": 5,
+                 "items": {"type": "string", "format": "binary"},
+                 "description": "image/png, image/jpeg or application/pdf, at most 5 MB each"},
+        "body": {"type": "string", "maxLength": 4000,
+                 "description": "the message's text (the files' names without it)"}}}}}}}
+UPLOAD_PATH = "/tickets/{ticket_id}/attachments"
+# the route the body limit allows 5 files of 5 MB on (gateway.app)
+UPLOAD_PATTERN = r"/tickets/[^/]+/attachments"
+UPLOAD_MAX_BODY = 5 * 5 * 1024 * 1024 + 64 * 1024
+
+
+@router.post(UPLOAD_PATH, status_code=201, response_model=AttachmentEnvelope,
+             openapi_extra=UPLOAD_FORM, responses={413: {"description": "A file over 5 MB"}})
+async def upload_attachments(ticket_id: str, request: Request, clients: Clients, limits: Limits,
+                             caller: CurrentCaller):
+    """The owner's files on a new message of their ticket (multipart). 400 for a type other
+    than png, jpeg or pdf (by the file's bytes, not its name) or more than 5 files; 413 over
+    5 MB a file; 404 for a ticket that is not theirs."""
+    ctype = request.headers.get("content-type", "")
+    if not ctype.lower().startswith("multipart/form-data"):
+        raise ValidationFailed("Send the files as multipart/form-data", [
+            {"loc": ["body"], "msg": "multipart/form-data expected", "type": "content_type"}])
+    await limits.attachment(caller.id, ticket_id)
+    return (await clients.tickets.attach(caller, ticket_id, await request.body(),
+                                         ctype)).response()
+
+
+@router.get("/tickets/{ticket_id}/attachments/{attachment_id}", response_class=Response,
+            responses={200: {"description": "The file", "content": {
+                "image/png": {}, "image/jpeg": {}, "application/pdf": {}}}})
+async def get_attachment(ticket_id: str, attachment_id: str, clients: Clients,
+                         caller: CurrentCaller):
+    """The file, to its ticket's owner and to SUPPORT/ADMIN (404 for anyone else), always as a
+    download (`Content-Disposition: attachment`, `nosniff`)."""
+    return attachment_response(await clients.tickets.attachment(caller, ticket_id,
+                                                                attachment_id))
+
+
+def attachment_response(r) -> Response:
+    """The tickets service's file answer as ours: its type and name, never rendered inline,
+    never cached."""
+    return Response(content=r.content, media_type=r.headers.get("content-type"), headers={
+        "Content-Disposition": r.headers.get("content-disposition", "attachment"),
+        "X-Content-Type-Options": "nosniff", "Cache-Control": "private, no-store"})
 
 
 @router.post("/tickets/{ticket_id}/rating", status_code=201, response_model=TicketEnvelope)

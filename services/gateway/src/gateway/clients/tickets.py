@@ -7,6 +7,7 @@ from contracts.public.tickets import (
     AdminTicketEnvelope,
     AdminTicketList,
     AssignBody,
+    AttachmentEnvelope,
     CannedReplyCreate,
     CannedReplyDeleted,
     CannedReplyEnvelope,
@@ -19,8 +20,8 @@ from contracts.public.tickets import (
     TicketEnvelope,
     TicketList,
 )
-from gateway.clients.base import Reply, ServiceClient, Who
-from gateway.upstream import segment
+from gateway.clients.base import Reply, ServiceClient, Who, refusal
+from gateway.upstream import UpstreamResponse, segment
 from runtime.periods import Periods
 
 
@@ -42,6 +43,23 @@ class TicketsClient(ServiceClient):
     async def reply(self, who: Who, ticket_id: str, body: MessageCreate) -> Reply[MessageEnvelope]:
         path = f"/internal/tickets/{segment(ticket_id)}/messages"
         return await self.call(MessageEnvelope, "POST", path, who, json=body.model_dump())
+
+    async def attach(self, who: Who, ticket_id: str, content: bytes,
+                     content_type: str) -> Reply[AttachmentEnvelope]:
+        """The caller's multipart upload (`file` 1-5 times, `body`?), passed on as it came."""
+        path = f"/internal/tickets/{segment(ticket_id)}/attachments"
+        return await self.call(AttachmentEnvelope, "POST", path, who, content=content,
+                               headers={"Content-Type": content_type})
+
+    async def attachment(self, who: Who, ticket_id: str, attachment_id: str) -> UpstreamResponse:
+        """A file's bytes and headers, for its ticket's owner or staff (the service's 404
+        for anyone else)."""
+        path = (f"/internal/tickets/{segment(ticket_id)}/attachments/"
+                f"{segment(attachment_id)}")
+        r = await self.send("GET", path, who)
+        if r.status_code >= 400:
+            raise refusal(r)
+        return r
 
     async def close(self, who: Who, ticket_id: str) -> Reply[TicketEnvelope]:
         path = f"/internal/tickets/{segment(ticket_id)}/close"

@@ -12,7 +12,16 @@ from pathlib import Path
 from fastapi import APIRouter
 from fastapi.staticfiles import StaticFiles
 
-from gateway.web.routes import admin, broadcasts, desk, links, panel, public, signin
+from gateway.web.routes import (
+    admin,
+    attachments,
+    broadcasts,
+    desk,
+    links,
+    panel,
+    public,
+    signin,
+)
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -24,6 +33,8 @@ router.include_router(panel.router)
 router.include_router(admin.router)
 router.include_router(desk.router)
 router.include_router(desk.panel)
+router.include_router(attachments.panel)
+router.include_router(attachments.router)
 router.include_router(broadcasts.router)
 router.include_router(public.fallback)
 

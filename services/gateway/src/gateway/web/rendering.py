@@ -73,8 +73,18 @@ def format_iso(value) -> str:
     return parsed.astimezone(UTC).isoformat() if parsed else ""
 
 
+def format_filesize(value) -> str:
+    """A file's size as people read it: 800 B, 12 KB, 4.8 MB."""
+    size = int(value or 0)
+    if size < 1024:
+        return f"{size} B"
+    if size < 1024 * 1024:
+        return f"{size // 1024} KB"
+    return f"{size / (1024 * 1024):.1f} MB"
+
+
 env.filters.update(datetime=format_datetime, date=format_date, days_left=days_left,
-                   money=format_money, iso=format_iso)
+                   money=format_money, iso=format_iso, filesize=format_filesize)
 env.globals["invoice_settled"] = views.invoice_settled
 
 

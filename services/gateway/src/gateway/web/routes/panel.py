@@ -20,6 +20,7 @@ from gateway.web.forms import FormInvalid, PasswordForm, password_errors, upstre
 from gateway.web.pages import Pages
 from gateway.web.qr import qr_svg
 from gateway.web.rendering import WebRoute, render, render_thread, see_other, translator
+from gateway.web.routes import attachments
 from runtime.errors import AppError, RateLimited, ServiceUnavailable
 
 router = APIRouter(prefix="/app", route_class=WebRoute)
@@ -383,9 +384,14 @@ async def ticket_thread(request: Request, caller: SignedIn, ticket_id: str, v: s
 @router.post("/tickets/{ticket_id}/messages")
 async def reply(request: Request, caller: SignedIn, form: Form, ticket_id: str):
     pages = Pages(request)
+    files = await attachments.posted_files(request)
     try:
-        body = validate(MessageCreate, form, translator(request))
-        await pages.reply(caller, ticket_id, body)  # a 429 page with Retry-After
+        if files:  # the text (optional then) and the files as one message
+            await attachments.send_with_files(request, caller, ticket_id, form.get("body", ""),
+                                              files)
+        else:
+            body = validate(MessageCreate, form, translator(request))
+            await pages.reply(caller, ticket_id, body)  # a 429 page with Retry-After
     except FormInvalid as exc:
         found = await pages.ticket(caller, ticket_id)
         return render(request, "panel/ticket.html", http_status=400, ticket=found,
