@@ -178,3 +178,65 @@ async def test_attachments_go_with_their_ticket(api, pg, db):
     assert await pg.fetchval("SELECT count(*) FROM tickets.attachments WHERE id = $1", aid) == 0
     assert await pg.fetchval("SELECT count(*) FROM tickets.attachment_blobs"
                              " WHERE attachment_id = $1", aid) == 0
+
+
+# --- files from Telegram (the telegram service's calls) ----------------------------------------
+
+async def from_bot(api, user: str, data: bytes, name: str, message_id: int, caption=None,
+                   chat_id: int = 555):
+    form = {"chat_id": str(chat_id), "message_id": str(message_id)}
+    if caption is not None:
+        form["caption"] = caption
+    return await api.post("/internal/telegram/attachments", headers=who(user), data=form,
+                          files={"file": (name, data, "application/octet-stream")})
+
+
+async def test_a_file_from_the_bot_lands_once_on_the_customers_open_ticket(api, pg):
+    user = new_user()
+    ticket_id = await open_ticket(api, user)
+    mid = uuid.uuid4().int % 10**9
+    r = await from_bot(api, user, PNG, "photo.jpg", mid, caption="The error")
+    assert r.status_code == 200 and r.json() == {"ticket_id": ticket_id}
+    again = await from_bot(api, user, PNG, "photo.jpg", mid, caption="The error")
+    assert again.json() == {"ticket_id": None}
+    rows = await pg.fetch("SELECT m.body, m.origin, a.content_type FROM tickets.attachments a"
+                          " JOIN tickets.messages m ON m.id = a.message_id"
+                          " WHERE a.ticket_id = $1", ticket_id)
+    assert [tuple(r) for r in rows] == [("The error", "TELEGRAM", "image/png")]
+    # without an open ticket the file opens one, its subject from the file's name
+    other = new_user()
+    r = await from_bot(api, other, PDF, "receipt.pdf", mid + 1)
+    assert r.status_code == 200
+    ticket = (await api.get(f"/internal/tickets/{r.json()['ticket_id']}",
+                            headers=who(other))).json()["ticket"]
+    assert ticket["source"] == "TELEGRAM" and ticket["subject"] == "receipt.pdf"
+    assert ticket["messages"][0]["attachments"][0]["content_type"] == "application/pdf"
+    # a file outside the rules is refused and adds nothing
+    r = await from_bot(api, other, b"GIF89a....", "anim.gif", mid + 2)
+    assert r.status_code == 400
+
+
+async def test_an_operators_file_from_the_topic_answers_the_ticket(api, pg):
+    user = new_user()
+    ticket_id = await open_ticket(api, user)
+    r = await api.post(f"/internal/admin/tickets/{ticket_id}/telegram-attachments",
+                       headers=who("tg:1001", "SUPPORT"),
+                       data={"chat_id": "-100777", "message_id": "42",
+                             "operator_telegram_id": "1001", "operator_name": "Olga"},
+                       files={"file": ("howto.pdf", PDF, "application/pdf")})
+    assert r.status_code == 200 and r.json() == {"ticket_id": ticket_id}
+    ticket = (await api.get(f"/internal/tickets/{ticket_id}", headers=who(user))).json()["ticket"]
+    answer = ticket["messages"][1]
+    assert (answer["author_role"], answer["body"]) == ("SUPPORT", "howto.pdf")
+    assert ticket["status"] == "PENDING_USER"
+    # a customer cannot post as an operator; an unknown ticket is a 404
+    r = await api.post(f"/internal/admin/tickets/{ticket_id}/telegram-attachments",
+                       headers=who(user), data={"chat_id": "1", "message_id": "1",
+                                                "operator_telegram_id": "1"},
+                       files={"file": ("a.pdf", PDF, "application/pdf")})
+    assert r.status_code == 403
+    r = await api.post("/internal/admin/tickets/nope/telegram-attachments",
+                       headers=who("tg:1001", "SUPPORT"),
+                       data={"chat_id": "1", "message_id": "1", "operator_telegram_id": "1"},
+                       files={"file": ("a.pdf", PDF, "application/pdf")})
+    assert r.status_code == 404

@@ -106,6 +106,11 @@ def check(files: Sequence[Upload], *, already: int = 0) -> list[Checked]:
     return out
 
 
+def names(files: Sequence[Checked]) -> str | None:
+    """The text of a message that is only files: their names."""
+    return ", ".join(f.name for f in files)[:4000] or None
+
+
 async def store(session: AsyncSession, ticket: Ticket, message: Message,
                 files: Sequence[Checked]) -> list[TicketAttachment]:
     """The checked files on `message`, as events name them."""

@@ -7,19 +7,20 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Response, UploadFile
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from contracts.public.tickets import AttachmentEnvelope, MessageCreate, MessageOut
 from contracts.text import clean_untrusted, has_visible
-from runtime.deps import Ident, Session
-from runtime.errors import ValidationFailed
+from runtime.deps import Ident, Session, Staff
+from runtime.errors import NotFound, ValidationFailed
 from tickets import attachments
 from tickets.service import ticket_service
 
 router = APIRouter(prefix="/internal")
 
 # the path the body limit allows 5 files of 5 MB on (tickets.app)
-UPLOAD_PATHS = (r"/internal/tickets/[^/]+/attachments",)
+UPLOAD_PATHS = (r"/internal/tickets/[^/]+/attachments", r"/internal/telegram/attachments",
+                r"/internal/admin/tickets/[^/]+/telegram-attachments")
 UPLOAD_MAX_BODY = attachments.MAX_PER_MESSAGE * attachments.MAX_BYTES + 64 * 1024
 
 
@@ -62,6 +63,47 @@ async def upload(ticket_id: str, s: Session, ident: Ident,
     out = MessageOut.model_validate(msg, from_attributes=True).model_copy(
         update={"attachments": files})
     return {"attachment": files[0], "message": out}
+
+
+class TelegramFileOut(BaseModel):
+    """Where a file from Telegram landed: its ticket, or None when nothing was added (the
+    message already landed, or the ticket is closed)."""
+
+    ticket_id: str | None
+
+
+@router.post("/telegram/attachments", response_model=TelegramFileOut)
+async def from_bot(s: Session, ident: Ident, file: Annotated[UploadFile, File()],
+                   chat_id: Annotated[int, Form()], message_id: Annotated[int, Form()],
+                   caption: Annotated[str | None, Form()] = None,
+                   language_code: Annotated[str | None, Form()] = None):
+    """A linked customer's photo or document in the bot, from the telegram service signed as
+    the customer: on the ticket their text would go to, once per Telegram message."""
+    checked = attachments.check(await uploads([file]))
+    ticket = await ticket_service.message_from_telegram(
+        s, user_id=ident.user_id, ticket_id=None, chat_id=chat_id, message_id=message_id,
+        text=caption or "", language_code=language_code, files=checked)
+    return {"ticket_id": ticket.id if ticket else None}
+
+
+@router.post("/admin/tickets/{ticket_id}/telegram-attachments", response_model=TelegramFileOut)
+async def from_topic(ticket_id: str, s: Session, ident: Staff,
+                     file: Annotated[UploadFile, File()], chat_id: Annotated[int, Form()],
+                     message_id: Annotated[int, Form()],
+                     operator_telegram_id: Annotated[int, Form()],
+                     operator_name: Annotated[str | None, Form()] = None,
+                     caption: Annotated[str | None, Form()] = None):
+    """An operator's photo or document in the ticket's topic, as their answer (the telegram
+    service, signed as the operator `tg:<id>` with role SUPPORT), once per Telegram message."""
+    checked = attachments.check(await uploads([file]))
+    try:
+        ticket = await ticket_service.reply_from_telegram(
+            s, ticket_id=ticket_id, chat_id=chat_id, message_id=message_id, body=caption or "",
+            operator_telegram_id=operator_telegram_id, operator_name=operator_name,
+            files=checked)
+    except LookupError as exc:
+        raise NotFound("Ticket not found") from exc
+    return {"ticket_id": ticket.id if ticket else None}
 
 
 @router.get("/tickets/{ticket_id}/attachments/{attachment_id}", response_class=Response,

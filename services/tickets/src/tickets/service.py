@@ -196,7 +196,8 @@ class TicketService:
 
     async def message_from_telegram(self, session: AsyncSession, *, user_id: str,
                                     ticket_id: str | None, chat_id: int, message_id: int,
-                                    text: str, language_code: str | None = None
+                                    text: str, language_code: str | None = None,
+                                    files: Sequence[attachments.Checked] = ()
                                     ) -> Ticket | None:
         """A linked customer wrote to the bot: the message goes to the ticket the bot named if
         it is theirs, else to their latest open ticket, else it opens a ticket whose subject is
@@ -206,7 +207,7 @@ class TicketService:
         repo = TicketRepository(session)
         if await repo.message_by_ref(ref):
             return None
-        body = readable(text)
+        body = readable(text) or attachments.names(files)
         if body is None:  # nothing an operator could read: no ticket, no message
             log.warning("telegram_text_not_visible", user_id=user_id, ref=ref)
             return None
@@ -218,17 +219,18 @@ class TicketService:
         if ticket is None:
             ticket = await self.open(session, user_id=user_id, subject=subject_from(body),
                                      body=body, source="TELEGRAM", origin="TELEGRAM",
-                                     external_ref=ref)
+                                     external_ref=ref, files=files)
         else:
             await self.add_message(session, ticket, author="USER", origin="TELEGRAM", body=body,
-                                   external_ref=ref)
+                                   external_ref=ref, files=files)
         ticket.language = language_of(language_code) or ticket.language
         return ticket
 
     async def reply_from_telegram(self, session: AsyncSession, *, ticket_id: str, chat_id: int,
                                   message_id: int, body: str,
                                   operator_telegram_id: int | None = None,
-                                  operator_name: str | None = None) -> Ticket | None:
+                                  operator_name: str | None = None,
+                                  files: Sequence[attachments.Checked] = ()) -> Ticket | None:
         """An operator answered a ticket in the support chat. Returns the ticket; None when
         nothing was added: the reply already landed, nothing visible is left of it, or the
         ticket is closed (an event cannot be refused, so it is dropped with a warning). An
@@ -240,14 +242,14 @@ class TicketService:
         ticket = await repo.get(ticket_id, for_update=True)
         if ticket is None:
             raise LookupError(f"support reply for unknown ticket {ticket_id}")
-        text = readable(body)
+        text = readable(body) or attachments.names(files)
         if text is None:
             log.warning("telegram_text_not_visible", ticket_id=ticket.id, ref=ref)
             return None
         try:
             await self.add_message(
                 session, ticket, author="SUPPORT", origin="TELEGRAM", body=text,
-                external_ref=ref, author_name=operator_name,
+                external_ref=ref, author_name=operator_name, files=files,
                 author_id=None if operator_telegram_id is None else f"tg:{operator_telegram_id}")
         except IllegalTransition:
             log.warning("support_reply_on_closed_ticket", ticket_id=ticket.id)
