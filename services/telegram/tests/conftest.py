@@ -21,8 +21,10 @@ SLOT = test_slot()
 
 
 def make_settings() -> Settings:
+    # support groups unpaced unless a test paces them (test_support_groups)
     return Settings(DATABASE_URL=unit_database_url("telegram"),
-                    REDIS_URL=f"redis://127.0.0.1:6379/{1 + SLOT}")
+                    REDIS_URL=f"redis://127.0.0.1:6379/{1 + SLOT}",
+                    TELEGRAM_SUPPORT_SEND_INTERVAL=0)
 
 
 migrated, db, pg = database_fixtures("telegram", make_settings)

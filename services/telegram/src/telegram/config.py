@@ -17,6 +17,14 @@ class Settings(service_settings("telegram", port=8104)):
     api_base: str = Field("http://127.0.0.1:8081", alias="TELEGRAM_API_BASE")
     webhook_secret: str = Field(DEV_WEBHOOK_SECRET, alias="TELEGRAM_WEBHOOK_SECRET")
     support_chat_id: int = Field(-1001000000001, alias="TELEGRAM_SUPPORT_CHAT_ID")
+    # Several support groups (telegram.support_groups); empty: the one TELEGRAM_SUPPORT_CHAT_ID.
+    support_chat_ids: Annotated[list[int], NoDecode] = Field(default_factory=list,
+                                                             alias="TELEGRAM_SUPPORT_CHAT_IDS")
+    # Seconds between two new messages in one support group (Telegram: about 20 a minute), and
+    # the first group's pending rows past which a new ticket goes to the least busy group.
+    support_send_interval: float = Field(3.0, alias="TELEGRAM_SUPPORT_SEND_INTERVAL", ge=0,
+                                         le=60)
+    support_spread_backlog: int = Field(20, alias="TELEGRAM_SUPPORT_SPREAD_BACKLOG", ge=0)
     operator_ids: Annotated[list[int], NoDecode] = Field(default_factory=lambda: [1001],
                                                          alias="TELEGRAM_OPERATOR_IDS")
     bot_username: str = Field("vpn_support_bot", alias="TELEGRAM_BOT_USERNAME")
@@ -49,7 +57,7 @@ class Settings(service_settings("telegram", port=8104)):
     broadcast_plan_batch: int = Field(5000, alias="TELEGRAM_BROADCAST_PLAN_BATCH", ge=1,
                                       le=50000)
 
-    @field_validator("operator_ids", mode="before")
+    @field_validator("operator_ids", "support_chat_ids", mode="before")
     @classmethod
     def _split_ids(cls, v):
         if isinstance(v, str):
@@ -57,6 +65,11 @@ class Settings(service_settings("telegram", port=8104)):
         if isinstance(v, int):
             return [v]
         return v
+
+    @property
+    def support_chats(self) -> list[int]:
+        """Every support group, the first taking new tickets while it keeps up."""
+        return list(dict.fromkeys(self.support_chat_ids)) or [self.support_chat_id]
 
     def secret_defaults(self) -> dict[str, bool]:
         return {**super().secret_defaults(),

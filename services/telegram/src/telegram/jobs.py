@@ -21,6 +21,7 @@ from telegram.botapi import TelegramError
 from telegram.card import overdue
 from telegram.metrics import UPDATES_UNPROCESSED
 from telegram.models import Outgoing
+from telegram.pacing import MAX_INLINE_WAIT
 from telegram.repository import TelegramRepository
 from telegram.service import Delivery
 
@@ -66,7 +67,9 @@ def notify_handlers(delivery: Delivery, max_inline_wait: int, jobs: TelegramJobs
                     raise
                 wait = int(exc.retry_after or 1)
                 log.warning("telegram_retry_after", retry_after=wait, job_id=job.id)
-                if wait <= max_inline_wait:
+                # our own pacing's wait (a slot ahead) frees the worker's slot sooner
+                paced = exc.description.startswith("paced")
+                if wait <= (min(max_inline_wait, MAX_INLINE_WAIT) if paced else max_inline_wait):
                     await asyncio.sleep(wait)
                     continue
                 await job.moveToDelayed(int(time.time() * 1000) + wait * 1000, token)

@@ -10,7 +10,8 @@ make a new message are paced: edits and callback answers change what the custome
 sees and answer a press, and Telegram does not count them as new messages.
 
 The order of a chat's messages is kept by `Delivery.deliver_one` (the earliest pending row of
-the chat goes first); the pacer only says when.
+the chat goes first); the pacer only says when. The support groups use the same script with
+their own interval and slots reserved ahead (telegram.support_groups).
 """
 
 from __future__ import annotations
@@ -28,16 +29,23 @@ NEW_MESSAGE_METHODS = frozenset({"sendMessage", "sendPhoto", "sendDocument", "se
 # A wait longer than this is not slept in the job: it comes back as a 429 the job delays on.
 MAX_INLINE_WAIT = 5.0
 
+# Reserves the chat's next slot (ARGV[1] µs after the one before) and the product's (ARGV[2]
+# µs after the one before), unless the chat is on hold or its slot is more than ARGV[3] µs
+# away: then nothing is reserved. Returns {reserved (1/0), µs to the slot or the hold's end}.
+# The product's slot is counted when reserved (a rate, not a timeline): a support group's slot
+# minutes ahead does not hold back every other chat until then.
 RESERVE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local hold = tonumber(redis.call('GET', KEYS[2]) or '0')
-if hold > now then return -(hold - now) end
-local at = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'),
-                    tonumber(redis.call('GET', KEYS[3]) or '0'), now)
-redis.call('SET', KEYS[1], at + tonumber(ARGV[1]), 'PX', 60000)
-redis.call('SET', KEYS[3], at + tonumber(ARGV[2]), 'PX', 60000)
-return at - now
+if hold > now then return {0, hold - now} end
+local all = math.max(tonumber(redis.call('GET', KEYS[3]) or '0'), now)
+local at = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), all)
+if at - now > tonumber(ARGV[3]) then return {0, at - now} end
+redis.call('SET', KEYS[1], at + tonumber(ARGV[1]), 'PX',
+           math.floor((at - now + tonumber(ARGV[1])) / 1000) + 60000)
+redis.call('SET', KEYS[3], all + tonumber(ARGV[2]), 'PX', 60000)
+return {1, at - now}
 """
 
 
@@ -54,16 +62,30 @@ class SendPacer:
         return [f"{self.prefix}:pace:chat:{chat_id}", f"{self.prefix}:pace:hold:{chat_id}",
                 f"{self.prefix}:pace:all"]
 
+    async def reserve(self, chat_id: int, interval: float, max_wait: float
+                      ) -> tuple[bool, float]:
+        """Reserve the chat's next slot, `interval` seconds after its previous one, when it is
+        at most `max_wait` away: (reserved, seconds to the slot or to the hold's end)."""
+        done, wait = await self._script(keys=self._keys(chat_id),
+                                        args=[int(interval * 1_000_000), self.overall_us,
+                                              int(max_wait * 1_000_000)])
+        return bool(done), int(wait) / 1_000_000
+
+    async def held(self, chat_id: int) -> float:
+        """Seconds the chat is still on hold after a 429 (0: not held)."""
+        until = int(await self.redis.get(self._keys(chat_id)[1]) or 0)
+        return max(0.0, until / 1_000_000 - time.time())
+
     async def before(self, chat_id: int | None, method: str) -> float:
         """Wait for the chat's next send slot (seconds waited); a chat on hold, or a wait
-        past MAX_INLINE_WAIT, raises a 429 TelegramError with the seconds left."""
+        past MAX_INLINE_WAIT (nothing reserved then), raises a 429 TelegramError with the
+        seconds left."""
         if chat_id is None or method not in NEW_MESSAGE_METHODS:
             return 0.0
-        wait = int(await self._script(keys=self._keys(chat_id),
-                                      args=[self.per_chat_us, self.overall_us])) / 1_000_000
-        if wait < 0 or wait > MAX_INLINE_WAIT:
-            raise TelegramError(429, f"paced: chat {chat_id} waits {abs(wait):.1f} s",
-                                retry_after=math.ceil(abs(wait)))
+        done, wait = await self.reserve(chat_id, self.per_chat_us / 1_000_000, MAX_INLINE_WAIT)
+        if not done:
+            raise TelegramError(429, f"paced: chat {chat_id} waits {wait:.1f} s",
+                                retry_after=max(1, math.ceil(wait)))
         if wait:
             await asyncio.sleep(wait)
         return wait

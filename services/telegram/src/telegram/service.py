@@ -57,6 +57,7 @@ from telegram.models import (
 from telegram.pacing import SendPacer
 from telegram.payments import record_payment, record_refund
 from telegram.repository import ShopRepository, TelegramRepository
+from telegram.support_groups import GroupBusy, PacedGroups, chat_for_ticket, holding
 
 log = get_logger(__name__)
 
@@ -123,7 +124,8 @@ class MirrorService:
     async def record_ticket_event(self, s: AsyncSession, env: Envelope, event) -> list[int]:
         """Turn a ticket event into outgoing rows; returns the new row ids."""
         repo = TelegramRepository(s)
-        chat = self.settings.support_chat_id
+        # the ticket's support group: chosen at its first event, kept for life
+        chat = await chat_for_ticket(repo, self.settings, event.ticket_id, event.user_id)
         ids: list[int | None] = []
         eid = str(env.event_id)
         desk_row = await record_desk_event(repo, chat, eid, event)  # notes, assignment
@@ -176,17 +178,18 @@ class MirrorService:
 class Delivery:
     """Sends outgoing rows through the Bot API: a ticket's rows in its order
     (`deliver_ticket`), and every other row after the earlier rows of its chat, paced
-    (`deliver_one`, telegram.pacing)."""
+    (`deliver_one`, telegram.pacing); whatever goes into a support group waits for the group's
+    slot (telegram.support_groups)."""
 
     def __init__(self, db: Database, bot: BotApi, settings: Settings,
                  pacer: SendPacer | None = None):
         self.db = db
-        self.bot = bot
         self.settings = settings
         self.pacer = pacer or SendPacer(Redis.from_url(settings.redis_url),
                                         per_chat=settings.chat_send_interval,
                                         overall=settings.send_rate, prefix=settings.jobs_prefix)
-        self.cards = Cards(settings, bot)
+        self.bot = PacedGroups(bot, self.pacer, settings)
+        self.cards = Cards(settings, self.bot)
         self.desk_admin = DeskAdmin(self.cards.api)
         self._forum: dict[int, bool] = {}
 
@@ -199,45 +202,54 @@ class Delivery:
     async def deliver_ticket(self, ticket_id: str) -> int:
         """Deliver every pending row of the ticket in order; returns how many were sent."""
         sent = 0
-        while True:
-            async with self.db.transaction() as s:
-                repo = TelegramRepository(s)
-                thread = await repo.thread(ticket_id, for_update=True)
-                if thread is None:
-                    return sent
-                row = await repo.next_pending(ticket_id)
-                if row is None:
-                    return sent
-                if row.seq > thread.delivered_seq + 1 or (
-                        row.kind in SUPPORT_KINDS and thread.subject is None):
-                    raise NotReady(ticket_id)  # an earlier event of the ticket is still on its way
-                done = await self._apply(repo, thread, row)
-                if done:
-                    thread.delivered_seq = max(thread.delivered_seq, row.seq)
-                    sent += 1
+        with holding(f"ticket:{ticket_id}"):
+            while True:
+                try:
+                    async with self.db.transaction() as s:
+                        repo = TelegramRepository(s)
+                        thread = await repo.thread(ticket_id, for_update=True)
+                        if thread is None:
+                            return sent
+                        row = await repo.next_pending(ticket_id)
+                        if row is None:
+                            return sent
+                        if row.seq > thread.delivered_seq + 1 or (
+                                row.kind in SUPPORT_KINDS and thread.subject is None):
+                            raise NotReady(ticket_id)  # an earlier event is still on its way
+                        done = await self._apply(repo, thread, row)
+                        if done:
+                            thread.delivered_seq = max(thread.delivered_seq, row.seq)
+                            sent += 1
+                except GroupBusy as busy:  # the group's slot: waited outside the transaction
+                    await busy.wait_outside()
 
     async def deliver_one(self, outgoing_id: int) -> None:
         """Deliver the row after every earlier pending row of its chat, whichever job runs
         first: a chat's messages keep their order (the shop's chained calls, notices, bot
         replies), and each new message waits for the chat's and the product's send slot."""
         done: set[int] = set()
-        while outgoing_id not in done:
-            async with self.db.transaction() as s:
-                repo = TelegramRepository(s)
-                row = await repo.first_pending_in_chat(outgoing_id)  # locked until commit
-                if row is None:
-                    return
-                if row.id in done:  # still pending after its step: the job is retried
-                    raise NotReady(f"outgoing {row.id}")
-                method = None if row.kind == "noop" else row.method or "sendMessage"
-                await self.pacer.before(row.chat_id, method)
+        with holding(f"outgoing:{outgoing_id}"):
+            while outgoing_id not in done:
                 try:
-                    await self._apply(repo, None, row)
-                except TelegramError as exc:
-                    if exc.is_retry_after:  # nothing goes into this chat until then
-                        await self.pacer.hold(row.chat_id, exc.retry_after or 1)
-                    raise
-                done.add(row.id)
+                    async with self.db.transaction() as s:
+                        repo = TelegramRepository(s)
+                        row = await repo.first_pending_in_chat(outgoing_id)  # locked
+                        if row is None:
+                            return
+                        if row.id in done:  # still pending after its step: the job is retried
+                            raise NotReady(f"outgoing {row.id}")
+                        method = None if row.kind == "noop" else row.method or "sendMessage"
+                        if row.chat_id not in self.bot.chats:  # a group paces in self.bot
+                            await self.pacer.before(row.chat_id, method)
+                        try:
+                            await self._apply(repo, None, row)
+                        except TelegramError as exc:
+                            if exc.is_retry_after:  # nothing goes into this chat until then
+                                await self.pacer.hold(row.chat_id, exc.retry_after or 1)
+                            raise
+                        done.add(row.id)
+                except GroupBusy as busy:  # the group's slot: waited outside the transaction
+                    await busy.wait_outside()
 
     async def _apply(self, repo: TelegramRepository, thread: TicketThread | None,
                      row: Outgoing) -> bool:
@@ -379,7 +391,7 @@ class UpdateService:
         if not has_visible(text):
             return "ignored:no_text", []
         chat_id = chat.get("id")
-        if chat_id == self.settings.support_chat_id:
+        if chat_id in self.settings.support_chats:  # any of the support groups
             return await self._support_chat(s, update_id, message, sender, text)
         if chat.get("type") == "private":
             return await self._private_chat(s, update_id, message, sender, text)
