@@ -3,8 +3,8 @@
 Starts the whole system (its own ports, database and broker prefix), measures the baselines
 (pgbench tpcb-like, raw aio-pika publish-with-confirm, a bare FastAPI + asyncpg endpoint) and
 the system's paths (gateway reads, Telegram webhook, support path, purchase pipeline: plain,
-with a promo code, paid from the balance), prints a table with each figure's ratio to its
-baseline and writes a JSON report.
+with a promo code, paid from the balance; a broadcast), prints a table with each figure's
+ratio to its baseline and writes a JSON report.
 """
 
 from __future__ import annotations
