@@ -34,7 +34,6 @@ import secrets
 from dataclasses import dataclass
 
 import httpx
-import sqlalchemy as sa
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -61,6 +60,10 @@ NOT_FOUND = "No such subscription link"
 PASSED = ("subscription-userinfo", "profile-update-interval", "content-disposition",
           "profile-title", "profile-web-page-url", "support-url", "announce")
 COUNTRY_RE = re.compile(r"^([a-z]{2})(?:-|$)")
+# The link's lookup: one statement on the driver's connections (no ORM, no transaction), as
+# every app refreshes it.
+LOOKUP = ("SELECT link_token, provision_ref, server_id, expires_at FROM subscriptions"
+          " WHERE link_hash = $1")
 
 
 def new_token() -> tuple[str, str]:
@@ -179,22 +182,19 @@ class LinkService:
             SUB_LINK_REQUESTS.labels("not_found").inc()
             raise NotFound(NOT_FOUND)
         digest = token_hash(token)
-        async with self.db.transaction() as s:
-            sub = (await s.execute(sa.select(Subscription).where(
-                Subscription.link_hash == digest))).scalar_one_or_none()
-            if sub is None or not hmac.compare_digest((sub.link_token or "").encode(),
-                                                      token.encode()):
-                SUB_LINK_REQUESTS.labels("not_found").inc()
-                raise NotFound(NOT_FOUND)
-            ref, server_id, expires_at = sub.provision_ref, sub.server_id, sub.expires_at
-            try:
-                driver = (await self.pool.driver(server_id, s) if self.pool is not None
-                          else self.backend)
-            except Exception as exc:  # its row unreadable (credentials under another key)
-                log.warning("sub_link_driver_failed", server_id=server_id,
-                            error=type(exc).__name__)
-                SUB_LINK_REQUESTS.labels("unavailable").inc()
-                raise unavailable("The VPN server is unavailable") from exc
+        row = await self.db.fetchrow(LOOKUP, digest)
+        if row is None or not hmac.compare_digest((row["link_token"] or "").encode(),
+                                                  token.encode()):
+            SUB_LINK_REQUESTS.labels("not_found").inc()
+            raise NotFound(NOT_FOUND)
+        ref, server_id, expires_at = row["provision_ref"], row["server_id"], row["expires_at"]
+        try:
+            driver = (await self.pool.driver(server_id) if self.pool is not None
+                      else self.backend)
+        except Exception as exc:  # its row unreadable (credentials under another key)
+            log.warning("sub_link_driver_failed", server_id=server_id, error=type(exc).__name__)
+            SUB_LINK_REQUESTS.labels("unavailable").inc()
+            raise unavailable("The VPN server is unavailable") from exc
         user_agent = user_agent[:300]
         key = self._key(digest, server_id, user_agent)
         cached = await self._cached(key)
