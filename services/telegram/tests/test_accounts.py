@@ -276,3 +276,38 @@ async def test_a_russian_speaking_customer_is_answered_in_russian(db, bot):
     stranger = private_message(next_id(), "hello")
     stranger["from"]["language_code"] = "uk"
     assert await bot.answer(stranger) == ("unlinked", [t("ru", "unlinked_chat")])
+
+
+# --- linking a web account after /start made one --------------------------------------------
+
+async def test_a_web_account_takes_the_telegram_from_the_unused_account_start_made(db, bot):
+    from telegram.models import CustomerFacts, SubscriptionView
+    from telegram.service import create_link_token
+
+    tg_user = next_id()
+    assert (await bot.answer(private_message(tg_user, "/start")))[0] == "account_created"
+    made = await link_of_telegram(db, tg_user)
+    web_user = uuid.uuid4().hex
+    async with db.transaction() as s:
+        url, _ = await create_link_token(s, web_user, "vpn_support_bot")
+    outcome, texts = await bot.answer(private_message(tg_user, f"/start {url.rsplit('=', 1)[1]}"))
+    assert (outcome, texts) == ("linked", [t("en", "linked")])
+    assert (await link_of_telegram(db, tg_user)).user_id == web_user
+    linked = [p for p in await published(db, "telegram.account.linked.v1")
+              if p["telegram_user_id"] == tg_user]
+    assert [p["user_id"] for p in linked] == [web_user]
+
+    # an account with something on it keeps its Telegram: a subscription, or a trial
+    for history in (SubscriptionView(user_id="", status="ACTIVE"),
+                    CustomerFacts(user_id="", trial_at=now())):
+        tg_user = next_id()
+        await bot.answer(private_message(tg_user, "/start"))
+        made = await link_of_telegram(db, tg_user)
+        history.user_id = made.user_id
+        async with db.transaction() as s:
+            s.add(history)
+        async with db.transaction() as s:
+            url, _ = await create_link_token(s, uuid.uuid4().hex, "vpn_support_bot")
+        assert await bot.answer(private_message(tg_user, f"/start {url.rsplit('=', 1)[1]}")) == (
+            "link_refused", [t("en", "link_taken")])
+        assert (await link_of_telegram(db, tg_user)).user_id == made.user_id

@@ -22,6 +22,7 @@ from telegram.service import (
     create_link_token,
     now,
 )
+from telegram.texts import t as texts_t
 
 from .helpers import (
     T0,
@@ -279,12 +280,16 @@ async def test_an_expired_or_unknown_token_links_nothing(db, forum, pg):
 
 
 async def test_a_telegram_account_linked_to_another_account_is_refused(db, forum):
-    _, tg_user = await link(db)
+    # refused while the account it is linked to has a subscription (an unused one gives it up:
+    # test_accounts)
+    linked_user, tg_user = await link(db)
+    async with db.transaction() as s:
+        s.add(SubscriptionView(user_id=linked_user, status="ACTIVE"))
     other = uuid.uuid4().hex
     outcome, texts = await forum.answer(private_message(tg_user,
                                                         f"/start {await new_token(db, other)}"))
     assert outcome == "link_refused"
-    assert texts == ["This Telegram account is already linked to another account."]
+    assert texts == [texts_t("en", "link_taken")]
     assert await link_of(db, other) is None
 
 

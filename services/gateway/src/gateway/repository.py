@@ -63,7 +63,13 @@ class UserRepository(Repository[User]):
 
     async def link_telegram(self, user_id: str, username: str | None,
                             telegram_id: int | None = None) -> None:
-        """The projection of the telegram service's `AccountLinkedV1`."""
+        """The projection of the telegram service's `AccountLinkedV1`: this Telegram is now
+        this account's, and no longer any other's (a link the bot moved from the account
+        `/start` made to the customer's web account)."""
+        if telegram_id is not None:
+            await self.session.execute(
+                sa.update(User).where(User.telegram_id == telegram_id, User.id != user_id)
+                .values(telegram_linked=False, telegram_username=None, telegram_id=None))
         await self.session.execute(sa.update(User).where(User.id == user_id).values(
             telegram_linked=True, telegram_username=username, telegram_id=telegram_id))
 

@@ -48,6 +48,7 @@ from telegram.desk_admin import DeskAdmin
 from telegram.models import (
     AccountLink,
     BotUser,
+    CustomerFacts,
     LinkToken,
     Outgoing,
     SubscriptionView,
@@ -524,7 +525,14 @@ class UpdateService:
             return "blocked", await reply(say("blocked"))
         existing = await repo.link_for_telegram(sender["id"])
         if existing is not None and existing.user_id != row.user_id:
-            return "link_refused", await reply(say("link_taken"))
+            # A Telegram already linked to another account (typically the one /start made
+            # before the customer linked their web account) moves to this one only while that
+            # account has nothing on it: no subscription, no trial, no payment.
+            if not await self._unused(s, existing.user_id):
+                return "link_refused", await reply(say("link_taken"))
+            log.info("telegram_link_moved", from_user=existing.user_id, to_user=row.user_id)
+            await s.delete(existing)
+            await s.flush()
         row.used_at = now()
         current = await repo.link_for_user(row.user_id)
         if current is None:
@@ -539,6 +547,15 @@ class UpdateService:
                                             telegram_username=sender.get("username"),
                                             linked_at=now()))
         return "linked", await reply(say("linked"))
+
+    @staticmethod
+    async def _unused(s: AsyncSession, user_id: str) -> bool:
+        """Whether the account has had no subscription, trial or paid invoice, as this service
+        learned from provisioning's and billing's events."""
+        if await s.get(SubscriptionView, user_id) is not None:
+            return False
+        facts = await s.get(CustomerFacts, user_id)
+        return facts is None or (facts.trial_at is None and facts.paid_at is None)
 
 
 async def create_link_token(s: AsyncSession, user_id: str, bot_username: str

@@ -146,7 +146,9 @@ TEXTS: dict[str, dict[str, str]] = {
         "status_text": "Subscription: {status}.",
         "status_text_until": "Subscription: {status} until {until}.",
         "link_invalid": "This link is invalid or has expired. Create a new one in the web panel.",
-        "link_taken": "This Telegram account is already linked to another account.",
+        "link_taken": ("This Telegram already has an account of its own with a subscription or "
+                       "purchases on it. Use that one (/login signs you in on the web site), or "
+                       "write here to support to bring the two together."),
         "linked": ("✅ Your Telegram account is now linked. Write here any time to reach "
                    "support."),
         "stars_paid": ("⭐ Payment received, thank you! Your purchase is being applied; the panel "
@@ -295,7 +297,9 @@ TEXTS: dict[str, dict[str, str]] = {
         "status_text": "Подписка: {status}.",
         "status_text_until": "Подписка: {status} до {until}.",
         "link_invalid": "Ссылка недействительна или устарела. Создайте новую на сайте.",
-        "link_taken": "Этот аккаунт Telegram уже привязан к другому аккаунту.",
+        "link_taken": ("У этого Telegram уже есть свой аккаунт с подпиской или покупками. "
+                       "Пользуйтесь им (/login даст вход на сайт) или напишите сюда в "
+                       "поддержку, чтобы объединить аккаунты."),
         "linked": ("✅ Ваш Telegram привязан. Пишите сюда в любое время, чтобы связаться с "
                    "поддержкой."),
         "stars_paid": ("⭐ Оплата получена, спасибо! Покупка применяется, через минуту она "
