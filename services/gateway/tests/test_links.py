@@ -219,3 +219,25 @@ async def test_the_admin_panel_rotates_a_customers_link_through_the_same_action(
     finally:
         await close(admin)
     assert await pg.fetchval(query) == before + 1
+
+
+@pytest.mark.parametrize("agent,platform", [
+    ("Mozilla/5.0 (iPhone; CPU iPhone OS 18_0 like Mac OS X)", "ios"),
+    ("Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36", "android"),
+    ("Mozilla/5.0 (Linux; Android 12; BRAVIA 4K) AppleWebKit/537.36", "androidtv"),
+    ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36", "windows"),
+    ("Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15", "macos"),
+    ("Mozilla/5.0 (X11; Linux x86_64) Gecko/20100101 Firefox/133.0", "linux"),
+    ("curl/8.5.0", None), (None, None)])
+def test_the_platform_comes_from_the_user_agent(agent, platform):
+    from gateway.web import views
+
+    assert views.platform_of(agent) == platform
+    apps = [{"id": "happ", "platforms": ["ios", "android"]}, {"id": "v2rayng",
+                                                              "platforms": ["android"]}]
+    mine, others = views.apps_for(apps, platform)
+    if platform is None:  # nothing known: every app shown
+        assert (mine, others) == (apps, [])
+    else:
+        assert all(platform in a["platforms"] for a in mine) and len(mine) + len(others) == 2
+        assert all(platform not in a["platforms"] for a in others)
