@@ -151,11 +151,15 @@ def main() -> int:
 
     ap = argparse.ArgumentParser(description=main.__doc__)
     ap.add_argument("--recipients", type=int, default=10000)
+    ap.add_argument("--rate", type=float, default=None,
+                    help="TELEGRAM_BROADCAST_RATE for the run (default: the setting's, 20)")
     ap.add_argument("--report", default=str(run.ROOT / ".run" / "bench" / "broadcast.json"))
     ns = ap.parse_args()
     # ports, database, Redis db and broker prefix of its own: it can run beside `make bench`
     env = {**run.bench_env(), **run.default_env(port_offset=3500, db_name=DB, redis_db=8,
                                                 broker_prefix="benchbc.")}
+    if ns.rate is not None:
+        env["TELEGRAM_BROADCAST_RATE"] = str(ns.rate)
     problems = run.check_infra(env)
     if problems:
         sys.stderr.write("\n".join(problems) + "\n")
