@@ -32,7 +32,7 @@ from runtime.clock import now
 from runtime.db import Database
 from runtime.logging import get_logger
 from runtime.outbox import Outbox
-from telegram import csat, shop, texts
+from telegram import attachments, csat, shop, texts
 from telegram.accounts import PAY_PREFIX, REFERRAL_PREFIX, SECRET_KINDS, Accounts
 from telegram.botapi import BotApi, TelegramError
 from telegram.card import Cards
@@ -140,6 +140,7 @@ class MirrorService:
             # the customer card, right under the opening message (telegram.card)
             ids.append(await repo.add_outgoing(event_id=eid, ticket_id=event.ticket_id,
                                                chat_id=chat, kind="topic_card", seq=event.seq))
+            ids += await attachments.file_rows(repo, eid, event, chat, None)
         elif isinstance(event, MessageAddedV1):
             await repo.ensure_thread(event.ticket_id, event.user_id, chat, None)
             echo = (event.author_role == "SUPPORT" and event.origin == "TELEGRAM"
@@ -152,6 +153,7 @@ class MirrorService:
                                                canned_text(event) if event.canned else
                                                message_text(event),
                                                parse_mode="HTML"))
+            customer = None  # the customer's chat, for a support answer's files
             if event.author_role == "SUPPORT":
                 link = await repo.link_for_user(event.user_id)
                 # in the customer's language; nothing while they have blocked the bot
@@ -162,6 +164,8 @@ class MirrorService:
                         event_id=eid, ticket_id=event.ticket_id, chat_id=link.chat_id,
                         kind="user_reply", seq=event.seq, text=reply_text(event, lang),
                         parse_mode="HTML"))
+                    customer = link.chat_id
+            ids += await attachments.file_rows(repo, eid, event, chat, customer)
         elif isinstance(event, TicketStatusChangedV1):
             await repo.ensure_thread(event.ticket_id, event.user_id, chat, None)
             ids.append(await repo.add_outgoing(event_id=eid, ticket_id=event.ticket_id,
@@ -192,6 +196,7 @@ class Delivery:
         self.bot = PacedGroups(bot, self.pacer, settings)
         self.cards = Cards(settings, self.bot)
         self.desk_admin = DeskAdmin(self.cards.api)
+        self.files = attachments.TicketFiles(settings)
         self._forum: dict[int, bool] = {}
 
     async def is_forum(self, chat_id: int) -> bool:
@@ -258,6 +263,12 @@ class Delivery:
         try:
             if row.kind == "noop":
                 pass
+            elif row.kind in attachments.FILE_KINDS:  # a ticket's photo or document
+                forum = thread is not None and await self.is_forum(thread.chat_id)
+                msg = await self.files.send(self.bot, row, thread, forum)
+                row.telegram_message_id = msg["message_id"]
+                if row.kind == "ticket_file" and thread is not None:
+                    await repo.map_message(thread.chat_id, msg["message_id"], thread.ticket_id)
             elif row.kind in SUPPORT_KINDS:
                 assert thread is not None
                 if not await self._support_step(repo, thread, row):
@@ -368,6 +379,7 @@ class UpdateService:
         self.shop = shop_bot or shop.Shop(settings)
         self.desk_admin = DeskAdmin(self.shop.api)
         self.accounts = Accounts(settings, events, BLOCKED_TEXT, self.shop.api)
+        self.files = attachments.TicketFiles(settings)
 
     async def handle(self, s: AsyncSession, update_id: int, update: dict) -> tuple[str, list[int]]:
         """Apply one update; returns its outcome and outgoing rows to deliver."""
@@ -383,6 +395,8 @@ class UpdateService:
         if isinstance(message.get("refunded_payment"), dict):
             return ("stars_refund" if await record_refund(s, update_id, message)
                     else "ignored:bad_refund"), []
+        if attachments.file_of(message) is not None:  # a photo or a document, to a ticket
+            return await self.files.on_file(s, update_id, message)
         chat = message.get("chat") or {}
         sender = message.get("from") or {}
         text = message.get("text")
