@@ -2,10 +2,13 @@
 the API, is shown to staff and never reaches the customer: not their API view, not their web
 ticket page, not their Telegram chat; the customer card pinned in the ticket's topic is edited in
 place, never posted again, when the customer pays; once the ticket is closed the bot's CSAT
-buttons rate it through the tickets service, once."""
+buttons rate it through the tickets service, once; a photo from the bot and a PDF from the web
+ticket page reach the ticket's topic and the web ticket page."""
 
 from __future__ import annotations
 
+import hashlib
+import re
 import uuid
 
 import httpx
@@ -145,3 +148,62 @@ def test_the_customer_card_is_edited_in_place_when_the_customer_pays(gateway_url
     assert admin_client.get(f"/admin/tickets/{ticket_id}").json()["ticket"]["rating"] == 4
     r = customer.post(f"/tickets/{ticket_id}/rating", json={"score": 1})  # once, either way
     assert r.status_code == 409 and r.json()["details"]["reason"] == "already_rated", r.text
+
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + bytes(512)
+PDF = b"%PDF-1.7\n" + b"%%EOF\n" * 40
+
+
+def test_a_photo_from_the_bot_and_a_pdf_from_the_web_reach_the_topic_and_the_ticket_page(
+        gateway_url, emulator_url):
+    customer = register(gateway_url)
+    tg_user = link_telegram(customer, emulator_url)
+    r = customer.post("/tickets", json={"subject": "Error screen", "body": "See attached"})
+    assert r.status_code == 201, r.text
+    ticket_id = r.json()["ticket"]["id"]
+    thread = topic_of(emulator_url, ticket_id)
+
+    # the web: the reply form's file field (the page's CSRF token, as a browser sends it)
+    page = httpx.get(f"{gateway_url}/app/tickets/{ticket_id}", cookies=customer.cookies,
+                     timeout=15)
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    r = httpx.post(f"{gateway_url}/app/tickets/{ticket_id}/messages", cookies=customer.cookies,
+                   data={"csrf_token": csrf, "body": "The invoice"},
+                   files={"file": ("invoice.pdf", PDF, "application/pdf")}, timeout=15)
+    assert r.status_code == 303, r.text
+    # the bot: a photo with a caption, the file fetched from Telegram by the telegram service
+    photo = httpx.post(f"{emulator_url}/_emulator/files", data={"kind": "photo"},
+                       files={"file": ("shot.jpg", PNG, "image/jpeg")}, timeout=15
+                       ).json()["photo"]
+    r = httpx.post(f"{emulator_url}/_emulator/updates", json={"update": {"message": {
+        "message_id": 900000 + uuid.uuid4().int % 100000, "date": 0,
+        "chat": {"id": tg_user, "type": "private"},
+        "from": {"id": tg_user, "is_bot": False, "first_name": "Ann"},
+        "photo": photo, "caption": "The error screen"}}}, timeout=15)
+    assert r.status_code == 200 and r.json()["status_code"] == 200, r.text
+
+    def files_in_topic():
+        sent = {(c["method"], c["params"].get("message_thread_id")): c for c in calls(emulator_url)
+                if c["method"] in ("sendPhoto", "sendDocument")}
+        return sent if {("sendPhoto", thread), ("sendDocument", thread)} <= set(sent) else None
+
+    sent = wait_for(files_in_topic, timeout=60, message="the photo and the PDF in the topic")
+    assert sent[("sendDocument", thread)]["params"]["document"]["sha256"] == \
+        hashlib.sha256(PDF).hexdigest()
+    assert sent[("sendPhoto", thread)]["params"]["photo"]["sha256"] == \
+        hashlib.sha256(PNG).hexdigest()
+
+    def both_on_the_ticket():
+        files = [a for m in get_ticket(customer, ticket_id)["messages"] for a in m["attachments"]]
+        return files if len(files) == 2 else None
+
+    files = wait_for(both_on_the_ticket, message="both files on the ticket")
+    assert {f["content_type"] for f in files} == {"image/png", "application/pdf"}
+    page = httpx.get(f"{gateway_url}/app/tickets/{ticket_id}", cookies=customer.cookies,
+                     timeout=15)
+    for f in files:
+        assert f"/app/tickets/{ticket_id}/attachments/{f['id']}" in page.text
+    pdf = next(f for f in files if f["content_type"] == "application/pdf")
+    got = httpx.get(f"{gateway_url}/app/tickets/{ticket_id}/attachments/{pdf['id']}",
+                    cookies=customer.cookies, timeout=15)
+    assert got.content == PDF and got.headers["x-content-type-options"] == "nosniff"
