@@ -96,7 +96,7 @@ async def test_a_queue_lists_the_events_it_takes_and_each_event_its_queues(page)
     assert "billing.invoice.created.v1" not in queue
     paid = section(page.text, "event-billing.invoice.paid.v1")
     assert '<a href="#queue-provisioner.billing-events">' in paid
-    assert "no queue yet" in section(page.text, "event-billing.invoice.created.v1")
+    assert "no queue yet" in section(page.text, "event-billing.balance.debited.v1")
 
 
 async def test_the_page_links_the_document_and_the_rest_docs(page):
