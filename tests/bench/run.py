@@ -38,6 +38,11 @@ from tests.bench.purchase import (  # noqa: E402
     purchase_latency,
     purchase_throughput,
 )
+from tests.bench.support_groups import (  # noqa: E402
+    FORUMS,
+    support_groups_path,
+    support_groups_rows,
+)
 
 BENCH_DB = "vpn_bench"
 PREFIX = "bench."
@@ -58,7 +63,8 @@ def bench_env() -> dict[str, str]:
     # The sandbox chain mines a block every 200 ms in the bench; billing polls it every second.
     env.update({"RATE_LIMITS_ENABLED": "false", "LOG_LEVEL": "WARNING",
                 "OUTBOX_POLL_SECONDS": "0.5", "PAYMENT_WATCH_INTERVAL_MS": "1000",
-                "ADMIN_BOOTSTRAP_EMAIL": ADMIN_EMAIL})  # the promo path's code is an admin's
+                "ADMIN_BOOTSTRAP_EMAIL": ADMIN_EMAIL,  # the promo path's code is an admin's
+                "EMULATOR_FORUM_CHAT_IDS": FORUMS})  # the support groups' rows
     return env
 
 
@@ -303,8 +309,12 @@ def main() -> int:
     ap.add_argument("--broadcast-recipients", type=int, default=2000,
                     help="recipients of the broadcast row, 100 s at the default rate "
                          "(0 skips it)")
-    ap.add_argument("--only", choices=("all", "sub-link"), default="all",
-                    help="sub-link: only the bare baseline and GET /sub/{token}")
+    ap.add_argument("--support-group-tickets", type=int, default=10,
+                    help="tickets per support group in the support groups' rows (0 skips them; "
+                         "at Telegram's pace each row takes about 2.5 min for 10)")
+    ap.add_argument("--only", choices=("all", "sub-link", "support-groups"), default="all",
+                    help="sub-link: only the bare baseline and GET /sub/{token}; "
+                         "support-groups: only the support groups' rows")
     ap.add_argument("--report", default=str(ROOT / ".run" / "bench" / "report.json"))
     ns = ap.parse_args()
     if not shutil.which("wrk"):
@@ -332,6 +342,8 @@ def main() -> int:
     try:
         gw = stack.api_url("gateway")
         client = register(gw)
+        if ns.only == "support-groups":
+            return _support_groups(ns, stack, client, report)
         sid = client.cookies.get("sid")
         bare_port = OFFSET + 7000
         bare = subprocess.Popen([sys.executable, str(HERE / "bare_app.py"), "--port",
@@ -404,9 +416,24 @@ def main() -> int:
             print("broadcast...", flush=True)
             report["broadcast"] = asyncio.run(broadcast_path(
                 stack, env["DATABASE_URL"], ns.broadcast_recipients))
+        if ns.support_group_tickets:
+            _support_groups(ns, stack, client, report, write=False)
     finally:
         stack.stop()
     return _print(ns, report)
+
+
+def _support_groups(ns: argparse.Namespace, stack: Stack, client: httpx.Client, report: dict,
+                    write: bool = True) -> int:
+    """One support group, then three (the telegram worker restarted for each)."""
+    for groups in (1, 3):
+        print(f"support groups: {groups}...", flush=True)
+        report[f"support_groups_{groups}"] = asyncio.run(support_groups_path(
+            stack, client.cookies, groups, ns.support_group_tickets * groups))
+    if not write:
+        return 0
+    print(table([("figure", "value", "bound", "ratio"), *support_groups_rows(report)]))
+    return _write(ns, report)
 
 
 def _print(ns: argparse.Namespace, report: dict) -> int:
@@ -453,6 +480,7 @@ def _print(ns: argparse.Namespace, report: dict) -> int:
         rows += purchase_rows(f"purchases {what}", report.get(f"{key}_purchase"),
                               report.get(f"{key}_purchase_latency"), pub)
     rows += broadcast_rows(report)
+    rows += support_groups_rows(report)
     print(table(rows))
     return _write(ns, report)
 

@@ -163,3 +163,14 @@ async def test_past_the_backlog_a_new_ticket_goes_to_the_least_busy_group(db, em
     stranger["chat"]["id"] = next_forum()
     assert (await bot.handle(stranger))[0] == "ignored:other_chat"
     await bot.close()
+
+
+async def test_a_burst_of_new_tickets_handled_at_once_still_spreads(db, emulator):
+    first, second = next_forum(), next_forum()
+    bot = Groups(db, emulator, [first, second], spread=2)
+    stories = [Story() for _ in range(6)]
+    await asyncio.gather(*(bot.record(s.opened()) for s in stories))  # consumers at once
+    chats = [(await bot.thread(s)).chat_id for s in stories]
+    # one choice at a time: the first two in the first group, then the least busy each time
+    assert sorted(chats.count(c) for c in (first, second)) == [3, 3], chats
+    await bot.close()

@@ -15,7 +15,8 @@ Each ticket's rows still go one at a time in its order (Delivery.deliver_ticket)
 
 Several groups (`TELEGRAM_SUPPORT_CHAT_IDS`): a new ticket goes to the first group unless that
 group's backlog (its pending rows) is past `TELEGRAM_SUPPORT_SPREAD_BACKLOG`, then to the least
-backlogged group; a ticket stays in its group for life (`ticket_threads.chat_id`).
+backlogged group; a ticket stays in its group for life (`ticket_threads.chat_id`). New tickets
+choose one at a time (a transaction advisory lock), so a burst spreads as it arrives.
 """
 
 from __future__ import annotations
@@ -83,6 +84,10 @@ async def chat_for_ticket(repo: TelegramRepository, settings: Settings, ticket_i
     chats = settings.support_chats
     chat = chats[0]
     if len(chats) > 1:
+        # one new ticket's choice at a time, each seeing the rows of the one before (a burst
+        # of tickets handled at once would otherwise all see the same backlogs)
+        await repo.session.execute(sa.select(sa.func.pg_advisory_xact_lock(
+            sa.func.hashtext("telegram:support-spread"))))
         backlog = await backlogs(repo, chats)
         if backlog[chat] > settings.support_spread_backlog:
             chat = min(chats, key=lambda c: backlog[c])  # the first of the least busy
