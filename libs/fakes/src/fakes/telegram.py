@@ -29,6 +29,8 @@ Owns the fake side of the Telegram integration and nothing else:
   ``POST /_emulator/press`` presses a button as a user would (the ``callback_query`` goes to the
   webhook) and ``POST /_emulator/users/{id}/block`` makes a user block the bot: writes into
   that chat are 403 "Forbidden: bot was blocked by the user" until the user writes again.
+* files (``fakes.telegram_files``): ``getFile`` and the download URL for files users send
+  (stored with ``POST /_emulator/files``), the bot's ``sendDocument``, upload limits.
 
 Chats: ids listed in ``EMULATOR_FORUM_CHAT_IDS`` are forum supergroups; any other negative id is
 a plain (non-forum) group - ``supergroup`` for ``-100...`` ids, ``group`` otherwise, as on the
@@ -65,6 +67,8 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from fakes import telegram_files
 
 __all__ = ["EmulatorConfig", "TelegramEmulator", "create_app", "main"]
 
@@ -561,6 +565,7 @@ class EmulatorState:
     # pinChatMessage: the pinned message ids per chat, the newest last.
     pinned: dict[int, list[int]] = field(default_factory=dict)
     photos: dict[str, dict[str, Any]] = field(default_factory=dict)  # sent photos by file_id
+    files: dict[str, Any] = field(default_factory=dict)  # users' files (fakes.telegram_files)
 
 
 Handler = Callable[["TelegramEmulator", Params], Any]
@@ -1176,6 +1181,8 @@ class TelegramEmulator:
         if isinstance(photo, dict) and "size" in photo:  # a multipart upload
             if not photo["size"]:
                 raise bad_request("file must be non-empty")
+            if telegram_files.photo_too_big(photo):
+                raise bad_request("file is too big")
             size = {"file_size": photo["size"], "width": photo.get("width", 0),
                     "height": photo.get("height", 0)}
             unique = str(photo.get("sha256", ""))[:16] or secrets.token_hex(8)
@@ -1464,6 +1471,8 @@ TelegramEmulator.METHODS = {
         "deleteMessage": TelegramEmulator.delete_message,
         "pinChatMessage": TelegramEmulator.pin_chat_message,
         "sendPhoto": TelegramEmulator.send_photo,
+        "sendDocument": telegram_files.send_document,
+        "getFile": telegram_files.get_file,
         "answerCallbackQuery": TelegramEmulator.answer_callback_query,
         "setMyCommands": TelegramEmulator.set_my_commands,
         "getMyCommands": TelegramEmulator.get_my_commands,
@@ -1584,7 +1593,8 @@ def _parse_multipart(content_type: str, body: bytes) -> dict[str, Any]:
         filename = part.get_filename()
         if filename:  # uploads are recorded by name, size and digest only
             out[str(name)] = {"filename": filename, "size": len(payload),
-                              "sha256": hashlib.sha256(payload).hexdigest(), **_png_size(payload)}
+                              "sha256": hashlib.sha256(payload).hexdigest(),
+                              "content_type": part.get_content_type(), **_png_size(payload)}
         else:
             charset = part.get_content_charset() or "utf-8"
             out[str(name)] = payload.decode(charset, errors="replace")
@@ -1963,6 +1973,7 @@ def create_app(config: EmulatorConfig | None = None) -> FastAPI:
             state.__dict__.update(keep.__dict__)
         return JSONResponse({"ok": True})
 
+    telegram_files.install(app, emulator, config.token)
     return app
 
 
