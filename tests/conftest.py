@@ -29,6 +29,8 @@ BROKER_PREFIX = f"test{SLOT or ''}."
 ADMIN_DSN = f"postgresql://postgres@127.0.0.1:5432/{TEST_DB}"
 ADMIN_EMAIL = "root-admin@example.com"
 ADMIN_PASSWORD = "admin password 1"
+# The first takes new tickets while it keeps up (TELEGRAM_SUPPORT_SPREAD_BACKLOG).
+SUPPORT_GROUPS = "-1001000000001,-1001000000011,-1001000000012"
 
 
 def test_env() -> dict[str, str]:
@@ -45,6 +47,12 @@ def test_env() -> dict[str, str]:
         "REGISTER_PER_IP_PER_HOUR": "100000",
         "LOGIN_PER_IP_PER_MINUTE": "100000",
         "OUTBOX_POLL_SECONDS": "0.5",
+        # three support groups (tests/e2e/test_support_groups.py), paced fast enough for tests
+        "TELEGRAM_SUPPORT_CHAT_IDS": SUPPORT_GROUPS,
+        "EMULATOR_FORUM_CHAT_IDS": SUPPORT_GROUPS,
+        "TELEGRAM_SUPPORT_SEND_INTERVAL": "0.05",
+        "TELEGRAM_SUPPORT_SPREAD_BACKLOG": "30",
+        "TELEGRAM_SEND_RATE": "30",
         "BROKER_DELIVERY_LIMIT": "3",
         "ADMIN_BOOTSTRAP_EMAIL": ADMIN_EMAIL,
         # billing settings
