@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, RootModel
 
 from contracts.public.common import Strict, Whole
 
@@ -116,6 +116,11 @@ class LocationOut(BaseModel):
 
 class LocationList(BaseModel):
     locations: list[LocationOut]
+
+
+class Locations(RootModel[list[LocationOut]]):
+    """`GET /locations` on the public API: a bare list, as api.md gives it (the provisioner's
+    internal answer is the `LocationList` envelope)."""
 
 
 class AdminSubscriptionOut(SubscriptionOut):

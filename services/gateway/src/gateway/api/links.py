@@ -12,7 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request, Response
 
 from contracts.public.common import ErrorOut
-from contracts.public.subscriptions import LinkEnvelope, LocationOut
+from contracts.public.subscriptions import LinkEnvelope, Locations
 from gateway.api.deps import Actions, Clients, CurrentCaller, Limits, StaffCaller, client_ip
 
 router = APIRouter(tags=["subscriptions"])
@@ -67,11 +67,11 @@ async def revoke_link(clients: Clients, limits: Limits, caller: CurrentCaller,
     return Response(status_code=204)
 
 
-@router.get("/locations", response_model=list[LocationOut])
-async def locations(clients: Clients) -> list[LocationOut]:
+@router.get("/locations", response_model=Locations)
+async def locations(clients: Clients) -> Locations:
     """Locations with at least one server taking new customers now (ACTIVE, healthy, with
     room); no sign-in needed. A bare list, as api.md gives it."""
-    return (await clients.provisioner.locations()).data.locations
+    return Locations((await clients.provisioner.locations()).data.locations)
 
 
 @admin.post("/subscriptions/{subscription_id}/link", response_model=LinkEnvelope,
