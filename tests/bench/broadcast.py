@@ -14,8 +14,6 @@ import httpx
 
 from runtime import identity
 
-DB = "vpn_bench_broadcast"  # the row run alone (`main`)
-
 
 class _Admin(httpx.Auth):
     """The telegram service's ADMIN identity, signed afresh for each request (it expires)."""
@@ -144,7 +142,6 @@ def main() -> int:
     `python -m tests.bench.broadcast [--recipients N]`."""
     import argparse
     import json
-    import sys
     from pathlib import Path
 
     from tests.bench import run
@@ -155,27 +152,12 @@ def main() -> int:
                     help="TELEGRAM_BROADCAST_RATE for the run (default: the setting's, 20)")
     ap.add_argument("--report", default=str(run.ROOT / ".run" / "bench" / "broadcast.json"))
     ns = ap.parse_args()
-    # ports, database, Redis db and broker prefix of its own: it can run beside `make bench`
-    env = {**run.bench_env(), **run.default_env(port_offset=3500, db_name=DB, redis_db=8,
-                                                broker_prefix="benchbc.")}
-    if ns.rate is not None:
-        env["TELEGRAM_BROADCAST_RATE"] = str(ns.rate)
-    problems = run.check_infra(env)
-    if problems:
-        sys.stderr.write("\n".join(problems) + "\n")
-        return 2
-    from tests.conftest import reset_infrastructure
-
-    reset_infrastructure(env, DB, "benchbc.")
-    stack = run.Stack(env, log_dir=run.ROOT / ".run" / "bench-broadcast-logs")
-    stack.migrate()
-    stack.seed_plans()
-    stack.start()
-    try:
-        report = {"broadcast": asyncio.run(broadcast_path(stack, env["DATABASE_URL"],
+    extra = {} if ns.rate is None else {"TELEGRAM_BROADCAST_RATE": str(ns.rate)}
+    with run.side_stack("broadcast", port_offset=3500, redis_db=8, extra=extra) as stack:
+        if stack is None:
+            return 2
+        report = {"broadcast": asyncio.run(broadcast_path(stack, stack.env["DATABASE_URL"],
                                                           ns.recipients))}
-    finally:
-        stack.stop()
     print(run.table([("figure", "value", "baseline", "ratio"), *broadcast_rows(report)]))
     Path(ns.report).parent.mkdir(parents=True, exist_ok=True)
     Path(ns.report).write_text(json.dumps(report, indent=2, default=str))

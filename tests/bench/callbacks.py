@@ -125,7 +125,6 @@ def main() -> int:
     `python -m tests.bench.callbacks [--seconds S] [--concurrency C]`."""
     import argparse
     import json
-    import sys
     from pathlib import Path
 
     from tests.bench import run
@@ -135,27 +134,12 @@ def main() -> int:
     ap.add_argument("--concurrency", type=int, default=40)
     ap.add_argument("--report", default=str(run.ROOT / ".run" / "bench" / "callbacks.json"))
     ns = ap.parse_args()
-    db = "vpn_bench_callbacks"
-    # ports, database, Redis db and broker prefix of its own: it can run beside `make bench`
-    env = {**run.bench_env(), **run.default_env(port_offset=3700, db_name=db, redis_db=9,
-                                                broker_prefix="benchcb.")}
-    problems = run.check_infra(env)
-    if problems:
-        sys.stderr.write("\n".join(problems) + "\n")
-        return 2
-    from tests.conftest import reset_infrastructure
-
-    reset_infrastructure(env, db, "benchcb.")
-    stack = run.Stack(env, log_dir=run.ROOT / ".run" / "bench-callbacks-logs")
-    stack.migrate()
-    stack.seed_plans()
-    stack.start()
-    try:
-        report = {"callbacks": asyncio.run(callback_path(stack, env["DATABASE_URL"],
+    with run.side_stack("callbacks", port_offset=3700, redis_db=7) as stack:
+        if stack is None:
+            return 2
+        report = {"callbacks": asyncio.run(callback_path(stack, stack.env["DATABASE_URL"],
                                                          ns.seconds,
                                                          concurrency=ns.concurrency))}
-    finally:
-        stack.stop()
     print(run.table([("figure", "value", "baseline", "ratio"), *callback_rows(report)]))
     Path(ns.report).parent.mkdir(parents=True, exist_ok=True)
     Path(ns.report).write_text(json.dumps(report, indent=2, default=str))

@@ -19,6 +19,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -163,6 +165,33 @@ async def updates_drained(dsn: str, started: float, before: int = 0,
     stored = total - before
     return {"updates_stored": stored, "unprocessed_left": left, "drained_after_s": seconds,
             "processed_per_s": (stored - left) / seconds}
+
+
+@contextmanager
+def side_stack(name: str, port_offset: int, redis_db: int,
+               extra: dict[str, str] | None = None) -> Iterator[Stack | None]:
+    """A whole stack of its own for one row run alone (its ports, database, Redis database and
+    broker prefix, so it can run beside `make bench`), started and stopped around the block;
+    None, with the reason on stderr, when Postgres, RabbitMQ or Redis is missing."""
+    db, prefix = f"vpn_bench_{name}", f"bench{name}."
+    env = {**bench_env(), **default_env(port_offset=port_offset, db_name=db, redis_db=redis_db,
+                                        broker_prefix=prefix), **(extra or {})}
+    problems = check_infra(env)
+    if problems:
+        sys.stderr.write("\n".join(problems) + "\n")
+        yield None
+        return
+    from tests.conftest import reset_infrastructure
+
+    reset_infrastructure(env, db, prefix)
+    stack = Stack(env, log_dir=ROOT / ".run" / f"bench-{name}-logs")
+    stack.migrate()
+    stack.seed_plans()
+    stack.start()
+    try:
+        yield stack
+    finally:
+        stack.stop()
 
 
 def register(gw: str) -> httpx.Client:

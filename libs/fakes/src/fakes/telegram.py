@@ -1212,7 +1212,12 @@ class TelegramEmulator:
                 extra["caption_entities"] = entities
         if markup is not None:
             extra["reply_markup"] = markup
-        thread_id = params.get_int("message_thread_id")
+        return self.post_media(chat_id, params.get_int("message_thread_id"), extra)
+
+    def post_media(self, chat_id: int, thread_id: int | None,
+                   extra: dict[str, Any]) -> dict[str, Any]:
+        """The bot's photo or document message (no text), stored; in the forum topic
+        `thread_id` when the chat is a forum."""
         message: dict[str, Any] = {"message_id": self.next_message_id(chat_id)}
         if thread_id is not None and self.is_forum(chat_id):
             self.topic(chat_id, thread_id)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import secrets
 import sys
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,16 +106,7 @@ def send_document(emulator, params) -> dict[str, Any]:
         raise bad_request("message caption is too long")
     if caption:
         extra["caption"] = caption
-    thread_id = params.get_int("message_thread_id")
-    message: dict[str, Any] = {"message_id": emulator.next_message_id(chat_id)}
-    if thread_id is not None and emulator.is_forum(chat_id):
-        emulator.topic(chat_id, thread_id)
-        message["message_thread_id"] = thread_id
-        message["is_topic_message"] = True
-    message |= {"from": emulator.bot_user(), "chat": emulator.chat(chat_id),
-                "date": int(time.time()), **extra}
-    emulator.store_message(chat_id, message)
-    return message
+    return emulator.post_media(chat_id, params.get_int("message_thread_id"), extra)
 
 
 def install(app: FastAPI, emulator, token: str) -> None:
