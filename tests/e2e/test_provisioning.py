@@ -22,6 +22,7 @@ import pytest
 
 from contracts import Envelope, make_envelope
 from contracts.billing import InvoicePaidV1, InvoiceRefundedV1, PlanSnapshot
+from provisioner.moves import server_ref
 from runtime import identity as signed
 from runtime.settings import DEV_SIGNING_KEY
 from tests.conftest import BROKER_PREFIX, register, sql, test_env, wait_for
@@ -394,3 +395,73 @@ def test_a_location_change_moves_the_access_to_the_new_server_and_revokes_the_ol
     assert (r.status_code, r.json()["move"]) == (200, None)  # there already
     assert sql("SELECT count(*) AS n FROM provisioning.moves WHERE subscription_id = $1",
                sub["id"]) == [{"n": 1}]
+
+
+def test_draining_a_server_of_30_customers_under_load_moves_each_once(gateway_url,
+                                                                       admin_client):
+    """30 customers on server C of a location; D added beside it; C drained while five more
+    customers move into the location: every access ends on D, once, and C is DISABLED with
+    none left on it."""
+    location = f"e2e-drain-{uuid.uuid4().hex[:4]}"
+
+    def server(name: str, capacity: int) -> str:
+        r = admin_client.post("/admin/servers", json={
+            "name": f"{name}-{uuid.uuid4().hex[:6]}", "location": location, "backend": "sandbox",
+            "capacity": capacity, "settings": {"host": f"{name}.vpn.e2e.test"}})
+        assert r.status_code == 201, r.text
+        return r.json()["server"]["id"]
+
+    def customers(n: int) -> list[tuple[httpx.Client, str]]:
+        made = [register(gateway_url) for _ in range(n)]
+        publish(*(make_envelope(paid(user_id(c)), producer="billing") for c in made))
+        return [(c, wait_for(lambda c=c: subscriptions(c), message="subscription")[0]["id"])
+                for c in made]
+
+    def move_in(batch: list[tuple[httpx.Client, str]]) -> None:
+        for c, sub in batch:
+            r = c.put(f"/subscriptions/{sub}/location", json={"location_id": location})
+            assert r.status_code == 202, r.text
+
+    def open_moves(subs: list[str]) -> int:
+        return sql("SELECT count(*) AS n FROM provisioning.moves WHERE subscription_id ="
+                   " ANY($1) AND status NOT IN ('DONE', 'CANCELED')", subs)[0]["n"]
+
+    c_id = server("drain-c", 40)
+    first = customers(30)
+    move_in(first)
+    subs = [s for _, s in first]
+    wait_for(lambda: open_moves(subs) == 0, timeout=90, message="30 customers on C")
+    d_id = server("drain-d", 40)
+    later = customers(5)
+    r = admin_client.post(f"/admin/servers/{c_id}/drain")
+    assert r.status_code == 202, r.text
+    move_in(later)  # new customers arrive while C drains: they go to D
+    subs += [s for _, s in later]
+
+    def status(sid: str) -> str:
+        return next(s for s in admin_client.get("/admin/servers").json()["servers"]
+                    if s["id"] == sid)["status"]
+
+    wait_for(lambda: status(c_id) == "DISABLED" and open_moves(subs) == 0, timeout=120,
+             message="C drained and disabled")
+    placed = sql("SELECT id, server_id, provision_ref FROM provisioning.subscriptions"
+                 " WHERE id = ANY($1)", subs)
+    assert len(placed) == 35
+    assert all(p["server_id"] == d_id and p["provision_ref"] == server_ref(p["id"], d_id)
+               for p in placed)
+    accounts = {(a["ref"]): (a["server"], a["enabled"]) for a in sql(
+        "SELECT ref, server, enabled FROM provisioning.sandbox_vpn_accounts WHERE ref = ANY($1)",
+        [server_ref(sub, sid) for sub in subs for sid in (c_id, d_id)])}
+    for sub in subs:
+        assert accounts[server_ref(sub, d_id)] == (d_id, True)  # one working account, on D
+    for sub in subs[:30]:
+        assert accounts[server_ref(sub, c_id)] == (c_id, False)  # and none left on C
+    assert not any(server_ref(sub, c_id) in accounts for sub in subs[30:])  # none placed on C
+    moves = sql("SELECT subscription_id, reason, count(*) AS n FROM provisioning.moves"
+                " WHERE subscription_id = ANY($1) AND status = 'DONE'"
+                " GROUP BY subscription_id, reason", subs[:30])
+    assert sorted((m["reason"], m["n"]) for m in moves) == sorted(
+        [("LOCATION", 1)] * 30 + [("DRAIN", 1)] * 30)  # each moved in once, drained once
+    for c, sub in first + later:
+        access = c.get(f"/subscriptions/{sub}/access").json()
+        assert "drain-d.vpn.e2e.test" in access["access_url"]
