@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
+from datetime import UTC, datetime
 
 import httpx
 
@@ -83,6 +84,12 @@ def test_a_note_never_reaches_the_customer(gateway_url, emulator_url, admin_clie
     assert 'data-testid="csat-given"' in page.text and "csat-form" not in page.text
     staff = admin_client.get(f"/admin/tickets/{ticket_id}").json()["ticket"]
     assert (staff["rating"], staff["rating_comment"]) == (5, "Fast")
+    # and both reach the KPIs: today's row counts this rating and a first response
+    today = datetime.now(UTC).date().isoformat()
+    kpis = admin_client.get("/admin/kpis", params={"from": today, "to": today}).json()
+    [row] = kpis["series"]
+    assert row["csat_ratings"] >= 1 and 1 <= row["csat_avg"] <= 5
+    assert row["median_first_response_s"] is not None
 
 
 def test_the_customer_card_is_edited_in_place_when_the_customer_pays(gateway_url, emulator_url,

@@ -84,14 +84,15 @@ async def _insert_history() -> None:
         await grant(c, f"s-{c}", "APPLIED", ts(6, 10), ts(6, 10), ts(6, 10, month=7))
         await grant(d, None, "FAILED", ts(7, 10), None, None)
 
-        async def ticket(opened, answered_after_s=None, closed=None):
+        async def ticket(opened, answered_after_s=None, closed=None, rating=None):
             ticket_id = uuid.uuid4().hex
             await conn.execute(
                 """INSERT INTO tickets.tickets (id, user_id, subject, status, source, seq,
-                   created_at, last_message_at, closed_at)
-                   VALUES ($1, $2, 'Help', $3, 'WEB', 0, $4, $4, $5)""",
+                   created_at, last_message_at, closed_at, rating, rated_at)
+                   VALUES ($1, $2, 'Help', $3, 'WEB', 0, $4, $4, $5, $6,
+                           $5::timestamptz + interval '1 hour')""",
                 ticket_id, a, "CLOSED" if closed else "OPEN", _dt(opened),
-                _dt(closed) if closed else None)
+                _dt(closed) if closed else None, rating)
             await conn.execute(
                 """INSERT INTO tickets.messages (id, ticket_id, author_role, origin, body,
                    created_at) VALUES ($1, $2, 'USER', 'WEB', 'It does not connect', $3)""",
@@ -104,8 +105,8 @@ async def _insert_history() -> None:
                     uuid.uuid4().hex, ticket_id, _dt(opened), answered_after_s)
 
         await ticket(ts(2, 9), 600)
-        await ticket(ts(2, 10), 1800, closed=ts(3, 12))
-        await ticket(ts(3, 8), 7200, closed=ts(4, 8))
+        await ticket(ts(2, 10), 1800, closed=ts(3, 12), rating=5)
+        await ticket(ts(3, 8), 7200, closed=ts(4, 8), rating=2)
         await ticket(ts(4, 9))
     finally:
         await conn.close()
@@ -120,15 +121,17 @@ def row(period, **figures):
             "trials": 0, "trial_conversions": 0, "renewals": 0, "renewal_rate": None,
             "refunds": 0, "refund_rate": None, "churned": 0, "active_subscriptions": 0,
             "paid_to_active_ok_pct": None, "median_first_response_s": None, "open_tickets": 2,
-            **figures}
+            "csat_ratings": 0, "csat_avg": None, **figures}
 
 
 EXPECTED = [
     row("2003-06-02", trials=1, active_subscriptions=1, median_first_response_s=1200),
     row("2003-06-03", revenue_usd="15.50", paid_invoices=2, new_customers=2,
         trial_conversions=1, refund_rate=0.0, active_subscriptions=2,
-        paid_to_active_ok_pct=100.0, median_first_response_s=7200),
-    row("2003-06-04", refunds=1, churned=1, renewal_rate=0.0, active_subscriptions=1),
+        paid_to_active_ok_pct=100.0, median_first_response_s=7200, csat_ratings=1,
+        csat_avg=5.0),
+    row("2003-06-04", refunds=1, churned=1, renewal_rate=0.0, active_subscriptions=1,
+        csat_ratings=1, csat_avg=2.0),
     row("2003-06-05", revenue_usd="10.00", paid_invoices=1, renewals=1, renewal_rate=1.0,
         refund_rate=0.0, active_subscriptions=1, paid_to_active_ok_pct=100.0),
     row("2003-06-06", revenue_usd="7.25", paid_invoices=1, renewals=1, renewal_rate=1.0,
@@ -153,13 +156,13 @@ def test_kpis_reconcile_with_a_known_history_in_the_api_csv_and_dashboard(
         "2003-06-02", revenue_usd="32.75", paid_invoices=4, new_customers=2, trials=1,
         trial_conversions=1, renewals=2, renewal_rate=0.6667, refunds=1, refund_rate=0.25,
         churned=1, active_subscriptions=2, paid_to_active_ok_pct=80.0,
-        median_first_response_s=1800)]}
+        median_first_response_s=1800, csat_ratings=2, csat_avg=3.5)]}
 
     csv = admin_client.get("/admin/kpis.csv", params=RANGE)
     assert csv.status_code == 200 and csv.headers["content-type"].startswith("text/csv")
     lines = csv.text.splitlines()
     assert lines[0].split(",") == list(EXPECTED[0])
-    assert lines[2] == "2003-06-03,15.50,2,2,0,1,0,,0,0.0,0,2,100.0,7200,2"
+    assert lines[2] == "2003-06-03,15.50,2,2,0,1,0,,0,0.0,0,2,100.0,7200,2,1,5.0"
     assert len(lines) == 1 + len(DAYS)
 
     bad = admin_client.get("/admin/kpis", params={"from": "2003-06-08", "to": "2003-06-02"})
@@ -206,6 +209,8 @@ def test_kpis_reconcile_with_a_known_history_in_the_api_csv_and_dashboard(
                ).to_have_text("30 min")
         expect(page.locator('.kpi-card[data-figure="paid_to_active_ok_pct"] [data-total]')
                ).to_have_text("80.0 %")
+        expect(page.locator('.kpi-card[data-figure="csat_avg"] [data-total]')
+               ).to_have_text("3.50 / 5")
 
         page.goto(f"/lang/ru?next=/admin/dashboard?from={RANGE['from']}%26to={RANGE['to']}")
         expect(page.get_by_role("heading", name="Сводка", exact=True)).to_be_visible()

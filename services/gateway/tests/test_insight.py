@@ -61,7 +61,8 @@ async def test_rows_are_joined_by_period_with_the_rates_of_two_services(services
         "total": provisioner_row(d1, active_subscriptions=6, churned=3, paid_grants=4,
                                  paid_grants_active=4, paid_to_active_ok_pct=100.0)})
     services.set("tickets", "GET", "/internal/admin/stats", 200, {
-        "series": [tickets_row(d1, answered=2, median_first_response_s=900, open_tickets=2),
+        "series": [tickets_row(d1, answered=2, median_first_response_s=900, open_tickets=2,
+                               rated=2, csat_avg=4.5),
                    tickets_row(d2, open_tickets=1)],
         "total": tickets_row(d1, answered=2, median_first_response_s=900, open_tickets=1)})
 
@@ -72,7 +73,8 @@ async def test_rows_are_joined_by_period_with_the_rates_of_two_services(services
                      "new_customers": 1, "trials": 0, "trial_conversions": 0, "renewals": 3,
                      "renewal_rate": 0.75, "refunds": 1, "refund_rate": 0.25, "churned": 1,
                      "active_subscriptions": 7, "paid_to_active_ok_pct": 100.0,
-                     "median_first_response_s": 900, "open_tickets": 2}
+                     "median_first_response_s": 900, "open_tickets": 2, "csat_ratings": 2,
+                     "csat_avg": 4.5}
     assert (second["renewal_rate"], second["refund_rate"], second["churned"]) == (0.0, None, 2)
     assert out["total"]["renewal_rate"] == 0.5 and out["total"]["open_tickets"] == 1
     calls = [c for c in services.calls if c.path == "/internal/admin/stats"]
@@ -82,9 +84,9 @@ async def test_rows_are_joined_by_period_with_the_rates_of_two_services(services
     assert lines[0] == ("period,revenue_usd,paid_invoices,new_customers,trials,"
                         "trial_conversions,renewals,renewal_rate,refunds,refund_rate,churned,"
                         "active_subscriptions,paid_to_active_ok_pct,median_first_response_s,"
-                        "open_tickets")
-    assert lines[1] == "2026-03-02,20.50,4,1,0,0,3,0.75,1,0.25,1,7,100.0,900,2"
-    assert lines[2] == "2026-03-03,0.00,0,0,0,0,0,0.0,0,,2,6,,,1"
+                        "open_tickets,csat_ratings,csat_avg")
+    assert lines[1] == "2026-03-02,20.50,4,1,0,0,3,0.75,1,0.25,1,7,100.0,900,2,2,4.5"
+    assert lines[2] == "2026-03-03,0.00,0,0,0,0,0,0.0,0,,2,6,,,1,0,"
 
 
 async def test_a_service_that_cannot_answer_makes_the_kpis_unavailable(services, clients):

@@ -51,6 +51,7 @@ def kpi_row(billing, provisioner, tickets) -> dict[str, Any]:
         paid_to_active_ok_pct=provisioner.paid_to_active_ok_pct,
         median_first_response_s=tickets.median_first_response_s,
         open_tickets=tickets.open_tickets,
+        csat_ratings=tickets.rated, csat_avg=tickets.csat_avg,
     ).model_dump(mode="json")
 
 

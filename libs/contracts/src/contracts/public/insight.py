@@ -82,6 +82,9 @@ class KpiRow(BaseModel):
         description="Share (%) of the period's paid invoices applied on the VPN backend")
     median_first_response_s: int | None
     open_tickets: int
+    csat_ratings: int = Field(0, description="Tickets their customer rated (CSAT) in the period")
+    csat_avg: float | None = Field(None, description="Their mean score (1-5), 2 decimals; null "
+                                                     "when none was rated")
 
 
 class KpisOut(BaseModel):

@@ -20,7 +20,7 @@ CARDS = (("revenue_usd", "money"), ("paid_invoices", "count"), ("new_customers",
          ("refund_rate", "rate"), ("trials", "count"), ("trial_conversions", "count"),
          ("churned", "count"), ("active_subscriptions", "count"),
          ("paid_to_active_ok_pct", "pct"), ("median_first_response_s", "duration"),
-         ("open_tickets", "count"))
+         ("open_tickets", "count"), ("csat_avg", "score"))
 
 
 def formatter(kind: str, t: Translator) -> Callable[[Any], str]:
@@ -45,7 +45,11 @@ def formatter(kind: str, t: Translator) -> Callable[[Any], str]:
             return t("kpi.minutes", n=minutes)
         return t("kpi.hours", h=minutes // 60, m=minutes % 60)
 
-    kinds = {"money": money, "count": count, "rate": rate, "pct": pct, "duration": duration}
+    def score(v):  # CSAT, 1-5
+        return f"{float(v):.2f} / 5"
+
+    kinds = {"money": money, "count": count, "rate": rate, "pct": pct, "duration": duration,
+             "score": score}
     plain = kinds[kind]
     return lambda v: "—" if v is None else plain(v)
 
