@@ -46,8 +46,13 @@ async def gateway(db, redis, services, tickets_db):
             r = await c.post("/api/v1/auth/login", json={"email": f"{user}@example.com",
                                                          "password": PASSWORD})
             assert r.status_code == 200, r.text
-            c.csrf = csrf_token(settings.internal_signing_key, c.cookies[settings.session_cookie])
-            # a multipart write with a cookie session needs the session's CSRF token
+            # a multipart write with a cookie session needs the session's CSRF token, which
+            # the API hands to the session it belongs to
+            r = await c.get("/api/v1/auth/csrf")
+            assert r.status_code == 200, r.text
+            c.csrf = r.json()["csrf_token"]
+            assert c.csrf == csrf_token(settings.internal_signing_key,
+                                        c.cookies[settings.session_cookie])
             c.headers["X-CSRF-Token"] = c.csrf
             clients.append(c)
             return c

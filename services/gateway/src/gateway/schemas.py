@@ -48,6 +48,11 @@ class UserEnvelope(BaseModel):
     user: UserOut
 
 
+class CsrfOut(BaseModel):
+    csrf_token: str = Field(description="Send as `X-CSRF-Token` with a cookie-authenticated "
+                                        "write that is not JSON (a multipart upload)")
+
+
 class TelegramWidgetBody(BaseModel):
     """The fields the Telegram Login Widget gives (as it gives them: unknown ones are refused,
     since they would be part of the signed data)."""

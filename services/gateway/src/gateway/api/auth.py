@@ -14,7 +14,8 @@ from gateway.account import delete_session_cookie, set_session_cookie
 from gateway.api.deps import Account, Caller, CurrentCaller, client_ip, current_caller_even_blocked
 from gateway.models import User
 from gateway.repository import SignedInUser
-from gateway.schemas import LoginBody, RegisterBody, TelegramWidgetBody, UserEnvelope
+from gateway.schemas import CsrfOut, LoginBody, RegisterBody, TelegramWidgetBody, UserEnvelope
+from gateway.security import csrf_token
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
@@ -53,6 +54,14 @@ async def logout(request: Request, account: Account,
 @router.get("/me", response_model=UserEnvelope)
 async def me(caller: CurrentCaller):
     return {"user": user_out(caller.user)}
+
+
+@router.get("/csrf", response_model=CsrfOut, responses={401: {"model": ErrorOut}})
+async def csrf(request: Request, caller: CurrentCaller):
+    """The session's CSRF token, for writes that cannot be JSON (`POST
+    /tickets/{id}/attachments`). Bound to this session; no other origin can read it (no CORS)."""
+    return {"csrf_token": csrf_token(request.app.state.settings.internal_signing_key,
+                                     caller.token)}
 
 
 @router.post("/telegram-link", status_code=201, response_model=TelegramLinkOut)
