@@ -214,3 +214,27 @@ def test_a_photo_from_the_bot_and_a_pdf_from_the_web_reach_the_topic_and_the_tic
     got = httpx.get(f"{gateway_url}/app/tickets/{ticket_id}/attachments/{pdf['id']}",
                     cookies=customer.cookies, timeout=15)
     assert got.content == PDF and got.headers["x-content-type-options"] == "nosniff"
+
+
+def test_a_canned_reply_reaches_a_russian_speaking_customer_in_russian(gateway_url, emulator_url,
+                                                                       admin_client):
+    name = f"reinstall-{uuid.uuid4().hex[:6]}"
+    r = admin_client.post("/admin/canned-replies", json={
+        "name": name, "body_en": "Please reinstall the app.",
+        "body_ru": "Пожалуйста, переустановите приложение."})
+    assert r.status_code == 201, r.text
+    customer = register(gateway_url)
+    tg_user = link_telegram(customer, emulator_url)
+    r = httpx.post(f"{emulator_url}/_emulator/updates", json={
+        "chat_id": tg_user, "from_id": tg_user, "text": "Не работает VPN", "chat_type": "private",
+        "language_code": "ru"}, timeout=15)
+    assert r.status_code == 200, r.text
+    ticket_id = wait_for(lambda: (customer.get("/tickets").json()["tickets"] or [None])[0],
+                         message="the ticket from the bot")["id"]
+    operator_says(emulator_url, topic_of(emulator_url, ticket_id), f"/r {name}")
+    wait_for(lambda: any("Пожалуйста, переустановите приложение." in t
+                         for t in bot_texts(emulator_url, tg_user)),
+             message="the Russian canned reply in the customer's chat")
+    own = get_ticket(customer, ticket_id)
+    assert own["messages"][-1]["body"] == "Пожалуйста, переустановите приложение."
+    assert not any("Please reinstall" in t for t in bot_texts(emulator_url, tg_user))
