@@ -36,6 +36,9 @@ def _message(value: str) -> str:
     return value
 
 
+URL_PATTERN = r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?([/?#][!-~]*)?$"
+
+
 def _http_url(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname or any(
@@ -51,7 +54,8 @@ Message = Annotated[Text, StringConstraints(min_length=1, max_length=MAX_TEXT),
 class UrlButton(Strict):
     text: Annotated[Text, StringConstraints(min_length=1, max_length=64),
                     AfterValidator(_visible)]
-    url: Annotated[Text, StringConstraints(min_length=1, max_length=2048),
+    # The pattern says in the schema what _http_url checks: http(s), a host, printable ASCII.
+    url: Annotated[Text, StringConstraints(min_length=1, max_length=2048, pattern=URL_PATTERN),
                    AfterValidator(_http_url)]
 
 
@@ -64,7 +68,8 @@ class BroadcastCreate(Strict):
 
 
 class PreviewBody(Strict):
-    telegram_user_id: Whole = Field(ge=1, lt=2**63)
+    # Telegram's user ids have at most 52 significant bits; the bound stays exact in JSON
+    telegram_user_id: Whole = Field(ge=1, le=2**53 - 1)
 
 
 class BroadcastOut(BaseModel):
