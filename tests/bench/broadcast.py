@@ -99,10 +99,15 @@ async def broadcast_path(stack, dsn: str, recipients: int, tickets: int = 20) ->
         while (await c.get(f"{base}/{bid}")).json()["broadcast"]["sent"] < 20:
             await asyncio.sleep(0.5)
         beside = asyncio.create_task(tickets_beside(stack, tickets))
-        while (b := (await c.get(f"{base}/{bid}")).json()["broadcast"])["status"] != "DONE":
+        b: dict = {}
+        while b.get("status") != "DONE":
             if time.monotonic() - started > recipients / 2 + 300:
                 break
             await asyncio.sleep(1)
+            try:  # the service away for a moment (a restart) is waited out, not a crash
+                b = (await c.get(f"{base}/{bid}")).json().get("broadcast") or b
+            except (httpx.HTTPError, ValueError):
+                continue
         notices = await beside
     conn = await asyncpg.connect(dsn)
     try:
@@ -113,8 +118,8 @@ async def broadcast_path(stack, dsn: str, recipients: int, tickets: int = 20) ->
     finally:
         await conn.close()
     seconds = float(row["s"] or 0)
-    return {"recipients": recipients, "status": b["status"], "sent": b["sent"],
-            "failed": b["failed"], "resent": b["resent"], "seconds": seconds,
+    return {"recipients": recipients, "status": b.get("status"), "sent": b.get("sent"),
+            "failed": b.get("failed"), "resent": b.get("resent"), "seconds": seconds,
             "msgs_per_s": (row["n"] - 1) / seconds if seconds else 0.0,
             "configured_rate": float(stack.env.get("TELEGRAM_BROADCAST_RATE", 20)),
             "notices_beside": notices, "notices_alone": alone}
