@@ -54,8 +54,9 @@ Message = Annotated[Text, StringConstraints(min_length=1, max_length=MAX_TEXT),
 class UrlButton(Strict):
     text: Annotated[Text, StringConstraints(min_length=1, max_length=64),
                     AfterValidator(_visible)]
-    # The pattern says in the schema what _http_url checks: http(s), a host, printable ASCII.
-    url: Annotated[Text, StringConstraints(min_length=1, max_length=2048, pattern=URL_PATTERN),
+    # The pattern says in the schema what _http_url checks: http(s), a host, printable ASCII
+    # (so no control character either: plain `str`, whose schema keeps this pattern).
+    url: Annotated[str, StringConstraints(min_length=1, max_length=2048, pattern=URL_PATTERN),
                    AfterValidator(_http_url)]
 
 
