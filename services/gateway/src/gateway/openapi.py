@@ -105,7 +105,8 @@ CURSOR = {"type": "string", "pattern": "^[A-Za-z0-9_=-]{0,512}$",
 VISIBLE_FIELDS = {"TicketCreate": ("subject", "body"), "MessageCreate": ("body",),
                   "NoteCreate": ("body",), "RatingCreate": ("comment",),
                   "CannedReplyCreate": ("name", "body_en", "body_ru"),
-                  "CannedReplyUpdate": ("name", "body_en", "body_ru")}
+                  "CannedReplyUpdate": ("name", "body_en", "body_ru"),
+                  "BroadcastCreate": ("text_en", "text_ru"), "UrlButton": ("text",)}
 
 
 @cache
