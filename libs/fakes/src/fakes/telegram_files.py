@@ -125,8 +125,13 @@ def install(app: FastAPI, emulator, token: str) -> None:
         mime = str(form.get("mime_type") or upload.content_type or "application/octet-stream")
         async with emulator.lock:
             f = store(emulator.state, data, name, mime)
-        if kind == "photo":  # one size: Telegram's largest is the original
-            out = {"photo": [{"file_id": f.file_id, "file_unique_id": f.file_unique_id,
+        if kind == "photo":  # sizes smallest first, as Telegram sends them: a thumbnail,
+            # then the original (a bot that takes the first gets the thumbnail's bytes)
+            async with emulator.lock:
+                thumb = store(emulator.state, data[:256], f"thumb_{name}", mime)
+            out = {"photo": [{"file_id": thumb.file_id, "file_unique_id": thumb.file_unique_id,
+                              "width": 90, "height": 51, "file_size": len(thumb.data)},
+                             {"file_id": f.file_id, "file_unique_id": f.file_unique_id,
                               "width": 1280, "height": 720, "file_size": len(data)}]}
         else:
             out = {"document": {"file_id": f.file_id, "file_unique_id": f.file_unique_id,
