@@ -59,7 +59,7 @@ from runtime.db import Database
 from runtime.errors import Conflict, NotFound, ServiceUnavailable, ValidationFailed
 from runtime.jobs import JobQueue, job_id
 from runtime.logging import get_logger
-from telegram import shop
+from telegram import pacing, shop
 from telegram.botapi import BotApi, TelegramError
 from telegram.metrics import BROADCAST_HOLDS, BROADCAST_MESSAGES, BROADCAST_RESENT
 from telegram.models import BotUser, Broadcast, BroadcastRecipient, CustomerFacts
@@ -293,16 +293,8 @@ class BroadcastService:
 
 # ---- the pacer -----------------------------------------------------------------------------
 
-PACE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local hold = tonumber(redis.call('GET', KEYS[2]) or '0')
-if hold > now then return -(hold - now) end
-local next = tonumber(redis.call('GET', KEYS[1]) or '0')
-if next < now then next = now end
-redis.call('SET', KEYS[1], next + tonumber(ARGV[1]), 'PX', 60000)
-return next - now
-"""
+# A broadcast's lane waits for its slot however far it is (the rate bounds how far).
+NO_WAIT_LIMIT_US = 10**15
 
 
 class Held(Exception):
@@ -313,20 +305,23 @@ class Held(Exception):
 
 class Pacer:
     """Sends spaced `1 / rate` s apart across every broadcast and worker (one Redis key), and
-    a hold every broadcast obeys after a 429."""
+    a hold every broadcast obeys after a 429: telegram.pacing's reservation script, with the
+    broadcasts' own key as both its slot and its rate (they are not the product's share)."""
 
     def __init__(self, redis: Redis, rate: float, prefix: str = "bull"):
         self.redis = redis
         self.interval_us = int(1_000_000 / rate)
-        self.keys = [f"{prefix}:broadcasts:pace", f"{prefix}:broadcasts:hold"]
-        self._script = redis.register_script(PACE)
+        pace = f"{prefix}:broadcasts:pace"
+        self.keys = [pace, f"{prefix}:broadcasts:hold", pace]
+        self._script = redis.register_script(pacing.RESERVE)
 
     async def acquire(self) -> None:
-        wait = int(await self._script(keys=self.keys, args=[self.interval_us]))
-        if wait < 0:
-            raise Held(-wait / 1_000_000)
+        reserved, wait = await self._script(
+            keys=self.keys, args=[self.interval_us, self.interval_us, NO_WAIT_LIMIT_US])
+        if not reserved:  # on hold: nothing reserved
+            raise Held(int(wait) / 1_000_000)
         if wait:
-            await asyncio.sleep(wait / 1_000_000)
+            await asyncio.sleep(int(wait) / 1_000_000)
 
     async def hold(self, seconds: float) -> None:
         until = int((time.time() + seconds) * 1_000_000)
