@@ -9,11 +9,15 @@ import hashlib
 import ipaddress
 import uuid
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
+from contracts.billing import InvoicePaidV1, PlanSnapshot
+from provisioner.backends.sandbox import SandboxBackend
 from provisioner.config import Settings
+from provisioner.servers import ServerPool
 from runtime.faults import FaultSwitch
 from runtime.testing import database_fixtures, test_slot, unit_database_url
 
@@ -41,6 +45,33 @@ async def faults():
     yield switch
     await switch.clear()
     await switch.close()
+
+
+def paid(user_id: str, at: dt.datetime | None = None) -> InvoicePaidV1:
+    """A paid monthly plan for `user_id`, as billing announces it."""
+    plan = PlanSnapshot(plan_id="plan-m", name="Monthly", duration_days=30, max_devices=3,
+                        price_usd=Decimal("9.99"))
+    return InvoicePaidV1(invoice_id=uuid.uuid4().hex, user_id=user_id, plan=plan,
+                         amount_usd=plan.price_usd, asset="USDT", network="TRON",
+                         amount_asset=plan.price_usd, amount_paid_asset=plan.price_usd,
+                         paid_at=at or dt.datetime.now(dt.UTC).replace(microsecond=0))
+
+
+@pytest.fixture
+def backend(db, faults):
+    """The sandbox backend, the servers' driver in the server-pool tests."""
+    return SandboxBackend(db, host="vpn.sandbox.test", port=8388, faults=faults)
+
+
+@pytest.fixture
+async def pool(db, settings, backend):
+    """The server pool on the module's `settings`; its servers' injected faults cleared after."""
+    pool = ServerPool(db, settings, backend)
+    yield pool
+    for _, driver in list(pool._drivers.values()):
+        if isinstance(driver, SandboxBackend):  # only the sandbox takes injected faults
+            await driver.clear_faults()
+    await pool.close()
 
 
 @dataclass

@@ -9,15 +9,12 @@ from __future__ import annotations
 import base64
 import uuid
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
 
-from contracts.billing import InvoicePaidV1, PlanSnapshot
 from contracts.public.servers import ServerCreate, ServerUpdate
 from fakes.marzban import create_app as marzban_app
-from provisioner.backends.sandbox import SandboxBackend
 from provisioner.links import LinkService, token_hash
 from provisioner.models import Subscription
 from provisioner.servers import ServerPool
@@ -27,16 +24,11 @@ from runtime.identity import Identity
 from runtime.testing import serve_in_thread
 from runtime.testing import test_slot as slot_number
 
+from .conftest import paid
+
 NOW = datetime.now(UTC).replace(microsecond=0)
 
 
-def paid(user_id: str) -> InvoicePaidV1:
-    plan = PlanSnapshot(plan_id="plan-m", name="Monthly", duration_days=30, max_devices=3,
-                        price_usd=Decimal("9.99"))
-    return InvoicePaidV1(invoice_id=uuid.uuid4().hex, user_id=user_id, plan=plan,
-                         amount_usd=plan.price_usd, asset="USDT", network="TRON",
-                         amount_asset=plan.price_usd, amount_paid_asset=plan.price_usd,
-                         paid_at=NOW)
 
 
 @pytest.fixture(scope="module")
@@ -51,18 +43,6 @@ def settings(unit_settings):
     return unit_settings.model_copy(update={
         "redis_url": f"redis://127.0.0.1:6379/{1 + slot_number()}",
         "jobs_prefix": f"test-{uuid.uuid4().hex}", "app_base_url": "https://vpn.example.test"})
-
-
-@pytest.fixture
-def backend(db, faults):
-    return SandboxBackend(db, host="vpn.sandbox.test", port=8388, faults=faults)
-
-
-@pytest.fixture
-async def pool(db, settings, backend):
-    pool = ServerPool(db, settings, backend)
-    yield pool
-    await pool.close()
 
 
 @pytest.fixture
@@ -82,7 +62,7 @@ async def links(db, settings, pool, backend):
 
 async def subscribe(db, service, user_id: str = "u1") -> Subscription:
     async with db.transaction() as s:
-        result = await service.record_and_apply(s, paid(user_id), NOW)
+        result = await service.record_and_apply(s, paid(user_id, NOW), NOW)
     assert result.outcome == "activated"
     async with db.transaction() as s:
         return (await s.execute(sa.select(Subscription).where(

@@ -10,13 +10,11 @@ import asyncio
 import os
 import uuid
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 
 import httpx
 import pytest
 import sqlalchemy as sa
 
-from contracts.billing import InvoicePaidV1, PlanSnapshot
 from contracts.public.servers import ServerCreate, ServerUpdate
 from provisioner.app import create_api
 from provisioner.backends import BackendError
@@ -31,6 +29,8 @@ from runtime.db import Database
 from runtime.errors import Conflict, NotFound
 from runtime.identity import Identity
 
+from .conftest import paid
+
 T0 = datetime.now(UTC).replace(microsecond=0)
 
 
@@ -38,13 +38,6 @@ class ProcessDied(Exception):
     """The process stops here: the open transaction never commits."""
 
 
-def paid(user_id: str) -> InvoicePaidV1:
-    plan = PlanSnapshot(plan_id="plan-m", name="Monthly", duration_days=30, max_devices=3,
-                        price_usd=Decimal("9.99"))
-    return InvoicePaidV1(invoice_id=uuid.uuid4().hex, user_id=user_id, plan=plan,
-                         amount_usd=plan.price_usd, asset="USDT", network="TRON",
-                         amount_asset=plan.price_usd, amount_paid_asset=plan.price_usd,
-                         paid_at=T0)
 
 
 @pytest.fixture
@@ -53,20 +46,6 @@ def settings(unit_settings):
     ones in `de-fra`."""
     return unit_settings.model_copy(update={"seed_server_capacity": 0,
                                             "server_default_location": "de-fra"})
-
-
-@pytest.fixture
-def backend(db, faults):
-    return SandboxBackend(db, host="vpn.sandbox.test", port=8388, faults=faults)
-
-
-@pytest.fixture
-async def pool(db, settings, backend):
-    pool = ServerPool(db, settings, backend)
-    yield pool
-    for _, driver in list(pool._drivers.values()):
-        await driver.clear_faults()
-    await pool.close()
 
 
 @pytest.fixture
@@ -89,7 +68,7 @@ async def add_server(db, pool, name: str, capacity: int, location: str) -> str:
 
 async def buy(db, service, user_id: str) -> Subscription:
     async with db.transaction() as s:
-        assert (await service.record_and_apply(s, paid(user_id), T0)).outcome == "activated"
+        assert (await service.record_and_apply(s, paid(user_id, T0), T0)).outcome == "activated"
     return await subscription(db, user_id)
 
 
@@ -309,7 +288,7 @@ async def test_a_drain_of_thirty_racing_new_grants_moves_each_once_and_loses_non
 
     async def grant(i: int) -> str:
         async with db.transaction() as s:
-            return (await service.record_and_apply(s, paid(f"u-new-{i}"), T0)).outcome
+            return (await service.record_and_apply(s, paid(f"u-new-{i}", T0), T0)).outcome
 
     watcher = asyncio.create_task(watch())
     drains = [moves.drain_all(db, 7, ts=T0) for _ in range(2)]  # two passes at once

@@ -5,15 +5,13 @@ full pool leaves the grant WAITING, and concurrent grants never oversubscribe a 
 from __future__ import annotations
 
 import asyncio
-import uuid
 from datetime import UTC, datetime
-from decimal import Decimal
 
 import httpx
 import pytest
 import sqlalchemy as sa
 
-from contracts.billing import InvoicePaidV1, PlanSnapshot
+from contracts.billing import InvoicePaidV1
 from contracts.public.servers import ServerCreate, ServerUpdate
 from provisioner.app import create_api
 from provisioner.backends.sandbox import SandboxBackend
@@ -27,34 +25,17 @@ from runtime.db import Database
 from runtime.errors import Conflict, ValidationFailed
 from runtime.testing import production_settings
 
+from .conftest import paid
+
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
-def paid(user_id: str) -> InvoicePaidV1:
-    plan = PlanSnapshot(plan_id="plan-m", name="Monthly", duration_days=30, max_devices=3,
-                        price_usd=Decimal("9.99"))
-    return InvoicePaidV1(invoice_id=uuid.uuid4().hex, user_id=user_id, plan=plan,
-                         amount_usd=plan.price_usd, asset="USDT", network="TRON",
-                         amount_asset=plan.price_usd, amount_paid_asset=plan.price_usd,
-                         paid_at=T0)
-
-
-@pytest.fixture
-def backend(db, faults):
-    return SandboxBackend(db, host="vpn.sandbox.test", port=8388, faults=faults)
 
 
 @pytest.fixture
 def settings(unit_settings):
     """The seeded server holds nothing here, so only the servers a test adds take grants."""
     return unit_settings.model_copy(update={"seed_server_capacity": 0})
-
-
-@pytest.fixture
-async def pool(db, settings, backend):
-    pool = ServerPool(db, settings, backend)
-    yield pool
-    await pool.close()
 
 
 @pytest.fixture
@@ -145,7 +126,7 @@ async def test_a_new_subscription_goes_to_the_least_loaded_active_server(db, poo
     b = await add_server(db, pool, "de-2", 10)
     await add_server(db, pool, "de-3", 10, status="DRAINING")
     for i in range(4):
-        event = paid(f"user-{i}")
+        event = paid(f"user-{i}", T0)
         async with db.transaction() as s:
             assert (await service.record_and_apply(s, event, T0)).outcome == "activated"
     assert await loads(db) == {"de-1": 2, "de-2": 2}
@@ -156,7 +137,7 @@ async def test_a_new_subscription_goes_to_the_least_loaded_active_server(db, poo
 
 async def test_a_full_pool_leaves_the_grant_waiting_then_places_it_once(db, pool, service):
     server = await add_server(db, pool, "de-1", 1)
-    first, second = paid("user-a"), paid("user-b")
+    first, second = paid("user-a", T0), paid("user-b", T0)
     async with db.transaction() as s:
         assert (await service.record_and_apply(s, first, T0)).outcome == "activated"
     async with db.transaction() as s:
@@ -178,7 +159,7 @@ async def test_a_full_pool_leaves_the_grant_waiting_then_places_it_once(db, pool
 async def test_admin_extend_of_an_ended_subscription_with_no_room_is_refused(db, pool,
                                                                               service):
     server = await add_server(db, pool, "de-1", 1)
-    event = paid("user-a")
+    event = paid("user-a", T0)
     async with db.transaction() as s:
         await service.record_and_apply(s, event, T0)
     async with db.transaction() as s:
@@ -202,7 +183,7 @@ async def test_a_server_that_does_not_answer_takes_no_new_placements_until_it_do
         assert SERVER_UP.labels("de-1")._value.get() == 0
         for i in range(3):
             async with db.transaction() as s:
-                assert (await service.record_and_apply(s, paid(f"u-{i}"), T0)).outcome == (
+                assert (await service.record_and_apply(s, paid(f"u-{i}", T0), T0)).outcome == (
                     "activated")
         assert await loads(db) == {"de-2": 3}
     finally:
@@ -210,7 +191,7 @@ async def test_a_server_that_does_not_answer_takes_no_new_placements_until_it_do
     assert (await pool.check_health(T0))["de-1"] is True
     assert SERVER_UP.labels("de-1")._value.get() == 1
     async with db.transaction() as s:
-        await service.record_and_apply(s, paid("u-next"), T0)
+        await service.record_and_apply(s, paid("u-next", T0), T0)
         checked = (await s.execute(sa.select(Server.checked_at)
                                    .where(Server.id == first))).scalar_one()
     assert await loads(db) == {"de-1": 1, "de-2": 3} and checked == T0
@@ -234,7 +215,7 @@ async def test_fifty_concurrent_grants_into_two_servers_of_twenty_never_oversubs
     await pool.seed()
     first = await add_server(db, pool, "de-1", 20)
     await add_server(db, pool, "de-2", 20)
-    events = [paid(f"user-{i}") for i in range(50)]
+    events = [paid(f"user-{i}", T0) for i in range(50)]
 
     async def grant(event: InvoicePaidV1) -> str:
         async with db.transaction() as s:
