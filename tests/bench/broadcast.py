@@ -47,10 +47,21 @@ async def _seed(dsn: str, run: str, n: int) -> None:
         await conn.close()
 
 
+def _percentiles(created: dict[str, float], arrived: dict[str, float]) -> tuple[float, float]:
+    ms = sorted((arrived[k] - created[k]) * 1000 for k in arrived)
+
+    def pick(p):
+        return (ms[min(len(ms) - 1, round(p / 100 * (len(ms) - 1)))] if ms
+                else float("nan"))
+    return pick(50), pick(99)
+
+
 async def tickets_beside(stack, tickets: int) -> dict:
     """Tickets opened one by one (as the bench's support path does): how long each takes to
-    reach the support chat while the broadcast runs."""
+    reach the support chat while the broadcast runs. The group's own pacing (about 20 messages
+    a minute, four calls per new ticket) is in the figure, alone as beside."""
     gw, emu = stack.api_url("gateway") + "/api/v1", stack.env["TELEGRAM_API_BASE"]
+    group = int(stack.env["TELEGRAM_SUPPORT_CHAT_ID"])
     async with httpx.AsyncClient(base_url=gw, timeout=30,
                                  headers={"Content-Type": "application/json"}) as c:
         r = await c.post("/auth/register", json={"email": f"bc-{uuid.uuid4().hex[:8]}@example.com",
@@ -64,28 +75,57 @@ async def tickets_beside(stack, tickets: int) -> dict:
              ).raise_for_status()
             await asyncio.sleep(0.5)
         arrived: dict[str, float] = {}
-        deadline = time.time() + 120
+        deadline = time.time() + 120 + tickets * 15
         while time.time() < deadline and len(arrived) < tickets:
-            calls = (await c.get(f"{emu}/_emulator/calls",
-                                 params={"method": "sendMessage"})).json()["calls"]
+            calls = (await c.get(f"{emu}/_emulator/calls", params={
+                "method": "sendMessage", "chat_id": group})).json()["calls"]
             for call in calls:
                 for marker in created:
                     if marker in call["params"].get("text", "") and marker not in arrived:
                         arrived[marker] = float(call["time"])
+            await asyncio.sleep(2)
+    p50, p99 = _percentiles(created, arrived)
+    return {"tickets": tickets, "delivered": len(arrived), "ticket_to_chat_p50_ms": p50,
+            "ticket_to_chat_p99_ms": p99}
+
+
+async def replies_beside(stack, users: int, gap: float = 1.0) -> dict:
+    """Customers writing `/help` to the bot one after another, each from a chat of their own:
+    how long each waits for the bot's answer (a message of the product's share of the 30 a
+    second, the share a broadcast must leave free)."""
+    emu = stack.env["TELEGRAM_API_BASE"]
+    base = 7_000_000_000 + uuid.uuid4().int % 1_000_000 * 1000
+    created: dict[int, float] = {}
+    arrived: dict[int, float] = {}
+    async with httpx.AsyncClient(base_url=emu, timeout=30) as c:
+        for i in range(users):
+            uid = base + i
+            created[uid] = time.time()
+            (await c.post("/_emulator/updates", json={
+                "chat_id": uid, "from_id": uid, "text": "/help", "chat_type": "private",
+                "from_first_name": "Bench"})).raise_for_status()
+            await asyncio.sleep(gap)
+        deadline = time.time() + 120
+        while time.time() < deadline and len(arrived) < users:
+            for uid in created:
+                if uid in arrived:
+                    continue
+                calls = (await c.get("/_emulator/calls", params={
+                    "method": "sendMessage", "chat_id": uid})).json()["calls"]
+                if calls:
+                    arrived[uid] = min(float(x["time"]) for x in calls)
             await asyncio.sleep(1)
-    ms = sorted((arrived[m] - created[m]) * 1000 for m in arrived)
-    def pick(p):
-        return (ms[min(len(ms) - 1, round(p / 100 * (len(ms) - 1)))] if ms
-                else float("nan"))
-    return {"tickets": tickets, "delivered": len(arrived), "ticket_to_chat_p50_ms": pick(50),
-            "ticket_to_chat_p99_ms": pick(99)}
+    p50, p99 = _percentiles(created, arrived)
+    return {"users": users, "answered": len(arrived), "reply_p50_ms": p50, "reply_p99_ms": p99}
 
 
-async def broadcast_path(stack, dsn: str, recipients: int, tickets: int = 20) -> dict:
-    """Send one broadcast to `recipients` and, once it is under way, `tickets` beside it (and
-    the same tickets before it, alone, to compare with)."""
+async def broadcast_path(stack, dsn: str, recipients: int, tickets: int = 20,
+                         replies: int = 60) -> dict:
+    """Send one broadcast to `recipients` and, once it is under way, `tickets` and `replies`
+    beside it (and the same before it, alone, to compare with)."""
     run = uuid.uuid4().hex[:6]
     alone = await tickets_beside(stack, tickets)
+    replies_alone = await replies_beside(stack, replies)
     await _seed(dsn, run, recipients)
     base = stack.api_url("telegram") + "/internal/admin/broadcasts"
     async with httpx.AsyncClient(auth=_Admin(stack), timeout=30,
@@ -99,6 +139,7 @@ async def broadcast_path(stack, dsn: str, recipients: int, tickets: int = 20) ->
         while (await c.get(f"{base}/{bid}")).json()["broadcast"]["sent"] < 20:
             await asyncio.sleep(0.5)
         beside = asyncio.create_task(tickets_beside(stack, tickets))
+        replies_during = asyncio.create_task(replies_beside(stack, replies))
         b: dict = {}
         while b.get("status") != "DONE":
             if time.monotonic() - started > recipients / 2 + 300:
@@ -108,7 +149,7 @@ async def broadcast_path(stack, dsn: str, recipients: int, tickets: int = 20) ->
                 b = (await c.get(f"{base}/{bid}")).json().get("broadcast") or b
             except (httpx.HTTPError, ValueError):
                 continue
-        notices = await beside
+        notices, answered = await beside, await replies_during
     conn = await asyncpg.connect(dsn)
     try:
         row = await conn.fetchrow(
@@ -122,7 +163,8 @@ async def broadcast_path(stack, dsn: str, recipients: int, tickets: int = 20) ->
             "failed": b.get("failed"), "resent": b.get("resent"), "seconds": seconds,
             "msgs_per_s": (row["n"] - 1) / seconds if seconds else 0.0,
             "configured_rate": float(stack.env.get("TELEGRAM_BROADCAST_RATE", 20)),
-            "notices_beside": notices, "notices_alone": alone}
+            "notices_beside": notices, "notices_alone": alone,
+            "replies_beside": answered, "replies_alone": replies_alone}
 
 
 def broadcast_rows(report: dict) -> list[tuple[str, str, str, str]]:
@@ -139,7 +181,16 @@ def broadcast_rows(report: dict) -> list[tuple[str, str, str, str]]:
              f"rate {rate:.0f}/s", f"{b['msgs_per_s'] / rate:.2f}"),
             ("  ticket -> support chat beside it", f"p50 {s['ticket_to_chat_p50_ms']:.0f} ms "
              f"p99 {s['ticket_to_chat_p99_ms']:.0f} ms ({s['delivered']}/{s['tickets']})",
-             alone, "-")]
+             alone, "-"),
+            *(_reply_row(b["replies_beside"], b["replies_alone"]) if "replies_beside" in b
+              else [])]
+
+
+def _reply_row(s: dict, a: dict) -> list[tuple[str, str, str, str]]:
+    return [("  customer /help -> bot's answer beside it",
+             f"p50 {s['reply_p50_ms']:.0f} ms p99 {s['reply_p99_ms']:.0f} ms "
+             f"({s['answered']}/{s['users']})",
+             f"alone: p50 {a['reply_p50_ms']:.0f} ms p99 {a['reply_p99_ms']:.0f} ms", "-")]
 
 
 def main() -> int:
