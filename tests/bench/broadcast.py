@@ -15,7 +15,7 @@ import httpx
 from runtime import identity
 
 
-class _Admin(httpx.Auth):
+class AdminAuth(httpx.Auth):
     """The telegram service's ADMIN identity, signed afresh for each request (it expires)."""
 
     def __init__(self, stack):
@@ -128,7 +128,7 @@ async def broadcast_path(stack, dsn: str, recipients: int, tickets: int = 20,
     replies_alone = await replies_beside(stack, replies)
     await _seed(dsn, run, recipients)
     base = stack.api_url("telegram") + "/internal/admin/broadcasts"
-    async with httpx.AsyncClient(auth=_Admin(stack), timeout=30,
+    async with httpx.AsyncClient(auth=AdminAuth(stack), timeout=30,
                                  headers={"Content-Type": "application/json"}) as c:
         r = await c.post(base, json={"text_en": f"bench {run}", "text_ru": f"bench {run}",
                                      "segment": "expired_30d"})

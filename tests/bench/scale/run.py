@@ -9,8 +9,9 @@ tickets, `GET /admin/kpis` for 30 days and a year. Then, through the running pro
 worker: the reminder sweep (every due reminder sent) and the expiry sweep with many
 subscriptions due at once (time until every one is revoked on the sandbox backend, and each
 expired exactly once); reconciliation of the whole sandbox backend with some drift made first
-(the provisioner's own `reconcile`, in this process, against the same database); and each
-service's retention cleanup. Prints a table and writes a JSON report.
+(the provisioner's own `reconcile`, in this process, against the same database); planning a
+broadcast to every linked customer (the telegram worker's own plan); and each service's
+retention cleanup. Prints a table and writes a JSON report.
 """
 
 from __future__ import annotations
@@ -257,6 +258,30 @@ async def reconcile(env: dict[str, str], drift: int) -> dict:
             "seconds": seconds}
 
 
+async def broadcast_plan(stack: Stack, timeout: float) -> dict:
+    """A broadcast to every linked customer, through the running telegram worker: the time
+    from `send` until its plan is complete (every recipient written), then cancelled."""
+    from tests.bench.broadcast import AdminAuth
+
+    base = stack.api_url("telegram") + "/internal/admin/broadcasts"
+    async with httpx.AsyncClient(auth=AdminAuth(stack), timeout=60,
+                                 headers={"Content-Type": "application/json"}) as c:
+        r = await c.post(base, json={"text_en": "scale", "text_ru": "scale",
+                                     "segment": "all_linked"})
+        r.raise_for_status()
+        bid = r.json()["broadcast"]["id"]
+        started = time.monotonic()
+        (await c.post(f"{base}/{bid}/send")).raise_for_status()
+        b: dict = {}
+        while not b.get("planned") and time.monotonic() - started < timeout:
+            await asyncio.sleep(0.2)
+            b = (await c.get(f"{base}/{bid}")).json()["broadcast"]
+        seconds = time.monotonic() - started
+        await c.post(f"{base}/{bid}/cancel")
+    return {"planned": bool(b.get("planned")), "recipients": b.get("total"),
+            "sent_meanwhile": b.get("sent"), "seconds": seconds}
+
+
 def retention(stack: Stack) -> dict:
     out = {}
     for name in SERVICES:
@@ -285,7 +310,7 @@ def main() -> int:
     ap.add_argument("--drift", type=int, default=1000, help="accounts switched off by hand")
     ap.add_argument("--sweep-timeout", type=float, default=900)
     ap.add_argument("--skip", default="", help="comma-separated: requests,reminders,expiry,"
-                                               "reconcile,retention")
+                                               "reconcile,broadcast,retention")
     ap.add_argument("--report", default=str(ROOT / ".run" / "bench" / "scale-report.json"))
     ns = ap.parse_args()
     skip = {s.strip() for s in ns.skip.split(",") if s.strip()}
@@ -328,6 +353,10 @@ def main() -> int:
             print("reconciliation...", flush=True)
             report["reconcile"] = asyncio.run(reconcile(env, ns.drift))
             save(ns.report, report)
+        if "broadcast" not in skip:
+            print("broadcast planning...", flush=True)
+            report["broadcast"] = asyncio.run(broadcast_plan(stack, ns.sweep_timeout))
+            save(ns.report, report)
         if "retention" not in skip:
             print("retention cleanup...", flush=True)
             report["retention"] = retention(stack)
@@ -337,7 +366,7 @@ def main() -> int:
     for figure, r in report.get("requests", {}).items():
         print(f"{figure:<40} p50 {r['p50_ms']:7.1f} ms  p99 {r['p99_ms']:7.1f} ms  "
               f"non-200 {r['non_200']}")
-    for key in ("reminders", "expiry", "reconcile", "retention"):
+    for key in ("reminders", "expiry", "reconcile", "broadcast", "retention"):
         if key in report:
             print(f"{key:<40} {json.dumps(report[key], default=str)}")
     save(ns.report, report)
