@@ -102,7 +102,7 @@ async def test_one_scheduled_run_works_batch_after_batch(db, service, unit_setti
     for i in range(5):
         await buy(db, service, f"z{i}", 30)
     settings = unit_settings.model_copy(update={"sweep_batch": 2, "reminder_days": [3, 1],
-                                                "expiry_concurrency": 2})
+                                                "expiry_batch": 2, "expiry_concurrency": 2})
     handlers = schedule_handlers(db, service, None, settings)
     monkeypatch.setattr("provisioner.jobs.now", lambda: T0 + 3 * DAY)
     assert await handlers["expiry_sweep"](None) == 5

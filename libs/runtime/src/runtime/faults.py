@@ -57,6 +57,38 @@ return nil
 """
 
 
+# The same for a bulk call of ARGV[3] calls at once: each call takes the oldest matching fault
+# with calls left, as `_TAKE` would one after the other. Returns {message, delay_ms, calls, ...}
+# for every fault taken, oldest first.
+_TAKE_MANY = """
+local ids = redis.call('HKEYS', KEYS[1])
+table.sort(ids, function(a, b) return tonumber(a) < tonumber(b) end)
+local now = tonumber(ARGV[2])
+local left = tonumber(ARGV[3])
+local out = {}
+for _, id in ipairs(ids) do
+  local f = cjson.decode(redis.call('HGET', KEYS[1], id))
+  local spent = f.remaining ~= cjson.null and f.remaining <= 0
+  local expired = f.until_ms ~= cjson.null and f.until_ms <= now
+  if spent or expired then
+    redis.call('HDEL', KEYS[1], id)
+  elseif left > 0 and (f.operation == '*' or f.operation == ARGV[1]) then
+    local calls = left
+    if f.remaining ~= cjson.null then
+      calls = math.min(left, f.remaining)
+      f.remaining = f.remaining - calls
+      redis.call('HSET', KEYS[1], id, cjson.encode(f))
+    end
+    left = left - calls
+    table.insert(out, f.message)
+    table.insert(out, f.delay_ms)
+    table.insert(out, calls)
+  end
+end
+return out
+"""
+
+
 @dataclass(frozen=True)
 class Fault:
     message: str
@@ -72,6 +104,7 @@ class FaultSwitch:
         self.redis = Redis.from_url(redis_url, decode_responses=True, socket_timeout=TIMEOUT,
                                     socket_connect_timeout=TIMEOUT, retry=Retry(NoBackoff(), 0))
         self._take = self.redis.register_script(_TAKE)
+        self._take_many = self.redis.register_script(_TAKE_MANY)
 
     async def add(self, operation: str, *, message: str, delay_ms: int = 0,
                   for_seconds: float | None = None, count: int | None = None) -> int:
@@ -110,6 +143,23 @@ class FaultSwitch:
             log.warning("sandbox_faults_unreadable", key=self.key, error=str(exc)[:200])
             return None
         return Fault(message=hit[0], delay_ms=int(hit[1])) if hit else None
+
+    async def take_many(self, operation: str, calls: int) -> list[Fault]:
+        """The faults `calls` calls of `operation` made at once are to suffer, in call order
+        (one entry per call hit, at most `calls`; the first calls are the ones hit), spent
+        atomically as that many `take`s would."""
+        if calls <= 0:
+            return []
+        try:
+            hit = await self._take_many(keys=[self.key],
+                                        args=[operation, int(time.time() * 1000), calls])
+        except (RedisError, OSError) as exc:
+            log.warning("sandbox_faults_unreadable", key=self.key, error=str(exc)[:200])
+            return []
+        out: list[Fault] = []
+        for i in range(0, len(hit), 3):
+            out += [Fault(message=hit[i], delay_ms=int(hit[i + 1]))] * int(hit[i + 2])
+        return out
 
     async def close(self) -> None:
         await self.redis.aclose()

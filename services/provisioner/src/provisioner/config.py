@@ -100,9 +100,12 @@ class Settings(service_settings("provisioner", port=8102, schema="provisioning")
     auto_renew_hours_before: int = Field(24, alias="AUTO_RENEW_HOURS_BEFORE", ge=1, le=24 * 30)
     renewal_sweep_seconds: int = Field(60, alias="RENEWAL_SWEEP_SECONDS", ge=1)
     sweep_batch: int = Field(200, alias="PROVISIONER_SWEEP_BATCH", ge=1)
-    # A sweep run works batch after batch for at most this long (the queue's job lock is 30 s);
-    # the expiry sweep revokes this many subscriptions at once.
+    # A sweep run works batch after batch for at most this long (the queue's job lock is 30 s).
     sweep_budget_seconds: float = Field(20, alias="SWEEP_BUDGET_SECONDS", gt=0, le=25)
+    # The expiry sweep expires this many subscriptions per transaction (it holds two advisory
+    # locks for each, a user's and an account's, in Postgres' shared lock table until commit),
+    # and calls a panel without a bulk call this many times at once.
+    expiry_batch: int = Field(1000, alias="EXPIRY_BATCH", ge=1, le=2000)
     expiry_concurrency: int = Field(4, alias="EXPIRY_CONCURRENCY", ge=1, le=32)
 
     @field_validator("marzban_proxies", "remnawave_squads", mode="before")

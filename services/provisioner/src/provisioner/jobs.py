@@ -177,8 +177,17 @@ def schedule_handlers(db: Database, service: ProvisioningService, jobs: Provisio
                 return done
 
     async def expiry_sweep(job: Job, token: str = ""):
-        expired = await drain(lambda: service.expiry_sweep(
-            db, now(), settings.sweep_batch, settings.expiry_concurrency))
+        """Batch after batch of `EXPIRY_BATCH` while each finds a full batch due and expires
+        some of it, for at most `SWEEP_BUDGET_SECONDS`. A batch that expires none (every
+        account's backend failing, every user busy) ends the run: the next one tries again."""
+        expired, deadline = 0, time.monotonic() + settings.sweep_budget_seconds
+        while True:
+            run = await service.expire_batch(db, now(), settings.expiry_batch,
+                                             settings.expiry_concurrency)
+            expired += run.expired
+            if (run.due < settings.expiry_batch or not run.expired
+                    or time.monotonic() >= deadline):
+                break
         if expired:
             log.info("expiry_sweep", expired=expired)
         async with db.transaction() as s:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from provisioner.models import BackendAccount, Grant, Move, Server, Subscription, UserBlock
@@ -59,12 +59,55 @@ class ProvisioningRepository:
             stmt = stmt.where(Subscription.status == status)
         return await keyset_page(self.session, stmt, Subscription, limit, cursor)
 
-    async def due_for_expiry(self, now: datetime, limit: int) -> list[Subscription]:
-        stmt = (sa.select(Subscription)
-                .where(Subscription.status.in_(["ACTIVE", "SUSPENDED"]),
-                       Subscription.expires_at <= now)
-                .order_by(Subscription.expires_at).limit(limit))
-        return list((await self.session.execute(stmt)).scalars())
+    async def lock_due_for_expiry(self, now: datetime, limit: int
+                                  ) -> tuple[int, list[sa.Row]]:
+        """Up to `limit` subscriptions past `expires_at` (ACTIVE or SUSPENDED, the longest
+        overdue first), each one's user lock taken without waiting: (how many were due, the
+        rows of those whose user lock this transaction got, still due and now locked).
+
+        A user whose lock another transaction holds (a grant, a move, an admin request in
+        flight) is left for a later batch, so a batch never waits for one; a grant arriving
+        after the lock was taken here waits for this transaction, as it would for any other.
+        The rows are read again after the locks (a new snapshot: whatever the last holder of a
+        user's lock committed is seen) and locked, skipping a row another transaction holds."""
+        def overdue(status: str) -> sa.Subquery:
+            return (sa.select(Subscription.id, Subscription.user_id, Subscription.expires_at)
+                    .where(Subscription.status == status, Subscription.expires_at <= now)
+                    .order_by(Subscription.expires_at).limit(limit).subquery())
+
+        # one ordered index range per status (an IN would read every due row to sort them)
+        both = sa.union_all(*(sa.select(q) for q in (overdue("ACTIVE"), overdue("SUSPENDED"))))
+        merged = both.subquery()
+        due = (sa.select(merged.c.id, merged.c.user_id).order_by(merged.c.expires_at)
+               .limit(limit).cte("due").prefix_with("MATERIALIZED"))
+        tried = (await self.session.execute(sa.select(
+            due.c.id, sa.func.pg_try_advisory_xact_lock(
+                sa.func.hashtextextended(sa.literal("user:") + due.c.user_id, 0))))).all()
+        mine = [sub_id for sub_id, locked in tried if locked]
+        if not mine:
+            return len(tried), []
+        rows = (await self.session.execute(
+            sa.select(Subscription.id, Subscription.user_id, Subscription.provision_ref,
+                      Subscription.server_id, Subscription.expires_at)
+            .where(Subscription.id.in_(mine), Subscription.status.in_(["ACTIVE", "SUSPENDED"]),
+                   Subscription.expires_at <= now)
+            .order_by(Subscription.id).with_for_update(skip_locked=True))).all()
+        return len(tried), list(rows)
+
+    async def lock_refs(self, refs: list[str]) -> None:
+        """`lock_ref` for many accounts in one statement."""
+        ref = sa.func.unnest(sa.bindparam("refs", refs, type_=ARRAY(sa.Text))).alias("ref")
+        await self.session.execute(sa.select(sa.func.pg_advisory_xact_lock(
+            sa.func.hashtextextended(sa.literal("ref:") + sa.column("ref", sa.Text), 0)))
+            .select_from(ref))
+
+    async def expire(self, sub_ids: list[str], now: datetime) -> int:
+        """Mark the subscriptions EXPIRED (their rows locked by the caller)."""
+        result = await self.session.execute(
+            sa.update(Subscription).where(Subscription.id.in_(sub_ids))
+            .values(status="EXPIRED", suspend_reason=None, updated_at=now)
+            .execution_options(synchronize_session=False))
+        return result.rowcount or 0
 
     async def expiring_within(self, now: datetime, until: datetime, limit: int,
                               days: list[int] | None = None) -> list[Subscription]:
@@ -191,6 +234,34 @@ class ProvisioningRepository:
         stmt = insert(BackendAccount).values(backend=backend, ref=ref,
                                              subscription_id=subscription_id, state=state,
                                              server_id=server_id, created_at=now, updated_at=now)
+        await self.session.execute(stmt.on_conflict_do_update(
+            constraint="uq_backend_accounts_ref",
+            set_={"state": state, "updated_at": now,
+                  "subscription_id": sa.func.coalesce(stmt.excluded.subscription_id,
+                                                      BackendAccount.subscription_id),
+                  "server_id": sa.func.coalesce(stmt.excluded.server_id,
+                                                BackendAccount.server_id)},
+        ))
+
+    async def record_accounts(self, accounts: list[tuple[str, str, str, str | None]], *,
+                              state: str, now: datetime) -> None:
+        """`record_account` for many accounts in one statement: (backend, ref,
+        subscription id, server id) each, all in `state`."""
+        if not accounts:
+            return
+        backends, refs, subs, servers = (list(c) for c in zip(*accounts, strict=True))
+        rows = sa.func.unnest(
+            sa.bindparam("backends", backends, type_=ARRAY(sa.Text)),
+            sa.bindparam("refs", refs, type_=ARRAY(sa.Text)),
+            sa.bindparam("subs", subs, type_=ARRAY(sa.Text)),
+            sa.bindparam("servers", servers, type_=ARRAY(sa.Text)),
+        ).table_valued("backend", "ref", "subscription_id", "server_id").render_derived()
+        stmt = insert(BackendAccount).from_select(
+            ["backend", "ref", "subscription_id", "server_id", "state", "created_at",
+             "updated_at"],
+            sa.select(rows.c.backend, rows.c.ref, rows.c.subscription_id, rows.c.server_id,
+                      sa.literal(state), sa.literal(now, sa.DateTime(timezone=True)),
+                      sa.literal(now, sa.DateTime(timezone=True))))
         await self.session.execute(stmt.on_conflict_do_update(
             constraint="uq_backend_accounts_ref",
             set_={"state": state, "updated_at": now,

@@ -185,6 +185,13 @@ class GrantResult:
 
 
 @dataclass
+class ExpiryBatch:
+    due: int  # due subscriptions the batch looked at (as many as it may: more may be due)
+    expired: int
+    failed: int  # their accounts not disabled: left due for the next run
+
+
+@dataclass
 class StaleWork:
     grants: list[tuple[str, str]]  # (job name, invoice id)
     blocks: list[tuple[str, datetime]]  # (user id, changed_at)
@@ -202,9 +209,12 @@ class ProvisioningService:
 
     async def _driver(self, s: AsyncSession, sub: Subscription) -> VpnBackend:
         """The driver of the server `sub`'s account lives on."""
+        return await self._server_driver(s, sub.server_id)
+
+    async def _server_driver(self, s: AsyncSession, server_id: str | None) -> VpnBackend:
         if self.pool is None:
             return self.backend
-        return await self.pool.driver(sub.server_id, s)
+        return await self.pool.driver(server_id, s)
 
     def view(self, sub: Subscription) -> dict:
         """A subscription as the public shapes show it (with its `auto_renew`)."""
@@ -831,24 +841,61 @@ class ProvisioningService:
         LIFECYCLE.labels("expired").inc()
         return True
 
-    async def expiry_sweep(self, db: Database, ts: datetime, batch: int,
-                           concurrency: int = 1) -> int:
-        """Expire at most `batch` due subscriptions, `concurrency` at a time (each in its own
-        transaction under its user's lock, so two never touch one customer)."""
+    async def expire_batch(self, db: Database, ts: datetime, batch: int,
+                           concurrency: int = 4) -> ExpiryBatch:
+        """Expire up to `batch` due subscriptions in one transaction, as `expire_one` does each:
+        under their users' locks (taken without waiting: a user busy elsewhere is left for a
+        later batch) and their refs', the accounts revoked on each server in one bulk call
+        (`disable_many`; `concurrency` calls at once where a panel has no bulk call), then the
+        rows EXPIRED in one statement, the accounts recorded and one `subscription.expired`
+        each in one insert. A subscription whose account the backend did not disable is left
+        as it was (due: the next run tries again); the others are expired all the same."""
         async with db.transaction() as s:
-            due = [sub.id for sub in await ProvisioningRepository(s).due_for_expiry(ts, batch)]
-        gate = asyncio.Semaphore(concurrency)
-
-        async def one(sub_id: str) -> bool:
-            async with gate:
+            repo = ProvisioningRepository(s)
+            due, rows = await repo.lock_due_for_expiry(ts, batch)
+            if not rows:
+                return ExpiryBatch(due=due, expired=0, failed=0)
+            await repo.lock_refs(sorted(r.provision_ref for r in rows))
+            servers: dict[str | None, list] = {}
+            for r in rows:
+                servers.setdefault(r.server_id, []).append(r)
+            drivers: dict[str | None, VpnBackend] = {}
+            failed: dict[str, Exception] = {}
+            for server_id, subs in servers.items():
                 try:
-                    async with db.transaction() as s:
-                        return await self.expire_one(s, sub_id, ts)
-                except Exception as exc:  # one backend failure must not stop the sweep
-                    log.warning("expiry_failed", subscription_id=sub_id, error=str(exc)[:300])
-                    return False
+                    drivers[server_id] = await self._server_driver(s, server_id)
+                except Exception as exc:  # its server's row unreadable: those wait
+                    failed.update(dict.fromkeys((r.provision_ref for r in subs), exc))
 
-        return sum(await asyncio.gather(*(one(sub_id) for sub_id in due)))
+            async def revoke(server_id: str | None) -> dict[str, BackendError]:
+                refs = [r.provision_ref for r in servers[server_id]]
+                try:
+                    return await drivers[server_id].disable_many(refs, concurrency)
+                except BackendError as exc:  # the whole call failed: none of them is off
+                    return dict.fromkeys(refs, exc)
+
+            for outcome in await asyncio.gather(*(revoke(x) for x in drivers)):
+                failed.update(outcome)
+            done = [r for r in rows if r.provision_ref not in failed]
+            if done:
+                await repo.expire([r.id for r in done], ts)
+                await repo.record_accounts(
+                    [(drivers[r.server_id].name, r.provision_ref, r.id, r.server_id)
+                     for r in done], state="DISABLED", now=ts)
+                await events.add_many(s, (SubscriptionExpiredV1(
+                    subscription_id=r.id, user_id=r.user_id, expired_at=r.expires_at)
+                    for r in done))
+        if failed:
+            left = [r.id for r in rows if r.provision_ref in failed]
+            log.warning("expiry_failed", failed=len(left), subscription_ids=left[:20],
+                        error=str(next(iter(failed.values())))[:300])
+        LIFECYCLE.labels("expired").inc(len(done))
+        return ExpiryBatch(due=due, expired=len(done), failed=len(failed))
+
+    async def expiry_sweep(self, db: Database, ts: datetime, batch: int,
+                           concurrency: int = 4) -> int:
+        """One batch of `expire_batch`; how many were expired."""
+        return (await self.expire_batch(db, ts, batch, concurrency)).expired
 
     async def send_reminders(self, s: AsyncSession, ts: datetime, days: list[int],
                              batch: int) -> int:

@@ -7,9 +7,11 @@ transaction converges on the same backend state.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -109,6 +111,29 @@ class VpnBackend(ABC):
     @abstractmethod
     async def disable(self, ref: str) -> None:
         """Make the account unable to connect; a missing account is already disabled."""
+
+    async def disable_many(self, refs: Sequence[str], concurrency: int = 4
+                           ) -> dict[str, BackendError]:
+        """`disable` for many accounts; returns those that failed, each with its error (every
+        other one is disabled). This default calls `disable` per account, `concurrency` at a
+        time (a panel with no documented bulk call); a backend that can do it in one call
+        overrides it."""
+        gate = asyncio.Semaphore(concurrency)
+        failed: dict[str, BackendError] = {}
+
+        async def one(ref: str) -> None:
+            async with gate:
+                try:
+                    await self.disable(ref)
+                except AccountMissing:
+                    pass  # a missing account is already disabled
+                except BackendError as exc:
+                    failed[ref] = exc
+                except Exception as exc:  # noqa: BLE001  (one account's failure is its own)
+                    failed[ref] = BackendError(self.name, "disable", type(exc).__name__)
+
+        await asyncio.gather(*(one(ref) for ref in refs))
+        return failed
 
     @abstractmethod
     async def access(self, ref: str) -> AccessDetails:

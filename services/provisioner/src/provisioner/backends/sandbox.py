@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import secrets
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
@@ -88,6 +89,22 @@ class SandboxBackend(VpnBackend):
             await s.execute(sa.update(SandboxAccount).where(SandboxAccount.ref == ref,
                                                             SandboxAccount.server == self.server)
                             .values(enabled=False, updated_at=datetime.now(UTC)))
+
+    DISABLE_MANY = ("UPDATE sandbox_vpn_accounts SET enabled = false, updated_at = $3"
+                    " WHERE ref = ANY($1::text[]) AND server = $2")
+
+    @operation("disable_many")
+    async def disable_many(self, refs: Sequence[str], concurrency: int = 4
+                           ) -> dict[str, BackendError]:
+        """One statement for every account; an injected `disable` fault hits as many
+        accounts as it has calls left (the first ones), as one call each would."""
+        faults = await self.faults.take_many("disable", len(refs))
+        failed = {ref: BackendError(self.name, "disable", fault.message, status=503)
+                  for ref, fault in zip(refs, faults, strict=False)}
+        rest = [ref for ref in refs if ref not in failed]
+        if rest:
+            await self.db.execute(self.DISABLE_MANY, rest, self.server, datetime.now(UTC))
+        return failed
 
     @operation("access")
     async def access(self, ref: str) -> AccessDetails:
