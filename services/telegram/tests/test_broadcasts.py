@@ -324,3 +324,31 @@ async def test_preview_sends_to_one_account_in_its_language(parts, emulator):
     with pytest.raises(AppError) as exc:
         await service.preview(bot, b["id"], tg)
     assert exc.value.status == 400
+
+
+async def test_a_complete_plan_leaves_statistics_the_claims_can_use(parts):
+    """A large plan written into a table the planner still thinks empty would make every
+    claim sort all pending rows; the plan's last batch analyzes the table, so the claim reads
+    the open-rows index in order."""
+    db, queue, pacer, bot, _ = parts
+    async with db.transaction() as s:
+        await s.execute(sa.text(
+            "INSERT INTO account_links (user_id, telegram_user_id, chat_id) SELECT"
+            " 'stat-' || lpad(i::text, 5, '0'), 9100000000 + i, 9100000000 + i"
+            " FROM generate_series(1, 3000) i"))
+    service = BroadcastService(db, queue)
+    b = await service.create(body(), "admin")
+    await service.transition(b["id"], "send")
+    run = sender(db, queue, pacer, bot, run_seconds=0)
+    await run._take_over(b["id"], "t")
+    while not await run._plan_step(b["id"], "t"):
+        pass
+    async with db.transaction() as s:
+        tuples = await s.scalar(sa.text(
+            "SELECT reltuples FROM pg_class WHERE oid = 'broadcast_recipients'::regclass"))
+        plan = "\n".join((await s.execute(sa.text(
+            "EXPLAIN SELECT user_id FROM broadcast_recipients WHERE broadcast_id = :bid"
+            " AND state = 'PENDING' ORDER BY user_id LIMIT 1 FOR UPDATE SKIP LOCKED"),
+            {"bid": b["id"]})).scalars())
+    assert tuples >= 3000
+    assert "ix_broadcast_recipients_open" in plan and "Sort" not in plan, plan
