@@ -140,7 +140,8 @@ STATES = {
 @pytest.fixture(scope="module")
 def seeded():
     scale.prepare(scale.scale_env(DB, port_offset=6000 + 10 * SLOT))
-    out = asyncio.run(scale.seed(DSN, CUSTOMERS, progress=False))
+    # chunks of 500 over two processes: the counts the chunks add up must still match
+    out = asyncio.run(scale.seed(DSN, CUSTOMERS, chunk_size=500, progress=False, workers=2))
     yield out
 
     async def drop():

@@ -9,8 +9,9 @@ balance is the sum of its ledger (never negative, one idempotency key per cause)
 count their redemptions; the sandbox VPN backend holds one account per subscription, enabled
 exactly when the subscription is ACTIVE.
 
-The history is drawn from a seeded random generator (`--seed`), customers in chunks so memory
-stays bounded whatever the scale. The first user is the admin `scale-admin@example.com`.
+The history is drawn from a seeded random generator (`--seed`, one stream per chunk), customers
+in chunks so memory stays bounded whatever the scale, `--workers` chunks at once. The first user
+is the admin `scale-admin@example.com`.
 """
 
 from __future__ import annotations
@@ -19,11 +20,14 @@ import argparse
 import asyncio
 import hashlib
 import json
+import multiprocessing
+import os
 import random
 import sys
 import time
 import uuid
-from dataclasses import dataclass, field
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -286,11 +290,20 @@ def customer(w: World, rng: random.Random, i: int, c: Chunk) -> None:
         c.add("provisioning.subscriptions", (
             sub_id, uid, plan["id"], snap, status, first_at, expires, plan["max_devices"],
             limit, plan["traffic_reset"], ref, "sandbox", reason, [], False, first_at, updated))
+        # each grant adds its plan's days to the expiry so far (or to its own time, once the
+        # subscription has lapsed); the last applied one ends at the subscription's expiry
+        last = applied[-1][0] if applied else None
+        ends = None
         for iid, p, at, st in paid_plans:
             refunded = st == "REFUNDED"
+            previous = max(ends or at, at)
+            new = expires if iid == last else previous + timedelta(days=p["duration_days"])
+            new = max(new, at + timedelta(minutes=1))
+            if not refunded:
+                ends = new
             c.add("provisioning.grants", (
                 iid, "INVOICE", uid, sub_id, p["id"], plan_snapshot(p), p["duration_days"],
-                p["max_devices"], "REFUNDED" if refunded else "APPLIED", 1, None, None, at,
+                p["max_devices"], "REFUNDED" if refunded else "APPLIED", 1, previous, new, at,
                 at, at, at if refunded else None, "seeded refund" if refunded else None))
         active = status == "ACTIVE"
         c.add("provisioning.backend_accounts", ("sandbox", ref, sub_id,
@@ -380,19 +393,48 @@ async def write_audit(conn: asyncpg.Connection, w: World, rng: random.Random) ->
     return len(rows)
 
 
+def write_chunk(dsn: str, w: World, seed_value: int, k: int, first: int, end: int
+                ) -> tuple[int, dict[str, list[int]], list[tuple[str, str]], int]:
+    """Customers `first` to `end` (chunk `k`, its own random stream) written in one
+    transaction, in a process of its own; the rows written, the chunk's promo redemption
+    counts and audit targets (for the caller to add up), and the customers written."""
+    w = replace(w, promo_counts={}, audit_targets=[])
+    rng = random.Random(seed_value * 1_000_003 + k)
+    chunk = Chunk()
+    for i in range(first, end):
+        customer(w, rng, i, chunk)
+
+    async def copy() -> int:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await _binary_jsonb(conn)
+            async with conn.transaction():
+                return await copy_chunk(conn, chunk)
+        finally:
+            await conn.close()
+
+    return asyncio.run(copy()), w.promo_counts, w.audit_targets, end - first
+
+
+async def _binary_jsonb(conn: asyncpg.Connection) -> None:
+    # COPY is binary: jsonb's binary form is a version byte, then the JSON text
+    await conn.set_type_codec("jsonb", encoder=lambda v: b"\x01" + v.encode(),
+                              decoder=lambda b: json.loads(b[1:]), schema="pg_catalog",
+                              format="binary")
+
+
 async def seed(dsn: str, customers: int, seed_value: int = 24, chunk_size: int = 20_000,
-               progress: bool = True) -> dict:
-    """Write `customers` customers' histories into the migrated database at `dsn`."""
+               progress: bool = True, workers: int = 2) -> dict:
+    """Write `customers` customers' histories into the migrated database at `dsn`, chunks
+    generated and copied by `workers` processes at once (the Python that draws the history
+    is most of the cost, and one process uses one core)."""
     from gateway.security import hash_password
 
     rng = random.Random(seed_value)
     conn = await asyncpg.connect(dsn)
     started = time.monotonic()
     try:
-        # COPY is binary: jsonb's binary form is a version byte, then the JSON text
-        await conn.set_type_codec("jsonb", encoder=lambda v: b"\x01" + v.encode(),
-                                  decoder=lambda b: json.loads(b[1:]), schema="pg_catalog",
-                                  format="binary")
+        await _binary_jsonb(conn)
         plans = [dict(r) for r in await conn.fetch(
             "SELECT id, name, price_usd, duration_days, max_devices, traffic_limit_gb, "
             "traffic_reset FROM billing.plans WHERE is_active ORDER BY price_usd")]
@@ -417,15 +459,30 @@ async def seed(dsn: str, customers: int, seed_value: int = 24, chunk_size: int =
                                          columns=list(COLUMNS["billing.promo_codes"]))
         written = 1 + len(codes)
         indexes = await drop_secondary_indexes(conn)
-        for start in range(0, customers, chunk_size):
-            chunk = Chunk()
-            for i in range(start, min(customers, start + chunk_size)):
-                customer(w, rng, i, chunk)
-            async with conn.transaction():
-                written += await copy_chunk(conn, chunk)
-            if progress:
-                print(f"  {min(customers, start + chunk_size)}/{customers} customers, "
-                      f"{written} rows, {time.monotonic() - started:.0f} s", flush=True)
+        ranges = [(start, min(customers, start + chunk_size))
+                  for start in range(0, customers, chunk_size)]
+
+        def chunks() -> int:
+            # forked from a thread of its own: no event loop is running in the children
+            done, rows_written = 0, 0
+            with ProcessPoolExecutor(max_workers=max(1, min(workers, len(ranges))),
+                                     mp_context=multiprocessing.get_context("fork")) as pool:
+                jobs = [pool.submit(write_chunk, dsn, w, seed_value, k, a, b)
+                        for k, (a, b) in enumerate(ranges)]
+                for job in as_completed(jobs):
+                    rows, promo_counts, audit_targets, n = job.result()
+                    rows_written, done = rows_written + rows, done + n
+                    for pid, (reserved, counted) in promo_counts.items():
+                        counts = w.promo_counts.setdefault(pid, [0, 0])
+                        counts[0] += reserved
+                        counts[1] += counted
+                    w.audit_targets.extend(audit_targets)
+                    if progress:
+                        print(f"  {done}/{customers} customers, {written + rows_written} rows,"
+                              f" {time.monotonic() - started:.0f} s", flush=True)
+            return rows_written
+
+        written += await asyncio.to_thread(chunks)
         async with conn.transaction():
             await conn.execute(
                 "UPDATE billing.promo_codes p SET uses_reserved = c.reserved, "
@@ -482,13 +539,15 @@ def main() -> int:
     ap.add_argument("--scale", default="10k", help=f"one of {', '.join(SCALES)} or a number")
     ap.add_argument("--db", default=SCALE_DB)
     ap.add_argument("--seed", type=int, default=24)
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 2,
+                    help="processes drawing and copying chunks at once (default: the cores)")
     ns = ap.parse_args()
     customers = SCALES.get(ns.scale.lower()) or int(ns.scale)
     env = scale_env(ns.db)
     print(f"migrating {ns.db}...", flush=True)
     prepare(env)
     print(f"seeding {customers} customers...", flush=True)
-    out = asyncio.run(seed(env["DATABASE_URL"], customers, ns.seed))
+    out = asyncio.run(seed(env["DATABASE_URL"], customers, ns.seed, workers=ns.workers))
     print(f"{out['customers']} customers, {out['rows']} rows in {out['seconds']:.0f} s")
     return 0
 

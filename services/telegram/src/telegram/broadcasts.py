@@ -414,7 +414,7 @@ class Sender:
                 b.planned = True
                 # The lanes claim the next PENDING row by the open-rows index; statistics
                 # still counting the table as empty make the planner sort every pending row
-                # for each claim instead, hundreds of ms a message on a large broadcast.
+                # for each claim instead.
                 await s.execute(sa.text("ANALYZE broadcast_recipients"))
                 log.info("broadcast_planned", broadcast_id=bid, total=b.total)
             return b.planned
