@@ -102,3 +102,18 @@ def test_a_service_keeps_its_faults_under_its_jobs_prefix():
 
     switch = sandbox_faults(Billing(JOBS_PREFIX="bulltest2", REDIS_URL=REDIS_URL))
     assert switch.key == "bulltest2:billing:sandbox-faults"
+
+
+async def test_a_bulk_call_takes_as_many_calls_as_it_makes_oldest_fault_first(api, worker):
+    await api.add("disable", message="first", count=2)
+    await api.add("*", message="second", count=3)
+    await api.add("disable", message="third", count=10)
+    hits = await worker.take_many("disable", 4)  # 4 calls: 2 of the first, 2 of the second
+    assert [h.message for h in hits] == ["first", "first", "second", "second"]
+    assert await worker.take("observe") == Fault(message="second", delay_ms=0)  # its last
+    assert [h.message for h in await worker.take_many("disable", 12)] == ["third"] * 10
+    assert await worker.take_many("disable", 5) == []  # every fault spent
+    assert await api.redis.hlen(api.key) == 0
+    await api.add("disable", message="down")  # no count: every call of the bulk one
+    assert len(await worker.take_many("disable", 1000)) == 1000
+    assert await worker.take_many("disable", 0) == []

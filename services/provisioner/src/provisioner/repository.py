@@ -13,6 +13,12 @@ from runtime.db import Database
 from runtime.pagination import keyset_page
 
 
+def _texts(name: str, values: list[str]) -> sa.BindParameter:
+    """One array parameter (`= ANY(...)`): a statement of one shape whatever the count, where
+    an IN list would be a new statement of one parameter per value."""
+    return sa.bindparam(name, values, type_=ARRAY(sa.Text))
+
+
 class ProvisioningRepository:
     def __init__(self, session: AsyncSession):
         self.session = session
@@ -89,14 +95,15 @@ class ProvisioningRepository:
         rows = (await self.session.execute(
             sa.select(Subscription.id, Subscription.user_id, Subscription.provision_ref,
                       Subscription.server_id, Subscription.expires_at)
-            .where(Subscription.id.in_(mine), Subscription.status.in_(["ACTIVE", "SUSPENDED"]),
+            .where(Subscription.id == sa.any_(_texts("ids", mine)),
+                   Subscription.status.in_(["ACTIVE", "SUSPENDED"]),
                    Subscription.expires_at <= now)
             .order_by(Subscription.id).with_for_update(skip_locked=True))).all()
         return len(tried), list(rows)
 
     async def lock_refs(self, refs: list[str]) -> None:
         """`lock_ref` for many accounts in one statement."""
-        ref = sa.func.unnest(sa.bindparam("refs", refs, type_=ARRAY(sa.Text))).alias("ref")
+        ref = sa.func.unnest(_texts("refs", refs)).alias("ref")
         await self.session.execute(sa.select(sa.func.pg_advisory_xact_lock(
             sa.func.hashtextextended(sa.literal("ref:") + sa.column("ref", sa.Text), 0)))
             .select_from(ref))
@@ -104,7 +111,7 @@ class ProvisioningRepository:
     async def expire(self, sub_ids: list[str], now: datetime) -> int:
         """Mark the subscriptions EXPIRED (their rows locked by the caller)."""
         result = await self.session.execute(
-            sa.update(Subscription).where(Subscription.id.in_(sub_ids))
+            sa.update(Subscription).where(Subscription.id == sa.any_(_texts("ids", sub_ids)))
             .values(status="EXPIRED", suspend_reason=None, updated_at=now)
             .execution_options(synchronize_session=False))
         return result.rowcount or 0
@@ -251,10 +258,10 @@ class ProvisioningRepository:
             return
         backends, refs, subs, servers = (list(c) for c in zip(*accounts, strict=True))
         rows = sa.func.unnest(
-            sa.bindparam("backends", backends, type_=ARRAY(sa.Text)),
-            sa.bindparam("refs", refs, type_=ARRAY(sa.Text)),
-            sa.bindparam("subs", subs, type_=ARRAY(sa.Text)),
-            sa.bindparam("servers", servers, type_=ARRAY(sa.Text)),
+            _texts("backends", backends),
+            _texts("refs", refs),
+            _texts("subs", subs),
+            _texts("servers", servers),
         ).table_valued("backend", "ref", "subscription_id", "server_id").render_derived()
         stmt = insert(BackendAccount).from_select(
             ["backend", "ref", "subscription_id", "server_id", "state", "created_at",
