@@ -10,6 +10,7 @@ from decimal import Decimal
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from runtime.daystats import stats_days_table
 from runtime.inbox import inbox_table
 from runtime.outbox import outbox_table
 
@@ -110,6 +111,13 @@ class Invoice(Base):
         sa.Index("ix_invoices_open_lock", "rate_locked_until",
                  postgresql_where=sa.text("status IN ('CREATED', 'PENDING')")),
         sa.Index("ix_invoices_plan", "plan_id"),
+        # the KPIs' per-day reads (billing.stats): paid plans by day, a customer's earlier ones
+        sa.Index("ix_invoices_plan_paid", "paid_at", postgresql_where=sa.text(
+            "kind IN ('PLAN', 'RENEWAL') AND paid_at IS NOT NULL")),
+        sa.Index("ix_invoices_plan_user_paid", "user_id", "paid_at", "id",
+                 postgresql_where=sa.text("kind IN ('PLAN', 'RENEWAL') AND paid_at IS NOT NULL")),
+        sa.Index("ix_invoices_plan_refunded", "refunded_at", postgresql_where=sa.text(
+            "kind IN ('PLAN', 'RENEWAL') AND refunded_at IS NOT NULL")),
         sa.UniqueConstraint("provider", "provider_ref", name="uq_invoices_provider_ref"),
         sa.Index("uq_invoices_network_address", "network", "address", unique=True,
                  postgresql_where=sa.text("address IS NOT NULL")),
@@ -257,6 +265,7 @@ class Trial(Base):
     __table_args__ = (
         sa.Index("uq_trials_telegram_user", "telegram_user_id", unique=True,
                  postgresql_where=sa.text("telegram_user_id IS NOT NULL")),
+        sa.Index("ix_trials_created", "created_at"),
     )
 
 
@@ -409,3 +418,4 @@ class SandboxTransfer(Base):
 
 outbox = outbox_table(Base.metadata)
 inbox = inbox_table(Base.metadata)
+stats_days = stats_days_table(Base.metadata)  # the KPIs' closed days (billing.stats)

@@ -7,16 +7,29 @@ its own figures per period, from its own tables.
   on their own day, not taken off).
 * A customer's first paid plan makes them a **new customer**; every later one is a
   **renewal**. A new customer who had taken a trial before paying is a **trial conversion**.
+
+Every figure is a sum of per-day figures, so a closed UTC day's figures are kept in
+`billing.stats_days` (`runtime.daystats`) and weeks and totals are added up from days. The
+cache rule (the triggers of migration `a4c7e1f9d2b6`): a plan invoice inserted, deleted, or
+changing its `paid_at`, `refunded_at`, `kind`, `user_id` or `amount_usd` forgets the day of
+its refund and every day from its payment on (a payment before another of the same customer
+turns that one into a renewal); a trial inserted or deleted forgets every day from its
+creation on (it makes the customer's next first plan a conversion). In the service's own
+writes these are all today's (`paid_at`, `refunded_at` and a trial are stamped now), so
+they forget nothing cached.
 """
 
 from __future__ import annotations
 
+from datetime import date, timedelta
 from decimal import Decimal
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
-from billing.models import Invoice, Trial
+from billing.models import Invoice, Trial, stats_days
+from runtime import daystats
 from runtime.periods import Periods
 
 PLAN_KINDS = ("PLAN", "RENEWAL")
@@ -30,55 +43,64 @@ class StatsRepository:
 
     async def stats(self, periods: Periods) -> dict:
         """`{series, total}` as `contracts.public.insight.BillingStatsOut`."""
-        rows = {p: _empty(p) for p in periods.starts()}
-        total = _empty(periods.first)
-        for bucket, into in ((periods.bucket, rows), (None, {periods.first: total})):
-            await self._fill(periods, bucket, into)
-        return {"series": list(rows.values()), "total": total}
+        days = await daystats.days(self.session, stats_days, periods.first,
+                                   periods.last, self.compute)
+        step = periods.step.days
+        series = [_sum(start, days[i * step:(i + 1) * step])
+                  for i, start in enumerate(periods.starts())]
+        return {"series": series, "total": _sum(periods.first, days)}
 
-    async def _fill(self, periods: Periods, bucket, into: dict) -> None:
-        """Add the figures grouped by `bucket` (a period's first day; None: all in one)."""
-        first = sa.literal(periods.first, sa.Date)
+    async def fill(self, first: date, last: date) -> int:
+        """Store the closed days from `first` to `last` not cached yet; how many."""
+        return await daystats.fill(self.session, stats_days, first, last, self.compute)
 
-        def group(ts):
-            return bucket(ts) if bucket is not None else first
+    async def compute(self, first: date, last: date) -> dict[date, dict]:
+        """Each day's figures from `first` to `last` from the invoices and trials (JSON-ready:
+        revenue as a decimal string)."""
+        periods = Periods(first, (last - first).days + 1, "day")
+        out = {first + timedelta(days=i): {**dict.fromkeys(FIGURES, 0), "revenue_usd": "0.00"}
+               for i in range(periods.count)}
+        day = periods.bucket
 
-        paid = (sa.select(Invoice.user_id, Invoice.amount_usd, Invoice.paid_at,
-                          sa.func.row_number().over(partition_by=Invoice.user_id,
-                                                    order_by=(Invoice.paid_at, Invoice.id)
-                                                    ).label("nth"))
-                .where(Invoice.kind.in_(PLAN_KINDS), Invoice.paid_at.is_not(None),
-                       Invoice.paid_at < periods.until)
-                .subquery("paid"))
-        had_trial = sa.exists().where(Trial.user_id == paid.c.user_id,
-                                      Trial.created_at <= paid.c.paid_at)
-        period = group(paid.c.paid_at).label("period")
-        payments = (sa.select(period, sa.func.sum(paid.c.amount_usd),
-                              sa.func.count(),
-                              sa.func.count().filter(paid.c.nth == 1),
-                              sa.func.count().filter(paid.c.nth > 1),
-                              sa.func.count().filter(paid.c.nth == 1, had_trial))
-                    .where(paid.c.paid_at >= periods.since).group_by(period))
-        for p, revenue, count, new, renewals, converted in await self.session.execute(payments):
-            into[p].update(revenue_usd=revenue or Decimal("0.00"), paid_invoices=count,
-                           new_customers=new, renewals=renewals, trial_conversions=converted)
+        earlier = aliased(Invoice)
+        first_plan = ~sa.exists().where(
+            earlier.user_id == Invoice.user_id, earlier.kind.in_(PLAN_KINDS),
+            earlier.paid_at.is_not(None),
+            sa.tuple_(earlier.paid_at, earlier.id) < sa.tuple_(Invoice.paid_at, Invoice.id))
+        had_trial = sa.exists().where(Trial.user_id == Invoice.user_id,
+                                      Trial.created_at <= Invoice.paid_at)
+        period = day(Invoice.paid_at).label("period")
+        payments = (sa.select(period, sa.func.sum(Invoice.amount_usd), sa.func.count(),
+                              sa.func.count().filter(first_plan),
+                              sa.func.count().filter(first_plan, had_trial))
+                    .where(Invoice.kind.in_(PLAN_KINDS), Invoice.paid_at >= periods.since,
+                           Invoice.paid_at < periods.until)
+                    .group_by(period))
+        for p, revenue, count, new, converted in await self.session.execute(payments):
+            out[p].update(revenue_usd=str(revenue), paid_invoices=count, new_customers=new,
+                          renewals=count - new, trial_conversions=converted)
 
-        period = group(Trial.created_at).label("period")
+        period = day(Trial.created_at).label("period")
         trials = (sa.select(period, sa.func.count())
                   .where(Trial.created_at >= periods.since, Trial.created_at < periods.until)
                   .group_by(period))
         for p, count in await self.session.execute(trials):
-            into[p]["trials"] = count
+            out[p]["trials"] = count
 
-        period = group(Invoice.refunded_at).label("period")
+        period = day(Invoice.refunded_at).label("period")
         refunds = (sa.select(period, sa.func.count())
                    .where(Invoice.kind.in_(PLAN_KINDS), Invoice.refunded_at >= periods.since,
                           Invoice.refunded_at < periods.until)
                    .group_by(period))
         for p, count in await self.session.execute(refunds):
-            into[p]["refunds"] = count
+            out[p]["refunds"] = count
+        return out
 
 
-def _empty(period) -> dict:
-    return {"period": period.isoformat(), **dict.fromkeys(FIGURES, 0),
-            "revenue_usd": Decimal("0.00")}
+def _sum(period: date, days: list[dict]) -> dict:
+    row = {"period": period.isoformat(), **dict.fromkeys(FIGURES, 0),
+           "revenue_usd": Decimal("0.00")}
+    for d in days:
+        for figure in FIGURES:
+            row[figure] += Decimal(d[figure]) if figure == "revenue_usd" else d[figure]
+    return row

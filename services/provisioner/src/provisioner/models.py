@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from runtime.daystats import stats_days_table
 from runtime.inbox import inbox_table
 from runtime.outbox import outbox_table
 
@@ -120,6 +121,16 @@ class Grant(Base):
         sa.Index("ix_grants_unfinished", "updated_at",
                  postgresql_where=sa.text("status IN ('PENDING', 'REFUND_PENDING')")),
         sa.Index("ix_grants_subscription", "subscription_id"),
+        # the KPIs' per-day reads (provisioner.stats): the cover at an instant, the ends in a
+        # range, the paid grants recorded in one
+        sa.Index("ix_grants_cover",
+                 sa.text("tstzrange(applied_at, greatest(applied_at, new_expires_at), '[)')"),
+                 postgresql_using="gist", postgresql_where=sa.text(
+                     "status IN ('APPLIED', 'REFUND_PENDING') AND applied_at IS NOT NULL")),
+        sa.Index("ix_grants_covering_ends", "new_expires_at", postgresql_where=sa.text(
+            "status IN ('APPLIED', 'REFUND_PENDING')")),
+        sa.Index("ix_grants_invoice_created", "created_at",
+                 postgresql_where=sa.text("kind = 'INVOICE'")),
     )
 
 
@@ -239,3 +250,4 @@ class SandboxAccount(Base):
 
 outbox = outbox_table(Base.metadata)
 inbox = inbox_table(Base.metadata)
+stats_days = stats_days_table(Base.metadata)  # the KPIs' closed days (provisioner.stats)

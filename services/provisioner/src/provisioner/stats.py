@@ -10,21 +10,35 @@ A grant that was applied and not refunded covers its subscription from `applied_
 * **paid → active**: of the paid invoices recorded in the period (grants of kind INVOICE, a
   trial too), the share applied on the VPN backend (by now); one refunded before it was
   applied is left out.
+
+A closed UTC day's figures (the gauge at its end, the counts in it) are kept in
+`provisioning.stats_days` (`runtime.daystats`); a week takes its last day's gauge and adds up
+its days' counts. The cache rule (the triggers of migration `b5d8f2a0e3c7`): a grant
+inserted, deleted, or changing its `status`, `kind`, `subscription_id`, `created_at`,
+`applied_at` or `new_expires_at` forgets the day it was created (paid → active) and, while it
+covers (before and after the change), every day from its `applied_at` to its
+`new_expires_at` (the gauge, its own end and the ends it renews). So a refund taken back
+(REFUND_PENDING → REFUNDED) forgets the days the grant covered, and a grant refunded before it
+was applied or applied late forgets the day it was created.
 """
 
 from __future__ import annotations
 
+from datetime import date, timedelta
+
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import TSTZRANGE
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from provisioner.models import Grant, Subscription
+from provisioner.models import Grant, Subscription, stats_days
+from runtime import daystats
 from runtime.clock import now
 from runtime.periods import Periods
 
 COVERING = ("APPLIED", "REFUND_PENDING")
 RUNNING = ("ACTIVE", "LIMITED")
-FIGURES = ("active_subscriptions", "churned", "paid_grants", "paid_grants_active")
+COUNTS = ("churned", "paid_grants", "paid_grants_active")
 
 
 class StatsRepository:
@@ -33,17 +47,16 @@ class StatsRepository:
 
     async def stats(self, periods: Periods) -> dict:
         """`{series, total}` as `contracts.public.insight.ProvisionerStatsOut`."""
-        rows = {p: _empty(p) for p in periods.starts()}
-        total = _empty(periods.first)
-        await self._active(periods, rows, total)
-        for bucket, into in ((periods.bucket, rows), (None, {periods.first: total})):
-            await self._counts(periods, bucket, into)
-        for row in (*rows.values(), total):
-            paid = row["paid_grants"]
-            row["paid_to_active_ok_pct"] = (round(100 * row["paid_grants_active"] / paid, 2)
-                                            if paid else None)
-        return {"series": [{**r, "period": r["period"].isoformat()} for r in rows.values()],
-                "total": {**total, "period": total["period"].isoformat()}}
+        days = await daystats.days(self.session, stats_days, periods.first, periods.last,
+                                   self.compute)
+        step = periods.step.days
+        series = [_row(start, days[i * step:(i + 1) * step])
+                  for i, start in enumerate(periods.starts())]
+        return {"series": series, "total": _row(periods.first, days)}
+
+    async def fill(self, first: date, last: date) -> int:
+        """Store the closed days from `first` to `last` not cached yet; how many."""
+        return await daystats.fill(self.session, stats_days, first, last, self.compute)
 
     async def running(self, at) -> int:
         """Subscriptions running at `at` by their current state (the gauge Grafana shows)."""
@@ -51,20 +64,20 @@ class StatsRepository:
             sa.select(sa.func.count()).select_from(Subscription)
             .where(Subscription.status.in_(RUNNING), Subscription.expires_at > at))
 
-    async def _active(self, periods: Periods, rows: dict, total: dict) -> None:
+    async def compute(self, first: date, last: date) -> dict[date, dict]:
+        """Each day's figures from `first` to `last` from the grants: the active subscriptions
+        at its end (`active`) and its counts."""
+        periods = Periods(first, (last - first).days + 1, "day")
+        out = {first + timedelta(days=i): {"active": 0, **dict.fromkeys(COUNTS, 0)}
+               for i in range(periods.count)}
         ends = periods.ends()
         active = (sa.select(sa.func.count(sa.distinct(Grant.subscription_id)))
-                  .where(_covers(Grant, ends.c.at)).scalar_subquery())
+                  .where(_covering(Grant), cover(Grant).contains(ends.c.at))
+                  .scalar_subquery())
         for period, count in await self.session.execute(sa.select(ends.c.period, active)):
-            rows[period]["active_subscriptions"] = count
-        total["active_subscriptions"] = rows[periods.starts()[-1]]["active_subscriptions"]
+            out[period]["active"] = count
 
-    async def _counts(self, periods: Periods, bucket, into: dict) -> None:
-        first = sa.literal(periods.first, sa.Date)
-
-        def group(ts):
-            return bucket(ts) if bucket is not None else first
-
+        day = periods.bucket
         later = aliased(Grant)
         renewed = sa.exists().where(later.subscription_id == Grant.subscription_id,
                                     _covers(later, Grant.new_expires_at))
@@ -72,12 +85,12 @@ class StatsRepository:
                  .where(Grant.status.in_(COVERING), Grant.new_expires_at >= periods.since,
                         Grant.new_expires_at < sa.func.least(periods.until, now()), ~renewed)
                  .distinct().subquery("ended"))
-        period = group(ended.c.new_expires_at).label("period")
+        period = day(ended.c.new_expires_at).label("period")
         for p, count in await self.session.execute(
                 sa.select(period, sa.func.count()).select_from(ended).group_by(period)):
-            into[p]["churned"] = count
+            out[p]["churned"] = count
 
-        period = group(Grant.created_at).label("period")
+        period = day(Grant.created_at).label("period")
         paid = (sa.select(period, sa.func.count(),
                           sa.func.count().filter(Grant.applied_at.is_not(None)))
                 .where(Grant.kind == "INVOICE", Grant.created_at >= periods.since,
@@ -85,7 +98,20 @@ class StatsRepository:
                        ~sa.and_(Grant.status == "REFUNDED", Grant.applied_at.is_(None)))
                 .group_by(period))
         for p, count, applied in await self.session.execute(paid):
-            into[p].update(paid_grants=count, paid_grants_active=applied)
+            out[p].update(paid_grants=count, paid_grants_active=applied)
+        return out
+
+
+def cover(grant) -> sa.ColumnElement:
+    """The instants a covering grant gives its subscription time, `[applied_at,
+    new_expires_at)` (empty if it ends before it starts), as `ix_grants_cover` indexes it."""
+    return sa.func.tstzrange(grant.applied_at,
+                             sa.func.greatest(grant.applied_at, grant.new_expires_at),
+                             sa.literal_column("'[)'"), type_=TSTZRANGE)
+
+
+def _covering(grant) -> sa.ColumnElement[bool]:
+    return sa.and_(grant.status.in_(COVERING), grant.applied_at.is_not(None))
 
 
 def _covers(grant, at) -> sa.ColumnElement[bool]:
@@ -94,5 +120,10 @@ def _covers(grant, at) -> sa.ColumnElement[bool]:
                    grant.new_expires_at > at)
 
 
-def _empty(period) -> dict:
-    return {"period": period, **dict.fromkeys(FIGURES, 0)}
+def _row(period: date, days: list[dict]) -> dict:
+    row = {"period": period.isoformat(), "active_subscriptions": days[-1]["active"],
+           **{c: sum(d[c] for d in days) for c in COUNTS}}
+    paid = row["paid_grants"]
+    row["paid_to_active_ok_pct"] = (round(100 * row["paid_grants_active"] / paid, 2)
+                                    if paid else None)
+    return row

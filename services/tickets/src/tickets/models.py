@@ -8,6 +8,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from runtime.daystats import stats_days_table
 from runtime.inbox import inbox_table
 from runtime.outbox import outbox_table
 
@@ -50,6 +51,13 @@ class Ticket(Base):
         # the admin list's keyset order, with and without a status filter
         sa.Index("ix_tickets_created", "created_at", "id"),
         sa.Index("ix_tickets_status_created", "status", "created_at", "id"),
+        # the KPIs' per-day reads (tickets.stats): open at an instant, closed and rated by day
+        sa.Index("ix_tickets_open", sa.text(
+            "tstzrange(created_at, greatest(created_at, coalesce(closed_at, 'infinity')),"
+            " '(]')"), postgresql_using="gist"),
+        sa.Index("ix_tickets_closed", "closed_at",
+                 postgresql_where=sa.text("closed_at IS NOT NULL")),
+        sa.Index("ix_tickets_rated", "rated_at", postgresql_where=sa.text("rated_at IS NOT NULL")),
     )
 
 
@@ -68,7 +76,12 @@ class Message(Base):
     # Where the message came from outside (e.g. a Telegram message), unique so it lands once.
     external_ref: Mapped[str | None] = mapped_column(sa.Text, unique=True)
 
-    __table_args__ = (sa.Index("ix_messages_ticket_created", "ticket_id", "created_at"),)
+    __table_args__ = (
+        sa.Index("ix_messages_ticket_created", "ticket_id", "created_at"),
+        # staff answers by time (tickets.stats: first responses in a range)
+        sa.Index("ix_messages_answers", "created_at", postgresql_where=sa.text(
+            "author_role = 'SUPPORT' AND kind = 'MESSAGE'")),
+    )
 
 
 class Attachment(Base):
@@ -117,3 +130,4 @@ class CannedReply(Base):
 
 outbox = outbox_table(Base.metadata)
 inbox = inbox_table(Base.metadata)
+stats_days = stats_days_table(Base.metadata)  # the KPIs' closed days (tickets.stats)

@@ -10,17 +10,33 @@ docs/06-adr/0008): its own figures per period, from its tickets and messages.
 * **CSAT**: tickets rated in the period (`rated_at`) and their mean score, 2 decimals.
 * **Open tickets** at a period's end: opened before it and not closed by then (a ticket closes
   with `closed_at`; one reopened later counts as open from its creation).
+
+A closed UTC day's figures are kept in `tickets.stats_days` (`runtime.daystats`): its counts,
+the sum of its ratings, every answered ticket's wait (so a week's or a range's median is
+exact) and the open tickets at its end. The cache rule (the triggers of migration
+`c6e9a3b1f4d8`): a ticket inserted, deleted (retention) or changing its `created_at`,
+`closed_at`, `rated_at`, `rating`, `first_response_at` or `first_response_business_s` forgets
+every day from its creation to its close (to now while it is open: a reopened ticket forgets
+from its creation on), the day it was rated and the day it was first answered; a staff message
+inserted forgets its day on (it may come before the first answer so far), one deleted forgets
+its day and the day of the ticket's next staff message.
 """
 
 from __future__ import annotations
 
+import math
+from datetime import date, timedelta
+
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import TSTZRANGE
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
+from runtime import daystats
 from runtime.periods import Periods
-from tickets.models import Message, Ticket
+from tickets.models import Message, Ticket, stats_days
 
-FIGURES = ("opened", "closed", "answered", "open_tickets", "rated")
+COUNTS = ("opened", "closed", "answered", "rated", "rating_sum")
 
 
 class StatsRepository:
@@ -29,58 +45,92 @@ class StatsRepository:
 
     async def stats(self, periods: Periods) -> dict:
         """`{series, total}` as `contracts.public.insight.TicketsStatsOut`."""
-        rows = {p: _empty(p) for p in periods.starts()}
-        total = _empty(periods.first)
+        days = await daystats.days(self.session, stats_days, periods.first, periods.last,
+                                   self.compute)
+        step = periods.step.days
+        series = [_row(start, days[i * step:(i + 1) * step])
+                  for i, start in enumerate(periods.starts())]
+        return {"series": series, "total": _row(periods.first, days)}
+
+    async def fill(self, first: date, last: date) -> int:
+        """Store the closed days from `first` to `last` not cached yet; how many."""
+        return await daystats.fill(self.session, stats_days, first, last, self.compute)
+
+    async def compute(self, first: date, last: date) -> dict[date, dict]:
+        """Each day's figures from `first` to `last` from the tickets and messages: its counts,
+        `waits` (seconds, each answered ticket's) and `open` (tickets open at its end)."""
+        periods = Periods(first, (last - first).days + 1, "day")
+        out = {first + timedelta(days=i): {**dict.fromkeys(COUNTS, 0), "waits": [], "open": 0}
+               for i in range(periods.count)}
         ends = periods.ends()
         still_open = (sa.select(sa.func.count()).select_from(Ticket)
-                      .where(Ticket.created_at < ends.c.at,
-                             sa.or_(Ticket.closed_at.is_(None), Ticket.closed_at >= ends.c.at))
-                      .scalar_subquery())
+                      .where(open_span(Ticket).contains(ends.c.at)).scalar_subquery())
         for period, count in await self.session.execute(sa.select(ends.c.period, still_open)):
-            rows[period]["open_tickets"] = count
-        total["open_tickets"] = rows[periods.starts()[-1]]["open_tickets"]
-        for bucket, into in ((periods.bucket, rows), (None, {periods.first: total})):
-            await self._counts(periods, bucket, into)
-        return {"series": [{**r, "period": r["period"].isoformat()} for r in rows.values()],
-                "total": {**total, "period": total["period"].isoformat()}}
+            out[period]["open"] = count
 
-    async def _counts(self, periods: Periods, bucket, into: dict) -> None:
-        first = sa.literal(periods.first, sa.Date)
-
-        def group(ts):
-            return bucket(ts) if bucket is not None else first
-
+        day = periods.bucket
         for column, figure in ((Ticket.created_at, "opened"), (Ticket.closed_at, "closed")):
-            period = group(column).label("period")
+            period = day(column).label("period")
             stmt = (sa.select(period, sa.func.count()).select_from(Ticket)
                     .where(column >= periods.since, column < periods.until).group_by(period))
             for p, count in await self.session.execute(stmt):
-                into[p][figure] = count
+                out[p][figure] = count
 
-        period = group(Ticket.rated_at).label("period")
-        stmt = (sa.select(period, sa.func.count(), sa.func.avg(Ticket.rating))
+        period = day(Ticket.rated_at).label("period")
+        stmt = (sa.select(period, sa.func.count(), sa.func.sum(Ticket.rating))
                 .where(Ticket.rated_at >= periods.since, Ticket.rated_at < periods.until)
                 .group_by(period))
-        for p, count, mean in await self.session.execute(stmt):
-            into[p].update(rated=count, csat_avg=round(float(mean), 2))
+        for p, count, total in await self.session.execute(stmt):
+            out[p].update(rated=count, rating_sum=total)
 
+        # a ticket's first answer is in the range when it has one there and none before it
+        earlier = aliased(Message)
         answered = (sa.select(Message.ticket_id, sa.func.min(Message.created_at).label("at"))
-                    .where(Message.author_role == "SUPPORT", Message.kind == "MESSAGE")
+                    .where(_answer(Message), Message.created_at >= periods.since,
+                           Message.created_at < periods.until,
+                           ~sa.exists().where(earlier.ticket_id == Message.ticket_id,
+                                              _answer(earlier),
+                                              earlier.created_at < periods.since))
                     .group_by(Message.ticket_id)
                     .subquery("answered"))
         # in support hours where the ticket recorded them, else the whole wait
-        wait = sa.func.coalesce(Ticket.first_response_business_s,
-                                sa.func.extract("epoch", answered.c.at - Ticket.created_at))
-        period = group(answered.c.at).label("period")
-        stmt = (sa.select(period, sa.func.count(),
-                          sa.func.percentile_cont(0.5).within_group(wait))
+        whole = sa.func.extract("epoch", answered.c.at - Ticket.created_at)
+        wait = sa.cast(sa.func.coalesce(Ticket.first_response_business_s, whole), sa.Float)
+        period = day(answered.c.at).label("period")
+        stmt = (sa.select(period, sa.func.array_agg(wait))
                 .select_from(answered).join(Ticket, Ticket.id == answered.c.ticket_id)
-                .where(answered.c.at >= periods.since, answered.c.at < periods.until)
                 .group_by(period))
-        for p, count, median in await self.session.execute(stmt):
-            into[p].update(answered=count, median_first_response_s=round(median))
+        for p, waits in await self.session.execute(stmt):
+            out[p].update(answered=len(waits), waits=waits)
+        return out
 
 
-def _empty(period) -> dict:
-    return {"period": period, **dict.fromkeys(FIGURES, 0), "median_first_response_s": None,
-            "csat_avg": None}
+def open_span(ticket) -> sa.ColumnElement:
+    """The instants a ticket is open at, `(created_at, closed_at]` (no end while it is open;
+    empty if closed before created), as `ix_tickets_open` indexes it."""
+    closed = sa.func.coalesce(ticket.closed_at, sa.literal_column("'infinity'"))
+    return sa.func.tstzrange(ticket.created_at, sa.func.greatest(ticket.created_at, closed),
+                             sa.literal_column("'(]'"), type_=TSTZRANGE)
+
+
+def _answer(message) -> sa.ColumnElement[bool]:
+    return sa.and_(message.author_role == "SUPPORT", message.kind == "MESSAGE")
+
+
+def _median(values: list[float]) -> float:
+    """`percentile_cont(0.5)` as Postgres computes it (the same float operations)."""
+    ordered = sorted(values)
+    at = 0.5 * (len(ordered) - 1)
+    lo, hi = ordered[math.floor(at)], ordered[math.ceil(at)]
+    return lo + (hi - lo) * (at - math.floor(at))
+
+
+def _row(period: date, days: list[dict]) -> dict:
+    counts = {c: sum(d[c] for d in days) for c in COUNTS}
+    waits = [w for d in days for w in d["waits"]]
+    return {"period": period.isoformat(), "opened": counts["opened"],
+            "closed": counts["closed"], "answered": counts["answered"],
+            "median_first_response_s": round(_median(waits)) if waits else None,
+            "open_tickets": days[-1]["open"], "rated": counts["rated"],
+            "csat_avg": (round(counts["rating_sum"] / counts["rated"], 2)
+                         if counts["rated"] else None)}

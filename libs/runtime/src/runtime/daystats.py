@@ -1,0 +1,140 @@
+"""Closed UTC days' KPI figures kept by each service (docs/06-adr/0008): a `stats_days` table in
+the service's own schema, one row per day before today, holding that day's figures as the
+service's live definition computes them (JSON: counts and sums, the gauges at the day's end,
+whatever a week or a whole range needs to be combined exactly).
+
+A read takes the cached days, computes the missing closed days from the source (contiguous
+ranges at once) and stores them, and computes today and later live (never stored). Writes that
+change a past day's figures delete that day's rows in their own transaction: database triggers
+on the source tables (each service's migration) call `<schema>.stats_days_forget(first, last)`.
+
+A fill takes the cache's advisory lock exclusively before it reads the source and holds it to
+its commit; `stats_days_forget` takes it shared. So a write that commits while a fill is
+computing cannot be missed by it: the write waits for the fill to commit and then deletes what
+the fill stored, or the fill waits for the write and computes after it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import date, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB, insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from runtime.clock import now
+
+Compute = Callable[[date, date], Awaitable[dict[date, dict]]]
+"""The figures of every day from `first` to `last` (both included) from the source."""
+
+DAY = timedelta(days=1)
+
+
+def stats_days_table(metadata: sa.MetaData) -> sa.Table:
+    return sa.Table(
+        "stats_days", metadata,
+        sa.Column("day", sa.Date, primary_key=True),
+        sa.Column("figures", JSONB, nullable=False),
+        sa.Column("computed_at", sa.DateTime(timezone=True), nullable=False))
+
+
+def lock_key(table: sa.Table) -> str:
+    """The advisory lock's name (`hashtext` of it), shared with the schema's forget function."""
+    return f"{table.schema}.stats_days"
+
+
+def forget_function_sql(schema: str) -> list[str]:
+    """`<schema>.stats_days_forget(first, last)`: delete the cached days from `first` to `last`
+    (NULL: no end); a NULL `first` forgets nothing. For the source tables' triggers, with
+    `stats_days_forget_all()` for a truncate."""
+    return [f"""
+CREATE OR REPLACE FUNCTION {schema}.stats_days_forget(first date, last date) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+  IF first IS NULL THEN RETURN; END IF;
+  PERFORM pg_advisory_xact_lock_shared(hashtext('{schema}.stats_days'));
+  DELETE FROM {schema}.stats_days WHERE day >= first AND (last IS NULL OR day <= last);
+END $$""", f"""
+CREATE OR REPLACE FUNCTION {schema}.stats_days_forget_all() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM pg_advisory_xact_lock_shared(hashtext('{schema}.stats_days'));
+  DELETE FROM {schema}.stats_days;
+  RETURN NULL;
+END $$"""]
+
+
+def triggers_sql(schema: str, table: str, function: str, columns: tuple[str, ...]) -> list[str]:
+    """Row triggers calling `<schema>.<function>()` on insert, delete and on an update of one of
+    `columns`, and a truncate of `table` forgetting every day."""
+    changed = " OR ".join(f"OLD.{c} IS DISTINCT FROM NEW.{c}" for c in columns)
+    return [f"CREATE TRIGGER {table}_stats_days_write AFTER INSERT OR DELETE ON {schema}.{table}"
+            f" FOR EACH ROW EXECUTE FUNCTION {schema}.{function}()",
+            f"CREATE TRIGGER {table}_stats_days_update AFTER UPDATE ON {schema}.{table}"
+            f" FOR EACH ROW WHEN ({changed}) EXECUTE FUNCTION {schema}.{function}()",
+            f"CREATE TRIGGER {table}_stats_days_truncate AFTER TRUNCATE ON {schema}.{table}"
+            f" FOR EACH STATEMENT EXECUTE FUNCTION {schema}.stats_days_forget_all()"]
+
+
+def drop_triggers_sql(schema: str, table: str) -> list[str]:
+    return [f"DROP TRIGGER IF EXISTS {table}_stats_days_{t} ON {schema}.{table}"
+            for t in ("write", "update", "truncate")]
+
+
+def utc_day(column: str) -> str:
+    """SQL: the UTC day of a timestamptz (for the trigger functions)."""
+    return f"({column} AT TIME ZONE 'UTC')::date"
+
+
+async def days(session: AsyncSession, table: sa.Table, first: date, last: date,
+               compute: Compute) -> list[dict]:
+    """The figures of every day from `first` to `last`, in order."""
+    today = now().date()
+    figures: dict[date, dict] = {}
+    closed = min(last, today - DAY)
+    if first <= closed:
+        stmt = sa.select(table.c.day, table.c.figures).where(table.c.day.between(first, closed))
+        figures.update((d, f) for d, f in await session.execute(stmt))
+        gaps = _gaps(first, closed, figures)
+        if gaps:
+            await session.execute(sa.select(sa.func.pg_advisory_xact_lock(
+                sa.func.hashtext(lock_key(table)))))
+            for lo, hi in gaps:
+                computed = await compute(lo, hi)
+                await session.execute(
+                    insert(table).values([{"day": d, "figures": f, "computed_at": now()}
+                                          for d, f in computed.items()])
+                    .on_conflict_do_nothing(index_elements=["day"]))
+                figures.update(computed)
+    if last >= today:
+        figures.update(await compute(max(first, today), last))
+    return [figures[first + i * DAY] for i in range((last - first).days + 1)]
+
+
+async def fill(session: AsyncSession, table: sa.Table, first: date, last: date,
+               compute: Compute) -> int:
+    """Store the closed days from `first` to `last` not cached yet (the daily job); how many
+    days were missing."""
+    last = min(last, now().date() - DAY)
+    if first > last:
+        return 0
+    stmt = sa.select(sa.func.count()).where(table.c.day.between(first, last))
+    cached = await session.scalar(stmt)
+    await days(session, table, first, last, compute)
+    return (last - first).days + 1 - cached
+
+
+def _gaps(first: date, last: date, have: dict[date, dict]) -> list[tuple[date, date]]:
+    """The contiguous ranges of days from `first` to `last` missing from `have`."""
+    gaps: list[tuple[date, date]] = []
+    day = first
+    while day <= last:
+        if day in have:
+            day += DAY
+            continue
+        start = day
+        while day <= last and day not in have:
+            day += DAY
+        gaps.append((start, day - DAY))
+    return gaps
