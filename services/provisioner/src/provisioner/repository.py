@@ -67,39 +67,30 @@ class ProvisioningRepository:
 
     async def lock_due_for_expiry(self, now: datetime, limit: int
                                   ) -> tuple[int, list[sa.Row]]:
-        """Up to `limit` subscriptions past `expires_at` (ACTIVE or SUSPENDED, the longest
-        overdue first), each one's user lock taken without waiting: (how many were due, the
-        rows of those whose user lock this transaction got, still due and now locked).
+        """Up to `limit` subscriptions past `expires_at` (ACTIVE or SUSPENDED), their rows
+        locked (a row another transaction holds is skipped: a second sweep takes the next
+        ones) and each one's user lock tried without waiting: (how many rows were taken, the
+        rows of those whose user lock this transaction got).
 
         A user whose lock another transaction holds (a grant, a move, an admin request in
-        flight) is left for a later batch, so a batch never waits for one; a grant arriving
-        after the lock was taken here waits for this transaction, as it would for any other.
-        The rows are read again after the locks (a new snapshot: whatever the last holder of a
-        user's lock committed is seen) and locked, skipping a row another transaction holds."""
-        def overdue(status: str) -> sa.Subquery:
-            return (sa.select(Subscription.id, Subscription.user_id, Subscription.expires_at)
-                    .where(Subscription.status == status, Subscription.expires_at <= now)
-                    .order_by(Subscription.expires_at).limit(limit).subquery())
-
-        # one ordered index range per status (an IN would read every due row to sort them)
-        both = sa.union_all(*(sa.select(q) for q in (overdue("ACTIVE"), overdue("SUSPENDED"))))
-        merged = both.subquery()
-        due = (sa.select(merged.c.id, merged.c.user_id).order_by(merged.c.expires_at)
-               .limit(limit).cte("due").prefix_with("MATERIALIZED"))
-        tried = (await self.session.execute(sa.select(
-            due.c.id, sa.func.pg_try_advisory_xact_lock(
-                sa.func.hashtextextended(sa.literal("user:") + due.c.user_id, 0))))).all()
-        mine = [sub_id for sub_id, locked in tried if locked]
-        if not mine:
-            return len(tried), []
-        rows = (await self.session.execute(
-            sa.select(Subscription.id, Subscription.user_id, Subscription.provision_ref,
-                      Subscription.server_id, Subscription.expires_at)
-            .where(Subscription.id == sa.any_(_texts("ids", mine)),
-                   Subscription.status.in_(["ACTIVE", "SUSPENDED"]),
-                   Subscription.expires_at <= now)
-            .order_by(Subscription.id).with_for_update(skip_locked=True))).all()
-        return len(tried), list(rows)
+        flight) is left for a later batch, so a batch never waits for one; that transaction
+        waits for this one's row lock if it gets that far (this one never waits for anything
+        it holds, so the two cannot deadlock). A grant arriving after the user lock was taken
+        here waits for this transaction, as it would for any other. The rows come as locked
+        (the newest version, its conditions checked again), so what the last holder of a
+        user's lock committed is what is seen: nobody can change a row between its lock here
+        and the user lock's."""
+        due = (sa.select(Subscription.id, Subscription.user_id, Subscription.provision_ref,
+                         Subscription.server_id, Subscription.expires_at)
+               .where(Subscription.status.in_(["ACTIVE", "SUSPENDED"]),
+                      Subscription.expires_at <= now)
+               .limit(limit).with_for_update(skip_locked=True)
+               .cte("due").prefix_with("MATERIALIZED"))
+        taken = (await self.session.execute(sa.select(
+            due, sa.func.pg_try_advisory_xact_lock(
+                sa.func.hashtextextended(sa.literal("user:") + due.c.user_id, 0))
+            .label("mine")))).all()
+        return len(taken), [r for r in taken if r.mine]
 
     async def lock_refs(self, refs: list[str]) -> None:
         """`lock_ref` for many accounts in one statement."""
