@@ -1,20 +1,30 @@
 """The tickets service's KPI figures (`GET /internal/admin/stats`) over a known history in
 March 2001 (no other test writes rows that old): tickets opened, answered and closed at known
 times, two of them rated; the median first response, the open tickets and CSAT checked
-exactly."""
+exactly. The cached days (`tickets.stats_days`) are served, and forgotten by the writes that
+change them (in Marches of their own: 2002 and 2003)."""
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import UTC, date, datetime, timedelta
 
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+
 from runtime.periods import Periods
-from tickets.models import Message, Ticket
+from runtime.retention import run_rules
+from tickets import retention
+from tickets.models import Message, Ticket, stats_days
+from tickets.service import ticket_service
 from tickets.stats import StatsRepository
 
+from .conftest import make_settings
 
-def at(day: int, hour: int = 9, minute: int = 0) -> datetime:
-    return datetime(2001, 3, day, hour, minute, tzinfo=UTC)
+
+def at(day: int, hour: int = 9, minute: int = 0, year: int = 2001) -> datetime:
+    return datetime(year, 3, day, hour, minute, tzinfo=UTC)
 
 
 def ticket(opened: datetime, *, answers: tuple[timedelta, ...] = (),
@@ -71,3 +81,97 @@ async def test_first_response_and_open_tickets_over_a_known_history(db):
              "median_first_response_s": 4500, "open_tickets": 3, "rated": 2, "csat_avg": 3.5}
     assert days["total"] == total
     assert week["series"] == [{**total, "open_tickets": 3}]
+
+
+async def short_history(db, year: int) -> list[str]:
+    """Three tickets in March of `year`: opened the 5th, answered after 10 min, still open;
+    opened the 5th, answered after 30 min, closed the 6th and rated 5; opened the 6th, answered
+    after 2 h, closed the 7th and rated 2. Their ids."""
+    tickets = [ticket(at(5, 9, year=year), answers=(timedelta(minutes=10),)),
+               ticket(at(5, 10, year=year), answers=(timedelta(minutes=30),),
+                      closed=at(6, 12, year=year), rating=5),
+               ticket(at(6, 8, year=year), answers=(timedelta(hours=2),),
+                      closed=at(7, 8, year=year), rating=2)]
+    async with db.transaction() as s:
+        for rows in tickets:
+            for row in rows:
+                s.add(row)
+                await s.flush()
+    return [rows[0].id for rows in tickets]
+
+
+def ranges(year: int) -> tuple[Periods, ...]:
+    return (Periods.between(date(year, 3, 4), date(year, 3, 9)),
+            Periods.between(date(year, 3, 4), date(year, 3, 9), "week"))
+
+
+async def figures(db, year: int) -> list[dict]:
+    async with db.transaction() as s:
+        return [await StatsRepository(s).stats(p) for p in ranges(year)]
+
+
+async def fresh(db, year: int) -> list[dict]:
+    """The figures computed from the tickets and messages alone (the cache dropped first)."""
+    async with db.transaction() as s:
+        await s.execute(sa.delete(stats_days))
+    return await figures(db, year)
+
+
+async def cached_days(db, year: int) -> set[date]:
+    async with db.transaction() as s:
+        return set(await s.scalars(sa.select(stats_days.c.day).where(
+            sa.extract("year", stats_days.c.day) == year)))
+
+
+async def test_the_cached_days_are_what_is_served(db):
+    await short_history(db, 2002)
+    before = await figures(db, 2002)
+    days = ranges(2002)[1]
+    assert await cached_days(db, 2002) == {days.first + timedelta(days=n)
+                                           for n in range(days.count * 7)}
+    async with db.transaction() as s:
+        await s.execute(sa.update(stats_days).where(stats_days.c.day == date(2002, 3, 5))
+                        .values(figures=stats_days.c.figures.op("||")(
+                            sa.literal({"open": 40, "waits": [60, 600, 6000]}, JSONB))))
+    days, weeks = await figures(db, 2002)
+    assert before[0]["series"][1]["median_first_response_s"] == 1200
+    assert days["series"][1]["median_first_response_s"] == 600
+    assert days["series"][1]["open_tickets"] == 40
+    assert days["total"]["median_first_response_s"] == 3300  # of 60, 600, 6000 and 7200
+    assert days["total"]["answered"] == before[0]["total"]["answered"]
+    assert weeks["series"][0]["median_first_response_s"] == 3300
+    assert await fresh(db, 2002) == before
+
+
+async def test_a_reopen_a_close_and_retention_forget_the_days_they_change(db):
+    still_open, closed_6th, closed_7th = await short_history(db, 2003)
+    before = await figures(db, 2003)
+    earlier = before[0]["series"][0]["open_tickets"]  # other tests' tickets still open
+    assert [r["open_tickets"] - earlier for r in before[0]["series"]] == [0, 2, 2, 1, 1, 1]
+    # the customer writes again on the ticket closed the 6th: open again, from its creation
+    async with db.transaction() as s:
+        ticket = await s.get(Ticket, closed_6th)
+        await ticket_service.add_message(s, ticket, author="USER", origin="WEB",
+                                         body="It stopped again")
+        assert ticket.closed_at is None
+    assert await cached_days(db, 2003) == {date(2003, 3, 3), date(2003, 3, 4)}
+    await figures(db, 2003)
+    async with db.transaction() as s:
+        await ticket_service.close(s, await s.get(Ticket, closed_6th), by_role="SUPPORT")
+    # the ticket closed the 7th purged by the service's retention rule (this ticket alone)
+    await figures(db, 2003)
+    rule = retention.rules(make_settings())[0]
+    mine = dataclasses.replace(rule, where=lambda t: sa.and_(rule.where(t), t.c.id == closed_7th))
+    assert (await run_rules(db, "tickets", [mine], now=datetime(2004, 6, 1, tzinfo=UTC))
+            == {"tickets_closed": 1})
+    assert date(2003, 3, 6) not in await cached_days(db, 2003)
+
+    after = await figures(db, 2003)
+    assert after == await fresh(db, 2003)
+    days = after[0]["series"]
+    assert [r["open_tickets"] - earlier for r in days] == [0, 2, 2, 2, 2, 2]
+    assert [r["opened"] for r in days] == [0, 2, 0, 0, 0, 0]
+    assert [r["closed"] for r in days] == [0] * 6
+    assert [r["answered"] for r in days] == [0, 2, 0, 0, 0, 0]
+    assert after[0]["total"]["rated"] == 1 and after[0]["total"]["csat_avg"] == 5.0
+    assert after[0]["total"]["median_first_response_s"] == 1200
