@@ -127,6 +127,8 @@ class Grant(Base):
                  sa.text("tstzrange(applied_at, greatest(applied_at, new_expires_at), '[)')"),
                  postgresql_using="gist", postgresql_where=sa.text(
                      "status IN ('APPLIED', 'REFUND_PENDING') AND applied_at IS NOT NULL")),
+        sa.Index("ix_grants_covering_starts", "applied_at", postgresql_where=sa.text(
+            "status IN ('APPLIED', 'REFUND_PENDING') AND applied_at IS NOT NULL")),
         sa.Index("ix_grants_covering_ends", "new_expires_at", postgresql_where=sa.text(
             "status IN ('APPLIED', 'REFUND_PENDING')")),
         sa.Index("ix_grants_invoice_created", "created_at",

@@ -66,16 +66,15 @@ class StatsRepository:
 
     async def compute(self, first: date, last: date) -> dict[date, dict]:
         """Each day's figures from `first` to `last` from the grants: the active subscriptions
-        at its end (`active`) and its counts."""
+        at its end (`active`: the day before's, plus the day's changes) and its counts."""
         periods = Periods(first, (last - first).days + 1, "day")
         out = {first + timedelta(days=i): {"active": 0, **dict.fromkeys(COUNTS, 0)}
                for i in range(periods.count)}
-        ends = periods.ends()
-        active = (sa.select(sa.func.count(sa.distinct(Grant.subscription_id)))
-                  .where(_covering(Grant), cover(Grant).contains(ends.c.at))
-                  .scalar_subquery())
-        for period, count in await self.session.execute(sa.select(ends.c.period, active)):
-            out[period]["active"] = count
+        active = await self._active_before(first, periods.since)
+        for period, change in await self.session.execute(_active_changes(periods)):
+            out[period]["active"] = change
+        for d in out.values():
+            active = d["active"] = active + d["active"]
 
         day = periods.bucket
         later = aliased(Grant)
@@ -100,6 +99,41 @@ class StatsRepository:
         for p, count, applied in await self.session.execute(paid):
             out[p].update(paid_grants=count, paid_grants_active=applied)
         return out
+
+
+    async def _active_before(self, first: date, at) -> int:
+        """The active subscriptions at `at`, the start of `first`: the day before's cached
+        figure, else counted."""
+        cached = await self.session.scalar(sa.select(stats_days.c.figures["active"].as_integer())
+                                           .where(stats_days.c.day == first - timedelta(days=1)))
+        if cached is not None:
+            return cached
+        return await self.session.scalar(
+            sa.select(sa.func.count(sa.distinct(Grant.subscription_id)))
+            .where(_covering(Grant), cover(Grant).contains(at)))
+
+
+def _active_changes(periods: Periods) -> sa.Select:
+    """Per day, how the active subscriptions at its end differ from those at its start. Only a
+    subscription with a covering grant starting or ending in the day can differ, so those are
+    the ones compared: (covered at the end) − (covered at the start)."""
+    step = sa.cast(sa.literal_column("'1 day'"), sa.Interval)
+    series = sa.func.generate_series(periods.since, periods.until - periods.step, step
+                                     ).table_valued("start").render_derived()
+    days = sa.select(sa.cast(sa.func.timezone("UTC", series.c.start), sa.Date).label("day"),
+                     series.c.start, (series.c.start + step).label("end")).subquery("days")
+    touched = sa.union(*(
+        sa.select(days.c.day, days.c.start, days.c.end, Grant.subscription_id)
+        .join(Grant, sa.and_(_covering(Grant), column > days.c.start, column <= days.c.end))
+        for column in (Grant.applied_at, Grant.new_expires_at))).subquery("touched")
+    other = aliased(Grant)
+
+    def covered(at) -> sa.ColumnElement[int]:
+        return sa.cast(sa.exists().where(other.subscription_id == touched.c.subscription_id,
+                                         _covers(other, at)), sa.Integer)
+
+    return (sa.select(touched.c.day, sa.func.sum(covered(touched.c.end) - covered(touched.c.start)))
+            .group_by(touched.c.day))
 
 
 def cover(grant) -> sa.ColumnElement:

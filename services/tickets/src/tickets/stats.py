@@ -58,15 +58,16 @@ class StatsRepository:
 
     async def compute(self, first: date, last: date) -> dict[date, dict]:
         """Each day's figures from `first` to `last` from the tickets and messages: its counts,
-        `waits` (seconds, each answered ticket's) and `open` (tickets open at its end)."""
+        `waits` (seconds, each answered ticket's) and `open` (tickets open at its end: the day
+        before's, plus the day's changes)."""
         periods = Periods(first, (last - first).days + 1, "day")
         out = {first + timedelta(days=i): {**dict.fromkeys(COUNTS, 0), "waits": [], "open": 0}
                for i in range(periods.count)}
-        ends = periods.ends()
-        still_open = (sa.select(sa.func.count()).select_from(Ticket)
-                      .where(open_span(Ticket).contains(ends.c.at)).scalar_subquery())
-        for period, count in await self.session.execute(sa.select(ends.c.period, still_open)):
-            out[period]["open"] = count
+        still_open = await self._open_before(first, periods.since)
+        for period, change in await self.session.execute(_open_changes(periods)):
+            out[period]["open"] = change
+        for d in out.values():
+            still_open = d["open"] = still_open + d["open"]
 
         day = periods.bucket
         for column, figure in ((Ticket.created_at, "opened"), (Ticket.closed_at, "closed")):
@@ -83,15 +84,16 @@ class StatsRepository:
         for p, count, total in await self.session.execute(stmt):
             out[p].update(rated=count, rating_sum=total)
 
-        # a ticket's first answer is in the range when it has one there and none before it
-        earlier = aliased(Message)
+        # a ticket's first answer is in the range when it has one there and none before it:
+        # the first of every answer of the tickets answered in the range
+        in_range = aliased(Message)
+        answered_in_range = (sa.select(in_range.ticket_id)
+                             .where(_answer(in_range), in_range.created_at >= periods.since,
+                                    in_range.created_at < periods.until))
         answered = (sa.select(Message.ticket_id, sa.func.min(Message.created_at).label("at"))
-                    .where(_answer(Message), Message.created_at >= periods.since,
-                           Message.created_at < periods.until,
-                           ~sa.exists().where(earlier.ticket_id == Message.ticket_id,
-                                              _answer(earlier),
-                                              earlier.created_at < periods.since))
+                    .where(_answer(Message), Message.ticket_id.in_(answered_in_range))
                     .group_by(Message.ticket_id)
+                    .having(sa.func.min(Message.created_at) >= periods.since)
                     .subquery("answered"))
         # in support hours where the ticket recorded them, else the whole wait
         whole = sa.func.extract("epoch", answered.c.at - Ticket.created_at)
@@ -103,6 +105,40 @@ class StatsRepository:
         for p, waits in await self.session.execute(stmt):
             out[p].update(answered=len(waits), waits=waits)
         return out
+
+
+    async def _open_before(self, first: date, at) -> int:
+        """The tickets open at `at`, the start of `first`: the day before's cached figure, else
+        counted."""
+        cached = await self.session.scalar(sa.select(stats_days.c.figures["open"].as_integer())
+                                           .where(stats_days.c.day == first - timedelta(days=1)))
+        if cached is not None:
+            return cached
+        return await self.session.scalar(sa.select(sa.func.count()).select_from(Ticket)
+                                         .where(open_span(Ticket).contains(at)))
+
+
+def _open_changes(periods: Periods) -> sa.Select:
+    """Per day, how the tickets open at its end differ from those open at its start: only a
+    ticket opened or closed in the day can differ, so those are compared."""
+    step = sa.cast(sa.literal_column("'1 day'"), sa.Interval)
+    series = sa.func.generate_series(periods.since, periods.until - periods.step, step
+                                     ).table_valued("start").render_derived()
+    days = sa.select(sa.cast(sa.func.timezone("UTC", series.c.start), sa.Date).label("day"),
+                     series.c.start, (series.c.start + step).label("end")).subquery("days")
+    touched = sa.union(*(
+        sa.select(days.c.day, days.c.start, days.c.end, Ticket.id, Ticket.created_at,
+                  Ticket.closed_at)
+        .join(Ticket, sa.and_(column >= days.c.start, column < days.c.end))
+        for column in (Ticket.created_at, Ticket.closed_at))).subquery("touched")
+
+    def is_open(at) -> sa.ColumnElement[int]:
+        return sa.cast(sa.and_(touched.c.created_at < at,
+                               sa.or_(touched.c.closed_at.is_(None), touched.c.closed_at >= at)),
+                       sa.Integer)
+
+    return (sa.select(touched.c.day, sa.func.sum(is_open(touched.c.end) - is_open(touched.c.start)))
+            .group_by(touched.c.day))
 
 
 def open_span(ticket) -> sa.ColumnElement:

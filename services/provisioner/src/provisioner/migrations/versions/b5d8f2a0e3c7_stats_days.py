@@ -50,6 +50,7 @@ INDEXES = (
     ("ix_grants_cover",
      [sa.text("tstzrange(applied_at, greatest(applied_at, new_expires_at), '[)')")],
      "gist", f"{COVERING} AND applied_at IS NOT NULL"),
+    ("ix_grants_covering_starts", ["applied_at"], None, f"{COVERING} AND applied_at IS NOT NULL"),
     ("ix_grants_covering_ends", ["new_expires_at"], None, COVERING),
     ("ix_grants_invoice_created", ["created_at"], None, "kind = 'INVOICE'"),
 )
