@@ -8,9 +8,9 @@ ended ones running again, accounts on, to reach N) get an `expires_at` a minute 
 runs follow one another (no wait between them) until one expires nothing. Printed: each run's
 count and time, the total, and the check that every one is EXPIRED with exactly one
 `subscription.expired` event and its sandbox account off. `--restore` first puts back what an
-earlier measurement expired (ACTIVE, accounts on, its events deleted), so the same set can be
-measured again (e.g. before and after a change). The tables are vacuumed before the sweep starts,
-as autovacuum would keep them.
+earlier measurement expired (ACTIVE for 30 more days, accounts on, its events deleted), so the
+same set can be measured again (e.g. before and after a change). The tables are vacuumed before
+the sweep starts, as autovacuum would keep them.
 
     .venv/bin/python tests/bench/scale/expiry_sweep.py --db vpn_scale_expiry --due 100000
 """
@@ -38,8 +38,9 @@ async def restore(conn: asyncpg.Connection) -> int:
         ids = [r["id"] for r in await conn.fetch(
             "SELECT DISTINCT envelope->'payload'->>'subscription_id' AS id FROM "
             "provisioning.outbox WHERE routing_key LIKE $1", EXPIRED_KEY)]
-        await conn.execute("UPDATE provisioning.subscriptions SET status = 'ACTIVE' "
-                           "WHERE id = ANY($1::text[])", ids)
+        await conn.execute("UPDATE provisioning.subscriptions SET status = 'ACTIVE', "
+                           "expires_at = now() + interval '30 days' WHERE id = ANY($1::text[])",
+                           ids)
         await enable(conn, ids)
         await conn.execute("DELETE FROM provisioning.outbox WHERE routing_key LIKE $1",
                            EXPIRED_KEY)
