@@ -186,7 +186,7 @@ class GrantResult:
 
 @dataclass
 class ExpiryBatch:
-    due: int  # due subscriptions the batch looked at (as many as it may: more may be due)
+    due: int  # due rows the batch took (the batch size: more may be due; fewer: none left free)
     expired: int
     failed: int  # their accounts not disabled: left due for the next run
 
