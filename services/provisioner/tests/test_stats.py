@@ -11,6 +11,8 @@ import sqlalchemy as sa
 
 from provisioner.models import stats_days
 from provisioner.stats import StatsRepository
+from runtime import daystats
+from runtime.clock import now
 from runtime.periods import Periods
 
 from .test_service import backend, buy, paid, refunded, service  # noqa: F401
@@ -138,3 +140,16 @@ async def test_a_refund_and_a_late_grant_forget_the_days_they_change(db, service
     assert (days[3]["paid_grants"], days[3]["paid_grants_active"]) == (1, 1)
     assert after[0]["total"]["paid_grants_active"] == before[0]["total"]["paid_grants_active"] + 1
     assert after[1]["series"][1]["churned"] == before[1]["series"][1]["churned"] + 1
+
+
+async def test_the_fill_job_stores_the_closed_days_once(db, service):  # noqa: F811
+    await history(db, service)
+    last = (now() - daystats.GRACE).date() - timedelta(days=1)
+    assert await daystats.fill_recent(db, "provisioner", StatsRepository, 400, chunk=31) == 400
+    async with db.transaction() as s:
+        days = set(await s.scalars(sa.select(stats_days.c.day)))
+    assert days == {last - timedelta(days=n) for n in range(400)}
+    assert await daystats.fill_recent(db, "provisioner", StatsRepository, 400) == 0
+    filled = await figures(db)
+    assert filled == await fresh(db)
+    assert filled[0]["total"]["paid_grants"] == 7

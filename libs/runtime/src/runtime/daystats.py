@@ -11,24 +11,34 @@ on the source tables (each service's migration) call `<schema>.stats_days_forget
 A fill takes the cache's advisory lock exclusively before it reads the source and holds it to
 its commit; `stats_days_forget` takes it shared. So a write that commits while a fill is
 computing cannot be missed by it: the write waits for the fill to commit and then deletes what
-the fill stored, or the fill waits for the write and computes after it.
+the fill stored, or the fill waits for the write and computes after it. A write touching only
+today and later (by the database's clock: every payment, grant and message as it happens)
+neither locks nor deletes, so the everyday writes never wait for a fill: a day is stored only
+from `GRACE` after its end, and such a write's transaction would have to stay open that long
+across midnight (or the clocks differ by that much) for a fill to miss it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import date, timedelta
+from typing import Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from runtime.clock import now
+from runtime.db import Database
+from runtime.logging import get_logger
+
+log = get_logger(__name__)
 
 Compute = Callable[[date, date], Awaitable[dict[date, dict]]]
 """The figures of every day from `first` to `last` (both included) from the source."""
 
 DAY = timedelta(days=1)
+GRACE = timedelta(hours=1)
 
 
 def stats_days_table(metadata: sa.MetaData) -> sa.Table:
@@ -46,13 +56,15 @@ def lock_key(table: sa.Table) -> str:
 
 def forget_function_sql(schema: str) -> list[str]:
     """`<schema>.stats_days_forget(first, last)`: delete the cached days from `first` to `last`
-    (NULL: no end); a NULL `first` forgets nothing. For the source tables' triggers, with
+    (NULL: no end); a NULL `first`, or today or later, forgets nothing (nothing from today on
+    is cached, nor can be while the writing transaction is short). For the source tables'
+    triggers, with
     `stats_days_forget_all()` for a truncate."""
     return [f"""
 CREATE OR REPLACE FUNCTION {schema}.stats_days_forget(first date, last date) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
-  IF first IS NULL THEN RETURN; END IF;
+  IF first IS NULL OR first >= (clock_timestamp() AT TIME ZONE 'UTC')::date THEN RETURN; END IF;
   PERFORM pg_advisory_xact_lock_shared(hashtext('{schema}.stats_days'));
   DELETE FROM {schema}.stats_days WHERE day >= first AND (last IS NULL OR day <= last);
 END $$""", f"""
@@ -89,14 +101,15 @@ def utc_day(column: str) -> str:
 
 async def days(session: AsyncSession, table: sa.Table, first: date, last: date,
                compute: Compute) -> list[dict]:
-    """The figures of every day from `first` to `last`, in order."""
+    """The figures of every day from `first` to `last`, in order: those closed for `GRACE`
+    cached, the others (today's, yesterday's in the first hour) computed live."""
     # The per-day queries join a generate_series the planner guesses at 1,000 rows, so their
     # estimated costs pass the JIT threshold though they are index lookups: compiling them
     # would cost far more than running them.
     await session.execute(sa.text("SET LOCAL jit = off"))
-    today = now().date()
+    live = (now() - GRACE).date()  # the first day not stored
     figures: dict[date, dict] = {}
-    closed = min(last, today - DAY)
+    closed = min(last, live - DAY)
     if first <= closed:
         stmt = sa.select(table.c.day, table.c.figures).where(table.c.day.between(first, closed))
         figures.update((d, f) for d, f in await session.execute(stmt))
@@ -111,8 +124,8 @@ async def days(session: AsyncSession, table: sa.Table, first: date, last: date,
                                           for d, f in computed.items()])
                     .on_conflict_do_nothing(index_elements=["day"]))
                 figures.update(computed)
-    if last >= today:
-        figures.update(await compute(max(first, today), last))
+    if last >= live:
+        figures.update(await compute(max(first, live), last))
     return [figures[first + i * DAY] for i in range((last - first).days + 1)]
 
 
@@ -120,13 +133,36 @@ async def fill(session: AsyncSession, table: sa.Table, first: date, last: date,
                compute: Compute) -> int:
     """Store the closed days from `first` to `last` not cached yet (the daily job); how many
     days were missing."""
-    last = min(last, now().date() - DAY)
+    last = min(last, (now() - GRACE).date() - DAY)
     if first > last:
         return 0
     stmt = sa.select(sa.func.count()).where(table.c.day.between(first, last))
     cached = await session.scalar(stmt)
     await days(session, table, first, last, compute)
     return (last - first).days + 1 - cached
+
+
+class Filler(Protocol):
+    """A service's stats repository, as the `stats_days_fill` job uses it."""
+
+    async def fill(self, first: date, last: date) -> int: ...
+
+
+async def fill_recent(db: Database, service: str, repository: Callable[[AsyncSession], Filler],
+                      days_back: int, chunk: int = 31) -> int:
+    """The `stats_days_fill` job: store the closed days of the last `days_back` days not cached
+    yet (yesterday's soon after midnight; those forgotten by writes), newest first, a
+    transaction per `chunk` days so a fill holds the cache's lock only that long; how many."""
+    last = (now() - GRACE).date() - DAY
+    first = last - timedelta(days=days_back - 1)
+    filled = 0
+    while last >= first:
+        start = max(first, last - timedelta(days=chunk - 1))
+        async with db.transaction() as s:
+            filled += await repository(s).fill(start, last)
+        last = start - DAY
+    log.info("stats_days_filled", service=service, days=filled)
+    return filled
 
 
 def _gaps(first: date, last: date, have: dict[date, dict]) -> list[tuple[date, date]]:

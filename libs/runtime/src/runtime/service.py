@@ -18,8 +18,10 @@ from typing import Any
 
 from fastapi import FastAPI
 from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from runtime.broker import Broker, Subscription
+from runtime.daystats import Filler, fill_recent
 from runtime.db import Database
 from runtime.http import Closer, ReadinessCheck, create_app, tcp_check
 from runtime.jobs import JobQueue, JobWorker
@@ -66,6 +68,8 @@ class ServiceDefinition:
         default_factory=dict
     )
     retention: Callable[[ServiceSettings], list[Rule]] | None = None
+    # The KPIs' stats repository (`runtime.daystats`), whose cached days the worker fills.
+    stats_days: Callable[[AsyncSession], Filler] | None = None
     # The Alembic tree; by default the `migrations` folder of the service's package.
     migrations: Path | None = None
 
@@ -100,6 +104,26 @@ def _add_retention(defn: ServiceDefinition, ctx: WorkerContext) -> None:
                           "retention_cleanup"))
 
 
+def _add_stats_days(defn: ServiceDefinition, ctx: WorkerContext) -> None:
+    """One `stats_days_fill` schedule per service with cached KPI days, run by its worker."""
+    if defn.stats_days is None:
+        return
+    repository = defn.stats_days
+    name = f"stats_days.{defn.name}"
+    queue = JobQueue(name, ctx.settings.redis_url, ctx.settings.jobs_prefix)
+
+    async def stats_days_fill(job):
+        return await fill_recent(ctx.db, defn.name, repository,
+                                 ctx.settings.stats_days_warm_days)
+
+    ctx.queues.append(queue)
+    ctx.job_workers.append(JobWorker(name, ctx.settings.redis_url,
+                                     {"stats_days_fill": stats_days_fill}, concurrency=1,
+                                     prefix=ctx.settings.jobs_prefix))
+    ctx.schedules.append((queue, "stats_days_fill", ctx.settings.stats_days_interval_ms,
+                          "stats_days_fill"))
+
+
 async def _retention_command(defn: ServiceDefinition, settings: ServiceSettings) -> int:
     db = Database(settings)
     try:
@@ -115,6 +139,7 @@ async def run_worker(defn: ServiceDefinition, settings: ServiceSettings) -> None
     await _retry_connect("rabbitmq", broker.connect)
     ctx = await build_worker_context(defn, settings, db, broker)
     _add_retention(defn, ctx)
+    _add_stats_days(defn, ctx)
     relay = None
     tasks: list[asyncio.Task] = []
     if ctx.outbox is not None:

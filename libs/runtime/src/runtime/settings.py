@@ -41,6 +41,10 @@ class ServiceSettings(BaseSettings):
     retention_interval_ms: int = Field(24 * 3600 * 1000, alias="RETENTION_INTERVAL_MS")
     outbox_retention_days: float = Field(7, alias="OUTBOX_RETENTION_DAYS")
     inbox_retention_days: float = Field(7, alias="INBOX_RETENTION_DAYS")
+    # The KPIs' cached days (runtime.daystats): how often the worker fills the missing ones,
+    # and how far back it keeps them filled.
+    stats_days_interval_ms: int = Field(15 * 60 * 1000, alias="STATS_DAYS_INTERVAL_MS")
+    stats_days_warm_days: int = Field(400, alias="STATS_DAYS_WARM_DAYS")
     # Peers (CIDRs) whose X-Forwarded-For / X-Forwarded-Proto are believed; empty: nobody's.
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list,
                                                             alias="TRUSTED_PROXIES")

@@ -8,6 +8,7 @@ from billing import retention
 from billing.app import create_api
 from billing.config import Settings
 from billing.service import plan_service
+from billing.stats import StatsRepository
 from billing.worker import build_worker
 from runtime.db import Database
 from runtime.logging import get_logger
@@ -39,7 +40,7 @@ async def seed_plans(settings: Settings, args: list[str]) -> int:
 
 definition = ServiceDefinition(name="billing", settings_factory=Settings, create_api=create_api,
                                build_worker=build_worker, retention=retention.rules,
-                               commands={"seed-plans": seed_plans})
+                               stats_days=StatsRepository, commands={"seed-plans": seed_plans})
 
 if __name__ == "__main__":
     run_cli(definition)
