@@ -17,6 +17,7 @@ from provisioner.jobs import schedule_handlers
 from provisioner.models import SandboxAccount, Subscription, outbox
 from provisioner.service import ProvisioningService
 from runtime.faults import FaultSwitch
+from runtime.jobs import JobQueue
 from runtime.testing import test_slot as slot
 
 T0 = datetime(2026, 1, 10, 12, 0, tzinfo=UTC)
@@ -112,3 +113,28 @@ async def test_one_scheduled_run_works_batch_after_batch(db, service, unit_setti
     assert await handlers["expiry_reminders"](None) == 0
     assert len(await payloads(db, "expired")) == 5
     assert len(await payloads(db, "expiring")) == 5
+
+
+async def test_a_run_the_budget_ends_queues_the_next_run_at_once(db, service, unit_settings,
+                                                                  monkeypatch):
+    """More due than one run's budget covers: the run queues a follow-up now instead of
+    leaving the rest until the schedule's next tick; a run that finishes queues nothing."""
+    for i in range(5):
+        await buy(db, service, f"b{i}", 2)
+    queue = JobQueue("provisioner-schedules-test", f"redis://127.0.0.1:6379/{min(1 + slot(), 15)}",
+                     prefix=f"test-{uuid.uuid4().hex}")
+    try:
+        settings = unit_settings.model_copy(update={"expiry_batch": 2,
+                                                    "sweep_budget_seconds": 0.000001})
+        handlers = schedule_handlers(db, service, None, settings, queue)
+        monkeypatch.setattr("provisioner.jobs.now", lambda: T0 + 3 * DAY)
+        assert await handlers["expiry_sweep"](None) == 2
+        waiting = await queue.queue.getJobs(["waiting", "delayed"])
+        assert [j.name for j in waiting] == ["expiry_sweep"]
+        assert await handlers["expiry_sweep"](None) == 2
+        assert await handlers["expiry_sweep"](None) == 1  # a short batch: the run is over
+        assert len(await queue.queue.getJobs(["waiting", "delayed"])) == 2
+        assert len(await payloads(db, "expired")) == 5
+    finally:
+        await queue.queue.obliterate(force=True)
+        await queue.close()

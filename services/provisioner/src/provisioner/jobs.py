@@ -147,7 +147,7 @@ def provision_handlers(db: Database, service: ProvisioningService):
 
 
 def schedule_handlers(db: Database, service: ProvisioningService, jobs: ProvisionJobs,
-                      settings: Settings):
+                      settings: Settings, sweeps: JobQueue | None = None):
     async def provision_sweep(job: Job, token: str = ""):
         """Re-queue committed work whose job was never queued (same ids: no duplicates), and
         place grants waiting for a server with room (capacity may have been added)."""
@@ -179,14 +179,20 @@ def schedule_handlers(db: Database, service: ProvisioningService, jobs: Provisio
     async def expiry_sweep(job: Job, token: str = ""):
         """Batch after batch of `EXPIRY_BATCH` while each finds a full batch due and expires
         some of it, for at most `SWEEP_BUDGET_SECONDS`. A batch that expires none (every
-        account's backend failing, every user busy) ends the run: the next one tries again."""
+        account's backend failing, every user busy) ends the run: the next one tries again.
+        A run the budget ended while more were due queues the next run at once, rather than
+        leaving the rest for the schedule's next tick (`EXPIRY_SWEEP_SECONDS` away)."""
         expired, deadline = 0, time.monotonic() + settings.sweep_budget_seconds
         while True:
             run = await service.expire_batch(db, now(), settings.expiry_batch,
                                              settings.expiry_concurrency)
             expired += run.expired
-            if (run.due < settings.expiry_batch or not run.expired
-                    or time.monotonic() >= deadline):
+            if run.due < settings.expiry_batch or not run.expired:
+                break
+            if time.monotonic() >= deadline:
+                if sweeps is not None:
+                    await sweeps.enqueue("expiry_sweep", {}, attempts=1, job_id=job_id(
+                        "expiry_sweep", "more", int(time.time() * 1000)))
                 break
         if expired:
             log.info("expiry_sweep", expired=expired)

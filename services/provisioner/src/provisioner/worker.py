@@ -50,7 +50,8 @@ async def build_worker(ctx: WorkerContext) -> None:
                                      concurrency=settings.provision_concurrency,
                                      prefix=settings.jobs_prefix))
     ctx.job_workers.append(JobWorker(SCHEDULES, settings.redis_url,
-                                     {**schedule_handlers(ctx.db, service, jobs, settings),
+                                     {**schedule_handlers(ctx.db, service, jobs, settings,
+                                                          sweeps),
                                       **server_schedule_handlers(pool),
                                       **move_schedule_handlers(ctx.db, moves, settings)},
                                      concurrency=2, prefix=settings.jobs_prefix))
