@@ -105,8 +105,11 @@ async def days(session: AsyncSession, table: sa.Table, first: date, last: date,
     cached, the others (today's, yesterday's in the first hour) computed live."""
     # The per-day queries join a generate_series the planner guesses at 1,000 rows, so their
     # estimated costs pass the JIT threshold though they are index lookups: compiling them
-    # would cost far more than running them.
+    # would cost far more than running them. And the same statements run over a day (today,
+    # live) and over a year (a fill): a generic plan, which the plan cache adopts once it looks
+    # no worse than the average of the first custom ones, fits one of the two badly.
     await session.execute(sa.text("SET LOCAL jit = off"))
+    await session.execute(sa.text("SET LOCAL plan_cache_mode = force_custom_plan"))
     live = (now() - GRACE).date()  # the first day not stored
     figures: dict[date, dict] = {}
     closed = min(last, live - DAY)
