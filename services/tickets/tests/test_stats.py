@@ -6,15 +6,18 @@ change them (in Marches of their own: 2002 and 2003)."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import uuid
 from datetime import UTC, date, datetime, timedelta
 
+import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 
 from runtime.periods import Periods
 from runtime.retention import run_rules
+from runtime.testing import unit_database_url
 from tickets import retention
 from tickets.models import Message, Ticket, stats_days
 from tickets.service import ticket_service
@@ -175,3 +178,38 @@ async def test_a_reopen_a_close_and_retention_forget_the_days_they_change(db):
     assert [r["answered"] for r in days] == [0, 2, 0, 0, 0, 0]
     assert after[0]["total"]["rated"] == 1 and after[0]["total"]["csat_avg"] == 5.0
     assert after[0]["total"]["median_first_response_s"] == 1200
+
+
+async def test_a_past_day_write_during_a_fill_waits_for_it_and_forgets_what_it_stored(db, pg):
+    """The fill holds the cache's lock to its commit: a write changing a day it is storing waits,
+    then deletes the stored day; a write touching only today does not wait."""
+    still_open, *_ = await short_history(db, 2004)
+    periods = Periods.between(date(2004, 3, 4), date(2004, 3, 9))
+    async with db.transaction() as s:
+        await s.execute(sa.delete(stats_days))
+    writer = await asyncpg.connect(unit_database_url("tickets"))
+    try:
+        async with db.transaction() as s:
+            await StatsRepository(s).stats(periods)  # stores the days, holding the lock
+            # a ticket opened now: nothing cached is touched, no lock is taken
+            await asyncio.wait_for(writer.execute(
+                "INSERT INTO tickets.tickets (id, user_id, subject, status, source, seq,"
+                " created_at, last_message_at) VALUES ($1, 'stats-now', 'Now', 'OPEN', 'WEB', 0,"
+                " now(), now())", uuid.uuid4().hex), timeout=30)
+            # the ticket opened the 5th closed on the 6th, by hand: waits for the fill
+            closing = asyncio.create_task(writer.execute(
+                "UPDATE tickets.tickets SET closed_at = $1, status = 'CLOSED' WHERE id = $2",
+                at(6, 9, year=2004), still_open))
+            for _ in range(600):  # until the update is seen waiting (or give up)
+                waiting = await pg.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'advisory'"
+                    " AND query LIKE 'UPDATE tickets.tickets%'")
+                if waiting or closing.done():
+                    break
+                await asyncio.sleep(0.05)
+            assert waiting == 1 and not closing.done()
+        await asyncio.wait_for(closing, timeout=30)
+    finally:
+        await writer.close()
+    assert await cached_days(db, 2004) == {date(2004, 3, 4)}
+    assert (await figures(db, 2004))[0] == (await fresh(db, 2004))[0]
