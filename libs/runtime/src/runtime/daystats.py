@@ -77,11 +77,32 @@ BEGIN
 END $$"""]
 
 
+def inserted_function_sql(schema: str, function: str, days: str, where: str = "TRUE") -> str:
+    """`<schema>.<function>_inserted()`: for an insert statement (its rows as `inserted`), forget
+    once every day from the earliest to the latest its rows touch. `days` is a VALUES list of
+    (first, last) day pairs of a row `r` (a NULL last: no end), `where` which rows count. A bulk
+    load of past rows (a seed, a restore) costs one delete, not one trigger call a row."""
+    return f"""
+CREATE OR REPLACE FUNCTION {schema}.{function}_inserted() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM {schema}.stats_days_forget(
+    min(d.first), CASE WHEN bool_or(d.last IS NULL) THEN NULL ELSE max(d.last) END)
+  FROM inserted r CROSS JOIN LATERAL (VALUES {days}) AS d(first, last)
+  WHERE d.first IS NOT NULL AND ({where});
+  RETURN NULL;
+END $$"""
+
+
 def triggers_sql(schema: str, table: str, function: str, columns: tuple[str, ...]) -> list[str]:
-    """Row triggers calling `<schema>.<function>()` on insert, delete and on an update of one of
-    `columns`, and a truncate of `table` forgetting every day."""
+    """Row triggers calling `<schema>.<function>()` on delete and on an update of one of
+    `columns`, a statement trigger calling `<function>_inserted()` on insert, and a truncate of
+    `table` forgetting every day."""
     changed = " OR ".join(f"OLD.{c} IS DISTINCT FROM NEW.{c}" for c in columns)
-    return [f"CREATE TRIGGER {table}_stats_days_write AFTER INSERT OR DELETE ON {schema}.{table}"
+    return [f"CREATE TRIGGER {table}_stats_days_insert AFTER INSERT ON {schema}.{table}"
+            f" REFERENCING NEW TABLE AS inserted FOR EACH STATEMENT"
+            f" EXECUTE FUNCTION {schema}.{function}_inserted()",
+            f"CREATE TRIGGER {table}_stats_days_delete AFTER DELETE ON {schema}.{table}"
             f" FOR EACH ROW EXECUTE FUNCTION {schema}.{function}()",
             f"CREATE TRIGGER {table}_stats_days_update AFTER UPDATE ON {schema}.{table}"
             f" FOR EACH ROW WHEN ({changed}) EXECUTE FUNCTION {schema}.{function}()",
@@ -91,7 +112,7 @@ def triggers_sql(schema: str, table: str, function: str, columns: tuple[str, ...
 
 def drop_triggers_sql(schema: str, table: str) -> list[str]:
     return [f"DROP TRIGGER IF EXISTS {table}_stats_days_{t} ON {schema}.{table}"
-            for t in ("write", "update", "truncate")]
+            for t in ("insert", "delete", "update", "truncate")]
 
 
 def utc_day(column: str) -> str:

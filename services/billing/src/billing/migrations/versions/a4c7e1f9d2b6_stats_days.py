@@ -13,7 +13,13 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
-from runtime.daystats import drop_triggers_sql, forget_function_sql, triggers_sql, utc_day
+from runtime.daystats import (
+    drop_triggers_sql,
+    forget_function_sql,
+    inserted_function_sql,
+    triggers_sql,
+    utc_day,
+)
 
 revision = "a4c7e1f9d2b6"
 down_revision = "0b5e7d9c3a14"
@@ -50,6 +56,14 @@ BEGIN
   END IF;
   RETURN NULL;
 END $$""",
+]
+
+FORGET += [
+    inserted_function_sql(S, "invoices_stats_days",
+                          f"({utc_day('r.paid_at')}, NULL::date), "
+                          f"({utc_day('r.refunded_at')}, {utc_day('r.refunded_at')})",
+                          f"r.{PLAN}"),
+    inserted_function_sql(S, "trials_stats_days", f"({utc_day('r.created_at')}, NULL::date)"),
 ]
 
 INDEXES = (
@@ -91,5 +105,6 @@ def downgrade() -> None:
     for statement in (*drop_triggers_sql(S, "invoices"), *drop_triggers_sql(S, "trials")):
         op.execute(statement)
     op.execute(f"DROP FUNCTION IF EXISTS {S}.invoices_stats_days(), {S}.trials_stats_days(), "
+               f"{S}.invoices_stats_days_inserted(), {S}.trials_stats_days_inserted(), "
                f"{S}.stats_days_forget_all(), {S}.stats_days_forget(date, date)")
     op.drop_table("stats_days", schema=S)

@@ -13,7 +13,13 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
-from runtime.daystats import drop_triggers_sql, forget_function_sql, triggers_sql, utc_day
+from runtime.daystats import (
+    drop_triggers_sql,
+    forget_function_sql,
+    inserted_function_sql,
+    triggers_sql,
+    utc_day,
+)
 
 revision = "b5d8f2a0e3c7"
 down_revision = "e8c3a5f1b2d7"
@@ -45,6 +51,11 @@ BEGIN
   RETURN NULL;
 END $$""",
 ]
+
+FORGET += [inserted_function_sql(
+    S, "grants_stats_days",
+    f"({utc_day('r.created_at')}, {utc_day('r.created_at')}), "
+    f"(CASE WHEN r.{COVERING} THEN {utc_day('r.applied_at')} END, {utc_day('r.new_expires_at')})")]
 
 INDEXES = (
     ("ix_grants_cover",
@@ -83,6 +94,7 @@ def downgrade() -> None:
                           if_exists=True)
     for statement in drop_triggers_sql(S, "grants"):
         op.execute(statement)
-    op.execute(f"DROP FUNCTION IF EXISTS {S}.grants_stats_days(), {S}.stats_days_forget_all(), "
+    op.execute(f"DROP FUNCTION IF EXISTS {S}.grants_stats_days(), "
+               f"{S}.grants_stats_days_inserted(), {S}.stats_days_forget_all(), "
                f"{S}.stats_days_forget(date, date)")
     op.drop_table("stats_days", schema=S)

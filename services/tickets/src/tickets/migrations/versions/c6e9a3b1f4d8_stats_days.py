@@ -13,7 +13,13 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
-from runtime.daystats import drop_triggers_sql, forget_function_sql, triggers_sql, utc_day
+from runtime.daystats import (
+    drop_triggers_sql,
+    forget_function_sql,
+    inserted_function_sql,
+    triggers_sql,
+    utc_day,
+)
 
 revision = "c6e9a3b1f4d8"
 down_revision = "f1a2b3c4d5e6"
@@ -64,6 +70,14 @@ BEGIN
 END $$""",
 ]
 
+FORGET += [
+    inserted_function_sql(S, "tickets_stats_days",
+                          f"({utc_day('r.created_at')}, {utc_day('r.closed_at')}), "
+                          f"({_day('r.rated_at')}), ({_day('r.first_response_at')})"),
+    inserted_function_sql(S, "messages_stats_days", f"({utc_day('r.created_at')}, NULL::date)",
+                          "r.author_role = 'SUPPORT' AND r.kind = 'MESSAGE'"),
+]
+
 OPEN = "tstzrange(created_at, greatest(created_at, coalesce(closed_at, 'infinity')), '(]')"
 INDEXES = (
     ("ix_tickets_open", "tickets", [sa.text(OPEN)], "gist", None),
@@ -104,5 +118,6 @@ def downgrade() -> None:
     for statement in (*drop_triggers_sql(S, "tickets"), *drop_triggers_sql(S, "messages")):
         op.execute(statement)
     op.execute(f"DROP FUNCTION IF EXISTS {S}.tickets_stats_days(), {S}.messages_stats_days(), "
+               f"{S}.tickets_stats_days_inserted(), {S}.messages_stats_days_inserted(), "
                f"{S}.stats_days_forget_all(), {S}.stats_days_forget(date, date)")
     op.drop_table("stats_days", schema=S)
