@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from runtime.clock import now
 from runtime.db import Database
 from runtime.logging import get_logger
+from runtime.periods import Periods
 
 log = get_logger(__name__)
 
@@ -151,6 +152,17 @@ async def days(session: AsyncSession, table: sa.Table, first: date, last: date,
     if last >= live:
         figures.update(await compute(max(first, live), last))
     return [figures[first + i * DAY] for i in range((last - first).days + 1)]
+
+
+async def report(session: AsyncSession, table: sa.Table, periods: Periods, compute: Compute,
+                 row: Callable[[date, list[dict]], dict]) -> dict:
+    """`{series, total}`: `row` of each period's days and of the whole range's (weeks and the
+    total are added up from the days, never computed again)."""
+    figures = await days(session, table, periods.first, periods.last, compute)
+    step = periods.step.days
+    return {"series": [row(start, figures[i * step:(i + 1) * step])
+                       for i, start in enumerate(periods.starts())],
+            "total": row(periods.first, figures)}
 
 
 async def fill(session: AsyncSession, table: sa.Table, first: date, last: date,

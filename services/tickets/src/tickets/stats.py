@@ -45,12 +45,7 @@ class StatsRepository:
 
     async def stats(self, periods: Periods) -> dict:
         """`{series, total}` as `contracts.public.insight.TicketsStatsOut`."""
-        days = await daystats.days(self.session, stats_days, periods.first, periods.last,
-                                   self.compute)
-        step = periods.step.days
-        series = [_row(start, days[i * step:(i + 1) * step])
-                  for i, start in enumerate(periods.starts())]
-        return {"series": series, "total": _row(periods.first, days)}
+        return await daystats.report(self.session, stats_days, periods, self.compute, _row)
 
     async def fill(self, first: date, last: date) -> int:
         """Store the closed days from `first` to `last` not cached yet; how many."""
