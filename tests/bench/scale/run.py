@@ -6,10 +6,11 @@ rows written as the gateway writes them), and measures, as p50/p99 of sequential
 admin user search (email prefix, id, Telegram username), every admin list's first and a deep
 keyset page, the customer's dashboard, invoice list (first and next page), subscriptions and
 tickets, `GET /admin/kpis` for 30 days and a year. Then, through the running provisioner
-worker: the reminder sweep (every due reminder sent) and the expiry sweep with many
-subscriptions due at once (time until every one is revoked on the sandbox backend, and each
-expired exactly once); reconciliation of the whole sandbox backend with some drift made first
-(the provisioner's own `reconcile`, in this process, against the same database); planning a
+worker: the reminder sweep (every due reminder sent); reconciliation of the whole sandbox
+backend with some drift made first (the provisioner's own `reconcile`, in this process, against
+the same database; before the expiry, which leaves no running subscription to drift); the
+expiry sweep with many subscriptions due at once (time until every one is revoked on the
+sandbox backend, and each expired exactly once); planning a
 broadcast to every linked customer (the telegram worker's own plan); and each service's
 retention cleanup. Prints a table and writes a JSON report.
 """
@@ -345,13 +346,13 @@ def main() -> int:
                 print(f"{figure}...", flush=True)
                 report["requests"][figure] = timed(clients[who], path, ns.requests, ns.budget)
                 save(ns.report, report)
-        if "expiry" not in skip:
-            print("expiry sweep...", flush=True)
-            report["expiry"] = asyncio.run(expiry(env["DATABASE_URL"], ns.due, ns.sweep_timeout))
-            save(ns.report, report)
         if "reconcile" not in skip:
             print("reconciliation...", flush=True)
             report["reconcile"] = asyncio.run(reconcile(env, ns.drift))
+            save(ns.report, report)
+        if "expiry" not in skip:
+            print("expiry sweep...", flush=True)
+            report["expiry"] = asyncio.run(expiry(env["DATABASE_URL"], ns.due, ns.sweep_timeout))
             save(ns.report, report)
         if "broadcast" not in skip:
             print("broadcast planning...", flush=True)
