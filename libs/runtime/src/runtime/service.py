@@ -91,17 +91,22 @@ def _add_retention(defn: ServiceDefinition, ctx: WorkerContext) -> None:
         return
     rules = defn.retention(ctx.settings)
     name = retention_queue_name(defn.name)
-    queue = JobQueue(name, ctx.settings.redis_url, ctx.settings.jobs_prefix)
 
     async def retention_cleanup(job):
         return await run_rules(ctx.db, defn.name, rules)
 
+    _add_scheduled_job(ctx, name, "retention_cleanup", retention_cleanup,
+                       ctx.settings.retention_interval_ms)
+
+
+def _add_scheduled_job(ctx: WorkerContext, queue_name: str, job_name: str, handler,
+                       every_ms: int) -> None:
+    """A queue of one job, run one at a time by this worker, on one schedule per service."""
+    queue = JobQueue(queue_name, ctx.settings.redis_url, ctx.settings.jobs_prefix)
     ctx.queues.append(queue)
-    ctx.job_workers.append(JobWorker(name, ctx.settings.redis_url,
-                                     {"retention_cleanup": retention_cleanup}, concurrency=1,
-                                     prefix=ctx.settings.jobs_prefix))
-    ctx.schedules.append((queue, "retention_cleanup", ctx.settings.retention_interval_ms,
-                          "retention_cleanup"))
+    ctx.job_workers.append(JobWorker(queue_name, ctx.settings.redis_url, {job_name: handler},
+                                     concurrency=1, prefix=ctx.settings.jobs_prefix))
+    ctx.schedules.append((queue, job_name, every_ms, job_name))
 
 
 def _add_stats_days(defn: ServiceDefinition, ctx: WorkerContext) -> None:
@@ -109,19 +114,13 @@ def _add_stats_days(defn: ServiceDefinition, ctx: WorkerContext) -> None:
     if defn.stats_days is None:
         return
     repository = defn.stats_days
-    name = f"stats_days.{defn.name}"
-    queue = JobQueue(name, ctx.settings.redis_url, ctx.settings.jobs_prefix)
 
     async def stats_days_fill(job):
         return await fill_recent(ctx.db, defn.name, repository,
                                  ctx.settings.stats_days_warm_days)
 
-    ctx.queues.append(queue)
-    ctx.job_workers.append(JobWorker(name, ctx.settings.redis_url,
-                                     {"stats_days_fill": stats_days_fill}, concurrency=1,
-                                     prefix=ctx.settings.jobs_prefix))
-    ctx.schedules.append((queue, "stats_days_fill", ctx.settings.stats_days_interval_ms,
-                          "stats_days_fill"))
+    _add_scheduled_job(ctx, f"stats_days.{defn.name}", "stats_days_fill", stats_days_fill,
+                       ctx.settings.stats_days_interval_ms)
 
 
 async def _retention_command(defn: ServiceDefinition, settings: ServiceSettings) -> int:
