@@ -34,11 +34,22 @@ BROKEN = [
           UNION ALL SELECT user_id FROM telegram.subscription_view
           UNION ALL SELECT user_id FROM telegram.user_blocks) r
         WHERE NOT EXISTS (SELECT 1 FROM identity.users u WHERE u.id = r.user_id)"""),
-    ("a grant whose invoice is not a paid plan of its user", """
+    ("a grant whose invoice is not a paid plan or the trial of its user", """
         SELECT count(*) FROM provisioning.grants g LEFT JOIN billing.invoices i
-          ON i.id = g.invoice_id AND i.user_id = g.user_id AND i.kind = 'PLAN'
-          AND i.status IN ('PAID', 'REFUNDED') AND i.plan_id = g.plan_id
+          ON i.id = g.invoice_id AND i.user_id = g.user_id AND i.status IN ('PAID', 'REFUNDED')
+          AND ((i.kind = 'PLAN' AND i.plan_id = g.plan_id)
+               OR (i.kind = 'TRIAL' AND i.plan_id IS NULL AND g.plan_id = 'trial'))
         WHERE i.id IS NULL OR (g.status = 'REFUNDED') <> (i.status = 'REFUNDED')"""),
+    ("a trial without its trial invoice and grant, or taken after a paid plan", """
+        SELECT count(*) FROM billing.trials t LEFT JOIN billing.invoices i
+          ON i.id = t.invoice_id AND i.user_id = t.user_id AND i.kind = 'TRIAL'
+          AND i.status = 'PAID' AND i.amount_usd = 0
+        LEFT JOIN provisioning.grants g ON g.invoice_id = t.invoice_id AND g.kind = 'INVOICE'
+        WHERE i.id IS NULL OR g.invoice_id IS NULL OR EXISTS (
+            SELECT 1 FROM billing.invoices p WHERE p.user_id = t.user_id AND p.kind = 'PLAN'
+              AND p.status IN ('PAID', 'REFUNDED') AND p.paid_at < t.created_at)
+          OR (SELECT count(*) FROM billing.invoices x WHERE x.user_id = t.user_id
+              AND x.kind = 'TRIAL') <> 1"""),
     ("a paid plan invoice without its grant", """
         SELECT count(*) FROM billing.invoices i WHERE i.kind = 'PLAN'
           AND i.status IN ('PAID', 'REFUNDED')
@@ -129,7 +140,7 @@ STATES = {
         {"ACTIVE", "SUSPENDED", "EXPIRED", "CANCELED"},
     "SELECT DISTINCT status FROM billing.invoices":
         {"CREATED", "PENDING", "PAID", "EXPIRED", "CANCELED", "REFUNDED"},
-    "SELECT DISTINCT kind FROM billing.invoices": {"PLAN", "TOP_UP"},
+    "SELECT DISTINCT kind FROM billing.invoices": {"PLAN", "TOP_UP", "TRIAL"},
     "SELECT DISTINCT status FROM billing.promo_redemptions": {"RESERVED", "COUNTED", "RELEASED"},
     "SELECT DISTINCT kind FROM billing.balance_entries": {"TOP_UP", "PURCHASE", "REFUND"},
     "SELECT DISTINCT status FROM tickets.tickets": {"OPEN", "PENDING_USER", "CLOSED"},
@@ -181,6 +192,12 @@ def test_every_state_appears_and_every_balance_is_non_negative(seeded):
         "SELECT count(*) FILTER (WHERE telegram_linked), count(telegram_username), "
         "count(*) FILTER (WHERE NOT telegram_linked) FROM identity.users")[0]
     assert linked > 0 and with_username > 0 and without > 0
+    # trials taken, some followed by a paid plan (a conversion), some not
+    converted, not_converted = query(
+        "SELECT count(*) FILTER (WHERE p), count(*) FILTER (WHERE NOT p) FROM ("
+        "SELECT EXISTS (SELECT 1 FROM billing.invoices i WHERE i.user_id = t.user_id "
+        "AND i.kind = 'PLAN' AND i.status = 'PAID') AS p FROM billing.trials t) x")[0]
+    assert converted > 0 and not_converted > 0
 
 
 def test_the_audit_chain_verifies(seeded):

@@ -52,6 +52,10 @@ DOMAINS = ("example.com", "mail.example.org", "inbox.example.net", "post.example
 SUBJECTS = ("Cannot connect", "Slow speed", "Refund please", "How do I renew?",
             "Payment not visible", "Change device", "Key does not import")
 GB = 1024 ** 3
+# The trial as billing grants it (`TRIAL_DAYS` and `TRIAL_MAX_DEVICES` at their defaults).
+TRIAL_PLAN = {"id": "trial", "name": "Trial", "duration_days": 3, "max_devices": 1,
+              "price_usd": Decimal("0.00"), "traffic_limit_gb": None, "traffic_reset": "NONE"}
+TRIAL_SHARE = 0.3
 
 
 def rid(rng: random.Random) -> str:
@@ -80,6 +84,7 @@ COLUMNS = {
                          "refunded_at", "refund_reason", "amount_received_asset",
                          "overpaid_asset", "underpaid_asset", "late_amount_asset",
                          "needs_review", "promo_code", "discount_usd", "bonus_days"),
+    "billing.trials": ("user_id", "invoice_id", "telegram_user_id", "created_at"),
     "billing.payments": ("id", "invoice_id", "status", "txid", "asset", "network",
                          "amount_asset", "confirmations", "late", "created_at", "updated_at",
                          "detected_at", "confirmed_at", "settled_at"),
@@ -181,6 +186,18 @@ def customer(w: World, rng: random.Random, i: int, c: Chunk) -> None:
     times = sorted(created + timedelta(seconds=rng.uniform(60, span)) for _ in range(n_invoices))
     if rng.random() < 0.03:  # a purchase under way: its invoice still open
         times[-1] = max(times[-1], now - timedelta(minutes=rng.uniform(0.5, 25)))
+    # a trial, as billing grants it: once per person, before any paid plan
+    trial_at = created + timedelta(minutes=rng.uniform(1, 2880))
+    if rng.random() < TRIAL_SHARE and trial_at < min(times[0], now):
+        tiid = rid(rng)
+        c.add("billing.invoices", (
+            tiid, uid, "TRIAL", None, "Trial", TRIAL_PLAN["duration_days"],
+            TRIAL_PLAN["max_devices"], TRIAL_PLAN["price_usd"], None, "NONE", "PAID",
+            Decimal("0.00"), "USD", "TRIAL", Decimal(1), Decimal("0.00"), None, "trial",
+            trial_at, trial_at, trial_at, trial_at, None, None, None, None, Decimal(0),
+            Decimal(0), Decimal(0), Decimal(0), False, None, Decimal("0.00"), 0))
+        c.add("billing.trials", (uid, tiid, tg_id if linked else None, trial_at))
+        paid_plans.append((tiid, TRIAL_PLAN, trial_at, "PAID"))
     for k, at in enumerate(times):
         iid = rid(rng)
         newest = k == n_invoices - 1
@@ -280,6 +297,10 @@ def customer(w: World, rng: random.Random, i: int, c: Chunk) -> None:
             expires = min(now - timedelta(minutes=1), max(expires, first_at + timedelta(hours=1)))
             if expires <= first_at:  # bought a minute ago: still running
                 status, expires = "ACTIVE", now + timedelta(days=plan["duration_days"])
+        if plan is TRIAL_PLAN and status not in ("EXPIRED", "CANCELED") \
+                and applied[-1][2] + timedelta(days=TRIAL_PLAN["duration_days"]) < now:
+            status = "EXPIRED"  # a trial alone runs its days and ends
+            expires = applied[-1][2] + timedelta(days=TRIAL_PLAN["duration_days"])
         if blocked and status == "ACTIVE":
             status = "SUSPENDED"
         updated = min(now, max(first_at, expires if expires < now else first_at))
