@@ -35,14 +35,18 @@ class Rule:
     days: float
     where: Callable[[sa.Table], sa.ColumnElement[bool]] | None = None
 
-    def statement(self, now: datetime, batch: int = BATCH) -> sa.Delete:
-        """At most `batch` of the rows due, picked by primary key."""
+    def due(self, now: datetime) -> list[sa.ColumnElement[bool]]:
+        """What makes a row due at `now`."""
         col = self.table.c[self.column]
         due = [col.is_not(None), col < now - timedelta(days=self.days)]
         if self.where is not None:
             due.append(self.where(self.table))
+        return due
+
+    def statement(self, now: datetime, batch: int = BATCH) -> sa.Delete:
+        """At most `batch` of the rows due, picked by primary key."""
         key = list(self.table.primary_key.columns)
-        picked = sa.select(*key).where(*due).limit(batch)
+        picked = sa.select(*key).where(*self.due(now)).limit(batch)
         target = key[0] if len(key) == 1 else sa.tuple_(*key)
         return sa.delete(self.table).where(target.in_(picked))
 
