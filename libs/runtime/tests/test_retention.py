@@ -61,12 +61,12 @@ async def test_due_rows_go_in_batches_and_the_rest_stays(db):
     rules = [Rule("single_closed", single, "done_at", 365,
                   where=lambda t: t.c.kind == "CLOSED"),
              Rule("pair_done", pair, "done_at", 365)]
-    statements: list[str] = []
+    statements: list[tuple[str, tuple]] = []
 
     @sa.event.listens_for(db.engine.sync_engine, "before_cursor_execute")
-    def seen(conn, cursor, statement, *args):
-        if statement.lstrip().upper().startswith("DELETE"):
-            statements.append(statement)
+    def seen(conn, cursor, statement, parameters, *args):
+        if "DELETE FROM" in statement.upper():
+            statements.append((statement, tuple(parameters)))
 
     purged = await run_rules(db, "test", rules, now=NOW, batch=300)
     sa.event.remove(db.engine.sync_engine, "before_cursor_execute", seen)
@@ -75,6 +75,13 @@ async def test_due_rows_go_in_batches_and_the_rest_stays(db):
     assert purged == {"single_closed": old_closed, "pair_done": 500}
     # 1,876 rows in batches of 300: 7 batches, the last one short; 500 in 2
     assert len(statements) == (old_closed // 300 + 1) + (500 // 300 + 1)
+    # each batch starts after the last key of the one before, in primary-key order: the
+    # first from the start, the second after the 300th due id, the pair's after its 300th key
+    due_ids = [i for i in range(1, 2346) if i % 5]
+    assert len(statements[0][1]) == len(statements[1][1]) - 1
+    assert statements[1][1][-3:-2] == (due_ids[299],)
+    pair_keys = sorted((f"c{i % 3}", i) for i in range(1, 1001, 2))
+    assert statements[-1][1][-4:-2] == pair_keys[299]
     async with db.transaction() as s:
         left = (await s.execute(sa.select(single.c.id, single.c.done_at, single.c.kind))).all()
         pairs = (await s.execute(sa.select(pair.c.message_id, pair.c.done_at))).all()

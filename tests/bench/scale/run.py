@@ -12,7 +12,8 @@ the same database; before the expiry, which leaves no running subscription to dr
 expiry sweep with many subscriptions due at once (time until every one is revoked on the
 sandbox backend, and each expired exactly once); planning a
 broadcast to every linked customer (the telegram worker's own plan); and each service's
-retention cleanup. Prints a table and writes a JSON report.
+retention cleanup of a year of old rows (`retention.py` writes them first, derived from the
+seeded history). Prints a table and writes a JSON report.
 """
 
 from __future__ import annotations
@@ -283,13 +284,26 @@ async def broadcast_plan(stack: Stack, timeout: float) -> dict:
             "sent_meanwhile": b.get("sent"), "seconds": seconds}
 
 
-def retention(stack: Stack) -> dict:
-    out = {}
+def retention(stack: Stack, url: str, days: int) -> dict:
+    """A year of the rows retention purges (`retention.py`'s fill), then each service's
+    `retention-cleanup` command (process start included) and the rows left."""
+    from tests.bench.scale.retention import counts, fill
+
+    async def rows(fill_days: int | None) -> dict:
+        conn = await asyncpg.connect(url.replace("+asyncpg", ""))
+        try:
+            took = await fill(conn, fill_days) if fill_days else None
+            return {"fill_seconds": took, "rows": await counts(conn)}
+        finally:
+            await conn.close()
+
+    out: dict = {"before": asyncio.run(rows(days))}
     for name in SERVICES:
         t0 = time.monotonic()
         r = subprocess.run([sys.executable, "-m", name, "retention-cleanup"],
-                           env=stack.full_env(), cwd=ROOT, capture_output=True, timeout=1800)
+                           env=stack.full_env(), cwd=ROOT, capture_output=True, timeout=3600)
         out[name] = {"seconds": time.monotonic() - t0, "rc": r.returncode}
+    out["rows_after"] = asyncio.run(rows(None))["rows"]
     return out
 
 
@@ -310,6 +324,8 @@ def main() -> int:
                     help="running subscriptions made due at once (at most all ACTIVE ones)")
     ap.add_argument("--drift", type=int, default=1000, help="accounts switched off by hand")
     ap.add_argument("--sweep-timeout", type=float, default=900)
+    ap.add_argument("--retention-days", type=int, default=365,
+                    help="days of old rows written before the retention cleanup")
     ap.add_argument("--skip", default="", help="comma-separated: requests,reminders,expiry,"
                                                "reconcile,broadcast,retention")
     ap.add_argument("--report", default=str(ROOT / ".run" / "bench" / "scale-report.json"))
@@ -360,7 +376,7 @@ def main() -> int:
             save(ns.report, report)
         if "retention" not in skip:
             print("retention cleanup...", flush=True)
-            report["retention"] = retention(stack)
+            report["retention"] = retention(stack, env["DATABASE_URL"], ns.retention_days)
     finally:
         stack.stop()
     print(SEP)
