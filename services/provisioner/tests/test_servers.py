@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from contracts.billing import InvoicePaidV1
 from contracts.public.servers import ServerCreate, ServerUpdate
+from provisioner import servers
 from provisioner.app import create_api
 from provisioner.backends.sandbox import SandboxBackend
 from provisioner.config import Settings
@@ -97,24 +98,49 @@ async def test_a_server_kind_refuses_a_row_missing_what_its_driver_needs(db, poo
         await add_server(db, pool, "de-1", 5)
 
 
-async def test_the_seeded_server_is_created_once_and_adopts_older_accounts(db, settings,
-                                                                            backend):
+async def test_the_seeded_server_is_created_once_and_adopts_older_accounts_in_batches(
+        db, settings, backend, monkeypatch):
+    monkeypatch.setattr(servers, "ADOPT_BATCH", 2)
     async with db.transaction() as s:
-        s.add(Subscription(id="old", user_id="u-old", plan_id="p", plan={}, status="ACTIVE",
-                           started_at=T0, expires_at=T0, max_devices=1, provision_ref="vpn_old",
-                           backend="sandbox", reminders_sent=[], created_at=T0, updated_at=T0))
-        s.add(BackendAccount(backend="sandbox", ref="vpn_old", subscription_id="old",
-                             state="ACTIVE", created_at=T0, updated_at=T0))
+        for i in range(5):
+            s.add(Subscription(id=f"old-{i}", user_id=f"u-old-{i}", plan_id="p", plan={},
+                               status="ACTIVE", started_at=T0, expires_at=T0, max_devices=1,
+                               provision_ref=f"vpn_old_{i}", backend="sandbox",
+                               reminders_sent=[], created_at=T0, updated_at=T0))
+            s.add(BackendAccount(backend="sandbox", ref=f"vpn_old_{i}",
+                                 subscription_id=f"old-{i}", state="ACTIVE", created_at=T0,
+                                 updated_at=T0))
     first, second = ServerPool(db, settings, backend), ServerPool(db, settings, backend)
     ids = await asyncio.gather(first.seed(), second.seed())
     assert ids[0] == ids[1]
+
+    async def placements() -> list:
+        async with db.transaction() as s:
+            return sorted([*(await s.execute(sa.select(Subscription.server_id))).scalars(),
+                           *(await s.execute(sa.select(BackendAccount.server_id))).scalars()],
+                          key=str)
+
+    # seeding places nothing (a request may seed): the rows without a server use its driver
+    assert await placements() == [None] * 10
+    assert await first.driver(None) is backend
+    # the adoption: batches of 2 rows of each table, two processes at once, each row once
+    statements: list[str] = []
+
+    @sa.event.listens_for(db.engine.sync_engine, "before_cursor_execute")
+    def seen(conn, cursor, statement, *args):
+        if statement.lstrip().upper().startswith("UPDATE"):
+            statements.append(statement)
+
+    adopted = await asyncio.gather(first.adopt(), second.adopt())
+    sa.event.remove(db.engine.sync_engine, "before_cursor_execute", seen)
+    assert sum(adopted) == 10
+    assert await placements() == [ids[0]] * 10
+    assert all("LIMIT" in x for x in statements) and len(statements) >= 6
+    assert await first.adopt() == 0 and await second.adopt() == 0
     async with db.transaction() as s:
-        servers = (await s.execute(sa.select(Server))).scalars().all()
-        sub = await s.get(Subscription, "old")
-        account = (await s.execute(sa.select(BackendAccount))).scalar_one()
-    assert [(x.name, x.backend, x.settings) for x in servers] == [
+        servers_ = (await s.execute(sa.select(Server))).scalars().all()
+    assert [(x.name, x.backend, x.settings) for x in servers_] == [
         ("default", "sandbox", {"from_env": True})]
-    assert sub.server_id == ids[0] and account.server_id == ids[0]
     assert await first.driver(ids[0]) is backend
     with pytest.raises(Conflict):  # its driver comes from the environment
         async with db.transaction() as s:

@@ -11,10 +11,12 @@ from decimal import Decimal
 import pytest
 import sqlalchemy as sa
 
+import provisioner.service
 from contracts.billing import InvoicePaidV1, InvoiceRefundedV1, PlanSnapshot
 from provisioner.backends.sandbox import SandboxBackend
 from provisioner.metrics import RECONCILIATION_FIXES
 from provisioner.models import Grant, SandboxAccount, Subscription, outbox
+from provisioner.repository import ProvisioningRepository
 from provisioner.service import ProvisioningService, block_job_id, latest_expiry
 from runtime.errors import Conflict, IllegalTransition, NotFound, ValidationFailed
 from runtime.identity import Identity
@@ -325,6 +327,35 @@ async def test_reconciliation_repairs_drift(db, service, backend):
     after = {k: RECONCILIATION_FIXES.labels(k)._value.get() for k in before}
     assert all(after[k] == before[k] + 1 for k in before)
     assert await service.reconcile(db, now) == {}  # nothing left to fix
+
+
+async def test_reconciliation_reads_the_subscriptions_a_page_at_a_time(db, service, backend,
+                                                                      monkeypatch):
+    """Pages of 2 over 5 subscriptions: drift on every page is repaired, and the account of
+    each subscription is known (not revoked as an orphan) whichever page it came on."""
+    monkeypatch.setattr(provisioner.service, "RECONCILE_PAGE", 2)
+    now = datetime.now(UTC)
+    subs = []
+    for i in range(5):
+        await buy(db, service, paid(f"u-page-{i}"), T0)
+        subs.append(await subscription(db, f"u-page-{i}"))
+    async with db.transaction() as s:
+        await s.execute(sa.update(Subscription).where(Subscription.id.in_([x.id for x in subs]))
+                        .values(expires_at=now + 30 * DAY))
+        await s.execute(sa.update(SandboxAccount).values(enabled=False)
+                        .where(SandboxAccount.ref.in_([x.provision_ref for x in subs[::2]])))
+    pages: list[int] = []
+    read = ProvisioningRepository.reconciliation_page
+
+    async def counted(self, *args):
+        page = await read(self, *args)
+        pages.append(len(page))
+        return page
+
+    monkeypatch.setattr(ProvisioningRepository, "reconciliation_page", counted)
+    assert await service.reconcile(db, now) == {"enabled": 3}
+    assert pages == [2, 2, 1]
+    assert all([(await sandbox_account(db, x.provision_ref)).enabled for x in subs])
 
 
 async def test_stale_work_finds_what_was_never_queued(db, service):

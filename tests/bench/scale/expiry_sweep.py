@@ -111,7 +111,7 @@ async def measure(ns: argparse.Namespace) -> dict:
     conn = await asyncpg.connect(settings.database_url.replace("+asyncpg", ""))
     try:
         restored = await restore(conn) if ns.restore else 0
-        await pool.seed()  # the worker's first use adopts the seeded rows (not timed)
+        await pool.adopt()  # the rows made before the pool placed on the seeded server
         ids = await make_due(conn, ns.due, ns.revive)
         # the tables as autovacuum keeps them (this server runs without it): the dead rows of
         # the preparation and of earlier measurements would be read by every batch

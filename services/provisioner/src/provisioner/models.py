@@ -150,7 +150,12 @@ class BackendAccount(Base):
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
 
-    __table_args__ = (sa.UniqueConstraint("backend", "ref", name="uq_backend_accounts_ref"),)
+    __table_args__ = (
+        sa.UniqueConstraint("backend", "ref", name="uq_backend_accounts_ref"),
+        # the accounts made before the pool, until the seeded server adopts them
+        sa.Index("ix_backend_accounts_unplaced", "id",
+                 postgresql_where=sa.text("server_id IS NULL")),
+    )
 
 
 class Server(Base):

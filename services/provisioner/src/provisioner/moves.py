@@ -259,6 +259,7 @@ class MoveService:
         """Start (and run) moves for up to `batch` subscriptions still on the draining server;
         returns how many it found and how many it started (WAITING ones included; fewer when
         another pass started some first)."""
+        await self.pool.adopt()  # every subscription on the server has its row say so
         async with db.transaction() as s:
             server = await ServerRepository(s).get(server_id)
             if server is None or server.status != DRAINING:
@@ -305,6 +306,7 @@ class MoveService:
                            ) -> bool:
         """A draining server with nothing left on it (no subscription holding room, no open
         move off it) becomes DISABLED; True when it did."""
+        await self.pool.adopt()
         async with db.transaction() as s:
             server = await ServerRepository(s).get(server_id, for_update=True)
             if server is None or server.status != DRAINING:

@@ -154,13 +154,19 @@ class ProvisioningRepository:
         return await self._one(sa.select(Subscription).where(Subscription.provision_ref == ref),
                                False)
 
-    async def all_for_reconciliation(self, server_id: str | None = None
-                                     ) -> list[Subscription]:
-        """Every subscription, or those whose access lives on `server_id`."""
-        stmt = sa.select(Subscription)
+    async def reconciliation_page(self, server_id: str | None, after: str | None, limit: int
+                                  ) -> list[tuple[str, str, str, str, datetime]]:
+        """(id, user, ref, status, expiry) of up to `limit` subscriptions after the id `after`
+        (from the first when None), in id order: all of them, or those whose access lives on
+        `server_id`."""
+        stmt = (sa.select(Subscription.id, Subscription.user_id, Subscription.provision_ref,
+                          Subscription.status, Subscription.expires_at)
+                .order_by(Subscription.id).limit(limit))
+        if after is not None:
+            stmt = stmt.where(Subscription.id > after)
         if server_id is not None:
             stmt = stmt.where(Subscription.server_id == server_id)
-        return list((await self.session.execute(stmt)).scalars())
+        return [tuple(r) for r in (await self.session.execute(stmt)).all()]
 
     async def ref_known(self, ref: str, server_id: str | None = None) -> bool:
         """A subscription's access is the account `ref` (on `server_id`, when given), or a
@@ -329,15 +335,18 @@ class ServerRepository:
         stmt = sa.select(Server.id).where(Server.name == values["name"])
         return (await self.session.execute(stmt)).scalar_one()
 
-    async def adopt_unplaced(self, server_id: str) -> int:
-        """Subscriptions and accounts made before the pool move onto `server_id`."""
-        subs = await self.session.execute(sa.update(Subscription)
-                                          .where(Subscription.server_id.is_(None))
-                                          .values(server_id=server_id))
-        await self.session.execute(sa.update(BackendAccount)
-                                   .where(BackendAccount.server_id.is_(None))
-                                   .values(server_id=server_id))
-        return subs.rowcount or 0
+    async def adopt_unplaced(self, server_id: str, batch: int) -> int:
+        """Up to `batch` subscriptions and `batch` accounts made before the pool move onto
+        `server_id` (rows another transaction is adopting are skipped); how many moved."""
+        moved = 0
+        for model in (Subscription, BackendAccount):
+            picked = (sa.select(model.id).where(model.server_id.is_(None)).limit(batch)
+                      .with_for_update(skip_locked=True))
+            result = await self.session.execute(
+                sa.update(model).where(model.id.in_(picked.scalar_subquery()))
+                .values(server_id=server_id))
+            moved += result.rowcount or 0
+        return moved
 
     async def set_health(self, server_id: str, healthy: bool, ts: datetime) -> None:
         """The health check's outcome (its `updated_at` stays: the driver is unchanged)."""

@@ -4,7 +4,8 @@ A server row names its backend kind, its driver options (`settings`) and its cre
 as a Fernet token under a key derived from `SERVER_CREDENTIALS_KEY` (never in the clear, never
 in an answer or a log). The server `VPN_BACKEND` describes is seeded once per database
 (`SEED_SERVER_NAME`; idempotent) with `settings = {"from_env": true}`: its driver keeps coming
-from the environment, and it adopts every subscription and account made before the pool.
+from the environment, and it adopts every subscription and account made before the pool
+(`ServerPool.adopt`: in batches, by the worker, never on a request path).
 
 The health check (`ServerPool.check_health`, the `server_health` schedule) asks every server not
 DISABLED for its accounts, within `SERVER_HEALTH_TIMEOUT_SECONDS`: a server that fails is marked
@@ -44,6 +45,8 @@ log = get_logger(__name__)
 
 ACTIVE, DRAINING, DISABLED = "ACTIVE", "DRAINING", "DISABLED"
 FROM_ENV = "from_env"
+# Rows made before the pool placed on the seeded server per transaction (`ServerPool.adopt`).
+ADOPT_BATCH = 5000
 
 # What each backend kind needs to be driven: a base URL, driver options, credentials.
 REQUIRED: dict[str, tuple[bool, tuple[str, ...], tuple[str, ...]]] = {
@@ -129,25 +132,43 @@ class ServerPool:
         self._retired: list[VpnBackend] = []
         self._seeded: str | None = None
         self._seed_lock = asyncio.Lock()
+        self._adopted = False
+        self._adopt_lock = asyncio.Lock()
 
     # ---- the seeded server ------------------------------------------------------------------
     async def seed(self) -> str:
-        """The seeded server's id, inserted on first use (idempotent across processes); rows
-        made before the pool are adopted by it."""
+        """The seeded server's id, inserted on first use (idempotent across processes). What
+        was made before the pool is placed on it by `adopt`, not here: a request never waits
+        for a customer base to be rewritten."""
         if self._seeded is not None:
             return self._seeded
         async with self._seed_lock:
             if self._seeded is None:
                 values = env_server_values(self.settings)
                 async with self.db.transaction() as s:
-                    repo = ServerRepository(s)
-                    server_id = await repo.insert_if_absent(
+                    self._seeded = await ServerRepository(s).insert_if_absent(
                         id=uuid.uuid4().hex, created_at=now(), updated_at=now(), **values)
-                    adopted = await repo.adopt_unplaced(server_id)
-                if adopted:
-                    log.info("server_pool_seeded", server=values["name"], adopted=adopted)
-                self._seeded = server_id
         return self._seeded
+
+    async def adopt(self) -> int:
+        """Place the subscriptions and accounts made before the pool (no server yet) on the
+        seeded server, `ADOPT_BATCH` rows of each a transaction, until none is left; later
+        calls in this process return at once. Run by the worker's health check, and first by
+        whatever must see every placement (reconciliation, draining). Until it is done, a
+        row without a server is on the seeded one (its driver) but not in its load."""
+        server_id = await self.seed()
+        if self._adopted:
+            return 0
+        async with self._adopt_lock:
+            adopted = 0
+            while not self._adopted:
+                async with self.db.transaction() as s:
+                    n = await ServerRepository(s).adopt_unplaced(server_id, ADOPT_BATCH)
+                adopted += n
+                self._adopted = n == 0
+            if adopted:
+                log.info("server_pool_adopted", server_id=server_id, rows=adopted)
+        return adopted
 
     # ---- drivers ----------------------------------------------------------------------------
     async def driver(self, server_id: str | None, s: AsyncSession | None = None) -> VpnBackend:
@@ -218,7 +239,7 @@ class ServerPool:
     async def check_health(self, ts: datetime) -> dict[str, bool]:
         """Probe every server not DISABLED (all at once, each bounded by the timeout) and
         record the outcome on its row; returns server name → healthy."""
-        await self.seed()
+        await self.adopt()
         async with self.db.transaction() as s:
             servers = [x for x in await ServerRepository(s).all() if x.status != DISABLED]
 

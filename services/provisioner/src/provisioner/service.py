@@ -117,6 +117,8 @@ def block_job_id(user_id: str, changed_at: datetime) -> str:
 
 
 MAX_YEARS_AHEAD = 10
+# Subscriptions read per page by reconciliation (each page its own transaction).
+RECONCILE_PAGE = 10_000
 GB = 1024 ** 3
 
 
@@ -989,44 +991,57 @@ class ProvisioningService:
                                   ) -> list[tuple[str | None, str, VpnBackend]]:
         if self.pool is None:
             return [(None, self.backend.name, self.backend)]
-        await self.pool.seed()
+        await self.pool.adopt()
         async with db.transaction() as s:
             servers = await ServerRepository(s).all()
             held = await ServerRepository(s).loads([x.id for x in servers])
         return [(x.id, x.name, self.pool.driver_for(x)) for x in servers
                 if x.status != "DISABLED" or held.get(x.id)]
 
+    async def _reconcile_subscription(self, db: Database, ts: datetime, sub_id: str,
+                                      user_id: str, ref: str, want: bool, have: bool | None,
+                                      fixes: Counter[str]) -> None:
+        """Repair one subscription's account (`have`: enabled, disabled, None: missing) when
+        it disagrees with the subscription (`want`: running)."""
+        if want == bool(have):
+            return
+        kind = ("recreated" if have is None else "enabled") if want else "disabled"
+        try:
+            async with db.transaction() as s:
+                repo = ProvisioningRepository(s)
+                await repo.lock_user(user_id)
+                sub = await repo.subscription(sub_id, for_update=True)
+                if (sub is None or (sub.status == ACTIVE and sub.expires_at <= ts)
+                        or sub.provision_ref != ref):  # moved meanwhile
+                    return
+                await self._apply_backend(s, sub, ts)
+        except Exception as exc:
+            fixes["failed"] += 1
+            log.warning("reconciliation_fix_failed", subscription_id=sub_id, kind=kind,
+                        error=str(exc)[:300])
+            return
+        fixes[kind] += 1
+        RECONCILIATION_FIXES.labels(kind).inc()
+        log.warning("reconciliation_fixed", subscription_id=sub_id, kind=kind)
+
     async def _reconcile_server(self, db: Database, ts: datetime, server_id: str | None,
                                 backend: VpnBackend, remote: dict[str, bool],
                                 fixes: Counter[str]) -> None:
-        async with db.transaction() as s:
-            subs = [(x.id, x.user_id, x.provision_ref, x.status, x.expires_at)
-                    for x in await ProvisioningRepository(s).all_for_reconciliation(server_id)]
-        known = {ref for _, _, ref, _, _ in subs}
-        for sub_id, user_id, ref, status, expires_at in subs:
-            if status == ACTIVE and expires_at <= ts:
-                continue  # the expiry sweep's job
-            want, have = status == ACTIVE, remote.get(ref)
-            if want == bool(have):
-                continue
-            kind = ("recreated" if have is None else "enabled") if want else "disabled"
-            try:
-                async with db.transaction() as s:
-                    repo = ProvisioningRepository(s)
-                    await repo.lock_user(user_id)
-                    sub = await repo.subscription(sub_id, for_update=True)
-                    if (sub is None or (sub.status == ACTIVE and sub.expires_at <= ts)
-                            or sub.provision_ref != ref):  # moved meanwhile
-                        continue
-                    await self._apply_backend(s, sub, ts)
-            except Exception as exc:
-                fixes["failed"] += 1
-                log.warning("reconciliation_fix_failed", subscription_id=sub_id, kind=kind,
-                            error=str(exc)[:300])
-                continue
-            fixes[kind] += 1
-            RECONCILIATION_FIXES.labels(kind).inc()
-            log.warning("reconciliation_fixed", subscription_id=sub_id, kind=kind)
+        known: set[str] = set()
+        after = None
+        while True:  # the subscriptions a page at a time, each page its own short read
+            async with db.transaction() as s:
+                page = await ProvisioningRepository(s).reconciliation_page(
+                    server_id, after, RECONCILE_PAGE)
+            for sub_id, user_id, ref, status, expires_at in page:
+                known.add(ref)
+                if status == ACTIVE and expires_at <= ts:
+                    continue  # the expiry sweep's job
+                await self._reconcile_subscription(db, ts, sub_id, user_id, ref,
+                                                   status == ACTIVE, remote.get(ref), fixes)
+            if len(page) < RECONCILE_PAGE:
+                break
+            after = page[-1][0]
         for ref, enabled in remote.items():
             if ref in known or not enabled:
                 continue
