@@ -153,3 +153,15 @@ async def test_the_fill_job_stores_the_closed_days_once(db, service):  # noqa: F
     filled = await figures(db)
     assert filled == await fresh(db)
     assert filled[0]["total"]["paid_grants"] == 7
+
+
+async def test_a_day_not_over_counts_who_is_active_now(db, service):  # noqa: F811
+    """Today and the days ahead show the subscriptions running now, not a forecast: one that
+    runs out tomorrow unless it is renewed still counts on the days after."""
+    t = now()
+    await buy(db, service, paid("u-now", days=1), t - timedelta(hours=1))
+    today = t.date()
+    async with db.transaction() as s:
+        out = await StatsRepository(s).stats(Periods.between(today, today + timedelta(days=3)))
+    assert [r["active_subscriptions"] for r in out["series"]] == [1, 1, 1, 1]
+    assert out["total"]["active_subscriptions"] == 1

@@ -4,7 +4,8 @@ docs/06-adr/0008): its own figures per period, from its grants.
 A grant that was applied and not refunded covers its subscription from `applied_at` to
 `new_expires_at`. From that:
 
-* **active subscriptions** at a period's end: subscriptions some grant covers at that instant;
+* **active subscriptions** at a period's end (now, for a period not over yet: a day ahead is
+  not a forecast of who will not renew): subscriptions some grant covers at that instant;
 * **churned**: times a subscription's cover ended in the period (and has ended by now) with no
   grant covering that instant, i.e. not renewed before it ran out;
 * **paid → active**: of the paid invoices recorded in the period (grants of kind INVOICE, a
@@ -109,14 +110,17 @@ class StatsRepository:
 
 
 def _active_changes(periods: Periods) -> sa.Select:
-    """Per day, how the active subscriptions at its end differ from those at its start. Only a
-    subscription with a covering grant starting or ending in the day can differ, so those are
-    the ones compared: (covered at the end) − (covered at the start)."""
+    """Per day, how the active subscriptions at its end (now, at most) differ from those at its
+    start (now, at most). Only a subscription with a covering grant starting or ending in
+    between can differ, so those are the ones compared: (covered at the end) − (covered at the
+    start); a day not begun has none."""
     step = sa.cast(sa.literal_column("'1 day'"), sa.Interval)
     series = sa.func.generate_series(periods.since, periods.until - periods.step, step
                                      ).table_valued("start").render_derived()
+    at = now()
     days = sa.select(sa.cast(sa.func.timezone("UTC", series.c.start), sa.Date).label("day"),
-                     series.c.start, (series.c.start + step).label("end")).subquery("days")
+                     sa.func.least(series.c.start, at).label("start"),
+                     sa.func.least(series.c.start + step, at).label("end")).subquery("days")
     touched = sa.union(*(
         sa.select(days.c.day, days.c.start, days.c.end, Grant.subscription_id)
         .join(Grant, sa.and_(_covering(Grant), column > days.c.start, column <= days.c.end))
