@@ -188,6 +188,8 @@ async def test_accounts_pages_through_every_user(driver, marzban, monkeypatch):
     assert set(await driver.accounts()) == {f"vpn_p{i}" for i in range(5)}
     pages = [r for r in state.requests if r == ("GET", "/api/users")]
     assert len(pages) == 3  # 2 + 2 + 1
+    await driver.probe()  # the health check: one page, however many users
+    assert len([r for r in state.requests if r == ("GET", "/api/users")]) == 4
 
 
 async def test_a_grants_own_traffic_limit_overrides_the_default(driver, marzban):

@@ -150,6 +150,8 @@ async def test_accounts_pages_through_every_user(driver, control, panel, monkeyp
     assert await driver.accounts() == {"vpn_p0": True, "vpn_p1": True, "vpn_p2": True,
                                        "vpn_p3": False, "vpn_p4": True}
     assert len(await calls(control, "list")) == 3  # 6 users, 2 a page
+    await driver.probe()  # the health check: one page, however many users
+    assert len(await calls(control, "list")) == 4
 
 
 async def test_panel_failures_and_a_hang_are_backend_errors_without_secrets(driver, control,

@@ -197,6 +197,14 @@ async def test_admin_extend_of_an_ended_subscription_with_no_room_is_refused(db,
             await service.admin_extend(s, sub.id, 5, "admin-1", T0)
 
 
+async def test_the_health_check_never_lists_every_account(db, pool, backend, monkeypatch):
+    async def every_account():
+        raise AssertionError("the health check read every account")
+
+    monkeypatch.setattr(backend, "accounts", every_account)
+    assert await pool.check_health(T0) == {"default": True}
+
+
 async def test_a_server_that_does_not_answer_takes_no_new_placements_until_it_does(
         db, pool, service):
     first = await add_server(db, pool, "de-1", 10)

@@ -8,7 +8,8 @@ from the environment, and it adopts every subscription and account made before t
 (`ServerPool.adopt`: in batches, by the worker, never on a request path).
 
 The health check (`ServerPool.check_health`, the `server_health` schedule) asks every server not
-DISABLED for its accounts, within `SERVER_HEALTH_TIMEOUT_SECONDS`: a server that fails is marked
+DISABLED for one authenticated read (`VpnBackend.probe`: a page of its accounts, not all of
+them), within `SERVER_HEALTH_TIMEOUT_SECONDS`: a server that fails is marked
 unhealthy and takes no new placements until a check succeeds again.
 
 Placement (`ServerPool.place`) runs inside the caller's transaction: it locks the candidate
@@ -246,7 +247,7 @@ class ServerPool:
         async def probe(server: Server) -> bool:
             try:
                 driver = self.driver_for(server)
-                await asyncio.wait_for(driver.accounts(),
+                await asyncio.wait_for(driver.probe(),
                                        self.settings.server_health_timeout_seconds)
                 return True
             except Exception as exc:  # any failure or timeout: not answering

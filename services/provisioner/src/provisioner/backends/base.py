@@ -143,6 +143,12 @@ class VpnBackend(ABC):
     async def accounts(self) -> dict[str, bool]:
         """Every account of ours on the backend (ref → can connect)."""
 
+    async def probe(self) -> None:
+        """Raise unless the backend answers an authenticated read (the health check). This
+        default reads every account: right for a panel that lists them in one call; a panel
+        that pages them reads one page, whatever the number of accounts."""
+        await self.accounts()
+
     async def usage(self, ref: str) -> Usage:
         """The account's use, live from the panel (raises `AccountMissing` if there is none);
         a backend that cannot tell answers all None."""

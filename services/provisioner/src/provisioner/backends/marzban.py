@@ -219,6 +219,11 @@ class MarzbanBackend(VpnBackend):
             if not users or offset >= int(resp.json().get("total") or 0):
                 return out
 
+    async def probe(self) -> None:
+        resp = await self._call("accounts", "GET", "/api/users", params={"offset": 0, "limit": 1})
+        if resp.status_code != 200:
+            raise self._fail("accounts", resp)
+
     async def close(self) -> None:
         await self._client.aclose()
 

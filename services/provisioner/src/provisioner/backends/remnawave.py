@@ -267,5 +267,10 @@ class RemnawaveBackend(VpnBackend):
             if not users or start >= int(page.get("total") or 0):
                 return out
 
+    async def probe(self) -> None:
+        resp = await self._call("accounts", "GET", "/api/users", params={"start": 0, "size": 1})
+        if resp.status_code != 200:
+            raise self._fail("accounts", resp)
+
     async def close(self) -> None:
         await self._client.aclose()

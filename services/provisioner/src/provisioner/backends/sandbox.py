@@ -149,6 +149,12 @@ class SandboxBackend(VpnBackend):
                        SandboxAccount.server == self.server))).all()
         return {r.ref: r.enabled for r in rows}
 
+    async def probe(self) -> None:
+        await self._injected_fault("accounts")
+        async with self.db.transaction() as s:
+            await s.execute(sa.select(SandboxAccount.ref)
+                            .where(SandboxAccount.server == self.server).limit(1))
+
     # control API of the sandbox "server" (used by tests and local runs)
     async def add_fault(self, operation: str, remaining: int | None, message: str) -> int:
         """Fail the next `remaining` calls of `operation` ('*' = any; None = until cleared)."""
