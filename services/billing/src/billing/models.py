@@ -111,6 +111,11 @@ class Invoice(Base):
         sa.Index("ix_invoices_open_lock", "rate_locked_until",
                  postgresql_where=sa.text("status IN ('CREATED', 'PENDING')")),
         sa.Index("ix_invoices_plan", "plan_id"),
+        # the payment watch's recently closed invoices (a late payment may still arrive)
+        sa.Index("ix_invoices_expired_at", "expired_at",
+                 postgresql_where=sa.text("status = 'EXPIRED'")),
+        sa.Index("ix_invoices_canceled_at", "canceled_at",
+                 postgresql_where=sa.text("status = 'CANCELED'")),
         # the KPIs' per-day reads (billing.stats): paid plans by day, a customer's earlier ones
         sa.Index("ix_invoices_plan_paid", "paid_at", postgresql_where=sa.text(
             "kind IN ('PLAN', 'RENEWAL') AND paid_at IS NOT NULL")),

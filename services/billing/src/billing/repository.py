@@ -92,21 +92,21 @@ class InvoiceRepository(Repository[Invoice]):
         return out
 
     async def ids_to_watch(self, provider: str, late_since: datetime, limit: int) -> list[str]:
-        """Open invoices, those with payments still confirming, and recently closed ones."""
-        unsettled = sa.select(Payment.invoice_id).where(
-            Payment.status.in_(("DETECTED", "CONFIRMED")))
-        stmt = (
-            sa.select(Invoice.id)
-            .where(Invoice.provider == provider)
-            .where(sa.or_(
-                Invoice.status.in_(OPEN_STATUSES),
-                Invoice.id.in_(unsettled),
-                sa.and_(Invoice.status == "EXPIRED", Invoice.expired_at >= late_since),
-                sa.and_(Invoice.status == "CANCELED", Invoice.canceled_at >= late_since),
-            ))
-            .order_by(Invoice.rate_locked_until)
-            .limit(limit)
-        )
+        """Open invoices, those with payments still confirming, and recently closed ones: each
+        set read through its own index (`ix_invoices_open_lock`, `ix_payments_unsettled`,
+        `ix_invoices_expired_at`, `ix_invoices_canceled_at`), never the whole table."""
+        cols = (Invoice.id, Invoice.rate_locked_until)
+        mine = Invoice.provider == provider
+        watched = sa.union(
+            sa.select(*cols).where(mine, Invoice.status.in_(OPEN_STATUSES)),
+            sa.select(*cols).join(Payment, Payment.invoice_id == Invoice.id)
+            .where(mine, Payment.status.in_(("DETECTED", "CONFIRMED"))),
+            sa.select(*cols).where(mine, Invoice.status == "EXPIRED",
+                                   Invoice.expired_at >= late_since),
+            sa.select(*cols).where(mine, Invoice.status == "CANCELED",
+                                   Invoice.canceled_at >= late_since),
+        ).subquery("watched")
+        stmt = sa.select(watched.c.id).order_by(watched.c.rate_locked_until).limit(limit)
         return list((await self.session.execute(stmt)).scalars())
 
     async def ids_past_lock(self, provider: str, now: datetime, limit: int) -> list[str]:
