@@ -50,6 +50,10 @@ BROKEN = [
               AND p.status IN ('PAID', 'REFUNDED') AND p.paid_at < t.created_at)
           OR (SELECT count(*) FROM billing.invoices x WHERE x.user_id = t.user_id
               AND x.kind = 'TRIAL') <> 1"""),
+    ("a subscription or backend account on no server of the pool", """
+        SELECT count(*) FROM (SELECT server_id FROM provisioning.subscriptions
+          UNION ALL SELECT server_id FROM provisioning.backend_accounts) r
+        WHERE NOT EXISTS (SELECT 1 FROM provisioning.servers v WHERE v.id = r.server_id)"""),
     ("a paid plan invoice without its grant", """
         SELECT count(*) FROM billing.invoices i WHERE i.kind = 'PLAN'
           AND i.status IN ('PAID', 'REFUNDED')

@@ -10,8 +10,9 @@ tickets: each message; identity: each customer registered; telegram: each Telegr
 received), the consumers' inbox rows for the same event ids, the Telegram updates received
 (one per message written from Telegram) and the payment notifications sent to linked
 customers, an idempotency key per invoice created, and a session per invoice created (a
-sign-in, expiring after the gateway's 30 days). The tables are then vacuumed and analyzed, as
-autovacuum would leave them.
+sign-in, expiring after the gateway's 30 days). Rows go in in key order (the unique indexes grow
+at their end, not at random places). The tables are then vacuumed and analyzed, as autovacuum
+would leave them.
 
 Then each service's own rules (`<service>.retention.rules` at its default settings, run by
 `runtime.retention.run_rules`, the worker's daily job) run one service after another, timed
@@ -61,14 +62,14 @@ FILL = {
                        "jsonb_build_object('invoice_id', i.id, 'user_id', i.user_id, "
                        "'amount_usd', i.amount_usd::text)")}
         FROM billing.invoices i, {_ids("billing.invoice.created", "i.id")}
-        WHERE i.created_at {WINDOW}
+        WHERE i.created_at {WINDOW} ORDER BY e.id
         ON CONFLICT DO NOTHING""",
         f"""INSERT INTO billing.outbox {OUTBOX}
         SELECT {_event("billing", "billing.invoice.paid", "i.paid_at",
                        "jsonb_build_object('invoice_id', i.id, 'user_id', i.user_id, "
                        "'kind', i.kind, 'plan_id', i.plan_id)")}
         FROM billing.invoices i, {_ids("billing.invoice.paid", "i.id")}
-        WHERE i.paid_at {WINDOW}
+        WHERE i.paid_at {WINDOW} ORDER BY e.id
         ON CONFLICT DO NOTHING"""],
     "provisioning.outbox": [
         f"""INSERT INTO provisioning.outbox {OUTBOX}
@@ -77,7 +78,7 @@ FILL = {
                        "'user_id', g.user_id, 'expires_at', g.new_expires_at)")}
         FROM provisioning.grants g,
              {_ids("provisioning.subscription.activated", "g.invoice_id || g.kind")}
-        WHERE g.applied_at {WINDOW}
+        WHERE g.applied_at {WINDOW} ORDER BY e.id
         ON CONFLICT DO NOTHING"""],
     "tickets.outbox": [
         f"""INSERT INTO tickets.outbox {OUTBOX}
@@ -85,14 +86,14 @@ FILL = {
                        "jsonb_build_object('ticket_id', m.ticket_id, 'message_id', m.id, "
                        "'author_role', m.author_role)")}
         FROM tickets.messages m, {_ids("tickets.message.added", "m.id")}
-        WHERE m.created_at {WINDOW}
+        WHERE m.created_at {WINDOW} ORDER BY e.id
         ON CONFLICT DO NOTHING"""],
     "identity.outbox": [
         f"""INSERT INTO identity.outbox {OUTBOX}
         SELECT {_event("gateway", "identity.user.registered", "u.created_at",
                        "jsonb_build_object('user_id', u.id)")}
         FROM identity.users u, {_ids("identity.user.registered", "u.id")}
-        WHERE u.created_at {WINDOW}
+        WHERE u.created_at {WINDOW} ORDER BY e.id
         ON CONFLICT DO NOTHING"""],
     "telegram.received_updates": [
         f"""INSERT INTO telegram.received_updates (update_id, payload, received_at, processed_at,
@@ -111,7 +112,7 @@ FILL = {
                        "jsonb_build_object('update_id', u.update_id)")}
         FROM telegram.received_updates u,
              {_ids("telegram.user_message.received", "u.update_id::text")}
-        WHERE u.received_at {WINDOW}
+        WHERE u.received_at {WINDOW} ORDER BY e.id
         ON CONFLICT DO NOTHING"""],
     "telegram.outgoing": [
         f"""INSERT INTO telegram.outgoing (event_id, chat_id, kind, seq, text, status, attempts,
@@ -122,12 +123,12 @@ FILL = {
         FROM billing.outbox o
         JOIN telegram.account_links l ON l.user_id = o.envelope->'payload'->>'user_id'
         WHERE o.routing_key = 'billing.invoice.paid.v1' AND o.created_at {WINDOW}
-        ON CONFLICT DO NOTHING"""],
+        ORDER BY o.event_id ON CONFLICT DO NOTHING"""],
     "inboxes": [
         f"""INSERT INTO {inbox} (event_id, consumer, routing_key, processed_at)
         SELECT o.event_id, '{consumer}', o.routing_key, o.published_at + interval '1 second'
         FROM {outbox} o WHERE o.routing_key = ANY($2::text[]) AND o.created_at {WINDOW}
-        ON CONFLICT DO NOTHING"""
+        ORDER BY o.event_id ON CONFLICT DO NOTHING"""
         for inbox, consumer, outbox in (
             ("provisioning.inbox", "provisioner.invoice_paid", "billing.outbox"),
             ("identity.inbox", "gateway.customer_facts", "billing.outbox"),
@@ -142,13 +143,13 @@ FILL = {
                                                   completed_at)
         SELECT i.user_id, 'invoice-' || i.id, md5(i.id), 'done', md5(i.id || 'lock'), 201,
                i.created_at, i.created_at, i.created_at + interval '1 second'
-        FROM billing.invoices i WHERE i.created_at {WINDOW}
+        FROM billing.invoices i WHERE i.created_at {WINDOW} ORDER BY 1, 2
         ON CONFLICT DO NOTHING"""],
     "identity.sessions": [
         f"""INSERT INTO identity.sessions (token_hash, user_id, created_at, expires_at)
         SELECT encode(sha256(convert_to(i.id, 'UTF8')), 'hex'), i.user_id, i.created_at,
                i.created_at + interval '30 days'
-        FROM billing.invoices i WHERE i.created_at {WINDOW}
+        FROM billing.invoices i WHERE i.created_at {WINDOW} ORDER BY 1
         ON CONFLICT DO NOTHING"""],
 }
 # What each inbox consumes (the second parameter of its statement).

@@ -100,14 +100,14 @@ COLUMNS = {
     "billing.telegram_links": ("user_id", "telegram_user_id", "linked_at"),
     "provisioning.subscriptions": ("id", "user_id", "plan_id", "plan", "status", "started_at",
                                    "expires_at", "max_devices", "data_limit_bytes",
-                                   "traffic_reset", "provision_ref", "backend",
+                                   "traffic_reset", "provision_ref", "backend", "server_id",
                                    "suspend_reason", "reminders_sent", "auto_renew_enabled",
                                    "created_at", "updated_at"),
     "provisioning.grants": ("invoice_id", "kind", "user_id", "subscription_id", "plan_id",
                             "plan", "duration_days", "max_devices", "status", "attempts",
                             "previous_expires_at", "new_expires_at", "created_at",
                             "updated_at", "applied_at", "refunded_at", "refund_reason"),
-    "provisioning.backend_accounts": ("backend", "ref", "subscription_id", "state",
+    "provisioning.backend_accounts": ("backend", "ref", "subscription_id", "server_id", "state",
                                       "created_at", "updated_at"),
     "provisioning.sandbox_vpn_accounts": ("ref", "secret", "enabled", "expires_at",
                                           "max_devices", "data_limit_bytes", "created_at",
@@ -138,6 +138,7 @@ class World:
     email_nullable: bool
     promo_counts: dict[str, list[int]] = field(default_factory=dict)  # id -> [reserved, counted]
     audit_targets: list[tuple[str, str]] = field(default_factory=list)
+    server_id: str = ""  # the seeded server of the pool, where every account lives
 
 
 def provision_ref(subscription_id: str) -> str:
@@ -310,7 +311,8 @@ def customer(w: World, rng: random.Random, i: int, c: Chunk) -> None:
             "ADMIN" if status == "SUSPENDED" else None
         c.add("provisioning.subscriptions", (
             sub_id, uid, plan["id"], snap, status, first_at, expires, plan["max_devices"],
-            limit, plan["traffic_reset"], ref, "sandbox", reason, [], False, first_at, updated))
+            limit, plan["traffic_reset"], ref, "sandbox", w.server_id, reason, [], False,
+            first_at, updated))
         # each grant adds its plan's days to the expiry so far (or to its own time, once the
         # subscription has lapsed); the last applied one ends at the subscription's expiry
         last = applied[-1][0] if applied else None
@@ -327,7 +329,7 @@ def customer(w: World, rng: random.Random, i: int, c: Chunk) -> None:
                 p["max_devices"], "REFUNDED" if refunded else "APPLIED", 1, previous, new, at,
                 at, at, at if refunded else None, "seeded refund" if refunded else None))
         active = status == "ACTIVE"
-        c.add("provisioning.backend_accounts", ("sandbox", ref, sub_id,
+        c.add("provisioning.backend_accounts", ("sandbox", ref, sub_id, w.server_id,
                                                 "ACTIVE" if active else "DISABLED", first_at,
                                                 updated))
         c.add("provisioning.sandbox_vpn_accounts", (ref, f"{rng.getrandbits(96):024x}", active,
@@ -444,6 +446,22 @@ async def _binary_jsonb(conn: asyncpg.Connection) -> None:
                               format="binary")
 
 
+async def seed_server(conn: asyncpg.Connection, rng: random.Random, now: datetime,
+                      customers: int) -> str:
+    """The pool's seeded server as the provisioner inserts it on first use (`VPN_BACKEND`'s),
+    with room for every customer, as a seller of that many would have set it."""
+    from provisioner.config import Settings
+    from provisioner.servers import env_server_values
+
+    values = env_server_values(Settings())
+    values.update(id=rid(rng), capacity=max(values["capacity"], customers),
+                  settings=json.dumps(values["settings"]), created_at=now, updated_at=now)
+    await conn.execute(
+        f"INSERT INTO provisioning.servers ({', '.join(values)}) VALUES "
+        f"({', '.join(f'${i}' for i in range(1, len(values) + 1))})", *values.values())
+    return values["id"]
+
+
 async def seed(dsn: str, customers: int, seed_value: int = 24, chunk_size: int = 20_000,
                progress: bool = True, workers: int = 2) -> dict:
     """Write `customers` customers' histories into the migrated database at `dsn`, chunks
@@ -467,6 +485,7 @@ async def seed(dsn: str, customers: int, seed_value: int = 24, chunk_size: int =
         now = datetime.now(UTC)
         w = World(now=now, plans=plans, promo_codes=[], admin_id=rid(rng),
                   password_hash=hash_password(PASSWORD), email_nullable=nullable)
+        w.server_id = await seed_server(conn, rng, now, customers)
         await conn.copy_records_to_table("users", schema_name="identity", records=[(
             w.admin_id, ADMIN_EMAIL, w.password_hash, "ADMIN", False, now - timedelta(days=800),
             False, None)], columns=list(COLUMNS["identity.users"]))
@@ -516,7 +535,9 @@ async def seed(dsn: str, customers: int, seed_value: int = 24, chunk_size: int =
             print(f"  building {len(indexes)} indexes...", flush=True)
         for ddl in indexes:  # a unique one also proves the history has no duplicate
             await conn.execute(ddl)
-        await conn.execute("ANALYZE")
+        # as autovacuum leaves tables loaded long ago: statistics, and the visibility map that
+        # index-only scans (the counts) rely on
+        await conn.execute("VACUUM (ANALYZE)")
     finally:
         await conn.close()
     return {"customers": customers, "rows": written, "seconds": time.monotonic() - started}
