@@ -207,6 +207,9 @@ async def measure(ns: argparse.Namespace) -> dict:
     try:
         if not ns.no_fill:
             report["fill_seconds"] = await fill(conn, ns.days)
+        if ns.fill_only:
+            report["rows"] = await counts(conn)
+            return report
         report["rows_before"] = await counts(conn)
         report["load_before"] = os.getloadavg()
         now = datetime.now(UTC)
@@ -238,6 +241,7 @@ def main() -> int:
     ap.add_argument("--db", default="vpn_scale")
     ap.add_argument("--days", type=int, default=365, help="days of history to fill")
     ap.add_argument("--no-fill", action="store_true", help="time the rules on the rows as they are")
+    ap.add_argument("--fill-only", action="store_true", help="write the rows, run no rule")
     ns = ap.parse_args()
     print(json.dumps(asyncio.run(measure(ns)), indent=2, default=str))
     return 0

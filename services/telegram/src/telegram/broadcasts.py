@@ -10,8 +10,8 @@ the notifications consumer. Anyone who blocked the bot (`bot_users.bot_blocked_a
 account is blocked (`user_blocks`) is left out.
 
 **Plan**: on `send`, the job writes the recipients into `broadcast_recipients` in keyset
-batches (`plan_batch` rows a transaction, the cursor on the broadcast), once; the language of
-each is fixed then.
+batches (`plan_batch` linked accounts read a transaction, the cursor on the broadcast), once;
+the language of each is fixed then.
 
 **Sending**: one job run at a time owns a broadcast (`runner`, renewed as `heartbeat_at` by
 every step; a run whose heartbeat is older than `lease` seconds is dead and taken over). A run
@@ -112,27 +112,33 @@ SEGMENT_SQL = {
     "never_paid": "f.paid_at IS NULL",
 }
 
+# One batch: the next `batch` linked accounts after the cursor in key order (read through the
+# primary key, however many accounts there are), each one's bot user, block, subscription and
+# facts looked up by key (LATERAL: one index probe per account, never a scan of a whole table),
+# the segment's recipients among them stored. The cursor moves to the last account read.
 PLAN_SQL = """
-WITH picked AS (
+WITH scanned AS MATERIALIZED (
+  SELECT user_id, chat_id, telegram_user_id FROM account_links
+  WHERE user_id > :cursor ORDER BY user_id LIMIT :batch
+), picked AS (
   SELECT l.user_id, l.chat_id,
          CASE WHEN u.language IN ('en', 'ru') THEN u.language
               WHEN split_part(lower(coalesce(u.language_code, '')), '-', 1) = ANY(:russian)
               THEN 'ru' ELSE 'en' END AS language
-  FROM account_links l
-  LEFT JOIN bot_users u ON u.telegram_user_id = l.telegram_user_id
-  LEFT JOIN user_blocks b ON b.user_id = l.user_id
-  LEFT JOIN subscription_view v ON v.user_id = l.user_id
-  LEFT JOIN customer_facts f ON f.user_id = l.user_id
-  WHERE l.user_id > :cursor AND u.bot_blocked_at IS NULL AND b.blocked IS NOT TRUE
-    AND ({segment})
-  ORDER BY l.user_id LIMIT :batch
+  FROM scanned l
+  LEFT JOIN LATERAL (SELECT * FROM bot_users x
+                     WHERE x.telegram_user_id = l.telegram_user_id) u ON TRUE
+  LEFT JOIN LATERAL (SELECT * FROM user_blocks x WHERE x.user_id = l.user_id) b ON TRUE
+  LEFT JOIN LATERAL (SELECT * FROM subscription_view x WHERE x.user_id = l.user_id) v ON TRUE
+  LEFT JOIN LATERAL (SELECT * FROM customer_facts x WHERE x.user_id = l.user_id) f ON TRUE
+  WHERE u.bot_blocked_at IS NULL AND b.blocked IS NOT TRUE AND ({segment})
 ), stored AS (
   INSERT INTO broadcast_recipients (broadcast_id, user_id, chat_id, language, state, attempts)
   SELECT :bid, user_id, chat_id, language, 'PENDING', 0 FROM picked
   ON CONFLICT DO NOTHING RETURNING 1
 )
-SELECT (SELECT count(*) FROM stored) AS stored, (SELECT count(*) FROM picked) AS picked,
-       (SELECT max(user_id) FROM picked) AS last
+SELECT (SELECT count(*) FROM stored) AS stored, (SELECT count(*) FROM scanned) AS scanned,
+       (SELECT max(user_id) FROM scanned) AS last
 """
 
 
@@ -171,7 +177,8 @@ class BroadcastRepository:
         return list((await self.session.execute(stmt)).scalars())
 
     async def plan_batch(self, b: Broadcast, batch: int) -> int:
-        """Plan the next batch of recipients after the cursor; how many the batch picked."""
+        """Plan the recipients among the next `batch` linked accounts after the cursor; how
+        many accounts it read (fewer than `batch`: the plan is complete)."""
         sql = PLAN_SQL.format(segment=SEGMENT_SQL[b.segment])
         row = (await self.session.execute(sa.text(sql), {
             "bid": b.id, "cursor": b.plan_cursor or "", "batch": batch, "now": now(),
@@ -179,7 +186,7 @@ class BroadcastRepository:
         b.total += int(row.stored)
         if row.last is not None:
             b.plan_cursor = row.last
-        return int(row.picked)
+        return int(row.scanned)
 
     async def claim(self, bid: str) -> BroadcastRecipient | None:
         """The next PENDING recipient, now SENDING (`SKIP LOCKED`: lanes claim different ones)."""
@@ -408,9 +415,9 @@ class Sender:
                 return True  # the lanes find out and stop
             if b.planned:
                 return True
-            picked = await repo.plan_batch(b, self.plan_batch)
+            read = await repo.plan_batch(b, self.plan_batch)
             b.heartbeat_at = now()
-            if picked < self.plan_batch:
+            if read < self.plan_batch:
                 b.planned = True
                 # The lanes claim the next PENDING row by the open-rows index; statistics
                 # still counting the table as empty make the planner sort every pending row
