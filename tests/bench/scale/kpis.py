@@ -6,7 +6,9 @@ with the day cache emptied first (cold) and then as left by the cold run (warm).
 
 `--fill`: instead, each service's cache emptied and filled as its worker's `stats_days_fill`
 job fills it (`runtime.daystats.fill_recent`, `STATS_DAYS_WARM_DAYS` days, 31 a transaction),
-timed; then the three ranges read warm `--runs` times.
+timed; its snapshot of the days not closed emptied and renewed as `stats_live_refresh` renews
+it, timed; then the three ranges read warm `--runs` times (as a request reads them while the
+worker keeps the snapshot fresh).
 """
 
 from __future__ import annotations
@@ -54,13 +56,14 @@ async def worker_fill(engine, ranges: dict[str, Periods], runs: int, db_name: st
 
     from seed import scale_env
 
-    from runtime.daystats import fill_recent
+    from runtime.daystats import fill_recent, refresh_recent
     from runtime.db import Database
 
     os.environ.update(scale_env(db_name))
     for service in SERVICES:
         async with engine.begin() as conn:
-            await conn.execute(sa.text(f"TRUNCATE {SCHEMAS[service]}.stats_days"))
+            await conn.execute(sa.text(f"TRUNCATE {SCHEMAS[service]}.stats_days, "
+                                       f"{SCHEMAS[service]}.stats_live"))
         settings = importlib.import_module(f"{service}.config").Settings()
         db = Database(settings)
         try:
@@ -68,9 +71,13 @@ async def worker_fill(engine, ranges: dict[str, Periods], runs: int, db_name: st
             days = await fill_recent(db, service, repository(service),
                                      settings.stats_days_warm_days)
             took = time.perf_counter() - started
+            started = time.perf_counter()
+            live = await refresh_recent(db, service, repository(service))
+            renewed = time.perf_counter() - started
         finally:
             await db.dispose()
-        print(f"{service:12} filled {days} days in {took:6.1f} s", flush=True)
+        print(f"{service:12} filled {days} days in {took:6.1f} s, renewed the snapshot of "
+              f"{live} live days in {renewed * 1000:.0f} ms", flush=True)
         for name, periods in ranges.items():
             warm = [await timed(engine, service, periods) for _ in range(runs)]
             print(f"{service:12} {name:13} warm: " + ", ".join(f"{r:.0f}" for r in warm)
@@ -100,7 +107,8 @@ async def main() -> None:
         for name, periods in ranges.items():
             if cached:
                 async with engine.begin() as conn:
-                    await conn.execute(sa.text(f"TRUNCATE {SCHEMAS[service]}.stats_days"))
+                    await conn.execute(sa.text(f"TRUNCATE {SCHEMAS[service]}.stats_days, "
+                                               f"{SCHEMAS[service]}.stats_live"))
             runs = [await timed(engine, service, periods) for _ in range(args.runs + 1)]
             label = "cold, then warm" if cached else "first, then again"
             print(f"{service:12} {name:13} {label}: {runs[0]:8.0f} ms, then "

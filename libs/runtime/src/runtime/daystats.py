@@ -8,6 +8,14 @@ ranges at once) and stores them, and computes today and later live (never stored
 change a past day's figures delete that day's rows in their own transaction: database triggers
 on the source tables (each service's migration) call `<schema>.stats_days_forget(first, last)`.
 
+The days not closed yet (today, yesterday in its first `GRACE`, and the week ahead a weekly
+range ends in) are kept too, as a snapshot in `stats_live`: the worker recomputes them every
+`STATS_LIVE_INTERVAL_MS` (`refresh_live`), and a read takes a day's snapshot while it is at
+most `LIVE_MAX_AGE` old, else computes the live days and stores what it computed. So a read
+costs the cached rows, not a day's worth of source rows, and today's figures are at most
+`LIVE_MAX_AGE` behind (a past day's write that changes today's figures, too). A snapshot row
+is never read once its day has closed: closed days come from `stats_days` only.
+
 A fill takes the cache's advisory lock exclusively before it reads the source and holds it to
 its commit; `stats_days_forget` takes it shared. So a write that commits while a fill is
 computing cannot be missed by it: the write waits for the fill to commit and then deletes what
@@ -21,7 +29,7 @@ across midnight (or the clocks differ by that much) for a fill to miss it.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Protocol
 
 import sqlalchemy as sa
@@ -40,11 +48,21 @@ Compute = Callable[[date, date], Awaitable[dict[date, dict]]]
 
 DAY = timedelta(days=1)
 GRACE = timedelta(hours=1)
+LIVE_AHEAD = 7  # the days after today a live snapshot holds: the current week's end and more
+LIVE_MAX_AGE = timedelta(minutes=2)
 
 
 def stats_days_table(metadata: sa.MetaData) -> sa.Table:
     return sa.Table(
         "stats_days", metadata,
+        sa.Column("day", sa.Date, primary_key=True),
+        sa.Column("figures", JSONB, nullable=False),
+        sa.Column("computed_at", sa.DateTime(timezone=True), nullable=False))
+
+
+def stats_live_table(metadata: sa.MetaData) -> sa.Table:
+    return sa.Table(
+        "stats_live", metadata,
         sa.Column("day", sa.Date, primary_key=True),
         sa.Column("figures", JSONB, nullable=False),
         sa.Column("computed_at", sa.DateTime(timezone=True), nullable=False))
@@ -122,9 +140,10 @@ def utc_day(column: str) -> str:
 
 
 async def days(session: AsyncSession, table: sa.Table, first: date, last: date,
-               compute: Compute) -> list[dict]:
+               compute: Compute, live_table: sa.Table | None = None) -> list[dict]:
     """The figures of every day from `first` to `last`, in order: those closed for `GRACE`
-    cached, the others (today's, yesterday's in the first hour) computed live."""
+    cached, the others (today's, yesterday's in the first hour) from `live_table`'s fresh
+    snapshot, else computed (and stored there); computed every time without a `live_table`."""
     # The per-day queries join a generate_series the planner guesses at 1,000 rows, so their
     # estimated costs pass the JIT threshold though they are index lookups: compiling them
     # would cost far more than running them. And the same statements run over a day (today,
@@ -150,15 +169,59 @@ async def days(session: AsyncSession, table: sa.Table, first: date, last: date,
                     .on_conflict_do_nothing(index_elements=["day"]))
                 figures.update(computed)
     if last >= live:
-        figures.update(await compute(max(first, live), last))
+        lo = max(first, live)
+        figures.update(await compute(lo, last) if live_table is None
+                       else await _live_days(session, live_table, lo, last, compute))
     return [figures[first + i * DAY] for i in range((last - first).days + 1)]
 
 
+async def _live_days(session: AsyncSession, table: sa.Table, first: date, last: date,
+                     compute: Compute) -> dict[date, dict]:
+    """The days from `first` to `last` (none closed) from their snapshot if every one is at
+    most `LIVE_MAX_AGE` old, else computed now and stored as the newer snapshot."""
+    at = now()
+    stmt = sa.select(table.c.day, table.c.figures).where(
+        table.c.day.between(first, last), table.c.computed_at >= at - LIVE_MAX_AGE)
+    snapshot = dict((d, f) for d, f in await session.execute(stmt))
+    if len(snapshot) == (last - first).days + 1:
+        return snapshot
+    computed = await compute(first, last)
+    await _store_live(session, table, computed, at)
+    return computed
+
+
+async def _store_live(session: AsyncSession, table: sa.Table, figures: dict[date, dict],
+                      at: datetime) -> None:
+    """Upsert the days' snapshot as computed at `at`, keeping a newer one already stored (in
+    day order, so two writers never wait on each other's rows in opposite orders)."""
+    stmt = insert(table).values([{"day": d, "figures": figures[d], "computed_at": at}
+                                 for d in sorted(figures)])
+    await session.execute(stmt.on_conflict_do_update(
+        index_elements=["day"],
+        set_={"figures": stmt.excluded.figures, "computed_at": stmt.excluded.computed_at},
+        where=table.c.computed_at < stmt.excluded.computed_at))
+
+
+async def refresh_live(session: AsyncSession, table: sa.Table, compute: Compute) -> int:
+    """The worker's `stats_live_refresh`: compute the days not closed, from the first one to
+    `LIVE_AHEAD` days after today, store them as the snapshot and drop the rows of closed
+    days; how many days were stored."""
+    await session.execute(sa.text("SET LOCAL jit = off"))
+    await session.execute(sa.text("SET LOCAL plan_cache_mode = force_custom_plan"))
+    at = now()
+    first = (at - GRACE).date()
+    computed = await compute(first, at.date() + timedelta(days=LIVE_AHEAD))
+    await _store_live(session, table, computed, at)
+    await session.execute(sa.delete(table).where(table.c.day < first))
+    return len(computed)
+
+
 async def report(session: AsyncSession, table: sa.Table, periods: Periods, compute: Compute,
-                 row: Callable[[date, list[dict]], dict]) -> dict:
+                 row: Callable[[date, list[dict]], dict],
+                 live_table: sa.Table | None = None) -> dict:
     """`{series, total}`: `row` of each period's days and of the whole range's (weeks and the
     total are added up from the days, never computed again)."""
-    figures = await days(session, table, periods.first, periods.last, compute)
+    figures = await days(session, table, periods.first, periods.last, compute, live_table)
     step = periods.step.days
     return {"series": [row(start, figures[i * step:(i + 1) * step])
                        for i, start in enumerate(periods.starts())],
@@ -179,9 +242,12 @@ async def fill(session: AsyncSession, table: sa.Table, first: date, last: date,
 
 
 class Filler(Protocol):
-    """A service's stats repository, as the `stats_days_fill` job uses it."""
+    """A service's stats repository, as the `stats_days_fill` and `stats_live_refresh` jobs
+    use it."""
 
     async def fill(self, first: date, last: date) -> int: ...
+
+    async def refresh_live(self) -> int: ...
 
 
 async def fill_recent(db: Database, service: str, repository: Callable[[AsyncSession], Filler],
@@ -199,6 +265,15 @@ async def fill_recent(db: Database, service: str, repository: Callable[[AsyncSes
         last = start - DAY
     log.info("stats_days_filled", service=service, days=filled)
     return filled
+
+
+async def refresh_recent(db: Database, service: str,
+                         repository: Callable[[AsyncSession], Filler]) -> int:
+    """The `stats_live_refresh` job: a new snapshot of the days not closed, in a transaction."""
+    async with db.transaction() as s:
+        stored = await repository(s).refresh_live()
+    log.debug("stats_live_refreshed", service=service, days=stored)
+    return stored
 
 
 def _gaps(first: date, last: date, have: dict[date, dict]) -> list[tuple[date, date]]:

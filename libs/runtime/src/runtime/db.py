@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
+import orjson
 import sqlalchemy.exc
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import (
@@ -54,6 +55,9 @@ def create_engine(settings: ServiceSettings, pool_size: int = 10) -> AsyncEngine
         # An error's text (logged, sometimes relayed) never carries the bound values: they are
         # customer text (ticket bodies, emails) and secrets (password hashes, tokens).
         hide_parameters=True,
+        # jsonb read back through orjson: a year of the tickets' KPI days is 2.5 MB of JSON
+        # at a million customers, which the standard library decodes several times slower.
+        json_deserializer=orjson.loads,
         connect_args={
             "server_settings": {
                 "search_path": settings.schema,

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from runtime.broker import Broker, Subscription
-from runtime.daystats import Filler, fill_recent
+from runtime.daystats import Filler, fill_recent, refresh_recent
 from runtime.db import Database
 from runtime.http import Closer, ReadinessCheck, create_app, tcp_check
 from runtime.jobs import JobQueue, JobWorker
@@ -110,7 +110,8 @@ def _add_scheduled_job(ctx: WorkerContext, queue_name: str, job_name: str, handl
 
 
 def _add_stats_days(defn: ServiceDefinition, ctx: WorkerContext) -> None:
-    """One `stats_days_fill` schedule per service with cached KPI days, run by its worker."""
+    """The `stats_days_fill` and `stats_live_refresh` schedules of a service with cached KPI
+    days (one each per service, not per replica), run by its worker."""
     if defn.stats_days is None:
         return
     repository = defn.stats_days
@@ -119,8 +120,13 @@ def _add_stats_days(defn: ServiceDefinition, ctx: WorkerContext) -> None:
         return await fill_recent(ctx.db, defn.name, repository,
                                  ctx.settings.stats_days_warm_days)
 
+    async def stats_live_refresh(job):
+        return await refresh_recent(ctx.db, defn.name, repository)
+
     _add_scheduled_job(ctx, f"stats_days.{defn.name}", "stats_days_fill", stats_days_fill,
                        ctx.settings.stats_days_interval_ms)
+    _add_scheduled_job(ctx, f"stats_live.{defn.name}", "stats_live_refresh",
+                       stats_live_refresh, ctx.settings.stats_live_interval_ms)
 
 
 async def _retention_command(defn: ServiceDefinition, settings: ServiceSettings) -> int:

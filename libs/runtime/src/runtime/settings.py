@@ -42,9 +42,12 @@ class ServiceSettings(BaseSettings):
     outbox_retention_days: float = Field(7, alias="OUTBOX_RETENTION_DAYS")
     inbox_retention_days: float = Field(7, alias="INBOX_RETENTION_DAYS")
     # The KPIs' cached days (runtime.daystats): how often the worker fills the missing ones,
-    # and how far back it keeps them filled.
+    # how far back it keeps them filled, and how often it renews the snapshot of the days not
+    # closed yet (well under `daystats.LIVE_MAX_AGE`, so reads find it fresh).
     stats_days_interval_ms: int = Field(15 * 60 * 1000, alias="STATS_DAYS_INTERVAL_MS")
     stats_days_warm_days: int = Field(400, alias="STATS_DAYS_WARM_DAYS")
+    stats_live_interval_ms: int = Field(30 * 1000, alias="STATS_LIVE_INTERVAL_MS", gt=0,
+                                        le=60 * 1000)
     # Peers (CIDRs) whose X-Forwarded-For / X-Forwarded-Proto are believed; empty: nobody's.
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list,
                                                             alias="TRUSTED_PROXIES")

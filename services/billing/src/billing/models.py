@@ -10,7 +10,7 @@ from decimal import Decimal
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from runtime.daystats import stats_days_table
+from runtime.daystats import stats_days_table, stats_live_table
 from runtime.inbox import inbox_table
 from runtime.outbox import outbox_table
 
@@ -424,3 +424,4 @@ class SandboxTransfer(Base):
 outbox = outbox_table(Base.metadata)
 inbox = inbox_table(Base.metadata)
 stats_days = stats_days_table(Base.metadata)  # the KPIs' closed days (billing.stats)
+stats_live = stats_live_table(Base.metadata)  # the KPIs' days not closed yet

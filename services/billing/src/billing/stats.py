@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from billing.models import Invoice, Trial, stats_days
+from billing.models import Invoice, Trial, stats_days, stats_live
 from runtime import daystats
 from runtime.periods import Periods
 
@@ -43,11 +43,16 @@ class StatsRepository:
 
     async def stats(self, periods: Periods) -> dict:
         """`{series, total}` as `contracts.public.insight.BillingStatsOut`."""
-        return await daystats.report(self.session, stats_days, periods, self.compute, _sum)
+        return await daystats.report(self.session, stats_days, periods, self.compute, _sum,
+                                      stats_live)
 
     async def fill(self, first: date, last: date) -> int:
         """Store the closed days from `first` to `last` not cached yet; how many."""
         return await daystats.fill(self.session, stats_days, first, last, self.compute)
+
+    async def refresh_live(self) -> int:
+        """Store a new snapshot of the days not closed yet; how many days."""
+        return await daystats.refresh_live(self.session, stats_live, self.compute)
 
     async def compute(self, first: date, last: date) -> dict[date, dict]:
         """Each day's figures from `first` to `last` from the invoices and trials (JSON-ready:

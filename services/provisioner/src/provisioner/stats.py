@@ -32,7 +32,7 @@ from sqlalchemy.dialects.postgresql import TSTZRANGE
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from provisioner.models import Grant, Subscription, stats_days
+from provisioner.models import Grant, Subscription, stats_days, stats_live
 from runtime import daystats
 from runtime.clock import now
 from runtime.periods import Periods
@@ -48,11 +48,16 @@ class StatsRepository:
 
     async def stats(self, periods: Periods) -> dict:
         """`{series, total}` as `contracts.public.insight.ProvisionerStatsOut`."""
-        return await daystats.report(self.session, stats_days, periods, self.compute, _row)
+        return await daystats.report(self.session, stats_days, periods, self.compute, _row,
+                                      stats_live)
 
     async def fill(self, first: date, last: date) -> int:
         """Store the closed days from `first` to `last` not cached yet; how many."""
         return await daystats.fill(self.session, stats_days, first, last, self.compute)
+
+    async def refresh_live(self) -> int:
+        """Store a new snapshot of the days not closed yet; how many days."""
+        return await daystats.refresh_live(self.session, stats_live, self.compute)
 
     async def running(self, at) -> int:
         """Subscriptions running at `at` by their current state (the gauge Grafana shows)."""

@@ -8,7 +8,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from runtime.daystats import stats_days_table
+from runtime.daystats import stats_days_table, stats_live_table
 from runtime.inbox import inbox_table
 from runtime.outbox import outbox_table
 
@@ -131,3 +131,4 @@ class CannedReply(Base):
 outbox = outbox_table(Base.metadata)
 inbox = inbox_table(Base.metadata)
 stats_days = stats_days_table(Base.metadata)  # the KPIs' closed days (tickets.stats)
+stats_live = stats_live_table(Base.metadata)  # the KPIs' days not closed yet

@@ -34,7 +34,7 @@ from sqlalchemy.orm import aliased
 
 from runtime import daystats
 from runtime.periods import Periods
-from tickets.models import Message, Ticket, stats_days
+from tickets.models import Message, Ticket, stats_days, stats_live
 
 COUNTS = ("opened", "closed", "answered", "rated", "rating_sum")
 
@@ -45,11 +45,16 @@ class StatsRepository:
 
     async def stats(self, periods: Periods) -> dict:
         """`{series, total}` as `contracts.public.insight.TicketsStatsOut`."""
-        return await daystats.report(self.session, stats_days, periods, self.compute, _row)
+        return await daystats.report(self.session, stats_days, periods, self.compute, _row,
+                                      stats_live)
 
     async def fill(self, first: date, last: date) -> int:
         """Store the closed days from `first` to `last` not cached yet; how many."""
         return await daystats.fill(self.session, stats_days, first, last, self.compute)
+
+    async def refresh_live(self) -> int:
+        """Store a new snapshot of the days not closed yet; how many days."""
+        return await daystats.refresh_live(self.session, stats_live, self.compute)
 
     async def compute(self, first: date, last: date) -> dict[date, dict]:
         """Each day's figures from `first` to `last` from the tickets and messages: its counts,
