@@ -52,20 +52,22 @@ LIVE_AHEAD = 7  # the days after today a live snapshot holds: the current week's
 LIVE_MAX_AGE = timedelta(minutes=2)
 
 
-def stats_days_table(metadata: sa.MetaData) -> sa.Table:
+def _day_table(name: str, metadata: sa.MetaData) -> sa.Table:
     return sa.Table(
-        "stats_days", metadata,
+        name, metadata,
         sa.Column("day", sa.Date, primary_key=True),
         sa.Column("figures", JSONB, nullable=False),
         sa.Column("computed_at", sa.DateTime(timezone=True), nullable=False))
+
+
+def stats_days_table(metadata: sa.MetaData) -> sa.Table:
+    """The closed days' figures, kept exact by the source tables' triggers."""
+    return _day_table("stats_days", metadata)
 
 
 def stats_live_table(metadata: sa.MetaData) -> sa.Table:
-    return sa.Table(
-        "stats_live", metadata,
-        sa.Column("day", sa.Date, primary_key=True),
-        sa.Column("figures", JSONB, nullable=False),
-        sa.Column("computed_at", sa.DateTime(timezone=True), nullable=False))
+    """The snapshot of the days not closed yet, renewed by the worker."""
+    return _day_table("stats_live", metadata)
 
 
 def lock_key(table: sa.Table) -> str:
