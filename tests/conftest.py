@@ -54,6 +54,8 @@ def test_env() -> dict[str, str]:
         "TELEGRAM_SUPPORT_SPREAD_BACKLOG": "30",
         "TELEGRAM_SEND_RATE": "30",
         "BROKER_DELIVERY_LIMIT": "3",
+        # today's KPIs renewed every second, so a test sees what it just did
+        "STATS_LIVE_INTERVAL_MS": "1000",
         "ADMIN_BOOTSTRAP_EMAIL": ADMIN_EMAIL,
         # billing settings
         "PAYMENT_WATCH_INTERVAL_MS": "300",

@@ -68,8 +68,11 @@ async def test_a_groups_messages_are_spaced_and_each_ticket_keeps_its_order(db, 
     await asyncio.gather(*(bot.delivery.deliver_ticket(s.id) for s in stories))
     calls = await bot.writes(chat)
     assert len(calls) == 3 * 5  # topic, opening message, card, pin, the customer's message
+    # each call takes a slot 0.3 s after the one before; the emulator notes when a call
+    # arrived, which a busy machine delays by a little, so a single gap may look shorter
     gaps = [b["time"] - a["time"] for a, b in zip(calls, calls[1:], strict=False)]
-    assert min(gaps) >= 0.25, gaps  # 0.3 s apart, less the clocks' rounding
+    assert min(gaps) >= 0.15, gaps
+    assert calls[-1]["time"] - calls[0]["time"] >= 0.3 * len(gaps) - 0.05, gaps
     for i, story in enumerate(stories):
         texts = in_topic(calls, (await bot.thread(story)).message_thread_id)
         assert len(texts) == 3
