@@ -20,7 +20,7 @@ def invoice(provider: str, status: str, locked: datetime, **times) -> Invoice:
         created_at=locked - timedelta(minutes=30), updated_at=locked, **times)
 
 
-async def test_the_payment_watch_takes_open_confirming_and_recently_closed_invoices(db):
+async def test_the_payment_watch_pages_open_confirming_and_recently_closed_invoices(db):
     mine, other = f"watch-{uuid.uuid4().hex[:8]}", f"other-{uuid.uuid4().hex[:8]}"
     late_since = NOW - timedelta(hours=72)
     at = [NOW - timedelta(hours=h) for h in range(10)]
@@ -45,10 +45,20 @@ async def test_the_payment_watch_takes_open_confirming_and_recently_closed_invoi
         await s.flush()
         s.add_all(payments)
     async with db.transaction() as s:
-        watched = await InvoiceRepository(s).ids_to_watch(mine, late_since, 100)
-        first_two = await InvoiceRepository(s).ids_to_watch(mine, late_since, 2)
+        repo = InvoiceRepository(s)
+        watched = await repo.ids_to_watch(mine, None, 100)
+        first_two = await repo.ids_to_watch(mine, None, 2)
+        rest = await repo.ids_to_watch(mine, first_two[-1], 100)
+        expired = await repo.ids_closed_lately(mine, "EXPIRED", late_since, None, 100)
+        canceled = await repo.ids_closed_lately(mine, "CANCELED", late_since, None, 100)
+        after_expired = await repo.ids_closed_lately(mine, "EXPIRED", late_since, expired[-1],
+                                                     100)
     names = {v.id: k for k, v in rows.items()}
-    # each once (two unsettled payments are one invoice), oldest rate lock first
-    assert [names[i] for i in watched] == [
-        "confirming", "expired lately", "canceled lately", "open", "created"]
-    assert [names[i] for i in first_two] == ["confirming", "expired lately"]
+    # each once (two unsettled payments are one invoice), oldest rate lock first, in pages
+    assert [names[i] for _, i in watched] == ["confirming", "open", "created"]
+    assert [names[i] for _, i in first_two] == ["confirming", "open"]
+    assert [names[i] for _, i in rest] == ["created"]
+    # the recently closed ones by when they closed, each status on its own
+    assert [names[i] for _, i in expired] == ["expired lately"]
+    assert [names[i] for _, i in canceled] == ["canceled lately"]
+    assert after_expired == []

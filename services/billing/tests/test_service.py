@@ -14,7 +14,7 @@ from decimal import Decimal
 
 import pytest
 
-from billing import retention
+from billing import retention, watch
 from billing.exceptions import IdempotencyInProgress, IdempotencyKeyReused
 from billing.models import Invoice, Payment
 from billing.providers.sandbox import sandbox_chain
@@ -227,6 +227,38 @@ async def test_late_payment_after_expiry_is_recorded_and_flagged(sandbox, db, pg
     assert len(await events(pg, "billing.payment.detected.v1", inv["id"])) == 1
     assert await events(pg, "billing.invoice.paid.v1", inv["id"]) == []
 
+
+
+async def test_many_closed_invoices_never_crowd_out_an_open_one_and_each_is_seen_in_turn(
+        sandbox, db, monkeypatch):
+    """More recently closed invoices than a page: a run still watches every open invoice (one
+    paid now is PAID at once), and the closed ones are paged run after run, so a late payment to
+    each of them is recorded once, whichever page it is on."""
+    monkeypatch.setattr(watch, "WATCH_BATCH", 3)
+    plan_id = await new_plan(db)
+    closed = []
+    for i in range(8):
+        inv = await new_invoice(sandbox, db, plan_id, user=f"u-crowd-{i}")
+        invoice, _ = await load(db, inv["id"])
+        later = invoice.rate_locked_until + timedelta(seconds=1)
+        assert await sandbox.watcher.watch_one(inv["id"], now=later) == "EXPIRED"
+        closed.append(inv)
+    fresh = await new_invoice(sandbox, db, plan_id, user="u-crowd-open")
+    await pay(db, fresh, Decimal(fresh["amount_asset"]), blocks=2)
+    for inv in closed:
+        await pay(db, inv, Decimal("1"), blocks=2)
+    await sandbox.watcher.payment_watch()
+    assert (await load(db, fresh["id"]))[0].status == "PAID"
+    for _ in range(100):  # every closed invoice of the schema, 3 a run (other tests' too)
+        late = [len((await load(db, inv["id"]))[1]) for inv in closed]
+        if all(late):
+            break
+        await sandbox.watcher.payment_watch()
+    assert late == [1] * len(closed)
+    for inv in closed:
+        invoice, payments = await load(db, inv["id"])
+        assert invoice.status == "EXPIRED" and invoice.late_amount_asset == Decimal("1")
+        assert [(p.status, p.late) for p in payments] == [("SETTLED", True)]
 
 
 async def test_payment_watch_settles_a_batch_each_invoice_by_its_own_transfers(sandbox, db, pg):

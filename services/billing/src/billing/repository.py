@@ -91,23 +91,39 @@ class InvoiceRepository(Repository[Invoice]):
             out[p.invoice_id].append(p)
         return out
 
-    async def ids_to_watch(self, provider: str, late_since: datetime, limit: int) -> list[str]:
-        """Open invoices, those with payments still confirming, and recently closed ones: each
-        set read through its own index (`ix_invoices_open_lock`, `ix_payments_unsettled`,
-        `ix_invoices_expired_at`, `ix_invoices_canceled_at`), never the whole table."""
-        cols = (Invoice.id, Invoice.rate_locked_until)
+    async def ids_to_watch(self, provider: str, after: tuple[datetime, str] | None,
+                           limit: int) -> list[tuple[datetime, str]]:
+        """The open invoices and those with a payment still confirming, `(rate_locked_until,
+        id)` in that order after the key `after` (the page before's last): each set read
+        through its own index (`ix_invoices_open_lock`, `ix_payments_unsettled`), never the
+        whole table."""
+        cols = (Invoice.rate_locked_until, Invoice.id)
         mine = Invoice.provider == provider
+        # the first column alone as well: the indexes' range starts there
+        later = (sa.and_(Invoice.rate_locked_until >= after[0],
+                         sa.tuple_(*cols) > sa.tuple_(*after)) if after else sa.true())
         watched = sa.union(
-            sa.select(*cols).where(mine, Invoice.status.in_(OPEN_STATUSES)),
+            sa.select(*cols).where(mine, Invoice.status.in_(OPEN_STATUSES), later),
             sa.select(*cols).join(Payment, Payment.invoice_id == Invoice.id)
-            .where(mine, Payment.status.in_(("DETECTED", "CONFIRMED"))),
-            sa.select(*cols).where(mine, Invoice.status == "EXPIRED",
-                                   Invoice.expired_at >= late_since),
-            sa.select(*cols).where(mine, Invoice.status == "CANCELED",
-                                   Invoice.canceled_at >= late_since),
+            .where(mine, Payment.status.in_(("DETECTED", "CONFIRMED")), later),
         ).subquery("watched")
-        stmt = sa.select(watched.c.id).order_by(watched.c.rate_locked_until).limit(limit)
-        return list((await self.session.execute(stmt)).scalars())
+        stmt = (sa.select(watched.c.rate_locked_until, watched.c.id)
+                .order_by(watched.c.rate_locked_until, watched.c.id).limit(limit))
+        return [(at, i) for at, i in await self.session.execute(stmt)]
+
+    async def ids_closed_lately(self, provider: str, status: str, since: datetime,
+                                after: tuple[datetime, str] | None,
+                                limit: int) -> list[tuple[datetime, str]]:
+        """The invoices `status` (EXPIRED or CANCELED) since `since`, `(closed at, id)` in
+        that order after the key `after`, through `ix_invoices_expired_at` or
+        `ix_invoices_canceled_at`: a page costs its rows, however many closed lately."""
+        closed = Invoice.expired_at if status == "EXPIRED" else Invoice.canceled_at
+        stmt = (sa.select(closed, Invoice.id)
+                .where(Invoice.provider == provider, Invoice.status == status, closed >= since)
+                .order_by(closed, Invoice.id).limit(limit))
+        if after:
+            stmt = stmt.where(closed >= after[0], sa.tuple_(closed, Invoice.id) > sa.tuple_(*after))
+        return [(at, i) for at, i in await self.session.execute(stmt)]
 
     async def ids_past_lock(self, provider: str, now: datetime, limit: int) -> list[str]:
         stmt = (sa.select(Invoice.id)

@@ -32,6 +32,9 @@ class PaymentWatcher:
         self.billing = billing
         self.providers = billing.providers
         self.settings = settings
+        # where the payment watch's page of recently closed invoices goes on, per provider and
+        # status (a restart starts again from the oldest: each is seen once more, no harm)
+        self._late_after: dict[tuple[str, str], tuple[datetime, str] | None] = {}
 
     async def watch_one(self, invoice_id: str, now: datetime | None = None) -> str:
         """Observe one invoice at its provider and settle what changed; returns its status
@@ -60,7 +63,8 @@ class PaymentWatcher:
         and the rate lock still running): then no transaction at all. Times are taken here
         (`now` only in tests), so `paid_at` is when this invoice was settled."""
         at = now or utcnow()
-        if not observed and invoice.status in OPEN and at < invoice.rate_locked_until:
+        # nothing seen changes nothing, except an open invoice's rate lock running out
+        if not observed and (invoice.status not in OPEN or at < invoice.rate_locked_until):
             return invoice.status
         async with self.db.transaction() as s:
             locked = await InvoiceRepository(s).get(invoice.id, for_update=True)
@@ -100,19 +104,46 @@ class PaymentWatcher:
         for provider in self.providers:
             async with self.db.transaction() as s:
                 ids = await find(InvoiceRepository(s), provider.name)
-            for status, n in (await self._watch_all(provider, ids)).items():
-                total[status] = total.get(status, 0) + n
+            _add(total, await self._watch_all(provider, ids))
         return total
 
     async def payment_watch(self) -> dict[str, int]:
-        """Every open invoice, every invoice with a payment still confirming, recent closed ones,
-        of every enabled provider."""
+        """Of every enabled provider: every open invoice and every one with a payment still
+        confirming, each run (in pages of `WATCH_BATCH` until none is left: they are being
+        paid now); then the next page of those expired and of those canceled within
+        `LATE_PAYMENT_WATCH_HOURS` (a late payment is recorded, never lost), each run going on
+        where the last one stopped, so all of them are seen in turn however many there are and
+        they never crowd out the open ones."""
         late_since = utcnow() - timedelta(hours=self.settings.late_payment_watch_hours)
-        return await self._each_provider(
-            lambda repo, name: repo.ids_to_watch(name, late_since, WATCH_BATCH))
+        total: dict[str, int] = {}
+        for provider in self.providers:
+            after: tuple[datetime, str] | None = None
+            while True:
+                async with self.db.transaction() as s:
+                    page = await InvoiceRepository(s).ids_to_watch(provider.name, after,
+                                                                   WATCH_BATCH)
+                _add(total, await self._watch_all(provider, [i for _, i in page]))
+                if len(page) < WATCH_BATCH:
+                    break
+                after = page[-1]
+            for status in ("EXPIRED", "CANCELED"):
+                key = (provider.name, status)
+                async with self.db.transaction() as s:
+                    page = await InvoiceRepository(s).ids_closed_lately(
+                        provider.name, status, late_since, self._late_after.get(key),
+                        WATCH_BATCH)
+                # a short page was the last: the next run starts again from the oldest
+                self._late_after[key] = page[-1] if len(page) == WATCH_BATCH else None
+                _add(total, await self._watch_all(provider, [i for _, i in page]))
+        return total
 
     async def invoice_expiry(self) -> dict[str, int]:
         """Open invoices whose rate lock has passed: a last look at the provider, then expire."""
         now = utcnow()
         return await self._each_provider(
             lambda repo, name: repo.ids_past_lock(name, now, WATCH_BATCH))
+
+
+def _add(total: dict[str, int], outcomes: dict[str, int]) -> None:
+    for status, n in outcomes.items():
+        total[status] = total.get(status, 0) + n
