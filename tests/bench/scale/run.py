@@ -5,8 +5,10 @@ broker prefix and Redis database), signs in the seeded admin and one seeded cust
 rows written as the gateway writes them), and measures, as p50/p99 of sequential requests:
 admin user search (email prefix, id, Telegram username), every admin list's first and a deep
 keyset page, the customer's dashboard, invoice list (first and next page), subscriptions and
-tickets, `GET /admin/kpis` for 30 days and a year. Then, through the running provisioner
-worker: the reminder sweep (every due reminder sent); reconciliation of the whole sandbox
+tickets, `GET /admin/kpis` for 30 days and a year (once every worker has filled its KPI cache,
+as a running stack keeps it; then each service's own stats endpoint, over HTTP, for the same
+ranges). A new customer's purchase on the sandbox chain (seconds to PAID and to ACTIVE). Then,
+through the running provisioner worker: the reminder sweep (every due reminder sent); reconciliation of the whole sandbox
 backend with some drift made first (the provisioner's own `reconcile`, in this process, against
 the same database; before the expiry, which leaves no running subscription to drift); the
 expiry sweep with many subscriptions due at once (time until every one is revoked on the
@@ -172,6 +174,95 @@ def request_paths(t: dict) -> list[tuple[str, str, str]]:
     ]
 
 
+KPI_SCHEMAS = {"billing": "billing", "provisioner": "provisioning", "tickets": "tickets"}
+
+
+async def wait_kpis_warm(dsn: str, days: int, timeout: float) -> dict:
+    """Until each service's worker has filled its closed days (`days` of them, as
+    `stats_days_fill` keeps them) and renewed its snapshot of the days not closed within the
+    last minute: the KPIs as an admin reads them once the stack has run for a while."""
+    conn = await asyncpg.connect(dsn)
+    started = time.monotonic()
+    try:
+        while True:
+            state = {}
+            for service, schema in KPI_SCHEMAS.items():
+                state[service] = {
+                    "days": await conn.fetchval(
+                        f"SELECT count(*) FROM {schema}.stats_days "
+                        "WHERE day >= current_date - $1::int", days),
+                    "live_fresh": await conn.fetchval(
+                        f"SELECT coalesce(max(computed_at) > now() - interval '1 minute', false)"
+                        f" FROM {schema}.stats_live")}
+            warm = all(v["days"] >= days - 2 and v["live_fresh"] for v in state.values())
+            if warm or time.monotonic() - started > timeout:
+                break
+            await asyncio.sleep(2)
+    finally:
+        await conn.close()
+    return {"warm": warm, "seconds": time.monotonic() - started, "state": state}
+
+
+def service_kpis(stack: Stack, n: int, budget: float) -> dict:
+    """Each service's own `GET /internal/admin/stats` over HTTP (what the gateway asks the
+    three for at once), for the same ranges as the gateway's KPI figures."""
+    from runtime import identity
+
+    key = stack.env.get("INTERNAL_SIGNING_KEY", "dev-internal-signing-key-change-me")
+
+    class Admin(httpx.Auth):
+        def __init__(self, audience: str):
+            self.audience = audience
+
+        def auth_flow(self, request):  # signed afresh for each request: it lives a minute
+            request.headers[identity.HEADER] = identity.sign(key, "bench", "ADMIN",
+                                                             audience=self.audience)
+            yield request
+
+    today = date.today()
+    ranges = {"30 days": {"from": str(today - timedelta(days=30)), "to": str(today)},
+              "1 year by day": {"from": str(today - timedelta(days=365)), "to": str(today)},
+              "1 year by week": {"from": str(today - timedelta(days=365)), "to": str(today),
+                                 "granularity": "week"}}
+    out: dict = {}
+    for service in KPI_SCHEMAS:
+        with httpx.Client(base_url=stack.api_url(service), timeout=300,
+                          auth=Admin(service)) as c:
+            for label, params in ranges.items():
+                q = "&".join(f"{k}={v}" for k, v in params.items())
+                out[f"{service} stats, {label}"] = timed(c, f"/internal/admin/stats?{q}", n,
+                                                         budget)
+    return out
+
+
+async def purchase(gw: str, timeout: float) -> dict:
+    """A new customer buys the first plan on the sandbox chain at this scale, as in the e2e
+    purchases: seconds from the transfer (and 3 blocks) until the invoice is PAID, and until
+    the subscription is ACTIVE (the grant applied on the backend)."""
+    from tests.e2e.purchases import catalogue, mine, new_customer, pay_invoice
+
+    c = await new_customer(gw)
+    try:
+        plan, option = await catalogue(c)
+        started = time.monotonic()
+        invoice = await pay_invoice(c, plan, option)
+        await mine(c, 3)
+        paid_s = active_s = None
+        while time.monotonic() - started < timeout and active_s is None:
+            if paid_s is None:
+                r = await c.get(f"/invoices/{invoice['id']}")
+                if r.json()["invoice"]["status"] == "PAID":
+                    paid_s = time.monotonic() - started
+            else:
+                subs = (await c.get("/subscriptions")).json()["subscriptions"]
+                if any(s["status"] == "ACTIVE" for s in subs):
+                    active_s = time.monotonic() - started
+            await asyncio.sleep(0.2)
+    finally:
+        await c.aclose()
+    return {"paid_s": paid_s, "active_s": active_s}
+
+
 async def wait_reminders(dsn: str, days: int, timeout: float) -> dict:
     """Until no running subscription within `days` of expiry lacks its reminder."""
     conn = await asyncpg.connect(dsn)
@@ -328,8 +419,12 @@ def main() -> int:
     ap.add_argument("--sweep-timeout", type=float, default=900)
     ap.add_argument("--retention-days", type=int, default=365,
                     help="days of old rows written before the retention cleanup")
-    ap.add_argument("--skip", default="", help="comma-separated: requests,reminders,expiry,"
-                                               "reconcile,broadcast,retention")
+    ap.add_argument("--skip", default="", help="comma-separated: requests,reminders,purchase,"
+                                               "expiry,reconcile,broadcast,retention")
+    ap.add_argument("--only", default="",
+                    help="measure only the request figures whose name has this text")
+    ap.add_argument("--no-kpi-wait", action="store_true",
+                    help="measure the KPIs at once, not after the workers warmed their cache")
     ap.add_argument("--report", default=str(ROOT / ".run" / "bench" / "scale-report.json"))
     ns = ap.parse_args()
     skip = {s.strip() for s in ns.skip.split(",") if s.strip()}
@@ -360,10 +455,29 @@ def main() -> int:
                                          cookies={"sid": t[f"{who}_token"]})
                        for who in ("admin", "customer")}
             report["requests"] = {}
+            kpis_waited = ns.no_kpi_wait
             for figure, who, path in request_paths(t):
+                if ns.only not in figure:
+                    continue
+                if "KPIs" in figure and not kpis_waited:
+                    print("KPI cache warming...", flush=True)
+                    report["kpi_warm"] = asyncio.run(wait_kpis_warm(
+                        env["DATABASE_URL"], int(env.get("STATS_DAYS_WARM_DAYS", "400")),
+                        ns.sweep_timeout))
+                    report["kpi_warm"]["since_boot_s"] = time.monotonic() - boot
+                    kpis_waited = True
                 print(f"{figure}...", flush=True)
                 report["requests"][figure] = timed(clients[who], path, ns.requests, ns.budget)
                 save(ns.report, report)
+            if ns.only in "admin KPIs":
+                print("each service's KPI figures...", flush=True)
+                report["requests"].update(service_kpis(stack, ns.requests, ns.budget))
+                save(ns.report, report)
+        if "purchase" not in skip:
+            print("a purchase...", flush=True)
+            report["purchase"] = asyncio.run(purchase(stack.api_url("gateway") + "/api/v1",
+                                                      ns.sweep_timeout))
+            save(ns.report, report)
         if "reconcile" not in skip:
             print("reconciliation...", flush=True)
             report["reconcile"] = asyncio.run(reconcile(env, ns.drift))
@@ -385,7 +499,8 @@ def main() -> int:
     for figure, r in report.get("requests", {}).items():
         print(f"{figure:<40} p50 {r['p50_ms']:7.1f} ms  p99 {r['p99_ms']:7.1f} ms  "
               f"non-200 {r['non_200']}")
-    for key in ("reminders", "expiry", "reconcile", "broadcast", "retention"):
+    for key in ("kpi_warm", "reminders", "purchase", "expiry", "reconcile", "broadcast",
+                "retention"):
         if key in report:
             print(f"{key:<40} {json.dumps(report[key], default=str)}")
     save(ns.report, report)
