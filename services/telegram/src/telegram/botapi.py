@@ -39,15 +39,7 @@ class BotApi:
             resp = await self._client.post(self._url + method, json=payload)
         except httpx.HTTPError as exc:
             raise TelegramError(599, f"transport error: {type(exc).__name__}") from exc
-        try:
-            data = resp.json()
-        except ValueError:
-            raise TelegramError(resp.status_code, resp.text[:200]) from None
-        if data.get("ok"):
-            return data.get("result")
-        retry_after = (data.get("parameters") or {}).get("retry_after")
-        raise TelegramError(int(data.get("error_code") or resp.status_code),
-                            str(data.get("description", "")), retry_after)
+        return self._result(resp)
 
     async def upload(self, method: str, files: dict[str, tuple[str, bytes, str]],
                      **params: Any) -> Any:
@@ -62,6 +54,7 @@ class BotApi:
         return self._result(resp)
 
     def _result(self, resp: httpx.Response) -> Any:
+        """The call's `result`, or its error as a TelegramError (with `retry_after` on 429)."""
         try:
             data = resp.json()
         except ValueError:
