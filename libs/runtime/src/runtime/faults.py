@@ -33,33 +33,10 @@ log = get_logger(__name__)
 
 TIMEOUT = 1.0
 
-# KEYS[1]: the faults hash (id -> JSON); ARGV: the operation, the time now in ms.
-# Returns {message, delay_ms} of the fault taken, or nil.
-_TAKE = """
-local ids = redis.call('HKEYS', KEYS[1])
-table.sort(ids, function(a, b) return tonumber(a) < tonumber(b) end)
-local now = tonumber(ARGV[2])
-for _, id in ipairs(ids) do
-  local f = cjson.decode(redis.call('HGET', KEYS[1], id))
-  local spent = f.remaining ~= cjson.null and f.remaining <= 0
-  local expired = f.until_ms ~= cjson.null and f.until_ms <= now
-  if spent or expired then
-    redis.call('HDEL', KEYS[1], id)
-  elseif f.operation == '*' or f.operation == ARGV[1] then
-    if f.remaining ~= cjson.null then
-      f.remaining = f.remaining - 1
-      redis.call('HSET', KEYS[1], id, cjson.encode(f))
-    end
-    return {f.message, f.delay_ms}
-  end
-end
-return nil
-"""
-
-
-# The same for a bulk call of ARGV[3] calls at once: each call takes the oldest matching fault
-# with calls left, as `_TAKE` would one after the other. Returns {message, delay_ms, calls, ...}
-# for every fault taken, oldest first.
+# KEYS[1]: the faults hash (id -> JSON); ARGV: the operation, the time now in ms, how many
+# calls are made at once. Each call takes the oldest matching fault with calls left, as one
+# call after the other would. Returns {message, delay_ms, calls, ...} for every fault taken,
+# oldest first.
 _TAKE_MANY = """
 local ids = redis.call('HKEYS', KEYS[1])
 table.sort(ids, function(a, b) return tonumber(a) < tonumber(b) end)
@@ -103,7 +80,6 @@ class FaultSwitch:
         # short timeouts and no retries: the check runs before every call of the adapter
         self.redis = Redis.from_url(redis_url, decode_responses=True, socket_timeout=TIMEOUT,
                                     socket_connect_timeout=TIMEOUT, retry=Retry(NoBackoff(), 0))
-        self._take = self.redis.register_script(_TAKE)
         self._take_many = self.redis.register_script(_TAKE_MANY)
 
     async def add(self, operation: str, *, message: str, delay_ms: int = 0,
@@ -137,12 +113,8 @@ class FaultSwitch:
 
     async def take(self, operation: str) -> Fault | None:
         """The fault this call of `operation` is to suffer, if any (one of its calls spent)."""
-        try:
-            hit = await self._take(keys=[self.key], args=[operation, int(time.time() * 1000)])
-        except (RedisError, OSError) as exc:
-            log.warning("sandbox_faults_unreadable", key=self.key, error=str(exc)[:200])
-            return None
-        return Fault(message=hit[0], delay_ms=int(hit[1])) if hit else None
+        hit = await self.take_many(operation, 1)
+        return hit[0] if hit else None
 
     async def take_many(self, operation: str, calls: int) -> list[Fault]:
         """The faults `calls` calls of `operation` made at once are to suffer, in call order
