@@ -122,6 +122,25 @@ class WebhookSource(Protocol):
         ...
 
 
+class SignedWebhooks:
+    """A `WebhookSource` whose deliveries carry, in one header, a signature of the raw body made
+    with one shared secret: a subclass names its provider, the header, its check of the
+    signature (`signature_valid`) and its `parse`."""
+
+    name: str
+    signature_header: str
+
+    def __init__(self, secret: str):
+        self.secret = secret
+
+    @staticmethod
+    def signature_valid(secret: str, body: bytes, header: str | None) -> bool:
+        raise NotImplementedError
+
+    def verify(self, body: bytes, headers: Headers) -> bool:
+        return self.signature_valid(self.secret, body, headers.get(self.signature_header))
+
+
 def json_object(body: bytes) -> dict[str, Any]:
     """A webhook body that must be a JSON object (else ValidationFailed)."""
     try:
@@ -158,6 +177,15 @@ async def observe_each(provider: PaymentProvider, invoices: Sequence[Invoice],
 
     await asyncio.gather(*(one(i) for i in invoices))
     return out
+
+
+async def observe_one(provider: PaymentProvider, invoice: Invoice) -> list[ObservedPayment]:
+    """`observe` for a provider whose one read is its batch call: a batch of one (its error
+    raised)."""
+    result = (await provider.observe_many([invoice])).get(invoice.id, [])
+    if isinstance(result, ProviderError):
+        raise result
+    return result
 
 
 class Providers:

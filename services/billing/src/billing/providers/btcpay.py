@@ -23,10 +23,10 @@ from billing.models import Invoice
 from billing.providers.base import (
     Checkout,
     CheckoutRequest,
-    Headers,
     Observed,
     ObservedPayment,
     ProviderError,
+    SignedWebhooks,
     WebhookDelivery,
     json_object,
     observe_each,
@@ -49,17 +49,13 @@ def valid_signature(secret: str, body: bytes, header: str | None) -> bool:
     return hmac.compare_digest(expected, header.strip().encode("utf-8", "replace"))
 
 
-class BTCPayWebhooks:
+class BTCPayWebhooks(SignedWebhooks):
     """BTCPay's webhooks: signed with the store webhook's secret (`BTCPay-Sig`); the JSON body
     names the delivery (`deliveryId`), the event (`type`) and the BTCPay invoice (`invoiceId`)."""
 
     name = "btcpay"
-
-    def __init__(self, secret: str):
-        self.secret = secret
-
-    def verify(self, body: bytes, headers: Headers) -> bool:
-        return valid_signature(self.secret, body, headers.get(SIGNATURE_HEADER))
+    signature_header = SIGNATURE_HEADER
+    signature_valid = staticmethod(valid_signature)
 
     def parse(self, body: bytes) -> WebhookDelivery:
         data = json_object(body)

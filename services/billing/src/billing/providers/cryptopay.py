@@ -34,12 +34,13 @@ from billing.models import Invoice
 from billing.providers.base import (
     Checkout,
     CheckoutRequest,
-    Headers,
     Observed,
     ObservedPayment,
     ProviderError,
+    SignedWebhooks,
     WebhookDelivery,
     json_object,
+    observe_one,
 )
 from runtime.errors import ValidationFailed
 
@@ -111,18 +112,14 @@ class CryptoPayClient:
         await self.client.aclose()
 
 
-class CryptoPayWebhooks:
+class CryptoPayWebhooks(SignedWebhooks):
     """Crypto Pay's webhooks: `crypto-pay-api-signature` over the raw body; the body is
     `{update_id, update_type, request_date, payload: <Invoice>}`. `update_id` is not unique,
     so the delivery id is `<update_type>:<invoice_id>` (an invoice is paid once)."""
 
     name = NAME
-
-    def __init__(self, token: str):
-        self.token = token
-
-    def verify(self, body: bytes, headers: Headers) -> bool:
-        return valid_signature(self.token, body, headers.get(SIGNATURE_HEADER))
+    signature_header = SIGNATURE_HEADER
+    signature_valid = staticmethod(valid_signature)  # the secret is the app's token
 
     def parse(self, body: bytes) -> WebhookDelivery:
         data = json_object(body)
@@ -192,11 +189,7 @@ class CryptoPayProvider:
                         amount_asset=request.amount_usd)
 
     async def observe(self, invoice: Invoice) -> list[ObservedPayment]:
-        seen = await self.observe_many([invoice])
-        result = seen.get(invoice.id, [])
-        if isinstance(result, ProviderError):
-            raise result
-        return result
+        return await observe_one(self, invoice)
 
     async def observe_many(self, invoices: Sequence[Invoice]) -> Observed:
         out: Observed = {i.id: [] for i in invoices}

@@ -41,10 +41,10 @@ from billing.models import Invoice
 from billing.providers.base import (
     Checkout,
     CheckoutRequest,
-    Headers,
     Observed,
     ObservedPayment,
     ProviderError,
+    SignedWebhooks,
     WebhookDelivery,
     json_object,
     observe_each,
@@ -175,18 +175,14 @@ def _ref(value: Any, field: str) -> str | None:
     return str(value)
 
 
-class NowPaymentsWebhooks:
+class NowPaymentsWebhooks(SignedWebhooks):
     """NOWPayments' IPNs: the body is the payment as `GET /payment/{id}` answers it; a delivery
     is one (payment, status) step, so a recurrent notification of the same step is a
     duplicate and a new status a new delivery."""
 
     name = NAME
-
-    def __init__(self, secret: str):
-        self.secret = secret
-
-    def verify(self, body: bytes, headers: Headers) -> bool:
-        return valid_signature(self.secret, body, headers.get(SIGNATURE_HEADER))
+    signature_header = SIGNATURE_HEADER
+    signature_valid = staticmethod(valid_signature)
 
     def parse(self, body: bytes) -> WebhookDelivery:
         data = json_object(body)

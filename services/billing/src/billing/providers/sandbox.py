@@ -26,6 +26,7 @@ from billing.providers.base import (
     Observed,
     ObservedPayment,
     ProviderError,
+    observe_one,
 )
 from billing.repository import SandboxRepository
 from runtime.db import Database
@@ -66,10 +67,7 @@ class SandboxProvider:
                         payment_url=None)
 
     async def observe(self, invoice: Invoice) -> list[ObservedPayment]:
-        result = (await self.observe_many([invoice]))[invoice.id]
-        if isinstance(result, ProviderError):
-            raise result
-        return result
+        return await observe_one(self, invoice)
 
     async def observe_many(self, invoices: Sequence[Invoice]) -> Observed:
         """The whole batch in one read of the chain, as a watcher reads a node."""

@@ -31,6 +31,7 @@ from billing.providers.base import (
     Observed,
     ObservedPayment,
     ProviderError,
+    observe_one,
 )
 from billing.rates import ASSET_QUANTUM
 from billing.repository import StarsPaymentRepository
@@ -110,10 +111,7 @@ class StarsProvider:
                         amount_asset=Decimal(stars).quantize(ASSET_QUANTUM))
 
     async def observe(self, invoice: Invoice) -> list[ObservedPayment]:
-        result = (await self.observe_many([invoice]))[invoice.id]
-        if isinstance(result, ProviderError):
-            raise result
-        return result
+        return await observe_one(self, invoice)
 
     async def observe_many(self, invoices: Sequence[Invoice]) -> Observed:
         """The Stars payments the bot received for the invoices, in one read: each is final
