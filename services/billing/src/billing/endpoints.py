@@ -52,7 +52,15 @@ from billing.schemas import (
     plan_view,
     promo_view,
 )
-from billing.service import BillingService, ledger, new_id, plan_service, promos, referrals
+from billing.service import (
+    BillingService,
+    IdempotentResult,
+    ledger,
+    new_id,
+    plan_service,
+    promos,
+    referrals,
+)
 from billing.stats import StatsRepository
 from contracts.public.billing import ReferralsOut
 from contracts.public.insight import BillingStatsOut
@@ -71,6 +79,13 @@ async def idempotency_key(request: Request) -> str:
     if key is None or not key.strip() or len(key) > 255:
         raise IdempotencyKeyRequired()
     return key
+
+
+def _idempotent_response(result: IdempotentResult) -> Response:
+    """The stored answer of an idempotent request, marked `Idempotent-Replayed` on a replay."""
+    headers = {"Idempotent-Replayed": "true"} if result.replayed else None
+    return Response(result.content, status_code=result.status, headers=headers,
+                    media_type="application/json")
 
 
 def option_label(billing: BillingService, provider: str, asset: str, network: str) -> str:
@@ -121,9 +136,7 @@ async def create_invoice(body: InvoiceCreate, request: Request, billing: Billing
                          key: Annotated[str, Depends(idempotency_key)]):
     result = await billing.create_invoice_idempotent(request.app.state.db, user_id=ident.user_id,
                                                      key=key, body=body)
-    headers = {"Idempotent-Replayed": "true"} if result.replayed else None
-    return Response(result.content, status_code=result.status, headers=headers,
-                    media_type="application/json")
+    return _idempotent_response(result)
 
 
 @router.get("/invoices", response_model=InvoiceList)
@@ -176,9 +189,7 @@ async def create_top_up(body: TopUpCreate, request: Request, billing: Billing, i
                         key: Annotated[str, Depends(idempotency_key)]):
     result = await billing.create_top_up_idempotent(request.app.state.db, user_id=ident.user_id,
                                                     key=key, body=body)
-    headers = {"Idempotent-Replayed": "true"} if result.replayed else None
-    return Response(result.content, status_code=result.status, headers=headers,
-                    media_type="application/json")
+    return _idempotent_response(result)
 
 
 @router.get("/promo-codes/{code}", response_model=PromoPreview)
