@@ -1,5 +1,5 @@
-"""The generic base of a service's repositories: queries on one model's rows, run in the session
-the caller gives (the caller's transaction commits them)."""
+"""The generic base of a service's repositories, and the row lookup they share: queries on one
+model's rows, run in the session the caller gives (the caller's transaction commits them)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,14 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 M = TypeVar("M")
+
+
+async def select_one(session: AsyncSession, stmt: sa.Select, for_update: bool = False):
+    """The row `stmt` selects, or None; `for_update` locks it until the transaction ends and
+    reloads the object the session may already hold, so the caller sees the row as locked."""
+    if for_update:
+        stmt = stmt.with_for_update().execution_options(populate_existing=True)
+    return (await session.execute(stmt)).scalar_one_or_none()
 
 
 class Repository(Generic[M]):

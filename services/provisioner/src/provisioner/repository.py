@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from provisioner.models import BackendAccount, Grant, Move, Server, Subscription, UserBlock
 from runtime.db import Database
 from runtime.pagination import keyset_page
+from runtime.repository import select_one
 
 
 def _texts(name: str, values: list[str]) -> sa.BindParameter:
@@ -36,22 +37,15 @@ class ProvisioningRepository:
         await self.session.execute(sa.select(sa.func.pg_advisory_xact_lock(
             sa.func.hashtextextended(key, 0))))
 
-    async def _one(self, stmt: sa.Select, for_update: bool):
-        """The row `stmt` selects, or None; `for_update` locks it and reloads the object the
-        session may already hold, so the caller sees the row as locked."""
-        if for_update:
-            stmt = stmt.with_for_update().execution_options(populate_existing=True)
-        return (await self.session.execute(stmt)).scalar_one_or_none()
-
     # subscriptions
     async def subscription(self, sub_id: str, *, for_update: bool = False) -> Subscription | None:
-        return await self._one(sa.select(Subscription).where(Subscription.id == sub_id),
-                               for_update)
+        stmt = sa.select(Subscription).where(Subscription.id == sub_id)
+        return await select_one(self.session, stmt, for_update)
 
     async def subscription_for_user(self, user_id: str, *, for_update: bool = False
                                     ) -> Subscription | None:
-        return await self._one(sa.select(Subscription).where(Subscription.user_id == user_id),
-                               for_update)
+        stmt = sa.select(Subscription).where(Subscription.user_id == user_id)
+        return await select_one(self.session, stmt, for_update)
 
     async def page(self, *, user_id: str | None, status: str | None, limit: int,
                    cursor: str | None) -> tuple[list[Subscription], str | None]:
@@ -151,8 +145,8 @@ class ProvisioningRepository:
         return list((await self.session.execute(stmt)).scalars())
 
     async def subscription_by_ref(self, ref: str) -> Subscription | None:
-        return await self._one(sa.select(Subscription).where(Subscription.provision_ref == ref),
-                               False)
+        stmt = sa.select(Subscription).where(Subscription.provision_ref == ref)
+        return await select_one(self.session, stmt)
 
     async def reconciliation_page(self, server_id: str | None, after: str | None, limit: int
                                   ) -> list[tuple[str, str, str, str, datetime]]:
@@ -197,8 +191,8 @@ class ProvisioningRepository:
 
     async def grant_by_invoice(self, invoice_id: str, *, for_update: bool = False
                                ) -> Grant | None:
-        return await self._one(sa.select(Grant).where(Grant.invoice_id == invoice_id),
-                               for_update)
+        stmt = sa.select(Grant).where(Grant.invoice_id == invoice_id)
+        return await select_one(self.session, stmt, for_update)
 
     async def grant_by_job(self, job_id: str) -> Grant | None:
         stmt = sa.select(Grant).where(Grant.job_id == job_id).limit(1)
@@ -219,8 +213,8 @@ class ProvisioningRepository:
 
     # user blocks
     async def user_block(self, user_id: str, *, for_update: bool = False) -> UserBlock | None:
-        return await self._one(sa.select(UserBlock).where(UserBlock.user_id == user_id),
-                               for_update)
+        stmt = sa.select(UserBlock).where(UserBlock.user_id == user_id)
+        return await select_one(self.session, stmt, for_update)
 
     async def is_blocked(self, user_id: str) -> bool:
         row = await self.user_block(user_id)
@@ -291,9 +285,7 @@ class ServerRepository:
 
     async def get(self, server_id: str, *, for_update: bool = False) -> Server | None:
         stmt = sa.select(Server).where(Server.id == server_id)
-        if for_update:
-            stmt = stmt.with_for_update().execution_options(populate_existing=True)
-        return (await self.session.execute(stmt)).scalar_one_or_none()
+        return await select_one(self.session, stmt, for_update)
 
     async def by_name(self, name: str) -> Server | None:
         stmt = sa.select(Server).where(Server.name == name)
@@ -383,9 +375,7 @@ class MoveRepository:
 
     async def get(self, move_id: str, *, for_update: bool = False) -> Move | None:
         stmt = sa.select(Move).where(Move.id == move_id)
-        if for_update:
-            stmt = stmt.with_for_update().execution_options(populate_existing=True)
-        return (await self.session.execute(stmt)).scalar_one_or_none()
+        return await select_one(self.session, stmt, for_update)
 
     async def open_for(self, subscription_id: str) -> Move | None:
         stmt = sa.select(Move).where(Move.subscription_id == subscription_id,

@@ -59,6 +59,7 @@ from runtime.db import Database
 from runtime.errors import Conflict, NotFound, ServiceUnavailable, ValidationFailed
 from runtime.jobs import JobQueue, job_id
 from runtime.logging import get_logger
+from runtime.repository import select_one
 from telegram import pacing, shop
 from telegram.botapi import BotApi, TelegramError
 from telegram.metrics import BROADCAST_HOLDS, BROADCAST_MESSAGES, BROADCAST_RESENT
@@ -167,9 +168,7 @@ class BroadcastRepository:
 
     async def get(self, bid: str, *, for_update: bool = False) -> Broadcast | None:
         stmt = sa.select(Broadcast).where(Broadcast.id == bid)
-        if for_update:
-            stmt = stmt.with_for_update().execution_options(populate_existing=True)
-        return (await self.session.execute(stmt)).scalar_one_or_none()
+        return await select_one(self.session, stmt, for_update)
 
     async def latest(self, limit: int) -> list[Broadcast]:
         stmt = sa.select(Broadcast).order_by(Broadcast.created_at.desc(),
