@@ -11,7 +11,7 @@ import asyncio
 import functools
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -83,6 +83,25 @@ def operation(name: str):
         return inner
 
     return wrap
+
+
+async def paged_accounts(read_page: Callable[[int, int], Awaitable[dict[str, Any]]], size: int,
+                         enabled: Collection[str]) -> dict[str, bool]:
+    """`accounts` of a panel that pages its users by offset: `read_page(offset, size)` answers
+    `{users: [{username, status}, ...], total}`; every user of ours, ref → its status is one
+    of `enabled`, read page after page until `total` are seen."""
+    out: dict[str, bool] = {}
+    offset = 0
+    while True:
+        page = await read_page(offset, size)
+        users = page.get("users") or []
+        for u in users:
+            name = str(u.get("username", ""))
+            if name.startswith(REF_PREFIX):
+                out[name] = u.get("status") in enabled
+        offset += len(users)
+        if not users or offset >= int(page.get("total") or 0):
+            return out
 
 
 class VpnBackend(ABC):

@@ -35,13 +35,13 @@ from urllib.parse import quote
 import httpx
 
 from provisioner.backends.base import (
-    REF_PREFIX,
     AccessDetails,
     AccountMissing,
     BackendError,
     Usage,
     VpnBackend,
     operation,
+    paged_accounts,
 )
 
 PAGE = 500
@@ -201,28 +201,23 @@ class MarzbanBackend(VpnBackend):
                      limited=user.get("status") == "limited"
                      or bool(limit is not None and used >= limit))
 
-    @operation("accounts")
-    async def accounts(self) -> dict[str, bool]:
-        out: dict[str, bool] = {}
-        offset = 0
-        while True:
-            resp = await self._call("accounts", "GET", "/api/users",
-                                    params={"offset": offset, "limit": PAGE})
-            if resp.status_code != 200:
-                raise self._fail("accounts", resp)
-            users = resp.json().get("users") or []
-            for u in users:
-                name = str(u.get("username", ""))
-                if name.startswith(REF_PREFIX):
-                    out[name] = u.get("status") in ENABLED
-            offset += len(users)
-            if not users or offset >= int(resp.json().get("total") or 0):
-                return out
-
-    async def probe(self) -> None:
-        resp = await self._call("accounts", "GET", "/api/users", params={"offset": 0, "limit": 1})
+    async def _users_page(self, offset: int, limit: int) -> httpx.Response:
+        """A page of the panel's users (a 200, else BackendError)."""
+        resp = await self._call("accounts", "GET", "/api/users",
+                                params={"offset": offset, "limit": limit})
         if resp.status_code != 200:
             raise self._fail("accounts", resp)
+        return resp
+
+    @operation("accounts")
+    async def accounts(self) -> dict[str, bool]:
+        async def page(offset: int, size: int) -> dict[str, Any]:
+            return (await self._users_page(offset, size)).json()
+
+        return await paged_accounts(page, PAGE, ENABLED)
+
+    async def probe(self) -> None:
+        await self._users_page(0, 1)
 
     async def close(self) -> None:
         await self._client.aclose()

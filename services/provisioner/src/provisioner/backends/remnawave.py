@@ -41,6 +41,7 @@ from provisioner.backends.base import (
     Usage,
     VpnBackend,
     operation,
+    paged_accounts,
 )
 
 PAGE = 1000  # the panel's largest page
@@ -248,29 +249,23 @@ class RemnawaveBackend(VpnBackend):
             raise self._fail("revoke", resp)
         return AccessDetails(self._response(resp)["subscriptionUrl"])
 
-    @operation("accounts")
-    async def accounts(self) -> dict[str, bool]:
-        out: dict[str, bool] = {}
-        start = 0
-        while True:
-            resp = await self._call("accounts", "GET", "/api/users",
-                                    params={"start": start, "size": PAGE})
-            if resp.status_code != 200:
-                raise self._fail("accounts", resp)
-            page = self._response(resp)
-            users = page.get("users") or []
-            for u in users:
-                name = str(u.get("username", ""))
-                if name.startswith(REF_PREFIX):
-                    out[name] = u.get("status") in ENABLED
-            start += len(users)
-            if not users or start >= int(page.get("total") or 0):
-                return out
-
-    async def probe(self) -> None:
-        resp = await self._call("accounts", "GET", "/api/users", params={"start": 0, "size": 1})
+    async def _users_page(self, start: int, size: int) -> httpx.Response:
+        """A page of the panel's users (a 200, else BackendError)."""
+        resp = await self._call("accounts", "GET", "/api/users",
+                                params={"start": start, "size": size})
         if resp.status_code != 200:
             raise self._fail("accounts", resp)
+        return resp
+
+    @operation("accounts")
+    async def accounts(self) -> dict[str, bool]:
+        async def page(start: int, size: int) -> dict[str, Any]:
+            return self._response(await self._users_page(start, size))
+
+        return await paged_accounts(page, PAGE, ENABLED)
+
+    async def probe(self) -> None:
+        await self._users_page(0, 1)
 
     async def close(self) -> None:
         await self._client.aclose()
