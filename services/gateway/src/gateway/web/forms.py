@@ -67,6 +67,16 @@ def upstream_errors(exc: AppError, t: Translator, default_field: str = "form") -
     return {default_field: exc.message}
 
 
+def refusal_errors(exc: AppError, t: Translator, default_field: str = "form", *,
+                   raise_not_found: bool = False) -> dict[str, str]:
+    """A submitted form's refusal by the upstream, as `upstream_errors` shows it; a server
+    error is raised again (the error page), and so is a 404 with `raise_not_found` (the
+    record the page is about is gone)."""
+    if exc.status >= 500 or (raise_not_found and exc.status == 404):
+        raise exc
+    return upstream_errors(exc, t, default_field)
+
+
 def password_errors(exc: AppError, t: Translator) -> dict[str, str]:
     """A refused new password (security.password_problem) as a message next to its field."""
     details = exc.details if isinstance(exc.details, dict) else {}

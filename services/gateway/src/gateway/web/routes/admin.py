@@ -31,7 +31,7 @@ from gateway.insight import Insight
 from gateway.schemas import RoleBody
 from gateway.web import dashboard, views
 from gateway.web.deps import Admin, Form, Staff
-from gateway.web.forms import FormInvalid, field_errors, upstream_errors, validate
+from gateway.web.forms import FormInvalid, field_errors, refusal_errors, upstream_errors, validate
 from gateway.web.pages import Pages
 from gateway.web.rendering import WebRoute, render, render_thread, see_other, translator
 from runtime.errors import AppError, NotFound, ValidationFailed
@@ -176,9 +176,7 @@ async def create_promo_code(request: Request, caller: Admin, form: Form):
     except FormInvalid as exc:
         errors = exc.errors
     except AppError as exc:
-        if exc.status >= 500:
-            raise
-        errors = upstream_errors(exc, t, "code")
+        errors = refusal_errors(exc, t, "code")
     else:
         return see_other("/admin/promo-codes?done=promo_code_created")
     return render(request, "admin/promo_codes.html", http_status=400,
@@ -209,9 +207,7 @@ async def create_plan(request: Request, caller: Admin, form: Form):
     except FormInvalid as exc:
         errors = exc.errors
     except AppError as exc:
-        if exc.status >= 500:
-            raise
-        errors = upstream_errors(exc, translator(request))
+        errors = refusal_errors(exc, translator(request))
     else:
         return see_other("/admin/plans?done=plan_created")
     return render(request, "admin/plans.html", http_status=400, plans=await pages.all_plans(caller),
@@ -239,9 +235,7 @@ async def edit_plan(request: Request, caller: Admin, form: Form, plan_id: str):
     except FormInvalid as exc:
         errors = exc.errors
     except AppError as exc:
-        if exc.status >= 500 or exc.status == 404:
-            raise
-        errors = upstream_errors(exc, translator(request))
+        errors = refusal_errors(exc, translator(request), raise_not_found=True)
     else:
         return see_other("/admin/plans?done=plan_saved")
     plan = await _plan(request, caller, plan_id)
@@ -285,9 +279,7 @@ async def refund(request: Request, caller: Admin, form: Form, invoice_id: str):
     except FormInvalid as exc:
         errors = exc.errors
     except AppError as exc:
-        if exc.status >= 500 or exc.status == 404:
-            raise
-        errors = upstream_errors(exc, translator(request), "reason")
+        errors = refusal_errors(exc, translator(request), "reason", raise_not_found=True)
     else:
         return see_other(f"/admin/invoices/{invoice_id}?done=invoice_refunded")
     return await _invoice_page(request, caller, invoice_id, 400, errors, form)
@@ -387,9 +379,7 @@ async def create_server(request: Request, caller: Admin, form: Form):
     except ValidationError as exc:
         errors = field_errors(exc.errors(), t)
     except AppError as exc:
-        if exc.status >= 500:
-            raise
-        errors = upstream_errors(exc, t)
+        errors = refusal_errors(exc, t)
     else:
         return see_other("/admin/servers?done=server_created")
     kept = {k: v for k, v in form.items() if k not in CREDENTIAL_FIELDS}

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from contracts.public.broadcasts import SEGMENTS, BroadcastCreate, PreviewBody
 from gateway import broadcasts
 from gateway.web.deps import Admin, Form
-from gateway.web.forms import field_errors, upstream_errors
+from gateway.web.forms import field_errors, refusal_errors
 from gateway.web.rendering import WebRoute, render, see_other, translator
 from runtime.errors import AppError, NotFound
 
@@ -79,9 +79,7 @@ async def create(request: Request, caller: Admin, form: Form):
     except ValidationError as exc:
         errors = _errors(exc, rows, t)
     except AppError as exc:
-        if exc.status >= 500:
-            raise
-        errors = upstream_errors(exc, t)
+        errors = refusal_errors(exc, t)
     else:
         return see_other(f"/admin/broadcasts/{reply.data.broadcast.id}?done=broadcast_created")
     return await _list_page(request, caller, 400, errors, dict(form))
@@ -119,9 +117,7 @@ async def preview(request: Request, caller: Admin, form: Form, broadcast_id: str
     except (ValueError, ValidationError):
         errors = {"telegram_user_id": t("form.number")}
     except AppError as exc:
-        if exc.status >= 500 or exc.status == 404:
-            raise
-        errors = upstream_errors(exc, t, "telegram_user_id")
+        errors = refusal_errors(exc, t, "telegram_user_id", raise_not_found=True)
     else:
         return see_other(f"/admin/broadcasts/{broadcast_id}?done=broadcast_previewed")
     return await _page(request, caller, broadcast_id, 400, errors, dict(form))

@@ -16,7 +16,14 @@ from contracts.public.tickets import MessageCreate, TicketCreate
 from gateway.commerce import set_auto_renew, start_trial
 from gateway.web import views
 from gateway.web.deps import Form, SignedIn
-from gateway.web.forms import FormInvalid, PasswordForm, password_errors, upstream_errors, validate
+from gateway.web.forms import (
+    FormInvalid,
+    PasswordForm,
+    password_errors,
+    refusal_errors,
+    upstream_errors,
+    validate,
+)
 from gateway.web.pages import Pages
 from gateway.web.qr import qr_svg
 from gateway.web.rendering import WebRoute, render, render_thread, see_other, translator
@@ -358,9 +365,7 @@ async def open_ticket(request: Request, caller: SignedIn, form: Form):
     except FormInvalid as exc:
         errors = exc.errors
     except AppError as exc:
-        if exc.status >= 500:
-            raise
-        errors = upstream_errors(exc, translator(request))
+        errors = refusal_errors(exc, translator(request))
         status, headers = exc.status, exc.headers  # a 429 keeps its Retry-After
     else:
         return see_other(f"/app/tickets/{ticket['id']}?done=ticket_opened")
