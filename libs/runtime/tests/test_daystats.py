@@ -149,3 +149,33 @@ async def test_without_a_live_table_the_live_days_are_computed_every_time(db):
             await daystats.report(s, days_table, Periods.between(today, today), source.compute,
                                   row)
     assert source.asked == [(today, today)] * 2
+
+
+async def test_a_fill_past_the_command_timeout_goes_on_in_shorter_chunks(db):
+    """A month's statement that times out is tried again as shorter chunks, rolled back first:
+    every day of the range ends up stored once, each chunk committed on its own."""
+    source = Source()
+
+    class Slow:
+        def __init__(self, session):
+            self.session = session
+
+        async def fill(self, first: date, last: date) -> int:
+            stored = await daystats.fill(self.session, days_table, first, last, source.compute)
+            if (last - first).days + 1 > 8:  # what a busy database cannot finish in time
+                raise TimeoutError
+            return stored
+
+        async def refresh_live(self) -> int:
+            return 0
+
+    filled = await daystats.fill_recent(db, "test", Slow, days_back=40, chunk=31)
+    last = (now() - daystats.GRACE).date() - daystats.DAY
+    async with db.transaction() as s:
+        stored = list((await s.execute(sa.select(days_table.c.day)
+                                       .order_by(days_table.c.day))).scalars())
+    assert filled == 40
+    assert stored == [last - timedelta(days=39 - i) for i in range(40)]
+    # tried as 31 days (rolled back), 15 (rolled back), then 7 at a time
+    assert [(b - a).days + 1 for a, b in source.asked[:3]] == [31, 15, 7]
+    assert all((b - a).days + 1 <= 7 for a, b in source.asked[2:])
