@@ -176,6 +176,9 @@ async def test_a_fill_past_the_command_timeout_goes_on_in_shorter_chunks(db):
                                        .order_by(days_table.c.day))).scalars())
     assert filled == 40
     assert stored == [last - timedelta(days=39 - i) for i in range(40)]
-    # tried as 31 days (rolled back), 15 (rolled back), then 7 at a time
+    # tried as 31 days (rolled back), 15 (rolled back), then 7 at a time, oldest first
     assert [(b - a).days + 1 for a, b in source.asked[:3]] == [31, 15, 7]
-    assert all((b - a).days + 1 <= 7 for a, b in source.asked[2:])
+    kept = source.asked[2:]
+    assert all((b - a).days + 1 <= 7 for a, b in kept)
+    assert [a for a, _ in kept] == sorted(a for a, _ in kept)
+    assert kept[0][0] == stored[0] and kept[-1][1] == stored[-1]

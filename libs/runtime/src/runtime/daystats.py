@@ -255,27 +255,30 @@ class Filler(Protocol):
 async def fill_recent(db: Database, service: str, repository: Callable[[AsyncSession], Filler],
                       days_back: int, chunk: int = 31) -> int:
     """The `stats_days_fill` job: store the closed days of the last `days_back` days not cached
-    yet (yesterday's soon after midnight; those forgotten by writes), newest first, a
-    transaction per `chunk` days so a fill holds the cache's lock only that long; how many.
+    yet (yesterday's soon after midnight; those forgotten by writes), oldest first, so each
+    chunk starts from the day before it as the chunk before stored it (a gauge such as the
+    active subscriptions is then that day's figure plus the changes, not counted from the
+    source again), a transaction per `chunk` days so a fill holds the cache's lock only that
+    long; how many.
 
     A statement past the connection's command timeout (a large history on a busy database)
     rolls its chunk back, and the same days are tried again in chunks half as long, down to
     one day: so the fill makes progress where a whole month's statement cannot finish."""
     last = (now() - GRACE).date() - DAY
-    first = last - timedelta(days=days_back - 1)
+    start = last - timedelta(days=days_back - 1)
     filled = 0
-    while last >= first:
-        start = max(first, last - timedelta(days=chunk - 1))
+    while start <= last:
+        end = min(last, start + timedelta(days=chunk - 1))
         try:
             async with db.transaction() as s:
-                filled += await repository(s).fill(start, last)
+                filled += await repository(s).fill(start, end)
         except TimeoutError:
             if chunk == 1:
                 raise
             chunk //= 2
             log.warning("stats_days_fill_shorter", service=service, days=chunk)
             continue
-        last = start - DAY
+        start = end + DAY
     log.info("stats_days_filled", service=service, days=filled)
     return filled
 
