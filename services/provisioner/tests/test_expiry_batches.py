@@ -253,3 +253,25 @@ async def test_a_panel_without_a_bulk_call_gets_one_disable_per_account_bounded(
     assert all(isinstance(e, BackendError) and e.status == 503 for e in failed.values())
     assert sorted(panel.disabled) == sorted(set(refs) - {"vpn_003", "vpn_017", "vpn_020"})
     assert panel.most_in_flight == 4  # as many at once as allowed, never more
+
+
+async def test_the_active_gauge_is_counted_at_most_every_interval_however_often_the_sweep_runs(
+        db, service, unit_settings, monkeypatch):
+    """A sweep a second (a small EXPIRY_SWEEP_SECONDS) must not count every running
+    subscription each time: the gauge is sampled at once by a new worker, then at most every
+    ACTIVE_GAUGE_SECONDS."""
+    from provisioner import jobs
+    from provisioner.metrics import ACTIVE_SUBSCRIPTIONS
+
+    monkeypatch.setattr("provisioner.jobs.now", lambda: T0)  # all of them running, none due
+    handlers = schedule_handlers(db, service, None, unit_settings)
+    await running(db, 3, prefix=f"gauge-{uuid.uuid4().hex[:6]}")
+    await handlers["expiry_sweep"](None)
+    counted = ACTIVE_SUBSCRIPTIONS._value.get()
+    await running(db, 2, prefix=f"gauge-{uuid.uuid4().hex[:6]}")
+    await handlers["expiry_sweep"](None)  # within the interval: not counted again
+    assert ACTIVE_SUBSCRIPTIONS._value.get() == counted
+    assert jobs.ACTIVE_GAUGE_SECONDS >= 10
+    restarted = schedule_handlers(db, service, None, unit_settings)  # a worker started afresh
+    await restarted["expiry_sweep"](None)
+    assert ACTIVE_SUBSCRIPTIONS._value.get() == counted + 2

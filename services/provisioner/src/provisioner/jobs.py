@@ -49,6 +49,7 @@ log = get_logger(__name__)
 
 PROVISION = "provision"
 SCHEDULES = "provisioner_schedules"
+ACTIVE_GAUGE_SECONDS = 30.0  # how often `provisioner_active_subscriptions` is counted at most
 
 
 def describe(exc: BaseException) -> str:
@@ -148,6 +149,8 @@ def provision_handlers(db: Database, service: ProvisioningService):
 
 def schedule_handlers(db: Database, service: ProvisioningService, jobs: ProvisionJobs,
                       settings: Settings, sweeps: JobQueue | None = None):
+    gauge_due = [0.0]  # when the expiry sweep next samples `provisioner_active_subscriptions`
+
     async def provision_sweep(job: Job, token: str = ""):
         """Re-queue committed work whose job was never queued (same ids: no duplicates), and
         place grants waiting for a server with room (capacity may have been added)."""
@@ -196,8 +199,12 @@ def schedule_handlers(db: Database, service: ProvisioningService, jobs: Provisio
                 break
         if expired:
             log.info("expiry_sweep", expired=expired)
-        async with db.transaction() as s:
-            ACTIVE_SUBSCRIPTIONS.set(await StatsRepository(s).running(now()))
+        # the gauge counts every running subscription: at most every ACTIVE_GAUGE_SECONDS,
+        # however often the sweep runs (a count a second is a core's work at a million)
+        if time.monotonic() >= gauge_due[0]:
+            async with db.transaction() as s:
+                ACTIVE_SUBSCRIPTIONS.set(await StatsRepository(s).running(now()))
+            gauge_due[0] = time.monotonic() + ACTIVE_GAUGE_SECONDS
         return expired
 
     async def expiry_reminders(job: Job, token: str = ""):
