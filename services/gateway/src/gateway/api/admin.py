@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Query
 
 from gateway.api.auth import user_out
-from gateway.api.deps import DB, Actions, AdminCaller
+from gateway.api.deps import DB, Actions, AdminCaller, PageLimit
 from gateway.repository import AuditRepository, UserRepository
 from gateway.schemas import AdminUserEnvelope, AdminUserList, AuditEntryOut, AuditLog, RoleBody
 from runtime.pagination import decode_id_cursor, decode_int_cursor
@@ -19,7 +19,7 @@ def admin_user_out(user) -> dict:
 
 @router.get("/users", response_model=AdminUserList)
 async def search_users(s: DB, caller: AdminCaller, q: str | None = Query(None, max_length=254),
-                       limit: int = Query(20, ge=1, le=100), cursor: str | None = None):
+                       limit: int = PageLimit, cursor: str | None = None):
     users = await UserRepository(s).search(q, limit, decode_id_cursor(cursor))
     nxt = users[limit - 1].id if len(users) > limit else None
     return {"users": [admin_user_out(u) for u in users[:limit]], "next_cursor": nxt}

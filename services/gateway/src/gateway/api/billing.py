@@ -45,7 +45,7 @@ from contracts.public.billing import (
     TransferOut,
 )
 from contracts.public.common import ErrorOut, WebhookAck
-from gateway.api.deps import Actions, AdminCaller, Clients, CurrentCaller, Limits
+from gateway.api.deps import Actions, AdminCaller, Clients, CurrentCaller, Limits, PageLimit
 from runtime.errors import ValidationFailed
 
 router = APIRouter(tags=["billing"])
@@ -116,7 +116,7 @@ async def preview_promo_code(clients: Clients, caller: CurrentCaller,
 
 @router.get("/balance", response_model=BalanceOut, responses=ERRORS)
 async def get_balance(clients: Clients, caller: CurrentCaller,
-                      limit: int = Query(20, ge=1, le=100),
+                      limit: int = PageLimit,
                       cursor: str | None = CursorQuery):
     """The balance and its ledger, newest first (`amount_usd` signed)."""
     return (await clients.billing.balance(caller, limit, cursor)).response()
@@ -142,7 +142,7 @@ async def create_top_up(body: TopUpCreate, request: Request, clients: Clients, l
 
 @router.get("/invoices", response_model=InvoiceList, responses=ERRORS)
 async def list_invoices(clients: Clients, caller: CurrentCaller,
-                        limit: int = Query(20, ge=1, le=100),
+                        limit: int = PageLimit,
                         cursor: str | None = CursorQuery):
     return (await clients.billing.invoices(caller, limit, cursor)).response()
 
@@ -229,7 +229,7 @@ async def admin_list_invoices(clients: Clients, caller: AdminCaller,
                               status: InvoiceStatus | None = None,
                               user_id: str | None = Query(None,
                                                           pattern=r"^[A-Za-z0-9_-]{1,64}$"),
-                              limit: int = Query(20, ge=1, le=100),
+                              limit: int = PageLimit,
                               cursor: str | None = CursorQuery):
     return (await clients.billing.admin_invoices(caller, status=status, user_id=user_id,
                                                  limit=limit, cursor=cursor)).response()
@@ -257,7 +257,7 @@ async def admin_update_promo_code(code_id: Id, body: PromoCodeUpdate, actions: A
 
 @admin.get("/users/{user_id}/balance", response_model=BalanceOut, responses=ADMIN_ERRORS)
 async def admin_get_balance(user_id: Id, clients: Clients, caller: AdminCaller,
-                            limit: int = Query(20, ge=1, le=100),
+                            limit: int = PageLimit,
                             cursor: str | None = CursorQuery):
     return (await clients.billing.admin_balance(caller, user_id, limit, cursor)).response()
 

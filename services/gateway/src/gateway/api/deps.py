@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.account import AccountService
@@ -19,6 +19,8 @@ from runtime.errors import Forbidden, Unauthenticated
 
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 STAFF = frozenset({"SUPPORT", "ADMIN"})  # the roles that may work the support queue
+# The page size every list of the JSON API takes (`?limit=`).
+PageLimit = Query(20, ge=1, le=100)
 
 
 async def db_session(request: Request):

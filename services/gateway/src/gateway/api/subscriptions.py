@@ -26,7 +26,7 @@ from contracts.public.subscriptions import (
     UsageOut,
 )
 from gateway.api.billing import WEBHOOK_HEADERS_DROPPED
-from gateway.api.deps import Actions, AdminCaller, Clients, CurrentCaller, Limits
+from gateway.api.deps import Actions, AdminCaller, Clients, CurrentCaller, Limits, PageLimit
 from gateway.commerce import set_auto_renew, start_trial
 
 router = APIRouter(tags=["subscriptions"])
@@ -120,7 +120,7 @@ async def remnawave_webhook(request: Request, clients: Clients):
 async def admin_list(clients: Clients, caller: AdminCaller,
                      user_id: str | None = Query(None, min_length=1, max_length=64),
                      status: SubscriptionStatus | None = None,
-                     limit: int = Query(20, ge=1, le=100),
+                     limit: int = PageLimit,
                      cursor: str | None = Query(None, max_length=200)):
     return (await clients.provisioner.admin_subscriptions(
         caller, user_id=user_id, status=status, limit=limit, cursor=cursor)).response()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Request, Response
 
 from contracts.public.tickets import (
     AdminTicketEnvelope,
@@ -24,7 +24,7 @@ from contracts.public.tickets import (
     TicketStatus,
 )
 from gateway import desk
-from gateway.api.deps import Actions, Clients, CurrentCaller, Limits, StaffCaller
+from gateway.api.deps import Actions, Clients, CurrentCaller, Limits, PageLimit, StaffCaller
 from runtime.errors import ValidationFailed
 
 router = APIRouter(tags=["tickets"])
@@ -40,7 +40,7 @@ async def create_ticket(body: TicketCreate, clients: Clients, limits: Limits,
 
 @router.get("/tickets", response_model=TicketList)
 async def list_tickets(clients: Clients, caller: CurrentCaller, status: TicketStatus | None = None,
-                       limit: int = Query(20, ge=1, le=100), cursor: str | None = None):
+                       limit: int = PageLimit, cursor: str | None = None):
     return (await clients.tickets.tickets(caller, status=status, limit=limit,
                                           cursor=cursor)).response()
 
@@ -122,7 +122,7 @@ async def rate_ticket(ticket_id: str, body: RatingCreate, clients: Clients, limi
 
 @admin.get("/tickets", response_model=AdminTicketList)
 async def admin_list(clients: Clients, caller: StaffCaller, status: TicketStatus | None = None,
-                     limit: int = Query(20, ge=1, le=100), cursor: str | None = None):
+                     limit: int = PageLimit, cursor: str | None = None):
     return (await clients.tickets.queue(caller, status=status, limit=limit,
                                         cursor=cursor)).response()
 
