@@ -174,6 +174,12 @@ def _check_plan(event: InvoicePaidV1) -> None:
         raise ValueError(f"invoice {event.invoice_id}: plan snapshot has no time to grant")
 
 
+def mark_refunded(grant: Grant, ts: datetime, taken: timedelta = timedelta(0)) -> None:
+    """The grant is REFUNDED at `ts`, with `taken` of the subscription's time taken back."""
+    grant.status, grant.refunded_at, grant.updated_at = REFUNDED, ts, ts
+    grant.refunded_seconds = int(taken.total_seconds())
+
+
 def transition(sub: Subscription, to: str) -> None:
     if to not in TRANSITIONS.get(sub.status, set()):
         raise IllegalTransition("subscription", sub.status, to)
@@ -426,9 +432,8 @@ class ProvisioningService:
             return None
         grant = await repo.grant_by_invoice(event.invoice_id, for_update=True)
         if grant.status in (PENDING, FAILED, WAITING):
-            grant.status, grant.refund_reason = REFUNDED, event.reason
-            grant.refunded_at = grant.updated_at = ts
-            grant.refunded_seconds = 0
+            grant.refund_reason = event.reason
+            mark_refunded(grant, ts)
             LIFECYCLE.labels("refunded_before_applied").inc()
             return None
         if grant.status == APPLIED:
@@ -478,8 +483,7 @@ class ProvisioningService:
                     previous_expires_at=previous, expires_at=shortened,
                     days_added=-grant.duration_days, reason="refund"))
                 outcome = "shortened"
-        grant.status, grant.refunded_at, grant.updated_at = REFUNDED, ts, ts
-        grant.refunded_seconds = int(taken.total_seconds())
+        mark_refunded(grant, ts, taken)
         LIFECYCLE.labels(f"refund_{outcome}").inc()
         return outcome
 
@@ -537,9 +541,8 @@ class ProvisioningService:
             return None  # reversed before its reward arrived
         grant = await repo.grant_by_invoice(key, for_update=True)
         if grant.status in (PENDING, FAILED, SKIPPED):
-            grant.status, grant.refund_reason = REFUNDED, "referral reversed"
-            grant.refunded_at = grant.updated_at = ts
-            grant.refunded_seconds = 0
+            grant.refund_reason = "referral reversed"
+            mark_refunded(grant, ts)
             return None
         if grant.status == APPLIED:
             grant.status, grant.refund_reason = REFUND_PENDING, "referral reversed"
@@ -566,8 +569,7 @@ class ProvisioningService:
                 previous_expires_at=previous, expires_at=sub.expires_at,
                 days_added=-grant.duration_days, reason="referral_reversed"))
             outcome = "shortened"
-        grant.status, grant.refunded_at, grant.updated_at = REFUNDED, ts, ts
-        grant.refunded_seconds = int(taken.total_seconds())
+        mark_refunded(grant, ts, taken)
         LIFECYCLE.labels(f"referral_reversal_{outcome}").inc()
         return outcome
 
