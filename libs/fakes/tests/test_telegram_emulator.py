@@ -72,7 +72,9 @@ class WebhookServer:
 @pytest.fixture
 def webhook() -> Iterator[WebhookServer]:
     """A tiny real uvicorn server in a background thread recording what it is POSTed."""
-    port = free_port()
+    sock = socket.socket()  # bound now and served as it is: a free port could be taken
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
     server_state = WebhookServer(url=f"http://127.0.0.1:{port}/telegram/webhook")
     app = FastAPI()
 
@@ -81,20 +83,19 @@ def webhook() -> Iterator[WebhookServer]:
         server_state.received.append((dict(request.headers), await request.json()))
         return JSONResponse({}, status_code=server_state.status)
 
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "webhook server did not start"
-        time.sleep(0.01)
     try:
+        deadline = time.monotonic() + 10
+        while not server.started:
+            assert time.monotonic() < deadline, "webhook server did not start"
+            time.sleep(0.01)
         yield server_state
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+        sock.close()
 
 
 # --------------------------------------------------------------------------- protocol basics

@@ -25,27 +25,29 @@ TOKEN = "123456:TEST-TOKEN"
 PAYER = 5550001
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def bound() -> socket.socket:
+    """A socket on a free port, bound now and served by uvicorn as it is: a port looked up and
+    bound later could be taken in between by another test."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    return sock
 
 
 @contextmanager
-def serve(app: FastAPI, port: int) -> Iterator[None]:
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
+def serve(app: FastAPI, sock: socket.socket) -> Iterator[None]:
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.01)
     try:
+        deadline = time.monotonic() + 10
+        while not server.started:
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(0.01)
         yield
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+        sock.close()
 
 
 @dataclass
@@ -67,7 +69,8 @@ class World:
 
 @pytest.fixture
 def world() -> Iterator[World]:
-    emu_port, bot_port = free_port(), free_port()
+    emu_sock, bot_sock = bound(), bound()
+    emu_port, bot_port = emu_sock.getsockname()[1], bot_sock.getsockname()[1]
     base = f"http://127.0.0.1:{emu_port}"
     emulator = create_app(EmulatorConfig(token=TOKEN, pre_checkout_timeout=1.0))
     bot = BotBehaviour()
@@ -91,8 +94,8 @@ def world() -> Iterator[World]:
         return {}
 
     with ExitStack() as servers:
-        servers.enter_context(serve(emulator, emu_port))
-        servers.enter_context(serve(hook, bot_port))
+        servers.enter_context(serve(emulator, emu_sock))
+        servers.enter_context(serve(hook, bot_sock))
         httpx.post(f"{base}/bot{TOKEN}/setWebhook",
                    json={"url": f"http://127.0.0.1:{bot_port}/hook",
                          "allowed_updates": ["message", "pre_checkout_query"]}

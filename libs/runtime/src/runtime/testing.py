@@ -110,39 +110,56 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _server(app: Any, port: int | None, config: dict[str, Any]) -> tuple[uvicorn.Server, str]:
-    options = {"host": "127.0.0.1", "log_level": "warning", **config,
-               "port": port or free_port()}
+def _server(app: Any, port: int | None, config: dict[str, Any]
+            ) -> tuple[uvicorn.Server, str, list[socket.socket] | None]:
+    """The server, its URL, and (without a `port`) the socket it is to serve on, bound here:
+    a free port looked up and bound later could be taken in between by another process."""
+    options = {"host": "127.0.0.1", "log_level": "warning", **config}
+    sockets = None
+    if port:
+        options["port"] = port
+    else:
+        sock = socket.socket()
+        sock.bind((options["host"], 0))
+        options["port"] = sock.getsockname()[1]
+        sockets = [sock]
     scheme = "https" if options.get("ssl_certfile") else "http"
     return (uvicorn.Server(uvicorn.Config(app, **options)),
-            f"{scheme}://{options['host']}:{options['port']}")
+            f"{scheme}://{options['host']}:{options['port']}", sockets)
+
+
+def _close(sockets: list[socket.socket] | None) -> None:
+    for sock in sockets or ():
+        sock.close()
 
 
 @contextmanager
 def serve_in_thread(app: Any, port: int | None = None, **config: Any) -> Iterator[str]:
     """`app` served by uvicorn (on `port`, or a free one) in a thread of its own, for as long as
     the block runs; its base URL. `config` goes to `uvicorn.Config`."""
-    server, url = _server(app, port, config)
-    thread = threading.Thread(target=server.run, daemon=True)
+    server, url, sockets = _server(app, port, config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": sockets}, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        assert thread.is_alive(), "the test server stopped at startup"
-        assert time.monotonic() < deadline, "the test server did not start"
-        time.sleep(0.01)
     try:
+        deadline = time.monotonic() + 15
+        while not server.started:
+            assert thread.is_alive(), "the test server stopped at startup"
+            assert time.monotonic() < deadline, "the test server did not start"
+            time.sleep(0.01)
         yield url
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+        _close(sockets)
 
 
 @asynccontextmanager
 async def serving(app: Any, **config: Any) -> AsyncIterator[str]:
     """`app` served by uvicorn on a free port in this event loop, for as long as the block runs;
     its base URL. `config` goes to `uvicorn.Config` (a `port` in it is replaced)."""
-    server, url = _server(app, None, config)
-    task = asyncio.create_task(server.serve())
+    config.pop("port", None)
+    server, url, sockets = _server(app, None, config)
+    task = asyncio.create_task(server.serve(sockets=sockets))
     try:
         while not server.started:
             assert not task.done(), "uvicorn did not start"
@@ -151,6 +168,7 @@ async def serving(app: Any, **config: Any) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await task
+        _close(sockets)
 
 
 async def await_for(predicate: Callable[[], Awaitable[T]], timeout: float = 20,
