@@ -60,8 +60,9 @@ class PaymentWatcher:
     async def _settle(self, invoice: Invoice, observed: list[ObservedPayment],
                       now: datetime | None = None) -> str:
         """Row-lock the invoice and reconcile, unless nothing could change (no payment seen,
-        and the invoice closed or its rate lock still running): then no transaction at all. Times are taken here
-        (`now` only in tests), so `paid_at` is when this invoice was settled."""
+        and the invoice closed or its rate lock still running): then no transaction at all.
+        Times are taken here (`now` only in tests), so `paid_at` is when this invoice was
+        settled."""
         at = now or utcnow()
         # nothing seen changes nothing, except an open invoice's rate lock running out
         if not observed and (invoice.status not in OPEN or at < invoice.rate_locked_until):
