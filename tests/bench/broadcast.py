@@ -16,14 +16,16 @@ from runtime import identity
 
 
 class AdminAuth(httpx.Auth):
-    """The telegram service's ADMIN identity, signed afresh for each request (it expires)."""
+    """An ADMIN identity for one service (telegram unless named), signed afresh for each
+    request (it expires)."""
 
-    def __init__(self, stack):
+    def __init__(self, stack, audience: str = "telegram"):
         self.key = stack.env.get("INTERNAL_SIGNING_KEY", "dev-internal-signing-key-change-me")
+        self.audience = audience
 
     def auth_flow(self, request):
         request.headers[identity.HEADER] = identity.sign(self.key, "bench", "ADMIN",
-                                                         audience="telegram")
+                                                         audience=self.audience)
         yield request
 
 

@@ -205,18 +205,7 @@ async def wait_kpis_warm(dsn: str, days: int, timeout: float) -> dict:
 def service_kpis(stack: Stack, n: int, budget: float) -> dict:
     """Each service's own `GET /internal/admin/stats` over HTTP (what the gateway asks the
     three for at once), for the same ranges as the gateway's KPI figures."""
-    from runtime import identity
-
-    key = stack.env.get("INTERNAL_SIGNING_KEY", "dev-internal-signing-key-change-me")
-
-    class Admin(httpx.Auth):
-        def __init__(self, audience: str):
-            self.audience = audience
-
-        def auth_flow(self, request):  # signed afresh for each request: it lives a minute
-            request.headers[identity.HEADER] = identity.sign(key, "bench", "ADMIN",
-                                                             audience=self.audience)
-            yield request
+    from tests.bench.broadcast import AdminAuth
 
     today = date.today()
     ranges = {"30 days": {"from": str(today - timedelta(days=30)), "to": str(today)},
@@ -226,7 +215,7 @@ def service_kpis(stack: Stack, n: int, budget: float) -> dict:
     out: dict = {}
     for service in KPI_SCHEMAS:
         with httpx.Client(base_url=stack.api_url(service), timeout=300,
-                          auth=Admin(service)) as c:
+                          auth=AdminAuth(stack, service)) as c:
             for label, params in ranges.items():
                 q = "&".join(f"{k}={v}" for k, v in params.items())
                 out[f"{service} stats, {label}"] = timed(c, f"/internal/admin/stats?{q}", n,

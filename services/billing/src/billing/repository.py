@@ -99,9 +99,7 @@ class InvoiceRepository(Repository[Invoice]):
         whole table."""
         cols = (Invoice.rate_locked_until, Invoice.id)
         mine = Invoice.provider == provider
-        # the first column alone as well: the indexes' range starts there
-        later = (sa.and_(Invoice.rate_locked_until >= after[0],
-                         sa.tuple_(*cols) > sa.tuple_(*after)) if after else sa.true())
+        later = _after(*cols, after)
         watched = sa.union(
             sa.select(*cols).where(mine, Invoice.status.in_(OPEN_STATUSES), later),
             sa.select(*cols).join(Payment, Payment.invoice_id == Invoice.id)
@@ -121,8 +119,7 @@ class InvoiceRepository(Repository[Invoice]):
         stmt = (sa.select(closed, Invoice.id)
                 .where(Invoice.provider == provider, Invoice.status == status, closed >= since)
                 .order_by(closed, Invoice.id).limit(limit))
-        if after:
-            stmt = stmt.where(closed >= after[0], sa.tuple_(closed, Invoice.id) > sa.tuple_(*after))
+        stmt = stmt.where(_after(closed, Invoice.id, after))
         return [(at, i) for at, i in await self.session.execute(stmt)]
 
     async def ids_past_lock(self, provider: str, now: datetime, limit: int) -> list[str]:
@@ -131,6 +128,14 @@ class InvoiceRepository(Repository[Invoice]):
                        Invoice.rate_locked_until <= now)
                 .order_by(Invoice.rate_locked_until).limit(limit))
         return list((await self.session.execute(stmt)).scalars())
+
+
+def _after(first, second, key: tuple | None) -> sa.ColumnElement[bool]:
+    """Rows after the keyset `key` of `(first, second)` (all rows without one); the first
+    column is compared alone as well, so an index on it starts its range there."""
+    if key is None:
+        return sa.true()
+    return sa.and_(first >= key[0], sa.tuple_(first, second) > sa.tuple_(*key))
 
 
 class IdempotencyRepository:

@@ -199,8 +199,8 @@ def schedule_handlers(db: Database, service: ProvisioningService, jobs: Provisio
                 break
         if expired:
             log.info("expiry_sweep", expired=expired)
-        # the gauge counts every running subscription: at most every ACTIVE_GAUGE_SECONDS,
-        # however often the sweep runs (a count a second is a core's work at a million)
+        # the gauge counts every running subscription, so at most every ACTIVE_GAUGE_SECONDS
+        # however often the sweep runs (a short EXPIRY_SWEEP_SECONDS must not repeat it)
         if time.monotonic() >= gauge_due[0]:
             async with db.transaction() as s:
                 ACTIVE_SUBSCRIPTIONS.set(await StatsRepository(s).running(now()))
